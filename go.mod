@@ -1,0 +1,3 @@
+module github.com/hagent/hagent
+
+go 1.26.0

@@ -1,0 +1,398 @@
+package vrrp
+
+import (
+	"errors"
+	"math"
+	"net/netip"
+	"time"
+)
+
+// State is the RFC 5798 §6.4 state.
+type State uint8
+
+const (
+	Initialize State = iota
+	Backup
+	Master
+)
+
+func (s State) String() string {
+	switch s {
+	case Initialize:
+		return "Initialize"
+	case Backup:
+		return "Backup"
+	case Master:
+		return "Master"
+	}
+	return "invalid"
+}
+
+// NoDeadline is returned when no timer runs (Initialize state).
+const NoDeadline = time.Duration(math.MaxInt64)
+
+// Config is one virtual router as this member runs it.
+type Config struct {
+	VRID     uint8
+	Priority uint8 // 1..255; 255 = address owner
+	// AdvertInterval is Advertisement_Interval (10 ms .. 40.95 s).
+	AdvertInterval time.Duration
+	Preempt        bool
+	// PreemptDelay (not in RFC 5798; as keepalived's preempt_delay): a
+	// preempting backup waits this long after first seeing a lower-priority
+	// master before it takes over. 0 = RFC behaviour.
+	PreemptDelay time.Duration
+	// AcceptMode (§6.1): the master accepts packets addressed to the virtual
+	// addresses although it does not own them. A Home Agent needs it (its
+	// registrations arrive on the virtual address); the runner reports it,
+	// the datapath acts on it.
+	AcceptMode bool
+	// Primary is this router's primary IPv4 address on the interface (the
+	// source of its adverts; breaks ties between equal priorities).
+	Primary netip.Addr
+	Addrs   []netip.Addr // virtual addresses
+	// GARPCount gratuitous ARPs per virtual address on becoming master;
+	// GARPRepeat, if > 0, sends a second burst that long later (as
+	// keepalived's garp_master_delay), for switches that were slow to learn.
+	GARPCount  int
+	GARPRepeat time.Duration
+}
+
+// Validate checks ranges; errors name the field.
+func (c *Config) Validate() error {
+	switch {
+	case c.VRID == 0:
+		return errors.New("vrrp: vrid 0 is invalid (1..255)")
+	case c.Priority == 0:
+		return errors.New("vrrp: priority 0 is reserved for resigning (1..255)")
+	case c.AdvertInterval < 10*time.Millisecond || c.AdvertInterval > MaxInterval:
+		return errors.New("vrrp: advert interval out of range 10ms..40.95s")
+	case !c.Primary.Is4():
+		return errors.New("vrrp: primary address must be IPv4")
+	case len(c.Addrs) == 0 || len(c.Addrs) > MaxAddrs:
+		return errors.New("vrrp: need 1..32 virtual addresses")
+	case c.GARPCount < 0:
+		return errors.New("vrrp: garp count must be >= 0")
+	}
+	for _, a := range c.Addrs {
+		if !a.Is4() {
+			return errors.New("vrrp: virtual addresses must be IPv4")
+		}
+	}
+	return nil
+}
+
+// EventKind says what happened.
+type EventKind uint8
+
+const (
+	EvStartup  EventKind = iota + 1 // §6.4.1 Startup
+	EvShutdown                      // §6.4.2/3 Shutdown (resign with priority 0 if master)
+	EvAdvert                        // a validated advertisement (Receive returned nil)
+	EvTimer                         // now has reached the returned deadline
+	EvPriority                      // tracking changed the priority: Priority
+	EvHold                          // Hold = true: not yet initialized from the group
+)
+
+// Event is one input. For EvAdvert: Src (IP source), Priority, Interval.
+type Event struct {
+	Kind     EventKind
+	Src      netip.Addr
+	Priority uint8
+	Interval time.Duration
+	Hold     bool
+}
+
+// ActionKind is what the runner must do.
+type ActionKind uint8
+
+const (
+	ActSendAdvert  ActionKind = iota + 1 // send an advert with Priority
+	ActAddVIP                            // add the virtual addresses to the interface
+	ActRemoveVIP                         // remove them
+	ActGARP                              // Count gratuitous ARPs per virtual address
+	ActBecomeMaster                      // role change (Reason)
+	ActBecomeBackup                      // role change (Reason)
+	ActBecomeInit                        // role change (Reason)
+)
+
+// Action is one output, executed by the runner in order.
+type Action struct {
+	Kind     ActionKind
+	Priority uint8
+	Count    int
+	Reason   string
+	Peer     netip.Addr
+}
+
+// Reasons (constant strings: no allocation on the hot path).
+const (
+	ReasonOwner       = "startup as address owner (priority 255)"
+	ReasonStartup     = "startup"
+	ReasonMasterDown  = "master down timer expired (no advertisement)"
+	ReasonResigned    = "master resigned (priority 0), skew time expired"
+	ReasonPreempt     = "preempted a lower-priority master"
+	ReasonHigher      = "advertisement with higher priority"
+	ReasonEqualHigher = "advertisement with equal priority from a higher address"
+	ReasonShutdown    = "shutdown"
+)
+
+// Machine is the §6.4 state machine of one virtual router. Not safe for
+// concurrent use: the runner's goroutine owns it.
+type Machine struct {
+	cfg   Config
+	state State
+	prio  uint8 // configured priority after tracking
+	held  bool
+
+	masterAdverInterval time.Duration
+	adverTimer          time.Duration // Master: next advert
+	masterDownTimer     time.Duration // Backup: take over
+	garpTimer           time.Duration // Master: second GARP burst
+	lowerSince          time.Duration // Backup+PreemptDelay: first lower advert
+	lowerSeen           bool
+	resigned            bool // down timer was set to skew by a priority-0 advert
+	master              netip.Addr
+}
+
+// New returns a machine in Initialize. cfg must have passed Validate.
+func New(cfg Config) *Machine {
+	return &Machine{cfg: cfg, prio: cfg.Priority, masterAdverInterval: cfg.AdvertInterval,
+		adverTimer: NoDeadline, masterDownTimer: NoDeadline, garpTimer: NoDeadline}
+}
+
+// State is the current state.
+func (m *Machine) State() State { return m.state }
+
+// Held reports the hold input.
+func (m *Machine) Held() bool { return m.held }
+
+// Master is the address of the current master as last heard (Backup).
+func (m *Machine) MasterAddr() netip.Addr { return m.master }
+
+// MasterAdverInterval is the interval learned from the master (§6.1).
+func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
+
+// Priority is the priority this router uses in elections and adverts now:
+// the configured one after tracking, or 1 while held (see Hold).
+//
+// The hold rule: while the agent is not yet initialized from the group, the
+// router behaves as the least preferred member: priority 1 (also an owner),
+// never preempts, and an owner does not go straight to Master on Startup.
+// It therefore becomes Master only when no other member has advertised for a
+// whole Master_Down_Interval computed with priority 1 (the longest skew), i.e.
+// when nobody else could serve, and any un-held member with preemption takes
+// over from it. Releasing the hold restores the priority; a Master
+// re-advertises at once so preempting backups see the change.
+func (m *Machine) Priority() uint8 {
+	if m.held {
+		return 1
+	}
+	return m.prio
+}
+
+// preempt: Preempt_Mode, except that the address owner always preempts
+// (§6.1), and a held router never does.
+func (m *Machine) preempt() bool { return (m.cfg.Preempt || m.prio == 255) && !m.held }
+
+// SkewTime is ((256 - Priority) * Master_Adver_Interval) / 256 (§6.1).
+func (m *Machine) SkewTime() time.Duration {
+	return time.Duration(256-int64(m.Priority())) * m.masterAdverInterval / 256
+}
+
+// MasterDownInterval is 3 * Master_Adver_Interval + Skew_Time (§6.1).
+func (m *Machine) MasterDownInterval() time.Duration {
+	return 3*m.masterAdverInterval + m.SkewTime()
+}
+
+func (m *Machine) deadline() time.Duration {
+	switch m.state {
+	case Master:
+		return min(m.adverTimer, m.garpTimer)
+	case Backup:
+		return m.masterDownTimer
+	}
+	return NoDeadline
+}
+
+// Handle applies one event at monotonic time now, appends the actions to out
+// and returns them with the next deadline (NoDeadline if none). The runner
+// calls Handle(EvTimer) once now >= deadline.
+func (m *Machine) Handle(now time.Duration, ev Event, out []Action) ([]Action, time.Duration) {
+	switch ev.Kind {
+	case EvStartup:
+		if m.state == Initialize {
+			out = m.startup(now, out)
+		}
+	case EvShutdown:
+		out = m.shutdown(out)
+	case EvAdvert:
+		out = m.advert(now, ev, out)
+	case EvTimer:
+		out = m.timer(now, out)
+	case EvPriority:
+		p := max(ev.Priority, 1) // resigning is EvShutdown, not priority 0
+		old := m.Priority()
+		m.prio = p
+		out = m.priorityChanged(now, old, out)
+	case EvHold:
+		old := m.Priority()
+		m.held = ev.Hold
+		out = m.priorityChanged(now, old, out)
+	}
+	return out, m.deadline()
+}
+
+// §6.4.1
+func (m *Machine) startup(now time.Duration, out []Action) []Action {
+	if m.Priority() == 255 {
+		return m.becomeMaster(now, ReasonOwner, netip.Addr{}, out)
+	}
+	m.masterAdverInterval = m.cfg.AdvertInterval
+	m.masterDownTimer = now + m.MasterDownInterval()
+	m.state = Backup
+	m.lowerSeen, m.resigned = false, false
+	return append(out, Action{Kind: ActBecomeBackup, Reason: ReasonStartup})
+}
+
+func (m *Machine) becomeMaster(now time.Duration, reason string, peer netip.Addr, out []Action) []Action {
+	m.state = Master
+	m.masterDownTimer = NoDeadline
+	m.adverTimer = now + m.cfg.AdvertInterval
+	m.master = m.cfg.Primary
+	m.garpTimer = NoDeadline
+	if m.cfg.GARPRepeat > 0 && m.cfg.GARPCount > 0 {
+		m.garpTimer = now + m.cfg.GARPRepeat
+	}
+	out = append(out,
+		Action{Kind: ActAddVIP},
+		Action{Kind: ActSendAdvert, Priority: m.Priority()},
+		Action{Kind: ActGARP, Count: m.cfg.GARPCount},
+		Action{Kind: ActBecomeMaster, Reason: reason, Peer: peer})
+	return out
+}
+
+func (m *Machine) becomeBackup(now time.Duration, ev Event, reason string, out []Action) []Action {
+	m.state = Backup
+	m.adverTimer, m.garpTimer = NoDeadline, NoDeadline
+	m.learn(now, ev)
+	return append(out, Action{Kind: ActRemoveVIP}, Action{Kind: ActBecomeBackup, Reason: reason, Peer: ev.Src})
+}
+
+// learn: Set Master_Adver_Interval to the advert's, recompute, reset the
+// Master_Down_Timer (§6.4.2 / §6.4.3).
+func (m *Machine) learn(now time.Duration, ev Event) {
+	if ev.Interval > 0 {
+		m.masterAdverInterval = ev.Interval
+	}
+	m.masterDownTimer = now + m.MasterDownInterval()
+	m.master = ev.Src
+	m.resigned = false
+}
+
+func (m *Machine) shutdown(out []Action) []Action {
+	switch m.state {
+	case Initialize:
+		return out
+	case Master:
+		out = append(out, Action{Kind: ActSendAdvert, Priority: 0}, Action{Kind: ActRemoveVIP})
+	}
+	m.state = Initialize
+	m.adverTimer, m.masterDownTimer, m.garpTimer = NoDeadline, NoDeadline, NoDeadline
+	m.lowerSeen, m.resigned = false, false
+	return append(out, Action{Kind: ActBecomeInit, Reason: ReasonShutdown})
+}
+
+// higher reports whether an advert (prio, src) beats this router (§6.4.3).
+func (m *Machine) higher(prio uint8, src netip.Addr) (bool, string) {
+	me := m.Priority()
+	if prio > me {
+		return true, ReasonHigher
+	}
+	if prio == me && src.Compare(m.cfg.Primary) > 0 {
+		return true, ReasonEqualHigher
+	}
+	return false, ""
+}
+
+func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
+	if ev.Src == m.cfg.Primary {
+		return out // our own advert looped back
+	}
+	switch m.state {
+	case Backup:
+		if ev.Priority == 0 {
+			// §6.4.2: the master resigned; take over after Skew_Time.
+			m.masterDownTimer = now + m.SkewTime()
+			m.resigned = true
+			return out
+		}
+		if !m.preempt() || ev.Priority >= m.Priority() {
+			m.lowerSeen = false
+			m.learn(now, ev)
+			return out
+		}
+		// Preempt and the master has a lower priority: §6.4.2 discards the
+		// advert so the Master_Down_Timer runs out. With a preempt delay, keep
+		// accepting it until the delay has passed since the first one.
+		if m.cfg.PreemptDelay > 0 {
+			if !m.lowerSeen {
+				m.lowerSeen, m.lowerSince = true, now
+			}
+			if until := m.lowerSince + m.cfg.PreemptDelay; now < until {
+				m.learn(now, ev)
+				m.masterDownTimer = min(m.masterDownTimer, until)
+			}
+		}
+		return out
+	case Master:
+		if ev.Priority == 0 {
+			// §6.4.3: another router resigned; assert ourselves at once.
+			m.adverTimer = now + m.cfg.AdvertInterval
+			return append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
+		}
+		if ok, reason := m.higher(ev.Priority, ev.Src); ok {
+			return m.becomeBackup(now, ev, reason, out)
+		}
+	}
+	return out
+}
+
+func (m *Machine) timer(now time.Duration, out []Action) []Action {
+	switch m.state {
+	case Backup:
+		if now >= m.masterDownTimer {
+			reason := ReasonMasterDown
+			if m.resigned {
+				reason = ReasonResigned
+			} else if m.lowerSeen {
+				reason = ReasonPreempt
+			}
+			m.lowerSeen, m.resigned = false, false
+			return m.becomeMaster(now, reason, netip.Addr{}, out)
+		}
+	case Master:
+		if now >= m.adverTimer {
+			m.adverTimer = now + m.cfg.AdvertInterval
+			out = append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
+		}
+		if now >= m.garpTimer {
+			m.garpTimer = NoDeadline
+			out = append(out, Action{Kind: ActGARP, Count: m.cfg.GARPCount})
+		}
+	}
+	return out
+}
+
+func (m *Machine) priorityChanged(now time.Duration, old uint8, out []Action) []Action {
+	if m.Priority() == old {
+		return out
+	}
+	if m.state == Master {
+		// Tell the backups now: a preempting backup with a higher priority
+		// than our new one starts discarding our adverts at once.
+		m.adverTimer = now + m.cfg.AdvertInterval
+		out = append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
+	}
+	return out
+}

@@ -107,13 +107,13 @@ type Event struct {
 type ActionKind uint8
 
 const (
-	ActSendAdvert  ActionKind = iota + 1 // send an advert with Priority
-	ActAddVIP                            // add the virtual addresses to the interface
-	ActRemoveVIP                         // remove them
-	ActGARP                              // Count gratuitous ARPs per virtual address
-	ActBecomeMaster                      // role change (Reason)
-	ActBecomeBackup                      // role change (Reason)
-	ActBecomeInit                        // role change (Reason)
+	ActSendAdvert   ActionKind = iota + 1 // send an advert with Priority
+	ActAddVIP                             // add the virtual addresses to the interface
+	ActRemoveVIP                          // remove them
+	ActGARP                               // Count gratuitous ARPs per virtual address
+	ActBecomeMaster                       // role change (Reason)
+	ActBecomeBackup                       // role change (Reason)
+	ActBecomeInit                         // role change (Reason)
 )
 
 // Action is one output, executed by the runner in order.

@@ -278,7 +278,7 @@ func TestOwnerAlwaysPreempts(t *testing.T) {
 	h.advert(sec, upper, 100, sec)
 	h.do(sec, Event{Kind: EvHold, Hold: false})
 	h.advert(2*sec, upper, 100, sec) // now discarded: owner preempts
-	h.want(Backup, sec+mdi(1, sec)) // timer from the last accepted advert
+	h.want(Backup, sec+mdi(1, sec))  // timer from the last accepted advert
 	h.do(sec+mdi(1, sec), Event{Kind: EvTimer})
 	h.want(Master, -1, becomeMaster...)
 }

@@ -1,0 +1,161 @@
+package hasync
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"hash"
+)
+
+// Key is one group key. Every member holds the same set; SendKey in Config
+// selects the one used to send, all of them are accepted on receipt (so keys
+// can be rolled over member by member).
+type Key struct {
+	ID     uint8
+	Secret []byte // at least 16 bytes
+}
+
+// Keyring authenticates group messages with HMAC-SHA-256 truncated to 128
+// bits. It is owned by one goroutine; Seal and Open allocate nothing.
+type Keyring struct {
+	send int // index into macs
+	ids  []uint8
+	macs []hash.Hash
+	sum  [sha256.Size]byte
+}
+
+// NewKeyring builds a keyring; sendID must be one of keys.
+func NewKeyring(keys []Key, sendID uint8) (*Keyring, error) {
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("hasync: no group key configured: set at least one key (id, secret of 16+ bytes) on every member")
+	}
+	k := &Keyring{send: -1}
+	for _, key := range keys {
+		if len(key.Secret) < 16 {
+			return nil, fmt.Errorf("hasync: group key %d: secret is %d bytes, need at least 16", key.ID, len(key.Secret))
+		}
+		for _, id := range k.ids {
+			if id == key.ID {
+				return nil, fmt.Errorf("hasync: group key id %d configured twice", key.ID)
+			}
+		}
+		if key.ID == sendID {
+			k.send = len(k.ids)
+		}
+		k.ids = append(k.ids, key.ID)
+		k.macs = append(k.macs, hmac.New(sha256.New, key.Secret))
+	}
+	if k.send < 0 {
+		return nil, fmt.Errorf("hasync: send key id %d is not among the configured group keys", sendID)
+	}
+	return k, nil
+}
+
+// SendID is the key id Seal uses.
+func (k *Keyring) SendID() uint8 { return k.ids[k.send] }
+
+// Seal finishes the message that starts at b[start:] (header with any Length
+// and key id, then the body): it writes the key id and the total Length into
+// the header and appends the ICV.
+func (k *Keyring) Seal(b []byte, start int) ([]byte, error) {
+	n := len(b) - start + ICVLen
+	if n > MaxDatagram || len(b)-start < HeaderLen {
+		return b, ErrTooLong
+	}
+	m := b[start:]
+	m[4] = k.ids[k.send]
+	be.PutUint16(m[2:], uint16(n))
+	h := k.macs[k.send]
+	h.Reset()
+	h.Write(m)
+	s := h.Sum(k.sum[:0])
+	return append(b, s[:ICVLen]...), nil
+}
+
+// Open checks the ICV of the whole message b (its header's key id selects
+// the key). It does not parse the header beyond the key id.
+func (k *Keyring) Open(b []byte) error {
+	if len(b) < HeaderLen+ICVLen {
+		return ErrTruncated
+	}
+	i := k.index(b[4])
+	if i < 0 {
+		return ErrUnknownKey
+	}
+	h := k.macs[i]
+	h.Reset()
+	h.Write(b[:len(b)-ICVLen])
+	s := h.Sum(k.sum[:0])
+	if subtle.ConstantTimeCompare(s[:ICVLen], b[len(b)-ICVLen:]) != 1 {
+		return ErrAuth
+	}
+	return nil
+}
+
+func (k *Keyring) index(id uint8) int {
+	for i, x := range k.ids {
+		if x == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// ReplayWindow is the anti-replay state of one peer (spec §3.3): the current
+// session and a 64-message sliding window over its sequence numbers, plus
+// the last few retired sessions (a restarted peer picks a new random
+// session; its old session's messages are replays).
+type ReplayWindow struct {
+	Session uint32
+	Top     uint32 // highest sequence accepted in Session
+	Bits    uint64 // bit i set: Top-i seen
+	Retired [4]uint32
+}
+
+// Check reports whether (session, seq) is fresh, without recording it.
+func (w *ReplayWindow) Check(session, seq uint32) bool {
+	if session == 0 {
+		return false
+	}
+	if session != w.Session {
+		for _, r := range w.Retired {
+			if r == session {
+				return false
+			}
+		}
+		return true
+	}
+	if seq > w.Top {
+		return true
+	}
+	d := w.Top - seq
+	return d < 64 && w.Bits&(1<<d) == 0
+}
+
+// Accept records (session, seq); call it only after Check and authentication
+// succeeded and the message parsed. It reports whether the session is new
+// (the peer restarted or is heard for the first time).
+func (w *ReplayWindow) Accept(session, seq uint32) bool {
+	if session != w.Session {
+		if w.Session != 0 {
+			copy(w.Retired[1:], w.Retired[:3])
+			w.Retired[0] = w.Session
+		}
+		w.Session, w.Top, w.Bits = session, seq, 1
+		return true
+	}
+	if seq > w.Top {
+		d := seq - w.Top
+		if d >= 64 {
+			w.Bits = 0
+		} else {
+			w.Bits <<= d
+		}
+		w.Bits |= 1
+		w.Top = seq
+		return false
+	}
+	w.Bits |= 1 << (w.Top - seq)
+	return false
+}

@@ -1,0 +1,432 @@
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const referencePath = "../../../rootfs/etc/hagent.toml"
+
+// base is the smallest valid config: four lines, so a case's first own line is 5.
+const base = `[agent]
+interface = "eth0"
+address = "192.0.2.2"
+home_network = "192.0.2.0/24"
+`
+
+func mustParse(t *testing.T, text string) *Config {
+	t.Helper()
+	c, err := Parse("x.toml", []byte(text))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return c
+}
+
+func TestDefaults(t *testing.T) {
+	c := mustParse(t, base)
+	a := c.Agent
+	want := Agent{
+		Interface:         "eth0",
+		Address:           netip.MustParseAddr("192.0.2.2"),
+		HomeNetwork:       netip.MustParsePrefix("192.0.2.0/24"),
+		ListenPort:        434,
+		Capacity:          10000,
+		TombstoneCapacity: 2500,
+		TombstoneLifetime: 5 * time.Minute,
+		MaxLifetime:       1800,
+		ReplayTolerance:   7 * time.Second,
+		ReverseTunnel:     true,
+		Encapsulations:    []string{"ipip"},
+		ConsoleSocket:     "/run/hagent.sock",
+		LogLevel:          slog.LevelInfo,
+		AgentID:           0xc0000202,
+	}
+	if a.VirtualAddress.IsValid() || a.SimultaneousBindings {
+		t.Errorf("optional agent fields set: %+v", a)
+	}
+	a.Encapsulations, want.Encapsulations = nil, nil
+	if !reflect.DeepEqual(a, want) {
+		t.Errorf("agent defaults\n got %+v\nwant %+v", a, want)
+	}
+	if !slices.Equal(c.Agent.Encapsulations, []string{"ipip"}) {
+		t.Errorf("encapsulations = %v", c.Agent.Encapsulations)
+	}
+	g := c.Group
+	if g.Enabled || g.Address != netip.MustParseAddr("239.255.43.43") || g.Port != 4343 || g.KeyID != 1 || g.TTL != 1 ||
+		g.AckTimeout != 250*time.Millisecond || g.RetransmitMax != 2*time.Second || g.MaxRetries != 5 ||
+		g.ChunkBindings != 64 || g.DownloadTimeout != 10*time.Second || g.AntiEntropyInterval != 30*time.Second ||
+		g.Key != nil || g.Peers != nil {
+		t.Errorf("group defaults: %+v", g)
+	}
+	v := c.VRRP
+	if v.Enabled || v.VRID != 1 || v.Priority != 100 || v.AdvertInterval != time.Second || !v.Preempt ||
+		v.PreemptDelay != 0 || !v.Accept || v.GARPCount != 3 || v.GARPInterval != time.Second ||
+		v.TrackInterfaces != nil || v.NotifyCommand != "" {
+		t.Errorf("vrrp defaults: %+v", v)
+	}
+	h := c.HSRP
+	if h != (HSRP{Priority: 100, Hello: 3 * time.Second, Hold: 10 * time.Second, Auth: "cisco", UseVirtualMAC: true}) {
+		t.Errorf("hsrp defaults: %+v", h)
+	}
+	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ReconcileInterval: 30 * time.Second}) {
+		t.Errorf("datapath defaults: %+v", d)
+	}
+	if ad := c.Advert; ad != (Advert{Interval: 3 * time.Second, Lifetime: 9 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")}) {
+		t.Errorf("advertise defaults: %+v", ad)
+	}
+	if c.Path != "x.toml" || c.Nodes != nil || c.ForeignAgents != nil || c.Warnings != nil {
+		t.Errorf("config: %+v", c)
+	}
+}
+
+func TestNodeDefaults(t *testing.T) {
+	c := mustParse(t, base+`
+[[node]]
+home_address = "192.0.2.10"
+spi = 256
+key = "text:0123456789abcdef"
+[[node]]
+pool = "192.0.2.64/26"
+spi = 256
+key = "hex:000102030405060708090a0b0c0d0e0f"
+`)
+	want := []Node{
+		{Name: "node1", HomeAddress: netip.MustParseAddr("192.0.2.10"), SPI: 256, Key: []byte("0123456789abcdef"),
+			Algorithm: "hmac-md5", Replay: "timestamp", ReverseTunnel: true, Line: 6},
+		{Name: "node2", Pool: netip.MustParsePrefix("192.0.2.64/26"), SPI: 256,
+			Key:       []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+			Algorithm: "hmac-md5", Replay: "timestamp", ReverseTunnel: true, Line: 10},
+	}
+	if len(c.Nodes) != 2 {
+		t.Fatalf("nodes: %+v", c.Nodes)
+	}
+	for i := range want {
+		g, w := c.Nodes[i], want[i]
+		if g.Name != w.Name || g.HomeAddress != w.HomeAddress || g.Pool != w.Pool || g.SPI != w.SPI ||
+			string(g.Key) != string(w.Key) || g.Algorithm != w.Algorithm || g.Replay != w.Replay ||
+			g.ReverseTunnel != w.ReverseTunnel || g.Line != w.Line || g.MaxLifetime != 0 || g.NAI != "" {
+			t.Errorf("node %d\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+}
+
+func TestDerivedDefaults(t *testing.T) {
+	c := mustParse(t, base+"capacity = 100\nagent_id = 7\nvirtual_address = \"192.0.2.2\"\n[vrrp]\nenabled = true\n[advertise]\ninterval = \"10s\"\n")
+	if c.Agent.TombstoneCapacity != 64 {
+		t.Errorf("tombstone_capacity = %d, want 64 (the minimum)", c.Agent.TombstoneCapacity)
+	}
+	if c.Agent.AgentID != 7 {
+		t.Errorf("agent_id = %d", c.Agent.AgentID)
+	}
+	if c.VRRP.Priority != 255 {
+		t.Errorf("owner's vrrp priority = %d, want 255", c.VRRP.Priority)
+	}
+	if c.Advert.Lifetime != 30*time.Second {
+		t.Errorf("advertise.lifetime = %v, want 3 × interval", c.Advert.Lifetime)
+	}
+}
+
+func TestReference(t *testing.T) {
+	c, err := Load(referencePath)
+	if err != nil {
+		t.Fatalf("the shipped reference config does not load:\n%v", err)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("reference config has warnings: %q", c.Warnings)
+	}
+	if c.Path != referencePath || len(c.Nodes) != 3 || len(c.ForeignAgents) != 1 || !c.Group.Enabled || !c.VRRP.Enabled ||
+		c.HSRP.Enabled || len(c.VRRP.TrackInterfaces) != 1 || c.VRRP.TrackInterfaces[0] != (Track{"eth1", 50}) {
+		t.Errorf("reference config: %+v", c)
+	}
+	if c.Nodes[1].NAI == "" || !c.Nodes[2].Pool.IsValid() {
+		t.Errorf("reference should show one node with an NAI and one pool: %+v", c.Nodes)
+	}
+	// The reference writes every default out; it must agree with the code.
+	if c.Agent.AgentID != 0xc0000202 {
+		t.Errorf("agent_id in the reference is not the default for its address")
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "nope.toml")
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "config: "+p+": cannot read: no such file or directory") {
+		t.Errorf("err = %v", err)
+	}
+	if err := os.WriteFile(p, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err != nil {
+		t.Errorf("Load: %v", err)
+	}
+}
+
+// errCase appends text to base (its first line is line 5) unless full is set.
+type errCase struct {
+	name string
+	text string
+	full bool
+	want string // substring of the joined error; includes "x.toml:<line>: <key>"
+}
+
+func TestErrors(t *testing.T) {
+	cases := []errCase{
+		// types
+		{"capacity string", `capacity = "ten"`, false, `x.toml:5: agent.capacity must be an integer, got string "ten"`},
+		{"bool as string", `reverse_tunnel = "yes"`, false, `x.toml:5: agent.reverse_tunnel must be true or false, got string "yes"`},
+		{"duration as int", `tombstone_lifetime = 300`, false, `x.toml:5: agent.tombstone_lifetime must be a duration string with a unit, e.g. "300s"`},
+		{"string as int", `interface = 5`, true, `x.toml:1: interface unknown key at the top level`},
+		{"array element", `encapsulations = ["ipip", 4]`, false, `x.toml:5: agent.encapsulations[2] must be a string, got integer 4`},
+		{"float", `capacity = 1.5`, false, `x.toml:5: agent.capacity must be an integer, got float 1.5`},
+		{"section not table", "agent = 5\n", true, `x.toml:1: agent must be a table ([agent]), got integer 5`},
+		{"node not array", "[node]\nspi = 300\n", false, `x.toml:5: node must be an array of tables ([[node]]), got table`},
+		{"datetime", `address = 1979-05-27T07:32:00Z`, true, "x.toml:1: address unknown key"},
+		// unknown keys, one per section
+		{"unknown agent", `capcity = 5`, false, `x.toml:5: agent.capcity unknown key in [agent]; did you mean "capacity"?`},
+		{"unknown case", `Capacity = 5`, false, `x.toml:5: agent.Capacity unknown key in [agent]; did you mean "capacity"?`},
+		{"unknown node", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"text:k\"\ncolour = \"red\"", false, `x.toml:9: node[1].colour unknown key in [node[1]]; known keys: name, home_address`},
+		{"unknown fa", "[[foreign_agent]]\naddress = \"198.51.100.1\"\nspi = 256\nkey = \"text:k\"\nport = 1", false, `x.toml:9: foreign_agent[1].port unknown key in [foreign_agent[1]]`},
+		{"unknown group", "[group]\nmcast = \"x\"", false, `x.toml:6: group.mcast unknown key in [group]`},
+		{"unknown vrrp", "[vrrp]\npriorty = 5", false, `x.toml:6: vrrp.priorty unknown key in [vrrp]; did you mean "priority"?`},
+		{"unknown track", "[vrrp]\n[[vrrp.track_interfaces]]\ninterface = \"eth1\"\ncost = 5", false, `x.toml:8: vrrp.track_interfaces[1].cost unknown key`},
+		{"unknown hsrp", "[hsrp]\nhelo = \"1s\"", false, `x.toml:6: hsrp.helo unknown key in [hsrp]; did you mean "hello"?`},
+		{"unknown datapath", "[datapath]\ndevice = \"x\"", false, `x.toml:6: datapath.device unknown key in [datapath]`},
+		{"unknown advertise", "[advertise]\nttl = 1", false, `x.toml:6: advertise.ttl unknown key in [advertise]`},
+		{"unknown section", "[vrpp]\nenabled = true", false, `x.toml:5: vrpp unknown key at the top level; did you mean "vrrp"?`},
+		{"unknown inline", "[vrrp]\ntrack_interfaces = [{interface = \"eth1\", wieght = 5}]", false, `x.toml:6: vrrp.track_interfaces[1].wieght unknown key`},
+		{"unknown dotted", "[group]\nkey.id = 5", false, `x.toml:6: group.key must be a string, got table`},
+		// syntax
+		{"syntax", "capacity = \n", false, `x.toml:5: TOML syntax error: expected value`},
+		{"duplicate", "capacity = 1\ncapacity = 2\n", false, `x.toml:6: TOML syntax error: Key 'agent.capacity' has already been defined.`},
+		// agent
+		{"no agent", "[vrrp]\n", true, `config: x.toml: has no [agent] section`},
+		{"missing interface", "[agent]\naddress = \"192.0.2.2\"\nhome_network = \"192.0.2.0/24\"\n", true, `x.toml:1: agent.interface is required`},
+		{"ifname long", over("interface", `"abcdefghijklmnop"`), true, `x.toml:2: agent.interface "abcdefghijklmnop" must be an interface name of 1..15 bytes`},
+		{"ifname slash", over("interface", `"eth/0"`), true, `x.toml:2: agent.interface "eth/0" is not a valid interface name`},
+		{"ipv6", over("address", `"2001:db8::1"`), true, `x.toml:3: agent.address 2001:db8::1 is not IPv4`},
+		{"mapped", over("address", `"::ffff:192.0.2.2"`), true, `x.toml:3: agent.address ::ffff:192.0.2.2 is not IPv4`},
+		{"bad addr", over("address", `"192.0.2"`), true, `x.toml:3: agent.address "192.0.2" is not an IP address`},
+		{"multicast addr", over("address", `"224.0.0.5"`), true, `x.toml:3: agent.address 224.0.0.5 is not a unicast address`},
+		{"outside", over("address", `"198.51.100.2"`), true, `x.toml:3: agent.address 198.51.100.2 is outside agent.home_network 192.0.2.0/24`},
+		{"broadcast", over("address", `"192.0.2.255"`), true, `x.toml:3: agent.address 192.0.2.255 is the broadcast address of 192.0.2.0/24`},
+		{"network", `virtual_address = "192.0.2.0"`, false, `x.toml:5: agent.virtual_address 192.0.2.0 is the network address`},
+		{"host bits", over("home_network", `"192.0.2.1/24"`), true, `x.toml:4: agent.home_network 192.0.2.1/24 has host bits set: write 192.0.2.0/24`},
+		{"not prefix", over("home_network", `"192.0.2.0"`), true, `x.toml:4: agent.home_network "192.0.2.0" is not a prefix`},
+		{"slash 31", over("home_network", `"192.0.2.2/31"`), true, `x.toml:4: agent.home_network 192.0.2.2/31 leaves no room`},
+		{"port range", `listen_port = 70000`, false, `x.toml:5: agent.listen_port 70000 out of range 1..65535`},
+		{"capacity range", `capacity = 4000001`, false, `x.toml:5: agent.capacity 4000001 out of range 1..4000000`},
+		{"tombstone range", `tombstone_lifetime = "25h"`, false, `x.toml:5: agent.tombstone_lifetime 25h out of range 1s..24h`},
+		{"bad duration", `replay_tolerance = "7 s"`, false, `x.toml:5: agent.replay_tolerance "7 s" is not a duration`},
+		{"negative duration", `replay_tolerance = "-1s"`, false, `x.toml:5: agent.replay_tolerance -1s out of range 1s..1h`},
+		{"max lifetime", `max_lifetime = 0`, false, `x.toml:5: agent.max_lifetime 0 out of range 1..65535`},
+		{"encap", `encapsulations = ["ipip", "udp"]`, false, `x.toml:5: agent.encapsulations has "udp": supported are`},
+		{"encap dup", `encapsulations = ["gre", "gre"]`, false, `x.toml:5: agent.encapsulations lists "gre" twice`},
+		{"encap empty", `encapsulations = []`, false, `x.toml:5: agent.encapsulations is empty`},
+		{"socket", `console_socket = "hagent.sock"`, false, `x.toml:5: agent.console_socket "hagent.sock" must be an absolute path`},
+		{"log level", `log_level = "verbose"`, false, `x.toml:5: agent.log_level "verbose" is not a level`},
+		{"agent id", `agent_id = 0`, false, `x.toml:5: agent.agent_id 0 out of range 1..4294967295`},
+		// nodes
+		{"node neither", "[[node]]\nspi = 256\nkey = \"text:k\"", false, `x.toml:5: node[1] needs home_address`},
+		{"node both", "[[node]]\nhome_address = \"192.0.2.9\"\npool = \"192.0.2.128/25\"\nspi = 256\nkey = \"text:k\"", false, `x.toml:7: node[1].pool and home_address are both set`},
+		{"node outside", node("home_address = \"198.51.100.9\""), false, `x.toml:6: node[1].home_address 198.51.100.9 is outside agent.home_network 192.0.2.0/24`},
+		{"node agent addr", node("home_address = \"192.0.2.2\""), false, `x.toml:6: node[1].home_address 192.0.2.2 is agent.address`},
+		{"node vip", "virtual_address = \"192.0.2.1\"\n" + node("home_address = \"192.0.2.1\""), false, `x.toml:7: node[1].home_address 192.0.2.1 is agent.virtual_address`},
+		{"node ipv6", node("home_address = \"2001:db8::9\""), false, `x.toml:6: node[1].home_address 2001:db8::9 is not IPv4`},
+		{"pool outside", node("pool = \"192.0.0.0/16\""), false, `x.toml:6: node[1].pool 192.0.0.0/16 is not inside agent.home_network 192.0.2.0/24`},
+		{"pool agent", node("pool = \"192.0.2.0/28\""), false, `x.toml:6: node[1].pool 192.0.2.0/28 contains agent.address 192.0.2.2`},
+		{"pool host bits", node("pool = \"192.0.2.130/25\""), false, `x.toml:6: node[1].pool 192.0.2.130/25 has host bits set: write 192.0.2.128/25`},
+		{"dup address", node("home_address = \"192.0.2.9\"") + "\n" + node("home_address = \"192.0.2.9\""), false, `x.toml:10: node[2].home_address 192.0.2.9 is already the home address of node[1] (line 5)`},
+		{"addr in pool", node("home_address = \"192.0.2.130\"") + "\n" + node("pool = \"192.0.2.128/25\""), false, `x.toml:6: node[1].home_address 192.0.2.130 lies inside node[2].pool 192.0.2.128/25 of node[2] (line 9): ambiguous`},
+		{"pool overlap", node("pool = \"192.0.2.128/25\"") + "\n" + node("pool = \"192.0.2.192/26\""), false, `x.toml:10: node[2].pool 192.0.2.192/26 overlaps node[1].pool 192.0.2.128/25 of node[1] (line 5)`},
+		{"nai dup", node("home_address = \"192.0.2.9\"\nnai = \"a@b.example\"") + "\n" + node("home_address = \"192.0.2.10\"\nnai = \"A@B.example\""), false, `x.toml:12: node[2].nai "A@B.example" is already the NAI of node[1] (line 5)`},
+		{"nai space", node("home_address = \"192.0.2.9\"\nnai = \"a b\""), false, `x.toml:7: node[1].nai "a b" must be printable ASCII`},
+		{"name dup", node("name = \"x\"\nhome_address = \"192.0.2.9\"") + "\n" + node("name = \"x\"\nhome_address = \"192.0.2.10\""), false, `x.toml:11: node[2].name "x" is already the name of node[1] ("x", line 5)`},
+		{"spi reserved", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 255\nkey = \"text:k\"", false, `x.toml:7: node[1].spi 255 is reserved`},
+		{"spi big", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 4294967296\nkey = \"text:k\"", false, `x.toml:7: node[1].spi 4294967296 out of range 256..4294967295`},
+		{"spi missing", "[[node]]\nhome_address = \"192.0.2.9\"\nkey = \"text:k\"", false, `x.toml:5: node[1].spi is required`},
+		{"key missing", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256", false, `x.toml:5: node[1].key is required`},
+		{"key plain", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"secret\"", false, `x.toml:8: node[1].key must start with "hex:" or "text:"`},
+		{"key odd hex", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"hex:abc\"", false, `x.toml:8: node[1].key has an odd number of hex digits (3)`},
+		{"key bad hex", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"hex:zz\"", false, `x.toml:8: node[1].key is not valid hex`},
+		{"key empty", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"text:\"", false, `x.toml:8: node[1].key is 0 bytes: use 1..256`},
+		{"key type", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = 1234", false, `x.toml:8: node[1].key must be a string, got integer`},
+		{"algorithm", node("home_address = \"192.0.2.9\"\nalgorithm = \"keyed-md5\""), false, `x.toml:7: node[1].algorithm "keyed-md5" is not supported: the only algorithm is "hmac-md5"`},
+		{"replay", node("home_address = \"192.0.2.9\"\nreplay = \"counter\""), false, `x.toml:7: node[1].replay "counter" is not supported`},
+		{"node lifetime", node("home_address = \"192.0.2.9\"\nmax_lifetime = 3600"), false, `x.toml:7: node[1].max_lifetime 3600 exceeds agent.max_lifetime 1800`},
+		// foreign agents
+		{"fa dup", fa("198.51.100.1") + "\n" + fa("198.51.100.1"), false, `x.toml:10: foreign_agent[2].address 198.51.100.1 already has a security association in foreign_agent[1] (line 5)`},
+		{"fa missing", "[[foreign_agent]]\nspi = 256\nkey = \"text:k\"", false, `x.toml:5: foreign_agent[1].address is required`},
+		{"fa self", fa("192.0.2.2"), false, `x.toml:6: foreign_agent[1].address 192.0.2.2 is agent.address`},
+		// group
+		{"group no key", "[group]\nenabled = true", false, `x.toml:6: group.key is required when group.enabled is true`},
+		{"group unicast", "[group]\naddress = \"192.0.2.9\"", false, `x.toml:6: group.address 192.0.2.9 is not a multicast address`},
+		{"group port", "[group]\nport = 434", false, `x.toml:6: group.port 434 is agent.listen_port`},
+		{"group peers self", "[group]\npeers = [\"192.0.2.3\", \"192.0.2.2\"]", false, `x.toml:6: group.peers[2] 192.0.2.2 is this agent's own address`},
+		{"group peers dup", "[group]\npeers = [\n \"192.0.2.3\",\n \"192.0.2.3\",\n]", false, `x.toml:6: group.peers[2] 192.0.2.3 is listed twice`},
+		{"group retransmit", "[group]\nack_timeout = \"3s\"\nretransmit_max = \"1s\"", false, `x.toml:7: group.retransmit_max 1s is shorter than group.ack_timeout 3s`},
+		{"group ttl", "[group]\nttl = 0", false, `x.toml:6: group.ttl 0 out of range 1..255`},
+		// vrrp
+		{"vrrp priority", "virtual_address = \"192.0.2.1\"\n[vrrp]\nenabled = true\npriority = 300", false, `x.toml:8: vrrp.priority 300 out of range 1..254`},
+		{"vrrp 255", "[vrrp]\npriority = 255", false, `x.toml:6: vrrp.priority 255 is reserved for the address owner`},
+		{"vrrp owner", "virtual_address = \"192.0.2.2\"\n[vrrp]\nenabled = true\npriority = 100", false, `x.toml:8: vrrp.priority 100: this agent owns the virtual address`},
+		{"vrrp no vip", "[vrrp]\nenabled = true", false, `x.toml:6: vrrp.enabled is true but agent.virtual_address is not set`},
+		{"vrrp cs", "[vrrp]\nadvert_interval = \"15ms\"", false, `x.toml:6: vrrp.advert_interval 15ms is not a multiple of 10ms`},
+		{"vrrp interval", "[vrrp]\nadvert_interval = \"41s\"", false, `x.toml:6: vrrp.advert_interval 41s out of range 10ms..40.95s`},
+		{"vrrp vrid", "[vrrp]\nvrid = 0", false, `x.toml:6: vrrp.vrid 0 out of range 1..255`},
+		{"vrrp track", "[vrrp]\n[[vrrp.track_interfaces]]\nweight = 300", false, `x.toml:7: vrrp.track_interfaces[1].weight 300 out of range 0..254`},
+		{"vrrp track ifname", "[vrrp]\n[[vrrp.track_interfaces]]\nweight = 3", false, `x.toml:6: vrrp.track_interfaces[1].interface is required`},
+		{"vrrp track dup", "[vrrp]\ntrack_interfaces = [{interface = \"eth1\"}, {interface = \"eth1\"}]", false, `x.toml:6: vrrp.track_interfaces[2].interface "eth1" is tracked twice`},
+		{"vrrp notify", "[vrrp]\nnotify_command = \"notify.sh\"", false, `x.toml:6: vrrp.notify_command "notify.sh" must be an absolute path`},
+		{"both", "virtual_address = \"192.0.2.1\"\n[vrrp]\nenabled = true\n[hsrp]\nenabled = true", false, `x.toml:9: hsrp.enabled and vrrp.enabled (line 7) are both true`},
+		// hsrp
+		{"hsrp hold", "[hsrp]\nhello = \"5s\"\nhold = \"5s\"", false, `x.toml:7: hsrp.hold hsrp.hold 5s must be longer than hsrp.hello 5s`},
+		{"hsrp fraction", "[hsrp]\nhello = \"1500ms\"", false, `x.toml:6: hsrp.hello 1500ms is not a whole number of seconds`},
+		{"hsrp auth", "[hsrp]\nauth = \"123456789\"", false, `x.toml:6: hsrp.auth is 9 bytes long`},
+		{"hsrp owner", "virtual_address = \"192.0.2.2\"\n[hsrp]\nenabled = true", false, `x.toml:7: hsrp.enabled is true but agent.virtual_address equals agent.address`},
+		// datapath
+		{"route proto bgp", "[datapath]\nroute_protocol = 186", false, `x.toml:6: datapath.route_protocol 186 is the route protocol of "bgp"`},
+		{"route proto range", "[datapath]\nroute_protocol = 256", false, `x.toml:6: datapath.route_protocol 256 out of range 5..255`},
+		{"tunnel dev", "[datapath]\ntunnel_device = \"eth0\"", false, `x.toml:6: datapath.tunnel_device "eth0" is agent.interface`},
+		{"reconcile", "[datapath]\nreconcile_interval = \"0s\"", false, `x.toml:6: datapath.reconcile_interval 0s out of range 1s..1h`},
+		// advertise
+		{"adv dest", "[advertise]\ndestination = \"224.0.0.2\"", false, `x.toml:6: advertise.destination 224.0.0.2: advertisements go to 224.0.0.1`},
+		{"adv lifetime", "[advertise]\ninterval = \"10s\"\nlifetime = \"5s\"", false, `x.toml:7: advertise.lifetime 5s is shorter than advertise.interval 10s`},
+		{"adv whole", "[advertise]\ninterval = \"1.5s\"", false, `x.toml:6: advertise.interval 1.5s is not a whole number of seconds`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := tc.text
+			if !tc.full {
+				text = base + tc.text + "\n"
+			}
+			c, err := Parse("x.toml", []byte(text))
+			if err == nil {
+				t.Fatalf("no error; config %+v", c)
+			}
+			if c != nil {
+				t.Errorf("config returned with an error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error does not contain %q:\n%v", tc.want, err)
+			}
+			for _, e := range Errors(err) {
+				if e.File != "x.toml" || !strings.HasPrefix(e.Error(), "config: x.toml") {
+					t.Errorf("error without file: %q", e)
+				}
+			}
+		})
+	}
+}
+
+// over returns base with one agent key's value replaced, on the same line.
+func over(key, value string) string {
+	lines := strings.Split(base, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, key+" = ") {
+			lines[i] = key + " = " + value
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func node(lines string) string {
+	return "[[node]]\n" + lines + "\nspi = 256\nkey = \"text:0123456789abcdef\""
+}
+
+func fa(addr string) string {
+	return "[[foreign_agent]]\naddress = \"" + addr + "\"\nspi = 256\nkey = \"text:0123456789abcdef\""
+}
+
+func TestSecretsNeverEchoed(t *testing.T) {
+	for _, text := range []string{
+		base + "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"hunter2-plain\"\n",
+		base + "[group]\nkey = \"hex:hunter2-plain\"\n",
+		base + "[hsrp]\nauth = \"hunter2-plain\"\n",
+		base + "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = [\"hunter2-plain\"]\n",
+	} {
+		_, err := Parse("x.toml", []byte(text))
+		if err == nil {
+			t.Fatalf("no error for %q", text)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("secret echoed: %v", err)
+		}
+	}
+}
+
+func TestAllErrorsReported(t *testing.T) {
+	text := `[agent]
+interface = "eth0"
+address = "192.0.2.2"
+home_network = "192.0.2.0/24"
+capacity = "ten"
+log_level = "loud"
+bogus = 1
+
+[[node]]
+home_address = "192.0.2.9"
+spi = 12
+key = "plain"
+
+[vrrp]
+priority = 300
+advert_interval = "15ms"
+
+[hsrp]
+auth = "much-too-long"
+`
+	_, err := Parse("x.toml", []byte(text))
+	errs := Errors(err)
+	want := []string{
+		`x.toml:5: agent.capacity must be an integer`,
+		`x.toml:6: agent.log_level "loud" is not a level`,
+		`x.toml:7: agent.bogus unknown key`,
+		`x.toml:11: node[1].spi 12 is reserved`,
+		`x.toml:12: node[1].key must start with`,
+		`x.toml:15: vrrp.priority 300 out of range 1..254`,
+		`x.toml:16: vrrp.advert_interval 15ms is not a multiple of 10ms`,
+		`x.toml:19: hsrp.auth is 13 bytes long`,
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.Contains(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want it to contain %q", i, errs[i], w)
+		}
+	}
+	// One error per line of the joined text, in line order.
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != len(want) {
+		t.Errorf("joined error has %d lines", len(lines))
+	}
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Line != 5 {
+		t.Errorf("errors.As: %v", ce)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	c := mustParse(t, base+"reverse_tunnel = false\n[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"text:short\"\nreverse_tunnel = true\n[hsrp]\nhello = \"4s\"\n")
+	want := []string{
+		"x.toml:9: node[1].key is 5 bytes; 16 or more are recommended",
+		"x.toml:10: node[1].reverse_tunnel has no effect while agent.reverse_tunnel is false",
+		"x.toml:11: hsrp.hold 10s is less than 3 × hsrp.hello 4s", // hold is absent: the line of [hsrp]
+	}
+	if len(c.Warnings) != len(want) {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(c.Warnings[i], w) {
+			t.Errorf("warning %d = %q, want %q", i, c.Warnings[i], w)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package config
+
+// Raw sections: values exactly as written, each with its key and line.
+
+type rawConfig struct {
+	Agent         rawAgent
+	AgentLine     int
+	AgentPresent  bool
+	Nodes         []rawNode
+	ForeignAgents []rawFA
+	Group         rawGroup
+	VRRP          rawVRRP
+	HSRP          rawHSRP
+	Datapath      rawDatapath
+	Advert        rawAdvert
+}
+
+type rawAgent struct {
+	Interface, Address, VirtualAddress, HomeNetwork field[string]
+	ListenPort, Capacity, TombstoneCapacity         field[int64]
+	TombstoneLifetime, ReplayTolerance              field[string]
+	MaxLifetime, AgentID                            field[int64]
+	SimultaneousBindings, ReverseTunnel             field[bool]
+	Encapsulations                                  field[[]string]
+	ConsoleSocket, LogLevel                         field[string]
+}
+
+type rawNode struct {
+	Index, Line                  int
+	Path                         string
+	Name, HomeAddress, Pool, NAI field[string]
+	SPI, MaxLifetime             field[int64]
+	Key, Algorithm, Replay       field[string]
+	ReverseTunnel                field[bool]
+}
+
+type rawFA struct {
+	Index, Line    int
+	Path           string
+	Address        field[string]
+	SPI            field[int64]
+	Key, Algorithm field[string]
+}
+
+type rawGroup struct {
+	Line                                                            int
+	Enabled                                                         field[bool]
+	Address                                                         field[string]
+	Port, KeyID, TTL, MaxRetries, ChunkBindings                     field[int64]
+	Peers                                                           field[[]string]
+	Key                                                             field[string]
+	AckTimeout, RetransmitMax, DownloadTimeout, AntiEntropyInterval field[string]
+}
+
+type rawVRRP struct {
+	Line                                       int
+	Enabled, Preempt, Accept                   field[bool]
+	VRID, Priority, GARPCount                  field[int64]
+	AdvertInterval, PreemptDelay, GARPInterval field[string]
+	Track                                      []rawTrack
+	NotifyCommand                              field[string]
+}
+
+type rawTrack struct {
+	Line      int
+	Path      string
+	Interface field[string]
+	Weight    field[int64]
+}
+
+type rawHSRP struct {
+	Line                            int
+	Enabled, Preempt, UseVirtualMAC field[bool]
+	Group, Priority                 field[int64]
+	Hello, Hold                     field[string]
+	Auth                            field[string]
+}
+
+type rawDatapath struct {
+	Line              int
+	Enabled, ProxyARP field[bool]
+	TunnelDevice      field[string]
+	RouteProtocol     field[int64]
+	ReconcileInterval field[string]
+}
+
+type rawAdvert struct {
+	Line               int
+	Enabled            field[bool]
+	Interval, Lifetime field[string]
+	Destination        field[string]
+}
+
+// readRaw walks the parsed document. Keys are read in the order of the
+// reference config so that "known keys" lists read naturally.
+func readRaw(d *decoder, doc map[string]any) *rawConfig {
+	r := &rawConfig{}
+	root := d.root(doc)
+
+	t := root.sub("agent")
+	r.AgentPresent, r.AgentLine = t.present(), t.line
+	r.Agent = rawAgent{
+		Interface:            t.str("interface"),
+		Address:              t.str("address"),
+		VirtualAddress:       t.str("virtual_address"),
+		HomeNetwork:          t.str("home_network"),
+		ListenPort:           t.integer("listen_port"),
+		Capacity:             t.integer("capacity"),
+		TombstoneCapacity:    t.integer("tombstone_capacity"),
+		TombstoneLifetime:    t.duration("tombstone_lifetime"),
+		MaxLifetime:          t.integer("max_lifetime"),
+		ReplayTolerance:      t.duration("replay_tolerance"),
+		SimultaneousBindings: t.boolean("simultaneous_bindings"),
+		ReverseTunnel:        t.boolean("reverse_tunnel"),
+		Encapsulations:       t.strings("encapsulations"),
+		ConsoleSocket:        t.str("console_socket"),
+		LogLevel:             t.str("log_level"),
+		AgentID:              t.integer("agent_id"),
+	}
+	t.done()
+
+	for i, t := range root.tables("node") {
+		r.Nodes = append(r.Nodes, rawNode{
+			Index:         i + 1,
+			Line:          t.line,
+			Path:          t.path,
+			Name:          t.str("name"),
+			HomeAddress:   t.str("home_address"),
+			Pool:          t.str("pool"),
+			NAI:           t.str("nai"),
+			SPI:           t.integer("spi"),
+			Key:           t.str("key"),
+			Algorithm:     t.str("algorithm"),
+			Replay:        t.str("replay"),
+			MaxLifetime:   t.integer("max_lifetime"),
+			ReverseTunnel: t.boolean("reverse_tunnel"),
+		})
+		t.done()
+	}
+
+	for i, t := range root.tables("foreign_agent") {
+		r.ForeignAgents = append(r.ForeignAgents, rawFA{
+			Index:     i + 1,
+			Line:      t.line,
+			Path:      t.path,
+			Address:   t.str("address"),
+			SPI:       t.integer("spi"),
+			Key:       t.str("key"),
+			Algorithm: t.str("algorithm"),
+		})
+		t.done()
+	}
+
+	t = root.sub("group")
+	r.Group = rawGroup{
+		Line:                t.line,
+		Enabled:             t.boolean("enabled"),
+		Address:             t.str("address"),
+		Port:                t.integer("port"),
+		Peers:               t.strings("peers"),
+		Key:                 t.str("key"),
+		KeyID:               t.integer("key_id"),
+		TTL:                 t.integer("ttl"),
+		AckTimeout:          t.duration("ack_timeout"),
+		RetransmitMax:       t.duration("retransmit_max"),
+		MaxRetries:          t.integer("max_retries"),
+		ChunkBindings:       t.integer("chunk_bindings"),
+		DownloadTimeout:     t.duration("download_timeout"),
+		AntiEntropyInterval: t.duration("anti_entropy_interval"),
+	}
+	t.done()
+
+	t = root.sub("vrrp")
+	r.VRRP = rawVRRP{
+		Line:           t.line,
+		Enabled:        t.boolean("enabled"),
+		VRID:           t.integer("vrid"),
+		Priority:       t.integer("priority"),
+		AdvertInterval: t.duration("advert_interval"),
+		Preempt:        t.boolean("preempt"),
+		PreemptDelay:   t.duration("preempt_delay"),
+		Accept:         t.boolean("accept"),
+		GARPCount:      t.integer("garp_count"),
+		GARPInterval:   t.duration("garp_interval"),
+		NotifyCommand:  t.str("notify_command"),
+	}
+	for _, tt := range t.tables("track_interfaces") {
+		r.VRRP.Track = append(r.VRRP.Track, rawTrack{
+			Line:      tt.line,
+			Path:      tt.path,
+			Interface: tt.str("interface"),
+			Weight:    tt.integer("weight"),
+		})
+		tt.done()
+	}
+	t.done()
+
+	t = root.sub("hsrp")
+	r.HSRP = rawHSRP{
+		Line:          t.line,
+		Enabled:       t.boolean("enabled"),
+		Group:         t.integer("group"),
+		Priority:      t.integer("priority"),
+		Hello:         t.duration("hello"),
+		Hold:          t.duration("hold"),
+		Preempt:       t.boolean("preempt"),
+		Auth:          t.str("auth"),
+		UseVirtualMAC: t.boolean("use_virtual_mac"),
+	}
+	t.done()
+
+	t = root.sub("datapath")
+	r.Datapath = rawDatapath{
+		Line:              t.line,
+		Enabled:           t.boolean("enabled"),
+		TunnelDevice:      t.str("tunnel_device"),
+		RouteProtocol:     t.integer("route_protocol"),
+		ProxyARP:          t.boolean("proxy_arp"),
+		ReconcileInterval: t.duration("reconcile_interval"),
+	}
+	t.done()
+
+	t = root.sub("advertise")
+	r.Advert = rawAdvert{
+		Line:        t.line,
+		Enabled:     t.boolean("enabled"),
+		Interval:    t.duration("interval"),
+		Lifetime:    t.duration("lifetime"),
+		Destination: t.str("destination"),
+	}
+	t.done()
+
+	root.done()
+	return r
+}

@@ -1,0 +1,503 @@
+// Package agent is the Home Agent's owner: the registration decision logic
+// (Core, pure and allocation-free) and the runner that wires sockets, timers
+// and the console to it (Agent).
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"net/netip"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/mip"
+)
+
+// ReplyBufLen is the reply buffer a caller of Handle provides: 20 fixed
+// bytes + an NAI extension (≤ 257) + the MN-HA extension (22) fit.
+const ReplyBufLen = 512
+
+// fixedLen is the length of a registration request's fixed part (RFC 5944 §3.3).
+const fixedLen = 24
+
+// ChangeKind says what a handled request or timer did to the binding table.
+type ChangeKind uint8
+
+const (
+	NoChange     ChangeKind = iota
+	Registered              // a new binding
+	Renewed                 // an existing binding refreshed (care-of may have changed)
+	Deregistered            // the node de-registered (lifetime 0 or care-of = home)
+	Expired                 // lifetime ran out
+	Cleared                 // removed by the operator
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case Registered:
+		return "registered"
+	case Renewed:
+		return "renewed"
+	case Deregistered:
+		return "deregistered"
+	case Expired:
+		return "expired"
+	case Cleared:
+		return "cleared"
+	}
+	return "none"
+}
+
+// Change is what the redundancy protocol and the datapath need to hear about
+// a table change. It is a value (no pointers into the table), so it can be
+// queued after the table has moved on.
+type Change struct {
+	Kind  ChangeKind
+	Entry binding.Entry
+}
+
+// node is the run-time state of one configured [[node]] entry.
+type node struct {
+	cfg    *config.Node
+	mac    hash.Hash // keyed HMAC-MD5, reused: hmac.New allocates, Reset does not
+	home   uint32    // fixed home address, 0 for a pool
+	lo, hi uint32    // pool bounds (inclusive), 0/0 for a fixed address
+	single bool      // one mobile node (fixed address or NAI): replay state lives here
+	lastID uint64    // highest accepted Identification (timestamp replay protection)
+	nonce  uint32    // nonce replay protection: what the node must echo next
+	nonceM bool
+	maxLt  uint16
+	revTun bool
+}
+
+type fa struct {
+	mac hash.Hash
+	spi uint32
+}
+
+// Core decides registrations. It is pure: no sockets, no clocks (callers
+// pass monotonic and wall time), no goroutines, and it allocates nothing per
+// request. The agent's owner goroutine is its only user.
+type Core struct {
+	cfg    *config.Config
+	nodes  []node
+	byHome map[uint32]int32 // fixed home address → node; map reads with integer keys do not allocate
+	byNAI  map[string]int32 // m[string(b)] with b []byte does not allocate
+	pools  []int32          // nodes with a pool, scanned in order (configs have few)
+	fas    map[uint32]*fa
+	table  *binding.Table
+
+	addr, vaddr uint32 // own and virtual address
+	id          uint32 // agent identifier in the group
+	maxLt       uint16
+	tombLife    int64
+	tolerance   int64 // seconds
+	simul       bool
+	revTun      bool
+	gre, minenc bool
+
+	Stats   Stats
+	scratch [64]byte
+	req     mip.Request
+	rep     mip.Reply
+}
+
+// NewCore builds the run-time indexes from a validated config and allocates
+// the binding table at its full capacity.
+func NewCore(cfg *config.Config) (*Core, error) {
+	a := &cfg.Agent
+	c := &Core{
+		cfg:       cfg,
+		nodes:     make([]node, len(cfg.Nodes)),
+		byHome:    make(map[uint32]int32),
+		byNAI:     make(map[string]int32),
+		fas:       make(map[uint32]*fa),
+		table:     binding.New(a.Capacity, a.TombstoneCapacity),
+		addr:      binding.AddrU32(a.Address),
+		id:        a.AgentID,
+		maxLt:     a.MaxLifetime,
+		tombLife:  int64(a.TombstoneLifetime),
+		tolerance: int64(a.ReplayTolerance / time.Second),
+		simul:     a.SimultaneousBindings,
+		revTun:    a.ReverseTunnel,
+	}
+	if a.VirtualAddress.IsValid() {
+		c.vaddr = binding.AddrU32(a.VirtualAddress)
+	}
+	if c.tolerance < 1 {
+		c.tolerance = 1
+	}
+	for _, e := range a.Encapsulations {
+		switch e {
+		case "gre":
+			c.gre = true
+		case "minimal":
+			c.minenc = true
+		}
+	}
+	for i := range cfg.Nodes {
+		n := &cfg.Nodes[i]
+		st := &c.nodes[i]
+		st.cfg = n
+		st.mac = mip.NewHMACMD5(n.Key)
+		st.maxLt = n.MaxLifetime
+		st.revTun = n.ReverseTunnel
+		st.nonceM = n.Replay == "nonce"
+		if st.nonceM {
+			st.nonce = randUint32()
+		}
+		if n.HomeAddress.IsValid() {
+			st.home = binding.AddrU32(n.HomeAddress)
+			st.single = true
+			if _, dup := c.byHome[st.home]; dup {
+				return nil, fmt.Errorf("agent: node %q: home address %s configured twice; the config check should have caught this", n.Name, n.HomeAddress)
+			}
+			c.byHome[st.home] = int32(i)
+		} else if n.Pool.IsValid() {
+			lo := binding.AddrU32(n.Pool.Masked().Addr())
+			st.lo = lo
+			st.hi = lo | (^uint32(0) >> uint(n.Pool.Bits()))
+			if n.Pool.Bits() == 32 {
+				st.hi = lo
+			}
+			c.pools = append(c.pools, int32(i))
+		}
+		if n.NAI != "" {
+			st.single = true
+			c.byNAI[n.NAI] = int32(i)
+		}
+	}
+	for i := range cfg.ForeignAgents {
+		f := &cfg.ForeignAgents[i]
+		c.fas[binding.AddrU32(f.Address)] = &fa{mac: mip.NewHMACMD5(f.Key), spi: f.SPI}
+	}
+	return c, nil
+}
+
+func randUint32() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux ≥ 3.17
+	return binary.BigEndian.Uint32(b[:])
+}
+
+// Table exposes the binding table to the owner loop (console dumps, expiry).
+func (c *Core) Table() *binding.Table { return c.table }
+
+// ownAddr reports whether a is an address registrations may be sent to.
+func (c *Core) ownAddr(a uint32) bool { return a == c.addr || (c.vaddr != 0 && a == c.vaddr) }
+
+// Handle processes one datagram received on the registration port.
+//
+// now is monotonic nanoseconds (binding lifetimes), wall is the time of day
+// (timestamp replay protection only: routers boot at 1970, and RFC 5944's
+// 133 reply is exactly how a node resynchronises to our clock). dst is the
+// address the datagram was sent to. The reply is appended to out; a nil
+// reply means "silently discard" and the reason has been counted. from is
+// the source address the reply must leave with (RFC 5944 §3.8.3.1: the
+// address the request was sent to, unless that was a broadcast).
+func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.Addr, pkt, out []byte) (reply []byte, from netip.Addr, ch Change) {
+	c.Stats.Requests++
+	if len(pkt) < fixedLen {
+		c.Stats.Drops[DropTruncated]++
+		return nil, from, ch
+	}
+	if pkt[0] != mip.TypeRequest {
+		c.Stats.Drops[DropNotRequest]++
+		return nil, from, ch
+	}
+	if src.Port() == 0 || !src.Addr().Is4() || src.Addr().IsMulticast() || src.Addr().IsUnspecified() {
+		c.Stats.Drops[DropBadSource]++
+		return nil, from, ch
+	}
+	from = dst
+	if !dst.Is4() || !c.ownAddr(binding.AddrU32(dst)) {
+		// Broadcast or an address we do not own: answer from our unicast
+		// address, which is also what a 136 reply must carry.
+		from = c.cfg.Agent.Address
+	}
+
+	req := &c.req
+	err := req.UnmarshalBinary(pkt)
+	rep := &c.rep
+	*rep = mip.Reply{}
+	if err != nil {
+		if err == mip.ErrUnknownExtension {
+			c.Stats.Drops[DropUnknownExt]++
+			return nil, from, ch
+		}
+		// The fixed part is intact (length checked above) but an extension
+		// is not: RFC 5944 code 134. Nothing authenticated, so no MN-HA
+		// extension on the reply; fields come from the raw fixed part
+		// because a failed parse leaves req partly filled.
+		rep.Code = mip.CodePoorlyFormed
+		rep.HomeAddr = netip.AddrFrom4([4]byte(pkt[4:8]))
+		rep.HomeAgent = netip.AddrFrom4([4]byte(pkt[8:12]))
+		rep.ID = binary.BigEndian.Uint64(pkt[16:24])
+		return c.finish(out, -1, from, ch)
+	}
+	rep.HomeAddr = req.HomeAddr
+	rep.HomeAgent = req.HomeAgent
+	rep.ID = req.ID
+	rep.NAI = req.NAI
+
+	ni := c.lookup(req.NAI, binding.AddrU32(req.HomeAddr))
+	home := binding.AddrU32(req.HomeAddr)
+	if ni < 0 {
+		// No security association: we cannot authenticate the reply either.
+		rep.Code = mip.CodeAdminProhibited
+		return c.finish(out, -1, from, ch)
+	}
+	n := &c.nodes[ni]
+
+	// RFC 5944 §3.8.2.1: authenticate before anything else looks at the request.
+	if !req.MHAuth.Present || req.MHAuth.SPI != n.cfg.SPI || !mip.Verify(pkt, req.MHAuth, n.mac, &c.scratch) {
+		rep.Code = mip.CodeMNAuthFailed
+		return c.finish(out, -1, from, ch)
+	}
+	if f, ok := c.fas[binding.AddrU32(src.Addr())]; ok {
+		if !req.FHAuth.Present || req.FHAuth.SPI != f.spi || !mip.Verify(pkt, req.FHAuth, f.mac, &c.scratch) {
+			rep.Code = mip.CodeFAAuthFailed
+			return c.finish(out, ni, from, ch)
+		}
+	}
+
+	// Resolve the home address: a NAI node with 0.0.0.0 asks us to assign one.
+	var cur *binding.Entry
+	if n.home != 0 {
+		if home == 0 {
+			home = n.home
+		} else if home != n.home {
+			rep.Code = mip.CodeAdminProhibited
+			return c.finish(out, ni, from, ch)
+		}
+	} else if n.hi != 0 {
+		if home == 0 {
+			home = c.poolAssign(n)
+			if home == 0 {
+				rep.Code = mip.CodeInsufficientResources
+				return c.finish(out, ni, from, ch)
+			}
+		} else if home < n.lo || home > n.hi {
+			rep.Code = mip.CodeAdminProhibited
+			return c.finish(out, ni, from, ch)
+		}
+	}
+	rep.HomeAddr = binding.U32Addr(home)
+	cur = c.table.Get(home)
+
+	// Replay protection (RFC 5944 §5.7).
+	if n.nonceM {
+		if uint32(req.ID>>32) != n.nonce {
+			n.nonce = randUint32()
+			rep.ID = uint64(n.nonce)<<32 | req.ID&0xffffffff
+			rep.Code = mip.CodeIDMismatch
+			return c.finish(out, ni, from, ch)
+		}
+	} else {
+		last := uint64(0)
+		if n.single {
+			last = n.lastID
+		}
+		if cur != nil && cur.ID > last {
+			last = cur.ID
+		}
+		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 {
+			// The node retransmitted a request we accepted (our reply was
+			// lost). Answering again changes nothing, so it is no replay.
+			c.Stats.Duplicates++
+			rep.Code = mip.CodeAccepted
+			rep.Lifetime = uint16(cur.Remaining(now) / time.Second)
+			return c.finish(out, ni, from, ch)
+		}
+		// Seconds compared modulo 2^32 so that the NTP era rollover in
+		// 2036 does not look like a 136-year skew.
+		d := int64(int32(uint32(req.ID>>32) - uint32(mip.Timestamp(wall)>>32)))
+		if d < -c.tolerance || d > c.tolerance || req.ID <= last {
+			rep.ID = mip.MismatchID(req.ID, wall)
+			rep.Code = mip.CodeIDMismatch
+			return c.finish(out, ni, from, ch)
+		}
+	}
+
+	if !c.ownAddr(binding.AddrU32(req.HomeAgent)) {
+		rep.Code = mip.CodeUnknownHA
+		rep.HomeAgent = c.cfg.Agent.Address
+		return c.finish(out, ni, from, ch)
+	}
+	if req.Flags&mip.FlagT != 0 && !(c.revTun && n.revTun) {
+		rep.Code = mip.CodeReverseTunnelUnavailable
+		return c.finish(out, ni, from, ch)
+	}
+	if (req.Flags&mip.FlagG != 0 && !c.gre) || (req.Flags&mip.FlagM != 0 && !c.minenc) {
+		rep.Code = mip.CodeEncapUnavailable
+		return c.finish(out, ni, from, ch)
+	}
+
+	code := mip.CodeAccepted
+	if req.Flags&mip.FlagS != 0 && !c.simul {
+		code = mip.CodeAcceptedNoSimultaneous
+	}
+	careOf := binding.AddrU32(req.CareOf)
+	if req.Lifetime == 0 || careOf == home {
+		// De-registration. Keep a tombstone: it orders this write against
+		// late updates in the group and remembers the Identification.
+		if n.single {
+			n.lastID = req.ID
+		}
+		e := c.table.Tombstone(home, req.ID, c.id, now+c.tombLife)
+		ch = Change{Kind: Deregistered, Entry: *e}
+		c.Stats.Deregistrations++
+		rep.Code = code
+		rep.Lifetime = 0
+		return c.finish(out, ni, from, ch)
+	}
+
+	lt := req.Lifetime
+	if lt > c.maxLt {
+		lt = c.maxLt
+	}
+	if n.maxLt != 0 && lt > n.maxLt {
+		lt = n.maxLt
+	}
+	kind := Registered
+	if cur != nil && !cur.Tombstone() {
+		kind = Renewed
+	}
+	e, err := c.table.Put(binding.Entry{
+		Home:       home,
+		CareOf:     careOf,
+		HomeAgent:  binding.AddrU32(req.HomeAgent),
+		Origin:     c.id,
+		ID:         req.ID,
+		Node:       ni,
+		Granted:    lt,
+		Flags:      req.Flags,
+		Registered: now,
+		Expires:    now + int64(lt)*int64(time.Second),
+	})
+	if err != nil {
+		// Table full: 130, and nothing else is evicted.
+		rep.Code = mip.CodeInsufficientResources
+		return c.finish(out, ni, from, ch)
+	}
+	if n.single {
+		n.lastID = req.ID
+	}
+	if kind == Registered {
+		c.Stats.Registrations++
+	} else {
+		c.Stats.Renewals++
+	}
+	ch = Change{Kind: kind, Entry: *e}
+	rep.Code = code
+	rep.Lifetime = lt
+	return c.finish(out, ni, from, ch)
+}
+
+// lookup finds the configured node: by NAI first (RFC 2794: the node may
+// not know its home address yet), then by home address or pool, so that a
+// client which always sends its NAI still matches a node configured by
+// address only. -1 when none matches.
+func (c *Core) lookup(nai []byte, home uint32) int32 {
+	if nai != nil {
+		if i, ok := c.byNAI[string(nai)]; ok {
+			return i
+		}
+	}
+	if i, ok := c.byHome[home]; ok {
+		return i
+	}
+	for _, pi := range c.pools {
+		if p := &c.nodes[pi]; p.cfg.NAI == "" && home >= p.lo && home <= p.hi {
+			return pi
+		}
+	}
+	return -1
+}
+
+// poolAssign finds an address for a NAI node with a pool: the one it holds
+// already, else the first free one. O(pool size), only on first contact.
+func (c *Core) poolAssign(n *node) uint32 {
+	for a := n.lo; ; a++ {
+		if a != n.lo && a != n.hi || n.lo == n.hi { // skip network and broadcast addresses of the pool
+			if e := c.table.Get(a); e != nil && !e.Tombstone() && e.Node >= 0 && &c.nodes[e.Node] == n {
+				return a
+			}
+		}
+		if a == n.hi {
+			break
+		}
+	}
+	for a := n.lo; ; a++ {
+		if a != n.lo && a != n.hi || n.lo == n.hi {
+			if e := c.table.Get(a); e == nil || e.Tombstone() {
+				if _, fixed := c.byHome[a]; !fixed && !c.ownAddr(a) {
+					return a
+				}
+			}
+		}
+		if a == n.hi {
+			break
+		}
+	}
+	return 0
+}
+
+// finish encodes c.rep into out, authenticated with node ni's key when the
+// request authenticated (ni >= 0), and counts it.
+func (c *Core) finish(out []byte, ni int32, from netip.Addr, ch Change) ([]byte, netip.Addr, Change) {
+	start := len(out)
+	b, err := c.rep.AppendBinary(out)
+	if err != nil {
+		c.Stats.Drops[DropReplyTooBig]++
+		return nil, from, ch
+	}
+	if ni >= 0 {
+		n := &c.nodes[ni]
+		b = mip.AppendMHAuth(b, start, n.cfg.SPI, n.mac)
+	}
+	if cap(out) < len(b) { // AppendBinary had to grow: the caller's buffer is too small
+		c.Stats.Drops[DropReplyTooBig]++
+	}
+	c.Stats.Replies++
+	c.Stats.Codes[c.rep.Code]++
+	return b, from, ch
+}
+
+// Expire drops bindings whose lifetime has run out and purges old
+// tombstones; fn hears about each expired live binding (not about purged
+// tombstones: they were never bindings).
+func (c *Core) Expire(now int64, fn func(Change)) int {
+	return c.table.Expire(now, func(e *binding.Entry) {
+		if e.Tombstone() {
+			return
+		}
+		c.Stats.Expired++
+		if fn != nil {
+			fn(Change{Kind: Expired, Entry: *e})
+		}
+	})
+}
+
+// Clear removes a binding on the operator's request.
+func (c *Core) Clear(home netip.Addr) (Change, bool) {
+	e := c.table.Get(binding.AddrU32(home))
+	if e == nil || e.Tombstone() {
+		return Change{}, false
+	}
+	ch := Change{Kind: Cleared, Entry: *e}
+	c.table.Delete(ch.Entry.Home)
+	c.Stats.Cleared++
+	return ch, true
+}
+
+// NodeName returns the configured name of node i, for console output.
+func (c *Core) NodeName(i int32) string {
+	if i < 0 || int(i) >= len(c.nodes) {
+		return ""
+	}
+	return c.nodes[i].cfg.Name
+}

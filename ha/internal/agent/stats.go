@@ -6,20 +6,20 @@ package agent
 type DropReason uint8
 
 const (
-	DropTruncated    DropReason = iota // shorter than a registration request's fixed part
-	DropNotRequest                     // first byte is not type 1
-	DropUnknownExt                     // unrecognised extension of type 0..127 (RFC 5944 §1.9: discard)
-	DropBadSource                      // source port 0 or a non-unicast source: nowhere to answer
-	DropReplyTooBig                    // the reply would not fit the preallocated buffer (a bug; never expected)
+	DropTruncated   DropReason = iota // shorter than a registration request's fixed part
+	DropNotRequest                    // first byte is not type 1
+	DropUnknownExt                    // unrecognised extension of type 0..127 (RFC 5944 §1.9: discard)
+	DropBadSource                     // source port 0 or a non-unicast source: nowhere to answer
+	DropReplyTooBig                   // the reply would not fit the preallocated buffer (a bug; never expected)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
-	DropTruncated:    "truncated",
-	DropNotRequest:   "not-a-request",
-	DropUnknownExt:   "unknown-critical-extension",
-	DropBadSource:    "bad-source",
-	DropReplyTooBig:  "reply-too-big",
+	DropTruncated:   "truncated",
+	DropNotRequest:  "not-a-request",
+	DropUnknownExt:  "unknown-critical-extension",
+	DropBadSource:   "bad-source",
+	DropReplyTooBig: "reply-too-big",
 }
 
 func (d DropReason) String() string {

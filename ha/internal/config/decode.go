@@ -34,6 +34,10 @@ type decoder struct {
 	errs []*Error
 
 	warnings []string
+
+	// seen, when not nil, collects every key the loader knows (indexes
+	// removed): the documentation test compares it with docs/config.md.
+	seen map[string]bool
 }
 
 func (d *decoder) errorf(line int, key, format string, args ...any) {
@@ -249,6 +253,11 @@ func (t *table) tables(k string) []*table {
 // done reports the keys of the table that no get asked for, with a
 // suggestion when one is close to a known key.
 func (t *table) done() {
+	if t.d.seen != nil {
+		for _, k := range t.known {
+			t.d.seen[stripIndexes(t.keyPath(k))] = true
+		}
+	}
 	var unknown []string
 	for k := range t.m {
 		if !slices.Contains(t.known, k) {
@@ -350,4 +359,21 @@ func short(v any) string {
 		return ""
 	}
 	return s
+}
+
+// stripIndexes turns "node[2].spi" into "node.spi".
+func stripIndexes(path string) string {
+	var b strings.Builder
+	skip := false
+	for _, r := range path {
+		switch {
+		case r == '[':
+			skip = true
+		case r == ']':
+			skip = false
+		case !skip:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

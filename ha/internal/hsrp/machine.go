@@ -75,7 +75,9 @@ type Event struct {
 type ActionKind uint8
 
 const (
-	ActHello  ActionKind = iota + 1 // F: send Hello (State, Priority)
+	// The message actions carry the State to put in the message: the state
+	// the router was in when it decided (a Resign leaves Active first).
+	ActHello  ActionKind = iota + 1 // F: send Hello
 	ActCoup                         // G: send Coup
 	ActResign                       // H: send Resign
 	ActGARP                         // I: gratuitous ARP for the virtual address (Count)
@@ -312,7 +314,7 @@ func (m *Machine) message(now time.Duration, src netip.Addr, msg *Message, out [
 	}
 	higher := m.higher(msg.Priority, src)
 	switch {
-	case msg.OpCode == OpResign && msg.State == Active: // i
+	case msg.OpCode == OpResign && (msg.State == Active || src == m.active): // i
 		if src != m.active && m.active.IsValid() {
 			return out
 		}

@@ -34,7 +34,7 @@ type Config struct {
 	DeadInterval   time.Duration // 35 s
 	DigestGuard    time.Duration // 2 s
 	TombstoneTTL   time.Duration // 1 h
-	MaxLifetime    time.Duration // longest lifetime granted; TombstoneTTL must be >= it (default 65535 s if 0... see New)
+	MaxLifetime    time.Duration // longest lifetime the agent grants; New refuses TombstoneTTL < MaxLifetime (0: not checked)
 	MaxPending     int           // 65536
 	MaxRepair      int           // repair chunks per digest received, 128
 

@@ -35,9 +35,11 @@ type decoder struct {
 
 	warnings []string
 
-	// seen, when not nil, collects every key the loader knows (indexes
-	// removed): the documentation test compares it with docs/config.md.
-	seen map[string]bool
+	// seen collects every key the loader knows (indexes removed), table
+	// by table: it places a key written outside its section, and the
+	// documentation test compares it with docs/config.md.
+	seen   map[string]bool
+	tables []*table // every table read, for reportUnknown
 }
 
 func (d *decoder) errorf(line int, key, format string, args ...any) {
@@ -250,35 +252,50 @@ func (t *table) tables(k string) []*table {
 	return out
 }
 
-// done reports the keys of the table that no get asked for, with a
-// suggestion when one is close to a known key.
+// done marks the end of reading a table: its known keys are recorded, and
+// its unknown keys are reported by reportUnknown once every table is known
+// (so that a key written under the wrong header can be placed).
 func (t *table) done() {
-	if t.d.seen != nil {
-		for _, k := range t.known {
-			t.d.seen[stripIndexes(t.keyPath(k))] = true
-		}
+	if t.d.seen == nil {
+		t.d.seen = map[string]bool{}
 	}
-	var unknown []string
-	for k := range t.m {
-		if !slices.Contains(t.known, k) {
-			unknown = append(unknown, k)
-		}
+	base := stripIndexes(t.path)
+	for _, k := range t.known {
+		t.d.seen[joinPath(base, k)] = true
 	}
-	slices.Sort(unknown)
-	for _, k := range unknown {
-		key := t.keyPath(k)
-		line := t.d.pos.line(key)
-		where := "in [" + t.path + "]"
-		if t.path == "" {
-			where = "at the top level"
+	t.d.tables = append(t.d.tables, t)
+}
+
+// reportUnknown reports the keys that no get asked for, with a hint: the
+// section the key belongs in, or a known key close to it.
+func (d *decoder) reportUnknown() {
+	for _, t := range d.tables {
+		var unknown []string
+		for k := range t.m {
+			if !slices.Contains(t.known, k) {
+				unknown = append(unknown, k)
+			}
 		}
-		msg := "unknown key " + where
-		if s := suggest(k, t.known); s != "" {
-			msg += fmt.Sprintf("; did you mean %q?", s)
-		} else {
-			msg += "; known keys: " + strings.Join(t.known, ", ")
+		slices.Sort(unknown)
+		for _, k := range unknown {
+			key := t.keyPath(k)
+			where := "in [" + t.path + "]"
+			switch {
+			case t.path == "":
+				where = "at the top level"
+			case strings.HasSuffix(t.path, "]"):
+				where = "in [[" + stripIndexes(t.path) + "]]"
+			}
+			msg := "unknown key " + where
+			if sec := d.sectionOf(t.path, k); sec != "" {
+				msg += "; it belongs in [" + sec + "]: move it below that header"
+			} else if s := suggest(k, t.known); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			} else {
+				msg += "; known keys: " + strings.Join(t.known, ", ")
+			}
+			d.errorf(d.pos.line(key), key, "%s", msg)
 		}
-		t.d.errorf(line, key, "%s", msg)
 	}
 }
 
@@ -376,4 +393,19 @@ func stripIndexes(path string) string {
 		}
 	}
 	return b.String()
+}
+
+// sectionOf names the section that knows key k when k was written in
+// another table (typically above the first header, or under the wrong one).
+func (d *decoder) sectionOf(table, k string) string {
+	var found []string
+	for p := range d.seen {
+		if sec, ok := strings.CutSuffix(p, "."+k); ok && sec != stripIndexes(table) && !strings.Contains(sec, ".") {
+			found = append(found, sec)
+		}
+	}
+	if len(found) != 1 {
+		return "" // unknown everywhere, or ambiguous (enabled, key, ...)
+	}
+	return found[0]
 }

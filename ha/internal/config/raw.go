@@ -231,5 +231,6 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 	t.done()
 
 	root.done()
+	d.reportUnknown()
 	return r
 }

@@ -26,6 +26,9 @@ func (d *decoder) build(r *rawConfig) *Config {
 	d.buildHSRP(r, c)
 	d.buildDatapath(r, c)
 	d.buildAdvert(r, c)
+	if (c.VRRP.Enabled || c.HSRP.Enabled) && !c.Group.Enabled {
+		d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: group.enabled is false while VRRP/HSRP is on: a backup that takes over has no bindings and every mobile node must re-register", d.file, r.Group.Enabled.Line))
+	}
 	if c.VRRP.Enabled && c.HSRP.Enabled {
 		d.errorf(r.HSRP.Enabled.Line, r.HSRP.Enabled.Key,
 			"and vrrp.enabled (line %d) are both true; one protocol owns the virtual address: disable one", r.VRRP.Enabled.Line)

@@ -1,12 +1,139 @@
-// Command hactl: placeholder while the foundation is being built.
+// Command hactl is the operator's console client for a running hagent:
+//
+//	hactl show bindings [ADDR] | stats | redundancy | version
+//	hactl clear binding ADDR
+//
+// It prints tables for people and, with -json, the agent's raw answer.
 package main
 
 import (
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/console"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "hactl: not built yet")
-	os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: hactl [-socket PATH] [-json] [-limit N] COMMAND
+commands:
+  show bindings [ADDR]   mobility bindings (home, care-of, lifetime, flags, identification)
+  show stats             counters per reply code and per drop reason
+  show redundancy        role in the group, peers and sync counters
+  show version           agent version, addresses, config file
+  clear binding ADDR     remove the binding of home address ADDR
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hactl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	socket := fs.String("socket", console.DefaultSocket, "the agent's console socket")
+	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
+	limit := fs.Int("limit", 0, "rows of show bindings (0 = agent default 10000, -1 = all)")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the agent")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	words := fs.Args()
+	if len(words) < 2 {
+		fs.Usage()
+		return 2
+	}
+	req := console.Request{Cmd: words[0] + " " + words[1], Args: words[2:], Limit: *limit}
+	resp, err := console.Call(*socket, req, *timeout)
+	if err != nil {
+		fmt.Fprintln(stderr, "hactl:", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(resp)
+		if resp.Error != "" {
+			return 1
+		}
+		return 0
+	}
+	if resp.Error != "" {
+		fmt.Fprintln(stderr, "hactl:", resp.Error)
+		return 1
+	}
+	print(stdout, resp)
+	return 0
+}
+
+func print(w io.Writer, r *console.Response) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	defer tw.Flush()
+	switch {
+	case r.Bindings != nil:
+		b := r.Bindings
+		fmt.Fprintf(tw, "bindings: %d live of %d, %d tombstones of %d\n", b.Live, b.Capacity, b.Tombs, b.TombCap)
+		if len(b.Rows) > 0 {
+			fmt.Fprintln(tw, "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE")
+		}
+		for _, x := range b.Rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\n",
+				x.Home, dash(x.CareOf), dash(x.HomeAgent), x.State, x.Granted, x.Remaining, dash(x.Flags), x.ID, dash(x.Node))
+		}
+		if b.Truncated > 0 {
+			fmt.Fprintf(tw, "(%d more not shown; use -limit -1 for all)\n", b.Truncated)
+		}
+	case r.Stats != nil:
+		s := r.Stats
+		fmt.Fprintf(tw, "uptime\t%s\n", s.Uptime)
+		section(tw, "registration", s.General)
+		section(tw, "replies by code", s.Replies)
+		section(tw, "dropped without reply", s.Drops)
+		section(tw, "binding table", s.Table)
+		section(tw, "runtime", s.Runtime)
+		for _, n := range s.Notes {
+			fmt.Fprintln(tw, n)
+		}
+	case r.Redundancy != nil:
+		x := r.Redundancy
+		fmt.Fprintf(tw, "mode\t%s\nrole\t%s\nreason\t%s\nsynced\t%v\n", x.Mode, x.Role, dash(x.Reason), x.Synced)
+		if x.Since != "" {
+			fmt.Fprintf(tw, "since\t%s\n", x.Since)
+		}
+		if len(x.Peers) > 0 {
+			fmt.Fprintln(tw, "\nADDRESS\tID\tSTATE\tLAST-HEARD\tIN-SYNC")
+			for _, p := range x.Peers {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%v\n", p.Address, p.ID, p.State, p.LastHeard, p.InSync)
+			}
+		}
+		section(tw, "counters", x.Counter)
+	case r.Info != nil:
+		x := r.Info
+		fmt.Fprintf(tw, "version\t%s\naddress\t%s\nvirtual address\t%s\ninterface\t%s\nagent id\t%d\nconfig\t%s\nnode entries\t%d\n",
+			x.Version, x.Address, dash(x.Virtual), x.Interface, x.AgentID, x.Config, x.Nodes)
+	case r.Message != "":
+		fmt.Fprintln(tw, r.Message)
+	}
+}
+
+func section(w io.Writer, title string, cs []console.Counter) {
+	if len(cs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s:\n", title)
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %s\t%d\n", c.Name, c.Value)
+	}
+}
+
+func dash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
 }

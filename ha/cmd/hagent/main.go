@@ -1,12 +1,72 @@
-// Command hagent: placeholder while the foundation is being built.
+// Command hagent is the Mobile IPv4 Home Agent daemon. main only wires:
+// flags → config → agent → run until SIGTERM/SIGINT.
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hagent/hagent/ha/internal/agent"
+	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/version"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "hagent: not built yet")
-	os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hagent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/hagent.toml", "configuration file")
+	check := fs.Bool("check", false, "validate the configuration and exit (0 = valid)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	logLevel := fs.String("log-level", "", "override agent.log_level (debug, info, warn, error)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "hagent: unexpected argument %q (flags only; see -h)\n", fs.Arg(0))
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "hagent", version.Version)
+		return 0
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok (%d mobile node entries, capacity %d)\n", *path, len(cfg.Nodes), cfg.Agent.Capacity)
+		return 0
+	}
+	level := cfg.Agent.LogLevel
+	if *logLevel != "" {
+		if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+			fmt.Fprintf(stderr, "hagent: -log-level %q: use debug, info, warn or error\n", *logLevel)
+			return 2
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	a, err := agent.New(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		log.Error("stopped with error", "err", err)
+		return 1
+	}
+	return 0
 }

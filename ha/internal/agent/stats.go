@@ -11,6 +11,7 @@ const (
 	DropUnknownExt                    // unrecognised extension of type 0..127 (RFC 5944 §1.9: discard)
 	DropBadSource                     // source port 0 or a non-unicast source: nowhere to answer
 	DropReplyTooBig                   // the reply would not fit the preallocated buffer (a bug; never expected)
+	DropOversize                      // datagram larger than the receive buffer (no request is that long)
 	numDropReasons
 )
 

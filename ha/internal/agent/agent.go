@@ -1,0 +1,291 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/udpio"
+	"github.com/hagent/hagent/ha/internal/version"
+)
+
+const (
+	batchSize  = 64   // datagrams per recvmmsg
+	numBatches = 4    // batches in flight between the reader and the owner
+	rxBufSize  = 2048 // a registration request with extensions fits easily; larger is truncated and dropped
+)
+
+// batch is a unit of work handed from the reader goroutine to the owner:
+// received datagrams in, replies out. Preallocated; recycled through free.
+type batch struct {
+	in  []udpio.Packet
+	out []udpio.Packet
+	n   int
+}
+
+type consoleReq struct {
+	req  console.Request
+	resp chan *console.Response
+}
+
+// Agent runs one Home Agent: it owns the Core and is the only goroutine that
+// touches it. Readers hand over packets on bounded channels; the console
+// asks questions on another.
+type Agent struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	core  *Core
+	start time.Time
+
+	conn    *udpio.Conn
+	ln      net.Listener
+	rx      chan *batch
+	free    chan *batch
+	cons    chan consoleReq
+	done    chan struct{} // closed when the owner loop has returned
+	onReady func()        // test hook
+
+	wg sync.WaitGroup
+}
+
+// New validates that the agent can run with cfg and allocates everything
+// the registration path needs up front.
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
+	core, err := NewCore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:   cfg,
+		log:   log,
+		core:  core,
+		start: time.Now(),
+		rx:    make(chan *batch, numBatches),
+		free:  make(chan *batch, numBatches),
+		cons:  make(chan consoleReq),
+		done:  make(chan struct{}),
+	}
+	for i := 0; i < numBatches; i++ {
+		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize)}
+		for j := range b.in {
+			b.in[j].Buf = make([]byte, rxBufSize)
+			b.out[j].Buf = make([]byte, 0, ReplyBufLen)
+		}
+		a.free <- b
+	}
+	return a, nil
+}
+
+// now is the agent's monotonic clock in nanoseconds since start; lifetimes
+// and deadlines use it so that a wall-clock step changes nothing.
+func (a *Agent) now() int64 { return int64(time.Since(a.start)) }
+
+// Run serves until ctx is cancelled, then shuts down cleanly.
+func (a *Agent) Run(ctx context.Context) error {
+	ac := &a.cfg.Agent
+	listen := netip.AddrPortFrom(netip.IPv4Unspecified(), ac.ListenPort)
+	conn, err := udpio.Listen(listen, udpio.Options{})
+	if err != nil {
+		return fmt.Errorf("agent: listening for registrations on udp %s: %w (is another Home Agent running? is the port free?)", listen, err)
+	}
+	a.conn = conn
+	defer conn.Close()
+
+	if err := a.listenConsole(); err != nil {
+		return err
+	}
+	defer a.ln.Close()
+
+	a.wg.Add(2)
+	go a.readLoop()
+	go a.consoleLoop()
+
+	a.log.Info("hagent ready",
+		"version", version.Version, "address", ac.Address, "virtual", ac.VirtualAddress,
+		"port", ac.ListenPort, "nodes", len(a.cfg.Nodes), "capacity", ac.Capacity,
+		"console", ac.ConsoleSocket)
+	if a.onReady != nil {
+		a.onReady()
+	}
+
+	err = a.loop(ctx)
+	close(a.done)
+
+	// Unblock the reader and the console, then wait for them.
+	conn.Close()
+	a.ln.Close()
+	a.wg.Wait()
+	_ = os.Remove(ac.ConsoleSocket)
+	a.log.Info("hagent stopped", "bindings", a.core.table.Len())
+	return err
+}
+
+// loop is the owner: every mutation of the Core happens here.
+func (a *Agent) loop(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		a.armTimer(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case b, ok := <-a.rx:
+			if !ok {
+				return errors.New("agent: the registration socket failed; see the log line above")
+			}
+			a.handleBatch(b)
+		case <-timer.C:
+			a.core.Expire(a.now(), a.changed)
+		case r := <-a.cons:
+			r.resp <- a.answer(r.req)
+		}
+	}
+}
+
+func (a *Agent) armTimer(t *time.Timer) {
+	d := time.Hour
+	if dl, ok := a.core.table.NextDeadline(); ok {
+		d = time.Duration(dl - a.now())
+		if d < 0 {
+			d = 0
+		}
+	}
+	t.Reset(d)
+}
+
+// handleBatch answers one batch of datagrams. It allocates nothing.
+func (a *Agent) handleBatch(b *batch) {
+	now, wall := a.now(), time.Now()
+	k := 0
+	for i := 0; i < b.n; i++ {
+		p := &b.in[i]
+		if p.Trunc {
+			a.core.Stats.Requests++
+			a.core.Stats.Drops[DropOversize]++
+			continue
+		}
+		o := &b.out[k]
+		reply, from, ch := a.core.Handle(now, wall, p.Src, p.Dst, p.Buf[:p.N], o.Buf[:0])
+		if ch.Kind != NoChange {
+			a.changed(ch)
+		}
+		if reply == nil {
+			continue
+		}
+		o.Buf = reply
+		o.N = len(reply)
+		o.Src = p.Src
+		o.Dst = from
+		o.Ifindex = p.Ifindex
+		k++
+	}
+	if k > 0 {
+		sent, err := a.conn.WriteBatch(b.out[:k])
+		if err != nil || sent < k {
+			a.core.Stats.SendErrors += uint64(k - sent)
+		}
+	}
+	b.n = 0
+	a.free <- b
+}
+
+// changed hears about every table change. The redundancy protocol and the
+// datapath attach here; today it logs (at debug level, checked first so that
+// the hot path builds no log attributes when debug is off).
+func (a *Agent) changed(ch Change) {
+	if a.log.Enabled(context.Background(), slog.LevelDebug) {
+		e := &ch.Entry
+		a.log.Debug("binding "+ch.Kind.String(),
+			"home", binding.U32Addr(e.Home), "care_of", binding.U32Addr(e.CareOf),
+			"lifetime", e.Granted, "id", e.ID)
+	}
+}
+
+// readLoop receives datagrams in batches and hands them to the owner. When
+// the owner is slow, the reader blocks on the free list and the kernel's
+// socket buffer absorbs (and, when full, counts) the excess.
+func (a *Agent) readLoop() {
+	defer a.wg.Done()
+	defer close(a.rx)
+	for b := range a.free {
+		n, err := a.conn.ReadBatch(b.in)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, udpio.ErrClosed) {
+				a.log.Error("registration socket read failed", "err", err)
+			}
+			return
+		}
+		b.n = n
+		a.rx <- b
+	}
+}
+
+func (a *Agent) listenConsole() error {
+	path := a.cfg.Agent.ConsoleSocket
+	_ = os.Remove(path) // a stale socket from a crashed run
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("agent: console socket %s: %w (does its directory exist and is it writable?)", path, err)
+	}
+	_ = os.Chmod(path, 0o600)
+	a.ln = ln
+	return nil
+}
+
+func (a *Agent) consoleLoop() {
+	defer a.wg.Done()
+	for {
+		c, err := a.ln.Accept()
+		if err != nil {
+			return
+		}
+		go a.serveConsole(c)
+	}
+}
+
+func (a *Agent) serveConsole(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		return
+	}
+	var req console.Request
+	var resp *console.Response
+	if err := json.Unmarshal(line, &req); err != nil {
+		resp = &console.Response{Error: "bad request: " + err.Error()}
+	} else {
+		ch := make(chan *console.Response, 1)
+		select {
+		case a.cons <- consoleReq{req: req, resp: ch}:
+			resp = <-ch
+		case <-a.done:
+			resp = &console.Response{Error: "agent is shutting down"}
+		}
+	}
+	b, _ := json.Marshal(resp)
+	_, _ = c.Write(append(b, '\n'))
+}
+
+// uptime returns how long the agent has run, rounded for people.
+func (a *Agent) uptime() time.Duration { return time.Since(a.start).Round(time.Second) }
+
+// memStats is read on demand for `show stats` (ReadMemStats stops the world
+// briefly; never on a timer).
+func memStats() runtime.MemStats {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
+}

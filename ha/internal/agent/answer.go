@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/version"
+	"github.com/hagent/hagent/ha/mip"
+)
+
+// defaultRows bounds `show bindings` unless the operator asks for more: a
+// table of a million bindings should not be marshalled by accident.
+const defaultRows = 10000
+
+// answer runs on the owner goroutine: it may read the Core directly.
+func (a *Agent) answer(r console.Request) *console.Response {
+	switch strings.Join(strings.Fields(r.Cmd), " ") {
+	case "show bindings":
+		return &console.Response{Bindings: a.showBindings(r)}
+	case "show stats":
+		return &console.Response{Stats: a.showStats()}
+	case "show redundancy":
+		return &console.Response{Redundancy: &console.Redundancy{
+			Mode: "standalone", Role: "active", Reason: "no redundancy protocol configured", Synced: true,
+		}}
+	case "show version", "show agent":
+		ac := &a.cfg.Agent
+		info := &console.Info{
+			Version: version.Version, Address: ac.Address.String(), Interface: ac.Interface,
+			Config: a.cfg.Path, AgentID: ac.AgentID, Nodes: len(a.cfg.Nodes),
+		}
+		if ac.VirtualAddress.IsValid() {
+			info.Virtual = ac.VirtualAddress.String()
+		}
+		return &console.Response{Info: info}
+	case "clear binding":
+		if len(r.Args) != 1 {
+			return &console.Response{Error: "usage: clear binding HOME-ADDRESS"}
+		}
+		addr, err := netip.ParseAddr(r.Args[0])
+		if err != nil || !addr.Is4() {
+			return &console.Response{Error: fmt.Sprintf("clear binding: %q is not an IPv4 address", r.Args[0])}
+		}
+		ch, ok := a.core.Clear(addr)
+		if !ok {
+			return &console.Response{Error: fmt.Sprintf("clear binding: no binding for %s", addr)}
+		}
+		a.changed(ch)
+		a.log.Info("binding cleared by operator", "home", addr)
+		return &console.Response{Message: fmt.Sprintf("binding for %s cleared", addr)}
+	}
+	return &console.Response{Error: fmt.Sprintf("unknown command %q; try: show bindings|stats|redundancy|version, clear binding ADDR", r.Cmd)}
+}
+
+func (a *Agent) showBindings(r console.Request) *console.Bindings {
+	t := a.core.table
+	out := &console.Bindings{Live: t.Len(), Tombs: t.Tombs(), Capacity: t.Cap(), TombCap: t.TombCap()}
+	now := a.now()
+	limit := r.Limit
+	if limit == 0 {
+		limit = defaultRows
+	}
+	var only uint32
+	if len(r.Args) > 0 {
+		if ad, err := netip.ParseAddr(r.Args[0]); err == nil && ad.Is4() {
+			only = binding.AddrU32(ad)
+		}
+	}
+	t.Range(func(e *binding.Entry) bool {
+		if only != 0 && e.Home != only {
+			return true
+		}
+		if limit >= 0 && len(out.Rows) >= limit {
+			out.Truncated++
+			return true
+		}
+		row := console.Binding{
+			Home:    binding.U32Addr(e.Home).String(),
+			Node:    a.core.NodeName(e.Node),
+			Granted: e.Granted,
+			ID:      e.ID,
+			Origin:  e.Origin,
+			Flags:   FlagString(e.Flags),
+		}
+		rem := time.Duration(e.Expires - now)
+		if rem < 0 {
+			rem = 0
+		}
+		row.Remaining = uint32(rem / time.Second)
+		if e.Tombstone() {
+			row.State = "tombstone"
+		} else {
+			row.State = "live"
+			row.CareOf = binding.U32Addr(e.CareOf).String()
+			row.HomeAgent = binding.U32Addr(e.HomeAgent).String()
+		}
+		out.Rows = append(out.Rows, row)
+		return true
+	})
+	return out
+}
+
+// FlagString renders the request flags the way RFC 5944 names them.
+func FlagString(f uint8) string {
+	const names = "SBDMGrTx"
+	var b []byte
+	for i := 0; i < 8; i++ {
+		if f&(0x80>>i) != 0 {
+			if len(b) > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, names[i])
+		}
+	}
+	return string(b)
+}
+
+func (a *Agent) showStats() *console.Stats {
+	s := &a.core.Stats
+	t := a.core.table
+	ts := t.Stats()
+	st := &console.Stats{Uptime: a.uptime().String()}
+	st.General = []console.Counter{
+		{Name: "requests received", Value: s.Requests},
+		{Name: "replies sent", Value: s.Replies - s.SendErrors},
+		{Name: "reply send errors", Value: s.SendErrors},
+		{Name: "registrations", Value: s.Registrations},
+		{Name: "renewals", Value: s.Renewals},
+		{Name: "deregistrations", Value: s.Deregistrations},
+		{Name: "duplicates answered", Value: s.Duplicates},
+		{Name: "expired", Value: s.Expired},
+		{Name: "cleared by operator", Value: s.Cleared},
+	}
+	for code, v := range s.Codes {
+		if v != 0 || knownCode(mip.Code(code)) {
+			st.Replies = append(st.Replies, console.Counter{Name: fmt.Sprintf("%d %s", code, mip.Code(code)), Value: v})
+		}
+	}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		st.Drops = append(st.Drops, console.Counter{Name: r.String(), Value: s.Drops[r]})
+	}
+	st.Table = []console.Counter{
+		{Name: "live", Value: uint64(t.Len())},
+		{Name: "capacity", Value: uint64(t.Cap())},
+		{Name: "tombstones", Value: uint64(t.Tombs())},
+		{Name: "tombstone capacity", Value: uint64(t.TombCap())},
+		{Name: "full (answered 130)", Value: ts.Full},
+		{Name: "tombstones evicted early", Value: ts.TombEvicted},
+	}
+	m := memStats()
+	st.Runtime = []console.Counter{
+		{Name: "heap in use bytes", Value: m.HeapInuse},
+		{Name: "sys bytes", Value: m.Sys},
+		{Name: "gc cycles", Value: uint64(m.NumGC)},
+	}
+	return st
+}
+
+func knownCode(c mip.Code) bool {
+	switch c {
+	case mip.CodeAccepted, mip.CodeAcceptedNoSimultaneous, mip.CodeUnspecified, mip.CodeAdminProhibited,
+		mip.CodeInsufficientResources, mip.CodeMNAuthFailed, mip.CodeFAAuthFailed, mip.CodeIDMismatch,
+		mip.CodePoorlyFormed, mip.CodeUnknownHA, mip.CodeReverseTunnelUnavailable,
+		mip.CodeReverseTunnelMandatory, mip.CodeEncapUnavailable:
+		return true
+	}
+	return false
+}

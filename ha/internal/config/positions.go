@@ -45,7 +45,8 @@ func scanPositions(src []byte) positions {
 	arrays := map[string]int{} // array-of-tables path -> elements seen so far
 	cur := ""                  // path of the current table ("" = root)
 	var v valueScanner         // state of a value spanning lines
-	for i, s := range strings.Split(string(src), "\n") {
+	text := strings.TrimPrefix(string(src), "\ufeff") // a BOM is allowed and not content
+	for i, s := range strings.Split(text, "\n") {
 		lineNo := i + 1
 		s = strings.TrimSuffix(s, "\r")
 		if v.pending() {

@@ -42,9 +42,9 @@ func (p positions) setFirst(path string, line int) {
 // and simply records less.
 func scanPositions(src []byte) positions {
 	p := positions{}
-	arrays := map[string]int{} // array-of-tables path -> elements seen so far
-	cur := ""                  // path of the current table ("" = root)
-	var v valueScanner         // state of a value spanning lines
+	arrays := map[string]int{}                        // array-of-tables path -> elements seen so far
+	cur := ""                                         // path of the current table ("" = root)
+	var v valueScanner                                // state of a value spanning lines
 	text := strings.TrimPrefix(string(src), "\ufeff") // a BOM is allowed and not content
 	for i, s := range strings.Split(text, "\n") {
 		lineNo := i + 1

@@ -226,6 +226,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		timer.Reset(d)
 	}
+	// Apply SetHold/SetPriority calls made before Run first: a held owner
+	// must not start as master.
+	for pending := true; pending; {
+		select {
+		case ev := <-r.ctl:
+			handle(ev)
+		default:
+			pending = false
+		}
+	}
 	handle(Event{Kind: EvEnable})
 	for {
 		select {

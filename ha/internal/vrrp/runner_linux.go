@@ -283,6 +283,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		timer.Reset(d)
 	}
+	// Apply SetHold/SetPriority calls made before Run first: a held owner
+	// must not start as master.
+	for pending := true; pending; {
+		select {
+		case c := <-r.ctl:
+			handle(c.ev)
+		default:
+			pending = false
+		}
+	}
 	handle(Event{Kind: EvStartup})
 	for {
 		select {

@@ -391,6 +391,9 @@ func TestAllocs(t *testing.T) {
 	var r Request
 	var p Reply
 	tr, tp := testRequest(), testReply()
+	if err := r.UnmarshalBinary(req); err != nil { // Verify below needs r.MHAuth
+		t.Fatal(err)
+	}
 	for name, f := range map[string]func(){
 		"Request.UnmarshalBinary": func() { _ = r.UnmarshalBinary(req) },
 		"Reply.UnmarshalBinary":   func() { _ = p.UnmarshalBinary(rep) },
@@ -403,6 +406,7 @@ func TestAllocs(t *testing.T) {
 			}
 		},
 		"errors": func() {
+			var r Request // a failed parse must not clobber the shared r
 			_ = r.UnmarshalBinary(req[:10])
 			_ = r.UnmarshalBinary(rep)
 			_ = p.UnmarshalBinary(req)

@@ -96,7 +96,7 @@ type Agent struct {
 	HomeNetwork          netip.Prefix  // required; Address and VirtualAddress lie inside
 	ListenPort           uint16        // default 434
 	Capacity             int           // max live bindings, default 10000, 1..4_000_000
-	TombstoneCapacity    int           // default max(Capacity/4, 64)
+	TombstoneCapacity    int           // default (or 0) max(Capacity/4, 64)
 	TombstoneLifetime    time.Duration // default 5m, 1s..24h
 	MaxLifetime          uint16        // seconds, default 1800, 1..65535
 	ReplayTolerance      time.Duration // default 7s, 1s..1h
@@ -105,7 +105,7 @@ type Agent struct {
 	Encapsulations       []string      // default ["ipip"]; of "ipip", "gre", "minimal"
 	ConsoleSocket        string        // default "/run/hagent.sock"
 	LogLevel             slog.Level    // default info
-	AgentID              uint32        // default = Address as a big-endian uint32
+	AgentID              uint32        // default (or 0) = Address as a big-endian uint32
 }
 
 // Node is one [[node]]: a mobile node, or a pool of them sharing one key.

@@ -150,9 +150,9 @@ func TestReference(t *testing.T) {
 	if c.Nodes[1].NAI == "" || !c.Nodes[2].Pool.IsValid() {
 		t.Errorf("reference should show one node with an NAI and one pool: %+v", c.Nodes)
 	}
-	// The reference writes every default out; it must agree with the code.
-	if c.Agent.AgentID != 0xc0000202 {
-		t.Errorf("agent_id in the reference is not the default for its address")
+	// Derived values stay derived in the reference (agent_id = 0 etc.).
+	if c.Agent.AgentID != 0xc0000202 || c.Agent.TombstoneCapacity != 2500 {
+		t.Errorf("derived defaults: agent_id %d tombstone_capacity %d", c.Agent.AgentID, c.Agent.TombstoneCapacity)
 	}
 }
 
@@ -235,7 +235,8 @@ func TestErrors(t *testing.T) {
 		{"encap empty", `encapsulations = []`, false, `x.toml:5: agent.encapsulations is empty`},
 		{"socket", `console_socket = "hagent.sock"`, false, `x.toml:5: agent.console_socket "hagent.sock" must be an absolute path`},
 		{"log level", `log_level = "verbose"`, false, `x.toml:5: agent.log_level "verbose" is not a level`},
-		{"agent id", `agent_id = 0`, false, `x.toml:5: agent.agent_id 0 out of range 1..4294967295`},
+		{"agent id", `agent_id = -1`, false, `x.toml:5: agent.agent_id -1 out of range 0..4294967295`},
+		{"tombstones", `tombstone_capacity = 4000001`, false, `x.toml:5: agent.tombstone_capacity 4000001 out of range 0..4000000`},
 		// nodes
 		{"node neither", "[[node]]\nspi = 256\nkey = \"text:k\"", false, `x.toml:5: node[1] needs home_address`},
 		{"node both", "[[node]]\nhome_address = \"192.0.2.9\"\npool = \"192.0.2.128/25\"\nspi = 256\nkey = \"text:k\"", false, `x.toml:7: node[1].pool and home_address are both set`},

@@ -53,7 +53,12 @@ func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 	d.onHomeLink(ra.VirtualAddress, a.VirtualAddress, a.HomeNetwork, "the group's address is an address of the home network")
 	a.ListenPort = uint16(d.intIn(ra.ListenPort, DefaultListenPort, 1, 65535))
 	a.Capacity = int(d.intIn(ra.Capacity, DefaultCapacity, 1, MaxCapacity))
-	a.TombstoneCapacity = int(d.intIn(ra.TombstoneCapacity, int64(max(a.Capacity/4, MinTombstoneCapacity)), 1, MaxCapacity))
+	// 0 means "derive", so that the reference config can show the key without
+	// freezing a value that should follow capacity.
+	a.TombstoneCapacity = int(d.intIn(ra.TombstoneCapacity, 0, 0, MaxCapacity))
+	if a.TombstoneCapacity == 0 {
+		a.TombstoneCapacity = max(a.Capacity/4, MinTombstoneCapacity)
+	}
 	a.TombstoneLifetime = d.durIn(ra.TombstoneLifetime, DefaultTombstoneLifetime, time.Second, 24*time.Hour)
 	a.MaxLifetime = uint16(d.intIn(ra.MaxLifetime, DefaultMaxLifetime, 1, 65535))
 	a.ReplayTolerance = d.durIn(ra.ReplayTolerance, DefaultReplayTolerance, time.Second, time.Hour)
@@ -80,11 +85,13 @@ func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 			d.errorf(f.Line, f.Key, "%q is not a level: use \"debug\", \"info\", \"warn\" or \"error\"", f.V)
 		}
 	}
-	if a.Address.IsValid() {
+	// 0 means "derive from the address": a config copied to another member
+	// with only its address changed must not clone the identifier.
+	a.AgentID = uint32(d.intIn(ra.AgentID, 0, 0, 1<<32-1))
+	if a.AgentID == 0 && a.Address.IsValid() {
 		b := a.Address.As4()
 		a.AgentID = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	}
-	a.AgentID = uint32(d.intIn(ra.AgentID, int64(a.AgentID), 1, 1<<32-1))
 }
 
 func (d *decoder) encapsulations(f field[[]string]) []string {

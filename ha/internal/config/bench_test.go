@@ -12,7 +12,7 @@ func largeConfig(n int) []byte {
 	var b strings.Builder
 	b.WriteString("[agent]\ninterface = \"eth0\"\naddress = \"10.0.0.1\"\nhome_network = \"10.0.0.0/8\"\ncapacity = 100000\n")
 	for i := range n {
-		fmt.Fprintf(&b, "[[node]]\nhome_address = \"10.%d.%d.%d\"\nnai = \"mn%d@example.net\"\nspi = %d\nkey = \"hex:00112233445566778899aabbccddeeff\"\n",
+		fmt.Fprintf(&b, "[[node]]\nhome_address = \"10.%d.%d.%d\"\nnai = \"mn%d@example.net\"\nspi = %d\nkey = \"hex:8899aabbccddeeff0011223344556677\"\n",
 			1+i/65536, i/256%256, i%256, i, 256+i)
 	}
 	for i := range 16 {

@@ -140,8 +140,14 @@ func TestReference(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the shipped reference config does not load:\n%v", err)
 	}
-	if len(c.Warnings) != 0 {
-		t.Errorf("reference config has warnings: %q", c.Warnings)
+	// Its only warnings are about its own example keys, one per key.
+	if len(c.Warnings) != len(exampleKeys) {
+		t.Errorf("reference config: %d warnings, want one per example key (%d): %q", len(c.Warnings), len(exampleKeys), c.Warnings)
+	}
+	for _, w := range c.Warnings {
+		if !strings.Contains(w, "is an example key published") {
+			t.Errorf("reference config warning: %s", w)
+		}
 	}
 	if c.Path != referencePath || len(c.Nodes) != 3 || len(c.ForeignAgents) != 1 || !c.Group.Enabled || !c.VRRP.Enabled ||
 		c.HSRP.Enabled || len(c.VRRP.TrackInterfaces) != 1 || c.VRRP.TrackInterfaces[0] != (Track{"eth1", 50}) {

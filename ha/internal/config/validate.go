@@ -681,6 +681,17 @@ func (d *decoder) algorithm(f field[string]) string {
 	return DefaultAlgorithm
 }
 
+// exampleKeys are the secrets written in rootfs/etc/hagent.toml. The
+// firmware ships that file, so a router could run with keys anyone can read;
+// a test keeps this list equal to the file's keys.
+var exampleKeys = []string{
+	"hex:00112233445566778899aabbccddeeff",
+	"text:example-secret-sensor-7",
+	"hex:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978",
+	"hex:a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+	"hex:5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e",
+}
+
 // secret decodes "hex:..." or "text:..." key material. The value is never
 // echoed in messages: they end up on consoles and in logs.
 func (d *decoder) secret(f field[string], required bool) []byte {
@@ -713,6 +724,9 @@ func (d *decoder) secret(f field[string], required bool) []byte {
 	if len(k) == 0 || len(k) > maxKeyBytes {
 		d.errorf(f.Line, f.Key, "is %d bytes: use 1..%d (16..64 recommended)", len(k), maxKeyBytes)
 		return nil
+	}
+	if slices.Contains(exampleKeys, f.V) {
+		d.warn(f, "is an example key published with hagent's reference config: replace it with a secret of your own")
 	}
 	if len(k) < recommendedMinKeyBytes {
 		d.warn(f, "is "+strconv.Itoa(len(k))+" bytes; 16 or more are recommended")

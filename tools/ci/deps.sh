@@ -27,6 +27,9 @@ if [ "${#need[@]}" -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	# tshark asks whether non-root users may capture; answer for it.
 	echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-	apt-get update -qq
+	# A partial index failure (one architecture's mirror mid-sync) makes
+	# update exit non-zero while what we need is still there: carry on and
+	# let install be the judge.
+	apt-get update -qq || echo "deps: apt-get update reported errors; trying the install anyway" >&2
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -128,6 +128,8 @@ for f in $(printf '%s\n' "${files[@]}" | sort -u); do
 	mkdir -p "$stage/lib/modules/$kver/$(dirname "$f")"
 	cp "$kmods/$f" "$stage/lib/modules/$kver/$f"
 done
+# depmod reads these if present; empty ones silence its warnings.
+touch "$stage/lib/modules/$kver/"modules.{order,builtin,builtin.modinfo}
 depmod -b "$stage" "$kver"
 # Keep only what u-root's loader reads; the binary indexes are for modprobe.
 find "$stage/lib/modules/$kver" -maxdepth 1 -type f ! -name modules.dep -delete

@@ -1,0 +1,50 @@
+package vm
+
+import (
+	"fmt"
+	"strings"
+)
+
+// GroupConfigs derives the configs of a two-agent group from the reference
+// config (rootfs/etc/hagent.toml): a keeps the agent address 192.0.2.2 with
+// VRRP priority 200, b gets 192.0.2.3, agent_id+1 and priority 100. It edits
+// lines inside their sections, so comments and every other key stay as
+// shipped, and fails if a key it must change is not where it expects.
+func GroupConfigs(ref string) (a, b string, err error) {
+	edit := func(section, key, value string) func([]string) ([]string, error) {
+		return func(lines []string) ([]string, error) {
+			cur := ""
+			for i, l := range lines {
+				t := strings.TrimSpace(l)
+				if strings.HasPrefix(t, "[") {
+					cur = strings.Trim(t, "[]")
+					continue
+				}
+				if cur == section && strings.HasPrefix(t, key+" ") && strings.Contains(t, "=") {
+					lines[i] = key + " = " + value
+					return lines, nil
+				}
+			}
+			return nil, fmt.Errorf("vm: reference config: no %s in [%s]", key, section)
+		}
+	}
+	apply := func(edits ...func([]string) ([]string, error)) (string, error) {
+		lines := strings.Split(ref, "\n")
+		var err error
+		for _, e := range edits {
+			if lines, err = e(lines); err != nil {
+				return "", err
+			}
+		}
+		return strings.Join(lines, "\n"), nil
+	}
+	if a, err = apply(edit("vrrp", "priority", "200")); err != nil {
+		return "", "", err
+	}
+	b, err = apply(
+		edit("agent", "address", `"192.0.2.3"`),
+		edit("agent", "agent_id", "3221225987"),
+		edit("vrrp", "priority", "100"),
+	)
+	return a, b, err
+}

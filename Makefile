@@ -7,7 +7,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 CMDS := ./ha/cmd/hagent ./ha/cmd/hactl ./tools/mnsim
 BIN := build/bin
 FUZZTIME ?= 5s
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help build cross test unit fuzz lint bench demo deps clean
 

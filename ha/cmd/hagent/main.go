@@ -45,6 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+		}
 		fmt.Fprintf(stdout, "%s: ok (%d mobile node entries, capacity %d)\n", *path, len(cfg.Nodes), cfg.Agent.Capacity)
 		return 0
 	}
@@ -57,6 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	for _, w := range cfg.Warnings {
+		log.Warn("config", "file", *path, "warning", w)
+	}
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)

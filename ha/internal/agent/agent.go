@@ -96,7 +96,9 @@ func (a *Agent) now() int64 { return int64(time.Since(a.start)) }
 func (a *Agent) Run(ctx context.Context) error {
 	ac := &a.cfg.Agent
 	listen := netip.AddrPortFrom(netip.IPv4Unspecified(), ac.ListenPort)
-	conn, err := udpio.Listen(listen, udpio.Options{})
+	// A deep receive buffer absorbs bursts (a fleet re-registering after a
+	// failover) while the owner works through a batch.
+	conn, err := udpio.Listen(listen, udpio.Options{RecvBuf: 4 << 20})
 	if err != nil {
 		return fmt.Errorf("agent: listening for registrations on udp %s: %w (is another Home Agent running? is the port free?)", listen, err)
 	}

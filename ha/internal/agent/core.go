@@ -90,14 +90,15 @@ type Core struct {
 	fas    map[uint32]*fa
 	table  *binding.Table
 
-	addr, vaddr uint32 // own and virtual address
-	id          uint32 // agent identifier in the group
-	maxLt       uint16
-	tombLife    int64
-	tolerance   int64 // seconds
-	simul       bool
-	revTun      bool
-	gre, minenc bool
+	addr, vaddr  uint32 // own and virtual address
+	netLo, netHi uint32 // the home network's network and broadcast addresses
+	id           uint32 // agent identifier in the group
+	maxLt        uint16
+	tombLife     int64
+	tolerance    int64 // seconds
+	simul        bool
+	revTun       bool
+	gre, minenc  bool
 
 	Stats   Stats
 	scratch [64]byte
@@ -127,6 +128,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 	if a.VirtualAddress.IsValid() {
 		c.vaddr = binding.AddrU32(a.VirtualAddress)
 	}
+	c.netLo, c.netHi = prefixBounds(a.HomeNetwork)
 	if c.tolerance < 1 {
 		c.tolerance = 1
 	}
@@ -144,7 +146,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		st.cfg = n
 		st.mac = mip.NewHMACMD5(n.Key)
 		st.maxLt = n.MaxLifetime
-		st.revTun = n.ReverseTunnel
+		st.revTun = n.ReverseTunnel // effective only with agent.reverse_tunnel too (checked in Handle)
 		st.nonceM = n.Replay == "nonce"
 		if st.nonceM {
 			st.nonce = randUint32()
@@ -157,12 +159,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 			}
 			c.byHome[st.home] = int32(i)
 		} else if n.Pool.IsValid() {
-			lo := binding.AddrU32(n.Pool.Masked().Addr())
-			st.lo = lo
-			st.hi = lo | (^uint32(0) >> uint(n.Pool.Bits()))
-			if n.Pool.Bits() == 32 {
-				st.hi = lo
-			}
+			st.lo, st.hi = prefixBounds(n.Pool)
 			c.pools = append(c.pools, int32(i))
 		}
 		if n.NAI != "" {
@@ -175,6 +172,15 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		c.fas[binding.AddrU32(f.Address)] = &fa{mac: mip.NewHMACMD5(f.Key), spi: f.SPI}
 	}
 	return c, nil
+}
+
+// prefixBounds returns the first and last address of p as uint32.
+func prefixBounds(p netip.Prefix) (lo, hi uint32) {
+	lo = binding.AddrU32(p.Masked().Addr())
+	if p.Bits() >= 32 {
+		return lo, lo
+	}
+	return lo, lo | ^uint32(0)>>uint(p.Bits())
 }
 
 func randUint32() uint32 {
@@ -284,6 +290,12 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 			rep.Code = mip.CodeAdminProhibited
 			return c.finish(out, ni, from, ch)
 		}
+	}
+	if home == c.netLo || home == c.netHi {
+		// The home network's own network and broadcast addresses are
+		// nobody's home address, whatever a pool's bounds say.
+		rep.Code = mip.CodeAdminProhibited
+		return c.finish(out, ni, from, ch)
 	}
 	rep.HomeAddr = binding.U32Addr(home)
 	cur = c.table.Get(home)

@@ -431,3 +431,18 @@ func BenchmarkRegistration(b *testing.B) {
 		b.Fatalf("accepted %d of %d", c.Stats.Codes[0], b.N)
 	}
 }
+
+func TestHomeNetworkEdgesRefused(t *testing.T) {
+	cfg := testConfig(4)
+	cfg.Nodes[2].Pool = netip.MustParsePrefix("192.0.2.0/26") // includes the home network's .0
+	c, err := NewCore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, home := range []string{"192.0.2.0"} {
+		r := rq{Request: mip.Request{Lifetime: 300, HomeAddr: netip.MustParseAddr(home), HomeAgent: haVIP, CareOf: coa, ID: ts(0)}, spi: 400, key: keyPool}
+		if got := handle(t, c, 0, mnSrc, haVIP, r.bytes(t)); got.rep.Code != mip.CodeAdminProhibited {
+			t.Errorf("home address %s (the home network's own address): code %d, want 129", home, got.rep.Code)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,7 +105,6 @@ const batchSize = 64
 
 func (r *Responder) serve(b *batchConn) {
 	defer r.wg.Done()
-	runtime.LockOSThread() // keeps the batch loop on one thread: fewer wakeups
 	in := make([]message, batchSize)
 	out := make([]message, batchSize)
 	for i := range in {

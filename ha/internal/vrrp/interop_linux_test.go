@@ -353,3 +353,81 @@ func TestInteropKeepalived(t *testing.T) {
 		need(t, false, "tshark (apt-get install tshark)")
 	}
 }
+
+// TestInteropFRR: FRR's vrrpd (with zebra) in namespace K, as the notes
+// describe: a macvlan vrrp4-<ifindex>-<vrid> with the virtual MAC and the
+// virtual address, protodown while Backup. hagent (200) preempts FRR (100),
+// FRR takes over on crash and on graceful stop.
+func TestInteropFRR(t *testing.T) {
+	if testing.Short() {
+		t.Skip("netns interop test (not in -short)")
+	}
+	need(t, have("/usr/lib/frr/vrrpd") && have("/usr/lib/frr/zebra"), "FRR (apt-get install frr)")
+	l := newLab(t)
+	k := l.ns("K")
+	mv := "vrrp4-2-51" // eth0 is ifindex 2 in a fresh namespace (lo is 1)
+	if idx := strings.TrimSpace(l.run("ip", "netns", "exec", k, "cat", "/sys/class/net/eth0/ifindex")); idx != "2" {
+		mv = "vrrp4-" + idx + "-51"
+	}
+	l.run("ip", "-n", k, "link", "add", mv, "link", "eth0", "type", "macvlan", "mode", "bridge")
+	l.run("ip", "-n", k, "link", "set", mv, "address", "00:00:5e:00:01:33")
+	l.run("ip", "-n", k, "addr", "add", "10.77.0.100/24", "dev", mv)
+	l.run("ip", "-n", k, "link", "set", mv, "up")
+	l.run("ip", "netns", "exec", k, "sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+	// FRR drops to user frr: its directory must be reachable for it
+	// (t.TempDir's parent is 0700).
+	d, err := os.MkdirTemp("", "hagent-frr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(d, 0o755)
+	t.Cleanup(func() { os.RemoveAll(d) })
+	conf := filepath.Join(d, "frr.conf")
+	os.WriteFile(conf, []byte("interface eth0\n vrrp 51 version 3\n vrrp 51 priority 100\n vrrp 51 advertisement-interval 100\n vrrp 51 ip 10.77.0.100\n"), 0o644)
+	l.run("chown", "-R", "frr:frr", d)
+	for _, daemon := range []string{"zebra", "vrrpd"} {
+		pid := filepath.Join(d, daemon+".pid")
+		l.run("ip", "netns", "exec", k, "/usr/lib/frr/"+daemon, "-d", "-f", conf, "-i", pid, "-z", filepath.Join(d, "zserv.api"),
+			"--vty_socket", d, "-u", "frr", "-g", "frr", "--log", "file:"+filepath.Join(d, daemon+".log"))
+		t.Cleanup(func() {
+			if p := readPid(pid); p > 0 {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		})
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(d, "vrrpd.log"))
+			t.Logf("vrrpd log:\n%s", b)
+		}
+	})
+	frrMaster := func() bool {
+		out, _ := exec.Command("ip", "-n", k, "link", "show", mv).Output()
+		return strings.Contains(string(out), "LOWER_UP") && !strings.Contains(string(out), "NO-CARRIER")
+	}
+	wait := func(wantA bool, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < within {
+			if a, f := l.holds("A"), frrMaster(); a == wantA && f == !wantA {
+				return time.Since(start)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("want hagent master=%v: hagent holds VIP=%v, FRR master=%v", wantA, l.holds("A"), frrMaster())
+		return 0
+	}
+	wait(false, 3*time.Second) // FRR alone becomes master
+	h := l.hagent(200)
+	t.Logf("hagent (200) preempts FRR (100) after %v", wait(true, 3*time.Second))
+	time.Sleep(300 * time.Millisecond)
+	wait(true, 50*time.Millisecond) // still exactly one master
+	h.kill(syscall.SIGKILL)
+	l.run("ip", "-n", l.ns("A"), "addr", "del", "10.77.0.100/24", "dev", "eth0") // model the outage
+	t.Logf("hagent crash → FRR master after %v", wait(false, 2*time.Second))
+	h = l.hagent(200)
+	wait(true, 3*time.Second)
+	h.kill(syscall.SIGTERM)
+	t.Logf("hagent graceful stop → FRR master after %v", wait(false, 2*time.Second))
+}

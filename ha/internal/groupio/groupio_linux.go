@@ -18,6 +18,13 @@
 //   - IP_PKTINFO: Read drops datagrams that did not arrive on the home
 //     interface (a TTL-255 datagram sent from another link would otherwise
 //     pass the on-link check), counted in Stats.WrongInterface.
+//   - no SO_REUSEADDR: the port is exclusive in the namespace. With it, any
+//     later socket bound to the same port (a second agent started by
+//     mistake, a debugging tool) would silently receive the peers' unicast
+//     acks instead of us (Linux delivers a unicast datagram to one of the
+//     equally specific sockets: the newest). Without it that socket fails to
+//     bind, and so does a second Open, loudly. UDP has no TIME_WAIT, so a
+//     restarted agent rebinds at once.
 //
 // In unicast-only mode (Options.Group invalid: a static peer list) nothing
 // multicast is needed, so the socket binds Local:Port, which also lets two
@@ -189,7 +196,6 @@ func Open(o Options) (*Conn, error) {
 		val        int
 	}
 	for _, s := range []opt{
-		{"SO_REUSEADDR", unix.SOL_SOCKET, unix.SO_REUSEADDR, 1},
 		{"IP_TTL", unix.IPPROTO_IP, unix.IP_TTL, TTL},
 		{"IP_MULTICAST_TTL", unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, TTL},
 		// Our own multicast would come back to us; the machine would drop it
@@ -222,7 +228,11 @@ func Open(o Options) (*Conn, error) {
 		bindAddr = local.As4()
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(o.Port), Addr: bindAddr}); err != nil {
-		return fail(fmt.Sprintf("bind %v:%d (is another program using UDP port %d without SO_REUSEADDR?)", netip.AddrFrom4(bindAddr), o.Port, o.Port), err)
+		what := fmt.Sprintf("bind %v:%d", netip.AddrFrom4(bindAddr), o.Port)
+		if err == unix.EADDRINUSE {
+			what += fmt.Sprintf(" (another process or agent in this network namespace holds UDP port %d: `ss -lunp sport = %d`; the group port is exclusive)", o.Port, o.Port)
+		}
+		return fail(what, err)
 	}
 	if group.IsValid() {
 		// ip_mreqn with the ifindex: the interface's address may change, its

@@ -1,7 +1,11 @@
 package vm
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -47,4 +51,32 @@ func GroupConfigs(ref string) (a, b string, err error) {
 		edit("vrrp", "priority", "100"),
 	)
 	return a, b, err
+}
+
+// BuildGroup builds board's image for a two-agent group into
+// build/firmware/<board>-group: /etc/hagent.toml is config a and
+// /etc/hagent-b.toml config b of GroupConfigs; boot the second guest with
+// hagent.config=/etc/hagent-b.toml.
+func BuildGroup(ctx context.Context, root, boardName string, log io.Writer) (Image, error) {
+	ref, err := os.ReadFile(filepath.Join(root, "rootfs", "etc", "hagent.toml"))
+	if err != nil {
+		return Image{}, err
+	}
+	a, b, err := GroupConfigs(string(ref))
+	if err != nil {
+		return Image{}, err
+	}
+	out := filepath.Join(root, "build", "firmware", boardName+"-group")
+	src := filepath.Join(out, "src")
+	if err := os.MkdirAll(filepath.Join(src, "extra", "etc"), 0o755); err != nil {
+		return Image{}, err
+	}
+	for name, text := range map[string]string{"a.toml": a, "extra/etc/hagent-b.toml": b} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(text), 0o644); err != nil {
+			return Image{}, err
+		}
+	}
+	return Build(ctx, root, boardName, BuildOptions{
+		Config: filepath.Join(src, "a.toml"), ExtraFiles: filepath.Join(src, "extra"), OutDir: out, Log: log,
+	})
 }

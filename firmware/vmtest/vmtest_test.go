@@ -265,44 +265,36 @@ func TestNetworkedRegistration(t *testing.T) {
 // care-of namespace.
 func TestTunnelToCareOf(t *testing.T) {
 	t.Skip("needs the datapath (issue 5): remove this line when it lands")
-	need(t, true, "ip", "depmod", "xz", "tcpdump")
+	need(t, true, "ip", "depmod", "xz", "tshark", "ping")
 	img := buildImage(t, defaultBoard, vm.BuildOptions{})
 	l := newLab(t)
 	m := l.guest(t, img, "ha1", 0)
 	waitReady(t, m, "ha1")
 	l.register(t, haAddr)
-	capture(t, l.mnNS, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_, _ = vm.Exec(ctx, l.cnNS, "ping", "-c", "3", "-W", "1", homeAddr)
-	})
+	capture(t, l.mnNS, ping(l))
 	poweroff(t, m, "ha1")
 }
 
-// capture runs fn while tcpdump listens for IP-in-IP (proto 4) from the Home
-// Agent in namespace ns, and fails unless an encapsulated ICMP echo to the
-// home address arrived.
+// capture runs fn (traffic from the correspondent) while tshark listens in
+// the mobile node's namespace, and fails unless a tunnelled packet for the
+// home address reached the care-of address.
 func capture(t *testing.T, ns string, fn func()) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-n", "-l", "-c", "1", "-i", "eth0", "ip proto 4")
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	ok, out, err := vm.CaptureTunnel(context.Background(), ns, coa, homeAddr, fn)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	time.Sleep(time.Second) // tcpdump opens its socket
-	fn()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+	if !ok {
+		t.Fatalf("no tunnelled packet for %s at the care-of address %s; tshark saw:\n%s", homeAddr, coa, out)
 	}
-	if !regexp.MustCompile(`> ` + regexp.QuoteMeta(coa) + `: .*` + regexp.QuoteMeta(homeAddr) + `: ICMP echo request`).MatchString(out.String()) {
-		t.Fatalf("no IP-in-IP packet to the care-of address with the echo to %s inside:\n%s", homeAddr, out.String())
+	t.Logf("tunnelled: %s", out)
+}
+
+func ping(l *lab) func() {
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, _ = vm.Exec(ctx, l.cnNS, "ping", "-c", "3", "-W", "1", homeAddr)
 	}
 }
 
@@ -311,7 +303,7 @@ func capture(t *testing.T, ns string, fn func()) {
 // binding and keeps the tunnel working.
 func TestFailover(t *testing.T) {
 	t.Skip("needs the datapath/VRRP (issue 5/4): remove this line when they land")
-	need(t, true, "ip", "depmod", "xz", "tcpdump")
+	need(t, true, "ip", "depmod", "xz", "tshark", "ping")
 	img := twoGuestImage(t)
 	l := newLab(t)
 	a := l.guest(t, img, "ha1", 0)
@@ -321,7 +313,7 @@ func TestFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// ha1 has the higher priority (config a: 200, b: 100) and becomes master.
-	if _, err := a.Expect(ctx, regexp.MustCompile(`(?i)master`)); err != nil {
+	if _, err := a.Expect(ctx, regexp.MustCompile(`(?i)\bmaster\b`)); err != nil {
 		t.Fatal(err)
 	}
 	l.register(t, vip)
@@ -336,49 +328,30 @@ func TestFailover(t *testing.T) {
 		run(t, g.m, "hactl show redundancy")
 	}
 	a.Kill()
-	if _, err := b.Expect(ctx, regexp.MustCompile(`(?i)master`)); err != nil {
+	if _, err := b.Expect(ctx, regexp.MustCompile(`(?i)\bmaster\b`)); err != nil {
 		t.Fatal(err)
 	}
 	out := run(t, b, "hactl show redundancy")
 	if !strings.Contains(strings.ToLower(out), "master") {
 		t.Fatalf("ha2 did not take over:\n%s", out)
 	}
-	capture(t, l.mnNS, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_, _ = vm.Exec(ctx, l.cnNS, "ping", "-c", "3", "-W", "1", homeAddr)
-	})
+	capture(t, l.mnNS, ping(l))
 	poweroff(t, b, "ha2")
 }
 
-// twoGuestImage builds the default board with a second config,
-// /etc/hagent-b.toml: the reference config with ha2's address, identifier and
-// a lower VRRP priority; ha1 keeps /etc/hagent.toml with priority 200.
+// twoGuestImage: ha1 boots /etc/hagent.toml (VRRP priority 200), ha2
+// /etc/hagent-b.toml (192.0.2.3, priority 100).
 func twoGuestImage(t *testing.T) vm.Image {
 	t.Helper()
 	root, err := vm.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := os.ReadFile(filepath.Join(root, "rootfs", "etc", "hagent.toml"))
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	img, err := vm.BuildGroup(ctx, root, defaultBoard, testWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b, err := vm.GroupConfigs(string(ref))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "extra", "etc"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, text := range map[string]string{"a.toml": a, "extra/etc/hagent-b.toml": b} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return buildImage(t, defaultBoard, vm.BuildOptions{
-		Config: filepath.Join(dir, "a.toml"), ExtraFiles: filepath.Join(dir, "extra"),
-		OutDir: filepath.Join(root, "build", "firmware", defaultBoard+"-group"),
-	})
+	return img
 }

@@ -17,6 +17,7 @@ want depmod kmod
 want cpio cpio
 want xz xz-utils
 want keepalived keepalived
+want /usr/lib/frr/vrrpd frr
 
 if [ "${#need[@]}" -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then

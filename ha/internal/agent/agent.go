@@ -17,6 +17,7 @@ import (
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/internal/version"
 )
@@ -54,6 +55,7 @@ type Agent struct {
 	rx      chan *batch
 	free    chan *batch
 	cons    chan consoleReq
+	grp     *group
 	done    chan struct{} // closed when the owner loop has returned
 	onReady func()        // test hook
 
@@ -110,9 +112,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.ln.Close()
 
+	if a.grp, err = a.newGroup(); err != nil {
+		return err
+	}
+	defer a.closeGroup()
+
 	a.wg.Add(2)
 	go a.readLoop()
 	go a.consoleLoop()
+	a.startGroup(ctx)
 
 	a.log.Info("hagent ready",
 		"version", version.Version, "address", ac.Address, "virtual", ac.VirtualAddress,
@@ -125,9 +133,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	err = a.loop(ctx)
 	close(a.done)
 
-	// Unblock the reader and the console, then wait for them.
+	// Unblock the readers and the console, then wait for them (and for the
+	// election to resign: it watches ctx too).
 	conn.Close()
 	a.ln.Close()
+	a.closeGroup()
 	a.wg.Wait()
 	_ = os.Remove(ac.ConsoleSocket)
 	a.log.Info("hagent stopped", "bindings", a.core.table.Len())
@@ -138,6 +148,15 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) loop(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// nil channels block forever: a standalone agent simply never selects them.
+	var grx chan *gpkt
+	var roles <-chan role.Change
+	if a.grp.m != nil {
+		grx = a.grp.rx
+	}
+	if a.grp.elector != nil {
+		roles = a.grp.elector.Changes()
+	}
 	for {
 		a.armTimer(timer)
 		select {
@@ -148,17 +167,37 @@ func (a *Agent) loop(ctx context.Context) error {
 				return errors.New("agent: the registration socket failed; see the log line above")
 			}
 			a.handleBatch(b)
+		case p, ok := <-grx:
+			if !ok {
+				return errors.New("agent: the group socket failed; see the log line above")
+			}
+			a.groupReceive(p)
+		case ch := <-roles:
+			a.setRole(ch)
 		case <-timer.C:
-			a.core.Expire(a.now(), a.changed)
+			now := a.now()
+			if a.grp.m != nil {
+				// The group machine owns expiry: an expired binding becomes
+				// a tombstone the group agrees on.
+				a.core.Acts = a.grp.m.Tick(now, a.core.Acts[:0])
+				a.groupActions()
+			} else {
+				a.core.Expire(now, a.changed)
+			}
 		case r := <-a.cons:
 			r.resp <- a.answer(r.req)
+			a.groupActions() // a console command may have written through the group
 		}
 	}
 }
 
 func (a *Agent) armTimer(t *time.Timer) {
+	dl, ok := a.groupDeadline()
+	if !ok {
+		dl, ok = a.core.table.NextDeadline()
+	}
 	d := time.Hour
-	if dl, ok := a.core.table.NextDeadline(); ok {
+	if ok {
 		d = time.Duration(dl - a.now())
 		if d < 0 {
 			d = 0
@@ -182,6 +221,9 @@ func (a *Agent) handleBatch(b *batch) {
 		reply, from, ch := a.core.Handle(now, wall, p.Src, p.Dst, p.Buf[:p.N], o.Buf[:0])
 		if ch.Kind != NoChange {
 			a.changed(ch)
+		}
+		if len(a.core.Acts) > 0 {
+			a.groupActions() // the binding update goes out before the reply (claim 1)
 		}
 		if reply == nil {
 			continue

@@ -24,9 +24,7 @@ func (a *Agent) answer(r console.Request) *console.Response {
 	case "show stats":
 		return &console.Response{Stats: a.showStats()}
 	case "show redundancy":
-		return &console.Response{Redundancy: &console.Redundancy{
-			Mode: "standalone", Role: "active", Reason: "no redundancy protocol configured", Synced: true,
-		}}
+		return &console.Response{Redundancy: a.showRedundancy()}
 	case "show version", "show agent":
 		ac := &a.cfg.Agent
 		info := &console.Info{
@@ -45,7 +43,7 @@ func (a *Agent) answer(r console.Request) *console.Response {
 		if err != nil || !addr.Is4() {
 			return &console.Response{Error: fmt.Sprintf("clear binding: %q is not an IPv4 address", r.Args[0])}
 		}
-		ch, ok := a.core.Clear(addr)
+		ch, ok := a.core.Clear(a.now(), addr)
 		if !ok {
 			return &console.Response{Error: fmt.Sprintf("clear binding: no binding for %s", addr)}
 		}
@@ -169,4 +167,67 @@ func knownCode(c mip.Code) bool {
 		return true
 	}
 	return false
+}
+
+func (a *Agent) showRedundancy() *console.Redundancy {
+	g := a.grp
+	r := &console.Redundancy{Mode: g.mode, Role: g.role.Role.String(), Reason: g.role.Reason,
+		Since: g.since.UTC().Format(time.RFC3339), Synced: true}
+	if g.role.State != "" {
+		r.Role += " (" + g.role.Protocol + " " + g.role.State + ")"
+	}
+	r.Counter = append(r.Counter,
+		console.Counter{Name: "role changes", Value: g.changes},
+		console.Counter{Name: "serving registrations", Value: b2u(a.core.Serving())})
+	if g.m == nil {
+		return r
+	}
+	r.Synced = g.m.Initialized()
+	now := a.now()
+	g.pinfo = g.m.Peers(g.pinfo[:0])
+	for _, p := range g.pinfo {
+		st := "down"
+		if p.Up {
+			st = "up"
+		}
+		if !p.Initialized {
+			st += ", not initialized"
+		}
+		heard := "never"
+		if p.LastHeard != 0 {
+			heard = time.Duration(now-p.LastHeard).Round(time.Millisecond).String() + " ago"
+		}
+		r.Peers = append(r.Peers, console.Peer{Address: p.Addr.String(), ID: p.ID, State: st, LastHeard: heard, InSync: p.InSync})
+	}
+	c := g.m.Counters()
+	for _, kv := range []struct {
+		n string
+		v uint64
+	}{
+		{"binding updates sent", c.UpdatesSent}, {"binding updates failed (no ack)", c.UpdatesFailed},
+		{"binding updates total incl. retransmissions", c.UpdatesTotal}, {"binding updates received", c.UpdatesReceived},
+		{"update acks sent", c.UpdateAcksSent}, {"update acks received", c.UpdateAcksReceived},
+		{"table requests sent", c.TableRequestsSent}, {"table requests failed", c.TableRequestsFailed},
+		{"table requests total", c.TableRequestsTotal}, {"table replies received", c.TableRepliesReceived},
+		{"table replies dropped", c.TableRepliesDropped}, {"table acks sent", c.TableAcksSent},
+		{"table requests received", c.RequestsReceived}, {"table replies sent", c.RepliesSent},
+		{"table replies failed", c.RepliesFailed}, {"table replies total", c.RepliesTotal},
+		{"reply acks received", c.ReplyAcksReceived}, {"reply acks dropped", c.ReplyAcksDropped},
+		{"security violations", c.SecViolations}, {"bad ttl", c.BadTTL}, {"bad auth", c.BadAuth},
+		{"unknown key", c.UnknownKey}, {"replayed", c.Replay}, {"malformed", c.Malformed},
+		{"digests sent", c.DigestsSent}, {"digests received", c.DigestsReceived},
+		{"digest mismatches", c.DigestMismatches}, {"repairs sent", c.RepairsSent}, {"repairs received", c.RepairsRecvd},
+		{"superseded", c.Superseded}, {"table full", c.TableFull}, {"downloads", c.Downloads},
+		{"peers rejected", c.PeersRejected}, {"group send errors", g.sendErrs},
+	} {
+		r.Counter = append(r.Counter, console.Counter{Name: kv.n, Value: kv.v})
+	}
+	return r
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }

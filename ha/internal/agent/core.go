@@ -13,6 +13,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/mip"
 )
 
@@ -100,6 +101,15 @@ type Core struct {
 	revTun       bool
 	gre, minenc  bool
 
+	// Group mode: every table write goes through the group machine, which
+	// multicasts it (claims 1, 23); Acts collects what it asks the owner to
+	// send after each call. nil group: a standalone agent writes directly.
+	group *hasync.Machine
+	Acts  []hasync.Action
+	// serving is false while this agent must not answer registrations
+	// (standby or passive in its redundancy group).
+	serving bool
+
 	Stats   Stats
 	scratch [64]byte
 	req     mip.Request
@@ -123,6 +133,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		tombLife:  int64(a.TombstoneLifetime),
 		tolerance: int64(a.ReplayTolerance / time.Second),
 		simul:     a.SimultaneousBindings,
+		serving:   true,
 		revTun:    a.ReverseTunnel,
 	}
 	if a.VirtualAddress.IsValid() {
@@ -189,6 +200,17 @@ func randUint32() uint32 {
 	return binary.BigEndian.Uint32(b[:])
 }
 
+// SetGroup hands table writes to the group machine (which must have been
+// built on c.Table()).
+func (c *Core) SetGroup(m *hasync.Machine) { c.group = m; c.Acts = make([]hasync.Action, 0, 64) }
+
+// SetServing opens or closes the registration service: a standby or passive
+// member of a group receives the group's updates but answers nobody.
+func (c *Core) SetServing(on bool) { c.serving = on }
+
+// Serving reports whether registrations are answered.
+func (c *Core) Serving() bool { return c.serving }
+
 // Table exposes the binding table to the owner loop (console dumps, expiry).
 func (c *Core) Table() *binding.Table { return c.table }
 
@@ -212,6 +234,10 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	}
 	if pkt[0] != mip.TypeRequest {
 		c.Stats.Drops[DropNotRequest]++
+		return nil, from, ch
+	}
+	if !c.serving {
+		c.Stats.Drops[DropNotActive]++
 		return nil, from, ch
 	}
 	if src.Port() == 0 || !src.Addr().Is4() || src.Addr().IsMulticast() || src.Addr().IsUnspecified() {
@@ -356,11 +382,28 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	if req.Lifetime == 0 || careOf == home {
 		// De-registration. Keep a tombstone: it orders this write against
 		// late updates in the group and remembers the Identification.
+		var e *binding.Entry
+		if c.group != nil {
+			var err error
+			if c.Acts, err = c.group.Deregister(now, home, req.ID, c.Acts); err != nil {
+				// The group holds a newer write for this node.
+				rep.ID = mip.MismatchID(req.ID, wall)
+				rep.Code = mip.CodeIDMismatch
+				return c.finish(out, ni, from, ch)
+			}
+			e = c.table.Get(home)
+		} else {
+			e = c.table.Tombstone(home, req.ID, c.id, now+c.tombLife)
+		}
 		if n.single {
 			n.lastID = req.ID
 		}
-		e := c.table.Tombstone(home, req.ID, c.id, now+c.tombLife)
-		ch = Change{Kind: Deregistered, Entry: *e}
+		ch = Change{Kind: Deregistered}
+		if e != nil {
+			ch.Entry = *e
+		} else {
+			ch.Entry = binding.Entry{Home: home, ID: req.ID, Origin: c.id, Node: ni}
+		}
 		c.Stats.Deregistrations++
 		rep.Code = code
 		rep.Lifetime = 0
@@ -378,7 +421,7 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	if cur != nil && !cur.Tombstone() {
 		kind = Renewed
 	}
-	e, err := c.table.Put(binding.Entry{
+	ent := binding.Entry{
 		Home:       home,
 		CareOf:     careOf,
 		HomeAgent:  binding.AddrU32(req.HomeAgent),
@@ -389,8 +432,22 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		Flags:      req.Flags,
 		Registered: now,
 		Expires:    now + int64(lt)*int64(time.Second),
-	})
-	if err != nil {
+	}
+	var e *binding.Entry
+	if c.group != nil {
+		if c.Acts, err = c.group.Register(now, ent, c.Acts); err == nil {
+			e = c.table.Get(home)
+		}
+	} else {
+		e, err = c.table.Put(ent)
+	}
+	switch {
+	case err == hasync.ErrStale:
+		// Another member accepted a newer registration of this node.
+		rep.ID = mip.MismatchID(req.ID, wall)
+		rep.Code = mip.CodeIDMismatch
+		return c.finish(out, ni, from, ch)
+	case err != nil || e == nil:
 		// Table full: 130, and nothing else is evicted.
 		rep.Code = mip.CodeInsufficientResources
 		return c.finish(out, ni, from, ch)
@@ -495,13 +552,20 @@ func (c *Core) Expire(now int64, fn func(Change)) int {
 }
 
 // Clear removes a binding on the operator's request.
-func (c *Core) Clear(home netip.Addr) (Change, bool) {
+func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
 	e := c.table.Get(binding.AddrU32(home))
 	if e == nil || e.Tombstone() {
 		return Change{}, false
 	}
 	ch := Change{Kind: Cleared, Entry: *e}
-	c.table.Delete(ch.Entry.Home)
+	if c.group != nil {
+		// A local delete would come back from the group's anti-entropy: the
+		// operator's clear is a de-registration the group hears about,
+		// versioned just above the binding it removes.
+		c.Acts, _ = c.group.Deregister(now, ch.Entry.Home, ch.Entry.ID+1, c.Acts)
+	} else {
+		c.table.Delete(ch.Entry.Home)
+	}
 	c.Stats.Cleared++
 	return ch, true
 }

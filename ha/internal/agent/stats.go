@@ -12,6 +12,7 @@ const (
 	DropBadSource                     // source port 0 or a non-unicast source: nowhere to answer
 	DropReplyTooBig                   // the reply would not fit the preallocated buffer (a bug; never expected)
 	DropOversize                      // datagram larger than the receive buffer (no request is that long)
+	DropNotActive                     // standby or passive in the redundancy group: the active member answers
 	numDropReasons
 )
 
@@ -21,6 +22,8 @@ var dropNames = [numDropReasons]string{
 	DropUnknownExt:  "unknown-critical-extension",
 	DropBadSource:   "bad-source",
 	DropReplyTooBig: "reply-too-big",
+	DropOversize:    "oversize",
+	DropNotActive:   "not-active",
 }
 
 func (d DropReason) String() string {

@@ -1,0 +1,295 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/groupio"
+	"github.com/hagent/hagent/ha/internal/hasync"
+	"github.com/hagent/hagent/ha/internal/hsrp"
+	"github.com/hagent/hagent/ha/internal/role"
+	"github.com/hagent/hagent/ha/internal/vrrp"
+)
+
+const (
+	groupBufs    = 256  // group datagrams in flight between the reader and the owner
+	groupBufSize = 2048 // a full-MTU table reply fits
+)
+
+// gpkt is one datagram of the group protocol, handed from the reader to the
+// owner and back through free lists (no allocation per datagram).
+type gpkt struct {
+	buf []byte
+	n   int
+	src netip.Addr
+	ttl uint8
+}
+
+// group is the redundancy side of the agent: the seeds' binding-table
+// protocol (hasync over groupio) and the virtual router election (VRRP or
+// HSRP). Every field is owned by the agent's owner goroutine except the
+// channels and the sockets' own goroutines.
+type group struct {
+	m     *hasync.Machine
+	conn  *groupio.Conn
+	rx    chan *gpkt
+	free  chan *gpkt
+	peers []netip.Addr // unicast-only mode: every message to each of them
+
+	elector  role.Elector
+	mode     string // "standalone", "vrrp", "hsrp", "group"
+	role     role.Change
+	since    time.Time
+	changes  uint64
+	sendErrs uint64
+	notify   string
+	pinfo    []hasync.PeerInfo
+}
+
+// newGroup builds the machine and opens the group socket when group.enabled,
+// and prepares the elector when vrrp or hsrp is enabled. It starts nothing.
+func (a *Agent) newGroup() (*group, error) {
+	cfg := a.cfg
+	g := &group{mode: "standalone", since: time.Now()}
+	if cfg.Group.Enabled {
+		gc := &cfg.Group
+		var sess [4]byte
+		for binary.BigEndian.Uint32(sess[:]) == 0 {
+			_, _ = rand.Read(sess[:])
+		}
+		// A tombstone must outlive any binding it could meet (hasync
+		// refuses a TTL below the longest lifetime: a stale update could
+		// bring a de-registered binding back).
+		ttl := cfg.Agent.TombstoneLifetime
+		if maxLt := time.Duration(cfg.Agent.MaxLifetime) * time.Second; ttl < maxLt {
+			ttl = maxLt
+		}
+		m, err := hasync.New(hasync.Config{
+			ID:           cfg.Agent.AgentID,
+			Addr:         cfg.Agent.Address,
+			Session:      binary.BigEndian.Uint32(sess[:]),
+			Keys:         []hasync.Key{{ID: gc.KeyID, Secret: gc.Key}},
+			SendKey:      gc.KeyID,
+			Peers:        gc.Peers,
+			AckTimeout:   gc.AckTimeout,
+			MaxRetries:   gc.MaxRetries,
+			DigestPeriod: gc.AntiEntropyInterval,
+			TombstoneTTL: ttl,
+			MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
+			Logger:       a.log.With("sub", "group"),
+		}, a.core.table)
+		if err != nil {
+			return nil, fmt.Errorf("agent: group protocol: %w", err)
+		}
+		opts := groupio.Options{Interface: cfg.Agent.Interface, Local: cfg.Agent.Address, Port: gc.Port}
+		if len(gc.Peers) == 0 {
+			opts.Group = gc.Address
+		}
+		conn, err := groupio.Open(opts)
+		if err != nil {
+			return nil, fmt.Errorf("agent: group socket: %w", err)
+		}
+		g.m, g.conn, g.peers = m, conn, gc.Peers
+		g.rx = make(chan *gpkt, groupBufs)
+		g.free = make(chan *gpkt, groupBufs)
+		for i := 0; i < groupBufs; i++ {
+			g.free <- &gpkt{buf: make([]byte, groupBufSize)}
+		}
+		a.core.SetGroup(m)
+		g.mode = "group"
+	}
+	prefix := cfg.Agent.HomeNetwork.Bits()
+	log := a.log.With("sub", "election")
+	switch {
+	case cfg.VRRP.Enabled:
+		v := &cfg.VRRP
+		r, err := vrrp.NewRunner(vrrp.RunnerConfig{Interface: cfg.Agent.Interface, PrefixLen: prefix, Logger: log,
+			Machine: vrrp.Config{VRID: v.VRID, Priority: v.Priority, AdvertInterval: v.AdvertInterval,
+				Preempt: v.Preempt, PreemptDelay: v.PreemptDelay, AcceptMode: v.Accept,
+				Primary: cfg.Agent.Address, Addrs: []netip.Addr{cfg.Agent.VirtualAddress},
+				GARPCount: v.GARPCount, GARPRepeat: v.GARPInterval}})
+		if err != nil {
+			return nil, fmt.Errorf("agent: vrrp: %w", err)
+		}
+		g.elector, g.mode, g.notify = r, "vrrp", v.NotifyCommand
+	case cfg.HSRP.Enabled:
+		h := &cfg.HSRP
+		auth, err := hsrp.AuthString(h.Auth)
+		if err != nil {
+			return nil, fmt.Errorf("agent: hsrp.auth: %w", err)
+		}
+		r, err := hsrp.NewRunner(hsrp.RunnerConfig{Interface: cfg.Agent.Interface, PrefixLen: prefix, Logger: log,
+			Machine: hsrp.Config{Group: h.Group, Priority: h.Priority, Preempt: h.Preempt,
+				Auth: auth, VIP: cfg.Agent.VirtualAddress,
+				Hellotime: h.Hello, Holdtime: h.Hold, Primary: cfg.Agent.Address,
+				GARPCount: 3, UseVirtualMAC: h.UseVirtualMAC}})
+		if err != nil {
+			return nil, fmt.Errorf("agent: hsrp: %w", err)
+		}
+		g.elector, g.mode = r, "hsrp"
+	}
+	switch {
+	case g.elector != nil:
+		// Nobody is answered until the election says we are active.
+		a.core.SetServing(false)
+		g.role = role.Change{Role: role.Passive, Protocol: g.mode, Reason: "starting"}
+		if g.m != nil {
+			g.elector.SetHold(true) // until the table download is done (claims 9-10)
+		}
+	case g.m != nil:
+		// A group without an election: every member serves once its table
+		// is initialized from the others.
+		a.core.SetServing(false)
+		g.role = role.Change{Role: role.Passive, Protocol: "group", Reason: "waiting for the binding table"}
+	default:
+		g.role = role.Change{Role: role.Active, Protocol: "standalone", Reason: "no redundancy configured"}
+	}
+	return g, nil
+}
+
+// start launches the group reader and the elector, and sends the table
+// request (claim 10).
+func (a *Agent) startGroup(ctx context.Context) {
+	g := a.grp
+	if g.m != nil {
+		a.wg.Add(1)
+		go a.groupReadLoop()
+		a.core.Acts = g.m.Start(a.now(), a.core.Acts[:0])
+		a.groupActions()
+	}
+	if g.elector != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := g.elector.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("election stopped", "protocol", g.mode, "err", err)
+			}
+		}()
+	}
+}
+
+func (a *Agent) groupReadLoop() {
+	defer a.wg.Done()
+	g := a.grp
+	defer close(g.rx)
+	for p := range g.free {
+		n, src, ttl, err := g.conn.Read(p.buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				a.log.Error("group socket read failed", "err", err)
+			}
+			return
+		}
+		p.n, p.src, p.ttl = n, src, ttl
+		g.rx <- p
+	}
+}
+
+// groupReceive feeds one datagram to the machine (owner goroutine).
+func (a *Agent) groupReceive(p *gpkt) {
+	g := a.grp
+	a.core.Acts = g.m.Receive(a.now(), p.src, p.ttl, p.buf[:p.n], a.core.Acts[:0])
+	g.free <- p
+	a.groupActions()
+}
+
+// groupActions performs what the machine asked for, then clears the list.
+func (a *Agent) groupActions() {
+	g := a.grp
+	for i := range a.core.Acts {
+		act := &a.core.Acts[i]
+		switch act.Kind {
+		case hasync.ActMulticast:
+			var err error
+			if len(g.peers) > 0 {
+				for _, p := range g.peers {
+					if e := g.conn.SendTo(act.Pkt, p); e != nil {
+						err = e
+					}
+				}
+			} else {
+				err = g.conn.SendGroup(act.Pkt)
+			}
+			if err != nil {
+				g.sendErrs++
+			}
+		case hasync.ActUnicast:
+			if err := g.conn.SendTo(act.Pkt, act.To); err != nil {
+				g.sendErrs++
+			}
+		case hasync.ActBinding:
+			a.changed(Change{Kind: Registered, Entry: act.Entry})
+		case hasync.ActUnbind:
+			a.changed(Change{Kind: Deregistered, Entry: act.Entry})
+		case hasync.ActInitialized:
+			a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
+			if g.elector != nil {
+				g.elector.SetHold(false)
+			} else {
+				a.setRole(role.Change{Role: role.Active, Protocol: "group", Reason: "table initialized"})
+			}
+		}
+	}
+	a.core.Acts = a.core.Acts[:0]
+}
+
+// setRole applies a role change: serve or not, log it, tell the notify
+// command. The datapath follows here when it exists.
+func (a *Agent) setRole(ch role.Change) {
+	g := a.grp
+	prev := g.role.Role
+	g.role = ch
+	g.since = time.Now()
+	g.changes++
+	active := ch.Role == role.Active
+	a.core.SetServing(active)
+	a.log.Info("role change", "from", prev, "to", ch.Role, "protocol", ch.Protocol, "state", ch.State,
+		"reason", ch.Reason, "peer", ch.Peer, "bindings", a.core.table.Len())
+	if active && g.elector != nil {
+		// Away mobile nodes' home addresses move with us (RFC 5944 §4.6).
+		var away []netip.Addr
+		a.core.table.Range(func(e *binding.Entry) bool {
+			if !e.Tombstone() {
+				away = append(away, binding.U32Addr(e.Home))
+			}
+			return true
+		})
+		if len(away) > 0 {
+			if err := g.elector.Announce(away); err != nil {
+				a.log.Warn("gratuitous ARP for away nodes failed", "err", err)
+			}
+		}
+	}
+	if g.notify != "" {
+		cmd := exec.Command(g.notify, ch.Role.String(), ch.State)
+		go func() {
+			if out, err := cmd.CombinedOutput(); err != nil {
+				a.log.Warn("notify command failed", "cmd", g.notify, "err", err, "output", string(out))
+			}
+		}()
+	}
+}
+
+// groupDeadline is the group machine's next timer (0, false when none).
+func (a *Agent) groupDeadline() (int64, bool) {
+	if a.grp == nil || a.grp.m == nil {
+		return 0, false
+	}
+	d := a.grp.m.NextDeadline()
+	return d, d != int64(^uint64(0)>>1)
+}
+
+// closeGroup closes the group socket so that its reader returns.
+func (a *Agent) closeGroup() {
+	if a.grp != nil && a.grp.conn != nil {
+		_ = a.grp.conn.Close()
+	}
+}

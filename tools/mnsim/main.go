@@ -311,6 +311,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 	coa := fs.String("coa", "", "care-of `ADDR` for every node (default: the socket's address)")
 	lifetime := fs.Uint("lifetime", 600, "requested lifetime in seconds")
 	dereg := fs.Bool("deregister", false, "send de-registrations (lifetime 0)")
+	noGSO := fs.Bool("no-gso", false, "send batches with sendmmsg, not as UDP GSO trains")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -323,7 +324,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 	}
 	o := sim.LoadOptions{HA: ha, HomeAgent: homeAgent, N: *n, Rate: *rate, Duration: *duration, SPI: uint32(c.spi),
 		Key: key, Flags: flags, Workers: *workers, Window: *window, Timeout: c.timeout, NoVerify: c.noVerify,
-		Deregister: *dereg}
+		Deregister: *dereg, NoGSO: *noGSO}
 	if *base == "" {
 		return 2, errors.New("-base is required")
 	}
@@ -377,6 +378,7 @@ func respond(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	key := fs.String("key", "", "shared secret of every node")
 	sockets := fs.Int("sockets", 1, "SO_REUSEPORT sockets, one goroutine each")
 	tolerance := fs.Duration("tolerance", 0, "answer 133 to timestamps further than this from our clock (0: no check)")
+	noGSO := fs.Bool("no-gso", false, "reply with sendmmsg, not UDP GSO trains")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -388,7 +390,7 @@ func respond(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 		return 2, errors.New("-key is required")
 	}
 	r, err := sim.StartResponder(ctx, sim.ResponderConfig{Addr: ap, SPI: uint32(*spi), Key: []byte(*key),
-		Sockets: *sockets, Tolerance: *tolerance})
+		Sockets: *sockets, Tolerance: *tolerance, NoGSO: *noGSO})
 	if err != nil {
 		return 2, err
 	}

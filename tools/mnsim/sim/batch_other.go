@@ -4,6 +4,7 @@ package sim
 
 import (
 	"net"
+	"net/netip"
 	"syscall"
 )
 
@@ -40,3 +41,13 @@ func (b *batchConn) writeBatch(msgs []message, withAddr bool) (int, error) {
 func reusePort(_, _ string, c syscall.RawConn) error { return nil }
 
 const haveReusePort = false
+
+const gsoMaxSegs = 64
+
+type gso struct{}
+
+func newGSO() *gso { return nil }
+
+func (g *gso) write(c *net.UDPConn, buf []byte, seg int, addr netip.AddrPort) (bool, error) {
+	return false, nil
+}

@@ -36,7 +36,10 @@ type LoadOptions struct {
 	Window     int           // outstanding requests per worker; 0: 256
 	Timeout    time.Duration // a request without a reply after this is a timeout; 0: 1s
 	NoVerify   bool          // skip verifying reply authenticators
-	Now        func() time.Time
+	// NoGSO sends each batch with sendmmsg instead of as one UDP GSO train
+	// (GSO is used when the kernel has it, Linux ≥ 4.18).
+	NoGSO bool
+	Now   func() time.Time
 }
 
 // CodeCount is how many replies carried one code.
@@ -283,6 +286,11 @@ func (w *worker) send(ctx context.Context, start, wallStart time.Time) {
 	for i := range msgs {
 		msgs[i].buf = make([]byte, 0, 512)
 	}
+	var g *gso
+	if !o.NoGSO {
+		g = newGSO()
+	}
+	gsoBuf := make([]byte, 0, batchSize*512)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	rate := o.Rate / float64(o.Workers)
@@ -359,7 +367,7 @@ func (w *worker) send(ctx context.Context, start, wallStart time.Time) {
 			continue
 		}
 		w.outstanding.Add(int64(k))
-		sent, err := w.b.writeBatch(msgs[:k], false)
+		sent, err := w.write(msgs[:k], g, gsoBuf)
 		w.sent += uint64(sent)
 		if err != nil {
 			// E.g. ECONNREFUSED after an ICMP port unreachable: release
@@ -390,6 +398,28 @@ func (w *worker) send(ctx context.Context, start, wallStart time.Time) {
 	w.done.Store(true)
 	w.c.SetReadDeadline(time.Unix(1, 0)) // unblocks the receiver
 	w.expire(0, true)
+}
+
+// write sends a batch: as one GSO datagram train when every request has the
+// same size (they do unless the options vary per node), else with sendmmsg.
+func (w *worker) write(msgs []message, g *gso, buf []byte) (int, error) {
+	if g != nil && len(msgs) > 1 && len(msgs) <= gsoMaxSegs {
+		seg := len(msgs[0].buf)
+		buf = buf[:0]
+		for _, m := range msgs {
+			if len(m.buf) != seg {
+				return w.b.writeBatch(msgs, false)
+			}
+			buf = append(buf, m.buf...)
+		}
+		if ok, err := g.write(w.c, buf, seg, netip.AddrPort{}); ok {
+			if err != nil {
+				return 0, err
+			}
+			return len(msgs), nil
+		}
+	}
+	return w.b.writeBatch(msgs, false)
 }
 
 func (w *worker) receive(start time.Time) {

@@ -35,6 +35,7 @@ type ResponderConfig struct {
 	// MN-HA extension from replies.
 	ReplyKey    []byte
 	NoReplyAuth bool
+	NoGSO       bool // reply with sendmmsg only, never UDP GSO
 }
 
 // Responder is a running stand-in home agent.
@@ -118,6 +119,11 @@ func (r *Responder) serve(b *batchConn) {
 	}
 	var scratch [64]byte
 	var req mip.Request
+	var g *gso
+	if !r.cfg.NoGSO {
+		g = newGSO()
+	}
+	gsoBuf := make([]byte, 0, batchSize*512)
 	for {
 		n, err := b.readBatch(in)
 		if err != nil {
@@ -157,12 +163,37 @@ func (r *Responder) serve(b *batchConn) {
 			out[k].buf, out[k].addr = o, in[i].addr
 			k++
 		}
-		if k > 0 {
-			if sent, _ := b.writeBatch(out[:k], true); sent > 0 {
-				r.Replies.Add(uint64(sent))
+		r.Replies.Add(uint64(sendRuns(b, g, out[:k], gsoBuf)))
+	}
+}
+
+// sendRuns sends replies, each run of equal-sized replies to one address as
+// one GSO train, the rest with sendmmsg; it returns how many were sent.
+func sendRuns(b *batchConn, g *gso, out []message, buf []byte) int {
+	sent := 0
+	for i := 0; i < len(out); {
+		j := i + 1
+		for j < len(out) && j-i < gsoMaxSegs && out[j].addr == out[i].addr && len(out[j].buf) == len(out[i].buf) {
+			j++
+		}
+		if g != nil && j-i > 1 {
+			buf = buf[:0]
+			for _, m := range out[i:j] {
+				buf = append(buf, m.buf...)
+			}
+			if ok, err := g.write(b.c, buf, len(out[i].buf), out[i].addr); ok {
+				if err == nil {
+					sent += j - i
+				}
+				i = j
+				continue
 			}
 		}
+		n, _ := b.writeBatch(out[i:j], true)
+		sent += n
+		i = j
 	}
+	return sent
 }
 
 // timely reports whether a timestamp Identification is within tol of now.

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -233,14 +234,22 @@ func loadOpts(ha netip.AddrPort) LoadOptions {
 }
 
 func TestLoad(t *testing.T) {
+	for _, noGSO := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoGSO=%v", noGSO), func(t *testing.T) { testLoad(t, noGSO) })
+	}
+}
+
+func testLoad(t *testing.T, noGSO bool) {
 	// Odd home addresses are refused, so both codes show up.
-	r := startResponder(t, ResponderConfig{Sockets: 2, Decide: func(req *mip.Request) (mip.Code, uint16) {
+	r := startResponder(t, ResponderConfig{Sockets: 2, NoGSO: noGSO, Decide: func(req *mip.Request) (mip.Code, uint16) {
 		if req.HomeAddr.As4()[3]%2 == 1 {
 			return mip.CodeAdminProhibited, 0
 		}
 		return mip.CodeAccepted, req.Lifetime
 	}})
-	rep, err := Load(t.Context(), loadOpts(r.Addr()))
+	o := loadOpts(r.Addr())
+	o.NoGSO = noGSO
+	rep, err := Load(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,8 +133,11 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("namespace %s: correspondent %s", d.cnNS, cn)
-	type g struct{ name, addr, foreign, cfg string }
-	for i, gg := range []g{{"ha1", haA, "198.51.100.2/24", ""}, {"ha2", haB, "198.51.100.3/24", "hagent.config=/etc/hagent-b.toml"}} {
+	type g struct{ name, addr, foreign, cfg, file string }
+	for i, gg := range []g{
+		{"ha1", haA, "198.51.100.2/24", "", "/etc/hagent.toml, VRRP priority 200"},
+		{"ha2", haB, "198.51.100.3/24", "hagent.config=/etc/hagent-b.toml", "/etc/hagent-b.toml, VRRP priority 100"},
+	} {
 		tap, err := d.lab.AddTap(ctx)
 		if err != nil {
 			return err
@@ -153,7 +156,7 @@ func (d *demo) run(ctx context.Context) error {
 			return err
 		}
 		d.guests = append(d.guests, m)
-		d.say("%s: QEMU pid %d booting (%s, %s)", gg.name, m.PID(), gg.addr, strings.Join(app[2:], " "))
+		d.say("%s: QEMU pid %d booting (%s, %s)", gg.name, m.PID(), gg.addr, gg.file)
 	}
 	done = make(chan struct{})
 	go d.progress("booting two guests under TCG", done)

@@ -336,3 +336,35 @@ func TestLoadOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLoadLoopback measures the generator against the in-process
+// responder: each iteration is one second of load on loopback; both share
+// the machine's cores.
+//
+//	go test -run '^$' -bench LoadLoopback -benchtime 3x ./tools/mnsim/sim
+func BenchmarkLoadLoopback(b *testing.B) {
+	for _, noGSO := range []bool{false, true} {
+		b.Run(fmt.Sprintf("gso=%v", !noGSO), func(b *testing.B) {
+			r, err := StartResponder(b.Context(), ResponderConfig{Addr: lo, SPI: 256, Key: key, NoGSO: noGSO})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			var replies, secs float64
+			var p99 time.Duration
+			for b.Loop() {
+				o := loadOpts(r.Addr())
+				o.Rate, o.N, o.Duration, o.Workers, o.NoGSO = 0, 100000, time.Second, 1, noGSO
+				rep, err := Load(b.Context(), o)
+				if err != nil || rep.Timeouts != 0 || rep.BadAuth != 0 {
+					b.Fatalf("%v %s", err, rep)
+				}
+				replies += float64(rep.Replies)
+				secs += rep.Elapsed.Seconds()
+				p99 = max(p99, rep.P99)
+			}
+			b.ReportMetric(replies/secs, "replies/s")
+			b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+		})
+	}
+}

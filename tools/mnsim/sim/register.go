@@ -151,7 +151,7 @@ func Exchange(ctx context.Context, o Options) (Result, error) {
 				return res, fmt.Errorf("mnsim: sending to %v: %w", o.HA, err)
 			}
 			res.Attempts++
-			n, err = await(c, in, &rep, &req, sent.Add(o.Timeout))
+			n, err = await(ctx, c, in, &rep, &req, sent.Add(o.Timeout))
 			if err == nil {
 				break
 			}
@@ -194,8 +194,13 @@ func authState(a mip.AuthExt) string {
 }
 
 // await reads until a reply matching req arrives or the deadline passes.
-func await(c *net.UDPConn, in []byte, rep *mip.Reply, req *mip.Request, deadline time.Time) (int, error) {
+func await(ctx context.Context, c *net.UDPConn, in []byte, rep *mip.Reply, req *mip.Request, deadline time.Time) (int, error) {
 	if err := c.SetReadDeadline(deadline); err != nil {
+		return 0, err
+	}
+	// After setting our deadline: a cancellation from now on moves it into
+	// the past (the AfterFunc in Exchange); one before, we see here.
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	for {

@@ -312,6 +312,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 	lifetime := fs.Uint("lifetime", 600, "requested lifetime in seconds")
 	dereg := fs.Bool("deregister", false, "send de-registrations (lifetime 0)")
 	noGSO := fs.Bool("no-gso", false, "send batches with sendmmsg, not as UDP GSO trains")
+	resync := fs.Bool("resync", false, "after an authenticated 133, all nodes take the HA's clock from the reply")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -324,7 +325,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 	}
 	o := sim.LoadOptions{HA: ha, HomeAgent: homeAgent, N: *n, Rate: *rate, Duration: *duration, SPI: uint32(c.spi),
 		Key: key, Flags: flags, Workers: *workers, Window: *window, Timeout: c.timeout, NoVerify: c.noVerify,
-		Deregister: *dereg, NoGSO: *noGSO}
+		Deregister: *dereg, NoGSO: *noGSO, Resync: *resync}
 	if *base == "" {
 		return 2, errors.New("-base is required")
 	}

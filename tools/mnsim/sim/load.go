@@ -36,6 +36,9 @@ type LoadOptions struct {
 	Window     int           // outstanding requests per worker; 0: 256
 	Timeout    time.Duration // a request without a reply after this is a timeout; 0: 1s
 	NoVerify   bool          // skip verifying reply authenticators
+	// Resync: after an authenticated 133, every node takes the HA's clock
+	// (the reply's high 32 bits) for its later timestamps (RFC 5944 §5.7.1).
+	Resync bool
 	// NoGSO sends each batch with sendmmsg instead of as one UDP GSO train
 	// (GSO is used when the kernel has it, Linux ≥ 4.18).
 	NoGSO bool
@@ -129,8 +132,9 @@ func Load(ctx context.Context, o LoadOptions) (Report, error) {
 	}
 
 	ws := make([]*worker, o.Workers)
+	clock := new(atomic.Int64)
 	for i := range ws {
-		w, err := newWorker(&o, i, base)
+		w, err := newWorker(&o, i, base, clock)
 		if err != nil {
 			for _, w := range ws[:i] {
 				w.c.Close()
@@ -144,7 +148,7 @@ func Load(ctx context.Context, o LoadOptions) (Report, error) {
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Add(2)
-		go func() { defer wg.Done(); w.receive(start) }()
+		go func() { defer wg.Done(); w.receive(start, wallStart) }()
 		go func() { defer wg.Done(); w.send(ctx, start, wallStart) }()
 	}
 	wg.Wait()
@@ -209,7 +213,8 @@ type worker struct {
 	head, tail int // tail-head entries in use
 
 	outstanding atomic.Int64
-	refill      int64 // the sender waits for this many free window places
+	clock       *atomic.Int64 // offset of the HA's clock from ours, ns (Resync); shared by the workers
+	refill      int64         // the sender waits for this many free window places
 	wake        chan struct{}
 	done        atomic.Bool
 
@@ -222,7 +227,7 @@ type worker struct {
 	lastReply                                      int64
 }
 
-func newWorker(o *LoadOptions, idx int, base uint32) (*worker, error) {
+func newWorker(o *LoadOptions, idx int, base uint32, clock *atomic.Int64) (*worker, error) {
 	var laddr *net.UDPAddr
 	if o.Local.IsValid() {
 		laddr = &net.UDPAddr{IP: o.Local.AsSlice()}
@@ -245,7 +250,7 @@ func newWorker(o *LoadOptions, idx int, base uint32) (*worker, error) {
 		coa = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 	}
 	return &worker{
-		o: o, idx: idx, c: c, b: b, base: base, n: n, coa: coa,
+		o: o, idx: idx, c: c, b: b, base: base, n: n, coa: coa, clock: clock,
 		slots:  make([]slot, n),
 		ring:   make([]pending, max(4*o.Window, 1024)),
 		wake:   make(chan struct{}, 1),
@@ -294,6 +299,7 @@ func (w *worker) send(ctx context.Context, start, wallStart time.Time) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	rate := o.Rate / float64(o.Workers)
+	var offset int64
 	req := mip.Request{Flags: o.Flags, Lifetime: o.Lifetime, HomeAgent: o.HomeAgent, CareOf: w.coa}
 	deadline := int64(o.Duration)
 	for ctx.Err() == nil {
@@ -339,7 +345,15 @@ func (w *worker) send(ctx context.Context, start, wallStart time.Time) {
 				continue // still waiting for this node's reply
 			}
 			ts := now + 1
-			id := mip.Timestamp(wallStart.Add(time.Duration(now)))
+			if off := w.clock.Load(); off != offset {
+				// Resynchronised: earlier Identifications were on the wrong
+				// clock and need not be exceeded.
+				offset = off
+				for i := range w.slots {
+					w.slots[i].lastID = 0
+				}
+			}
+			id := mip.Timestamp(wallStart.Add(time.Duration(now + offset)))
 			if id <= s.lastID {
 				id = s.lastID + 1
 			}
@@ -422,7 +436,7 @@ func (w *worker) write(msgs []message, g *gso, buf []byte) (int, error) {
 	return w.b.writeBatch(msgs, false)
 }
 
-func (w *worker) receive(start time.Time) {
+func (w *worker) receive(start, wallStart time.Time) {
 	o := w.o
 	h := mip.NewHMACMD5(o.Key)
 	var scratch [64]byte
@@ -475,6 +489,12 @@ func (w *worker) receive(start time.Time) {
 					continue
 				}
 				w.unauth++ // a denial without authenticator (e.g. 131)
+			}
+			if rep.Code == mip.CodeIDMismatch && o.Resync {
+				ours := mip.Timestamp(wallStart.Add(time.Duration(now+w.clock.Load()))) >> 32
+				if d := int64(rep.ID>>32) - int64(ours); d < -1 || d > 1 {
+					w.clock.Add(d * int64(time.Second))
+				}
 			}
 			w.replies++
 			w.codes[rep.Code]++

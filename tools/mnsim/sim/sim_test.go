@@ -283,6 +283,13 @@ func TestLoadBadReplies(t *testing.T) {
 	if err != nil || rep.Replies != rep.Sent || len(rep.Codes) != 1 || rep.Codes[0].Code != uint8(mip.CodeIDMismatch) {
 		t.Fatalf("%v %+v", err, rep)
 	}
+	// With Resync the nodes adopt the responder's clock after the first 133s.
+	o.Resync = true
+	rep, err = Load(t.Context(), o)
+	if err != nil || rep.Replies != rep.Sent || len(rep.Codes) != 2 || rep.Codes[0].Code != 0 ||
+		rep.Codes[1].Code != uint8(mip.CodeIDMismatch) || rep.Codes[1].Count > rep.Codes[0].Count {
+		t.Fatalf("resync: %v %+v", err, rep)
+	}
 }
 
 func TestLoadTimeouts(t *testing.T) {
@@ -312,10 +319,12 @@ func TestLoadAllocations(t *testing.T) {
 	if err != nil || rep.Sent < 1000 {
 		t.Fatalf("%v %+v", err, rep)
 	}
-	perReq := float64(after.Mallocs-before.Mallocs) / float64(rep.Sent)
-	t.Logf("%d requests, %d allocations (%.4f per request, responder included)", rep.Sent, after.Mallocs-before.Mallocs, perReq)
-	if perReq > 0.05 {
-		t.Errorf("%.3f allocations per request", perReq)
+	allocs := after.Mallocs - before.Mallocs
+	t.Logf("%d requests, %d allocations (responder included)", rep.Sent, allocs)
+	// A run costs a fixed few hundred (sockets, buffers, goroutines); one
+	// allocation per packet would add Sent.
+	if limit := 1000 + rep.Sent/100; allocs > limit {
+		t.Errorf("%d allocations for %d requests, want ≤ %d", allocs, rep.Sent, limit)
 	}
 }
 

@@ -194,7 +194,7 @@ func (a *Agent) loop(ctx context.Context) error {
 func (a *Agent) armTimer(t *time.Timer) {
 	dl, ok := a.groupDeadline()
 	if !ok {
-		dl, ok = a.core.table.NextDeadline()
+		dl, ok = a.core.table.DeadlineBound() // O(1) under renewal storms
 	}
 	d := time.Hour
 	if ok {

@@ -19,6 +19,15 @@ type wheel struct {
 	minOK  bool
 	minAt  int64
 	minIdx int32
+
+	// Lower bound of every Expires (NextDeadline only). Renewing the
+	// earliest binding invalidates the exact minimum, and recomputing it
+	// walks that slot's chain — under a renewal storm that is the whole
+	// table, once per owner-loop iteration. A deadline that is too early
+	// costs one spurious wake-up, so the bound survives renewals and
+	// removals and is recomputed only after Expire has run.
+	lbOK bool
+	lbAt int64
 }
 
 func (w *wheel) init(b uint) {
@@ -33,7 +42,7 @@ func (w *wheel) init(b uint) {
 func (w *wheel) reset() {
 	clear(w.heads)
 	clear(w.bits)
-	w.n, w.minOK = 0, false
+	w.n, w.minOK, w.lbOK = 0, false, false
 }
 
 func (w *wheel) slotFor(exp int64) int32 {
@@ -58,6 +67,9 @@ func (w *wheel) add(s []Entry, i int32) {
 	}
 	w.heads[slot] = i
 	w.n++
+	if w.lbOK && e.Expires < w.lbAt {
+		w.lbAt = e.Expires
+	}
 	switch {
 	case w.n == 1:
 		w.minOK, w.minAt, w.minIdx = true, e.Expires, i
@@ -122,12 +134,30 @@ func (w *wheel) moved(s []Entry, i int32, old int64) {
 		w.add(s, i)
 		return
 	}
+	if w.lbOK && e.Expires < w.lbAt {
+		w.lbAt = e.Expires
+	}
 	switch {
 	case w.minOK && e.Expires < w.minAt:
 		w.minAt, w.minIdx = e.Expires, i
 	case w.minOK && w.minIdx == i:
 		w.minOK = false // it grew: someone else may be earlier now
 	}
+}
+
+// lowerBound returns a time no later than the earliest Expires (see lbOK).
+func (w *wheel) lowerBound(s []Entry) (int64, bool) {
+	if w.n == 0 {
+		return 0, false
+	}
+	if !w.lbOK {
+		at, _, ok := w.min(s)
+		if !ok {
+			return 0, false
+		}
+		w.lbAt, w.lbOK = at, true
+	}
+	return w.lbAt, true
 }
 
 // min returns the earliest Expires and its entry.

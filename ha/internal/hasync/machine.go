@@ -1360,7 +1360,8 @@ func (m *Machine) Tick(now int64, out []Action) []Action {
 // timer armed).
 func (m *Machine) NextDeadline() int64 {
 	t := int64(math.MaxInt64)
-	if d, ok := m.tab.NextDeadline(); ok {
+	// A bound, not the exact minimum: see binding.Table.DeadlineBound.
+	if d, ok := m.tab.DeadlineBound(); ok {
 		t = min(t, d)
 	}
 	if len(m.heap) > 0 {

@@ -46,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *check {
 		for _, w := range cfg.Warnings {
-			fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+			fmt.Fprintln(stdout, "warning:", w)
 		}
 		fmt.Fprintf(stdout, "%s: ok (%d mobile node entries, capacity %d)\n", *path, len(cfg.Nodes), cfg.Agent.Capacity)
 		return 0
@@ -61,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	for _, w := range cfg.Warnings {
-		log.Warn("config", "file", *path, "warning", w)
+		log.Warn("config warning", "warning", w)
 	}
 	a, err := agent.New(cfg, log)
 	if err != nil {

@@ -46,7 +46,7 @@ unit:
 # Big-endian: netlink and wire goldens run on MIPS under qemu-user.
 test-mips:
 	@if command -v qemu-mips-static >/dev/null; then \
-		CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -short -exec qemu-mips-static ./ha/internal/... ; \
+		CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -short -exec qemu-mips-static ./ha/internal/... ./ha/mip/... ; \
 	else echo "test-mips: qemu-mips-static missing, skipped (make deps installs it)"; fi
 
 fuzz:

@@ -355,3 +355,14 @@ func twoGuestImage(t *testing.T) vm.Image {
 	}
 	return img
 }
+
+// TestBootEveryBoard boots the boards CI does not (mipsle, x86_64): set
+// HAGENT_VMTEST_ALL=1 (about a minute per board on 2 cores, once built).
+func TestBootEveryBoard(t *testing.T) {
+	if os.Getenv("HAGENT_VMTEST_ALL") != "1" {
+		t.Skip("set HAGENT_VMTEST_ALL=1 to boot every board")
+	}
+	for _, b := range []string{"qemu-mipsle", "qemu-x86_64"} {
+		t.Run(b, func(t *testing.T) { singleGuest(t, b) })
+	}
+}

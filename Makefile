@@ -43,10 +43,15 @@ test: deps build
 unit:
 	$(GO) test -count=1 -short ./...
 
-# Big-endian: netlink and wire goldens run on MIPS under qemu-user.
+# Big-endian: wire goldens, state machines and netlink message goldens run
+# on MIPS under qemu-user. groupio is left out: it asks the kernel for
+# interfaces over rtnetlink, which qemu-user's big-endian netlink translation
+# cannot carry ("parsenetlinkrouteattr: invalid argument"); its byte-order
+# logic (cmsg parsing) is covered by its fuzz target and runs natively.
+MIPS_PKGS = $(shell $(GO) list ./ha/... | grep -v -e /groupio -e /itest)
 test-mips:
 	@if command -v qemu-mips-static >/dev/null; then \
-		CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -short -exec qemu-mips-static ./ha/internal/... ./ha/mip/... ; \
+		CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -short -exec qemu-mips-static $(MIPS_PKGS) ; \
 	else echo "test-mips: qemu-mips-static missing, skipped (make deps installs it)"; fi
 
 fuzz:

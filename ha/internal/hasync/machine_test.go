@@ -119,7 +119,7 @@ func TestClaim8PeerNeverAcks(t *testing.T) {
 func fill(t *testing.T, s *simnet, i, n int) {
 	t.Helper()
 	for k := range n {
-		if err := s.register(i, uint32(0x0a000001+k), uint64(k+1), uint32(0xc6330000+k)); err != nil {
+		if err := s.register(i, uint32(0x0a000001+k), uint64(k+1), 0xc6330000+uint32(k)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -331,7 +331,7 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 					md[home] = append(md[home], write{id: nextID, origin: nd.id, tomb: true})
 				}
 			} else {
-				coa := uint32(0xc6336400 + rng.IntN(200))
+				coa := 0xc6336400 + uint32(rng.IntN(200))
 				if err := s.register(i, home, nextID, coa); err == nil {
 					md[home] = append(md[home], write{id: nextID, origin: nd.id, coa: coa})
 				}

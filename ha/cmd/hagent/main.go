@@ -58,7 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var lv slog.LevelVar // SIGHUP may change it
+	lv.Set(level)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: &lv}))
 
 	for _, w := range cfg.Warnings {
 		log.Warn("config warning", "warning", w)
@@ -70,6 +72,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP re-reads the config file: an invalid file or a change that
+	// needs a restart is refused with the reason and the old one stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			ncfg, err := config.Load(*path)
+			if err != nil {
+				log.Error("reload refused: the new configuration is invalid; the running one stays", "err", err)
+				continue
+			}
+			if err := a.Reload(ncfg); err != nil {
+				log.Error("reload refused", "err", err)
+				continue
+			}
+			for _, w := range ncfg.Warnings {
+				log.Warn("config warning", "warning", w)
+			}
+			if *logLevel == "" {
+				lv.Set(ncfg.Agent.LogLevel)
+			}
+		}
+	}()
 	if err := a.Run(ctx); err != nil {
 		log.Error("stopped with error", "err", err)
 		return 1

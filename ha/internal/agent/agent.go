@@ -36,6 +36,11 @@ type batch struct {
 	n   int
 }
 
+type reloadReq struct {
+	cfg  *config.Config
+	resp chan error
+}
+
 type consoleReq struct {
 	req  console.Request
 	resp chan *console.Response
@@ -56,6 +61,7 @@ type Agent struct {
 	free    chan *batch
 	cons    chan consoleReq
 	grp     *group
+	reload  chan reloadReq
 	done    chan struct{} // closed when the owner loop has returned
 	onReady func()        // test hook
 
@@ -70,14 +76,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		cfg:   cfg,
-		log:   log,
-		core:  core,
-		start: time.Now(),
-		rx:    make(chan *batch, numBatches),
-		free:  make(chan *batch, numBatches),
-		cons:  make(chan consoleReq),
-		done:  make(chan struct{}),
+		cfg:    cfg,
+		log:    log,
+		core:   core,
+		start:  time.Now(),
+		rx:     make(chan *batch, numBatches),
+		free:   make(chan *batch, numBatches),
+		cons:   make(chan consoleReq),
+		done:   make(chan struct{}),
+		reload: make(chan reloadReq),
 	}
 	for i := 0; i < numBatches; i++ {
 		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize)}
@@ -184,6 +191,13 @@ func (a *Agent) loop(ctx context.Context) error {
 			} else {
 				a.core.Expire(now, a.changed)
 			}
+		case r := <-a.reload:
+			err := a.core.Reload(r.cfg)
+			if err == nil {
+				a.cfg = r.cfg
+				a.log.Info("configuration reloaded", "nodes", len(r.cfg.Nodes), "bindings", a.core.table.Len())
+			}
+			r.resp <- err
 		case r := <-a.cons:
 			r.resp <- a.answer(r.req)
 			a.groupActions() // a console command may have written through the group
@@ -321,6 +335,19 @@ func (a *Agent) serveConsole(c net.Conn) {
 	}
 	b, _ := json.Marshal(resp)
 	_, _ = c.Write(append(b, '\n'))
+}
+
+// Reload hands a new, already validated configuration to the owner loop
+// (SIGHUP). It returns the reason when the reload is refused; the running
+// configuration then stays as it was.
+func (a *Agent) Reload(cfg *config.Config) error {
+	ch := make(chan error, 1)
+	select {
+	case a.reload <- reloadReq{cfg: cfg, resp: ch}:
+		return <-ch
+	case <-a.done:
+		return errors.New("agent: shutting down")
+	}
 }
 
 // uptime returns how long the agent has run, rounded for people.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"reflect"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -122,10 +123,6 @@ func NewCore(cfg *config.Config) (*Core, error) {
 	a := &cfg.Agent
 	c := &Core{
 		cfg:       cfg,
-		nodes:     make([]node, len(cfg.Nodes)),
-		byHome:    make(map[uint32]int32),
-		byNAI:     make(map[string]int32),
-		fas:       make(map[uint32]*fa),
 		table:     binding.New(a.Capacity, a.TombstoneCapacity),
 		addr:      binding.AddrU32(a.Address),
 		id:        a.AgentID,
@@ -151,6 +148,37 @@ func NewCore(cfg *config.Config) (*Core, error) {
 			c.minenc = true
 		}
 	}
+	if err := c.setNodes(cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// prefixBounds returns the first and last address of p as uint32.
+func prefixBounds(p netip.Prefix) (lo, hi uint32) {
+	lo = binding.AddrU32(p.Masked().Addr())
+	if p.Bits() >= 32 {
+		return lo, lo
+	}
+	return lo, lo | ^uint32(0)>>uint(p.Bits())
+}
+
+// setNodes (re)builds the per-node state and indexes from cfg: the
+// mobility security associations, pools and foreign agents. Replay state
+// (last accepted identification, nonce) carries over for nodes whose name
+// stays, so a reload cannot reopen a replay window.
+func (c *Core) setNodes(cfg *config.Config) error {
+	old := make(map[string]*node, len(c.nodes))
+	for i := range c.nodes {
+		if c.nodes[i].cfg != nil {
+			old[c.nodes[i].cfg.Name] = &c.nodes[i]
+		}
+	}
+	c.nodes = make([]node, len(cfg.Nodes))
+	c.byHome = make(map[uint32]int32)
+	c.byNAI = make(map[string]int32)
+	c.pools = c.pools[:0]
+	c.fas = make(map[uint32]*fa)
 	for i := range cfg.Nodes {
 		n := &cfg.Nodes[i]
 		st := &c.nodes[i]
@@ -166,7 +194,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 			st.home = binding.AddrU32(n.HomeAddress)
 			st.single = true
 			if _, dup := c.byHome[st.home]; dup {
-				return nil, fmt.Errorf("agent: node %q: home address %s configured twice; the config check should have caught this", n.Name, n.HomeAddress)
+				return fmt.Errorf("agent: node %q: home address %s configured twice; the config check should have caught this", n.Name, n.HomeAddress)
 			}
 			c.byHome[st.home] = int32(i)
 		} else if n.Pool.IsValid() {
@@ -182,16 +210,15 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		f := &cfg.ForeignAgents[i]
 		c.fas[binding.AddrU32(f.Address)] = &fa{mac: mip.NewHMACMD5(f.Key), spi: f.SPI}
 	}
-	return c, nil
-}
-
-// prefixBounds returns the first and last address of p as uint32.
-func prefixBounds(p netip.Prefix) (lo, hi uint32) {
-	lo = binding.AddrU32(p.Masked().Addr())
-	if p.Bits() >= 32 {
-		return lo, lo
+	for i := range c.nodes {
+		if o := old[c.nodes[i].cfg.Name]; o != nil {
+			c.nodes[i].lastID = o.lastID
+			if c.nodes[i].nonceM && o.nonceM {
+				c.nodes[i].nonce = o.nonce
+			}
+		}
 	}
-	return lo, lo | ^uint32(0)>>uint(p.Bits())
+	return nil
 }
 
 func randUint32() uint32 {
@@ -576,4 +603,95 @@ func (c *Core) NodeName(i int32) string {
 		return ""
 	}
 	return c.nodes[i].cfg.Name
+}
+
+// Reload applies a new configuration without losing a binding: mobility
+// security associations (nodes, pools, keys, foreign agents), lifetimes,
+// replay tolerance and the offered services. Settings that shape sockets,
+// the preallocated table or the group (addresses, interface, capacity,
+// [group], [vrrp], [hsrp], [datapath], [advertise]) need a restart: a
+// reload that changes one of them is refused as a whole, naming it, and
+// nothing changes.
+func (c *Core) Reload(cfg *config.Config) error {
+	if what := restartOnly(c.cfg, cfg); what != "" {
+		return fmt.Errorf("agent: reload refused: %s changed, which needs a restart of hagent; nothing was applied", what)
+	}
+	oldNames := make([]string, len(c.nodes))
+	for i := range c.nodes {
+		oldNames[i] = c.nodes[i].cfg.Name
+	}
+	if err := c.setNodes(cfg); err != nil {
+		return err
+	}
+	newIdx := make(map[string]int32, len(c.nodes))
+	for i := range c.nodes {
+		newIdx[c.nodes[i].cfg.Name] = int32(i)
+	}
+	// Bindings keep pointing at their node by name; a binding whose node
+	// was removed stays until it expires (it was accepted under the old
+	// association) but can no longer be renewed.
+	c.table.Range(func(e *binding.Entry) bool {
+		if e.Node >= 0 && int(e.Node) < len(oldNames) {
+			if j, ok := newIdx[oldNames[e.Node]]; ok {
+				e.Node = j
+			} else {
+				e.Node = -1
+			}
+		}
+		return true
+	})
+	a := &cfg.Agent
+	c.cfg = cfg
+	c.maxLt = a.MaxLifetime
+	c.tombLife = int64(a.TombstoneLifetime)
+	c.tolerance = max(int64(a.ReplayTolerance/time.Second), 1)
+	c.simul = a.SimultaneousBindings
+	c.revTun = a.ReverseTunnel
+	c.gre, c.minenc = false, false
+	for _, e := range a.Encapsulations {
+		switch e {
+		case "gre":
+			c.gre = true
+		case "minimal":
+			c.minenc = true
+		}
+	}
+	return nil
+}
+
+// restartOnly names the first setting that differs between old and new
+// and cannot change while the agent runs ("" when none).
+func restartOnly(old, new *config.Config) string {
+	o, n := &old.Agent, &new.Agent
+	switch {
+	case o.Interface != n.Interface:
+		return "agent.interface"
+	case o.Address != n.Address:
+		return "agent.address"
+	case o.VirtualAddress != n.VirtualAddress:
+		return "agent.virtual_address"
+	case o.HomeNetwork != n.HomeNetwork:
+		return "agent.home_network"
+	case o.ListenPort != n.ListenPort:
+		return "agent.listen_port"
+	case o.Capacity != n.Capacity:
+		return "agent.capacity"
+	case o.TombstoneCapacity != n.TombstoneCapacity:
+		return "agent.tombstone_capacity"
+	case o.ConsoleSocket != n.ConsoleSocket:
+		return "agent.console_socket"
+	case o.AgentID != n.AgentID:
+		return "agent.agent_id"
+	case !reflect.DeepEqual(old.Group, new.Group):
+		return "[group]"
+	case !reflect.DeepEqual(old.VRRP, new.VRRP):
+		return "[vrrp]"
+	case !reflect.DeepEqual(old.HSRP, new.HSRP):
+		return "[hsrp]"
+	case !reflect.DeepEqual(old.Datapath, new.Datapath):
+		return "[datapath]"
+	case !reflect.DeepEqual(old.Advert, new.Advert):
+		return "[advertise]"
+	}
+	return ""
 }

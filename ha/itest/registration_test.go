@@ -266,6 +266,38 @@ func TestRegistrationNetns(t *testing.T) {
 	if b := bindings(t, a); findRow(b, "192.0.2.65") != nil {
 		t.Fatalf("cleared binding still present")
 	}
+	// SIGHUP: a new key for mn1 applies without losing bindings; an invalid
+	// file is refused and the running config stays.
+	before := bindings(t, a).Live
+	newCfg := strings.Replace(strings.ReplaceAll(regConfig, "@SOCKET@", a.Socket), "text:mn1-secret-0123456", "text:mn1-rotated-key-789", 1)
+	if err := os.WriteFile(a.Config, []byte(newCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Proc.WaitFor("configuration reloaded", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := bindings(t, a).Live; got != before {
+		t.Fatalf("reload changed the bindings: %d → %d", before, got)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if r, code := mnsimJSON(t, mn, "register", "-home", "192.0.2.10", "-spi", "256", "-key", "mn1-rotated-key-789", "-ha", "192.0.2.1", "-coa", "198.51.100.7"); code != 0 || r.Code != 0 {
+		t.Fatalf("register with the rotated key after SIGHUP: exit %d %+v", code, r)
+	}
+	if err := os.WriteFile(a.Config, []byte("[agent]\ncapacity = \"many\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Proc.Signal(syscall.SIGHUP)
+	if err := a.Proc.WaitFor("reload refused", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if r, code := mnsimJSON(t, mn, "register", "-home", "192.0.2.10", "-spi", "256", "-key", "mn1-rotated-key-789", "-ha", "192.0.2.1", "-coa", "198.51.100.7"); code != 0 || r.Code != 0 {
+		t.Fatalf("register after a refused reload: exit %d %+v", code, r)
+	}
+
 	// Clean shutdown on SIGTERM.
 	if err := a.Proc.Stop(5 * time.Second); err != nil {
 		t.Fatalf("hagent did not exit cleanly on SIGTERM: %v\n%s", err, a.Proc.Output())

@@ -232,18 +232,26 @@ func (l *lab) guest(t *testing.T, img vm.Image, name string, idx int, extra ...s
 	})
 }
 
-// register runs mnsim in the mobile node's namespace.
+// register runs mnsim in the mobile node's namespace until the agent
+// accepts: "hagent ready" comes before the agent is active (with VRRP it
+// answers once it is master, a few advertisement intervals later).
 func (l *lab) register(t *testing.T, ha string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := vm.Exec(ctx, l.mnNS, l.mnsim, "register", "-ha", ha, "-home", homeAddr, "-coa", coa,
-		"-spi", spi, "-key-hex", keyHex, "-retries", "3")
-	if err != nil {
-		t.Fatalf("mnsim register: %v\n%s", err, out)
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := vm.Exec(ctx, l.mnNS, l.mnsim, "register", "-ha", ha, "-home", homeAddr, "-coa", coa,
+			"-spi", spi, "-key-hex", keyHex, "-timeout", "2s")
+		cancel()
+		if err == nil {
+			t.Logf("mnsim register: %s", strings.TrimSpace(out))
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mnsim register -ha %s: not accepted within 45s: %v\n%s", ha, err, out)
+		}
+		t.Logf("mnsim register: %s; retrying", strings.TrimSpace(out))
 	}
-	t.Logf("mnsim register: %s", strings.TrimSpace(out))
-	return out
 }
 
 func TestNetworkedRegistration(t *testing.T) {

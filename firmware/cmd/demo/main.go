@@ -180,7 +180,7 @@ func (d *demo) run(ctx context.Context) error {
 	target := vip
 	out, err := d.register(ctx, vip)
 	if err != nil {
-		d.say("not yet: nobody answers on the virtual address %s: needs VRRP in the agent (issue 4)", vip)
+		d.say("not yet: nobody accepted on the virtual address %s within 30s: needs VRRP in the agent (issue 4)", vip)
 		d.say("registering with ha1's own address %s instead", haA)
 		target = haA
 		if out, err = d.register(ctx, haA); err != nil {
@@ -223,11 +223,20 @@ func (d *demo) run(ctx context.Context) error {
 	return nil
 }
 
+// register retries for up to 30 s: an agent answers once it is active,
+// which with VRRP is a few advertisement intervals after "hagent ready".
 func (d *demo) register(ctx context.Context, ha string) (string, error) {
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	return vm.Exec(c, d.mnNS, d.mnsim, "register", "-ha", ha, "-home", home, "-coa", coa,
-		"-spi", spi, "-key-hex", keyHex, "-retries", "2")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := vm.Exec(c, d.mnNS, d.mnsim, "register", "-ha", ha, "-home", home, "-coa", coa,
+			"-spi", spi, "-key-hex", keyHex, "-timeout", "2s")
+		cancel()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return out, err
+		}
+		d.say("  ... %s: %s; retrying", ha, strings.TrimSpace(out))
+	}
 }
 
 func (d *demo) tunnel(ctx context.Context) {

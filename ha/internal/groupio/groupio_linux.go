@@ -171,17 +171,6 @@ func Open(o Options) (*Conn, error) {
 	if o.Port == 0 {
 		return nil, fmt.Errorf("%s: port 0: set the group port (default 4340), the same on every member", where)
 	}
-	ifi, err := net.InterfaceByName(o.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("%s: interface %q not found in this network namespace (%v): check the name with `ip link`", where, o.Interface, err)
-	}
-	if err := checkAddrOn(ifi, local); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	if group.IsValid() && ifi.Flags&net.FlagMulticast == 0 {
-		return nil, fmt.Errorf("%s: interface %s has no MULTICAST flag: `ip link set %s multicast on`, or configure a unicast peer list", where, o.Interface, o.Interface)
-	}
-
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("%s: socket: %w", where, err)
@@ -189,6 +178,19 @@ func Open(o Options) (*Conn, error) {
 	fail := func(what string, err error) (*Conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: %s: %w", where, what, err)
+	}
+	ifi, err := lookupIf(fd, o.Interface)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: interface %q not found in this network namespace (%v): check the name with `ip link`", where, o.Interface, err)
+	}
+	if err := checkAddrOn(ifi, local); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if group.IsValid() && ifi.Flags&net.FlagMulticast == 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: interface %s has no MULTICAST flag: `ip link set %s multicast on`, or configure a unicast peer list", where, o.Interface, o.Interface)
 	}
 	type opt struct {
 		name       string
@@ -201,7 +203,6 @@ func Open(o Options) (*Conn, error) {
 		// Our own multicast would come back to us; the machine would drop it
 		// (own agent id) but only after the HMAC. Not sending it is cheaper.
 		{"IP_MULTICAST_LOOP", unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0},
-		{"IP_MULTICAST_ALL", unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0},
 		{"IP_RECVTTL", unix.IPPROTO_IP, unix.IP_RECVTTL, 1},
 		{"IP_PKTINFO", unix.IPPROTO_IP, unix.IP_PKTINFO, 1},
 	} {
@@ -235,6 +236,12 @@ func Open(o Options) (*Conn, error) {
 		return fail(what, err)
 	}
 	if group.IsValid() {
+		// Only in multicast mode: a socket bound to a unicast address gets
+		// no multicast anyway (and qemu-user, where the MIPS tests run,
+		// does not know this option).
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
+			return fail("IP_MULTICAST_ALL 0 (Linux >= 2.6.31)", err)
+		}
 		// ip_mreqn with the ifindex: the interface's address may change, its
 		// index does not (until it is deleted: then reopen).
 		mc := &unix.IPMreqn{Address: local.As4(), Ifindex: int32(ifi.Index)}
@@ -281,11 +288,69 @@ func Open(o Options) (*Conn, error) {
 	return c, nil
 }
 
-// checkAddrOn reports whether a is configured on ifi (netlink at Open only).
+// ifreq is struct ifreq for SIOCGIFINDEX (int) and SIOCGIFFLAGS (short).
+// Not unix.Ifreq: that is a byte array and its Uint32 is an unaligned load,
+// which faults on MIPS (SIGBUS under qemu-user, a kernel fix-up trap on
+// hardware).
+type ifreq struct {
+	Name [unix.IFNAMSIZ]byte
+	Val  int32 // ifr_ifindex, or ifr_flags in the first two bytes
+	_    [20]byte
+}
+
+// lookupIf gets the interface's index and flags by ioctl: no netlink, so it
+// also works under qemu-user, which does not translate netlink for a
+// big-endian guest (how the MIPS tests run).
+func lookupIf(fd int, name string) (*net.Interface, error) {
+	if len(name) >= unix.IFNAMSIZ {
+		return nil, fmt.Errorf("name longer than %d bytes", unix.IFNAMSIZ-1)
+	}
+	var r ifreq
+	ioctl := func(req uint) error {
+		r.Val = 0
+		copy(r.Name[:], name)
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&r))); e != 0 {
+			return e
+		}
+		return nil
+	}
+	if err := ioctl(unix.SIOCGIFINDEX); err != nil {
+		return nil, err
+	}
+	ifi := &net.Interface{Index: int(r.Val), Name: name}
+	if err := ioctl(unix.SIOCGIFFLAGS); err != nil {
+		return nil, err
+	}
+	fl := *(*uint16)(unsafe.Pointer(&r.Val)) // short ifr_flags at the union's start
+	for _, f := range []struct {
+		sys uint16
+		net net.Flags
+	}{{unix.IFF_UP, net.FlagUp}, {unix.IFF_LOOPBACK, net.FlagLoopback}, {unix.IFF_MULTICAST, net.FlagMulticast}} {
+		if fl&f.sys != 0 {
+			ifi.Flags |= f.net
+		}
+	}
+	return ifi, nil
+}
+
+// checkAddrOn reports whether a is configured on ifi (netlink, at Open only).
+// When the addresses cannot be listed (qemu-user), it falls back to asking
+// whether a is local at all, by binding a throwaway socket to it.
 func checkAddrOn(ifi *net.Interface, a netip.Addr) error {
+	notOn := func(have any) error {
+		return fmt.Errorf("address %v is not configured on %s (%v): add it (`ip addr add %v/<len> dev %s`) or fix the local address in the config", a, ifi.Name, have, a, ifi.Name)
+	}
 	addrs, err := ifi.Addrs()
 	if err != nil {
-		return fmt.Errorf("listing addresses of %s: %w", ifi.Name, err)
+		fd, err2 := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err2 != nil {
+			return fmt.Errorf("listing addresses of %s: %w", ifi.Name, err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: a.As4()}); err != nil {
+			return notOn(err)
+		}
+		return nil
 	}
 	var have []string
 	for _, x := range addrs {
@@ -303,7 +368,7 @@ func checkAddrOn(ifi *net.Interface, a netip.Addr) error {
 			have = append(have, x.String())
 		}
 	}
-	return fmt.Errorf("address %v is not configured on %s (it has %v): add it (`ip addr add %v/<len> dev %s`) or fix the local address in the config", a, ifi.Name, have, a, ifi.Name)
+	return notOn(fmt.Sprintf("it has %v", have))
 }
 
 func setSockaddr(sa *unix.RawSockaddrInet4, a netip.Addr, port uint16) {

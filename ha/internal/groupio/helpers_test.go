@@ -22,3 +22,5 @@ func interfaceIndex(name string) (int, error) {
 }
 
 func readlink(p string) (string, error) { return os.Readlink(p) }
+
+func unsafePointerOf(p *uint16) *byte { return (*byte)(unsafe.Pointer(p)) }

@@ -156,8 +156,10 @@ args=(-o "$out/initramfs.cpio" -build bb -tags goshsmall
 for d in "$stage"/*; do
 	args+=(-files "$d:${d#"$stage"/}")
 done
-# u-root keeps its temp dir on failure: keep that under build/, not /tmp.
-tmp=$top/build/tmp/$board
+# u-root keeps its temp dir on failure. It holds Go sources, so it must not
+# live inside the module: `go vet ./...` or `go test ./...` running during an
+# image build would pick up half a GOPATH of vendored code.
+tmp=${TMPDIR:-/tmp}/hagent-mkimage-$board
 rm -rf "$tmp" && mkdir -p "$tmp"
 say "u-root ($GOARCH${GOARM:+ GOARM=$GOARM}${GOMIPS:+ GOMIPS=$GOMIPS}${GOAMD64:+ GOAMD64=$GOAMD64})"
 env GOOS=linux GOARCH="$GOARCH" ${GOARM:+GOARM=$GOARM} ${GOMIPS:+GOMIPS=$GOMIPS} ${GOAMD64:+GOAMD64=$GOAMD64} CGO_ENABLED=0 TMPDIR="$tmp" \

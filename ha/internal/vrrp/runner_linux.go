@@ -42,8 +42,7 @@ type counters struct {
 }
 
 type ctl struct {
-	ev   Event
-	done chan error // nil: fire and forget
+	ev Event
 }
 
 // Runner owns the raw IP socket (protocol 112) on one interface, feeds the

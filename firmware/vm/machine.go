@@ -226,10 +226,13 @@ func (m *Machine) Run(ctx context.Context, command string) (string, int, error) 
 	out := string(m.buf[start:m.pos])
 	m.mu.Unlock()
 	out = out[:strings.LastIndex(out, "@@"+tag)]
+	sent := command + `; echo @@"` + tag + `:"$?@@`
 	var lines []string
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, `@@"`+tag) || strings.TrimSpace(l) == "$" {
-			continue // the echoed command and bare prompts
+		tl := strings.TrimSpace(strings.TrimPrefix(l, "$ "))
+		// The echoed command (a log line may split it) and bare prompts.
+		if tl == "$" || tl == "" && strings.TrimSpace(l) != "" || len(tl) >= 2 && (strings.HasSuffix(sent, tl) || strings.HasPrefix(sent, tl)) {
+			continue
 		}
 		lines = append(lines, strings.TrimPrefix(l, "$ "))
 	}

@@ -24,6 +24,10 @@ const (
 	readyLine    = `msg="hagent ready"`
 	placeholder  = "hagent: not built yet"
 
+	// datapathReady turns on the tunnel checks (TestTunnelToCareOf and the
+	// tunnel after TestFailover's takeover) once the agent programs tunnels.
+	datapathReady = false
+
 	// Addresses of the reference config (rootfs/etc/hagent.toml).
 	haAddr   = "192.0.2.2"
 	haAddrB  = "192.0.2.3"
@@ -272,7 +276,9 @@ func TestNetworkedRegistration(t *testing.T) {
 // TestTunnelToCareOf: correspondent -> home address arrives IP-in-IP at the
 // care-of namespace.
 func TestTunnelToCareOf(t *testing.T) {
-	t.Skip("needs the datapath (issue 5): remove this line when it lands")
+	if !datapathReady {
+		t.Skip("needs the datapath (issue 5): set datapathReady = true when it lands")
+	}
 	need(t, true, "ip", "depmod", "xz", "tshark", "ping")
 	img := buildImage(t, defaultBoard, vm.BuildOptions{})
 	l := newLab(t)
@@ -310,8 +316,7 @@ func ping(l *lab) func() {
 // the active guest is killed (QEMU by PID), the other takes over with the
 // binding and keeps the tunnel working.
 func TestFailover(t *testing.T) {
-	t.Skip("needs the datapath/VRRP (issue 5/4): remove this line when they land")
-	need(t, true, "ip", "depmod", "xz", "tshark", "ping")
+	need(t, true, "ip", "depmod", "xz")
 	img := twoGuestImage(t)
 	l := newLab(t)
 	a := l.guest(t, img, "ha1", 0)
@@ -343,7 +348,12 @@ func TestFailover(t *testing.T) {
 	if !strings.Contains(strings.ToLower(out), "master") {
 		t.Fatalf("ha2 did not take over:\n%s", out)
 	}
-	capture(t, l.mnNS, ping(l))
+	if datapathReady {
+		need(t, true, "tshark", "ping")
+		capture(t, l.mnNS, ping(l))
+	} else {
+		t.Log("tunnel after failover not checked: needs the datapath (issue 5); set datapathReady")
+	}
 	poweroff(t, b, "ha2")
 }
 

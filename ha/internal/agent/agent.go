@@ -280,7 +280,7 @@ func (a *Agent) readLoop() {
 	for b := range a.free {
 		n, err := a.conn.ReadBatch(b.in)
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, udpio.ErrClosed) {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 				a.log.Error("registration socket read failed", "err", err)
 			}
 			return

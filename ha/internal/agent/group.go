@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"time"
 
@@ -183,7 +184,7 @@ func (a *Agent) groupReadLoop() {
 	for p := range g.free {
 		n, src, ttl, err := g.conn.Read(p.buf)
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 				a.log.Error("group socket read failed", "err", err)
 			}
 			return

@@ -227,6 +227,12 @@ func (a *Agent) groupActions() {
 				g.sendErrs++
 			}
 		case hasync.ActBinding:
+			// The group's record names no configured node (indexes differ
+			// per member): resolve ours, for the console and pool ownership.
+			if e := a.core.table.Get(act.Entry.Home); e != nil && e.Node < 0 {
+				e.Node = a.core.lookup(nil, e.Home)
+				act.Entry.Node = e.Node
+			}
 			a.changed(Change{Kind: Registered, Entry: act.Entry})
 		case hasync.ActUnbind:
 			a.changed(Change{Kind: Deregistered, Entry: act.Entry})

@@ -10,7 +10,7 @@ const (
 	DropNotRequest                    // first byte is not type 1
 	DropUnknownExt                    // unrecognised extension of type 0..127 (RFC 5944 §1.9: discard)
 	DropBadSource                     // source port 0 or a non-unicast source: nowhere to answer
-	DropReplyTooBig                   // the reply would not fit the preallocated buffer (a bug; never expected)
+	DropReplyTooBig                   // the reply could not be encoded (a bug; never expected)
 	DropOversize                      // datagram larger than the receive buffer (no request is that long)
 	DropNotActive                     // standby or passive in the redundancy group: the active member answers
 	numDropReasons

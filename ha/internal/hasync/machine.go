@@ -610,7 +610,8 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		m.C.Malformed++
 		return out
 	}
-	pi := m.peerFor(h.Sender, src.Unmap())
+	src = src.Unmap()
+	pi := m.peerFor(h.Sender, src, false)
 	if pi < 0 {
 		m.C.PeersRejected++
 		return out
@@ -622,6 +623,11 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		return out
 	}
 	restarted := p.rw.Accept(h.Session, h.Seq) && p.heard != 0
+	// Only a fresh message moves the peer: a replay sent from elsewhere
+	// must not redirect its acks, retransmissions and table replies.
+	if src.IsValid() {
+		p.addr = src
+	}
 	m.heard(now, pi, restarted)
 	switch h.Type {
 	case TypeBindingUpdate:
@@ -650,11 +656,13 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 	return out
 }
 
-// peerFor finds or adds the peer with agent id id heard from src.
-func (m *Machine) peerFor(id uint32, src netip.Addr) int {
+// peerFor finds or adds the peer with agent id id heard from src. A known
+// peer's address becomes src only with move (a Home Agent list's entry);
+// Receive moves it itself once the message has passed the replay check.
+func (m *Machine) peerFor(id uint32, src netip.Addr, move bool) int {
 	for i := range m.peers {
 		if m.peers[i].id == id {
-			if src.IsValid() {
+			if move && src.IsValid() {
 				m.peers[i].addr = src
 			}
 			return i
@@ -916,7 +924,7 @@ func (m *Machine) learnList(now int64, l *HAList) {
 			}
 		}
 		if !known && h.Flags&HAAlive != 0 {
-			if j := m.peerFor(h.ID, binding.U32Addr(h.Addr)); j >= 0 {
+			if j := m.peerFor(h.ID, binding.U32Addr(h.Addr), true); j >= 0 {
 				// learnt second-hand: considered up until the dead interval
 				// says otherwise, so that it expects our updates.
 				m.peers[j].up, m.peers[j].heard = true, now

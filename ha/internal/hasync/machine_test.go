@@ -372,6 +372,40 @@ func TestSecurityDrops(t *testing.T) {
 	}
 }
 
+// A valid message replayed from another address is counted and moves no
+// peer: acks, retransmissions and table replies keep going to the real one.
+func TestReplayFromElsewhereMovesNoPeer(t *testing.T) {
+	k := testKeyring(t)
+	tab := binding.New(16, 16)
+	m, _ := New(Config{ID: 1, Session: 5, Keys: []Key{{ID: 7, Secret: testKey}}, SendKey: 7, MaxPending: 16}, tab)
+	real, rogue := netip.MustParseAddr("192.168.1.99"), netip.MustParseAddr("192.168.1.66")
+	r := Record{Granted: 600, Remaining: 600000, Home: 0x0a000001, CareOf: 1, ID: 10, Origin: 99}
+	h := Header{Version: Version, Type: TypeBindingUpdate, Sender: 99, Session: 1, Seq: 1}
+	good, _ := h.AppendBinary(nil)
+	good, _ = r.AppendBinary(good)
+	good, _ = k.Seal(good, 0)
+	out := m.Receive(1, real, 255, good, nil)
+	if len(out) != 2 || out[1].Kind != ActUnicast || out[1].To != real {
+		t.Fatalf("ack of the genuine update: %+v", out)
+	}
+	out = m.Receive(2, rogue, 255, good, out[:0])
+	if len(out) != 0 || m.Counters().Replay != 1 {
+		t.Fatalf("replay answered or not counted: %+v %+v", out, m.Counters())
+	}
+	if p := m.Peers(nil); len(p) != 1 || p[0].Addr != real {
+		t.Fatalf("a replay moved the peer: %+v", p)
+	}
+	// A fresh message from a new address (the peer renumbered) moves it.
+	h.Seq = 2
+	fresh, _ := h.AppendBinary(nil)
+	fresh, _ = r.AppendBinary(fresh)
+	fresh, _ = k.Seal(fresh, 0)
+	out = m.Receive(3, rogue, 255, fresh, out[:0])
+	if len(out) != 1 || out[0].To != rogue {
+		t.Fatalf("ack of a fresh message from a new address: %+v", out)
+	}
+}
+
 // Anti-entropy: members that diverged (all updates lost, a partition)
 // converge without operator action; also with a unicast peer list.
 func TestAntiEntropy(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -127,6 +128,7 @@ type Conn struct {
 	local   netip.AddrPort
 	batch   int
 	sendIfx bool
+	closed  atomic.Bool
 
 	r, w    half
 	readFn  func(fd uintptr) bool
@@ -230,8 +232,9 @@ func (c *Conn) Batch() int { return c.batch }
 // Close closes the socket and wakes a blocked ReadBatch or WriteBatch,
 // which return ErrClosed. Further calls return ErrClosed too.
 func (c *Conn) Close() error {
+	c.closed.Store(true)
 	if err := c.f.Close(); err != nil {
-		return mapErr(err)
+		return c.mapErr(err)
 	}
 	return nil
 }
@@ -240,8 +243,10 @@ func (c *Conn) Close() error {
 // (setsockopt through SyscallConn). Do not read or write through it.
 func (c *Conn) File() *os.File { return c.f }
 
-func mapErr(err error) error {
-	if errors.Is(err, os.ErrClosed) {
+// mapErr turns the poller's "use of closed file" (internal/poll, not
+// matchable with errors.Is) into ErrClosed.
+func (c *Conn) mapErr(err error) error {
+	if c.closed.Load() || errors.Is(err, os.ErrClosed) {
 		return ErrClosed
 	}
 	return err
@@ -275,7 +280,7 @@ func (c *Conn) ReadBatch(pkts []Packet) (int, error) {
 	}
 	h.n, h.count, h.errno = n, 0, 0
 	if err := c.rc.Read(c.readFn); err != nil {
-		return 0, mapErr(err)
+		return 0, c.mapErr(err)
 	}
 	if h.errno != 0 {
 		return 0, fmt.Errorf("udpio: recvmmsg on %v: %w", c.local, h.errno)
@@ -370,7 +375,7 @@ func (c *Conn) WriteBatch(pkts []Packet) (int, error) {
 		h.n, h.count, h.errno = n-sent, 0, 0
 		h.off = sent
 		if err := c.rc.Write(c.writeFn); err != nil {
-			return sent, mapErr(err)
+			return sent, c.mapErr(err)
 		}
 		if h.errno != 0 {
 			return sent, fmt.Errorf("udpio: sendmmsg from %v to %v: %w", pkts[sent].Dst, pkts[sent].Src, h.errno)

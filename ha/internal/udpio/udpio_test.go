@@ -296,4 +296,3 @@ func BenchmarkRoundTrip(b *testing.B) {
 		})
 	}
 }
-

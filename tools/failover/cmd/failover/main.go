@@ -34,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	impls := fs.String("impl", "hagent,keepalived", "what to measure: hagent, keepalived")
 	bins := fs.String("bin", "", "directory holding the hagent binary (default: build it from the module in the current directory)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	jsonFile := fs.String("o", "", "also write the JSON report to this file")
 	verbose := fs.Bool("v", false, "log every trial to stderr")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -95,6 +96,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rep, err := failover.Run(ctx, cfg)
 	if rep != nil {
 		rep.Summary = failover.Summarise(rep.Trials)
+		if *jsonFile != "" {
+			b, _ := json.MarshalIndent(rep, "", "  ")
+			if err := os.WriteFile(*jsonFile, append(b, '\n'), 0o644); err != nil {
+				fmt.Fprintln(stderr, "failover:", err)
+			}
+		}
 		if *asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"strconv"
 	"sort"
 	"testing"
 	"time"
@@ -732,5 +734,38 @@ func BenchmarkExpire(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestRSS fills a table to 100k and 1M bindings and logs how much resident
+// memory that costs (VmRSS delta: untouched slab and index pages are never
+// faulted in, so a table sized for 1M costs little until it fills). Run one
+// size per process for clean figures (a second table may reuse, and so
+// zero, the first one's pages):
+//
+//	BINDING_RSS_N=100000 go test -run RSS -v ./ha/internal/binding
+func TestRSS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a 1M-entry table; skipped under -short")
+	}
+	sizes := []int{100_000, 1_000_000}
+	if s := os.Getenv("BINDING_RSS_N"); s != "" {
+		n, _ := strconv.Atoi(s)
+		sizes = []int{n}
+	}
+	for _, n := range sizes {
+		before := vmRSS(t)
+		tb := New(n, n/10)
+		empty := vmRSS(t)
+		for i := 0; i < n; i++ {
+			mustPut(t, tb, live(0x0a000000+uint32(i), t0, int64(60+i%1800)))
+		}
+		for i := 0; i < n/10; i++ {
+			tb.Tombstone(0x0b000000+uint32(i), 1, 1, t0+int64(i%300)*sec)
+		}
+		full := vmRSS(t)
+		t.Logf("n=%d: allocated %.1f MiB; RSS empty +%.1f MiB, full (+10%% tombs) +%.1f MiB",
+			n, float64(tb.Bytes())/(1<<20), float64(empty-before)/(1<<20), float64(full-before)/(1<<20))
+		runtimeKeepAlive(tb)
 	}
 }

@@ -1,0 +1,133 @@
+package chaos
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Kind is a fault the schedule can inject.
+type Kind int
+
+const (
+	KillRestart Kind = iota // SIGKILL an agent, restart it (same config) when the fault ends
+	Crash                   // SIGKILL and cable out (the box is gone), restart and cable in
+	LinkFlap                // cable out, cable in
+	Loss                    // 30 % loss both ways on one port of the LAN bridge (nftables numgen)
+	Partition               // everything to and from one port dropped (nftables)
+	Duplicate               // group-protocol and VRRP datagrams from one member delivered twice (nftables dup)
+)
+
+func (k Kind) String() string {
+	return [...]string{"kill+restart", "crash (kill, link down)", "link down/up", "30% loss", "partition", "duplicate group+vrrp"}[k]
+}
+
+// Fault is one entry of the schedule: what, on which host, from when (since
+// the round started) and for how long.
+type Fault struct {
+	Kind   Kind
+	Target int // 0..2 the agents, 3 the mobile-node host
+	At     time.Duration
+	For    time.Duration
+}
+
+func (f Fault) String() string {
+	return fmt.Sprintf("+%-5s %-24s on %-4s for %s", f.At.Round(100*time.Millisecond), f.Kind, targetName(f.Target), f.For.Round(100*time.Millisecond))
+}
+
+func targetName(i int) string {
+	if i == 3 {
+		return "mn"
+	}
+	return fmt.Sprintf("ha%d", i+1)
+}
+
+// Round is one period of faults followed by a heal and a check.
+type Round struct {
+	N      int
+	Window time.Duration
+	Faults []Fault
+}
+
+// planRound draws one round from the schedule's own generator, so that a
+// seed gives the same faults whatever the traffic and timing did.
+func planRound(r *rand.Rand, n int) Round {
+	rd := Round{N: n, Window: time.Duration(6+r.IntN(10)) * time.Second}
+	nf := 1 + r.IntN(3)
+	used := map[int]bool{}
+	kills := 0
+	for len(rd.Faults) < nf {
+		k := Kind(r.IntN(6))
+		target := r.IntN(3)
+		if (k == LinkFlap || k == Loss) && r.IntN(4) == 0 {
+			target = 3 // the mobile node's own cable: replies go missing
+		}
+		if used[target] {
+			// One fault per host per round keeps the schedule readable;
+			// draw again (bounded: at most four hosts).
+			if len(used) == 4 {
+				break
+			}
+			continue
+		}
+		if k == KillRestart || k == Crash {
+			// Never all agents dead at once: the table lives in memory.
+			if kills == 2 {
+				continue
+			}
+			kills++
+		}
+		used[target] = true
+		at := time.Duration(r.Int64N(int64(rd.Window / 2)))
+		dur := time.Second + time.Duration(r.Int64N(int64(rd.Window-at)))
+		rd.Faults = append(rd.Faults, Fault{Kind: k, Target: target, At: at, For: dur})
+	}
+	return rd
+}
+
+// nft runs an nftables script in the LAN namespace.
+func nft(lanNS, script string) error {
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+lanNS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("chaos: nft in %s: %v: %s\nscript:\n%s", lanNS, err, bytes.TrimSpace(out), script)
+	}
+	return nil
+}
+
+// lossTable drops pct % of frames entering or leaving the bridge through
+// port (100: a partition). The bridge family's forward hook sees every
+// frame the bridge switches, multicast floods included, per output port.
+func lossTable(name, port string, pct int) string {
+	match := "drop"
+	if pct < 100 {
+		match = fmt.Sprintf("numgen random mod 100 < %d drop", pct)
+	}
+	return fmt.Sprintf(`table bridge %s {
+	chain filt {
+		type filter hook forward priority -10; policy accept;
+		iifname "%s" %s
+		oifname "%s" %s
+	}
+}
+`, name, port, match, port, match)
+}
+
+// dupTable sends a second copy of every group-protocol (UDP groupPort) and
+// VRRP (IP protocol 112) datagram that port brings into the bridge out of
+// each other agent's port, so each peer receives it twice. Mobile-node
+// traffic is left alone: a duplicated request may rightly get two answers,
+// which would blur the answered-exactly-once check.
+func dupTable(name, port string, others []string, groupPort int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table netdev %s {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy accept;\n", name, port)
+	for _, o := range others {
+		fmt.Fprintf(&b, "\t\tudp dport %d dup to %q\n\t\tip protocol 112 dup to %q\n", groupPort, o, o)
+	}
+	b.WriteString("\t}\n}\n")
+	return b.String()
+}

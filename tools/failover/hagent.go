@@ -188,7 +188,10 @@ func (g *hgroup) steady(ctx context.Context, within time.Duration) error {
 			return nil
 		}
 		last = strings.Join(st, "; ") + fmt.Sprintf("; renewal answered since: %v", answered)
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
 			return fmt.Errorf("group not steady within %v: %s", within, last)
 		}
 		time.Sleep(50 * time.Millisecond)

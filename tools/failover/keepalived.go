@@ -179,7 +179,10 @@ func (g *kgroup) steady(ctx context.Context, within time.Duration) error {
 		if a && !b && answered {
 			return nil
 		}
-		if time.Now().After(since.Add(within)) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(since.Add(within)) {
 			return fmt.Errorf("not steady within %v: instance 1 holds %v, instance 2 holds %v, ping answered %v", within, a, b, answered)
 		}
 		time.Sleep(20 * time.Millisecond)

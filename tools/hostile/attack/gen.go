@@ -204,7 +204,10 @@ func (g *Gen) addr(base netip.Addr, i int) netip.Addr {
 // request appends a well-formed Registration Request for home, MN-HA
 // authenticated with key under spi (key nil: no authentication extension).
 func (g *Gen) request(b []byte, home netip.Addr, lifetime uint16, spi uint32, key []byte, nai []byte) []byte {
-	g.idBase++
+	// Timestamp identifications (RFC 5944 §5.7) from the clock, strictly
+	// increasing: a flood that drifted out of the agent's replay tolerance
+	// would only test the 133 path.
+	g.idBase = max(g.idBase+1, mip.Timestamp(time.Now()))
 	r := mip.Request{Flags: mip.FlagT, Lifetime: lifetime, HomeAddr: home, HomeAgent: g.cfg.HomeAgent,
 		CareOf: g.cfg.CareOf, ID: g.idBase, NAI: nai}
 	if !r.HomeAgent.IsValid() {

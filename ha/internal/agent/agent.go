@@ -249,10 +249,17 @@ func (a *Agent) handleBatch(b *batch) {
 		o.Ifindex = p.Ifindex
 		k++
 	}
-	if k > 0 {
-		sent, err := a.conn.WriteBatch(b.out[:k])
-		if err != nil || sent < k {
-			a.core.Stats.SendErrors += uint64(k - sent)
+	// On an error WriteBatch stops at the packet that failed: count it, skip
+	// it, and send the rest (one unroutable node must not silence a batch).
+	for off := 0; off < k; {
+		sent, err := a.conn.WriteBatch(b.out[off:k])
+		off += sent
+		if err != nil {
+			a.core.Stats.SendErrors++
+			off++
+		} else if sent == 0 {
+			a.core.Stats.SendErrors += uint64(k - off)
+			break
 		}
 	}
 	b.n = 0

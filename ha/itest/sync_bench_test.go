@@ -109,8 +109,8 @@ func mean(v []float64) float64 {
 // Digests (1,072-byte payload, every 30 s per member) fall in the window
 // too; at 5,000 registrations they add well under 1 byte each.
 func BenchmarkSyncTrafficPerRegistration(b *testing.B) {
-	requireNft(b)
 	l := lab.NewT(b)
+	requireNft(b)
 	mn := l.HostT(b, "mn", "10.0.0.50"+syncMaskLen)
 	var agents []*Agent
 	for i := 1; i <= 3; i++ {

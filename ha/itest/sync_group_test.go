@@ -64,8 +64,8 @@ func TestSyncRestartDownloads10k(t *testing.T) {
 // LAN, registrations keep being accepted on the active and every table
 // converges (retransmission and anti-entropy repair the losses).
 func TestSyncConvergesUnderLoss(t *testing.T) {
+	l := lab.NewT(t) // skips under -short and without root first
 	requireNft(t)
-	l := lab.NewT(t)
 	mn := l.HostT(t, "mn", "10.0.0.50"+syncMaskLen)
 	var agents []*Agent
 	for i := 1; i <= 3; i++ {

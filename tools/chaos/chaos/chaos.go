@@ -85,6 +85,9 @@ const (
 	spi       = 300
 	key       = "chaos-fleet-secret-0123"
 	slack     = 4 * time.Second // expiry tolerance: lifetimes start at receipt and travel in whole seconds
+	// splitBrainBound: VRRP with 100 ms adverts resolves two masters in
+	// well under a second; 2 s leaves room for a loaded 2-core machine.
+	splitBrainBound = 2 * time.Second
 )
 
 func memberConfig(i int) string {
@@ -387,7 +390,18 @@ func (r *run) inject(ctx context.Context, rd Round) error {
 			r.note("  inject %s", e.f)
 			err = r.apply(e.f, rd.N, e.idx)
 		} else {
-			r.note("  clear  %s on %s", e.f.Kind, targetName(e.f.Target))
+			// What the fault did, as the agents saw it, before it ends.
+			extra := "roles " + r.snapshot()
+			if e.f.Kind == Loss || e.f.Kind == Partition || e.f.Kind == Duplicate {
+				fam := "bridge "
+				if e.f.Kind == Duplicate {
+					fam = "netdev "
+				}
+				if n, err := nftPackets(r.lanNS, fam+tableName(rd.N, e.idx)); err == nil {
+					extra += fmt.Sprintf("; nft counted %d packets", n)
+				}
+			}
+			r.note("  clear  %s on %s (%s)", e.f.Kind, targetName(e.f.Target), extra)
 			err = r.clear(e.f, rd.N, e.idx)
 		}
 		if err != nil {
@@ -635,6 +649,21 @@ func (r *run) settle(ctx context.Context) {
 // (two active members once the election has settled, a second answer to one
 // request) is broken. The caller holds the traffic gate.
 func (r *run) converge(ctx context.Context, round int) (*Violation, error) {
+	// Split brain ends within the election timers once the network is
+	// whole: a partitioned member that made itself active hears the
+	// others' adverts within a few 100 ms intervals.
+	healed := time.Now()
+	for {
+		active, holders := r.holders()
+		if len(active) <= 1 && len(holders) <= 1 {
+			break
+		}
+		if time.Since(healed) > splitBrainBound {
+			return r.violation(round, []string{fmt.Sprintf("%s after the heal still %d active members %v, virtual address on %v (bound %s)",
+				time.Since(healed).Round(time.Millisecond), len(active), active, holders, splitBrainBound)}), nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	deadline := time.Now().Add(r.o.Converge)
 	var problems []string
 	for {
@@ -678,6 +707,37 @@ func (r *run) converge(ctx context.Context, round int) (*Violation, error) {
 	r.say("round %d checked: tables equal the model (%d live, %d gone), one active member; traffic so far: %s", round, live, gone, statLine(r.stats))
 	r.statMu.Unlock()
 	return nil, nil
+}
+
+// holders lists the members whose console says active and those whose
+// eth0 carries the virtual address.
+func (r *run) holders() (active, holders []string) {
+	for _, m := range r.ms {
+		if resp, err := consoleCall(m.socket, consoleRequest{Cmd: "show redundancy"}, time.Second); err == nil && resp.Redundancy != nil &&
+			strings.HasPrefix(resp.Redundancy.Role, "active") {
+			active = append(active, fmt.Sprintf("ha%d", m.i+1))
+		}
+		out, err := exec.Command("ip", "-n", m.host.NS, "-o", "-4", "addr", "show", "dev", "eth0").CombinedOutput()
+		if err == nil && strings.Contains(string(out), " "+vip+"/") {
+			holders = append(holders, fmt.Sprintf("ha%d", m.i+1))
+		}
+	}
+	return active, holders
+}
+
+// snapshot is every member's role, briefly asked ("-" when unreachable).
+func (r *run) snapshot() string {
+	var s []string
+	for _, m := range r.ms {
+		role := "-"
+		if !m.dead {
+			if resp, err := consoleCall(m.socket, consoleRequest{Cmd: "show redundancy"}, 500*time.Millisecond); err == nil && resp.Redundancy != nil {
+				role = strings.Fields(resp.Redundancy.Role + " ?")[0]
+			}
+		}
+		s = append(s, fmt.Sprintf("ha%d %s", m.i+1, role))
+	}
+	return strings.Join(s, ", ")
 }
 
 // roles returns what is wrong with the election: not exactly one active

@@ -110,8 +110,8 @@ func lossTable(name, port string, pct int) string {
 	return fmt.Sprintf(`table bridge %s {
 	chain filt {
 		type filter hook forward priority -10; policy accept;
-		iifname "%s" %s
-		oifname "%s" %s
+		iifname "%s" counter %s
+		oifname "%s" counter %s
 	}
 }
 `, name, port, match, port, match)
@@ -126,8 +126,27 @@ func dupTable(name, port string, others []string, groupPort int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table netdev %s {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy accept;\n", name, port)
 	for _, o := range others {
-		fmt.Fprintf(&b, "\t\tudp dport %d dup to %q\n\t\tip protocol 112 dup to %q\n", groupPort, o, o)
+		fmt.Fprintf(&b, "\t\tudp dport %d counter dup to %q\n\t\tip protocol 112 counter dup to %q\n", groupPort, o, o)
 	}
 	b.WriteString("\t}\n}\n")
 	return b.String()
+}
+
+// nftPackets sums the packet counters of a table (how many frames a fault
+// dropped or duplicated: proof that it took effect).
+func nftPackets(lanNS, table string) (int, error) {
+	out, err := exec.Command("nsenter", "--net=/var/run/netns/"+lanNS, "nft", "list", "table", table).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("chaos: nft list table %s: %v: %s", table, err, bytes.TrimSpace(out))
+	}
+	n := 0
+	f := strings.Fields(string(out))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "packets" {
+			var v int
+			fmt.Sscan(f[i+1], &v)
+			n += v
+		}
+	}
+	return n, nil
 }

@@ -1,0 +1,152 @@
+package chaos
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	h1 = netip.MustParseAddr("10.1.4.1")
+	h2 = netip.MustParseAddr("10.1.4.2")
+	c1 = netip.MustParseAddr("198.51.100.1")
+	c2 = netip.MustParseAddr("198.51.100.2")
+)
+
+// reg sends and, when accept, confirms a registration in m.
+func reg(m *Model, home, coa netip.Addr, life time.Duration, at time.Time, accept bool) uint64 {
+	id := m.NextID(home, 100)
+	m.Sent(home, write{Live: life > 0, CareOf: coa, ID: id, Sent: at, Life: life})
+	if accept {
+		m.Accepted(home, id, life)
+	}
+	return id
+}
+
+func TestModelDiff(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const sl = 2 * time.Second
+	t.Run("exact", func(t *testing.T) {
+		m := NewModel()
+		id := reg(m, h1, c1, time.Minute, t0, true)
+		if d := m.Diff([]Row{{h1, c1, id}}, t0.Add(time.Second), sl); len(d) != 0 {
+			t.Fatal(d)
+		}
+		if d := m.Diff(nil, t0.Add(time.Second), sl); len(d) != 1 || !strings.Contains(d[0], "missing") {
+			t.Fatalf("lost binding not reported: %v", d)
+		}
+		if d := m.Diff([]Row{{h1, c2, id}}, t0.Add(time.Second), sl); len(d) != 1 {
+			t.Fatalf("wrong care-of not reported: %v", d)
+		}
+		if d := m.Diff([]Row{{h1, c1, id}, {h2, c1, 7}}, t0.Add(time.Second), sl); len(d) != 1 || !strings.Contains(d[0], "never registered") {
+			t.Fatalf("invented binding not reported: %v", d)
+		}
+	})
+	t.Run("expiry", func(t *testing.T) {
+		m := NewModel()
+		id := reg(m, h1, c1, 10*time.Second, t0, true)
+		// Near the expiry either answer is right; well past it, absent only.
+		for _, rows := range [][]Row{nil, {{h1, c1, id}}} {
+			if d := m.Diff(rows, t0.Add(9*time.Second), sl); len(d) != 0 {
+				t.Fatal(d)
+			}
+		}
+		if d := m.Diff([]Row{{h1, c1, id}}, t0.Add(20*time.Second), sl); len(d) != 1 {
+			t.Fatalf("expired binding still live not reported: %v", d)
+		}
+	})
+	t.Run("deregistered does not come back", func(t *testing.T) {
+		m := NewModel()
+		id := reg(m, h1, c1, time.Minute, t0, true)
+		reg(m, h1, h1, 0, t0.Add(time.Second), true)
+		if d := m.Diff([]Row{{h1, c1, id}}, t0.Add(2*time.Second), sl); len(d) != 1 {
+			t.Fatalf("resurrection not reported: %v", d)
+		}
+		if d := m.Diff(nil, t0.Add(2*time.Second), sl); len(d) != 0 {
+			t.Fatal(d)
+		}
+	})
+	t.Run("unanswered writes", func(t *testing.T) {
+		m := NewModel()
+		id1 := reg(m, h1, c1, time.Minute, t0, true)
+		id2 := reg(m, h1, c2, time.Minute, t0.Add(time.Second), false)
+		now := t0.Add(2 * time.Second)
+		for _, rows := range [][]Row{{{h1, c1, id1}}, {{h1, c2, id2}}} {
+			if d := m.Diff(rows, now, sl); len(d) != 0 {
+				t.Fatal(d)
+			}
+		}
+		if d := m.Diff(nil, now, sl); len(d) != 1 {
+			t.Fatalf("lost binding not reported: %v", d)
+		}
+		if got := m.Uncertain(); !reflect.DeepEqual(got, []netip.Addr{h1}) {
+			t.Fatalf("uncertain %v", got)
+		}
+		// A later confirmed write makes the earlier unanswered one moot.
+		id3 := reg(m, h1, c1, time.Minute, t0.Add(3*time.Second), true)
+		if got := m.Uncertain(); len(got) != 0 {
+			t.Fatalf("uncertain after a later acceptance: %v", got)
+		}
+		if d := m.Diff([]Row{{h1, c2, id2}}, now, sl); len(d) != 1 {
+			t.Fatalf("superseded write reported as fine: %v", d)
+		}
+		if d := m.Diff([]Row{{h1, c1, id3}}, now, sl); len(d) != 0 {
+			t.Fatal(d)
+		}
+	})
+	t.Run("denied", func(t *testing.T) {
+		m := NewModel()
+		id := m.NextID(h1, 100)
+		m.Sent(h1, write{Live: true, CareOf: c1, ID: id, Sent: t0, Life: time.Minute})
+		m.Denied(h1, id)
+		if d := m.Diff([]Row{{h1, c1, id}}, t0, sl); len(d) != 1 {
+			t.Fatalf("denied write present not reported: %v", d)
+		}
+	})
+}
+
+func TestNextIDIncreases(t *testing.T) {
+	m := NewModel()
+	a := m.NextID(h1, 500)
+	b := m.NextID(h1, 500)
+	c := m.NextID(h1, 10)
+	if !(a == 500 && b == 501 && c == 502) {
+		t.Fatalf("ids %d %d %d", a, b, c)
+	}
+}
+
+// The schedule depends on the seed alone.
+func TestPlanRoundReplays(t *testing.T) {
+	plan := func(seed uint64) []Round {
+		r := rand.New(rand.NewPCG(seed, 0x6661756c7473))
+		var rs []Round
+		for n := 1; n <= 50; n++ {
+			rs = append(rs, planRound(r, n))
+		}
+		return rs
+	}
+	a, b := plan(42), plan(42)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("same seed, different schedules")
+	}
+	if reflect.DeepEqual(a, plan(43)) {
+		t.Fatal("different seeds, same schedule")
+	}
+	for _, rd := range a {
+		kills := 0
+		for _, f := range rd.Faults {
+			if f.At+f.For > rd.Window+time.Second || f.For < time.Second {
+				t.Fatalf("round %d: fault %v outside window %s", rd.N, f, rd.Window)
+			}
+			if f.Kind == KillRestart || f.Kind == Crash {
+				kills++
+			}
+		}
+		if kills > 2 {
+			t.Fatalf("round %d kills every agent: %v", rd.N, rd.Faults)
+		}
+	}
+}

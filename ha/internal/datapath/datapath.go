@@ -1,0 +1,145 @@
+// Package datapath programs the Linux kernel for the active Home Agent over
+// rtnetlink (github.com/mdlayher/netlink; never by running ip):
+//
+//   - the virtual address on the home interface (RTM_NEWADDR/DELADDR);
+//   - one IP-in-IP device (and optionally one GRE device) in external
+//     (collect_md) mode, and per mobile node a /32 host route through it with
+//     a lightweight-tunnel encapsulation (LWTUNNEL_ENCAP_IP: outer destination
+//     the care-of address), tagged with our own route protocol number and
+//     given a metric of its own (see docs/datapath.md: without distinct
+//     metrics the kernel's fib_info hash makes N routes cost O(N²));
+//   - a proxy neighbour entry (NTF_PROXY, tagged with the same protocol) per
+//     away node on the home interface, so that the Home Agent answers ARP for
+//     it (RFC 5944 §4.6);
+//   - reconciliation of all of that with the binding table, and withdrawal
+//     when the agent stops being active;
+//   - link up/down notifications for the role logic.
+//
+// One Datapath is driven by one goroutine (the agent's owner loop); its calls
+// block for as long as the kernel takes (about 10 µs per binding, batched).
+// docs/datapath.md has the design, the kernel facts and the measurements.
+package datapath
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+)
+
+// Encap is the outer encapsulation of a binding's tunnel.
+type Encap uint8
+
+const (
+	IPIP Encap = iota // IP in IP (RFC 2003), the default
+	GRE               // GRE (RFC 2784), when the node set the G bit
+)
+
+func (e Encap) String() string {
+	switch e {
+	case IPIP:
+		return "ipip"
+	case GRE:
+		return "gre"
+	}
+	return "encap?"
+}
+
+// Binding is what the kernel needs of one mobility binding.
+type Binding struct {
+	Home   netip.Addr // the mobile node's home address: /32 route and proxy ARP entry
+	CareOf netip.Addr // outer destination of the tunnel
+	Src    netip.Addr // outer source; zero: Config.Local (zero too: the kernel picks)
+	Encap  Encap
+	// Reverse records the T bit (RFC 3024). The kernel accepts reverse
+	// tunnelled packets for every binding alike (rp_filter on the tunnel
+	// device: inner source must be a registered home address); a per-binding
+	// outer-source check needs an eBPF filter, see docs/datapath.md.
+	Reverse bool
+}
+
+// Config says what to program. Zero values take the defaults noted.
+type Config struct {
+	HomeIfname string // home interface: VIP, proxy ARP entries (required)
+	TunnelName string // IP-in-IP device, default "mip0"
+	// GRETunnelName is the GRE device, created by Setup when non-empty; when
+	// the kernel lacks GRE, Setup logs why and Supports(GRE) is false.
+	GRETunnelName string
+	Protocol      uint8      // rtm_protocol of our routes and proxies, default 77
+	ProxyARP      bool       // install proxy neighbour entries for away nodes
+	Local         netip.Addr // default outer source: the virtual address (or own address)
+	TTL           uint8      // outer TTL, default 64 (0 in the kernel would copy the inner TTL)
+	MetricBase    uint32     // first route metric handed out, default 1024
+	// NetNS is an open file descriptor of the network namespace to program
+	// (tests); 0: the caller's namespace.
+	NetNS  int
+	Logger *slog.Logger // default: discard
+
+	// anyTunnel lets tests adopt any existing device as the tunnel (the
+	// build machines' kernel has no ipip; encap routes are accepted on veth).
+	anyTunnel bool
+}
+
+const (
+	DefaultTunnelName = "mip0"
+	DefaultProtocol   = 77
+	DefaultTTL        = 64
+	DefaultMetricBase = 1024
+)
+
+// LinkEvent is an RTM_NEWLINK/RTM_DELLINK notification.
+type LinkEvent struct {
+	Index   int
+	Name    string
+	Up      bool // administratively up (IFF_UP)
+	Carrier bool // lower layer up (IFF_LOWER_UP)
+	Deleted bool // RTM_DELLINK
+}
+
+// Datapath is the kernel side of the active Home Agent. All methods are meant
+// to be called from one goroutine; Links may be read from any.
+type Datapath interface {
+	// Setup resolves the home interface and creates (or verifies) the tunnel
+	// device(s) in external mode, up, with forwarding on and rp_filter strict
+	// on the tunnel device. It says which kernel option is missing when it
+	// cannot. Call it once after Open; again after the home link reappears.
+	Setup() error
+	// Supports reports whether Setup found or made a device for e.
+	Supports(e Encap) bool
+	// AddVIP adds the virtual address to the home interface (present: no
+	// error); DelVIP removes it (absent: no error).
+	AddVIP(p netip.Prefix) error
+	DelVIP(p netip.Prefix) error
+	// Apply installs or replaces adds and removes dels in one batch. It
+	// returns nil when everything succeeded, else a slice of length
+	// len(adds)+len(dels): errs[i] concerns adds[i], errs[len(adds)+j]
+	// concerns dels[j]. Removing what is absent is not an error.
+	Apply(adds []Binding, dels []netip.Addr) []error
+	// Reconcile lists our routes and proxy entries and converges them to
+	// want: stale ones removed, missing or different ones (re)installed. It
+	// returns how many kernel objects it added/replaced and removed.
+	Reconcile(want []Binding) (added, removed int, err error)
+	// Withdraw removes all our routes and proxy entries and every address
+	// AddVIP added (on becoming standby, and at clean shutdown).
+	Withdraw() error
+	// Links delivers link notifications; events are dropped (and counted)
+	// when the reader is slow. Closed by Close.
+	Links() <-chan LinkEvent
+	// Stats returns counters (monotonic since Open).
+	Stats() Stats
+	// Close releases the sockets; it leaves the kernel state as it is.
+	Close() error
+}
+
+// Stats are the datapath's counters.
+type Stats struct {
+	Batches       uint64 // Apply/Reconcile/Withdraw batches sent
+	Messages      uint64 // rtnetlink requests sent in batches
+	Errors        uint64 // requests the kernel refused
+	LinkEvents    uint64
+	LinkDropped   uint64 // link events dropped: channel full
+	Routes        int    // routes we believe installed (per-home metrics held)
+}
+
+// ErrUnsupported is returned (wrapped) for a binding whose encapsulation has
+// no device (GRE without kernel support): reply 139 to the node.
+var ErrUnsupported = errors.New("encapsulation not available in this kernel")

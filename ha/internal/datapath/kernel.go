@@ -1,0 +1,814 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// window is how many requests go to the kernel in one sendmsg. The kernel
+// runs them all before sendmsg returns and queues one ack each; 256 acks
+// fit the default 208 KiB receive buffer with room to spare (an overflow
+// would lose acks: ENOBUFS).
+const window = 256
+
+// ackTimeout bounds the wait for a batch's acks; the kernel answers in
+// microseconds, so hitting it means the socket is broken.
+const ackTimeout = 10 * time.Second
+
+type kernel struct {
+	cfg  Config
+	log  *slog.Logger
+	c    *netlink.Conn
+	seq  uint32
+	home uint32 // ifindex
+	tun  [2]uint32 // ifindex per Encap, 0: none
+
+	metrics map[[4]byte]uint32 // home address → the metric its route holds
+	free    []uint32           // released metrics, reused first
+	next    uint32
+	vips    map[netip.Prefix]bool
+
+	// one batch's working set, reused
+	arena []byte
+	msgs  []netlink.Message
+	ops   []op
+	res   []error
+
+	links   chan LinkEvent
+	lconn   *netlink.Conn
+	ldone   chan struct{}
+	stats   Stats
+	linkEv  atomic.Uint64
+	linkDrp atomic.Uint64
+}
+
+// op is one request of a batch: whose it is and which errno means "done
+// already" (idempotent deletes).
+type op struct {
+	owner  int32 // index into the batch's result
+	ignore unix.Errno
+	what   uint8
+	home   netip.Addr
+	careOf netip.Addr
+}
+
+const (
+	opRoute = iota
+	opRouteDel
+	opProxy
+	opProxyDel
+)
+
+// Open dials rtnetlink (and a second socket subscribed to link
+// notifications). Call Setup next.
+func Open(cfg Config) (Datapath, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: cfg.NetNS, MessageBufferSize: 64 << 10})
+	if err != nil {
+		return nil, fmt.Errorf("datapath: rtnetlink socket: %w", err)
+	}
+	lc, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: cfg.NetNS, Groups: unix.RTMGRP_LINK})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("datapath: rtnetlink link notifications: %w", err)
+	}
+	k := newKernel(cfg, c)
+	k.lconn = lc
+	k.ldone = make(chan struct{})
+	go k.watchLinks()
+	return k, nil
+}
+
+// newKernel wraps a connection (tests pass an nltest one).
+func newKernel(cfg Config, c *netlink.Conn) *kernel {
+	if cfg.TunnelName == "" {
+		cfg.TunnelName = DefaultTunnelName
+	}
+	if cfg.Protocol == 0 {
+		cfg.Protocol = DefaultProtocol
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.MetricBase == 0 {
+		cfg.MetricBase = DefaultMetricBase
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Best effort: without these the kernel still works, with less
+	// precise errors (ext ack) and unfiltered dumps (strict check; we
+	// filter ourselves anyway). Not CapAcknowledge: mdlayher/netlink
+	// misreads capped errors that carry extended-ack TLVs.
+	for _, o := range []netlink.ConnOption{netlink.ExtendedAcknowledge, netlink.GetStrictCheck} {
+		_ = c.SetOption(o, true)
+	}
+	return &kernel{
+		cfg: cfg, log: cfg.Logger, c: c, seq: 1 << 20,
+		metrics: make(map[[4]byte]uint32), next: cfg.MetricBase,
+		vips:  make(map[netip.Prefix]bool),
+		links: make(chan LinkEvent, 64),
+	}
+}
+
+func (k *kernel) Links() <-chan LinkEvent { return k.links }
+
+func (k *kernel) Stats() Stats {
+	s := k.stats
+	s.LinkEvents, s.LinkDropped = k.linkEv.Load(), k.linkDrp.Load()
+	s.Routes = len(k.metrics)
+	return s
+}
+
+func (k *kernel) Close() error {
+	err := k.c.Close()
+	if k.lconn != nil {
+		k.lconn.Close()
+		<-k.ldone
+	}
+	return err
+}
+
+func (k *kernel) Supports(e Encap) bool { return int(e) < len(k.tun) && k.tun[e] != 0 }
+
+// ---- single requests ----
+
+func (k *kernel) nextSeq() uint32 {
+	k.seq++
+	if k.seq == 0 {
+		k.seq = 1
+	}
+	return k.seq
+}
+
+// exec sends one request and returns the replies (a dump's entries, or
+// nothing for an ack).
+func (k *kernel) exec(typ uint16, flags netlink.HeaderFlags, body []byte) ([]netlink.Message, error) {
+	m := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | flags, Sequence: k.nextSeq()},
+		Data:   body,
+	}
+	for try := 0; ; try++ {
+		msgs, err := k.c.Execute(m)
+		if err != nil {
+			return nil, nlErr(err)
+		}
+		// A dump that raced with a change says so; ask again.
+		if flags&netlink.Dump != 0 && try < 3 && interrupted(msgs) {
+			m.Header.Sequence = k.nextSeq()
+			continue
+		}
+		return msgs, nil
+	}
+}
+
+func interrupted(msgs []netlink.Message) bool {
+	for _, m := range msgs {
+		if m.Header.Flags&netlink.DumpInterrupted != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// nlErr turns a netlink.OpError into "errno (kernel's extended message)".
+func nlErr(err error) error {
+	var oe *netlink.OpError
+	if errors.As(err, &oe) && oe.Message != "" {
+		return fmt.Errorf("%w (kernel: %s)", oe.Err, oe.Message)
+	}
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
+}
+
+// getLink looks a device up by name; (link{}, nil) when there is none.
+func (k *kernel) getLink(name string) (link, error) {
+	msgs, err := k.exec(unix.RTM_GETLINK, 0, appendLinkGet(nil, name))
+	if errors.Is(err, unix.ENODEV) {
+		return link{}, nil
+	}
+	if err != nil {
+		return link{}, err
+	}
+	for _, m := range msgs {
+		if m.Header.Type == unix.RTM_NEWLINK {
+			return parseLink(m.Data)
+		}
+	}
+	return link{}, fmt.Errorf("no RTM_NEWLINK in the reply")
+}
+
+// ---- Setup ----
+
+func (k *kernel) Setup() error {
+	if k.cfg.HomeIfname == "" {
+		return errors.New("datapath: no home interface configured (agent.interface)")
+	}
+	h, err := k.getLink(k.cfg.HomeIfname)
+	if err != nil {
+		return fmt.Errorf("datapath: looking up home interface %s: %w", k.cfg.HomeIfname, err)
+	}
+	if h.Index == 0 {
+		return fmt.Errorf("datapath: home interface %s does not exist (check agent.interface)", k.cfg.HomeIfname)
+	}
+	k.home = h.Index
+	// Forwarding on the home interface: the kernel answers ARP for proxy
+	// entries only on interfaces that forward (arp_process).
+	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, h.Index, [][2]uint32{{devconfForwarding, 1}})); err != nil {
+		return fmt.Errorf("datapath: enabling forwarding on %s: %w", k.cfg.HomeIfname, err)
+	}
+	idx, err := k.tunnel(k.cfg.TunnelName, IPIP)
+	if err != nil {
+		return err
+	}
+	k.tun[IPIP] = idx
+	if k.cfg.GRETunnelName != "" {
+		idx, err := k.tunnel(k.cfg.GRETunnelName, GRE)
+		if err != nil {
+			k.log.Warn("GRE tunnelling unavailable; nodes asking for it get reply code 139", "err", err)
+		}
+		k.tun[GRE] = idx
+	}
+	return nil
+}
+
+var kernelOption = [2]string{
+	IPIP: "CONFIG_NET_IPIP (module ipip) and CONFIG_NET_IP_TUNNEL",
+	GRE:  "CONFIG_NET_IPGRE (module ip_gre) and CONFIG_NET_IPGRE_DEMUX",
+}
+
+// tunnel finds or creates the external-mode device for e and sets it up:
+// up, forwarding, rp_filter strict (RFC 3024: a decapsulated packet's inner
+// source must route back through the tunnel, i.e. be a registered home
+// address).
+func (k *kernel) tunnel(name string, e Encap) (uint32, error) {
+	l, err := k.getLink(name)
+	if err != nil {
+		return 0, fmt.Errorf("datapath: looking up tunnel device %s: %w", name, err)
+	}
+	if l.Index == 0 {
+		_, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge|netlink.Create|netlink.Excl, appendTunnelNew(nil, name, e))
+		switch {
+		case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT):
+			return 0, fmt.Errorf("datapath: cannot create %s device %s: the kernel has no %s tunnel driver: enable %s, or load the module", e, name, e, kernelOption[e])
+		case errors.Is(err, unix.EEXIST):
+			return 0, fmt.Errorf("datapath: cannot create %s device %s: another external-mode %s device exists in this namespace (only one is allowed); delete it or set datapath.tunnel_device to its name", e, name, e)
+		case err != nil:
+			return 0, fmt.Errorf("datapath: creating %s device %s: %w", e, name, err)
+		}
+		if l, err = k.getLink(name); err != nil || l.Index == 0 {
+			return 0, fmt.Errorf("datapath: %s device %s vanished after creation: %v", e, name, err)
+		}
+		k.log.Info("tunnel device created", "dev", name, "encap", e.String())
+	} else if !k.cfg.anyTunnel && (l.Kind != e.String() || !l.CollectMD) {
+		return 0, fmt.Errorf("datapath: device %s exists but is not an %s device in external mode (kind %q, external %v): delete it, or set datapath.tunnel_device to a free name", name, e, l.Kind, l.CollectMD)
+	}
+	conf := [][2]uint32{{devconfForwarding, 1}, {devconfRPFilter, 1}}
+	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, l.Index, conf)); err != nil {
+		return 0, fmt.Errorf("datapath: setting %s up (forwarding, rp_filter): %w", name, err)
+	}
+	return l.Index, nil
+}
+
+// ---- VIP ----
+
+func (k *kernel) AddVIP(p netip.Prefix) error {
+	if err := k.needHome(); err != nil {
+		return err
+	}
+	if !p.Addr().Is4() {
+		return fmt.Errorf("datapath: virtual address %v is not IPv4", p)
+	}
+	_, err := k.exec(unix.RTM_NEWADDR, netlink.Acknowledge|netlink.Create|netlink.Replace, appendAddr(nil, k.home, p))
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("datapath: adding virtual address %v to %s: %w", p, k.cfg.HomeIfname, err)
+	}
+	k.vips[p] = true
+	return nil
+}
+
+func (k *kernel) DelVIP(p netip.Prefix) error {
+	if err := k.needHome(); err != nil {
+		return err
+	}
+	_, err := k.exec(unix.RTM_DELADDR, netlink.Acknowledge, appendAddr(nil, k.home, p))
+	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("datapath: removing virtual address %v from %s: %w", p, k.cfg.HomeIfname, err)
+	}
+	delete(k.vips, p)
+	return nil
+}
+
+func (k *kernel) needHome() error {
+	if k.home == 0 {
+		return errors.New("datapath: Setup has not succeeded (no home interface index)")
+	}
+	return nil
+}
+
+// ---- batches ----
+
+// metricFor returns home's metric, allocating one for a new home. A
+// replace must repeat the metric, or the kernel adds a second route.
+func (k *kernel) metricFor(h [4]byte) (m uint32, fresh bool) {
+	if m, ok := k.metrics[h]; ok {
+		return m, false
+	}
+	if n := len(k.free); n > 0 {
+		m = k.free[n-1]
+		k.free = k.free[:n-1]
+	} else {
+		m = k.next
+		k.next++
+	}
+	k.metrics[h] = m
+	return m, true
+}
+
+func (k *kernel) release(h [4]byte) {
+	if m, ok := k.metrics[h]; ok {
+		delete(k.metrics, h)
+		k.free = append(k.free, m)
+	}
+}
+
+func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
+	if err := k.needHome(); err != nil {
+		errs := make([]error, len(adds)+len(dels))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	k.ops = k.ops[:0]
+	var res []error
+	fail := func(i int, err error) {
+		if res == nil {
+			res = make([]error, len(adds)+len(dels))
+		}
+		res[i] = err
+	}
+	fresh := make(map[[4]byte]bool)
+	for i := range adds {
+		b := &adds[i]
+		if !b.Home.Is4() || !b.CareOf.Is4() {
+			fail(i, fmt.Errorf("datapath: binding %v → %v: home and care-of must be IPv4", b.Home, b.CareOf))
+			continue
+		}
+		if !k.Supports(b.Encap) {
+			fail(i, fmt.Errorf("datapath: binding %v → %v: %s: %w", b.Home, b.CareOf, b.Encap, ErrUnsupported))
+			continue
+		}
+		if _, f := k.metricFor(b.Home.As4()); f {
+			fresh[b.Home.As4()] = true
+		}
+		k.ops = append(k.ops, op{owner: int32(i), what: opRoute, home: b.Home, careOf: b.CareOf})
+		if k.cfg.ProxyARP {
+			k.ops = append(k.ops, op{owner: int32(i), what: opProxy, home: b.Home})
+		}
+	}
+	for j, h := range dels {
+		if !h.Is4() {
+			fail(len(adds)+j, fmt.Errorf("datapath: remove %v: not IPv4", h))
+			continue
+		}
+		k.ops = append(k.ops, op{owner: int32(len(adds) + j), what: opRouteDel, home: h, ignore: unix.ESRCH})
+		// Always: the entry may be from a time ProxyARP was on.
+		k.ops = append(k.ops, op{owner: int32(len(adds) + j), what: opProxyDel, home: h, ignore: unix.ENOENT})
+	}
+	opErrs := k.run(k.ops, func(o *op, b []byte) []byte { return k.build(o, adds, b) })
+	for n, err := range opErrs {
+		if err == nil {
+			continue
+		}
+		o := &k.ops[n]
+		if res == nil || res[o.owner] == nil {
+			fail(int(o.owner), err)
+		} else {
+			fail(int(o.owner), errors.Join(res[o.owner], err))
+		}
+	}
+	// Metrics follow what the kernel now holds. A new binding that failed
+	// must not leave half of itself behind (a proxy entry without its
+	// route would draw the node's traffic into a black hole): undo it. A
+	// failed replace leaves the previous binding's state as it was.
+	var undo []op
+	for i := range adds {
+		h := adds[i].Home.As4()
+		if fresh[h] && res != nil && res[i] != nil {
+			undo = append(undo, op{what: opRouteDel, home: adds[i].Home, ignore: unix.ESRCH},
+				op{what: opProxyDel, home: adds[i].Home, ignore: unix.ENOENT})
+		}
+	}
+	if len(undo) > 0 {
+		_ = k.run(undo, func(o *op, b []byte) []byte { return k.build(o, adds, b) })
+		for _, o := range undo {
+			k.release(o.home.As4())
+		}
+	}
+	for j, h := range dels {
+		if res == nil || res[len(adds)+j] == nil {
+			k.release(h.As4())
+		}
+	}
+	return res
+}
+
+// build appends the request body for o.
+func (k *kernel) build(o *op, adds []Binding, b []byte) []byte {
+	h := o.home.As4()
+	switch o.what {
+	case opRoute:
+		bd := &adds[o.owner]
+		src := bd.Src
+		if !src.IsValid() {
+			src = k.cfg.Local
+		}
+		r := route{Dst: bd.Home, Oif: k.tun[bd.Encap], Metric: k.metrics[h], Protocol: k.cfg.Protocol,
+			EncDst: bd.CareOf, EncSrc: src, TTL: k.cfg.TTL}
+		return appendRouteNew(b, &r)
+	case opRouteDel:
+		return appendRouteDel(b, o.home, k.metrics[h], k.cfg.Protocol)
+	default:
+		return appendNeigh(b, k.home, o.home, k.cfg.Protocol)
+	}
+}
+
+var opHeader = [4]struct {
+	typ   netlink.HeaderType
+	flags netlink.HeaderFlags
+	what  string
+}{
+	opRoute:    {unix.RTM_NEWROUTE, netlink.Create | netlink.Replace, "installing route"},
+	opRouteDel: {unix.RTM_DELROUTE, 0, "removing route"},
+	opProxy:    {unix.RTM_NEWNEIGH, netlink.Create | netlink.Replace, "installing proxy ARP entry"},
+	opProxyDel: {unix.RTM_DELNEIGH, 0, "removing proxy ARP entry"},
+}
+
+// run sends ops in windows of requests, each with its own sequence number
+// and an ack requested, and maps every ack back to its op. It returns nil
+// when all succeeded, else one error slot per op.
+func (k *kernel) run(ops []op, build func(o *op, b []byte) []byte) []error {
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(ops))
+		}
+		errs[i] = err
+		k.stats.Errors++
+	}
+	for start := 0; start < len(ops); start += window {
+		chunk := ops[start:min(start+window, len(ops))]
+		k.arena = k.arena[:0]
+		k.msgs = k.msgs[:0]
+		offs := make([]int, 0, len(chunk)+1)
+		for i := range chunk {
+			offs = append(offs, len(k.arena))
+			k.arena = build(&chunk[i], k.arena)
+		}
+		offs = append(offs, len(k.arena))
+		first := k.seq + 1
+		for i := range chunk {
+			h := opHeader[chunk[i].what]
+			k.msgs = append(k.msgs, netlink.Message{
+				Header: netlink.Header{Type: h.typ, Flags: netlink.Request | netlink.Acknowledge | h.flags, Sequence: k.nextSeq()},
+				Data:   k.arena[offs[i]:offs[i+1]:offs[i+1]],
+			})
+		}
+		if k.seq < first { // wrapped: keep the window contiguous
+			k.seq = 1
+			first = 1
+			for i := range k.msgs {
+				k.msgs[i].Header.Sequence = k.nextSeq()
+			}
+		}
+		k.stats.Batches++
+		k.stats.Messages += uint64(len(chunk))
+		if _, err := k.c.SendMessages(k.msgs); err != nil {
+			for i := range chunk {
+				fail(start+i, k.opError(&chunk[i], err))
+			}
+			continue
+		}
+		done := make([]bool, len(chunk))
+		pending := len(chunk)
+		_ = k.c.SetReadDeadline(time.Now().Add(ackTimeout))
+		for pending > 0 {
+			msgs, err := k.c.Receive()
+			if err != nil {
+				var oe *netlink.OpError
+				if errors.As(err, &oe) && oe.Sequence-first < uint32(len(chunk)) && !done[oe.Sequence-first] {
+					i := int(oe.Sequence - first)
+					done[i] = true
+					pending--
+					if e, ok := oe.Err.(unix.Errno); ok && e == chunk[i].ignore {
+						continue
+					}
+					fail(start+i, k.opError(&chunk[i], nlErr(err)))
+					continue
+				}
+				// The socket itself failed (ENOBUFS, timeout): the fate
+				// of the rest is unknown; Reconcile will repair it.
+				for i := range chunk {
+					if !done[i] {
+						fail(start+i, k.opError(&chunk[i], fmt.Errorf("no acknowledgement: %w", nlErr(err))))
+					}
+				}
+				break
+			}
+			for _, m := range msgs {
+				if m.Header.Type != netlink.Error {
+					continue
+				}
+				if i := m.Header.Sequence - first; i < uint32(len(chunk)) && !done[i] {
+					done[i] = true
+					pending--
+				}
+			}
+		}
+		_ = k.c.SetReadDeadline(time.Time{})
+	}
+	return errs
+}
+
+func (k *kernel) opError(o *op, err error) error {
+	h := opHeader[o.what]
+	switch o.what {
+	case opRoute:
+		return fmt.Errorf("datapath: %s to %v via care-of %v on %s: %w", h.what, o.home, o.careOf, k.cfg.TunnelName, err)
+	case opRouteDel:
+		return fmt.Errorf("datapath: %s to %v: %w", h.what, o.home, err)
+	default:
+		return fmt.Errorf("datapath: %s for %v on %s: %w", h.what, o.home, k.cfg.HomeIfname, err)
+	}
+}
+
+// ---- dumps, Reconcile, Withdraw ----
+
+// ours lists the kernel's routes and proxy entries carrying our protocol.
+func (k *kernel) ours() ([]route, []neigh, error) {
+	msgs, err := k.exec(unix.RTM_GETROUTE, netlink.Dump, appendRouteDump(nil, k.cfg.Protocol))
+	if err != nil {
+		return nil, nil, fmt.Errorf("datapath: listing routes: %w", err)
+	}
+	var rs []route
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWROUTE {
+			continue
+		}
+		r, err := parseRoute(m.Data)
+		if errors.Is(err, errNotIPv4) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("datapath: listing routes: %w", err)
+		}
+		if r.Protocol == k.cfg.Protocol && r.Table == unix.RT_TABLE_MAIN && r.Dst.IsValid() {
+			rs = append(rs, r)
+		}
+	}
+	msgs, err = k.exec(unix.RTM_GETNEIGH, netlink.Dump, appendNeighDump(nil))
+	if err != nil {
+		return nil, nil, fmt.Errorf("datapath: listing proxy ARP entries: %w", err)
+	}
+	var ns []neigh
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWNEIGH {
+			continue
+		}
+		n, err := parseNeigh(m.Data)
+		if errors.Is(err, errNotIPv4) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("datapath: listing proxy ARP entries: %w", err)
+		}
+		if n.Flags&unix.NTF_PROXY != 0 && n.Protocol == k.cfg.Protocol && n.Ifindex == k.home && n.Dst.IsValid() {
+			ns = append(ns, n)
+		}
+	}
+	return rs, ns, nil
+}
+
+// dumpOp is a Reconcile/Withdraw request.
+type dumpOp struct {
+	op
+	r route
+}
+
+func (k *kernel) Reconcile(want []Binding) (added, removed int, err error) {
+	if err := k.needHome(); err != nil {
+		return 0, 0, err
+	}
+	rs, ns, err := k.ours()
+	if err != nil {
+		return 0, 0, err
+	}
+	wantBy := make(map[[4]byte]*Binding, len(want))
+	for i := range want {
+		if want[i].Home.Is4() && want[i].CareOf.Is4() && k.Supports(want[i].Encap) {
+			wantBy[want[i].Home.As4()] = &want[i]
+		}
+	}
+	// Adopt the metrics the kernel holds (after a restart our map is
+	// empty); the first route per home keeps its metric, extras go.
+	var work []dumpOp
+	seen := make(map[[4]byte]bool, len(rs))
+	held := make(map[[4]byte]uint32, len(rs))
+	for _, r := range rs {
+		h := r.Dst.As4()
+		b, ok := wantBy[h]
+		if !ok || seen[h] {
+			work = append(work, dumpOp{op: op{what: opRouteDel, home: r.Dst, ignore: unix.ESRCH}, r: r})
+			continue
+		}
+		seen[h] = true
+		held[h] = r.Metric
+		if !k.routeMatches(&r, b) {
+			work = append(work, dumpOp{op: op{what: opRoute, home: r.Dst, careOf: b.CareOf}, r: k.routeFor(b, r.Metric)})
+		}
+	}
+	// Metrics: ours for homes the kernel lacks, the kernel's for the rest.
+	for h, m := range k.metrics {
+		if _, ok := held[h]; !ok {
+			if _, want := wantBy[h]; !want {
+				k.release(h)
+			}
+		} else if m != held[h] {
+			k.release(h)
+		}
+	}
+	for h, m := range held {
+		if _, ok := k.metrics[h]; !ok {
+			k.metrics[h] = m
+			if m >= k.next {
+				k.next = m + 1
+			}
+		}
+	}
+	for h, b := range wantBy {
+		if !seen[h] {
+			m, _ := k.metricFor(h)
+			work = append(work, dumpOp{op: op{what: opRoute, home: b.Home, careOf: b.CareOf}, r: k.routeFor(b, m)})
+		}
+	}
+	proxied := make(map[[4]byte]bool, len(ns))
+	for _, n := range ns {
+		h := n.Dst.As4()
+		if _, ok := wantBy[h]; !ok || !k.cfg.ProxyARP {
+			work = append(work, dumpOp{op: op{what: opProxyDel, home: n.Dst, ignore: unix.ENOENT}})
+			continue
+		}
+		proxied[h] = true
+	}
+	if k.cfg.ProxyARP {
+		for h, b := range wantBy {
+			if !proxied[h] {
+				work = append(work, dumpOp{op: op{what: opProxy, home: b.Home}})
+			}
+		}
+	}
+	errs := k.runDump(work)
+	var bad []error
+	for i := range work {
+		if errs != nil && errs[i] != nil {
+			bad = append(bad, errs[i])
+			if work[i].what == opRoute && !seen[work[i].home.As4()] {
+				k.release(work[i].home.As4())
+			}
+			continue
+		}
+		switch work[i].what {
+		case opRoute, opProxy:
+			added++
+		default:
+			removed++
+		}
+	}
+	if len(bad) > 0 {
+		k.log.Warn("reconcile: kernel refused requests", "failed", len(bad), "first", bad[0])
+		return added, removed, fmt.Errorf("datapath: reconcile: %d of %d requests failed, first: %w", len(bad), len(work), bad[0])
+	}
+	return added, removed, nil
+}
+
+func (k *kernel) routeFor(b *Binding, metric uint32) route {
+	src := b.Src
+	if !src.IsValid() {
+		src = k.cfg.Local
+	}
+	return route{Dst: b.Home, Oif: k.tun[b.Encap], Metric: metric, Protocol: k.cfg.Protocol, EncDst: b.CareOf, EncSrc: src, TTL: k.cfg.TTL}
+}
+
+func (k *kernel) routeMatches(r *route, b *Binding) bool {
+	w := k.routeFor(b, r.Metric)
+	return r.Oif == w.Oif && r.EncapType == unix.LWTUNNEL_ENCAP_IP && r.EncDst == w.EncDst &&
+		r.EncSrc == w.EncSrc.Unmap() && r.TTL == w.TTL
+}
+
+func (k *kernel) runDump(work []dumpOp) []error {
+	ops := make([]op, len(work))
+	for i := range work {
+		ops[i] = work[i].op
+		ops[i].owner = int32(i)
+	}
+	return k.run(ops, func(o *op, b []byte) []byte {
+		w := &work[o.owner]
+		switch o.what {
+		case opRoute:
+			return appendRouteNew(b, &w.r)
+		case opRouteDel:
+			return appendRouteDel(b, o.home, w.r.Metric, k.cfg.Protocol)
+		default:
+			return appendNeigh(b, k.home, o.home, k.cfg.Protocol)
+		}
+	})
+}
+
+func (k *kernel) Withdraw() error {
+	if k.home == 0 {
+		return nil // never set up: nothing of ours can be there
+	}
+	rs, ns, err := k.ours()
+	if err != nil {
+		return err
+	}
+	work := make([]dumpOp, 0, len(rs)+len(ns))
+	for _, r := range rs {
+		work = append(work, dumpOp{op: op{what: opRouteDel, home: r.Dst, ignore: unix.ESRCH}, r: r})
+	}
+	for _, n := range ns {
+		work = append(work, dumpOp{op: op{what: opProxyDel, home: n.Dst, ignore: unix.ENOENT}})
+	}
+	var bad []error
+	for _, e := range k.runDump(work) {
+		if e != nil {
+			bad = append(bad, e)
+		}
+	}
+	clear(k.metrics)
+	k.free, k.next = k.free[:0], k.cfg.MetricBase
+	for p := range k.vips {
+		if err := k.DelVIP(p); err != nil {
+			bad = append(bad, err)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("datapath: withdraw: %d requests failed, first: %w", len(bad), bad[0])
+	}
+	return nil
+}
+
+// ---- link notifications ----
+
+func (k *kernel) watchLinks() {
+	defer close(k.ldone)
+	defer close(k.links)
+	for {
+		msgs, err := k.lconn.Receive()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				// Missed notifications: the role logic should re-check
+				// links; tell it with a synthetic event for index 0.
+				k.emit(LinkEvent{})
+				continue
+			}
+			k.log.Warn("link notifications stopped", "err", err)
+			return
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_NEWLINK && m.Header.Type != unix.RTM_DELLINK {
+				continue
+			}
+			l, err := parseLink(m.Data)
+			if err != nil {
+				continue
+			}
+			k.emit(LinkEvent{Index: int(l.Index), Name: l.Name, Up: l.Flags&unix.IFF_UP != 0,
+				Carrier: l.Flags&unix.IFF_LOWER_UP != 0, Deleted: m.Header.Type == unix.RTM_DELLINK})
+		}
+	}
+}
+
+func (k *kernel) emit(e LinkEvent) {
+	k.linkEv.Add(1)
+	select {
+	case k.links <- e:
+	default:
+		k.linkDrp.Add(1)
+	}
+}

@@ -1,0 +1,328 @@
+//go:build linux
+
+package datapath
+
+// Tier 2: the real kernel, in a network namespace each test creates and
+// removes. The build machines' kernel has no ipip/gre and no dummy driver:
+// the home interface is a veth, and the "tunnel" is a second veth adopted
+// through Config.anyTunnel (the kernel accepts LWTUNNEL_ENCAP_IP routes
+// over any device; only transmission needs a collect_md tunnel device,
+// which the VM tier checks).
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type netns struct {
+	name string
+	fd   int
+}
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("netns test skipped under -short")
+	}
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "needs root (network namespaces)"
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		why = "needs iproute2 (ip) to build the test namespace"
+	}
+	if why != "" {
+		if os.Getenv("HAGENT_TEST_STRICT") == "1" {
+			t.Fatalf("HAGENT_TEST_STRICT=1 but %s", why)
+		}
+		t.Skip(why)
+	}
+}
+
+// newNetns makes a namespace with lo up, veth home0 (peer home1) with
+// 10.0.0.1/24, and veth tun0 (peer tun1), all up.
+func newNetns(t testing.TB) *netns {
+	t.Helper()
+	requireRoot(t)
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	n := &netns{name: "hdp" + hex.EncodeToString(r[:])}
+	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if n.fd > 0 {
+			unix.Close(n.fd)
+		}
+		_ = exec.Command("ip", "netns", "del", n.name).Run()
+	})
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"link", "add", "home0", "type", "veth", "peer", "name", "home1"},
+		{"link", "add", "tun0", "type", "veth", "peer", "name", "tun1"},
+		{"link", "set", "home0", "up"}, {"link", "set", "home1", "up"},
+		{"link", "set", "tun0", "up"}, {"link", "set", "tun1", "up"},
+		{"addr", "add", "10.0.0.1/24", "dev", "home0"},
+	} {
+		n.ip(t, args...)
+	}
+	fd, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.fd = fd
+	return n
+}
+
+func (n *netns) ip(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", n.name}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (n *netns) open(t testing.TB, proxy bool) *kernel {
+	t.Helper()
+	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: proxy,
+		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	k := dp.(*kernel)
+	if err := k.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func bindingN(i int) Binding {
+	return Binding{
+		Home:   netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}),
+		CareOf: netip.AddrFrom4([4]byte{192, 0, 2 + byte(i>>16), byte(i >> 8)}),
+		Encap:  IPIP,
+	}
+}
+
+func TestNetnsSetupTunnelMissing(t *testing.T) {
+	n := newNetns(t)
+	dp, err := Open(Config{HomeIfname: "home0", NetNS: n.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	err = dp.Setup()
+	if err == nil {
+		// A kernel with ipip: the device must be external-mode and up.
+		out := n.ip(t, "-d", "link", "show", "mip0")
+		if !strings.Contains(out, "ipip external") || !strings.Contains(out, ",UP") {
+			t.Fatalf("mip0 not an up external ipip device:\n%s", out)
+		}
+		return
+	}
+	if !strings.Contains(err.Error(), "CONFIG_NET_IPIP") {
+		t.Fatalf("Setup error does not name the kernel option: %v", err)
+	}
+	t.Logf("as expected on this kernel: %v", err)
+	// An existing device of the wrong kind is refused, with the reason.
+	dp2, _ := Open(Config{HomeIfname: "home0", TunnelName: "tun0", NetNS: n.fd})
+	defer dp2.Close()
+	if err := dp2.Setup(); err == nil || !strings.Contains(err.Error(), "not an ipip device in external mode") {
+		t.Fatalf("veth adopted as tunnel: %v", err)
+	}
+	dp3, _ := Open(Config{HomeIfname: "nosuch0", NetNS: n.fd})
+	defer dp3.Close()
+	if err := dp3.Setup(); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing home interface: %v", err)
+	}
+}
+
+func TestNetnsVIP(t *testing.T) {
+	n := newNetns(t)
+	k := n.open(t, false)
+	vip := netip.MustParsePrefix("10.0.0.100/24")
+	for range 2 { // idempotent
+		if err := k.AddVIP(vip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := n.ip(t, "-4", "addr", "show", "home0"); !strings.Contains(out, "10.0.0.100/24") {
+		t.Fatalf("VIP missing:\n%s", out)
+	}
+	for range 2 {
+		if err := k.DelVIP(vip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := n.ip(t, "-4", "addr", "show", "home0"); strings.Contains(out, "10.0.0.100") {
+		t.Fatalf("VIP still there:\n%s", out)
+	}
+	// Withdraw removes what AddVIP added.
+	if err := k.AddVIP(vip); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Withdraw(); err != nil {
+		t.Fatal(err)
+	}
+	if out := n.ip(t, "-4", "addr", "show", "home0"); strings.Contains(out, "10.0.0.100") {
+		t.Fatalf("VIP survived Withdraw:\n%s", out)
+	}
+}
+
+func TestNetnsApplyReconcileWithdraw(t *testing.T) {
+	n := newNetns(t)
+	k := n.open(t, true)
+	bs := []Binding{bindingN(1), bindingN(2), bindingN(3)}
+	if errs := k.Apply(bs, nil); errs != nil {
+		t.Fatal(errs)
+	}
+	routes := n.ip(t, "-d", "route", "show", "proto", "77")
+	for _, b := range bs {
+		want := fmt.Sprintf("%v  encap ip id 0 src 10.0.0.1 dst %v ttl 64", b.Home, b.CareOf)
+		if !strings.Contains(routes, want) {
+			t.Errorf("route %q missing in:\n%s", want, routes)
+		}
+	}
+	if c := strings.Count(routes, "dev tun0"); c != 3 {
+		t.Errorf("%d routes, want 3:\n%s", c, routes)
+	}
+	proxies := n.ip(t, "neigh", "show", "proxy")
+	for _, b := range bs {
+		if !strings.Contains(proxies, b.Home.String()+" dev home0 proxy") {
+			t.Errorf("proxy %v missing:\n%s", b.Home, proxies)
+		}
+	}
+	// Re-registration with a new care-of replaces in place (same metric).
+	moved := bs[0]
+	moved.CareOf = netip.MustParseAddr("198.51.100.9")
+	if errs := k.Apply([]Binding{moved}, nil); errs != nil {
+		t.Fatal(errs)
+	}
+	routes = n.ip(t, "-d", "route", "show", "proto", "77")
+	if strings.Count(routes, "\n") != 3 || !strings.Contains(routes, "dst 198.51.100.9") {
+		t.Fatalf("replace did not replace:\n%s", routes)
+	}
+	// Delete, twice (idempotent), and an absent one.
+	if errs := k.Apply(nil, []netip.Addr{bs[1].Home, bs[1].Home, netip.MustParseAddr("10.9.9.9")}); errs != nil {
+		t.Fatal(errs)
+	}
+	if routes = n.ip(t, "route", "show", "proto", "77"); strings.Contains(routes, bs[1].Home.String()+" ") {
+		t.Fatalf("deleted route still there:\n%s", routes)
+	}
+	// An error is mapped to its binding: a route via a down-and-gone
+	// device is refused, the others pass.
+	bad := bindingN(7)
+	saved := k.tun[IPIP]
+	k.tun[IPIP] = 999999
+	errs := k.Apply([]Binding{bad}, nil)
+	k.tun[IPIP] = saved
+	if len(errs) != 1 || errs[0] == nil || !strings.Contains(errs[0].Error(), "10.1.0.7") {
+		t.Fatalf("errs = %v", errs)
+	}
+	t.Logf("mapped error: %v", errs[0])
+
+	// A stale route and proxy of ours (left by a crash), an operator's
+	// proxy entry and route (other protocol) that must survive.
+	n.ip(t, "route", "add", "10.1.5.5/32", "encap", "ip", "dst", "192.0.2.55", "dev", "tun0", "proto", "77", "metric", "5")
+	n.ip(t, "route", "add", "10.1.6.6/32", "dev", "tun0", "proto", "static")
+	n.ip(t, "neigh", "add", "proxy", "10.0.0.66", "dev", "home0")
+	fresh, _ := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true,
+		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true})
+	defer fresh.Close()
+	if err := fresh.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	want := []Binding{moved, bs[2], bindingN(4)}
+	added, removed, err := fresh.Reconcile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// + route and proxy for 4; - the stale route 10.1.5.5 (no proxy for it)
+	if added != 2 || removed != 1 {
+		t.Errorf("reconcile added %d removed %d, want 2 and 1", added, removed)
+	}
+	if a, r, err := fresh.Reconcile(want); a != 0 || r != 0 || err != nil {
+		t.Errorf("second reconcile: %d %d %v, want nothing to do", a, r, err)
+	}
+	routes = n.ip(t, "route", "show", "proto", "77")
+	if strings.Count(routes, "\n") != 3 || strings.Contains(routes, "10.1.5.5") {
+		t.Fatalf("after reconcile:\n%s", routes)
+	}
+	// Apply after adopting: the replace keeps the adopted metric.
+	if errs := fresh.Apply([]Binding{moved}, nil); errs != nil {
+		t.Fatal(errs)
+	}
+	if routes = n.ip(t, "route", "show", "proto", "77"); strings.Count(routes, "\n") != 3 {
+		t.Fatalf("apply after adopt added a second route:\n%s", routes)
+	}
+	if err := fresh.Withdraw(); err != nil {
+		t.Fatal(err)
+	}
+	if routes = n.ip(t, "route", "show", "proto", "77"); routes != "" {
+		t.Fatalf("after withdraw:\n%s", routes)
+	}
+	if out := n.ip(t, "route", "show", "proto", "static"); !strings.Contains(out, "10.1.6.6") {
+		t.Fatalf("operator's route removed:\n%s", out)
+	}
+	if out := n.ip(t, "neigh", "show", "proxy"); strings.TrimSpace(out) != "10.0.0.66 dev home0 proxy" {
+		t.Fatalf("proxies after withdraw:\n%s", out)
+	}
+}
+
+func TestNetnsLinkEvents(t *testing.T) {
+	n := newNetns(t)
+	k := n.open(t, false)
+	n.ip(t, "link", "set", "home1", "down")
+	n.ip(t, "link", "set", "home0", "down")
+	deadline := time.After(5 * time.Second)
+	var sawCarrierLoss, sawDown bool
+	for !sawDown {
+		select {
+		case e := <-k.Links():
+			if e.Name == "home0" && e.Up && !e.Carrier {
+				sawCarrierLoss = true
+			}
+			if e.Name == "home0" && !e.Up {
+				sawDown = true
+			}
+		case <-deadline:
+			t.Fatalf("no down event for home0 (carrier loss seen: %v)", sawCarrierLoss)
+		}
+	}
+	if !sawCarrierLoss {
+		t.Error("no carrier-loss event before the admin-down one")
+	}
+	n.ip(t, "link", "del", "tun0")
+	for {
+		select {
+		case e := <-k.Links():
+			if e.Name == "tun0" && e.Deleted {
+				return
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no delete event for tun0")
+		}
+	}
+}
+
+// runIn is used by benchmarks for the kernel's slab figures.
+func slab() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if bytes.HasPrefix(l, []byte("Slab:")) {
+			return string(bytes.TrimSpace(l[5:]))
+		}
+	}
+	return "?"
+}

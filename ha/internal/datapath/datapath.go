@@ -132,12 +132,12 @@ type Datapath interface {
 
 // Stats are the datapath's counters.
 type Stats struct {
-	Batches       uint64 // Apply/Reconcile/Withdraw batches sent
-	Messages      uint64 // rtnetlink requests sent in batches
-	Errors        uint64 // requests the kernel refused
-	LinkEvents    uint64
-	LinkDropped   uint64 // link events dropped: channel full
-	Routes        int    // routes we believe installed (per-home metrics held)
+	Batches     uint64 // Apply/Reconcile/Withdraw batches sent
+	Messages    uint64 // rtnetlink requests sent in batches
+	Errors      uint64 // requests the kernel refused
+	LinkEvents  uint64
+	LinkDropped uint64 // link events dropped: channel full
+	Routes      int    // routes we believe installed (per-home metrics held)
 }
 
 // ErrUnsupported is returned (wrapped) for a binding whose encapsulation has

@@ -30,7 +30,7 @@ type kernel struct {
 	log  *slog.Logger
 	c    *netlink.Conn
 	seq  uint32
-	home uint32 // ifindex
+	home uint32    // ifindex
 	tun  [2]uint32 // ifindex per Encap, 0: none
 
 	metrics map[[4]byte]uint32 // home address → the metric its route holds

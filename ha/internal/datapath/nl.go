@@ -18,11 +18,11 @@ var ne = binary.NativeEndian
 
 // Kernel UAPI numbers x/sys/unix does not carry.
 const (
-	lwtunnelIPID    = 1 // be64 tunnel key
-	lwtunnelIPDst   = 2
-	lwtunnelIPSrc   = 3
-	lwtunnelIPTTL   = 4
-	lwtunnelIPTOS   = 5
+	lwtunnelIPID       = 1 // be64 tunnel key
+	lwtunnelIPDst      = 2
+	lwtunnelIPSrc      = 3
+	lwtunnelIPTTL      = 4
+	lwtunnelIPTOS      = 5
 	iflaIPTunCollectMD = 19 // IFLA_IPTUN_COLLECT_METADATA (linux/if_tunnel.h)
 	iflaGRECollectMD   = 18 // IFLA_GRE_COLLECT_METADATA
 	ndaProtocol        = 12 // NDA_PROTOCOL (Linux ≥ 5.8)

@@ -22,8 +22,8 @@ const (
 	syncBase    = "10.2.0.1"
 	syncKey     = "fleet-secret-01234"
 	syncGroupK  = "group-secret-for-tests-0123"
-	syncGroup   = "239.255.43.43" // config default group.address
-	syncPort    = 4343            // config default group.port
+	syncGroup   = "224.0.0.240" // config default group.address
+	syncPort    = 4343          // config default group.port
 	syncMaskLen = "/14"
 )
 

@@ -34,18 +34,16 @@ const (
 	DefaultAlgorithm         = "hmac-md5"
 	DefaultReplay            = "timestamp"
 
-	// The group protocol has no IANA assignment, so its default is an
-	// administratively scoped IPv4 Local Scope address (RFC 2365,
-	// 239.255.0.0/16) sent with TTL 1: it stays on the home link.
-	DefaultGroupAddress           = "239.255.43.43"
+	// The group protocol has no IANA assignment. Its default is an
+	// unassigned address of the Local Network Control Block (224.0.0.0/24,
+	// RFC 5771): routers never forward it whatever the TTL, and messages
+	// are sent with TTL 255 and refused otherwise (as VRRP does), which
+	// proves the sender is on the home link.
+	DefaultGroupAddress           = "224.0.0.240"
 	DefaultGroupPort              = 4343
 	DefaultGroupKeyID             = 1
-	DefaultGroupTTL               = 1
 	DefaultGroupAckTimeout        = 250 * time.Millisecond
-	DefaultGroupRetransmitMax     = 2 * time.Second
 	DefaultGroupMaxRetries        = 5
-	DefaultGroupChunkBindings     = 64
-	DefaultGroupDownloadWait      = 10 * time.Second
 	DefaultGroupAntiEntropy       = 30 * time.Second
 	DefaultVRID                   = 1
 	DefaultVRRPPriority           = 100 // RFC 5798 §6.1
@@ -136,17 +134,13 @@ type ForeignAgent struct {
 // Group is [group]: the binding-table group protocol of the seeds.
 type Group struct {
 	Enabled             bool
-	Address             netip.Addr    // multicast group, default 239.255.43.43
+	Address             netip.Addr    // multicast group, default 224.0.0.240
 	Port                uint16        // default 4343
 	Peers               []netip.Addr  // if set: unicast to these instead of multicast
 	Key                 []byte        // required when enabled: group messages are authenticated
 	KeyID               uint8         // default 1; lets a group roll keys
-	TTL                 int           // default 1 (stay on the link), 1..255
 	AckTimeout          time.Duration // wait for an ack before the first retransmission, default 250ms
-	RetransmitMax       time.Duration // retransmission back-off doubles up to this, default 2s
 	MaxRetries          int           // then the peer is marked down, default 5
-	ChunkBindings       int           // bindings per table-download chunk, default 64
-	DownloadTimeout     time.Duration // give up waiting for the table download, default 10s
 	AntiEntropyInterval time.Duration // periodic table digest exchange, default 30s
 }
 

@@ -43,13 +43,13 @@ type rawFA struct {
 }
 
 type rawGroup struct {
-	Line                                                            int
-	Enabled                                                         field[bool]
-	Address                                                         field[string]
-	Port, KeyID, TTL, MaxRetries, ChunkBindings                     field[int64]
-	Peers                                                           field[[]string]
-	Key                                                             field[string]
-	AckTimeout, RetransmitMax, DownloadTimeout, AntiEntropyInterval field[string]
+	Line                            int
+	Enabled                         field[bool]
+	Address                         field[string]
+	Port, KeyID, MaxRetries         field[int64]
+	Peers                           field[[]string]
+	Key                             field[string]
+	AckTimeout, AntiEntropyInterval field[string]
 }
 
 type rawVRRP struct {
@@ -160,12 +160,8 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		Peers:               t.strings("peers"),
 		Key:                 t.str("key"),
 		KeyID:               t.integer("key_id"),
-		TTL:                 t.integer("ttl"),
 		AckTimeout:          t.duration("ack_timeout"),
-		RetransmitMax:       t.duration("retransmit_max"),
 		MaxRetries:          t.integer("max_retries"),
-		ChunkBindings:       t.integer("chunk_bindings"),
-		DownloadTimeout:     t.duration("download_timeout"),
 		AntiEntropyInterval: t.duration("anti_entropy_interval"),
 	}
 	t.done()

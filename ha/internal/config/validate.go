@@ -321,15 +321,8 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 		d.errorf(line, rg.Key.Key, `is required when group.enabled is true: group messages are authenticated; add key = "hex:..." (the same on every member)`)
 	}
 	g.KeyID = uint8(d.intIn(rg.KeyID, DefaultGroupKeyID, 0, 255))
-	g.TTL = int(d.intIn(rg.TTL, DefaultGroupTTL, 1, 255))
 	g.AckTimeout = d.durIn(rg.AckTimeout, DefaultGroupAckTimeout, 10*time.Millisecond, 10*time.Second)
-	g.RetransmitMax = d.durIn(rg.RetransmitMax, max(DefaultGroupRetransmitMax, g.AckTimeout), 10*time.Millisecond, time.Minute)
-	if g.RetransmitMax < g.AckTimeout {
-		d.errorf(rg.RetransmitMax.Line, rg.RetransmitMax.Key, "%s is shorter than group.ack_timeout %s: the back-off starts at ack_timeout", fmtDur(g.RetransmitMax), fmtDur(g.AckTimeout))
-	}
 	g.MaxRetries = int(d.intIn(rg.MaxRetries, DefaultGroupMaxRetries, 1, 100))
-	g.ChunkBindings = int(d.intIn(rg.ChunkBindings, DefaultGroupChunkBindings, 1, 1024))
-	g.DownloadTimeout = d.durIn(rg.DownloadTimeout, DefaultGroupDownloadWait, time.Second, 10*time.Minute)
 	g.AntiEntropyInterval = d.durIn(rg.AntiEntropyInterval, DefaultGroupAntiEntropy, time.Second, time.Hour)
 }
 

@@ -169,7 +169,7 @@ func Open(o Options) (*Conn, error) {
 		return nil, fmt.Errorf("%s: group %v is not an IPv4 multicast address (224.0.0.0/4; the default is 224.0.0.240)", where, o.Group)
 	}
 	if o.Port == 0 {
-		return nil, fmt.Errorf("%s: port 0: set the group port (default 4340), the same on every member", where)
+		return nil, fmt.Errorf("%s: port 0: set the group port (default 4343), the same on every member", where)
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {

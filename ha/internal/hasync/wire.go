@@ -18,7 +18,7 @@ import (
 // Transport defaults (spec §2). Both are configurable; every member of a
 // group must use the same values.
 const (
-	DefaultPort  = 4340          // UDP port, source and destination
+	DefaultPort  = 4343          // UDP port, source and destination
 	DefaultGroup = "224.0.0.240" // link-local group: switches flood it, routers never forward it
 	RequiredTTL  = 255           // IP TTL sent, and required on receipt (on-link proof, like VRRP)
 	MaxDatagram  = 1500 - 20 - 8 // UDP payload that fits one 1500-byte Ethernet MTU

@@ -17,6 +17,7 @@ import (
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/datapath"
 	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/internal/version"
@@ -55,15 +56,17 @@ type Agent struct {
 	core  *Core
 	start time.Time
 
-	conn    *udpio.Conn
-	ln      net.Listener
-	rx      chan *batch
-	free    chan *batch
-	cons    chan consoleReq
-	grp     *group
-	reload  chan reloadReq
-	done    chan struct{} // closed when the owner loop has returned
-	onReady func()        // test hook
+	conn     *udpio.Conn
+	ln       net.Listener
+	rx       chan *batch
+	free     chan *batch
+	cons     chan consoleReq
+	grp      *group
+	dpl      *dataplane      // nil: [datapath] disabled
+	linkDown map[string]bool // tracked interfaces seen down
+	reload   chan reloadReq
+	done     chan struct{} // closed when the owner loop has returned
+	onReady  func()        // test hook
 
 	wg sync.WaitGroup
 }
@@ -123,6 +126,25 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.closeGroup()
+	if a.dpl, err = a.openDataplane(); err != nil {
+		return err
+	}
+	defer a.closeDataplane()
+	if a.grp.m == nil && a.grp.elector == nil {
+		// Standalone: active from the start.
+		if vip := ac.VirtualAddress; vip.IsValid() && a.dpl != nil {
+			if err := a.dpl.dp.AddVIP(netip.PrefixFrom(vip, ac.HomeNetwork.Bits())); err != nil {
+				return fmt.Errorf("agent: adding the virtual address %s: %w", vip, err)
+			}
+		}
+		a.activateDataplane(true)
+	} else if a.dpl != nil {
+		// A member starts inactive: clear what a crashed predecessor left
+		// in the kernel; activation reprograms everything in one batch.
+		if err := a.dpl.dp.Withdraw(); err != nil {
+			a.log.Warn("clearing stale kernel state failed", "err", err)
+		}
+	}
 
 	a.wg.Add(2)
 	go a.readLoop()
@@ -158,6 +180,16 @@ func (a *Agent) loop(ctx context.Context) error {
 	// nil channels block forever: a standalone agent simply never selects them.
 	var grx chan *gpkt
 	var roles <-chan role.Change
+	var links <-chan datapath.LinkEvent
+	var reconcile <-chan time.Time
+	if a.dpl != nil {
+		links = a.dpl.dp.Links()
+		if a.dpl.every > 0 {
+			t := time.NewTicker(a.dpl.every)
+			defer t.Stop()
+			reconcile = t.C
+		}
+	}
 	if a.grp.m != nil {
 		grx = a.grp.rx
 	}
@@ -165,6 +197,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		roles = a.grp.elector.Changes()
 	}
 	for {
+		a.flushDataplane() // what the last iteration changed, in one batch
 		a.armTimer(timer)
 		select {
 		case <-ctx.Done():
@@ -181,6 +214,14 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.groupReceive(p)
 		case ch := <-roles:
 			a.setRole(ch)
+		case ev, ok := <-links:
+			if ok {
+				a.linkEvent(ev)
+			} else {
+				links = nil
+			}
+		case <-reconcile:
+			a.reconcileDataplane()
 		case <-timer.C:
 			now := a.now()
 			if a.grp.m != nil {
@@ -270,6 +311,7 @@ func (a *Agent) handleBatch(b *batch) {
 // datapath attach here; today it logs (at debug level, checked first so that
 // the hot path builds no log attributes when debug is off).
 func (a *Agent) changed(ch Change) {
+	a.dpl.queue(ch)
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
 		e := &ch.Entry
 		a.log.Debug("binding "+ch.Kind.String(),

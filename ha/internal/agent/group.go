@@ -258,6 +258,9 @@ func (a *Agent) setRole(ch role.Change) {
 	g.changes++
 	active := ch.Role == role.Active
 	a.core.SetServing(active)
+	// Program every binding before the gratuitous ARPs pull the traffic
+	// to us (takeover), or withdraw when we stop being active.
+	a.activateDataplane(active)
 	a.log.Info("role change", "from", prev, "to", ch.Role, "protocol", ch.Protocol, "state", ch.State,
 		"reason", ch.Reason, "peer", ch.Peer, "bindings", a.core.table.Len())
 	if active && g.elector != nil {

@@ -49,7 +49,6 @@ key = "text:flood-pool-secret-0123"
 [group]
 enabled = true
 key = "text:hostile-group-secret-0123456"
-download_timeout = "1s"
 
 [vrrp]
 enabled = true

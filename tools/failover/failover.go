@@ -6,14 +6,18 @@
 // hagent: three agents (VRRP, group sync on) while mobile nodes keep
 // renewing on the virtual address (mnsim's library, from the mobile node's
 // namespace). A trial takes the active member out and measures, from that
-// moment, the time until a renewal sent after the fault is accepted on the
-// virtual address; then it checks through the new active member's console
-// that every binding is still there, and, once the VRRP timers have run,
-// that exactly one reachable member is active.
+// moment (the fault), the time until a renewal sent after the cut is
+// accepted on the virtual address; then it checks through the new active
+// member's console that every binding is still there, and, once the VRRP
+// timers have run, that exactly one reachable member is active. The cut is
+// when the old member can no longer answer: after SIGKILL, once it is dead
+// and its link down; after link down, at once; after SIGTERM, once its
+// kernel has released the address or it has exited. Answers to requests
+// sent before the cut are ignored: they may come from the old member.
 //
 // keepalived: two instances (VRRPv3) with the same intervals in the same
 // topology; the time until an ICMP echo to the virtual address, sent from
-// the mobile node's namespace after the fault, is answered (keepalived has
+// the mobile node's namespace after the cut, is answered (keepalived has
 // no state to serve: this is "the address moved and answers").
 //
 // For both, the time until the kernel address appears on the new master is
@@ -89,8 +93,14 @@ type Trial struct {
 	Missing []string `json:"missing,omitempty"`
 	// Actives: reachable members holding the active role (hagent) or the
 	// address (keepalived) once the VRRP timers have run after the answer.
-	Actives int    `json:"actives"`
-	Err     string `json:"error,omitempty"`
+	Actives int `json:"actives"`
+	// ExitMS: graceful stop only, fault → the old process exited (-1:
+	// not a graceful stop, or not within 5 s).
+	ExitMS float64 `json:"exit_ms"`
+	// Log: what the surviving members printed during the trial, kept when
+	// the trial failed or the answer came before the address (to diagnose).
+	Log []string `json:"log,omitempty"`
+	Err string   `json:"error,omitempty"`
 }
 
 // OK reports whether the trial failed over correctly: an answer, no

@@ -213,13 +213,18 @@ func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 		t.Err = err.Error()
 		return t
 	}
+	var mark []int
+	for _, p := range g.procs {
+		mark = append(mark, strings.Count(p.Output(), "\n"))
+	}
 	t0 := time.Now()
 	addr.arm(t0)
-	if err := g.fault(kind); err != nil {
+	cut, exited, err := g.fault(kind)
+	if err != nil {
 		t.Err = err.Error()
 		return t
 	}
-	g.probe.arm(time.Now())
+	g.probe.arm(cut)
 	defer g.probe.disarm()
 	select {
 	case got := <-g.probe.hit:
@@ -230,6 +235,7 @@ func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 		t.Err = ctx.Err().Error()
 		return t
 	}
+	t.ExitMS = exitMS(exited, t0)
 	// Which member answered: the one that says it is active now.
 	answering := 1
 	for i := 1; i < len(g.hosts); i++ {
@@ -266,29 +272,38 @@ func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 			t.Actives++
 		}
 	}
+	if !t.OK() || (t.AddrMS >= 0 && t.AnswerMS < t.AddrMS-10) {
+		for i, p := range g.procs {
+			lines := strings.Split(p.Output(), "\n")
+			for _, l := range lines[min(mark[i], len(lines)):] {
+				t.Log = append(t.Log, fmt.Sprintf("member %d: %s", i+1, l))
+			}
+		}
+	}
 	return t
 }
 
-func (g *hgroup) fault(kind Kind) error {
+// fault takes member 1 out and returns the cut: requests sent from then on
+// cannot be answered by it (it is dead, cut off, or has released the
+// address). For a graceful stop, exited reports when the process ended.
+func (g *hgroup) fault(kind Kind) (cut time.Time, exited <-chan time.Time, err error) {
 	p := g.procs[0]
 	switch kind {
 	case KillLinkDown:
 		if err := p.Signal(syscall.SIGKILL); err != nil {
-			return err
+			return cut, nil, err
 		}
 		if err := waitDone(p, 5*time.Second); err != nil {
-			return err
+			return cut, nil, err
 		}
-		return g.hosts[0].LinkDown()
+		return time.Now(), nil, g.hosts[0].LinkDown()
 	case LinkDown:
-		return g.hosts[0].LinkDown()
+		err := g.hosts[0].LinkDown()
+		return time.Now(), nil, err
 	case Term:
-		if err := p.Signal(syscall.SIGTERM); err != nil {
-			return err
-		}
-		return waitDone(p, 5*time.Second)
+		return gracefulStop(p, g.hosts[0].NS)
 	}
-	return fmt.Errorf("failover: unknown fault %q", kind)
+	return cut, nil, fmt.Errorf("failover: unknown fault %q", kind)
 }
 
 // restore brings member 1 back: as after a reboot, without the address
@@ -307,6 +322,43 @@ func (g *hgroup) restore(kind Kind) error {
 		return g.start(0)
 	}
 	return nil
+}
+
+// gracefulStop sends SIGTERM and returns when the member can no longer
+// answer on the virtual address: its kernel has released the address, or
+// the process has exited, whichever comes first. Taking the exit alone would
+// charge the failover with the process's shutdown time.
+func gracefulStop(p *lab.Proc, ns string) (time.Time, <-chan time.Time, error) {
+	exited := make(chan time.Time, 1)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		return time.Time{}, nil, err
+	}
+	go func() { <-p.Done(); exited <- time.Now() }()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		select {
+		case <-p.Done():
+			return time.Now(), exited, nil
+		default:
+		}
+		if has, err := holdsIn(ns, "eth0", vip); err == nil && !has {
+			return time.Now(), exited, nil
+		}
+	}
+	return time.Time{}, exited, fmt.Errorf("failover: pid %d still holds %v and runs 5s after SIGTERM", p.Cmd.Process.Pid, vip)
+}
+
+// exitMS is how long after t0 the process exited (waiting up to 5 s), -1
+// when unknown.
+func exitMS(exited <-chan time.Time, t0 time.Time) float64 {
+	if exited == nil {
+		return -1
+	}
+	select {
+	case at := <-exited:
+		return msOf(at.Sub(t0))
+	case <-time.After(5 * time.Second):
+		return -1
+	}
 }
 
 func waitDone(p *lab.Proc, within time.Duration) error {

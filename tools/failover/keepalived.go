@@ -200,11 +200,12 @@ func (g *kgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 	}
 	t0 := time.Now()
 	addr.arm(t0)
-	if err := g.fault(kind); err != nil {
+	cut, exited, err := g.fault(kind)
+	if err != nil {
 		t.Err = err.Error()
 		return t
 	}
-	g.ping.arm(time.Now())
+	g.ping.arm(cut)
 	defer g.ping.disarm()
 	select {
 	case got := <-g.ping.hit:
@@ -220,6 +221,7 @@ func (g *kgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 		t.AddrMS = msOf(got.Sub(t0))
 	case <-time.After(100 * time.Millisecond):
 	}
+	t.ExitMS = exitMS(exited, t0)
 	time.Sleep(masterDown(g.iv, prios[1]) + g.iv)
 	if g.holds(1) { // instance 1 is dead or cut off: the only reachable one
 		t.Actives = 1
@@ -227,23 +229,22 @@ func (g *kgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 	return t
 }
 
-func (g *kgroup) fault(kind Kind) error {
+// fault: as hgroup.fault.
+func (g *kgroup) fault(kind Kind) (cut time.Time, exited <-chan time.Time, err error) {
 	p := g.peers[0]
 	switch kind {
 	case KillLinkDown:
 		if err := p.crash(); err != nil {
-			return err
+			return cut, nil, err
 		}
-		return p.host.LinkDown()
+		return time.Now(), nil, p.host.LinkDown()
 	case LinkDown:
-		return p.host.LinkDown()
+		err := p.host.LinkDown()
+		return time.Now(), nil, err
 	case Term:
-		if err := p.proc.Signal(syscall.SIGTERM); err != nil {
-			return err
-		}
-		return waitDone(p.proc, 5*time.Second)
+		return gracefulStop(p.proc, p.host.NS)
 	}
-	return fmt.Errorf("failover: unknown fault %q", kind)
+	return cut, nil, fmt.Errorf("failover: unknown fault %q", kind)
 }
 
 func (g *kgroup) restore(kind Kind) error {

@@ -56,21 +56,24 @@ type Round struct {
 // seed gives the same faults whatever the traffic and timing did.
 func planRound(r *rand.Rand, n int) Round {
 	rd := Round{N: n, Window: time.Duration(6+r.IntN(10)) * time.Second}
-	nf := 1 + r.IntN(3)
-	used := map[int]bool{}
+	nf := 1 + r.IntN(4)
+	// Per host at most one fault on the process or cable (kill, crash,
+	// link) and one in the bridge (loss, partition, duplication): loss on
+	// the active member while it is killed is the case that can lose an
+	// acceptance whose update was never acknowledged.
+	usedProc, usedNet := map[int]bool{}, map[int]bool{}
 	kills := 0
-	for len(rd.Faults) < nf {
+	for tries := 0; len(rd.Faults) < nf && tries < 20; tries++ {
 		k := Kind(r.IntN(6))
 		target := r.IntN(3)
 		if (k == LinkFlap || k == Loss) && r.IntN(4) == 0 {
 			target = 3 // the mobile node's own cable: replies go missing
 		}
+		used := usedNet
+		if k == KillRestart || k == Crash || k == LinkFlap {
+			used = usedProc
+		}
 		if used[target] {
-			// One fault per host per round keeps the schedule readable;
-			// draw again (bounded: at most four hosts).
-			if len(used) == 4 {
-				break
-			}
 			continue
 		}
 		if k == KillRestart || k == Crash {

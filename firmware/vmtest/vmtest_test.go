@@ -26,7 +26,7 @@ const (
 
 	// datapathReady turns on the tunnel checks (TestTunnelToCareOf and the
 	// tunnel after TestFailover's takeover) once the agent programs tunnels.
-	datapathReady = false
+	datapathReady = true
 
 	// Addresses of the reference config (rootfs/etc/hagent.toml).
 	haAddr   = "192.0.2.2"

@@ -8,6 +8,7 @@ need=()
 want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
 want ip iproute2
 want nft nftables
+want ping iputils-ping
 want tshark tshark
 want qemu-mips-static qemu-user-static
 want qemu-system-arm qemu-system-arm

@@ -65,7 +65,16 @@ type Config struct {
 	// the kernel lacks GRE, Setup logs why and Supports(GRE) is false.
 	GRETunnelName string
 	Protocol      uint8      // rtm_protocol of our routes and proxies, default 77
-	ProxyARP      bool       // install proxy neighbour entries for away nodes
+	ProxyARP      bool       // answer ARP for away nodes' home addresses on the home link
+	// ProxyByRoute answers that ARP through the home interface's proxy_arp
+	// setting instead of one NTF_PROXY entry per node: the kernel then
+	// answers for exactly the addresses our /32 routes send into the
+	// tunnel. Use it beyond ~20,000 nodes: the kernel keeps proxy entries
+	// in 16 hash buckets, so N entries cost O(N²) (100,000 took 25 s).
+	// Caveat: proxy_arp also answers for any address routed out of another
+	// interface; on a home link whose hosts only ARP for on-link addresses
+	// that is just our /32s.
+	ProxyByRoute bool
 	Local         netip.Addr // default outer source: the virtual address (or own address)
 	TTL           uint8      // outer TTL, default 64 (0 in the kernel would copy the inner TTL)
 	MetricBase    uint32     // first route metric handed out, default 1024

@@ -16,10 +16,13 @@ import (
 )
 
 // window is how many requests go to the kernel in one sendmsg. The kernel
-// runs them all before sendmsg returns and queues one ack each; 256 acks
-// fit the default 208 KiB receive buffer with room to spare (an overflow
-// would lose acks: ENOBUFS).
-const window = 256
+// runs them all before sendmsg returns. Only the window's last request asks
+// for an ack; the others are answered only when they fail (netlink_rcv_skb
+// acks "NLM_F_ACK || err"), with their sequence number. So one datagram
+// comes back per window when all is well, and the last ack tells that every
+// error before it has been queued. A failure echoes its request (≈ 1 KiB of
+// receive buffer each): 128 of them fit the default 208 KiB.
+const window = 128
 
 // ackTimeout bounds the wait for a batch's acks; the kernel answers in
 // microseconds, so hitting it means the socket is broken.
@@ -228,6 +231,9 @@ func (k *kernel) Setup() error {
 	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, h.Index, [][2]uint32{{devconfForwarding, 1}})); err != nil {
 		return fmt.Errorf("datapath: enabling forwarding on %s: %w", k.cfg.HomeIfname, err)
 	}
+	if err := k.proxyARP(true); err != nil {
+		return err
+	}
 	idx, err := k.tunnel(k.cfg.TunnelName, IPIP)
 	if err != nil {
 		return err
@@ -242,6 +248,25 @@ func (k *kernel) Setup() error {
 	}
 	return nil
 }
+
+// proxyARP turns the home interface's proxy_arp on (active, in
+// ProxyByRoute mode) or off (Withdraw).
+func (k *kernel) proxyARP(on bool) error {
+	if !k.cfg.ProxyByRoute || !k.cfg.ProxyARP {
+		return nil
+	}
+	v := uint32(0)
+	if on {
+		v = 1
+	}
+	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, k.home, [][2]uint32{{devconfProxyARP, v}})); err != nil {
+		return fmt.Errorf("datapath: setting proxy_arp %d on %s: %w", v, k.cfg.HomeIfname, err)
+	}
+	return nil
+}
+
+// entries reports whether bindings get NTF_PROXY entries.
+func (k *kernel) entries() bool { return k.cfg.ProxyARP && !k.cfg.ProxyByRoute }
 
 var kernelOption = [2]string{
 	IPIP: "CONFIG_NET_IPIP (module ipip) and CONFIG_NET_IP_TUNNEL",
@@ -374,7 +399,7 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 			fresh[b.Home.As4()] = true
 		}
 		k.ops = append(k.ops, op{owner: int32(i), what: opRoute, home: b.Home, careOf: b.CareOf})
-		if k.cfg.ProxyARP {
+		if k.entries() {
 			k.ops = append(k.ops, op{owner: int32(i), what: opProxy, home: b.Home})
 		}
 	}
@@ -481,8 +506,12 @@ func (k *kernel) run(ops []op, build func(o *op, b []byte) []byte) []error {
 		first := k.seq + 1
 		for i := range chunk {
 			h := opHeader[chunk[i].what]
+			flags := netlink.Request | h.flags
+			if i == len(chunk)-1 {
+				flags |= netlink.Acknowledge
+			}
 			k.msgs = append(k.msgs, netlink.Message{
-				Header: netlink.Header{Type: h.typ, Flags: netlink.Request | netlink.Acknowledge | h.flags, Sequence: k.nextSeq()},
+				Header: netlink.Header{Type: h.typ, Flags: flags, Sequence: k.nextSeq()},
 				Data:   k.arena[offs[i]:offs[i+1]:offs[i+1]],
 			})
 		}
@@ -501,45 +530,48 @@ func (k *kernel) run(ops []op, build func(o *op, b []byte) []byte) []error {
 			}
 			continue
 		}
-		done := make([]bool, len(chunk))
-		pending := len(chunk)
+		last := first + uint32(len(chunk)) - 1
 		_ = k.c.SetReadDeadline(time.Now().Add(ackTimeout))
-		for pending > 0 {
+		for {
 			msgs, err := k.c.Receive()
 			if err != nil {
 				var oe *netlink.OpError
-				if errors.As(err, &oe) && oe.Sequence-first < uint32(len(chunk)) && !done[oe.Sequence-first] {
+				if errors.As(err, &oe) && oe.Sequence-first < uint32(len(chunk)) {
 					i := int(oe.Sequence - first)
-					done[i] = true
-					pending--
-					if e, ok := oe.Err.(unix.Errno); ok && e == chunk[i].ignore {
-						continue
+					if e, ok := oe.Err.(unix.Errno); !ok || e != chunk[i].ignore {
+						fail(start+i, k.opError(&chunk[i], nlErr(err)))
 					}
-					fail(start+i, k.opError(&chunk[i], nlErr(err)))
+					if oe.Sequence == last {
+						break
+					}
 					continue
 				}
 				// The socket itself failed (ENOBUFS, timeout): the fate
-				// of the rest is unknown; Reconcile will repair it.
+				// of the window is unknown; Reconcile will repair it.
 				for i := range chunk {
-					if !done[i] {
+					if errs == nil || errs[start+i] == nil {
 						fail(start+i, k.opError(&chunk[i], fmt.Errorf("no acknowledgement: %w", nlErr(err))))
 					}
 				}
 				break
 			}
-			for _, m := range msgs {
-				if m.Header.Type != netlink.Error {
-					continue
-				}
-				if i := m.Header.Sequence - first; i < uint32(len(chunk)) && !done[i] {
-					done[i] = true
-					pending--
-				}
+			if barrier(msgs, last) {
+				break
 			}
 		}
 		_ = k.c.SetReadDeadline(time.Time{})
 	}
 	return errs
+}
+
+// barrier reports whether msgs hold the (successful) ack of request seq.
+func barrier(msgs []netlink.Message, seq uint32) bool {
+	for _, m := range msgs {
+		if m.Header.Type == netlink.Error && m.Header.Sequence == seq {
+			return true
+		}
+	}
+	return false
 }
 
 func (k *kernel) opError(o *op, err error) error {
@@ -611,6 +643,9 @@ func (k *kernel) Reconcile(want []Binding) (added, removed int, err error) {
 	if err := k.needHome(); err != nil {
 		return 0, 0, err
 	}
+	if err := k.proxyARP(true); err != nil {
+		return 0, 0, err
+	}
 	rs, ns, err := k.ours()
 	if err != nil {
 		return 0, 0, err
@@ -666,13 +701,13 @@ func (k *kernel) Reconcile(want []Binding) (added, removed int, err error) {
 	proxied := make(map[[4]byte]bool, len(ns))
 	for _, n := range ns {
 		h := n.Dst.As4()
-		if _, ok := wantBy[h]; !ok || !k.cfg.ProxyARP {
+		if _, ok := wantBy[h]; !ok || !k.entries() {
 			work = append(work, dumpOp{op: op{what: opProxyDel, home: n.Dst, ignore: unix.ENOENT}})
 			continue
 		}
 		proxied[h] = true
 	}
-	if k.cfg.ProxyARP {
+	if k.entries() {
 		for h, b := range wantBy {
 			if !proxied[h] {
 				work = append(work, dumpOp{op: op{what: opProxy, home: b.Home}})
@@ -752,6 +787,9 @@ func (k *kernel) Withdraw() error {
 		work = append(work, dumpOp{op: op{what: opProxyDel, home: n.Dst, ignore: unix.ENOENT}})
 	}
 	var bad []error
+	if err := k.proxyARP(false); err != nil {
+		bad = append(bad, err)
+	}
 	for _, e := range k.runDump(work) {
 		if e != nil {
 			bad = append(bad, e)

@@ -326,3 +326,55 @@ func slab() string {
 	}
 	return "?"
 }
+
+// TestNetnsProxyARP checks that a host on the home link gets the Home
+// Agent's MAC for an away node's home address, in both modes: one
+// NTF_PROXY entry per node, and proxy_arp with the /32 routes deciding.
+func TestNetnsProxyARP(t *testing.T) {
+	for _, byRoute := range []bool{false, true} {
+		t.Run(fmt.Sprintf("byRoute=%v", byRoute), func(t *testing.T) {
+			n := newNetns(t)
+			client := &netns{name: n.name + "c"}
+			if out, err := exec.Command("ip", "netns", "add", client.name).CombinedOutput(); err != nil {
+				t.Fatalf("ip netns add: %v: %s", err, out)
+			}
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", client.name).Run() })
+			n.ip(t, "link", "set", "home1", "netns", client.name)
+			client.ip(t, "link", "set", "home1", "up")
+			client.ip(t, "addr", "add", "10.0.0.2/24", "dev", "home1")
+			dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", ProxyARP: true, ProxyByRoute: byRoute,
+				NetNS: n.fd, anyTunnel: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dp.Close()
+			if err := dp.Setup(); err != nil {
+				t.Fatal(err)
+			}
+			away := netip.MustParseAddr("10.0.0.50")
+			if errs := dp.Apply([]Binding{{Home: away, CareOf: netip.MustParseAddr("192.0.2.7")}}, nil); errs != nil {
+				t.Fatal(errs)
+			}
+			mac := strings.Fields(n.ip(t, "-br", "link", "show", "home0"))[2]
+			// The kernel delays proxy answers to broadcast requests by up
+			// to proxy_delay (0.8 s by default).
+			_ = exec.Command("ip", "netns", "exec", client.name, "ping", "-c", "1", "-W", "2", away.String()).Run()
+			if got := client.ip(t, "neigh", "show", away.String()); !strings.Contains(got, mac) {
+				t.Fatalf("client's neighbour entry for %v: %q, want the Home Agent's MAC %s", away, got, mac)
+			}
+			// An address that is not away gets no answer from us.
+			_ = exec.Command("ip", "netns", "exec", client.name, "ping", "-c", "1", "-W", "1", "10.0.0.51").Run()
+			if got := client.ip(t, "neigh", "show", "10.0.0.51"); strings.Contains(got, mac) {
+				t.Fatalf("Home Agent answered ARP for a node that is not away: %q", got)
+			}
+			if err := dp.Withdraw(); err != nil {
+				t.Fatal(err)
+			}
+			if byRoute {
+				if v := n.ip(t, "netconf", "show", "dev", "home0"); strings.Contains(v, "proxy_neigh on") {
+					t.Fatalf("proxy_arp still on after Withdraw: %s", v)
+				}
+			}
+		})
+	}
+}

@@ -27,6 +27,7 @@ const (
 	iflaGRECollectMD   = 18 // IFLA_GRE_COLLECT_METADATA
 	ndaProtocol        = 12 // NDA_PROTOCOL (Linux ≥ 5.8)
 	devconfForwarding  = 1  // IPV4_DEVCONF_FORWARDING (linux/ip.h)
+	devconfProxyARP    = 3  // IPV4_DEVCONF_PROXY_ARP
 	devconfRPFilter    = 8  // IPV4_DEVCONF_RP_FILTER
 	nlaFNested         = 0x8000
 	nlaTypeMask        = 0x3fff

@@ -1,0 +1,149 @@
+//go:build linux
+
+package datapath
+
+// Benchmarks against the host kernel in a throw-away namespace (root).
+// Run: go test -run '^$' -bench Netns -benchtime 3x ./ha/internal/datapath/
+// docs/datapath.md records the figures and what exactly they measure.
+
+import (
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func bindings(n int, careOfSalt byte) []Binding {
+	bs := make([]Binding, n)
+	for i := range bs {
+		bs[i] = bindingN(i)
+		c := bs[i].CareOf.As4()
+		c[3] ^= careOfSalt
+		bs[i].CareOf = netip.AddrFrom4(c)
+	}
+	return bs
+}
+
+func slabKB() int {
+	f := strings.Fields(slab())
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.Atoi(f[0])
+	return v
+}
+
+// BenchmarkNetnsInstall100k: 100,000 bindings' routes into an empty
+// table, one Apply call, proxy ARP by route (ProxyByRoute: proxy_arp on the
+// home interface, no per-node entries). With one NTF_PROXY entry per node
+// the same takes 25 s (the kernel's 16-bucket proxy hash); see
+// BenchmarkNetnsInstall20k for that mode's curve.
+func BenchmarkNetnsInstall100k(b *testing.B) {
+	benchInstall(b, 100_000, proxyByRoute)
+}
+
+// BenchmarkNetnsTakeover10k: what a takeover does: 10,000 bindings
+// (routes + one proxy entry each) into an empty table.
+func BenchmarkNetnsTakeover10k(b *testing.B) {
+	benchInstall(b, 10_000, proxyEntries)
+}
+
+const (
+	proxyNone = iota
+	proxyEntries
+	proxyByRoute
+)
+
+func benchInstall(b *testing.B, n int, mode int) {
+	ns := newNetns(b)
+	k := ns.open(b, mode != proxyNone)
+	k.cfg.ProxyByRoute = mode == proxyByRoute
+	bs := bindings(n, 0)
+	var slabDelta, heapDelta int
+	for range b.N {
+		b.StopTimer()
+		if err := k.Withdraw(); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		s0 := slabKB()
+		b.StartTimer()
+		if errs := k.Apply(bs, nil); errs != nil {
+			b.Fatal(firstErr(errs))
+		}
+		b.StopTimer()
+		slabDelta = slabKB() - s0
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		heapDelta = int(m1.HeapAlloc) - int(m0.HeapAlloc)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(slabDelta)/1024, "kernel-slab-MB")
+	b.ReportMetric(float64(heapDelta)/(1<<20), "go-heap-MB")
+	if err := k.Withdraw(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkNetnsReplace10k: 10,000 installed bindings all move to a new
+// care-of address (route replace in place; the proxy entry is rewritten
+// too), one Apply call.
+func BenchmarkNetnsReplace10k(b *testing.B) {
+	ns := newNetns(b)
+	k := ns.open(b, true)
+	if errs := k.Apply(bindings(10_000, 0), nil); errs != nil {
+		b.Fatal(firstErr(errs))
+	}
+	sets := [2][]Binding{bindings(10_000, 1), bindings(10_000, 2)}
+	b.ResetTimer()
+	for i := range b.N {
+		if errs := k.Apply(sets[i%2], nil); errs != nil {
+			b.Fatal(firstErr(errs))
+		}
+	}
+}
+
+// BenchmarkNetnsReconcile100k: Reconcile with 100,000 bindings installed
+// and nothing to change (the periodic check's cost: two dumps + diff).
+func BenchmarkNetnsReconcile100k(b *testing.B) {
+	ns := newNetns(b)
+	k := ns.open(b, true)
+	k.cfg.ProxyByRoute = true
+	bs := bindings(100_000, 0)
+	if errs := k.Apply(bs, nil); errs != nil {
+		b.Fatal(firstErr(errs))
+	}
+	b.ResetTimer()
+	for range b.N {
+		a, r, err := k.Reconcile(bs)
+		if err != nil || a != 0 || r != 0 {
+			b.Fatal(a, r, err)
+		}
+	}
+	b.StopTimer()
+	start := time.Now()
+	if err := k.Withdraw(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds()), "withdraw-100k-ms")
+}
+
+func firstErr(errs []error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// BenchmarkNetnsInstall20k: 20,000 bindings with one proxy entry each, to
+// show how the proxy table's cost grows (10k: see Takeover10k).
+func BenchmarkNetnsInstall20k(b *testing.B) {
+	benchInstall(b, 20_000, proxyEntries)
+}

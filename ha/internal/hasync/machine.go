@@ -530,7 +530,11 @@ func (m *Machine) retransmit(now int64, out []Action) []Action {
 		if int(p.tries) >= m.cfg.MaxRetries {
 			m.C.UpdatesFailed++
 			pr := &m.peers[p.peer]
-			m.log.Warn("hasync: binding update not acknowledged, peer marked for resync", "peer", pr.addr, "id", pr.id, "home", binding.U32Addr(p.home))
+			// One line per resync episode, not per binding: a silent peer
+			// during a registration storm would otherwise flood the console.
+			if !pr.needDigest {
+				m.log.Warn("hasync: binding update not acknowledged, peer marked for resync", "peer", pr.addr, "id", pr.id, "home", binding.U32Addr(p.home), "failed_total", m.C.UpdatesFailed)
+			}
 			m.markResync(p.peer)
 			m.release(h.slot)
 			continue

@@ -96,6 +96,7 @@ func print(w io.Writer, r *console.Response) {
 		section(tw, "dropped without reply", s.Drops)
 		section(tw, "binding table", s.Table)
 		section(tw, "runtime", s.Runtime)
+		section(tw, "kernel datapath", s.Datapath)
 		for _, n := range s.Notes {
 			fmt.Fprintln(tw, n)
 		}

@@ -8,7 +8,10 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/hsrp"
+	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/version"
+	"github.com/hagent/hagent/ha/internal/vrrp"
 	"github.com/hagent/hagent/ha/mip"
 )
 
@@ -149,6 +152,19 @@ func (a *Agent) showStats() *console.Stats {
 		{Name: "full (answered 130)", Value: ts.Full},
 		{Name: "tombstones evicted early", Value: ts.TombEvicted},
 	}
+	if d := a.dpl; d != nil {
+		ds := d.dp.Stats()
+		st.Datapath = []console.Counter{
+			{Name: "active", Value: b2u(d.active)},
+			{Name: "routes installed", Value: uint64(ds.Routes)},
+			{Name: "netlink batches", Value: ds.Batches},
+			{Name: "netlink requests", Value: ds.Messages},
+			{Name: "kernel refusals", Value: ds.Errors},
+			{Name: "binding programming errors", Value: d.errs},
+			{Name: "link events", Value: ds.LinkEvents},
+			{Name: "link events dropped", Value: ds.LinkDropped},
+		}
+	}
 	m := memStats()
 	st.Runtime = []console.Counter{
 		{Name: "heap in use bytes", Value: m.HeapInuse},
@@ -179,9 +195,14 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 	r.Counter = append(r.Counter,
 		console.Counter{Name: "role changes", Value: g.changes},
 		console.Counter{Name: "serving registrations", Value: b2u(a.core.Serving())})
+	r.Counter = append(r.Counter, electionCounters(g.elector)...)
 	if g.m == nil {
 		return r
 	}
+	gs := g.conn.Stats()
+	r.Counter = append(r.Counter,
+		console.Counter{Name: "group datagrams from another interface", Value: gs.WrongInterface},
+		console.Counter{Name: "group datagrams oversize", Value: gs.Truncated})
 	r.Synced = g.m.Initialized()
 	now := a.now()
 	g.pinfo = g.m.Peers(g.pinfo[:0])
@@ -230,4 +251,26 @@ func b2u(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// electionCounters are the VRRP or HSRP runner's counters, drops per reason
+// included (RFC 5798 §7.1), for `show redundancy`.
+func electionCounters(e role.Elector) []console.Counter {
+	c := func(n string, v uint64) console.Counter { return console.Counter{Name: n, Value: v} }
+	switch r := e.(type) {
+	case *vrrp.Runner:
+		s := r.Stats()
+		return []console.Counter{c("vrrp adverts received", s.RxAdverts), c("vrrp adverts sent", s.TxAdverts),
+			c("vrrp gratuitous arps", s.GARPs), c("vrrp dropped: ttl", s.DropTTL), c("vrrp dropped: version", s.DropVersion),
+			c("vrrp dropped: type", s.DropType), c("vrrp dropped: checksum", s.DropChecksum), c("vrrp dropped: vrid", s.DropVRID),
+			c("vrrp dropped: address list", s.DropAddrList), c("vrrp dropped: interval", s.DropInterval),
+			c("vrrp dropped: short", s.DropShort), c("vrrp dropped: other", s.DropOther), c("vrrp action errors", s.ActionErrors)}
+	case *hsrp.Runner:
+		s := r.Stats()
+		return []console.Counter{c("hsrp hellos received", s.Rx), c("hsrp sent", s.Tx), c("hsrp gratuitous arps", s.GARPs),
+			c("hsrp dropped: short", s.DropShort), c("hsrp dropped: version", s.DropVersion), c("hsrp dropped: op code", s.DropOpCode),
+			c("hsrp dropped: state", s.DropState), c("hsrp dropped: group", s.DropGroup), c("hsrp dropped: auth", s.DropAuth),
+			c("hsrp dropped: other", s.DropOther), c("hsrp action errors", s.ActionErrors)}
+	}
+	return nil
 }

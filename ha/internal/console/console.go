@@ -64,13 +64,14 @@ type Counter struct {
 
 // Stats is the payload of `show stats`.
 type Stats struct {
-	Uptime  string    `json:"uptime"`
-	General []Counter `json:"general"`
-	Replies []Counter `json:"replies"` // per reply code, "0 accepted" …
-	Drops   []Counter `json:"drops"`   // per drop reason
-	Table   []Counter `json:"table"`
-	Runtime []Counter `json:"runtime"`
-	Notes   []string  `json:"notes,omitempty"`
+	Uptime   string    `json:"uptime"`
+	General  []Counter `json:"general"`
+	Replies  []Counter `json:"replies"` // per reply code, "0 accepted" …
+	Drops    []Counter `json:"drops"`   // per drop reason
+	Table    []Counter `json:"table"`
+	Runtime  []Counter `json:"runtime"`
+	Datapath []Counter `json:"datapath,omitempty"`
+	Notes    []string  `json:"notes,omitempty"`
 }
 
 // Redundancy is the payload of `show redundancy`.

@@ -64,8 +64,8 @@ type Config struct {
 	// GRETunnelName is the GRE device, created by Setup when non-empty; when
 	// the kernel lacks GRE, Setup logs why and Supports(GRE) is false.
 	GRETunnelName string
-	Protocol      uint8      // rtm_protocol of our routes and proxies, default 77
-	ProxyARP      bool       // answer ARP for away nodes' home addresses on the home link
+	Protocol      uint8 // rtm_protocol of our routes and proxies, default 77
+	ProxyARP      bool  // answer ARP for away nodes' home addresses on the home link
 	// ProxyByRoute answers that ARP through the home interface's proxy_arp
 	// setting instead of one NTF_PROXY entry per node: the kernel then
 	// answers for exactly the addresses our /32 routes send into the
@@ -75,9 +75,9 @@ type Config struct {
 	// interface; on a home link whose hosts only ARP for on-link addresses
 	// that is just our /32s.
 	ProxyByRoute bool
-	Local         netip.Addr // default outer source: the virtual address (or own address)
-	TTL           uint8      // outer TTL, default 64 (0 in the kernel would copy the inner TTL)
-	MetricBase    uint32     // first route metric handed out, default 1024
+	Local        netip.Addr // default outer source: the virtual address (or own address)
+	TTL          uint8      // outer TTL, default 64 (0 in the kernel would copy the inner TTL)
+	MetricBase   uint32     // first route metric handed out, default 1024
 	// NetNS is an open file descriptor of the network namespace to program
 	// (tests); 0: the caller's namespace.
 	NetNS  int

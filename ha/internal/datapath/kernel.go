@@ -58,11 +58,11 @@ type kernel struct {
 // op is one request of a batch: whose it is and which errno means "done
 // already" (idempotent deletes).
 type op struct {
-	owner  int32 // index into the batch's result
-	ignore unix.Errno
+	owner  int32      // index into the batch's result
+	ignore unix.Errno // errno that means "already so" (idempotent deletes)
 	what   uint8
 	home   netip.Addr
-	careOf netip.Addr
+	careOf netip.Addr // for error messages
 }
 
 const (
@@ -409,8 +409,9 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 			continue
 		}
 		k.ops = append(k.ops, op{owner: int32(len(adds) + j), what: opRouteDel, home: h, ignore: unix.ESRCH})
-		// Always: the entry may be from a time ProxyARP was on.
-		k.ops = append(k.ops, op{owner: int32(len(adds) + j), what: opProxyDel, home: h, ignore: unix.ENOENT})
+		if k.entries() { // entries left from another mode: Reconcile removes them
+			k.ops = append(k.ops, op{owner: int32(len(adds) + j), what: opProxyDel, home: h, ignore: unix.ENOENT})
+		}
 	}
 	opErrs := k.run(k.ops, func(o *op, b []byte) []byte { return k.build(o, adds, b) })
 	for n, err := range opErrs {
@@ -423,6 +424,9 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 		} else {
 			fail(int(o.owner), errors.Join(res[o.owner], err))
 		}
+	}
+	if cap(k.ops) > 4*window {
+		k.ops = nil // a 100k batch's ops are not worth keeping for the next
 	}
 	// Metrics follow what the kernel now holds. A new binding that failed
 	// must not leave half of itself behind (a proxy entry without its

@@ -34,6 +34,7 @@ func run() int {
 	converge := fs.Duration("converge", 60*time.Second, "how long a heal may take to converge")
 	logDir := fs.String("logdir", os.TempDir(), "where the agents' logs go on a violation")
 	verbose := fs.Bool("v", false, "log the tool's own debug lines")
+	isolated := fs.Bool("isolated-crash", false, "also kill an agent while both others are cut off (loses its last acceptances: known, issue 7)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -51,7 +52,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := chaos.Run(ctx, chaos.Options{Duration: *duration, Seed: *seed, Nodes: *nodes, Converge: *converge,
-		LogDir: *logDir, Logger: log, Out: os.Stdout})
+		LogDir: *logDir, Logger: log, Out: os.Stdout, IsolatedCrash: *isolated})
 	var v *chaos.Violation
 	switch {
 	case err == nil:

@@ -54,7 +54,7 @@ type Round struct {
 
 // planRound draws one round from the schedule's own generator, so that a
 // seed gives the same faults whatever the traffic and timing did.
-func planRound(r *rand.Rand, n int) Round {
+func planRound(r *rand.Rand, n int, isolatedCrash bool) Round {
 	rd := Round{N: n, Window: time.Duration(6+r.IntN(10)) * time.Second}
 	nf := 1 + r.IntN(4)
 	// Per host at most one fault on the process or cable (kill, crash,
@@ -81,12 +81,18 @@ func planRound(r *rand.Rand, n int) Round {
 			if kills == 2 {
 				continue
 			}
+		}
+		at := time.Duration(r.Int64N(int64(rd.Window / 2)))
+		dur := time.Second + time.Duration(r.Int64N(int64(rd.Window-at)))
+		f := Fault{Kind: k, Target: target, At: at, For: dur}
+		if !isolatedCrash && isolates(rd.Faults, f) {
+			continue
+		}
+		if k == KillRestart || k == Crash {
 			kills++
 		}
 		used[target] = true
-		at := time.Duration(r.Int64N(int64(rd.Window / 2)))
-		dur := time.Second + time.Duration(r.Int64N(int64(rd.Window-at)))
-		rd.Faults = append(rd.Faults, Fault{Kind: k, Target: target, At: at, For: dur})
+		rd.Faults = append(rd.Faults, f)
 	}
 	return rd
 }
@@ -152,4 +158,34 @@ func nftPackets(lanNS, table string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// cutsOff reports whether f leaves its agent unable to hear the group.
+func cutsOff(f Fault) bool {
+	return f.Target < 3 && (f.Kind == KillRestart || f.Kind == Crash || f.Kind == LinkFlap || f.Kind == Partition)
+}
+
+// isolates reports whether adding f to faults kills an agent while (or
+// within a second after) every other agent was cut off: its last
+// acceptances then exist nowhere else and are lost, by design of a group
+// that answers before any peer acknowledged (seed 7, see the report of
+// issue 7). Without -isolated-crash the schedule leaves that case out so
+// that it keeps hunting for other failures.
+func isolates(faults []Fault, f Fault) bool {
+	all := append(append([]Fault(nil), faults...), f)
+	for _, k := range all {
+		if k.Kind != KillRestart && k.Kind != Crash {
+			continue
+		}
+		off := map[int]bool{}
+		for _, o := range all {
+			if o.Target != k.Target && cutsOff(o) && o.At <= k.At && o.At+o.For+time.Second >= k.At {
+				off[o.Target] = true
+			}
+		}
+		if len(off) == 2 {
+			return true
+		}
+	}
+	return false
 }

@@ -124,7 +124,7 @@ func TestPlanRoundReplays(t *testing.T) {
 		r := rand.New(rand.NewPCG(seed, 0x6661756c7473))
 		var rs []Round
 		for n := 1; n <= 50; n++ {
-			rs = append(rs, planRound(r, n))
+			rs = append(rs, planRound(r, n, false))
 		}
 		return rs
 	}
@@ -148,5 +148,22 @@ func TestPlanRoundReplays(t *testing.T) {
 		if kills > 2 {
 			t.Fatalf("round %d kills every agent: %v", rd.N, rd.Faults)
 		}
+		if isolates(rd.Faults[:len(rd.Faults)-1], rd.Faults[len(rd.Faults)-1]) {
+			t.Fatalf("round %d kills an isolated agent: %v", rd.N, rd.Faults)
+		}
+	}
+}
+
+func TestIsolates(t *testing.T) {
+	s := time.Second
+	kill := Fault{Kind: Crash, Target: 0, At: 3 * s, For: 2 * s}
+	down2 := Fault{Kind: LinkFlap, Target: 1, At: 2 * s, For: 9 * s}
+	part3 := Fault{Kind: Partition, Target: 2, At: 0, For: 5 * s}
+	if !isolates([]Fault{down2, part3}, kill) || !isolates([]Fault{kill, down2}, part3) {
+		t.Fatal("seed 7's case not recognised")
+	}
+	late := Fault{Kind: LinkFlap, Target: 2, At: 4 * s, For: 5 * s}
+	if isolates([]Fault{down2, late}, kill) {
+		t.Fatal("a peer cut off after the kill does not isolate")
 	}
 }

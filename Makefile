@@ -9,7 +9,8 @@ BIN := build/bin
 FUZZTIME ?= 5s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build cross test unit fuzz lint bench demo deps clean
+.PHONY: help build cross test unit fuzz lint bench soak demo deps clean
+SOAK ?= 10m
 
 help:
 	@echo "make build   static binaries for the host and cross builds (arm, arm64, mips, mipsle) into $(BIN)/"
@@ -17,6 +18,7 @@ help:
 	@echo "make lint    gofmt, go vet, staticcheck, go mod tidy -diff"
 	@echo "make bench   benchmarks with -benchmem"
 	@echo "make demo    the main job (see README)"
+	@echo "make soak    chaos test for SOAK=10m (SEED=N replays a run)"
 
 build: cross
 	$(GOBUILD) -o $(BIN)/ $(CMDS)
@@ -65,6 +67,11 @@ lint:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./ha/... 
+
+# The chaos test for as long as you like: three agents, mobile nodes, kills,
+# link flaps, loss and partitions; prints its seed (replay with SEED=N).
+soak: deps
+	$(GO) run ./tools/chaos -duration $(SOAK) $(if $(SEED),-seed $(SEED))
 
 clean:
 	rm -rf build

@@ -59,6 +59,9 @@ func (k ChangeKind) String() string {
 type Change struct {
 	Kind  ChangeKind
 	Entry binding.Entry
+	// Moved: the kernel's view changes (new binding, other care-of address
+	// or flags). A plain renewal leaves the tunnel route as it is.
+	Moved bool
 }
 
 // node is the run-time state of one configured [[node]] entry.
@@ -445,8 +448,10 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		lt = n.maxLt
 	}
 	kind := Registered
+	moved := true
 	if cur != nil && !cur.Tombstone() {
 		kind = Renewed
+		moved = cur.CareOf != careOf || cur.Flags != req.Flags
 	}
 	ent := binding.Entry{
 		Home:       home,
@@ -487,7 +492,7 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	} else {
 		c.Stats.Renewals++
 	}
-	ch = Change{Kind: kind, Entry: *e}
+	ch = Change{Kind: kind, Entry: *e, Moved: moved}
 	rep.Code = code
 	rep.Lifetime = lt
 	return c.finish(out, ni, from, ch)

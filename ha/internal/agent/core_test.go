@@ -446,3 +446,18 @@ func TestHomeNetworkEdgesRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestRenewalMovedOnlyWhenTheTunnelChanges(t *testing.T) {
+	c := newCore(t, 4)
+	if r := handle(t, c, 0, mnSrc, haVIP, req1(ts(0)).bytes(t)); !r.ch.Moved {
+		t.Fatal("a new binding must be programmed")
+	}
+	if r := handle(t, c, 0, mnSrc, haVIP, req1(ts(time.Second)).bytes(t)); r.ch.Kind != Renewed || r.ch.Moved {
+		t.Fatalf("renewal from the same care-of: %s moved=%v, want renewed without reprogramming", r.ch.Kind, r.ch.Moved)
+	}
+	rn := req1(ts(2 * time.Second))
+	rn.CareOf = netip.MustParseAddr("198.51.100.99")
+	if r := handle(t, c, 0, mnSrc, haVIP, rn.bytes(t)); r.ch.Kind != Renewed || !r.ch.Moved {
+		t.Fatalf("renewal from a new care-of: %s moved=%v, want moved", r.ch.Kind, r.ch.Moved)
+	}
+}

@@ -81,6 +81,9 @@ func (d *dataplane) queue(ch Change) {
 	}
 	switch ch.Kind {
 	case Registered, Renewed:
+		if !ch.Moved {
+			return // a renewal from the same care-of: the route stands
+		}
 		d.adds = append(d.adds, dpBinding(&ch.Entry))
 		if ch.Kind == Registered {
 			d.garp = append(d.garp, binding.U32Addr(ch.Entry.Home))
@@ -193,6 +196,13 @@ func (a *Agent) closeDataplane() {
 // tracking: each tracked interface that is down lowers the priority by its
 // weight; weight 0 means "resign" (priority 1: any other member wins).
 func (a *Agent) linkEvent(ev datapath.LinkEvent) {
+	if ev.Name == "" {
+		// Notifications were lost (the datapath's channel overflowed): the
+		// periodic reconcile re-checks the kernel; tracking catches up on
+		// the next event.
+		a.log.Warn("link notifications were lost")
+		return
+	}
 	up := ev.Up && ev.Carrier && !ev.Deleted
 	if ev.Name == a.cfg.Agent.Interface {
 		a.log.Info("home interface changed", "if", ev.Name, "up", ev.Up, "carrier", ev.Carrier, "deleted", ev.Deleted)

@@ -233,7 +233,7 @@ func (a *Agent) groupActions() {
 				e.Node = a.core.lookup(nil, e.Home)
 				act.Entry.Node = e.Node
 			}
-			a.changed(Change{Kind: Registered, Entry: act.Entry})
+			a.changed(Change{Kind: Registered, Entry: act.Entry, Moved: true})
 		case hasync.ActUnbind:
 			a.changed(Change{Kind: Deregistered, Entry: act.Entry})
 		case hasync.ActInitialized:

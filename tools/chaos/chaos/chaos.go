@@ -49,6 +49,10 @@ type Options struct {
 	// cut off, which loses its last acceptances (a known finding, issue 7);
 	// off, the schedule leaves that case out.
 	IsolatedCrash bool
+	// Rounds, when above 0, ends the run after that many rounds whatever
+	// the duration (to replay a failing round: rounds depend on the seed,
+	// their timing on the machine).
+	Rounds int
 }
 
 // Violation is an invariant the agents broke; Error gives the seed, the
@@ -63,7 +67,7 @@ type Violation struct {
 
 func (v *Violation) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos: invariant violated in round %d (seed %d; replay: go run ./tools/chaos -seed %d)\n", v.Round, v.Seed, v.Seed)
+	fmt.Fprintf(&b, "chaos: invariant violated in round %d (seed %d; replay: go run ./tools/chaos -seed %d -rounds %d, plus -isolated-crash if it was given)\n", v.Round, v.Seed, v.Seed, v.Round)
 	b.WriteString("fault schedule so far:\n")
 	for _, s := range v.Schedule {
 		b.WriteString("  " + s + "\n")
@@ -327,7 +331,7 @@ func (r *run) loop(ctx context.Context) error {
 
 	faults := rand.New(rand.NewPCG(r.o.Seed, 0x6661756c7473)) // the schedule's own stream
 	rounds := 0
-	for n := 1; time.Since(r.start) < r.o.Duration; n++ {
+	for n := 1; (r.o.Rounds > 0 && n <= r.o.Rounds) || (r.o.Rounds == 0 && time.Since(r.start) < r.o.Duration); n++ {
 		rd := planRound(faults, n, r.o.IsolatedCrash)
 		r.note("round %d: window %s", n, rd.Window)
 		if err := r.inject(ctx, rd); err != nil {

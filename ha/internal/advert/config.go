@@ -26,7 +26,7 @@ type Config struct {
 	// (agent.max_lifetime); 0xffff means unlimited.
 	RegLifetime uint16
 	// Encapsulations (agent.encapsulations) set M ("minimal") and G ("gre");
-	// IP-in-IP has no bit: every agent must support it (RFC 5944 §3.8).
+	// IP-in-IP has no bit: RFC 5944 requires it of every agent.
 	Encapsulations []string
 	// NotRouter sends ICMP code 16: the agent does not route common traffic
 	// on the home link (another router does). Default false: code 0.

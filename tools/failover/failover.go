@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -295,6 +296,16 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// randomPhase waits one advertisement interval plus a random fraction of
+// one before a fault. Without it the fault lands a fixed few tens of
+// milliseconds after the restored master's first advertisement (steady
+// state is reached right after the preemption), so every backup would run
+// almost its whole Master_Down_Interval: at 1 s adverts every trial was the
+// worst case. Real crashes come at any phase of the advertisement cycle.
+func randomPhase(iv time.Duration) {
+	time.Sleep(iv + time.Duration(rand.Int64N(int64(iv))))
 }
 
 // masterDown is RFC 5798's Master_Down_Interval for a backup of priority p.

@@ -133,6 +133,7 @@ func runHagent(ctx context.Context, cfg Config, iv time.Duration, kind Kind) (tr
 		if err := g.steady(ctx, guard); err != nil {
 			return trials, fmt.Errorf("failover: hagent %v %s before trial %d: %w", iv, kind, n, err)
 		}
+		randomPhase(g.iv)
 		t := g.trial(ctx, kind, guard)
 		t.N = n
 		log.Info("trial", "n", n, "answer_ms", t.AnswerMS, "addr_ms", t.AddrMS, "before", t.Before, "after", t.After, "actives", t.Actives, "err", t.Err)

@@ -103,6 +103,7 @@ func runKeepalived(ctx context.Context, cfg Config, iv time.Duration, kind Kind)
 		if err := g.steady(ctx, guard); err != nil {
 			return trials, fmt.Errorf("failover: keepalived %v %s before trial %d: %w", iv, kind, n, err)
 		}
+		randomPhase(g.iv)
 		t := g.trial(ctx, kind, guard)
 		t.N = n
 		log.Info("trial", "n", n, "answer_ms", t.AnswerMS, "addr_ms", t.AddrMS, "actives", t.Actives, "err", t.Err)

@@ -97,6 +97,7 @@ func print(w io.Writer, r *console.Response) {
 		section(tw, "binding table", s.Table)
 		section(tw, "runtime", s.Runtime)
 		section(tw, "kernel datapath", s.Datapath)
+		section(tw, "agent advertisements", s.Advert)
 		for _, n := range s.Notes {
 			fmt.Fprintln(tw, n)
 		}
@@ -117,6 +118,12 @@ func print(w io.Writer, r *console.Response) {
 		x := r.Info
 		fmt.Fprintf(tw, "version\t%s\naddress\t%s\nvirtual address\t%s\ninterface\t%s\nagent id\t%d\nconfig\t%s\nnode entries\t%d\n",
 			x.Version, x.Address, dash(x.Virtual), x.Interface, x.AgentID, x.Config, x.Nodes)
+		if len(x.Advert) > 0 {
+			fmt.Fprintln(tw, "\nagent advertisements:")
+			for _, kv := range x.Advert {
+				fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
+			}
+		}
 	case r.Message != "":
 		fmt.Fprintln(tw, r.Message)
 	}

@@ -56,17 +56,19 @@ type Agent struct {
 	core  *Core
 	start time.Time
 
-	conn     *udpio.Conn
-	ln       net.Listener
-	rx       chan *batch
-	free     chan *batch
-	cons     chan consoleReq
-	grp      *group
-	dpl      *dataplane      // nil: [datapath] disabled
-	linkDown map[string]bool // tracked interfaces seen down
-	reload   chan reloadReq
-	done     chan struct{} // closed when the owner loop has returned
-	onReady  func()        // test hook
+	conn        *udpio.Conn
+	ln          net.Listener
+	rx          chan *batch
+	free        chan *batch
+	cons        chan consoleReq
+	grp         *group
+	dpl         *dataplane  // nil: [datapath] disabled
+	adv         *advertiser // nil: [advertise] disabled
+	stopElector context.CancelFunc
+	linkDown    map[string]bool // tracked interfaces seen down
+	reload      chan reloadReq
+	done        chan struct{} // closed when the owner loop has returned
+	onReady     func()        // test hook
 
 	wg sync.WaitGroup
 }
@@ -126,6 +128,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.closeGroup()
+	if err := a.startAdvert(); err != nil {
+		return err
+	}
+	defer a.stopAdvert() // idempotent; the normal path stops it before the election resigns
 	if a.dpl, err = a.openDataplane(); err != nil {
 		return err
 	}
@@ -149,7 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.wg.Add(2)
 	go a.readLoop()
 	go a.consoleLoop()
-	a.startGroup(ctx)
+	a.startGroup()
 
 	a.log.Info("hagent ready",
 		"version", version.Version, "address", ac.Address, "virtual", ac.VirtualAddress,
@@ -161,6 +167,12 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	err = a.loop(ctx)
 	close(a.done)
+	// Order matters: the final advertisement (lifetime 0) leaves from the
+	// virtual address, so advertisements stop before the election resigns.
+	a.stopAdvert()
+	if a.stopElector != nil {
+		a.stopElector()
+	}
 
 	// Unblock the readers and the console, then wait for them (and for the
 	// election to resign: it watches ctx too).

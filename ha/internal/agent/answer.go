@@ -37,6 +37,20 @@ func (a *Agent) answer(r console.Request) *console.Response {
 		if ac.VirtualAddress.IsValid() {
 			info.Virtual = ac.VirtualAddress.String()
 		}
+		if a.adv != nil {
+			ai := a.adv.r.Info()
+			last := "never"
+			if !ai.LastSent.IsZero() {
+				last = time.Since(ai.LastSent).Round(time.Millisecond).String() + " ago"
+			}
+			info.Advert = [][2]string{
+				{"active", fmt.Sprint(ai.Active)}, {"interface", ai.Interface}, {"source", ai.Source.String()},
+				{"destination", ai.Destination.String()}, {"interval", ai.Interval.String()},
+				{"lifetime", ai.Lifetime.String()}, {"registration lifetime", fmt.Sprintf("%ds", ai.RegLifetime)},
+				{"flags", ai.Flags.String()}, {"next sequence", fmt.Sprint(ai.Sequence)},
+				{"sent", fmt.Sprint(ai.Sent)}, {"last sent", last},
+			}
+		}
 		return &console.Response{Info: info}
 	case "clear binding":
 		if len(r.Args) != 1 {
@@ -151,6 +165,20 @@ func (a *Agent) showStats() *console.Stats {
 		{Name: "tombstone capacity", Value: uint64(t.TombCap())},
 		{Name: "full (answered 130)", Value: ts.Full},
 		{Name: "tombstones evicted early", Value: ts.TombEvicted},
+	}
+	if a.adv != nil {
+		as := a.adv.r.Stats()
+		st.Advert = []console.Counter{
+			{Name: "advertisements sent", Value: as.TxAdverts}, {Name: "periodic", Value: as.TxPeriodic},
+			{Name: "on becoming active", Value: as.TxActivated}, {Name: "answering solicitations", Value: as.TxSolicited},
+			{Name: "final (lifetime 0)", Value: as.TxFinal}, {Name: "send errors", Value: as.TxErrors},
+			{Name: "solicitations received", Value: as.RxSolicitations},
+			{Name: "solicitations coalesced (rate limit)", Value: as.SolicitationsCoalesced},
+			{Name: "solicitations ignored (standby)", Value: as.SolicitationsStandby},
+			{Name: "solicitations dropped: ttl", Value: as.DropTTL}, {Name: "dropped: checksum", Value: as.DropChecksum},
+			{Name: "dropped: code", Value: as.DropCode}, {Name: "dropped: short", Value: as.DropShort},
+			{Name: "dropped: queue full", Value: as.DropQueueFull},
+		}
 	}
 	if d := a.dpl; d != nil {
 		ds := d.dp.Stats()

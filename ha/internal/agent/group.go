@@ -157,8 +157,10 @@ func (a *Agent) newGroup() (*group, error) {
 }
 
 // start launches the group reader and the elector, and sends the table
-// request (claim 10).
-func (a *Agent) startGroup(ctx context.Context) {
+// request (claim 10). The elector runs on its own context, cancelled by
+// stopElector after the final advertisement has left from the virtual
+// address (RFC 5944 §2: lifetime 0 on shutdown).
+func (a *Agent) startGroup() {
 	g := a.grp
 	if g.m != nil {
 		a.wg.Add(1)
@@ -167,6 +169,8 @@ func (a *Agent) startGroup(ctx context.Context) {
 		a.groupActions()
 	}
 	if g.elector != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stopElector = cancel
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -261,6 +265,7 @@ func (a *Agent) setRole(ch role.Change) {
 	// Program every binding before the gratuitous ARPs pull the traffic
 	// to us (takeover), or withdraw when we stop being active.
 	a.activateDataplane(active)
+	a.advertise(active)
 	a.log.Info("role change", "from", prev, "to", ch.Role, "protocol", ch.Protocol, "state", ch.State,
 		"reason", ch.Reason, "peer", ch.Peer, "bindings", a.core.table.Len())
 	if active && g.elector != nil {

@@ -71,6 +71,7 @@ type Stats struct {
 	Table    []Counter `json:"table"`
 	Runtime  []Counter `json:"runtime"`
 	Datapath []Counter `json:"datapath,omitempty"`
+	Advert   []Counter `json:"advertisements,omitempty"`
 	Notes    []string  `json:"notes,omitempty"`
 }
 
@@ -103,6 +104,9 @@ type Info struct {
 	Config    string `json:"config"`
 	AgentID   uint32 `json:"agent_id"`
 	Nodes     int    `json:"nodes"`
+	// Advert describes the agent advertisements (name, value), empty when
+	// [advertise] is off.
+	Advert [][2]string `json:"advertisement,omitempty"`
 }
 
 // Call sends one request to the agent at socket and returns its response.

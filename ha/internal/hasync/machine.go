@@ -131,6 +131,7 @@ type peer struct {
 	init        bool
 	inSync      bool
 	needDigest  bool
+	warnedAt    int64 // last "not acknowledged" warning (rate limit: one per 10 s per peer)
 	outstanding int
 	rw          ReplayWindow
 }
@@ -530,9 +531,10 @@ func (m *Machine) retransmit(now int64, out []Action) []Action {
 		if int(p.tries) >= m.cfg.MaxRetries {
 			m.C.UpdatesFailed++
 			pr := &m.peers[p.peer]
-			// One line per resync episode, not per binding: a silent peer
+			// At most one line per peer per 10 s, not one per binding: a silent peer
 			// during a registration storm would otherwise flood the console.
-			if !pr.needDigest {
+			if pr.warnedAt == 0 || now-pr.warnedAt >= int64(10*time.Second) {
+				pr.warnedAt = now
 				m.log.Warn("hasync: binding update not acknowledged, peer marked for resync", "peer", pr.addr, "id", pr.id, "home", binding.U32Addr(p.home), "failed_total", m.C.UpdatesFailed)
 			}
 			m.markResync(p.peer)

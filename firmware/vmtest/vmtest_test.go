@@ -286,6 +286,7 @@ func TestTunnelToCareOf(t *testing.T) {
 	waitReady(t, m, "ha1")
 	l.register(t, haAddr)
 	capture(t, l.mnNS, ping(l))
+	checkReverseAndDeregistration(t, l, m)
 	poweroff(t, m, "ha1")
 }
 

@@ -45,7 +45,6 @@ type kernel struct {
 	arena []byte
 	msgs  []netlink.Message
 	ops   []op
-	res   []error
 
 	links   chan LinkEvent
 	lconn   *netlink.Conn

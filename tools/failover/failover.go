@@ -262,7 +262,7 @@ func (r *Report) Table(w io.Writer) {
 		fmt.Fprintf(w, "%-10s %-8s %-14s %6s %9s %9s %9s %9s %s\n", s.Impl, s.Interval, s.Kind,
 			fmt.Sprintf("%d/%d", s.OK, s.Trials), ms(s.Median), ms(s.P90), ms(s.Max), ms(s.AddrMed), lost)
 	}
-	fmt.Fprintf(w, "answer = fault → first answer on the virtual address to a request sent after the fault (hagent: accepted renewal; keepalived: ICMP echo reply)\n")
+	fmt.Fprintf(w, "answer = fault → first answer on the virtual address to a request sent after the cut (old member dead/cut off/address released; hagent: accepted renewal, keepalived: ICMP echo reply)\n")
 	fmt.Fprintf(w, "addr-med = fault → address in the new master's kernel (median); load average %s → %s\n", r.LoadStart, r.LoadEnd)
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)

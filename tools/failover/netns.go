@@ -3,7 +3,6 @@ package failover
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -286,5 +285,3 @@ func holdsIn(ns, dev string, addr netip.Addr) (bool, error) {
 	}
 	return <-res, nil
 }
-
-var errTimeout = errors.New("timed out")

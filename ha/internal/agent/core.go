@@ -104,6 +104,7 @@ type Core struct {
 	simul        bool
 	revTun       bool
 	gre, minenc  bool
+	greKernel    bool // the datapath can carry GRE (true without a datapath)
 
 	// Group mode: every table write goes through the group machine, which
 	// multicasts it (claims 1, 23); Acts collects what it asks the owner to
@@ -129,28 +130,14 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		table:     binding.New(a.Capacity, a.TombstoneCapacity),
 		addr:      binding.AddrU32(a.Address),
 		id:        a.AgentID,
-		maxLt:     a.MaxLifetime,
-		tombLife:  int64(a.TombstoneLifetime),
-		tolerance: int64(a.ReplayTolerance / time.Second),
-		simul:     a.SimultaneousBindings,
 		serving:   true,
-		revTun:    a.ReverseTunnel,
+		greKernel: true,
 	}
 	if a.VirtualAddress.IsValid() {
 		c.vaddr = binding.AddrU32(a.VirtualAddress)
 	}
 	c.netLo, c.netHi = prefixBounds(a.HomeNetwork)
-	if c.tolerance < 1 {
-		c.tolerance = 1
-	}
-	for _, e := range a.Encapsulations {
-		switch e {
-		case "gre":
-			c.gre = true
-		case "minimal":
-			c.minenc = true
-		}
-	}
+	c.setPolicy(a)
 	if err := c.setNodes(cfg); err != nil {
 		return nil, err
 	}
@@ -642,8 +629,14 @@ func (c *Core) Reload(cfg *config.Config) error {
 		}
 		return true
 	})
-	a := &cfg.Agent
 	c.cfg = cfg
+	c.setPolicy(&cfg.Agent)
+	return nil
+}
+
+// setPolicy applies the agent-wide settings a reload may change: lifetimes,
+// replay tolerance and the services offered to mobile nodes.
+func (c *Core) setPolicy(a *config.Agent) {
 	c.maxLt = a.MaxLifetime
 	c.tombLife = int64(a.TombstoneLifetime)
 	c.tolerance = max(int64(a.ReplayTolerance/time.Second), 1)
@@ -653,12 +646,18 @@ func (c *Core) Reload(cfg *config.Config) error {
 	for _, e := range a.Encapsulations {
 		switch e {
 		case "gre":
-			c.gre = true
+			c.gre = c.greKernel // offered only when the kernel can carry it
 		case "minimal":
 			c.minenc = true
 		}
 	}
-	return nil
+}
+
+// SetKernelGRE records whether the datapath can carry GRE; without it a
+// request with the G bit gets 139, also after a reload.
+func (c *Core) SetKernelGRE(ok bool) {
+	c.greKernel = ok
+	c.setPolicy(&c.cfg.Agent)
 }
 
 // restartOnly names the first setting that differs between old and new

@@ -62,7 +62,7 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 		return nil, fmt.Errorf("agent: datapath setup: %w (or set [datapath] enabled = false to run without kernel tunnels)", err)
 	}
 	// Offer GRE only when the kernel has it (else the node gets 139).
-	a.core.gre = a.core.gre && dp.Supports(datapath.GRE)
+	a.core.SetKernelGRE(dp.Supports(datapath.GRE))
 	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface}, nil
 }
 

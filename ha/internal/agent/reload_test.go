@@ -60,3 +60,32 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 		t.Fatalf("after a refused reload the old key fails: %d", r.rep.Code)
 	}
 }
+
+func TestGREOfferedOnlyWhenTheKernelHasIt(t *testing.T) {
+	cfg := testConfig(4)
+	cfg.Agent.Encapsulations = []string{"ipip", "gre"}
+	c, err := NewCore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetKernelGRE(false)
+	g := req1(ts(0))
+	g.Flags = mip.FlagG
+	if r := handle(t, c, 0, mnSrc, haVIP, g.bytes(t)); r.rep.Code != mip.CodeEncapUnavailable {
+		t.Fatalf("G without kernel GRE: code %d, want 139", r.rep.Code)
+	}
+	cfg2 := testConfig(4)
+	cfg2.Agent.Encapsulations = []string{"ipip", "gre"}
+	if err := c.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	g.ID = ts(time.Second)
+	if r := handle(t, c, 0, mnSrc, haVIP, g.bytes(t)); r.rep.Code != mip.CodeEncapUnavailable {
+		t.Fatalf("G without kernel GRE after a reload: code %d, want 139", r.rep.Code)
+	}
+	c.SetKernelGRE(true)
+	g.ID = ts(2 * time.Second)
+	if r := handle(t, c, 0, mnSrc, haVIP, g.bytes(t)); r.rep.Code != mip.CodeAccepted {
+		t.Fatalf("G with kernel GRE: code %d, want 0", r.rep.Code)
+	}
+}

@@ -447,6 +447,11 @@ func (t *Table) expireWheel(w *wheel, now int64, fn func(*Entry)) int {
 func (t *Table) NextDeadline() (int64, bool) {
 	a, _, okA := t.lw.min(t.slab)
 	b, _, okB := t.tw.min(t.slab)
+	return earliest(a, okA, b, okB)
+}
+
+// earliest combines the two wheels' answers.
+func earliest(a int64, okA bool, b int64, okB bool) (int64, bool) {
 	switch {
 	case okA && okB:
 		return min(a, b), true
@@ -470,15 +475,7 @@ func (t *Table) NextDeadline() (int64, bool) {
 func (t *Table) DeadlineBound() (int64, bool) {
 	a, okA := t.lw.lowerBound(t.slab)
 	b, okB := t.tw.lowerBound(t.slab)
-	switch {
-	case okA && okB:
-		return min(a, b), true
-	case okA:
-		return a, true
-	case okB:
-		return b, true
-	}
-	return 0, false
+	return earliest(a, okA, b, okB)
 }
 
 // NextWake is NextDeadline rounded up to the end of its ~1.07 s wheel slot:

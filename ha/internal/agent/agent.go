@@ -64,6 +64,7 @@ type Agent struct {
 	grp         *group
 	dpl         *dataplane  // nil: [datapath] disabled
 	adv         *advertiser // nil: [advertise] disabled
+	hold        *holdQueue  // nil: replies are not held for a peer's ack
 	stopElector context.CancelFunc
 	linkDown    map[string]bool // tracked interfaces seen down
 	reload      chan reloadReq
@@ -166,6 +167,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	err = a.loop(ctx)
+	if a.hold != nil {
+		a.hold.expire(int64(^uint64(0)>>1), a.sendHeld) // nobody waits forever
+	}
 	close(a.done)
 	// Order matters: the final advertisement (lifetime 0) leaves from the
 	// virtual address, so advertisements stop before the election resigns.
@@ -236,6 +240,9 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.reconcileDataplane()
 		case <-timer.C:
 			now := a.now()
+			if a.hold != nil {
+				a.hold.expire(now, a.sendHeld)
+			}
 			if a.grp.m != nil {
 				// The group machine owns expiry: an expired binding becomes
 				// a tombstone the group agrees on.
@@ -262,6 +269,11 @@ func (a *Agent) armTimer(t *time.Timer) {
 	dl, ok := a.groupDeadline()
 	if !ok {
 		dl, ok = a.core.table.DeadlineBound() // O(1) under renewal storms
+	}
+	if a.hold != nil {
+		if h, hok := a.hold.next(); hok && (!ok || h < dl) {
+			dl, ok = h, true
+		}
 	}
 	d := time.Hour
 	if ok {
@@ -294,6 +306,10 @@ func (a *Agent) handleBatch(b *batch) {
 		}
 		if reply == nil {
 			continue
+		}
+		if a.hold != nil && ch.Kind != NoChange && a.grp.m.UpPeers() > 0 &&
+			a.hold.hold(now, ch.Entry.Home, ch.Entry.ID, reply, p.Src, from, p.Ifindex, a.sendHeld) {
+			continue // answered when a peer acknowledges (or the wait ends)
 		}
 		o.Buf = reply
 		o.N = len(reply)

@@ -227,6 +227,14 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 	if g.m == nil {
 		return r
 	}
+	if q := a.hold; q != nil {
+		r.Counter = append(r.Counter,
+			console.Counter{Name: "replies held for a peer ack", Value: q.Held},
+			console.Counter{Name: "held replies released by an ack", Value: q.Acked},
+			console.Counter{Name: "held replies sent without an ack (wait over)", Value: q.Timeouts},
+			console.Counter{Name: "replies not held (queue full)", Value: q.Overflow},
+			console.Counter{Name: "held replies superseded by a newer request", Value: q.Superseded})
+	}
 	gs := g.conn.Stats()
 	r.Counter = append(r.Counter,
 		console.Counter{Name: "group datagrams from another interface", Value: gs.WrongInterface},

@@ -106,6 +106,13 @@ func (a *Agent) newGroup() (*group, error) {
 		}
 		a.core.SetGroup(m)
 		g.mode = "group"
+		if gc.AckBeforeReply {
+			ackWait := gc.AckTimeout
+			if ackWait <= 0 {
+				ackWait = 250 * time.Millisecond // hasync's default
+			}
+			a.hold = newHoldQueue(2 * int64(ackWait))
+		}
 	}
 	prefix := cfg.Agent.HomeNetwork.Bits()
 	log := a.log.With("sub", "election")
@@ -240,6 +247,10 @@ func (a *Agent) groupActions() {
 			a.changed(Change{Kind: Registered, Entry: act.Entry, Moved: true})
 		case hasync.ActUnbind:
 			a.changed(Change{Kind: Deregistered, Entry: act.Entry})
+		case hasync.ActAcked:
+			if a.hold != nil {
+				a.hold.acked(act.Entry.Home, act.Entry.ID, a.sendHeld)
+			}
 		case hasync.ActInitialized:
 			a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
 			if g.elector != nil {
@@ -266,6 +277,9 @@ func (a *Agent) setRole(ch role.Change) {
 	// to us (takeover), or withdraw when we stop being active.
 	a.activateDataplane(active)
 	a.advertise(active)
+	if !active && a.hold != nil {
+		a.hold.expire(int64(^uint64(0)>>1), a.sendHeld) // what we accepted is answered
+	}
 	a.log.Info("role change", "from", prev, "to", ch.Role, "protocol", ch.Protocol, "state", ch.State,
 		"reason", ch.Reason, "peer", ch.Peer, "bindings", a.core.table.Len())
 	if active && g.elector != nil {

@@ -142,6 +142,7 @@ type Group struct {
 	AckTimeout          time.Duration // wait for an ack before the first retransmission, default 250ms
 	MaxRetries          int           // then the peer is marked down, default 5
 	AntiEntropyInterval time.Duration // periodic table digest exchange, default 30s
+	AckBeforeReply      bool          // hold a registration reply until a peer acknowledged the update, default true
 }
 
 // VRRP is [vrrp]: VRRPv3 (RFC 5798) for the virtual address.

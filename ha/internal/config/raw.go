@@ -44,7 +44,7 @@ type rawFA struct {
 
 type rawGroup struct {
 	Line                            int
-	Enabled                         field[bool]
+	Enabled, AckBeforeReply         field[bool]
 	Address                         field[string]
 	Port, KeyID, MaxRetries         field[int64]
 	Peers                           field[[]string]
@@ -163,6 +163,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		AckTimeout:          t.duration("ack_timeout"),
 		MaxRetries:          t.integer("max_retries"),
 		AntiEntropyInterval: t.duration("anti_entropy_interval"),
+		AckBeforeReply:      t.boolean("ack_before_reply"),
 	}
 	t.done()
 

@@ -324,6 +324,7 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 	g.AckTimeout = d.durIn(rg.AckTimeout, DefaultGroupAckTimeout, 10*time.Millisecond, 10*time.Second)
 	g.MaxRetries = int(d.intIn(rg.MaxRetries, DefaultGroupMaxRetries, 1, 100))
 	g.AntiEntropyInterval = d.durIn(rg.AntiEntropyInterval, DefaultGroupAntiEntropy, time.Second, time.Hour)
+	g.AckBeforeReply = d.boolOr(rg.AckBeforeReply, true)
 }
 
 func (d *decoder) buildVRRP(r *rawConfig, c *Config) {

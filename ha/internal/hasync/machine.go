@@ -84,6 +84,10 @@ const (
 	// ActInitialized: the table is initialized from the group (or this
 	// member is alone): VRRP/HSRP may now take mastership.
 	ActInitialized
+	// ActAcked: a peer acknowledged this member's update for Entry.Home at
+	// version (Entry.ID, Entry.Origin): the write now survives this
+	// member's death. The agent may hold a registration reply until then.
+	ActAcked
 )
 
 // Action is one thing the caller does after a Machine call. Pkt aliases a
@@ -647,7 +651,7 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		m.C.UpdateAcksSent++
 	case TypeUpdateAck:
 		m.C.UpdateAcksReceived++
-		m.onUpdateAck(pi)
+		out = m.onUpdateAck(pi, out)
 	case TypeTableRequest:
 		out = m.onRequest(now, pi, out)
 	case TypeHAList:
@@ -746,21 +750,36 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 	return AckAccepted, append(out, Action{Kind: ActBinding, Entry: *p})
 }
 
-func (m *Machine) onUpdateAck(pi int) {
+func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 	a := &m.rec // Flags holds the code
 	s, ok := m.pidx[pkey(int32(pi), a.Home)]
 	if !ok {
-		return
+		return out
 	}
 	p := &m.pend[s]
 	if newer(p.id, p.origin, false, a.ID, a.Origin, false) {
-		return // acknowledges an older version than the one outstanding
+		return out // acknowledges an older version than the one outstanding
 	}
 	if a.Flags == AckTableFull {
 		m.C.UpdatesFailed++
 		m.markResync(int32(pi))
+	} else {
+		out = append(out, Action{Kind: ActAcked, Entry: binding.Entry{Home: a.Home, ID: p.id, Origin: p.origin}})
 	}
 	m.release(s)
+	return out
+}
+
+// UpPeers is how many members of the Home Agent list are up: the number of
+// acknowledgements an update can expect.
+func (m *Machine) UpPeers() int {
+	n := 0
+	for i := range m.peers {
+		if m.peers[i].up {
+			n++
+		}
+	}
+	return n
 }
 
 // ---------- table download: requester side (claims 9-13, 26-32)

@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/hagent/hagent/ha/internal/udpio"
+)
+
+func TestHoldQueue(t *testing.T) {
+	q := newHoldQueue(100)
+	var sent []string
+	send := func(p *udpio.Packet) { sent = append(sent, string(p.Buf[:p.N])) }
+	to := netip.MustParseAddrPort("198.51.100.7:434")
+	from := netip.MustParseAddr("192.0.2.1")
+	for i, r := range []string{"a", "b", "c"} {
+		if !q.hold(int64(i), uint32(i+1), 10, []byte(r), to, from, 0, send) {
+			t.Fatal("hold refused with free slots")
+		}
+	}
+	q.acked(2, 9, send) // an older version is not this reply's ack
+	if len(sent) != 0 {
+		t.Fatalf("sent %v before any matching ack", sent)
+	}
+	q.acked(2, 10, send)
+	if len(sent) != 1 || sent[0] != "b" {
+		t.Fatalf("ack for home 2: sent %v", sent)
+	}
+	if d, ok := q.next(); !ok || d != 100 {
+		t.Fatalf("next deadline %d %v, want 100 (home 1's)", d, ok)
+	}
+	// A newer request for home 3 sends the older reply at once.
+	q.hold(50, 3, 11, []byte("c2"), to, from, 0, send)
+	if sent[len(sent)-1] != "c" || q.Superseded != 1 {
+		t.Fatalf("superseded: sent %v", sent)
+	}
+	q.expire(100, send) // home 1's wait is over; c2 waits until 150
+	if sent[len(sent)-1] != "a" || q.Timeouts != 1 {
+		t.Fatalf("expire(100): sent %v timeouts %d", sent, q.Timeouts)
+	}
+	q.expire(149, send)
+	if len(sent) != 3 {
+		t.Fatalf("expire(149) sent early: %v", sent)
+	}
+	q.expire(150, send)
+	if len(sent) != 4 || sent[3] != "c2" {
+		t.Fatalf("expire(150): %v", sent)
+	}
+	if _, ok := q.next(); ok {
+		t.Fatal("queue not empty")
+	}
+	// Full: hold refuses (the caller sends at once), counted.
+	q2 := newHoldQueue(100)
+	for i := 0; i < holdSlots; i++ {
+		if !q2.hold(0, uint32(i+1), 1, []byte("x"), to, from, 0, send) {
+			t.Fatalf("slot %d refused", i)
+		}
+	}
+	if q2.hold(0, 1<<30, 1, []byte("x"), to, from, 0, send) || q2.Overflow != 1 {
+		t.Fatal("a full queue accepted a reply")
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		q2.acked(5, 1, send)
+		q2.hold(1, 5, 1, []byte("y"), to, from, 0, send)
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per hold/ack", allocs)
+	}
+}

@@ -198,10 +198,12 @@ type Machine struct {
 	keys *Keyring
 	tab  *binding.Table
 	log  *slog.Logger
-	seq  uint32
-	init bool
-	reqN uint32
-	rng  uint64
+
+	selfWarned int64 // last "own id" warning (rate limit)
+	seq        uint32
+	init       bool
+	reqN       uint32
+	rng        uint64
 
 	peers []peer
 
@@ -588,6 +590,14 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		return out
 	}
 	if h.Sender == m.id || h.Sender == 0 {
+		// Authenticated, yet naming us (or nobody): another member was
+		// given our agent_id, or a message of ours was replayed to us.
+		// Either way an operator must hear of it, at a bounded rate.
+		m.C.PeersRejected++
+		if m.selfWarned == 0 || now-m.selfWarned >= int64(10*time.Second) {
+			m.selfWarned = now
+			m.log.Warn("hasync: a group message names this agent's own id: is agent_id configured twice in the group?", "src", src, "id", h.Sender)
+		}
 		return out
 	}
 	body := Body(pkt)

@@ -109,14 +109,9 @@ func (r *Runner) Announce(addrs []netip.Addr) error {
 	if !r.active || r.arp == nil {
 		return errors.New("hsrp: announce: not active; only the active agent answers for away nodes")
 	}
-	n := max(r.cfg.Machine.GARPCount, 1)
-	for _, a := range addrs {
-		if err := r.arp.Gratuitous(a, n); err != nil {
-			return err
-		}
-	}
-	r.c.garps.Add(uint64(n * len(addrs)))
-	return nil
+	sent, err := r.arp.Announce(addrs, r.cfg.Machine.GARPCount)
+	r.c.garps.Add(uint64(sent))
+	return err
 }
 
 // Stats returns a snapshot of the counters.

@@ -176,4 +176,17 @@ func (a *ARP) Gratuitous(ip netip.Addr, count int) error {
 	return nil
 }
 
+// Announce sends count (at least 1) gratuitous ARPs for each of addrs and
+// returns how many frames left, for the runners' Announce (away mobile
+// nodes after a takeover).
+func (a *ARP) Announce(addrs []netip.Addr, count int) (int, error) {
+	n := max(count, 1)
+	for i, ip := range addrs {
+		if err := a.Gratuitous(ip, n); err != nil {
+			return i * n, err
+		}
+	}
+	return n * len(addrs), nil
+}
+
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -227,6 +227,7 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 	if g.m == nil {
 		return r
 	}
+	r.Counter = append(r.Counter, console.Counter{Name: "group send key id", Value: uint64(g.m.SendKey())})
 	if q := a.hold; q != nil {
 		r.Counter = append(r.Counter,
 			console.Counter{Name: "replies held for a peer ack", Value: q.Held},

@@ -609,6 +609,12 @@ func (c *Core) Reload(cfg *config.Config) error {
 	for i := range c.nodes {
 		oldNames[i] = c.nodes[i].cfg.Name
 	}
+	if c.group != nil && !reflect.DeepEqual(groupKeys(&c.cfg.Group), groupKeys(&cfg.Group)) {
+		// Checked first so that a bad key set refuses the whole reload.
+		if err := c.group.SetKeys(groupKeys(&cfg.Group), cfg.Group.KeyID); err != nil {
+			return fmt.Errorf("agent: reload refused: %w; nothing was applied", err)
+		}
+	}
 	if err := c.setNodes(cfg); err != nil {
 		return err
 	}
@@ -683,8 +689,8 @@ func restartOnly(old, new *config.Config) string {
 		return "agent.console_socket"
 	case o.AgentID != n.AgentID:
 		return "agent.agent_id"
-	case !reflect.DeepEqual(old.Group, new.Group):
-		return "[group]"
+	case !reflect.DeepEqual(withoutKeys(old.Group), withoutKeys(new.Group)):
+		return "[group] (other than its keys)"
 	case !reflect.DeepEqual(old.VRRP, new.VRRP):
 		return "[vrrp]"
 	case !reflect.DeepEqual(old.HSRP, new.HSRP):
@@ -695,4 +701,10 @@ func restartOnly(old, new *config.Config) string {
 		return "[advertise]"
 	}
 	return ""
+}
+
+// withoutKeys is g minus what a reload may change in it (the group keys).
+func withoutKeys(g config.Group) config.Group {
+	g.Key, g.KeyID, g.AcceptKeys = nil, 0, nil
+	return g
 }

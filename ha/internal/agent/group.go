@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/groupio"
 	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/internal/hsrp"
@@ -77,7 +78,7 @@ func (a *Agent) newGroup() (*group, error) {
 			ID:           cfg.Agent.AgentID,
 			Addr:         cfg.Agent.Address,
 			Session:      binary.BigEndian.Uint32(sess[:]),
-			Keys:         []hasync.Key{{ID: gc.KeyID, Secret: gc.Key}},
+			Keys:         groupKeys(gc),
 			SendKey:      gc.KeyID,
 			Peers:        gc.Peers,
 			AckTimeout:   gc.AckTimeout,
@@ -321,4 +322,14 @@ func (a *Agent) closeGroup() {
 	if a.grp != nil && a.grp.conn != nil {
 		_ = a.grp.conn.Close()
 	}
+}
+
+// groupKeys lists the keys a member accepts: the one it sends with and the
+// ones [[group.accept_keys]] adds while keys rotate.
+func groupKeys(g *config.Group) []hasync.Key {
+	keys := []hasync.Key{{ID: g.KeyID, Secret: g.Key}}
+	for _, k := range g.AcceptKeys {
+		keys = append(keys, hasync.Key{ID: k.ID, Secret: k.Key})
+	}
+	return keys
 }

@@ -143,6 +143,7 @@ type Group struct {
 	MaxRetries          int           // then the peer is marked down, default 5
 	AntiEntropyInterval time.Duration // periodic table digest exchange, default 30s
 	AckBeforeReply      bool          // hold a registration reply until a peer acknowledged the update, default true
+	AcceptKeys          []GroupKey    // [[group.accept_keys]]: also accepted, never sent (key rotation)
 }
 
 // VRRP is [vrrp]: VRRPv3 (RFC 5798) for the virtual address.
@@ -158,6 +159,13 @@ type VRRP struct {
 	GARPInterval    time.Duration // default 1s
 	TrackInterfaces []Track
 	NotifyCommand   string // optional, absolute path; run with the new state as argument
+}
+
+// GroupKey is one [[group.accept_keys]] entry: a key the group may still
+// (or already) send with while keys rotate.
+type GroupKey struct {
+	ID  uint8
+	Key []byte
 }
 
 // Track is one vrrp.track_interfaces entry.

@@ -50,6 +50,14 @@ type rawGroup struct {
 	Peers                           field[[]string]
 	Key                             field[string]
 	AckTimeout, AntiEntropyInterval field[string]
+	AcceptKeys                      []rawGroupKey
+}
+
+type rawGroupKey struct {
+	Line int
+	Path string
+	ID   field[int64]
+	Key  field[string]
 }
 
 type rawVRRP struct {
@@ -164,6 +172,12 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		MaxRetries:          t.integer("max_retries"),
 		AntiEntropyInterval: t.duration("anti_entropy_interval"),
 		AckBeforeReply:      t.boolean("ack_before_reply"),
+	}
+	for _, tt := range t.tables("accept_keys") {
+		r.Group.AcceptKeys = append(r.Group.AcceptKeys, rawGroupKey{
+			Line: tt.line, Path: tt.path, ID: tt.integer("id"), Key: tt.str("key"),
+		})
+		tt.done()
 	}
 	t.done()
 

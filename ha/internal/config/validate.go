@@ -325,6 +325,18 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 	g.MaxRetries = int(d.intIn(rg.MaxRetries, DefaultGroupMaxRetries, 1, 100))
 	g.AntiEntropyInterval = d.durIn(rg.AntiEntropyInterval, DefaultGroupAntiEntropy, time.Second, time.Hour)
 	g.AckBeforeReply = d.boolOr(rg.AckBeforeReply, true)
+	for _, rk := range rg.AcceptKeys {
+		k := GroupKey{ID: uint8(d.intIn(rk.ID, 0, 0, 255)), Key: d.secret(rk.Key, true)}
+		if !rk.ID.Set {
+			d.errorf(rk.Line, rk.Path+".id", "is required: the key id the other members send with")
+			continue
+		}
+		if k.ID == g.KeyID || slices.ContainsFunc(g.AcceptKeys, func(o GroupKey) bool { return o.ID == k.ID }) {
+			d.errorf(rk.ID.Line, rk.ID.Key, "key id %d is used twice (group.key_id and accept_keys must differ)", k.ID)
+			continue
+		}
+		g.AcceptKeys = append(g.AcceptKeys, k)
+	}
 }
 
 func (d *decoder) buildVRRP(r *rawConfig, c *Config) {

@@ -159,3 +159,18 @@ func (w *ReplayWindow) Accept(session, seq uint32) bool {
 	w.Bits |= 1 << (w.Top - seq)
 	return false
 }
+
+// SetKeys replaces the group keys while the machine runs (key rotation by
+// SIGHUP): messages are sealed with send from now on and opened with any of
+// keys. Per-peer replay windows are kept. On error nothing changes.
+func (m *Machine) SetKeys(keys []Key, send uint8) error {
+	kr, err := NewKeyring(keys, send)
+	if err != nil {
+		return err
+	}
+	m.keys = kr
+	return nil
+}
+
+// SendKey is the id of the key messages are sealed with now.
+func (m *Machine) SendKey() uint8 { return m.keys.ids[m.keys.send] }

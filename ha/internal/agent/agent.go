@@ -174,6 +174,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Order matters: the final advertisement (lifetime 0) leaves from the
 	// virtual address, so advertisements stop before the election resigns.
 	a.stopAdvert()
+	if a.grp.m != nil {
+		// Peers stop waiting for our acknowledgements now, not after the
+		// dead interval (their held replies would otherwise wait too).
+		a.core.Acts = a.grp.m.Leave(a.now(), a.core.Acts[:0])
+		a.groupActions()
+	}
 	if a.stopElector != nil {
 		a.stopElector()
 	}

@@ -623,6 +623,10 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		}
 	case TypeDigest:
 		err = m.rxDigest.UnmarshalBinary(body)
+	case TypeLeave:
+		if len(body) != 0 {
+			err = ErrLength
+		}
 	default:
 		err = ErrType
 	}
@@ -650,6 +654,8 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 	}
 	m.heard(now, pi, restarted)
 	switch h.Type {
+	case TypeLeave:
+		m.left(pi)
 	case TypeBindingUpdate:
 		m.C.UpdatesReceived++
 		code := AckAccepted
@@ -699,6 +705,32 @@ func (m *Machine) peerFor(id uint32, src netip.Addr, move bool) int {
 	}
 	m.peers = append(m.peers, peer{id: id, addr: src})
 	return len(m.peers) - 1
+}
+
+// Leave tells the group this member is stopping cleanly (SIGTERM), so that
+// peers stop expecting its acknowledgements now rather than after the dead
+// interval. Send it before closing the socket.
+func (m *Machine) Leave(now int64, out []Action) []Action {
+	m.arena = m.arena[:0]
+	if len(m.peers) == 0 {
+		return out
+	}
+	start := m.begin(TypeLeave)
+	out, _ = m.finish(out, start, netip.Addr{})
+	return out
+}
+
+// left marks peer pi down on its Leave: nothing outstanding to it is
+// retransmitted, and UpPeers no longer counts it.
+func (m *Machine) left(pi int) {
+	p := &m.peers[pi]
+	m.log.Info("hasync: peer left the group", "peer", p.addr, "id", p.id)
+	p.up, p.inSync = false, false
+	for s := range m.pend {
+		if m.pend[s].used && int(m.pend[s].peer) == pi {
+			m.release(int32(s))
+		}
+	}
 }
 
 func (m *Machine) heard(now int64, pi int, restarted bool) {

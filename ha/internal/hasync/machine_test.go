@@ -561,3 +561,28 @@ func BenchmarkDownload100k(b *testing.B) {
 		}
 	}
 }
+
+// A member that stops cleanly says so: its peers stop waiting for its acks
+// at once instead of after the dead interval.
+func TestLeave(t *testing.T) {
+	s := group(t, 3, nil)
+	if got := s.nodes[0].m.UpPeers(); got != 2 {
+		t.Fatalf("UpPeers %d, want 2", got)
+	}
+	s.out = s.nodes[2].m.Leave(s.now, s.out[:0])
+	s.dispatch(2)
+	s.run(s.now + int64(10*time.Millisecond))
+	s.stop(2)
+	if got := s.nodes[0].m.UpPeers(); got != 1 {
+		t.Fatalf("after member 2 left: UpPeers %d, want 1", got)
+	}
+	// An update now waits for member 1 only, and nothing is retransmitted
+	// to the member that left.
+	if err := s.register(0, 0x0a000001, 5, 0xc6336401); err != nil {
+		t.Fatal(err)
+	}
+	s.run(s.now + 5*sec)
+	if c := s.nodes[0].m.Counters(); c.UpdatesTotal != 1 || c.UpdatesFailed != 0 {
+		t.Errorf("counters after a clean leave: %+v", c)
+	}
+}

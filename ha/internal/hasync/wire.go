@@ -34,6 +34,7 @@ const (
 	TypeTableReply    uint8 = 5 // fig. 13
 	TypeReplyAck      uint8 = 6 // fig. 14
 	TypeDigest        uint8 = 7 // anti-entropy (beyond the patent)
+	TypeLeave         uint8 = 8 // a member stopping cleanly: header only (beyond the patent)
 )
 
 // Sizes (spec §3, §4).

@@ -99,6 +99,20 @@ key = "text:the-rotated-group-secret-4567"
 			}
 		}
 	}
+	// A clean stop tells the group (Leave): member 1 marks member 2 down at
+	// once, not after the 35 s dead interval.
+	if err := agents[1].Proc.Stop(5 * time.Second); err != nil {
+		t.Fatalf("member 2 did not stop cleanly: %v", err)
+	}
+	eventually(t, 3*time.Second, "member 1 sees member 2 leave", func() (bool, string) {
+		r := redundancy(t, agents[0])
+		for _, p := range r.Peers {
+			if p.Address == "192.0.2.12" {
+				return strings.HasPrefix(p.State, "down"), p.State
+			}
+		}
+		return false, "member 2 not listed"
+	})
 }
 
 func lastLine(s string) string {

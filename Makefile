@@ -65,7 +65,13 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) mod tidy -diff
 
+# The performance report (docs/bench-report.md and docs/img/*.png), as root:
+# every figure with how it was measured; see tools/benchreport.
 bench:
+	$(GO) run ./tools/benchreport -o docs/bench-report.md
+
+# Every Go benchmark, raw.
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./ha/... 
 
 # The chaos test for as long as you like: three agents, mobile nodes, kills,

@@ -204,6 +204,15 @@ func (a *Agent) loop(ctx context.Context) error {
 	var roles <-chan role.Change
 	var links <-chan datapath.LinkEvent
 	var reconcile <-chan time.Time
+	if a.dpl == nil && a.cfg.VRRP.Enabled && len(a.cfg.VRRP.TrackInterfaces) > 0 {
+		// Tracking needs link events even without kernel tunnels.
+		w, err := datapath.WatchLinks(a.log.With("sub", "links"))
+		if err != nil {
+			return fmt.Errorf("agent: vrrp.track_interfaces: %w", err)
+		}
+		defer w.Close()
+		links = w.Links()
+	}
 	if a.dpl != nil {
 		links = a.dpl.dp.Links()
 		if a.dpl.every > 0 {

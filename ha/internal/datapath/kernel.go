@@ -49,6 +49,7 @@ type kernel struct {
 	links   chan LinkEvent
 	lconn   *netlink.Conn
 	ldone   chan struct{}
+	lclosed atomic.Bool // Close is closing lconn: its read error is expected
 	stats   Stats
 	linkEv  atomic.Uint64
 	linkDrp atomic.Uint64
@@ -134,9 +135,40 @@ func (k *kernel) Stats() Stats {
 func (k *kernel) Close() error {
 	err := k.c.Close()
 	if k.lconn != nil {
+		k.lclosed.Store(true)
 		k.lconn.Close()
 		<-k.ldone
 	}
+	return err
+}
+
+// LinkWatcher delivers link notifications without programming anything:
+// VRRP interface tracking needs them also when [datapath] is disabled.
+type LinkWatcher struct{ k *kernel }
+
+// WatchLinks subscribes to RTM_NEWLINK/RTM_DELLINK of the caller's network
+// namespace.
+func WatchLinks(log *slog.Logger) (*LinkWatcher, error) {
+	lc, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Groups: unix.RTMGRP_LINK})
+	if err != nil {
+		return nil, fmt.Errorf("datapath: rtnetlink link notifications: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	k := &kernel{log: log, links: make(chan LinkEvent, 64), lconn: lc, ldone: make(chan struct{})}
+	go k.watchLinks()
+	return &LinkWatcher{k: k}, nil
+}
+
+// Links is closed by Close; a zero LinkEvent means notifications were lost.
+func (w *LinkWatcher) Links() <-chan LinkEvent { return w.k.links }
+
+// Close ends the subscription.
+func (w *LinkWatcher) Close() error {
+	w.k.lclosed.Store(true)
+	err := w.k.lconn.Close()
+	<-w.k.ldone
 	return err
 }
 
@@ -819,7 +851,7 @@ func (k *kernel) watchLinks() {
 	for {
 		msgs, err := k.lconn.Receive()
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			if k.lclosed.Load() || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			if errors.Is(err, unix.ENOBUFS) {

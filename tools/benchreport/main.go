@@ -231,7 +231,7 @@ func (r *report) inProcess() error {
 	r.p("| figure | value | goal |\n| --- | --- | --- |\n")
 	r.p("| time per registration | median %.0f ns/op (runs: %s) | ≤ 2,000 ns |\n", med, joinF(ns, "%.0f"))
 	r.p("| registrations per second per core | %s | ≥ 500,000 |\n", thousands(1e9/med))
-	r.p("| allocations per registration | %s B/op, %s allocs/op | 0 |\n", joinF(bytesOp, "%.0f"), joinF(allocs, "%.0f"))
+	r.p("| allocations per registration | %s B/op, %s allocs/op (largest of the runs) | 0 |\n", thousands(slices.Max(append(bytesOp, 0))), thousands(slices.Max(append(allocs, 0))))
 	return nil
 }
 
@@ -344,7 +344,8 @@ func (r *report) overUDP() error {
 		return err
 	}
 	defer a.stop()
-	r.p("hagent and `mnsim load` as separate processes on loopback (no datapath), %d nodes in one pool,\n", n)
+	r.p("hagent and `mnsim load` (2 sockets, window 256 each: its defaults) as separate processes on loopback\n")
+	r.p("(no datapath), %s nodes in one pool,\n", thousands(n))
 	r.p("each rate for 3 s, one after the other. Latency is request → authenticated reply, measured by mnsim.\n")
 	r.p("Agent config (port and socket chosen per run):\n\n```toml\n%s```\n\n", conf)
 	rates := []float64{20000, 50000, 100000, 0}
@@ -368,7 +369,7 @@ func (r *report) overUDP() error {
 		names = append(names, name)
 	}
 	if rss, err := vmRSS(a.cmd.Process.Pid); err == nil {
-		r.p("\nAgent RSS after these runs: %s (%d bindings).\n", mb(rss), n)
+		r.p("\nAgent RSS after these runs: %s (%s bindings).\n", mb(rss), thousands(n))
 	}
 	if len(series) == 0 {
 		return errors.New("no load run succeeded")
@@ -424,32 +425,42 @@ func (r *report) liveBindings(a *agent) (int, error) {
 
 func (r *report) rss() error {
 	r.p("For each N: a fresh hagent with `capacity = N` and pool `127.64.0.0/10` (home network 127.0.0.0/8,\n")
-	r.p("otherwise the config above); `mnsim load -n N -rate 0` registers every node at least once (the run\n")
-	r.p("lasts until replies ≥ N); `hactl show bindings` confirms the live count; then VmRSS from\n")
-	r.p("/proc/PID/status. Goal at 100,000 bindings: under 32 MB.\n\n")
+	r.p("otherwise the config above); `mnsim load -n N -rate 0 -duration (N/50,000 s + 2 s)` sends to the\n")
+	r.p("nodes in turn, again until replies ≥ N (at most 3 runs); `hactl -json -limit 1 show bindings`\n")
+	r.p("gives the live count; then VmRSS of hagent from /proc/PID/status. Goal at 100,000 bindings: under 32 MB.\n\n")
 	r.p("| bindings | live (hactl) | replies | hagent VmRSS | goal |\n| --- | --- | --- | --- | --- |\n")
+	var at100k int64
 	for _, n := range []int{10000, 100000, 1000000} {
 		goal := ""
 		if n == 100000 {
 			goal = "< 32 MB"
 		}
-		if err := r.rssOne(n, goal); err != nil {
+		rss, err := r.rssOne(n, goal)
+		if n == 100000 && err == nil {
+			at100k = rss
+		}
+		if err != nil {
 			r.p("| %s | not measured: %s | | | |\n", thousands(float64(n)), oneLine(err.Error()))
 		}
 	}
 	r.p("\nSide by side, keepalived 2.2.7 (VRRP only, one instance, 1 s adverts, in a network namespace\n")
 	r.p("made by tools/lab, `keepalived -n -l -D -P -f CONF -p PID -r VRRP_PID`), VmRSS 2 s after its VRRP\n")
 	r.p("child wrote its pid file:\n\n")
-	if err := r.keepalivedRSS(); err != nil {
+	k, err := r.keepalivedRSS()
+	if err != nil {
 		r.p("keepalived: not measured: %s\n", oneLine(err.Error()))
+	}
+	if k > 0 && at100k > 0 {
+		r.p("\nhagent with 100,000 bindings (registration, binding table, VRRP-capable, one process): %s;\n", mb(at100k))
+		r.p("keepalived alone, VRRP only, no bindings: %s.\n", mb(k))
 	}
 	return nil
 }
 
-func (r *report) rssOne(n int, goal string) error {
+func (r *report) rssOne(n int, goal string) (int64, error) {
 	a, _, err := r.startAgent(n, "127.64.0.0/10")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer a.stop()
 	var replies uint64
@@ -459,50 +470,50 @@ func (r *report) rssOne(n int, goal string) error {
 	for try := 0; try < 3 && replies < uint64(n); try++ {
 		rep, _, err := r.mnsimLoad(a, "127.64.0.1", n, 0, d)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		replies += rep.Replies
 	}
 	live, err := r.liveBindings(a)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rss, err := vmRSS(a.cmd.Process.Pid)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	r.p("| %s | %s | %s | %s | %s |\n", thousands(float64(n)), thousands(float64(live)), thousands(float64(replies)), mb(rss), goal)
-	return nil
+	r.p("| %s | %s | %s | %s | %s |\n", thousands(n), thousands(live), thousands(replies), mb(rss), goal)
+	return rss, nil
 }
 
-func (r *report) keepalivedRSS() error {
+func (r *report) keepalivedRSS() (total int64, err error) {
 	if _, err := exec.LookPath("keepalived"); err != nil {
-		return errors.New("keepalived is not installed (apt-get install keepalived)")
+		return 0, errors.New("keepalived is not installed (apt-get install keepalived)")
 	}
 	if s := lab.Skip(); s != "" {
-		return errors.New(s)
+		return 0, errors.New(s)
 	}
 	l, err := lab.New()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer l.Close()
 	h, err := l.Host("k1", "192.0.2.11/24")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	dir, err := os.MkdirTemp("", "benchreport-k-")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer os.RemoveAll(dir)
 	conf, pidf, vrrpf := filepath.Join(dir, "k.conf"), filepath.Join(dir, "k.pid"), filepath.Join(dir, "k-vrrp.pid")
 	if err := os.WriteFile(conf, []byte(failover.KeepalivedConfig(0, time.Second)), 0o644); err != nil {
-		return err
+		return 0, err
 	}
 	p, err := h.Start("keepalived", "-n", "-l", "-D", "-P", "-f", conf, "-p", pidf, "-r", vrrpf)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() {
 		if pid := readPid(vrrpf); pid > 0 {
@@ -513,21 +524,21 @@ func (r *report) keepalivedRSS() error {
 	child := 0
 	for end := time.Now().Add(10 * time.Second); child == 0; time.Sleep(20 * time.Millisecond) {
 		if child = readPid(vrrpf); child == 0 && time.Now().After(end) {
-			return fmt.Errorf("keepalived wrote no VRRP pid file within 10 s: %s", p.Output())
+			return 0, fmt.Errorf("keepalived wrote no VRRP pid file within 10 s: %s", p.Output())
 		}
 	}
 	time.Sleep(2 * time.Second)
 	parent, err := vmRSS(p.Cmd.Process.Pid)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	cr, err := vmRSS(child)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	r.p("| process | VmRSS |\n| --- | --- |\n| keepalived parent | %s |\n| keepalived VRRP child | %s |\n| keepalived total | %s |\n",
 		mb(parent), mb(cr), mb(parent+cr))
-	return nil
+	return parent + cr, nil
 }
 
 func readPid(f string) int {
@@ -677,10 +688,9 @@ func (r *report) images() error {
 		k, _ := strconv.ParseFloat(kv["KERNEL_BYTES"], 64)
 		x, _ := strconv.ParseFloat(kv["XZ_BYTES"], 64)
 		c, _ := strconv.ParseFloat(kv["CPIO_BYTES"], 64)
-		board := kv["BOARD"]
-		if board == "" {
-			board = filepath.Base(filepath.Dir(f))
-		}
+		// The directory names the build (qemu-arm64-group is the
+		// qemu-arm64 board with the group image), BOARD only the board.
+		board := filepath.Base(filepath.Dir(f))
 		r.p("| %s | %s | %s | %s | %s | %s | %s |\n", board, kv["KERNEL"], thousands(k), thousands(c), thousands(x), thousands(k+x), built)
 	}
 	return nil
@@ -724,7 +734,8 @@ func joinF(v []float64, f string) string {
 	return strings.Join(s, ", ")
 }
 
-func thousands(v float64) string {
+func thousands[T int | uint64 | float64](x T) string {
+	v := float64(x)
 	s := strconv.FormatInt(int64(v+0.5), 10)
 	var b strings.Builder
 	for i, c := range s {

@@ -9,7 +9,7 @@ BIN := build/bin
 FUZZTIME ?= 5s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build cross test unit fuzz lint bench soak demo deps clean
+.PHONY: help build cross test unit fuzz lint bench bench-go soak demo deps clean
 SOAK ?= 10m
 
 help:

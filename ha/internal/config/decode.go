@@ -106,20 +106,23 @@ func (t *table) info(k string, line int) fieldInfo {
 	return fieldInfo{name: k, key: t.keyPath(k), line: line}
 }
 
-func (t *table) str(k string) field[string] {
-	f := fieldOf[string](t, k)
+// scalar reads key k as a T, or reports a wrong type naming want.
+func scalar[T any](t *table, k, want string) field[T] {
+	f := fieldOf[T](t, k)
 	v, ok := t.get(k)
 	if !ok {
 		return f
 	}
-	s, ok := v.(string)
+	x, ok := v.(T)
 	if !ok {
-		t.wrongType(t.info(k, f.Line), "a string", v)
+		t.wrongType(t.info(k, f.Line), want, v)
 		return f
 	}
-	f.V, f.Set = s, true
+	f.V, f.Set = x, true
 	return f
 }
+
+func (t *table) str(k string) field[string] { return scalar[string](t, k, "a string") }
 
 // duration reads a duration written as a string ("5m"); the integer form is
 // rejected with a hint because its unit would be a guess.
@@ -142,35 +145,9 @@ func (t *table) duration(k string) field[string] {
 	return f
 }
 
-func (t *table) integer(k string) field[int64] {
-	f := fieldOf[int64](t, k)
-	v, ok := t.get(k)
-	if !ok {
-		return f
-	}
-	n, ok := v.(int64)
-	if !ok {
-		t.wrongType(t.info(k, f.Line), "an integer", v)
-		return f
-	}
-	f.V, f.Set = n, true
-	return f
-}
+func (t *table) integer(k string) field[int64] { return scalar[int64](t, k, "an integer") }
 
-func (t *table) boolean(k string) field[bool] {
-	f := fieldOf[bool](t, k)
-	v, ok := t.get(k)
-	if !ok {
-		return f
-	}
-	b, ok := v.(bool)
-	if !ok {
-		t.wrongType(t.info(k, f.Line), "true or false", v)
-		return f
-	}
-	f.V, f.Set = b, true
-	return f
-}
+func (t *table) boolean(k string) field[bool] { return scalar[bool](t, k, "true or false") }
 
 func (t *table) strings(k string) field[[]string] {
 	f := fieldOf[[]string](t, k)

@@ -50,10 +50,10 @@ type Binding struct {
 	CareOf netip.Addr // outer destination of the tunnel
 	Src    netip.Addr // outer source; zero: Config.Local (zero too: the kernel picks)
 	Encap  Encap
-	// Reverse records the T bit (RFC 3024). The kernel accepts reverse
-	// tunnelled packets for every binding alike (rp_filter on the tunnel
-	// device: inner source must be a registered home address); a per-binding
-	// outer-source check needs an eBPF filter, see docs/datapath.md.
+	// Reverse records the T bit (RFC 3024). The reverse-tunnel check
+	// (Config.ReverseCheck) admits decapsulated packets from the care-of
+	// address of every binding alike: a node that did not ask for reverse
+	// tunnelling may still use it, from its own care-of address only.
 	Reverse bool
 }
 
@@ -75,6 +75,13 @@ type Config struct {
 	// interface; on a home link whose hosts only ARP for on-link addresses
 	// that is just our /32s.
 	ProxyByRoute bool
+	// ReverseCheck drops (and counts) a decapsulated packet unless its
+	// outer source is the care-of address of the binding of its inner
+	// source (RFC 3024 §5.2): an eBPF tc filter on each tunnel device and a
+	// home → care-of map sized Capacity (revcheck.go). Without it only
+	// rp_filter applies (the inner source must be some registered home).
+	ReverseCheck bool
+	Capacity     int        // bindings the reverse-check map holds (the table's capacity)
 	Local        netip.Addr // default outer source: the virtual address (or own address)
 	TTL          uint8      // outer TTL, default 64 (0 in the kernel would copy the inner TTL)
 	MetricBase   uint32     // first route metric handed out, default 1024
@@ -147,6 +154,13 @@ type Stats struct {
 	LinkEvents  uint64
 	LinkDropped uint64 // link events dropped: channel full
 	Routes      int    // routes we believe installed (per-home metrics held)
+
+	// The reverse-tunnel check's verdicts (Config.ReverseCheck), summed
+	// over CPUs: packets passed, dropped for coming from another care-of
+	// address than their inner source's binding, dropped for an inner
+	// source that is no registered home, dropped as not IPv4 or without
+	// tunnel metadata.
+	ReversePassed, ReverseWrongCareOf, ReverseUnknownHome, ReverseMalformed uint64
 }
 
 // ErrUnsupported is returned (wrapped) for a binding whose encapsulation has

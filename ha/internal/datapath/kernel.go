@@ -29,12 +29,14 @@ const window = 128
 const ackTimeout = 10 * time.Second
 
 type kernel struct {
-	cfg  Config
-	log  *slog.Logger
-	c    *netlink.Conn
-	seq  uint32
-	home uint32    // ifindex
-	tun  [2]uint32 // ifindex per Encap, 0: none
+	cfg   Config
+	log   *slog.Logger
+	c     *netlink.Conn
+	seq   uint32
+	home  uint32     // ifindex
+	tun   [2]uint32  // ifindex per Encap, 0: none
+	rev   *revFilter // reverse-tunnel check, nil when off
+	revOn [2]uint32  // ifindex per Encap our filter is attached to, 0: none
 
 	metrics map[[4]byte]uint32 // home address → the metric its route holds
 	free    []uint32           // released metrics, reused first
@@ -129,10 +131,20 @@ func (k *kernel) Stats() Stats {
 	s := k.stats
 	s.LinkEvents, s.LinkDropped = k.linkEv.Load(), k.linkDrp.Load()
 	s.Routes = len(k.metrics)
+	if k.rev != nil {
+		// A failed read leaves them zero; the map is ours, so it only fails
+		// if the kernel is out of memory.
+		c, _ := k.rev.counters()
+		s.ReversePassed, s.ReverseWrongCareOf = c[revPassed], c[revWrongCareOf]
+		s.ReverseUnknownHome, s.ReverseMalformed = c[revUnknownHome], c[revMalformed]
+	}
 	return s
 }
 
 func (k *kernel) Close() error {
+	if k.rev != nil {
+		k.rev.close() // an attached filter keeps the program and map alive in the kernel
+	}
 	err := k.c.Close()
 	if k.lconn != nil {
 		k.lclosed.Store(true)
@@ -276,6 +288,45 @@ func (k *kernel) Setup() error {
 			k.log.Warn("GRE tunnelling unavailable; nodes asking for it get reply code 139", "err", err)
 		}
 		k.tun[GRE] = idx
+	}
+	return k.setupRev()
+}
+
+// setupRev loads the reverse-tunnel check once and attaches it to every
+// tunnel device (again after a re-Setup: the devices may be new). Start-up
+// fails with the missing kernel option rather than run without the check
+// the configuration asked for.
+func (k *kernel) setupRev() error {
+	if !k.cfg.ReverseCheck {
+		return nil
+	}
+	if k.rev == nil {
+		f, err := newRevFilter(k.cfg.Capacity)
+		if err != nil {
+			return fmt.Errorf("datapath: %w (needs %s)", err, kernelOptionBPF)
+		}
+		k.rev = f
+	}
+	k.revOn = [2]uint32{}
+	return k.attachAllRev()
+}
+
+func (k *kernel) attachAllRev() error {
+	if k.rev == nil {
+		return nil
+	}
+	for e, idx := range k.tun {
+		if idx == 0 || k.revOn[e] == idx {
+			continue
+		}
+		name := k.cfg.TunnelName
+		if Encap(e) == GRE {
+			name = k.cfg.GRETunnelName
+		}
+		if err := k.attachRev(idx, name); err != nil {
+			return err
+		}
+		k.revOn[e] = idx
 	}
 	return nil
 }
@@ -458,6 +509,28 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 	}
 	if cap(k.ops) > 4*window {
 		k.ops = nil // a 100k batch's ops are not worth keeping for the next
+	}
+	if k.rev != nil {
+		// The filter's map follows the routes: a binding whose route went
+		// in may send through the tunnel; one that was removed may not.
+		for i := range adds {
+			if res != nil && res[i] != nil {
+				continue
+			}
+			if err := k.rev.put(adds[i].Home, adds[i].CareOf); err != nil {
+				k.stats.Errors++
+				fail(i, fmt.Errorf("datapath: binding %v → %v: %w", adds[i].Home, adds[i].CareOf, err))
+			}
+		}
+		for j, h := range dels {
+			if !h.Is4() {
+				continue
+			}
+			if err := k.rev.del(h); err != nil {
+				k.stats.Errors++
+				fail(len(adds)+j, fmt.Errorf("datapath: remove %v: %w", h, err))
+			}
+		}
 	}
 	// Metrics follow what the kernel now holds. A new binding that failed
 	// must not leave half of itself behind (a proxy entry without its
@@ -766,6 +839,16 @@ func (k *kernel) Reconcile(want []Binding) (added, removed int, err error) {
 			removed++
 		}
 	}
+	if k.rev != nil {
+		if err := k.attachAllRev(); err != nil {
+			bad = append(bad, err)
+		}
+		a, r, err := k.rev.sync(wantBy)
+		added, removed = added+a, removed+r
+		if err != nil {
+			bad = append(bad, err)
+		}
+	}
 	if len(bad) > 0 {
 		k.log.Warn("reconcile: kernel refused requests", "failed", len(bad), "first", bad[0])
 		return added, removed, fmt.Errorf("datapath: reconcile: %d of %d requests failed, first: %w", len(bad), len(work), bad[0])
@@ -832,6 +915,24 @@ func (k *kernel) Withdraw() error {
 	}
 	clear(k.metrics)
 	k.free, k.next = k.free[:0], k.cfg.MetricBase
+	if k.rev != nil {
+		// Not active: nothing may come through our tunnels. The filter
+		// goes (no state of ours left on the devices at shutdown); the
+		// next Reconcile (becoming active) puts it back.
+		for e, idx := range k.revOn {
+			if idx == 0 {
+				continue
+			}
+			if err := k.detachRev(idx); err != nil {
+				bad = append(bad, err)
+			} else {
+				k.revOn[e] = 0
+			}
+		}
+		if err := k.rev.clearAll(); err != nil {
+			bad = append(bad, err)
+		}
+	}
 	for p := range k.vips {
 		if err := k.DelVIP(p); err != nil {
 			bad = append(bad, err)

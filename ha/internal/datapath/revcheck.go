@@ -1,0 +1,365 @@
+package datapath
+
+// The reverse-tunnel source check (RFC 3024 §5.2, issue 5): a packet that
+// arrives through the tunnel device must come from the care-of address of
+// the binding of its inner source. rp_filter only proves that the inner
+// source is *some* registered home address; the kernel has no FIB match
+// on the outer source (fib_validate_source clears the tunnel key), so this
+// is a tc clsact ingress eBPF program on each tunnel device:
+//
+//	remote := bpf_skb_get_tunnel_key(skb).remote_ipv4  // the outer source
+//	home   := the inner IPv4 source (network header + 12)
+//	coa    := homes[home]      // a hash map the datapath keeps = the table
+//	absent → drop (unknown home); coa != remote → drop (wrong care-of);
+//	else pass; every verdict counted in a per-CPU array.
+//
+// The map is sized to the binding table's capacity and preallocated by the
+// kernel (a full table never fails an update for memory).
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Verdict slots of the counter map.
+const (
+	revPassed      = iota // outer source = the binding's care-of address
+	revWrongCareOf        // inner source registered, but from another care-of
+	revUnknownHome        // inner source is no registered home address
+	revMalformed          // not IPv4, no tunnel metadata, or too short
+	revSlots
+)
+
+// tc numbers (linux/pkt_sched.h, linux/pkt_cls.h) x/sys/unix lacks.
+const (
+	tcHClsact          = 0xfffffff1 // TC_H_CLSACT: the clsact qdisc's parent
+	tcHMinIngress      = 0xfff2     // TC_H_MIN_INGRESS
+	tcaBPFFD           = 6
+	tcaBPFName         = 7
+	tcaBPFFlags        = 8
+	tcaBPFFlagActDirec = 1 // TCA_BPF_FLAG_ACT_DIRECT: the program's return value is the verdict
+	tcmsgLen           = 20
+	ethPAll            = 0x0003
+	ethPIP             = 0x0800
+	// revPrio and revHandle name our filter, so that a restarted agent
+	// replaces its predecessor's instead of stacking a second one.
+	revPrio   = 0x4d4 // "MIP": any value; fixed so replace finds it
+	revHandle = 1
+	revName   = "hagent_rev"
+)
+
+// revProgram is the filter, for the given map fds. Stack: fp-8 the tunnel
+// key (tunnel_id, remote_ipv4 — the 8-byte layout every kernel since 4.3
+// accepts for IPv4), fp-12 the inner source, fp-16 the counter index.
+func revProgram(homes, counts int) []insn {
+	p := []insn{
+		mov64Reg(r6, r1), // r6 = skb, kept across calls
+		ldxW(r1, r6, 16), // __sk_buff.protocol
+		jneImm(r1, int32(htons(ethPIP)), "malformed"),
+		mov64Reg(r1, r6),
+		mov64Reg(r2, r10), add64Imm(r2, -8),
+		mov64Imm(r3, 8),
+		mov64Imm(r4, 0),
+		call(fnSkbGetTunnelKey),
+		jneImm(r0, 0, "malformed"),
+		ldxW(r7, r10, -4), // remote_ipv4, host order
+		mov64Reg(r1, r6),
+		mov64Imm(r2, 12), // iphdr.saddr
+		mov64Reg(r3, r10), add64Imm(r3, -12),
+		mov64Imm(r4, 4),
+		mov64Imm(r5, bpfHdrStartNet),
+		call(fnSkbLoadBytesRelative),
+		jneImm(r0, 0, "malformed"),
+	}
+	p = append(p, ldMapFD(r1, homes)...)
+	p = append(p,
+		mov64Reg(r2, r10), add64Imm(r2, -12),
+		call(fnMapLookupElem),
+		jeqImm(r0, 0, "unknown"),
+		ldxW(r1, r0, 0),
+		jneReg(r1, r7, "wrong"),
+		mov64Imm(r8, revPassed), mov64Imm(r9, tcActOK), ja("count"),
+		at("wrong", mov64Imm(r8, revWrongCareOf)), mov64Imm(r9, tcActShot), ja("count"),
+		at("unknown", mov64Imm(r8, revUnknownHome)), mov64Imm(r9, tcActShot), ja("count"),
+		at("malformed", mov64Imm(r8, revMalformed)), mov64Imm(r9, tcActShot),
+		at("count", stxW(r10, r8, -16)),
+	)
+	p = append(p, ldMapFD(r1, counts)...)
+	p = append(p,
+		mov64Reg(r2, r10), add64Imm(r2, -16),
+		call(fnMapLookupElem),
+		jeqImm(r0, 0, "ret"),
+		ldxDW(r1, r0, 0), add64Imm(r1, 1), stxDW(r0, r1, 0), // per-CPU: no atomics needed
+		at("ret", mov64Reg(r0, r9)),
+		exit(),
+	)
+	return p
+}
+
+// revFilter owns the maps and the program. Its buffers are fields of a
+// heap object: bpf(2) attrs carry their addresses (see ptr).
+type revFilter struct {
+	homes, counts, prog int
+	ncpu                int
+	attr                elemAttr
+	key, val, cur, next [4]byte
+	cnt                 []byte // ncpu × 8: one per-CPU counter
+	keys                [][4]byte
+}
+
+// kernelOptionBPF names what the check needs, for start-up errors.
+const kernelOptionBPF = "CONFIG_BPF_SYSCALL, CONFIG_NET_SCH_INGRESS (module sch_ingress) and CONFIG_NET_CLS_BPF (module cls_bpf)"
+
+// newRevFilter creates the maps (home → care-of for capacity bindings, and
+// the counters) and loads the program.
+func newRevFilter(capacity int) (*revFilter, error) {
+	if capacity <= 0 {
+		capacity = 1
+	}
+	ncpu, err := possibleCPUs()
+	if err != nil {
+		return nil, err
+	}
+	f := &revFilter{homes: -1, counts: -1, prog: -1, ncpu: ncpu, cnt: heapBytes(8 * ncpu)}
+	if f.homes, err = mapCreate(bpfMapTypeHash, 4, 4, uint32(capacity), "hagent_homes"); err != nil {
+		return nil, bpfErr("creating the home → care-of map", err)
+	}
+	if f.counts, err = mapCreate(bpfMapTypePercpuArray, 4, 8, revSlots, "hagent_revcnt"); err != nil {
+		f.close()
+		return nil, bpfErr("creating the counter map", err)
+	}
+	code, err := assemble(revProgram(f.homes, f.counts))
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	if f.prog, err = progLoad(bpfProgTypeSchedCls, code, "MIT", revName); err != nil {
+		f.close()
+		return nil, bpfErr("loading the tc program", err)
+	}
+	return f, nil
+}
+
+func bpfErr(what string, err error) error {
+	switch {
+	case errors.Is(err, unix.ENOSYS):
+		return fmt.Errorf("reverse-tunnel check: %s: the kernel has no bpf(2): enable CONFIG_BPF_SYSCALL (or set datapath.reverse_check = false)", what)
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("reverse-tunnel check: %s: %w: run as root (CAP_BPF and CAP_NET_ADMIN), or set datapath.reverse_check = false", what, err)
+	}
+	return fmt.Errorf("reverse-tunnel check: %s: %w", what, err)
+}
+
+func (f *revFilter) close() {
+	for _, fd := range []*int{&f.prog, &f.counts, &f.homes} {
+		if *fd >= 0 {
+			_ = unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
+
+func careOfValue(v *[4]byte, careOf netip.Addr) {
+	// bpf_skb_get_tunnel_key gives remote_ipv4 in host order.
+	binary.NativeEndian.PutUint32(v[:], binary.BigEndian.Uint32(careOf.AsSlice()))
+}
+
+// put maps home → careOf (insert or replace).
+func (f *revFilter) put(home, careOf netip.Addr) error {
+	f.key = home.As4()
+	careOfValue(&f.val, careOf)
+	if err := f.attr.op(bpfMapUpdate, f.homes, f.key[:], f.val[:]); err != nil {
+		if errors.Is(err, unix.E2BIG) {
+			return fmt.Errorf("reverse-tunnel map full: %w", err)
+		}
+		return fmt.Errorf("reverse-tunnel map: %w", err)
+	}
+	return nil
+}
+
+// del removes home; absent is not an error.
+func (f *revFilter) del(home netip.Addr) error {
+	f.key = home.As4()
+	if err := f.attr.op(bpfMapDelete, f.homes, f.key[:], nil); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("reverse-tunnel map: %w", err)
+	}
+	return nil
+}
+
+// list reads every key of the map (a snapshot: deleting while walking a
+// hash map would restart the walk).
+func (f *revFilter) list() ([][4]byte, error) {
+	f.keys = f.keys[:0]
+	first := true
+	for {
+		var err error
+		if first {
+			err = f.attr.opNext(f.homes, nil, f.next[:])
+			first = false
+		} else {
+			err = f.attr.opNext(f.homes, f.cur[:], f.next[:])
+		}
+		if errors.Is(err, unix.ENOENT) {
+			return f.keys, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reverse-tunnel map: listing: %w", err)
+		}
+		f.keys = append(f.keys, f.next)
+		f.cur = f.next
+	}
+}
+
+// sync converges the map to want; it returns entries written and removed.
+func (f *revFilter) sync(want map[[4]byte]*Binding) (added, removed int, err error) {
+	keys, err := f.list()
+	if err != nil {
+		return 0, 0, err
+	}
+	have := make(map[[4]byte]bool, len(keys))
+	var bad []error
+	for _, k := range keys {
+		b, ok := want[k]
+		if !ok {
+			if err := f.del(netip.AddrFrom4(k)); err != nil {
+				bad = append(bad, err)
+			} else {
+				removed++
+			}
+			continue
+		}
+		f.key = k
+		if err := f.attr.op(bpfMapLookup, f.homes, f.key[:], f.val[:]); err == nil {
+			var w [4]byte
+			careOfValue(&w, b.CareOf)
+			if w == f.val {
+				have[k] = true
+			}
+		}
+	}
+	for k, b := range want {
+		if have[k] {
+			continue
+		}
+		if err := f.put(b.Home, b.CareOf); err != nil {
+			bad = append(bad, fmt.Errorf("home %v: %w", b.Home, err))
+		} else {
+			added++
+		}
+	}
+	if cap(f.keys) > 4096 {
+		f.keys = nil
+	}
+	if len(bad) > 0 {
+		return added, removed, fmt.Errorf("%d map updates failed, first: %w", len(bad), bad[0])
+	}
+	return added, removed, nil
+}
+
+// clearAll empties the map (Withdraw).
+func (f *revFilter) clearAll() error {
+	keys, err := f.list()
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := f.del(netip.AddrFrom4(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// counters sums each verdict over the CPUs.
+func (f *revFilter) counters() (c [revSlots]uint64, err error) {
+	for i := range c {
+		binary.NativeEndian.PutUint32(f.key[:], uint32(i))
+		if err := f.attr.op(bpfMapLookup, f.counts, f.key[:], f.cnt); err != nil {
+			return c, fmt.Errorf("reverse-tunnel counters: %w", err)
+		}
+		for cpu := 0; cpu < f.ncpu; cpu++ {
+			c[i] += binary.NativeEndian.Uint64(f.cnt[8*cpu:])
+		}
+	}
+	return c, nil
+}
+
+// opNext is BPF_MAP_GET_NEXT_KEY; a nil key asks for the first.
+func (a *elemAttr) opNext(fd int, key, next []byte) error {
+	clear(a.b[:])
+	binary.NativeEndian.PutUint32(a.b[0:], uint32(fd))
+	if key != nil {
+		binary.NativeEndian.PutUint64(a.b[8:], ptr(key))
+	}
+	binary.NativeEndian.PutUint64(a.b[16:], ptr(next))
+	_, err := bpfCall(bpfMapNextKey, a.b[:])
+	return err
+}
+
+// ---- tc: attaching the program ----
+
+func appendTcmsg(b []byte, ifindex int32, handle, parent, info uint32) []byte {
+	b = append(b, unix.AF_UNSPEC, 0, 0, 0)
+	b = ne.AppendUint32(b, uint32(ifindex))
+	b = ne.AppendUint32(b, handle)
+	b = ne.AppendUint32(b, parent)
+	return ne.AppendUint32(b, info)
+}
+
+// appendQdiscClsact appends an RTM_NEWQDISC body adding the clsact qdisc.
+func appendQdiscClsact(b []byte, ifindex uint32) []byte {
+	b = appendTcmsg(b, int32(ifindex), tcHClsact&0xffff0000, tcHClsact, 0)
+	return attrString(b, unix.TCA_KIND, "clsact")
+}
+
+// appendFilterBPF appends an RTM_NEWTFILTER/DELTFILTER body for our
+// direct-action bpf filter on ingress (prog < 0: no options, for delete).
+func appendFilterBPF(b []byte, ifindex uint32, prog int) []byte {
+	info := uint32(revPrio)<<16 | uint32(htons(ethPAll))
+	b = appendTcmsg(b, int32(ifindex), revHandle, tcHClsact&0xffff0000|tcHMinIngress, info)
+	b = attrString(b, unix.TCA_KIND, "bpf")
+	if prog < 0 {
+		return b
+	}
+	b, o := nest(b, unix.TCA_OPTIONS)
+	b = attrU32(b, tcaBPFFD, uint32(prog))
+	b = attrString(b, tcaBPFName, revName)
+	b = attrU32(b, tcaBPFFlags, tcaBPFFlagActDirec)
+	return end(b, o)
+}
+
+// attachRev puts our filter on ingress of the tunnel device ifindex
+// (clsact first; present is fine), replacing a predecessor's.
+func (k *kernel) attachRev(ifindex uint32, name string) error {
+	_, err := k.exec(unix.RTM_NEWQDISC, netlink.Acknowledge|netlink.Create|netlink.Excl, appendQdiscClsact(nil, ifindex))
+	switch {
+	case errors.Is(err, unix.EEXIST):
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP):
+		return fmt.Errorf("datapath: reverse-tunnel check on %s: the kernel has no clsact qdisc: enable CONFIG_NET_SCH_INGRESS (module sch_ingress), or set datapath.reverse_check = false: %w", name, err)
+	case err != nil:
+		return fmt.Errorf("datapath: reverse-tunnel check: adding the clsact qdisc to %s: %w", name, err)
+	}
+	_, err = k.exec(unix.RTM_NEWTFILTER, netlink.Acknowledge|netlink.Create|netlink.Replace, appendFilterBPF(nil, ifindex, k.rev.prog))
+	switch {
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP):
+		return fmt.Errorf("datapath: reverse-tunnel check on %s: the kernel has no bpf classifier: enable CONFIG_NET_CLS_BPF (module cls_bpf), or set datapath.reverse_check = false: %w", name, err)
+	case err != nil:
+		return fmt.Errorf("datapath: reverse-tunnel check: attaching the filter to %s: %w", name, err)
+	}
+	return nil
+}
+
+// detachRev removes our filter (absent: fine); the clsact qdisc stays,
+// it may carry other filters.
+func (k *kernel) detachRev(ifindex uint32) error {
+	_, err := k.exec(unix.RTM_DELTFILTER, netlink.Acknowledge, appendFilterBPF(nil, ifindex, -1))
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("datapath: removing the reverse-tunnel filter: %w", err)
+	}
+	return nil
+}

@@ -191,6 +191,10 @@ func (a *Agent) showStats() *console.Stats {
 			{Name: "binding programming errors", Value: d.errs},
 			{Name: "link events", Value: ds.LinkEvents},
 			{Name: "link events dropped", Value: ds.LinkDropped},
+			{Name: "reverse tunnel passed", Value: ds.ReversePassed},
+			{Name: "reverse tunnel dropped: wrong care-of", Value: ds.ReverseWrongCareOf},
+			{Name: "reverse tunnel dropped: unknown home", Value: ds.ReverseUnknownHome},
+			{Name: "reverse tunnel dropped: malformed", Value: ds.ReverseMalformed},
 		}
 	}
 	m := memStats()

@@ -45,8 +45,11 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 		TunnelName: cfg.TunnelDevice,
 		Protocol:   cfg.RouteProtocol,
 		ProxyARP:   cfg.ProxyARP,
-		Local:      local,
-		Logger:     a.log.With("sub", "datapath"),
+		// The filter's map holds every binding the table can.
+		ReverseCheck: cfg.ReverseCheck,
+		Capacity:     a.cfg.Agent.Capacity,
+		Local:        local,
+		Logger:       a.log.With("sub", "datapath"),
 	}
 	for _, e := range a.cfg.Agent.Encapsulations {
 		if e == "gre" {

@@ -144,6 +144,10 @@ type Group struct {
 	AntiEntropyInterval time.Duration // periodic table digest exchange, default 30s
 	AckBeforeReply      bool          // hold a registration reply until a peer acknowledged the update, default true
 	AcceptKeys          []GroupKey    // [[group.accept_keys]]: also accepted, never sent (key rotation)
+	// RequireReplication: never answer "accepted" to a table change that no
+	// peer acknowledged, not even with no peer up (default false: a member
+	// that every peer left serves alone). Reloadable.
+	RequireReplication bool
 }
 
 // VRRP is [vrrp]: VRRPv3 (RFC 5798) for the virtual address.
@@ -191,6 +195,7 @@ type Datapath struct {
 	TunnelDevice      string        // default "mip0"
 	RouteProtocol     uint8         // rtm_protocol of our routes, default 77; not a value another daemon uses
 	ProxyARP          bool          // default true (RFC 5944 §4.6)
+	ReverseCheck      bool          // default true: reverse-tunnelled packets only from their binding's care-of (RFC 3024 §5.2)
 	ReconcileInterval time.Duration // default 30s, 1s..1h
 }
 

@@ -77,7 +77,7 @@ func TestDefaults(t *testing.T) {
 	if h != (HSRP{Priority: 100, Hello: 3 * time.Second, Hold: 10 * time.Second, Auth: "cisco", UseVirtualMAC: true}) {
 		t.Errorf("hsrp defaults: %+v", h)
 	}
-	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ReconcileInterval: 30 * time.Second}) {
+	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ReverseCheck: true, ReconcileInterval: 30 * time.Second}) {
 		t.Errorf("datapath defaults: %+v", d)
 	}
 	if ad := c.Advert; ad != (Advert{Interval: 3 * time.Second, Lifetime: 9 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")}) {

@@ -45,6 +45,7 @@ type rawFA struct {
 type rawGroup struct {
 	Line                            int
 	Enabled, AckBeforeReply         field[bool]
+	RequireReplication              field[bool]
 	Address                         field[string]
 	Port, KeyID, MaxRetries         field[int64]
 	Peers                           field[[]string]
@@ -87,6 +88,7 @@ type rawHSRP struct {
 type rawDatapath struct {
 	Line              int
 	Enabled, ProxyARP field[bool]
+	ReverseCheck      field[bool]
 	TunnelDevice      field[string]
 	RouteProtocol     field[int64]
 	ReconcileInterval field[string]
@@ -172,6 +174,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		MaxRetries:          t.integer("max_retries"),
 		AntiEntropyInterval: t.duration("anti_entropy_interval"),
 		AckBeforeReply:      t.boolean("ack_before_reply"),
+		RequireReplication:  t.boolean("require_replication"),
 	}
 	for _, tt := range t.tables("accept_keys") {
 		r.Group.AcceptKeys = append(r.Group.AcceptKeys, rawGroupKey{
@@ -227,6 +230,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		TunnelDevice:      t.str("tunnel_device"),
 		RouteProtocol:     t.integer("route_protocol"),
 		ProxyARP:          t.boolean("proxy_arp"),
+		ReverseCheck:      t.boolean("reverse_check"),
 		ReconcileInterval: t.duration("reconcile_interval"),
 	}
 	t.done()

@@ -325,6 +325,18 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 	g.MaxRetries = int(d.intIn(rg.MaxRetries, DefaultGroupMaxRetries, 1, 100))
 	g.AntiEntropyInterval = d.durIn(rg.AntiEntropyInterval, DefaultGroupAntiEntropy, time.Second, time.Hour)
 	g.AckBeforeReply = d.boolOr(rg.AckBeforeReply, true)
+	g.RequireReplication = d.boolOr(rg.RequireReplication, false)
+	if f := rg.RequireReplication; g.RequireReplication {
+		// Without a group or without held replies nothing could ever prove
+		// replication: the agent would refuse every registration, or
+		// silently give no guarantee. Both are configuration mistakes.
+		switch {
+		case !g.Enabled:
+			d.errorf(f.Line, f.Key, "is true but group.enabled is false: a standalone agent has no peer to replicate to and would refuse every registration; remove the key or enable the group")
+		case !g.AckBeforeReply:
+			d.errorf(f.Line, f.Key, "is true but group.ack_before_reply is false: replication is proven by holding each reply until a peer's acknowledgement; set ack_before_reply = true or remove the key")
+		}
+	}
 	for _, rk := range rg.AcceptKeys {
 		k := GroupKey{ID: uint8(d.intIn(rk.ID, 0, 0, 255)), Key: d.secret(rk.Key, true)}
 		if !rk.ID.Set {
@@ -466,6 +478,7 @@ func (d *decoder) buildDatapath(r *rawConfig, c *Config) {
 		}
 	}
 	p.ProxyARP = d.boolOr(rd.ProxyARP, true)
+	p.ReverseCheck = d.boolOr(rd.ReverseCheck, true)
 	p.ReconcileInterval = d.durIn(rd.ReconcileInterval, DefaultReconcileInterval, time.Second, time.Hour)
 }
 

@@ -16,7 +16,7 @@ import (
 )
 
 // TestMain doubles as a sender of one IP-in-IP packet (HAGENT_VMTEST_IPIP=
-// "outerDst,innerSrc,innerDst"): the test runs itself inside the mobile
+// "outerDst,innerSrc,innerDst[,outerSrc]"): the test runs itself inside the mobile
 // node's namespace, where the build machine's kernel has no ipip driver, so
 // the outer header comes from a raw socket of protocol 4 and the inner
 // packet (an ICMP echo) is built here.
@@ -47,10 +47,10 @@ func csum(b []byte) uint16 {
 
 func sendIPIP(spec string) error {
 	f := strings.Split(spec, ",")
-	if len(f) != 3 {
-		return fmt.Errorf("HAGENT_VMTEST_IPIP=%q: want outerDst,innerSrc,innerDst", spec)
+	if len(f) != 3 && len(f) != 4 {
+		return fmt.Errorf("HAGENT_VMTEST_IPIP=%q: want outerDst,innerSrc,innerDst[,outerSrc]", spec)
 	}
-	var a [3]netip.Addr
+	var a [4]netip.Addr
 	for i, s := range f {
 		p, err := netip.ParseAddr(s)
 		if err != nil || !p.Is4() {
@@ -73,6 +73,11 @@ func sendIPIP(spec string) error {
 		return fmt.Errorf("raw socket: %w", err)
 	}
 	defer syscall.Close(fd)
+	if a[3].IsValid() { // the outer source: bind the raw socket to it
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: a[3].As4()}); err != nil {
+			return fmt.Errorf("bind %s: %w", a[3], err)
+		}
+	}
 	for i := 0; i < 3; i++ {
 		if err := syscall.Sendto(fd, pkt, 0, &syscall.SockaddrInet4{Addr: a[0].As4()}); err != nil {
 			return fmt.Errorf("sendto %s: %w", a[0], err)
@@ -105,9 +110,15 @@ func heardAt(t *testing.T, ns, src string, send func()) bool {
 }
 
 func (l *lab) sendReverse(t *testing.T, innerSrc string) func() {
+	return l.sendReverseFrom(t, coa, innerSrc)
+}
+
+// sendReverseFrom sends IP-in-IP from outerSrc (an address of the mobile
+// node's namespace).
+func (l *lab) sendReverseFrom(t *testing.T, outerSrc, innerSrc string) func() {
 	return func() {
 		cmd := exec.Command("ip", "netns", "exec", l.mnNS, os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "HAGENT_VMTEST_IPIP="+strings.Split(haForeign, "/")[0]+","+innerSrc+","+cnAddr)
+		cmd.Env = append(os.Environ(), "HAGENT_VMTEST_IPIP="+strings.Split(haForeign, "/")[0]+","+innerSrc+","+cnAddr+","+outerSrc)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("sending IP-in-IP from the care-of address: %v\n%s", err, out)
 		}
@@ -127,6 +138,18 @@ func checkReverseAndDeregistration(t *testing.T, l *lab, m *vm.Machine) {
 	if heardAt(t, l.cnNS, stranger, l.sendReverse(t, stranger)) {
 		t.Fatalf("reverse tunnel: an inner packet from %s (no binding) was forwarded", stranger)
 	}
+	// RFC 3024 §5.2: the right home address from the wrong care-of
+	// address is dropped too (the eBPF filter on mip0), and counted.
+	if heardAt(t, l.cnNS, homeAddr, l.sendReverseFrom(t, wrongCoA, homeAddr)) {
+		t.Fatalf("reverse tunnel: an inner packet from %s sent from %s (its care-of is %s) was forwarded", homeAddr, wrongCoA, coa)
+	}
+	stats := run(t, m, "hactl show stats")
+	for _, c := range []string{"reverse tunnel passed", "reverse tunnel dropped: wrong care-of", "reverse tunnel dropped: unknown home"} {
+		if counter(stats, c) < 1 {
+			t.Fatalf("hactl show stats: %q not counted:\n%s", c, stats)
+		}
+	}
+	t.Logf("reverse tunnel: from the wrong care-of %s dropped and counted", wrongCoA)
 	// The route check below means something only if the route shows now.
 	if routes := run(t, m, "ip route"); !strings.Contains(routes, homeAddr) {
 		t.Fatalf("no route for %s while registered:\n%s", homeAddr, routes)
@@ -149,4 +172,21 @@ func checkReverseAndDeregistration(t *testing.T, l *lab, m *vm.Machine) {
 		t.Fatalf("route for %s still installed after de-registration:\n%s", homeAddr, routes)
 	}
 	t.Log("after de-registration: nothing tunnelled, no route left")
+}
+
+// counter reads "name   value" from hactl show stats output; -1 if absent.
+func counter(out, name string) int64 {
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				var v int64
+				if _, err := fmt.Sscan(f[len(f)-1], &v); err == nil {
+					return v
+				}
+			}
+		}
+	}
+	return -1
 }

@@ -39,6 +39,7 @@ const (
 	haForeign  = "198.51.100.2/24"
 	haForeignB = "198.51.100.3/24"
 	coa        = "198.51.100.7"
+	wrongCoA   = "198.51.100.8" // also in the node's namespace: a care-of it did not register
 	cnAddr     = "192.0.2.100"
 )
 
@@ -203,7 +204,7 @@ func newLab(t *testing.T) *lab {
 			t.Error(err)
 		}
 	})
-	mn, err := l.AddHost(ctx, "mn", []string{coa + "/24"}, [][]string{{"192.0.2.0/24", "via", strings.Split(haForeign, "/")[0]}})
+	mn, err := l.AddHost(ctx, "mn", []string{coa + "/24", wrongCoA + "/24"}, [][]string{{"192.0.2.0/24", "via", strings.Split(haForeign, "/")[0]}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,3 +149,62 @@ func firstErr(errs []error) error {
 func BenchmarkNetnsInstall20k(b *testing.B) {
 	benchInstall(b, 20_000, proxyEntries)
 }
+
+// BenchmarkNetnsInstall100kReverseCheck: Install100k with the reverse-tunnel
+// check on (one bpf(2) map update per binding after the routes).
+func BenchmarkNetnsInstall100kReverseCheck(b *testing.B) {
+	ns := newNetns(b)
+	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
+		Local: netip.MustParseAddr("10.0.0.1"), NetNS: ns.fd, anyTunnel: true, ReverseCheck: true, Capacity: 100_000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dp.Close()
+	k := dp.(*kernel)
+	if err := k.Setup(); err != nil {
+		b.Fatal(err)
+	}
+	bs := bindings(100_000, 0)
+	var mapTime time.Duration
+	for range b.N {
+		b.StopTimer()
+		if err := k.Withdraw(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if errs := k.Apply(bs, nil); errs != nil {
+			b.Fatal(firstErr(errs))
+		}
+		b.StopTimer()
+		// The map's share: the same puts again (replace in place).
+		start := time.Now()
+		for i := range bs {
+			if err := k.rev.put(bs[i].Home, bs[i].CareOf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mapTime = time.Since(start)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(mapTime.Milliseconds()), "map-puts-ms")
+}
+
+// BenchmarkRevMapPut: one home → care-of update of the reverse-tunnel map
+// (a bpf(2) call; no namespace needed, root for bpf).
+func BenchmarkRevMapPut(b *testing.B) {
+	requireRoot(b)
+	f, err := newRevFilter(1 << 16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.close()
+	bs := bindings(1<<16, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		x := &bs[i&(1<<16-1)]
+		if err := f.put(x.Home, x.CareOf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

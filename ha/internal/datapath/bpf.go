@@ -1,7 +1,7 @@
 package datapath
 
 // bpf(2) without a loader library: the reverse-tunnel check (revcheck.go)
-// needs two maps and one 40-instruction tc program, which is less code to
+// needs two maps and one 50-instruction tc program, which is less code to
 // assemble by hand than a dependency is to vet, ship on four architectures
 // and keep current. Everything here is native-endian, like the kernel's own
 // structures (struct bpf_insn's register nibbles included).

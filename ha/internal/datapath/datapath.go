@@ -11,6 +11,10 @@
 //   - a proxy neighbour entry (NTF_PROXY, tagged with the same protocol) per
 //     away node on the home interface, so that the Home Agent answers ARP for
 //     it (RFC 5944 §4.6);
+//   - the reverse-tunnel source check (RFC 3024 §5.2): a tc eBPF filter on
+//     each tunnel device that drops a decapsulated packet unless its outer
+//     source is the care-of address of its inner source's binding
+//     (revcheck.go, assembled by hand in bpf.go);
 //   - reconciliation of all of that with the binding table, and withdrawal
 //     when the agent stops being active;
 //   - link up/down notifications for the role logic.

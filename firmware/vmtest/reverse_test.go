@@ -190,3 +190,33 @@ func counter(out, name string) int64 {
 	}
 	return -1
 }
+
+// checkGRE: a node that sets the G bit (RFC 5944 §3.1) gets GRE (RFC 2784,
+// IP protocol 47) to its care-of address: the kernel of the Debian image
+// has ip_gre, so the agent's GRE device exists and the request is
+// accepted, not answered with 139.
+func checkGRE(t *testing.T, l *lab, m *vm.Machine) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	out, err := vm.Exec(ctx, l.mnNS, l.mnsim, "register", "-ha", haAddr, "-home", homeAddr, "-coa", coa,
+		"-spi", spi, "-key-hex", keyHex, "-timeout", "2s", "-flags", "G")
+	cancel()
+	if err != nil {
+		t.Fatalf("mnsim register -flags G: %v\n%s", err, out)
+	}
+	ok, got, err := vm.CaptureTunnel(context.Background(), l.mnNS, coa, homeAddr, ping(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatalf("G bit: no tunnelled packet for %s at %s; tshark saw:\n%s", homeAddr, coa, got)
+	}
+	// Fields: outer,inner source; outer,inner destination; outer,inner protocol.
+	f := strings.Split(strings.Split(got, "\n")[0], "\t")
+	if len(f) < 3 || !strings.HasPrefix(f[2], "47") {
+		t.Fatalf("G bit: the tunnel is not GRE (outer protocol %q, want 47):\n%s", f[len(f)-1], got)
+	}
+	if routes := run(t, m, "ip route"); !strings.Contains(routes, homeAddr+"/32 dev mip0gre") {
+		t.Fatalf("G bit: the route for %s does not use the GRE device:\n%s", homeAddr, routes)
+	}
+	t.Logf("G bit: GRE to the care-of address: %s", got)
+}

@@ -288,6 +288,7 @@ func TestTunnelToCareOf(t *testing.T) {
 	l.register(t, haAddr)
 	capture(t, l.mnNS, ping(l))
 	checkReverseAndDeregistration(t, l, m)
+	checkGRE(t, l, m)
 	poweroff(t, m, "ha1")
 }
 

@@ -154,13 +154,7 @@ func checkReverseAndDeregistration(t *testing.T, l *lab, m *vm.Machine) {
 	if routes := run(t, m, "ip route"); !strings.Contains(routes, homeAddr) {
 		t.Fatalf("no route for %s while registered:\n%s", homeAddr, routes)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	out, err := vm.Exec(ctx, l.mnNS, l.mnsim, "deregister", "-ha", haAddr, "-home", homeAddr, "-coa", coa,
-		"-spi", spi, "-key-hex", keyHex, "-timeout", "2s")
-	cancel()
-	if err != nil {
-		t.Fatalf("mnsim deregister: %v\n%s", err, out)
-	}
+	l.mnsimOnce(t, "deregister")
 	ok, got, err := vm.CaptureTunnel(context.Background(), l.mnNS, coa, homeAddr, ping(l))
 	if err != nil {
 		t.Fatal(err)
@@ -196,13 +190,7 @@ func counter(out, name string) int64 {
 // has ip_gre, so the agent's GRE device exists and the request is
 // accepted, not answered with 139.
 func checkGRE(t *testing.T, l *lab, m *vm.Machine) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	out, err := vm.Exec(ctx, l.mnNS, l.mnsim, "register", "-ha", haAddr, "-home", homeAddr, "-coa", coa,
-		"-spi", spi, "-key-hex", keyHex, "-timeout", "2s", "-flags", "G")
-	cancel()
-	if err != nil {
-		t.Fatalf("mnsim register -flags G: %v\n%s", err, out)
-	}
+	l.mnsimOnce(t, "register", "-flags", "G")
 	ok, got, err := vm.CaptureTunnel(context.Background(), l.mnNS, coa, homeAddr, ping(l))
 	if err != nil {
 		t.Fatal(err)
@@ -219,4 +207,17 @@ func checkGRE(t *testing.T, l *lab, m *vm.Machine) {
 		t.Fatalf("G bit: the route for %s does not use the GRE device:\n%s", homeAddr, routes)
 	}
 	t.Logf("G bit: GRE to the care-of address: %s", got)
+}
+
+// mnsimOnce runs one mnsim request (register, deregister) for the node
+// from its care-of address to ha1 and fails the test unless it succeeds.
+func (l *lab) mnsimOnce(t *testing.T, op string, extra ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	args := append([]string{op, "-ha", haAddr, "-home", homeAddr, "-coa", coa,
+		"-spi", spi, "-key-hex", keyHex, "-timeout", "2s"}, extra...)
+	if out, err := vm.Exec(ctx, l.mnNS, l.mnsim, args...); err != nil {
+		t.Fatalf("mnsim %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }

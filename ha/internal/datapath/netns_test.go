@@ -85,9 +85,15 @@ func newNetns(t testing.TB) *netns {
 
 func (n *netns) ip(t testing.TB, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", append([]string{"-n", n.name}, args...)...).CombinedOutput()
+	return n.run(t, "ip", args...)
+}
+
+// run runs an iproute2 tool (ip, tc) in the namespace.
+func (n *netns) run(t testing.TB, tool string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(tool, append([]string{"-n", n.name}, args...)...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		t.Fatalf("%s %s: %v: %s", tool, strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }

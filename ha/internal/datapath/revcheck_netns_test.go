@@ -14,7 +14,6 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -36,22 +35,30 @@ func vxlanFrame(typ uint16, src netip.Addr) []byte {
 	return append(b, ip...)
 }
 
-func TestNetnsReverseCheck(t *testing.T) {
-	n := newNetns(t)
+// vxlanDatapath sets up a datapath with the reverse check whose "tunnel"
+// is vx0, a VXLAN device in external mode.
+func vxlanDatapath(t *testing.T, n *netns, capacity int) Datapath {
+	t.Helper()
 	n.ip(t, "link", "add", "vx0", "type", "vxlan", "external", "dstport", "4789")
 	n.ip(t, "link", "set", "vx0", "up")
-	n.ip(t, "addr", "add", "10.9.0.2/32", "dev", "lo")
-	n.ip(t, "addr", "add", "10.9.0.3/32", "dev", "lo")
 	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "vx0", Protocol: 77,
 		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true,
-		ReverseCheck: true, Capacity: 16})
+		ReverseCheck: true, Capacity: capacity})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dp.Close()
+	t.Cleanup(func() { dp.Close() })
 	if err := dp.Setup(); err != nil {
 		t.Fatal(err)
 	}
+	return dp
+}
+
+func TestNetnsReverseCheck(t *testing.T) {
+	n := newNetns(t)
+	dp := vxlanDatapath(t, n, 16)
+	n.ip(t, "addr", "add", "10.9.0.2/32", "dev", "lo")
+	n.ip(t, "addr", "add", "10.9.0.3/32", "dev", "lo")
 	filters := func() string {
 		return n.tc(t, "filter", "show", "dev", "vx0", "ingress")
 	}
@@ -174,19 +181,7 @@ func TestNetnsReverseCheck(t *testing.T) {
 // TestNetnsReverseCheckMapFull: the map holds Capacity bindings; one more
 // is an error on that binding, the others stand.
 func TestNetnsReverseCheckMapFull(t *testing.T) {
-	n := newNetns(t)
-	n.ip(t, "link", "add", "vx0", "type", "vxlan", "external", "dstport", "4789")
-	n.ip(t, "link", "set", "vx0", "up")
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "vx0", Protocol: 77,
-		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true,
-		ReverseCheck: true, Capacity: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dp.Close()
-	if err := dp.Setup(); err != nil {
-		t.Fatal(err)
-	}
+	dp := vxlanDatapath(t, newNetns(t), 2)
 	errs := dp.Apply([]Binding{bindingN(1), bindingN(2), bindingN(3)}, nil)
 	if errs == nil || errs[0] != nil || errs[1] != nil || errs[2] == nil || !strings.Contains(errs[2].Error(), "map full") {
 		t.Fatalf("errors %v, want only the third: map full", errs)
@@ -195,9 +190,5 @@ func TestNetnsReverseCheckMapFull(t *testing.T) {
 
 func (n *netns) tc(t testing.TB, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("tc", append([]string{"-n", n.name}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tc %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return n.run(t, "tc", args...)
 }

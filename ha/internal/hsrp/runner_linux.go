@@ -7,14 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hagent/hagent/ha/internal/role"
-	"github.com/hagent/hagent/ha/internal/role/vipnet"
+	"github.com/hagent/hagent/ha/internal/role/runner"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,93 +31,60 @@ type Stats struct {
 }
 
 type counters struct {
-	rx, tx, changes, garps                     atomic.Uint64
+	rx, tx                                     atomic.Uint64
 	short, version, opcode, state, group, auth atomic.Uint64
-	other, actionErr                           atomic.Uint64
+	other                                      atomic.Uint64
 }
 
 // Runner owns the UDP socket (port 1985, group 224.0.0.2) on one interface,
 // feeds the Machine and reports role changes. It implements role.Elector.
 type Runner struct {
-	cfg     RunnerConfig
-	ifi     *net.Interface
-	log     *slog.Logger
-	changes chan role.Change
-	ctl     chan Event
-	c       counters
-
-	mu      sync.Mutex
-	current role.Change
-	arp     *vipnet.ARP
-	active  bool
-	vip     netip.Addr
+	cfg RunnerConfig
+	sh  *runner.Shell // interface, role feed, virtual address, gratuitous ARP
+	ctl chan Event
+	c   counters
 }
 
 var _ role.Elector = (*Runner)(nil)
 
-// NewRunner validates cfg and resolves the interface.
+// NewRunner validates cfg and resolves the interface; it opens no socket.
 func NewRunner(cfg RunnerConfig) (*Runner, error) {
-	ifi, err := net.InterfaceByName(cfg.Interface)
+	sh, err := runner.New(runner.Config{Protocol: "hsrp", Interface: cfg.Interface, Primary: cfg.Machine.Primary,
+		PrefixLen: cfg.PrefixLen, Logger: cfg.Logger, LogAttrs: []any{"group", cfg.Machine.Group}, State: Initial.String()})
 	if err != nil {
-		return nil, fmt.Errorf("hsrp: interface %q: %w", cfg.Interface, err)
+		return nil, err
 	}
-	if !cfg.Machine.Primary.IsValid() {
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok {
-				if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap().Is4() {
-					cfg.Machine.Primary = x.Unmap()
-					break
-				}
-			}
-		}
-	}
+	cfg.Machine.Primary = sh.Primary
 	if err := cfg.Machine.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.PrefixLen == 0 {
-		cfg.PrefixLen = 32
-	}
-	lg := cfg.Logger
-	if lg == nil {
-		lg = slog.New(slog.DiscardHandler)
-	}
-	r := &Runner{cfg: cfg, ifi: ifi, log: lg.With("group", cfg.Machine.Group, "if", ifi.Name),
-		changes: make(chan role.Change, 16), ctl: make(chan Event, 16)}
-	r.current = role.Change{Role: role.Passive, Protocol: "hsrp", State: Initial.String(), Reason: "not started"}
-	return r, nil
+	return &Runner{cfg: cfg, sh: sh, ctl: make(chan Event, 16)}, nil
 }
 
-func (r *Runner) Changes() <-chan role.Change { return r.changes }
+// Changes implements role.Elector.
+func (r *Runner) Changes() <-chan role.Change { return r.sh.Changes() }
 
-func (r *Runner) Current() role.Change {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.current
-}
+// Current implements role.Elector.
+func (r *Runner) Current() role.Change { return r.sh.Current() }
 
+// SetHold and SetPriority implement role.Elector. Blocking on a full
+// control channel is acceptable: these are rare operator/tracking events
+// and Run drains the channel continuously.
 func (r *Runner) SetHold(hold bool)   { r.ctl <- Event{Kind: EvHold, Hold: hold} }
 func (r *Runner) SetPriority(p uint8) { r.ctl <- Event{Kind: EvPriority, Priority: p} }
 
 // Announce sends gratuitous ARP for addrs (away mobile nodes) while Active.
 func (r *Runner) Announce(addrs []netip.Addr) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.active || r.arp == nil {
-		return errors.New("hsrp: announce: not active; only the active agent answers for away nodes")
-	}
-	sent, err := r.arp.Announce(addrs, r.cfg.Machine.GARPCount)
-	r.c.garps.Add(uint64(sent))
-	return err
+	return r.sh.Announce(addrs, r.cfg.Machine.GARPCount, "active")
 }
 
 // Stats returns a snapshot of the counters.
 func (r *Runner) Stats() Stats {
 	c := &r.c
-	return Stats{Rx: c.rx.Load(), Tx: c.tx.Load(), RoleChanges: c.changes.Load(), GARPs: c.garps.Load(),
+	return Stats{Rx: c.rx.Load(), Tx: c.tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
 		DropShort: c.short.Load(), DropVersion: c.version.Load(), DropOpCode: c.opcode.Load(),
 		DropState: c.state.Load(), DropGroup: c.group.Load(), DropAuth: c.auth.Load(),
-		DropOther: c.other.Load(), ActionErrors: c.actionErr.Load()}
+		DropOther: c.other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
 }
 
 func (r *Runner) count(err error) {
@@ -153,11 +117,11 @@ func (r *Runner) open() (int, error) {
 		err  error
 	}{
 		{"SO_REUSEADDR", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)},
-		{"SO_BINDTODEVICE", unix.BindToDevice(fd, r.ifi.Name)},
+		{"SO_BINDTODEVICE", unix.BindToDevice(fd, r.sh.Ifi.Name)},
 		{"bind :1985", unix.Bind(fd, &unix.SockaddrInet4{Port: Port})},
 		{"IP_ADD_MEMBERSHIP 224.0.0.2", unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP,
-			&unix.IPMreqn{Multiaddr: Group.As4(), Ifindex: int32(r.ifi.Index)})},
-		{"IP_MULTICAST_IF", unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(r.ifi.Index)})},
+			&unix.IPMreqn{Multiaddr: Group.As4(), Ifindex: int32(r.sh.Ifi.Index)})},
+		{"IP_MULTICAST_IF", unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(r.sh.Ifi.Index)})},
 		{"IP_MULTICAST_TTL", unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 1)},
 		{"IP_MULTICAST_LOOP", unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0)},
 		{"IP_TOS", unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, 0xc0)},
@@ -165,15 +129,10 @@ func (r *Runner) open() (int, error) {
 	for _, s := range steps {
 		if s.err != nil {
 			unix.Close(fd)
-			return -1, fmt.Errorf("hsrp: %s on %s: %w", s.what, r.ifi.Name, s.err)
+			return -1, fmt.Errorf("hsrp: %s on %s: %w", s.what, r.sh.Ifi.Name, s.err)
 		}
 	}
 	return fd, nil
-}
-
-type rxMsg struct {
-	src netip.Addr
-	msg Message
 }
 
 // Run implements role.Elector; on ctx done it resigns (if active) and returns.
@@ -182,102 +141,51 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	arp, err := vipnet.OpenARP(r.ifi)
-	if err != nil {
+	var stale []netip.Addr // a VIP to be learned cannot have been left behind
+	if v := r.cfg.Machine.VIP; v.IsValid() {
+		stale = append(stale, v)
+	}
+	if err := r.sh.Open(stale...); err != nil {
 		unix.Close(fd)
 		return err
 	}
-	r.mu.Lock()
-	r.arp = arp
-	r.mu.Unlock()
-	defer arp.Close()
-	if v := r.cfg.Machine.VIP; v.IsValid() {
-		_ = vipnet.DelAddr(r.ifi.Index, netip.PrefixFrom(v, r.cfg.PrefixLen)) // stale, after a crash
-	}
+	defer r.sh.Close()
+	msgs := make(chan Event, 64)
+	defer runner.Reader(fd, func() { r.read(fd, msgs) })()
 
-	msgs := make(chan rxMsg, 64)
-	readerDone := make(chan struct{})
-	go func() { defer close(readerDone); r.read(fd, msgs) }()
-	defer func() {
-		unix.Shutdown(fd, unix.SHUT_RDWR)
-		unix.Close(fd)
-		<-readerDone
-	}()
-
-	start := time.Now()
-	now := func() time.Duration { return time.Since(start) }
 	m := New(r.cfg.Machine)
-	out := make([]Action, 0, 8)
 	pkt := make([]byte, 0, Len)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	handle := func(ev Event) {
-		var dl time.Duration
-		out, dl = m.Handle(now(), ev, out[:0])
-		r.do(m, fd, out, &pkt)
-		d := time.Duration(1<<62) - 1
-		if dl != NoDeadline {
-			d = max(dl-now(), 0)
-		}
-		timer.Reset(d)
-	}
-	// Apply SetHold/SetPriority calls made before Run first: a held owner
-	// must not start as master.
-	for pending := true; pending; {
-		select {
-		case ev := <-r.ctl:
-			handle(ev)
-		default:
-			pending = false
-		}
-	}
-	handle(Event{Kind: EvEnable})
-	for {
-		select {
-		case <-ctx.Done():
-			handle(Event{Kind: EvDisable})
-			return nil
-		case x := <-msgs:
-			handle(Event{Kind: EvMessage, Src: x.src, Msg: x.msg})
-		case ev := <-r.ctl:
-			handle(ev)
-		case <-timer.C:
-			handle(Event{Kind: EvTimer})
-		}
-	}
+	loop := runner.Loop[Event, Action]{Machine: m, Received: msgs, Control: r.ctl,
+		Startup: Event{Kind: EvEnable}, Shutdown: Event{Kind: EvDisable}, Timer: Event{Kind: EvTimer},
+		Do: func(acts []Action) { r.do(m, fd, acts, &pkt) }}
+	loop.Run(ctx)
+	return nil
 }
 
-func (r *Runner) read(fd int, msgs chan<- rxMsg) {
+func (r *Runner) read(fd int, msgs chan<- Event) {
 	buf := make([]byte, 1500)
 	for {
-		n, from, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return
-		}
-		if n == 0 && from == nil {
+		n, from, ok := runner.Recv(fd, buf)
+		if !ok {
 			return // shut down
 		}
-		sa, ok := from.(*unix.SockaddrInet4)
-		if !ok {
+		sa, isV4 := from.(*unix.SockaddrInet4)
+		if !isV4 {
 			continue
 		}
-		var x rxMsg
-		x.src = netip.AddrFrom4(sa.Addr)
-		if x.src == r.cfg.Machine.Primary {
+		ev := Event{Kind: EvMessage, Src: netip.AddrFrom4(sa.Addr)}
+		if ev.Src == r.cfg.Machine.Primary {
 			continue
 		}
-		if err := Receive(&x.msg, buf[:n], r.cfg.Machine.Group, &r.cfg.Machine.Auth); err != nil {
+		if err := Receive(&ev.Msg, buf[:n], r.cfg.Machine.Group, &r.cfg.Machine.Auth); err != nil {
 			r.count(err)
 			continue
 		}
 		r.c.rx.Add(1)
 		select {
-		case msgs <- x:
+		case msgs <- ev:
 		default:
-			r.c.other.Add(1)
+			r.c.other.Add(1) // owner loop is behind: drop and count, never block
 		}
 	}
 }
@@ -296,7 +204,6 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 		}
 		return err
 	}
-	changed := false
 	for _, a := range acts {
 		var err error
 		switch a.Kind {
@@ -307,32 +214,21 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 		case ActResign:
 			err = send(OpResign, a.State)
 		case ActAddVIP:
-			err = vipnet.AddAddr(r.ifi.Index, netip.PrefixFrom(m.VIP(), r.cfg.PrefixLen))
+			err = r.sh.AddVIP(m.VIP())
 		case ActRemoveVIP:
-			err = vipnet.DelAddr(r.ifi.Index, netip.PrefixFrom(m.VIP(), r.cfg.PrefixLen))
+			err = r.sh.DelVIP(m.VIP())
 		case ActGARP:
-			r.mu.Lock()
-			err = r.arp.Gratuitous(m.VIP(), a.Count)
-			r.mu.Unlock()
-			r.c.garps.Add(uint64(a.Count))
+			err = r.sh.GARP(a.Count, m.VIP())
 		case ActState:
 			r.report(m, a.Reason, a.Peer)
-			changed = true
 		}
 		if err != nil {
-			r.c.actionErr.Add(1)
-			r.log.Error("hsrp: action failed", "action", a.Kind, "err", err)
+			r.sh.Failed(a.Kind, err)
 		}
 	}
-	r.mu.Lock()
-	stale := r.current.Role != roleOf(m)
-	r.mu.Unlock()
-	if stale && !changed {
-		reason := "initialized from the group (hold released)"
-		if m.Held() {
-			reason = "held: not yet initialized from the group"
-		}
-		r.report(m, reason, netip.Addr{})
+	// The hold input changes the role without a state change.
+	if r.sh.Current().Role != roleOf(m) {
+		r.report(m, runner.HoldReason(m.Held()), netip.Addr{})
 	}
 }
 
@@ -350,22 +246,5 @@ func roleOf(m *Machine) role.Role {
 
 func (r *Runner) report(m *Machine, reason string, peer netip.Addr) {
 	ch := role.Change{Role: roleOf(m), Protocol: "hsrp", State: m.State().String(), Reason: reason, Peer: peer}
-	r.mu.Lock()
-	r.current = ch
-	r.active = ch.Role == role.Active
-	r.vip = m.VIP()
-	r.mu.Unlock()
-	r.c.changes.Add(1)
-	r.log.Info("hsrp: state change", "role", ch.Role, "state", ch.State, "reason", reason, "priority", m.Priority())
-	for {
-		select {
-		case r.changes <- ch:
-			return
-		default:
-			select {
-			case <-r.changes:
-			default:
-			}
-		}
-	}
+	r.sh.Publish(ch, "hsrp: state change", "priority", m.Priority())
 }

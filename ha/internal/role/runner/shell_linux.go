@@ -1,0 +1,245 @@
+//go:build linux
+
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hagent/hagent/ha/internal/role"
+	"github.com/hagent/hagent/ha/internal/role/vipnet"
+	"golang.org/x/sys/unix"
+)
+
+// Config is what New needs from a protocol's RunnerConfig.
+type Config struct {
+	// Protocol is "vrrp" or "hsrp": the prefix of errors and log messages,
+	// and role.Change.Protocol.
+	Protocol  string
+	Interface string     // the LAN interface the group shares
+	Primary   netip.Addr // invalid: the interface's first IPv4 address
+	// PrefixLen of the virtual addresses when added to the interface (32
+	// if 0).
+	PrefixLen int
+	Logger    *slog.Logger // nil: slog.New(slog.DiscardHandler)
+	// LogAttrs name the group in every log line, before "if"
+	// (e.g. "vrid", 51).
+	LogAttrs []any
+	// State is the machine's initial state, reported by Current before Run.
+	State string
+}
+
+// Shell is the protocol-independent half of a runner. A runner keeps it in
+// an unexported field and forwards role.Elector's Changes and Current to it.
+// All methods are safe from any goroutine.
+type Shell struct {
+	Protocol string
+	Ifi      *net.Interface
+	Primary  netip.Addr // Config.Primary, or the interface's first IPv4 address
+	Log      *slog.Logger
+	// Counters for the runner's Stats.
+	RoleChanges, GARPs, ActionErrors atomic.Uint64
+
+	prefixLen int
+	changes   chan role.Change
+
+	mu      sync.Mutex
+	current role.Change // guarded by mu
+	arp     *vipnet.ARP // guarded by mu; set by Open
+}
+
+// New resolves the interface and the primary address and checks the
+// prefix length; it opens no socket.
+func New(c Config) (*Shell, error) {
+	ifi, err := net.InterfaceByName(c.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("%s: interface %q: %w", c.Protocol, c.Interface, err)
+	}
+	primary := c.Primary
+	if !primary.IsValid() {
+		if primary, err = firstIPv4(c.Protocol, ifi); err != nil {
+			return nil, err
+		}
+	}
+	if c.PrefixLen == 0 {
+		c.PrefixLen = 32
+	}
+	if c.PrefixLen < 1 || c.PrefixLen > 32 {
+		return nil, fmt.Errorf("%s: prefix length %d out of range 1..32", c.Protocol, c.PrefixLen)
+	}
+	lg := c.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Shell{Protocol: c.Protocol, Ifi: ifi, Primary: primary,
+		Log:       lg.With(append(c.LogAttrs[:len(c.LogAttrs):len(c.LogAttrs)], "if", ifi.Name)...),
+		prefixLen: c.PrefixLen, changes: make(chan role.Change, 16),
+		current: role.Change{Role: role.Passive, Protocol: c.Protocol, State: c.State, Reason: "not started"}}, nil
+}
+
+func firstIPv4(protocol string, ifi *net.Interface) (netip.Addr, error) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s: addresses of %s: %w", protocol, ifi.Name, err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap().Is4() {
+				return x.Unmap(), nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s: interface %s has no IPv4 address: configure one or set the primary address", protocol, ifi.Name)
+}
+
+// Changes implements role.Elector.
+func (s *Shell) Changes() <-chan role.Change { return s.changes }
+
+// Current implements role.Elector.
+func (s *Shell) Current() role.Change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current
+}
+
+// Publish makes ch the current role, counts and logs it (msg, then role,
+// state, reason and attrs) and delivers it on Changes without blocking: a
+// full channel drops its oldest change, the latest always gets through.
+func (s *Shell) Publish(ch role.Change, msg string, attrs ...any) {
+	s.mu.Lock()
+	s.current = ch
+	s.mu.Unlock()
+	s.RoleChanges.Add(1)
+	s.Log.Info(msg, append([]any{"role", ch.Role, "state", ch.State, "reason", ch.Reason}, attrs...)...)
+	for {
+		select {
+		case s.changes <- ch:
+			return
+		default:
+			select { // full: drop the oldest
+			case <-s.changes:
+			default:
+			}
+		}
+	}
+}
+
+// HoldReason is the reason of a role change that SetHold made without a
+// state change (Backup or Standby while held is Passive, see package role).
+func HoldReason(held bool) string {
+	if held {
+		return "held: not yet initialized from the group"
+	}
+	return "initialized from the group (hold released)"
+}
+
+// Open opens the gratuitous ARP socket (Run's, closed by Close) and removes
+// the virtual addresses a crashed predecessor may have left behind.
+func (s *Shell) Open(stale ...netip.Addr) error {
+	arp, err := vipnet.OpenARP(s.Ifi)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.arp = arp
+	s.mu.Unlock()
+	for _, a := range stale {
+		if err := vipnet.DelAddr(s.Ifi.Index, s.prefix(a)); err != nil {
+			s.Log.Warn(s.Protocol+": removing stale virtual address", "err", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the gratuitous ARP socket; Announce fails from then on.
+func (s *Shell) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.arp.Close()
+	s.arp = nil // its descriptor number may be reused by the next socket
+	return err
+}
+
+func (s *Shell) prefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, s.prefixLen) }
+
+// AddVIP adds the virtual addresses to the interface and DelVIP removes
+// them; every address is tried, the error is the last one.
+func (s *Shell) AddVIP(addrs ...netip.Addr) error { return s.each(vipnet.AddAddr, addrs) }
+func (s *Shell) DelVIP(addrs ...netip.Addr) error { return s.each(vipnet.DelAddr, addrs) }
+
+func (s *Shell) each(f func(ifindex int, p netip.Prefix) error, addrs []netip.Addr) error {
+	var err error
+	for _, a := range addrs {
+		if e := f(s.Ifi.Index, s.prefix(a)); e != nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// GARP sends count gratuitous ARPs for each virtual address (after Open)
+// and counts them as sent; the error is the last one.
+func (s *Shell) GARP(count int, addrs ...netip.Addr) error {
+	var err error
+	s.mu.Lock()
+	for _, a := range addrs {
+		if e := s.arp.Gratuitous(a, count); e != nil {
+			err = e
+		}
+	}
+	s.mu.Unlock()
+	s.GARPs.Add(uint64(count * len(addrs)))
+	return err
+}
+
+// Announce implements role.Elector's Announce with the configured count:
+// only while Active (activeState is the protocol's name for it, for the
+// error).
+func (s *Shell) Announce(addrs []netip.Addr, count int, activeState string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current.Role != role.Active || s.arp == nil {
+		return errors.New(s.Protocol + ": announce: not " + activeState + "; only the active agent answers for away nodes")
+	}
+	sent, err := s.arp.Announce(addrs, count)
+	s.GARPs.Add(uint64(sent))
+	return err
+}
+
+// Failed counts and logs an action of the machine that could not be done.
+func (s *Shell) Failed(action any, err error) {
+	s.ActionErrors.Add(1)
+	s.Log.Error(s.Protocol+": action failed", "action", action, "err", err)
+}
+
+// Reader runs read (a loop over Recv on fd) in a goroutine. The returned
+// stop shuts fd down, which wakes the blocked recvfrom, closes fd and
+// waits for read to return.
+func Reader(fd int, read func()) (stop func()) {
+	done := make(chan struct{})
+	go func() { defer close(done); read() }()
+	return func() {
+		unix.Shutdown(fd, unix.SHUT_RDWR)
+		unix.Close(fd)
+		<-done
+	}
+}
+
+// Recv is recvfrom on a runner's socket, retried on EINTR. ok is false
+// once the socket has been shut down (or fails): the reader returns then.
+// A zero-length UDP datagram still has a sender, so it is not mistaken
+// for the shutdown.
+func Recv(fd int, buf []byte) (n int, from unix.Sockaddr, ok bool) {
+	for {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return n, from, err == nil && (n > 0 || from != nil)
+	}
+}

@@ -3,80 +3,56 @@
 package vrrp
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hagent/hagent/ha/internal/role/roletest"
+	"github.com/hagent/hagent/tools/lab"
 )
 
-// need skips (or, under HAGENT_TEST_STRICT=1, fails) when a prerequisite is
-// missing.
-func need(t *testing.T, ok bool, why string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("HAGENT_TEST_STRICT") == "1" {
-		t.Fatal("prerequisite missing: " + why)
-	}
-	t.Skip("prerequisite missing: " + why)
-}
-
-func have(bin string) bool { _, err := exec.LookPath(bin); return err == nil }
-
 // TestHelperVRRPRunner is not a test: the interop test runs the test binary
-// inside a network namespace with HAGENT_VRRP_HELPER=1 to get a runner there.
-// It prints one line per role change and resigns on SIGTERM.
+// inside a network namespace to get a runner there. It prints one line per
+// role change and resigns on SIGTERM.
 func TestHelperVRRPRunner(t *testing.T) {
-	if os.Getenv("HAGENT_VRRP_HELPER") != "1" {
-		t.Skip("helper process for TestInteropKeepalived")
-	}
+	roletest.Helper(t)
 	prio, _ := strconv.Atoi(os.Getenv("PRIO"))
 	iv, _ := time.ParseDuration(os.Getenv("INTERVAL"))
 	r, err := NewRunner(RunnerConfig{Interface: os.Getenv("IF"), PrefixLen: 24, Machine: Config{
 		VRID: 51, Priority: uint8(prio), AdvertInterval: iv, Preempt: true, AcceptMode: true,
 		Addrs: []netip.Addr{netip.MustParseAddr(os.Getenv("VIP"))}, GARPCount: 2}})
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(1)
-	}
-	if os.Getenv("HOLD") == "1" {
+	if err == nil && os.Getenv("HOLD") == "1" {
 		r.SetHold(true) // before Run: must not even start as master
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	go func() {
-		for c := range r.Changes() {
-			fmt.Printf("ROLE %s %s %s\n", c.Role, c.State, c.Reason)
-		}
-	}()
-	if err := r.Run(ctx); err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(1)
-	}
-	st := r.Stats()
-	fmt.Printf("STATS %+v\n", st)
-	os.Exit(0)
+	roletest.Serve(r, err, func() any { return r.Stats() })
 }
 
-type lab struct {
-	t      *testing.T
-	suffix string
-	dir    string
+const labVIP = "10.77.0.100"
+
+// interop is hagent (host A) and another VRRP implementation (host K) on
+// one LAN, and host M that sees everything the bridge floods.
+type interop struct {
+	t       *testing.T
+	dir     string
+	a, k, m *lab.Host
 }
 
-func (l *lab) ns(n string) string { return "hv" + n + l.suffix }
+func newInterop(t *testing.T) *interop {
+	l := lab.NewT(t)
+	return &interop{t: t, dir: t.TempDir(),
+		a: l.HostT(t, "A", "10.77.0.1/24"), k: l.HostT(t, "K", "10.77.0.2/24"), m: l.HostT(t, "M")}
+}
 
-func (l *lab) run(args ...string) string {
+// run runs a command (ip netns exec: with the namespace's /sys) and fails
+// the test if it fails.
+func (l *interop) run(args ...string) string {
 	l.t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -85,107 +61,39 @@ func (l *lab) run(args ...string) string {
 	return string(out)
 }
 
-// newLab: namespaces A (hagent) and K (keepalived) on a bridge in namespace
-// B with multicast snooping off; everything is removed on cleanup.
-func newLab(t *testing.T) *lab {
-	need(t, os.Geteuid() == 0, "root (network namespaces)")
-	need(t, have("ip"), "iproute2")
-	l := &lab{t: t, suffix: fmt.Sprintf("%d", os.Getpid()%100000), dir: t.TempDir()}
-	for _, n := range []string{"B", "A", "K"} {
-		l.run("ip", "netns", "add", l.ns(n))
-		ns := l.ns(n)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	}
-	b := l.ns("B")
-	l.run("ip", "-n", b, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-	l.run("ip", "-n", b, "link", "set", "br0", "up")
-	for i, n := range []string{"A", "K"} {
-		port := "p" + n
-		l.run("ip", "-n", b, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", l.ns(n))
-		l.run("ip", "-n", b, "link", "set", port, "master", "br0", "up")
-		l.run("ip", "-n", l.ns(n), "addr", "add", fmt.Sprintf("10.77.0.%d/24", i+1), "dev", "eth0")
-		l.run("ip", "-n", l.ns(n), "link", "set", "eth0", "up")
-		l.run("ip", "-n", l.ns(n), "link", "set", "lo", "up")
-	}
-	return l
-}
+func (l *interop) holds(h *lab.Host) bool { return roletest.Holds(h, labVIP) }
 
-func (l *lab) holds(n string) bool {
-	out, _ := exec.Command("ip", "-n", l.ns(n), "-4", "addr", "show", "dev", "eth0").CombinedOutput()
-	return strings.Contains(string(out), " 10.77.0.100/")
-}
-
-// waitHolder waits until exactly `who` holds the VIP, returns how long it took.
-func (l *lab) waitHolder(who string, within time.Duration) time.Duration {
+// waitHolder waits until exactly who holds the VIP, returns how long it took.
+func (l *interop) waitHolder(who *lab.Host, within time.Duration) time.Duration {
 	l.t.Helper()
-	start := time.Now()
-	for time.Since(start) < within {
-		a, k := l.holds("A"), l.holds("K")
-		if (who == "A" && a && !k) || (who == "K" && k && !a) {
-			return time.Since(start)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	l.t.Fatalf("after %v: want only %s to hold 10.77.0.100; A=%v K=%v", within, who, l.holds("A"), l.holds("K"))
-	return 0
+	other := map[*lab.Host]*lab.Host{l.a: l.k, l.k: l.a}[who]
+	return roletest.WaitOnly(l.t, labVIP, who, other, within)
 }
 
-// stable asserts that exactly `who` keeps the VIP for d (never both).
-func (l *lab) stable(who string, d time.Duration) {
+// stable asserts that exactly who keeps the VIP for d (never both).
+func (l *interop) stable(who *lab.Host, d time.Duration) {
 	l.t.Helper()
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		a, k := l.holds("A"), l.holds("K")
-		if (who == "A") != a || (who == "K") != k {
-			l.t.Fatalf("want only %s to hold the VIP: A=%v K=%v", who, a, k)
+		a, k := l.holds(l.a), l.holds(l.k)
+		if (who == l.a) != a || (who == l.k) != k {
+			l.t.Fatalf("want only %s to hold the VIP: A=%v K=%v", who.Name, a, k)
 		}
 	}
 }
 
-type proc struct {
-	cmd  *exec.Cmd
-	name string
-}
-
-func (l *lab) hagent(prio int, env ...string) *proc {
+// hagent starts the helper runner in A with 100 ms adverts.
+func (l *interop) hagent(prio int, env ...string) *lab.Proc {
 	l.t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", l.ns("A"), os.Args[0], "-test.run=^TestHelperVRRPRunner$", "-test.v")
-	cmd.Env = append(os.Environ(), "HAGENT_VRRP_HELPER=1", "IF=eth0", "VIP=10.77.0.100",
-		"INTERVAL=100ms", "PRIO="+strconv.Itoa(prio))
-	cmd.Env = append(cmd.Env, env...)
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, name: "hagent"}
-	l.t.Cleanup(func() { p.kill(syscall.SIGKILL) })
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			l.t.Logf("hagent(prio %d): %s", prio, s.Text())
-		}
-	}()
-	return p
+	env = append([]string{"IF=eth0", "VIP=" + labVIP, "INTERVAL=100ms", "PRIO=" + strconv.Itoa(prio)}, env...)
+	return roletest.Start(l.t, l.a, "TestHelperVRRPRunner", fmt.Sprintf("hagent(prio %d)", prio), env...)
 }
-
-func (p *proc) kill(sig syscall.Signal) {
-	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
-		return
-	}
-	p.cmd.Process.Signal(sig)
-	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
-		p.cmd.Wait()
-	}
-}
-
-// ip netns exec execs the test binary in place, so the pid is the helper's.
 
 type keepalived struct {
 	cmd              *exec.Cmd
 	pidfile, vrrppid string
 }
 
-func (l *lab) keepalived(prio int) *keepalived {
+func (l *interop) keepalived(prio int) *keepalived {
 	l.t.Helper()
 	conf := filepath.Join(l.dir, "keepalived.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`global_defs {
@@ -206,7 +114,7 @@ vrrp_instance VI {
 	k := &keepalived{pidfile: filepath.Join(l.dir, "k.pid"), vrrppid: filepath.Join(l.dir, "k-vrrp.pid")}
 	os.Remove(k.pidfile)
 	os.Remove(k.vrrppid)
-	k.cmd = exec.Command("ip", "netns", "exec", l.ns("K"), "keepalived", "-n", "-l", "-D", "-P",
+	k.cmd = exec.Command("ip", "netns", "exec", l.k.NS, "keepalived", "-n", "-l", "-D", "-P",
 		"-f", conf, "-p", k.pidfile, "-r", k.vrrppid)
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, _ := os.OpenFile(filepath.Join(l.dir, "keepalived.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -252,94 +160,95 @@ func TestInteropKeepalived(t *testing.T) {
 	if testing.Short() {
 		t.Skip("netns interop test (not in -short)")
 	}
-	need(t, have("keepalived"), "keepalived (apt-get install keepalived)")
-	l := newLab(t)
+	roletest.Need(t, roletest.Have("keepalived"), "keepalived (apt-get install keepalived)")
+	l := newInterop(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(l.dir, "keepalived.log"))
 			t.Logf("keepalived log:\n%s", b)
 		}
 	})
-	tsharkOK := have("tshark")
-	var tshark *exec.Cmd
+	tsharkOK := roletest.Have("tshark")
+	var tshark *lab.Proc
 	pcap := filepath.Join(l.dir, "vrrp.pcap")
 	if tsharkOK {
-		tshark = exec.Command("ip", "netns", "exec", l.ns("B"), "tshark", "-q", "-i", "br0", "-f", "ip proto 112", "-w", pcap)
-		tshark.Start()
+		var err error
+		if tshark, err = l.m.Start("tshark", "-q", "-i", "eth0", "-f", "ip proto 112", "-w", pcap); err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(time.Second) // tshark takes a while to start capturing
 	}
 
 	// hagent 200 vs keepalived 100: hagent wins.
 	h := l.hagent(200)
 	k := l.keepalived(100)
-	l.waitHolder("A", 3*time.Second)
-	l.stable("A", 500*time.Millisecond)
+	l.waitHolder(l.a, 3*time.Second)
+	l.stable(l.a, 500*time.Millisecond)
 
 	// Graceful stop of hagent (priority 0): keepalived takes over after skew.
-	h.kill(syscall.SIGTERM)
-	t.Logf("hagent graceful stop → keepalived holds the VIP after %v", l.waitHolder("K", 2*time.Second))
-	l.stable("K", 300*time.Millisecond)
+	roletest.Stop(h, syscall.SIGTERM)
+	t.Logf("hagent graceful stop → keepalived holds the VIP after %v", l.waitHolder(l.k, 2*time.Second))
+	l.stable(l.k, 300*time.Millisecond)
 
 	// hagent comes back and preempts.
 	h = l.hagent(200)
-	t.Logf("hagent restart → preempts after %v", l.waitHolder("A", 3*time.Second))
-	l.stable("A", 300*time.Millisecond)
+	t.Logf("hagent restart → preempts after %v", l.waitHolder(l.a, 3*time.Second))
+	l.stable(l.a, 300*time.Millisecond)
 
 	// Crash of hagent: keepalived takes over after Master_Down_Interval.
-	h.kill(syscall.SIGKILL)
+	roletest.Stop(h, syscall.SIGKILL)
 	start := time.Now()
-	for !l.holds("K") && time.Since(start) < 2*time.Second {
+	for !l.holds(l.k) && time.Since(start) < 2*time.Second {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if !l.holds("K") {
+	if !l.holds(l.k) {
 		t.Fatal("keepalived did not take over after hagent crashed")
 	}
 	t.Logf("hagent crash → keepalived holds the VIP after %v", time.Since(start))
 	// The dead process left the address in its kernel (as keepalived does);
 	// the restarted runner clears it first, then preempts.
 	h = l.hagent(200)
-	l.waitHolder("A", 3*time.Second)
-	l.stable("A", 300*time.Millisecond)
-	h.kill(syscall.SIGTERM)
+	l.waitHolder(l.a, 3*time.Second)
+	l.stable(l.a, 300*time.Millisecond)
+	roletest.Stop(h, syscall.SIGTERM)
 	k.stop()
 
 	// The other way round: keepalived 200 vs hagent 100.
 	k = l.keepalived(200)
-	l.waitHolder("K", 3*time.Second)
+	l.waitHolder(l.k, 3*time.Second)
 	// Held (table not yet downloaded), a higher priority must not preempt.
 	h = l.hagent(250, "HOLD=1")
-	l.stable("K", time.Second)
-	h.kill(syscall.SIGTERM)
+	l.stable(l.k, time.Second)
+	roletest.Stop(h, syscall.SIGTERM)
 	h = l.hagent(100)
-	l.stable("K", 500*time.Millisecond)
+	l.stable(l.k, 500*time.Millisecond)
 
 	// keepalived crash: hagent takes over; remove the dead one's address as
 	// a link-down would.
 	k.crash()
 	start = time.Now()
-	for !l.holds("A") && time.Since(start) < 2*time.Second {
+	for !l.holds(l.a) && time.Since(start) < 2*time.Second {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if !l.holds("A") {
+	if !l.holds(l.a) {
 		t.Fatal("hagent did not take over after keepalived crashed")
 	}
 	t.Logf("keepalived crash → hagent holds the VIP after %v", time.Since(start))
-	l.run("ip", "-n", l.ns("K"), "addr", "del", "10.77.0.100/24", "dev", "eth0")
-	l.stable("A", 300*time.Millisecond)
+	l.run("ip", "-n", l.k.NS, "addr", "del", labVIP+"/24", "dev", "eth0")
+	l.stable(l.a, 300*time.Millisecond)
 
 	// keepalived restarts and preempts; then stops gracefully.
 	k = l.keepalived(200)
-	t.Logf("keepalived restart → preempts after %v", l.waitHolder("K", 3*time.Second))
-	l.stable("K", 300*time.Millisecond)
+	t.Logf("keepalived restart → preempts after %v", l.waitHolder(l.k, 3*time.Second))
+	l.stable(l.k, 300*time.Millisecond)
 	k.stop()
-	t.Logf("keepalived graceful stop → hagent holds the VIP after %v", l.waitHolder("A", 2*time.Second))
-	l.stable("A", 300*time.Millisecond)
-	h.kill(syscall.SIGTERM)
+	t.Logf("keepalived graceful stop → hagent holds the VIP after %v", l.waitHolder(l.a, 2*time.Second))
+	l.stable(l.a, 300*time.Millisecond)
+	roletest.Stop(h, syscall.SIGTERM)
 
 	if tsharkOK {
 		time.Sleep(300 * time.Millisecond)
-		tshark.Process.Signal(syscall.SIGINT)
-		tshark.Wait()
+		roletest.Stop(tshark, syscall.SIGINT)
 		ours, _ := exec.Command("tshark", "-r", pcap, "-Y", "vrrp && ip.src==10.77.0.1").Output()
 		if n := strings.Count(string(ours), "\n"); n < 10 {
 			t.Fatalf("tshark decoded only %d of our VRRP packets:\n%s", n, ours)
@@ -350,7 +259,7 @@ func TestInteropKeepalived(t *testing.T) {
 		}
 		t.Logf("tshark: %d of our adverts decoded, no malformed or expert entries", strings.Count(string(ours), "\n"))
 	} else {
-		need(t, false, "tshark (apt-get install tshark)")
+		roletest.Need(t, false, "tshark (apt-get install tshark)")
 	}
 }
 
@@ -362,9 +271,9 @@ func TestInteropFRR(t *testing.T) {
 	if testing.Short() {
 		t.Skip("netns interop test (not in -short)")
 	}
-	need(t, have("/usr/lib/frr/vrrpd") && have("/usr/lib/frr/zebra"), "FRR (apt-get install frr)")
-	l := newLab(t)
-	k := l.ns("K")
+	roletest.Need(t, roletest.Have("/usr/lib/frr/vrrpd") && roletest.Have("/usr/lib/frr/zebra"), "FRR (apt-get install frr)")
+	l := newInterop(t)
+	k := l.k.NS
 	mv := "vrrp4-2-51" // eth0 is ifindex 2 in a fresh namespace (lo is 1)
 	if idx := strings.TrimSpace(l.run("ip", "netns", "exec", k, "cat", "/sys/class/net/eth0/ifindex")); idx != "2" {
 		mv = "vrrp4-" + idx + "-51"
@@ -410,12 +319,12 @@ func TestInteropFRR(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		for time.Since(start) < within {
-			if a, f := l.holds("A"), frrMaster(); a == wantA && f == !wantA {
+			if a, f := l.holds(l.a), frrMaster(); a == wantA && f == !wantA {
 				return time.Since(start)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		t.Fatalf("want hagent master=%v: hagent holds VIP=%v, FRR master=%v", wantA, l.holds("A"), frrMaster())
+		t.Fatalf("want hagent master=%v: hagent holds VIP=%v, FRR master=%v", wantA, l.holds(l.a), frrMaster())
 		return 0
 	}
 	wait(false, 3*time.Second) // FRR alone becomes master
@@ -423,11 +332,11 @@ func TestInteropFRR(t *testing.T) {
 	t.Logf("hagent (200) preempts FRR (100) after %v", wait(true, 3*time.Second))
 	time.Sleep(300 * time.Millisecond)
 	wait(true, 50*time.Millisecond) // still exactly one master
-	h.kill(syscall.SIGKILL)
-	l.run("ip", "-n", l.ns("A"), "addr", "del", "10.77.0.100/24", "dev", "eth0") // model the outage
+	roletest.Stop(h, syscall.SIGKILL)
+	l.run("ip", "-n", l.a.NS, "addr", "del", labVIP+"/24", "dev", "eth0") // model the outage
 	t.Logf("hagent crash → FRR master after %v", wait(false, 2*time.Second))
 	h = l.hagent(200)
 	wait(true, 3*time.Second)
-	h.kill(syscall.SIGTERM)
+	roletest.Stop(h, syscall.SIGTERM)
 	t.Logf("hagent graceful stop → FRR master after %v", wait(false, 2*time.Second))
 }

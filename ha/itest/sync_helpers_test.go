@@ -91,6 +91,20 @@ func syncLoad(t testing.TB, mn *lab.Host, ha string, n int, rate int, d time.Dur
 	return out
 }
 
+// syncLoad130 is syncLoad that also accepts exit status 1 (some reply was
+// not an acceptance): the caller checks the codes in the output.
+func syncLoad130(t testing.TB, mn *lab.Host, ha string, n int, rate int, d time.Duration, extra ...string) string {
+	t.Helper()
+	args := append([]string{"load", "-ha", ha, "-base", syncBase, "-n", fmt.Sprint(n), "-rate", fmt.Sprint(rate),
+		"-duration", d.String(), "-spi", "300", "-key", syncKey, "-coa", "198.51.100.7", "-lifetime", "1800",
+		"-timeout", "2s"}, extra...)
+	out, code := Mnsim(t, mn, args...)
+	if code != 0 && code != 1 {
+		t.Fatalf("mnsim %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
 // allBindings is `show bindings` with every row.
 func allBindings(t testing.TB, a *Agent) *console.Bindings {
 	t.Helper()

@@ -4,7 +4,7 @@
 // after every heal. It needs root. A failing run prints its seed; the same
 // seed replays the same fault schedule.
 //
-//	go run ./tools/chaos -duration 10m [-seed N] [-nodes 300] [-rounds N] [-isolated-crash]
+//	go run ./tools/chaos -duration 10m [-seed N] [-nodes 300] [-rounds N] [-isolated-crash] [-require-replication]
 //
 // Exit status: 0 every check passed, 1 an invariant was violated, 2 the lab
 // could not be run.
@@ -35,7 +35,8 @@ func run() int {
 	logDir := fs.String("logdir", os.TempDir(), "where the agents' logs go on a violation")
 	rounds := fs.Int("rounds", 0, "stop after this many rounds instead of -duration (replays a failing round)")
 	verbose := fs.Bool("v", false, "log the tool's own debug lines")
-	isolated := fs.Bool("isolated-crash", false, "also kill an agent while both others are cut off (loses its last acceptances: known, issue 7)")
+	isolated := fs.Bool("isolated-crash", false, "also kill an agent while both others are cut off; implies -require-replication (a member serving alone loses its last acceptances with it: issue 7)")
+	require := fs.Bool("require-replication", false, "run the agents with group.require_replication = true")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -53,7 +54,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := chaos.Run(ctx, chaos.Options{Duration: *duration, Seed: *seed, Nodes: *nodes, Converge: *converge,
-		LogDir: *logDir, Logger: log, Out: os.Stdout, IsolatedCrash: *isolated, Rounds: *rounds})
+		LogDir: *logDir, Logger: log, Out: os.Stdout, IsolatedCrash: *isolated, RequireReplication: *require, Rounds: *rounds})
 	var v *chaos.Violation
 	switch {
 	case err == nil:

@@ -23,6 +23,9 @@ import (
 	"github.com/hagent/hagent/ha/internal/version"
 )
 
+// logEvery rate-limits the log lines the registration path may cause.
+const logEvery = time.Second
+
 const (
 	batchSize  = 64   // datagrams per recvmmsg
 	numBatches = 4    // batches in flight between the reader and the owner
@@ -168,7 +171,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	err = a.loop(ctx)
 	if a.hold != nil {
-		a.hold.expire(int64(^uint64(0)>>1), a.sendHeld) // nobody waits forever
+		a.hold.expire(int64(^uint64(0) >> 1)) // nobody waits forever (nor hears "accepted" unacknowledged)
 	}
 	close(a.done)
 	// Order matters: the final advertisement (lifetime 0) leaves from the
@@ -256,7 +259,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		case <-timer.C:
 			now := a.now()
 			if a.hold != nil {
-				a.hold.expire(now, a.sendHeld)
+				a.hold.expire(now)
 			}
 			if a.grp.m != nil {
 				// The group machine owns expiry: an expired binding becomes
@@ -322,9 +325,8 @@ func (a *Agent) handleBatch(b *batch) {
 		if reply == nil {
 			continue
 		}
-		if a.hold != nil && ch.Kind != NoChange && a.grp.m.UpPeers() > 0 &&
-			a.hold.hold(now, ch.Entry.Home, ch.Entry.ID, reply, p.Src, from, p.Ifindex, a.sendHeld) {
-			continue // answered when a peer acknowledges (or the wait ends)
+		if a.hold != nil && (ch.Kind != NoChange || ch.Dup) && !a.gateReply(now, &ch, reply, p.Src, from, p.Ifindex) {
+			continue // held until a peer acknowledges (or the wait ends), or dropped
 		}
 		o.Buf = reply
 		o.N = len(reply)

@@ -234,12 +234,21 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 	r.Counter = append(r.Counter, console.Counter{Name: "group send key id", Value: uint64(g.m.SendKey())})
 	if q := a.hold; q != nil {
 		r.Counter = append(r.Counter,
+			console.Counter{Name: "require replication", Value: b2u(a.cfg.Group.RequireReplication)},
 			console.Counter{Name: "replies held for a peer ack", Value: q.Held},
 			console.Counter{Name: "held replies released by an ack", Value: q.Acked},
-			console.Counter{Name: "held replies sent without an ack (wait over)", Value: q.Timeouts},
+			console.Counter{Name: "held replies whose wait ended without an ack", Value: q.Timeouts},
 			console.Counter{Name: "replies not held (queue full)", Value: q.Overflow},
-			console.Counter{Name: "held replies superseded by a newer request", Value: q.Superseded})
+			console.Counter{Name: "held replies superseded by a newer request", Value: q.Superseded},
+			console.Counter{Name: "denied 130: no peer ack (held replies)", Value: q.DeniedNoAck},
+			console.Counter{Name: "denied_unreplicated 130: no peer up (require_replication)", Value: q.DeniedUnreplicated},
+			console.Counter{Name: "denied 130: queue full (require_replication)", Value: q.DeniedFull},
+			console.Counter{Name: "accepted_unreplicated: no acking peer up, served alone", Value: q.AcceptedUnreplicated},
+			console.Counter{Name: "unacknowledged replies not sent (could not re-sign)", Value: q.Unsigned})
 	}
+	r.Counter = append(r.Counter,
+		console.Counter{Name: "peers up", Value: uint64(g.m.UpPeers())},
+		console.Counter{Name: "peers up and acknowledging our updates", Value: uint64(g.m.AckingPeers())})
 	gs := g.conn.Stats()
 	r.Counter = append(r.Counter,
 		console.Counter{Name: "group datagrams from another interface", Value: gs.WrongInterface},

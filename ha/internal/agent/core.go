@@ -62,6 +62,11 @@ type Change struct {
 	// Moved: the kernel's view changes (new binding, other care-of address
 	// or flags). A plain renewal leaves the tunnel route as it is.
 	Moved bool
+	// Dup: no change (Kind is NoChange), but the reply accepts a
+	// retransmission of the request that wrote Entry. Its answer needs the
+	// same proof of replication as the first one: the first reply may have
+	// been a denial because no peer acknowledged the write.
+	Dup bool
 }
 
 // node is the run-time state of one configured [[node]] entry.
@@ -119,6 +124,7 @@ type Core struct {
 	scratch [64]byte
 	req     mip.Request
 	rep     mip.Reply
+	denied  mip.Reply // Deny's parse of a reply it rewrites
 }
 
 // NewCore builds the run-time indexes from a validated config and allocates
@@ -365,6 +371,7 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 			c.Stats.Duplicates++
 			rep.Code = mip.CodeAccepted
 			rep.Lifetime = uint16(cur.Remaining(now) / time.Second)
+			ch = Change{Entry: *cur, Dup: true}
 			return c.finish(out, ni, from, ch)
 		}
 		// Seconds compared modulo 2^32 so that the NTP era rollover in
@@ -552,6 +559,39 @@ func (c *Core) finish(out []byte, ni int32, from netip.Addr, ch Change) ([]byte,
 	return b, from, ch
 }
 
+// Deny rewrites an authenticated "accepted" reply that Handle produced into
+// a denial with code, in place: lifetime 0 (RFC 5944 §3.4: a denial's
+// lifetime is ignored) and the MN-HA authenticator recomputed with the
+// node's key. It allocates nothing. The reply is found the way Handle found
+// it (NAI, then home address) and must still verify with that node's key:
+// false, and b unchanged, when it does not (a reload replaced the key or
+// removed the node meanwhile), when b is not an accepted reply, or when the
+// MN-HA extension is not its last one. The caller then must not send b.
+func (c *Core) Deny(b []byte, code mip.Code) bool {
+	r := &c.denied
+	if r.UnmarshalBinary(b) != nil || !r.Code.Accepted() || !r.MHAuth.Present {
+		return false
+	}
+	old := r.Code
+	ni := c.lookup(r.NAI, binding.AddrU32(r.HomeAddr))
+	if ni < 0 {
+		return false
+	}
+	n := &c.nodes[ni]
+	a := r.MHAuth
+	if a.SPI != n.cfg.SPI || a.Covered+len(a.Authenticator) != len(b) || !mip.Verify(b, a, n.mac, &c.scratch) {
+		return false
+	}
+	b[1] = uint8(code)
+	b[2], b[3] = 0, 0
+	n.mac.Reset()
+	n.mac.Write(b[:a.Covered])
+	copy(a.Authenticator, n.mac.Sum(c.scratch[:0]))
+	c.Stats.Codes[old]--
+	c.Stats.Codes[code]++
+	return true
+}
+
 // Expire drops bindings whose lifetime has run out and purges old
 // tombstones; fn hears about each expired live binding (not about purged
 // tombstones: they were never bindings).
@@ -596,7 +636,8 @@ func (c *Core) NodeName(i int32) string {
 
 // Reload applies a new configuration without losing a binding: mobility
 // security associations (nodes, pools, keys, foreign agents), lifetimes,
-// replay tolerance and the offered services. Settings that shape sockets,
+// replay tolerance, the offered services, the group keys and
+// group.require_replication. Settings that shape sockets,
 // the preallocated table or the group (addresses, interface, capacity,
 // [group], [vrrp], [hsrp], [datapath], [advertise]) need a restart: a
 // reload that changes one of them is refused as a whole, naming it, and
@@ -689,8 +730,8 @@ func restartOnly(old, new *config.Config) string {
 		return "agent.console_socket"
 	case o.AgentID != n.AgentID:
 		return "agent.agent_id"
-	case !reflect.DeepEqual(withoutKeys(old.Group), withoutKeys(new.Group)):
-		return "[group] (other than its keys)"
+	case !reflect.DeepEqual(withoutReloadable(old.Group), withoutReloadable(new.Group)):
+		return "[group] (other than its keys and require_replication)"
 	case !reflect.DeepEqual(old.VRRP, new.VRRP):
 		return "[vrrp]"
 	case !reflect.DeepEqual(old.HSRP, new.HSRP):
@@ -703,8 +744,12 @@ func restartOnly(old, new *config.Config) string {
 	return ""
 }
 
-// withoutKeys is g minus what a reload may change in it (the group keys).
-func withoutKeys(g config.Group) config.Group {
+// withoutReloadable is g minus what a reload may change in it: the group
+// keys, and require_replication (the owner loop reads it from the current
+// config at each decision, so switching it needs no new state; the config
+// check makes sure ack_before_reply, which does, is on when it is).
+func withoutReloadable(g config.Group) config.Group {
 	g.Key, g.KeyID, g.AcceptKeys = nil, 0, nil
+	g.RequireReplication = false
 	return g
 }

@@ -112,7 +112,7 @@ func (a *Agent) newGroup() (*group, error) {
 			if ackWait <= 0 {
 				ackWait = 250 * time.Millisecond // hasync's default
 			}
-			a.hold = newHoldQueue(2 * int64(ackWait))
+			a.hold = newHoldQueue(2*int64(ackWait), a.releaseHeld)
 		}
 	}
 	prefix := cfg.Agent.HomeNetwork.Bits()
@@ -250,7 +250,7 @@ func (a *Agent) groupActions() {
 			a.changed(Change{Kind: Deregistered, Entry: act.Entry})
 		case hasync.ActAcked:
 			if a.hold != nil {
-				a.hold.acked(act.Entry.Home, act.Entry.ID, a.sendHeld)
+				a.hold.acked(act.Entry.Home, act.Entry.ID)
 			}
 		case hasync.ActInitialized:
 			a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
@@ -279,7 +279,10 @@ func (a *Agent) setRole(ch role.Change) {
 	a.activateDataplane(active)
 	a.advertise(active)
 	if !active && a.hold != nil {
-		a.hold.expire(int64(^uint64(0)>>1), a.sendHeld) // what we accepted is answered
+		// Everything held is answered now; what no peer acknowledged goes
+		// through the replication policy (a denial sends the node to the
+		// member that is active now).
+		a.hold.expire(int64(^uint64(0) >> 1))
 	}
 	a.log.Info("role change", "from", prev, "to", ch.Role, "protocol", ch.Protocol, "state", ch.State,
 		"reason", ch.Reason, "peer", ch.Peer, "bindings", a.core.table.Len())

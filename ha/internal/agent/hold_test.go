@@ -8,21 +8,27 @@ import (
 )
 
 func TestHoldQueue(t *testing.T) {
-	q := newHoldQueue(100)
 	var sent []string
-	send := func(p *udpio.Packet) { sent = append(sent, string(p.Buf[:p.N])) }
+	var unacked int
+	send := func(p *udpio.Packet, acked bool) {
+		sent = append(sent, string(p.Buf[:p.N]))
+		if !acked {
+			unacked++
+		}
+	}
+	q := newHoldQueue(100, send)
 	to := netip.MustParseAddrPort("198.51.100.7:434")
 	from := netip.MustParseAddr("192.0.2.1")
 	for i, r := range []string{"a", "b", "c"} {
-		if !q.hold(int64(i), uint32(i+1), 10, []byte(r), to, from, 0, send) {
+		if !q.hold(int64(i), uint32(i+1), 10, []byte(r), to, from, 0) {
 			t.Fatal("hold refused with free slots")
 		}
 	}
-	q.acked(2, 9, send) // an older version is not this reply's ack
+	q.acked(2, 9) // an older version is not this reply's ack
 	if len(sent) != 0 {
 		t.Fatalf("sent %v before any matching ack", sent)
 	}
-	q.acked(2, 10, send)
+	q.acked(2, 10)
 	if len(sent) != 1 || sent[0] != "b" {
 		t.Fatalf("ack for home 2: sent %v", sent)
 	}
@@ -30,19 +36,19 @@ func TestHoldQueue(t *testing.T) {
 		t.Fatalf("next deadline %d %v, want 100 (home 1's)", d, ok)
 	}
 	// A newer request for home 3 sends the older reply at once.
-	q.hold(50, 3, 11, []byte("c2"), to, from, 0, send)
+	q.hold(50, 3, 11, []byte("c2"), to, from, 0)
 	if sent[len(sent)-1] != "c" || q.Superseded != 1 {
 		t.Fatalf("superseded: sent %v", sent)
 	}
-	q.expire(100, send) // home 1's wait is over; c2 waits until 150
+	q.expire(100) // home 1's wait is over; c2 waits until 150
 	if sent[len(sent)-1] != "a" || q.Timeouts != 1 {
 		t.Fatalf("expire(100): sent %v timeouts %d", sent, q.Timeouts)
 	}
-	q.expire(149, send)
+	q.expire(149)
 	if len(sent) != 3 {
 		t.Fatalf("expire(149) sent early: %v", sent)
 	}
-	q.expire(150, send)
+	q.expire(150)
 	if len(sent) != 4 || sent[3] != "c2" {
 		t.Fatalf("expire(150): %v", sent)
 	}
@@ -50,18 +56,32 @@ func TestHoldQueue(t *testing.T) {
 		t.Fatal("queue not empty")
 	}
 	// Full: hold refuses (the caller sends at once), counted.
-	q2 := newHoldQueue(100)
+	if unacked != 3 { // c (superseded), a and c2 (wait over); b was acked
+		t.Fatalf("%d replies released unacknowledged, want 3", unacked)
+	}
+	// take removes a held reply without sending it.
+	q.hold(200, 7, 1, []byte("t"), to, from, 0)
+	if p := q.take(7); p == nil || string(p.Buf[:p.N]) != "t" || q.holding(7, 1) {
+		t.Fatalf("take: %v", p)
+	}
+	if q.take(7) != nil {
+		t.Fatal("take twice")
+	}
+	if _, ok := q.next(); ok {
+		t.Fatal("a taken reply still has a deadline")
+	}
+	q2 := newHoldQueue(100, send)
 	for i := 0; i < holdSlots; i++ {
-		if !q2.hold(0, uint32(i+1), 1, []byte("x"), to, from, 0, send) {
+		if !q2.hold(0, uint32(i+1), 1, []byte("x"), to, from, 0) {
 			t.Fatalf("slot %d refused", i)
 		}
 	}
-	if q2.hold(0, 1<<30, 1, []byte("x"), to, from, 0, send) || q2.Overflow != 1 {
+	if q2.hold(0, 1<<30, 1, []byte("x"), to, from, 0) || q2.Overflow != 1 {
 		t.Fatal("a full queue accepted a reply")
 	}
 	allocs := testing.AllocsPerRun(100, func() {
-		q2.acked(5, 1, send)
-		q2.hold(1, 5, 1, []byte("y"), to, from, 0, send)
+		q2.acked(5, 1)
+		q2.hold(1, 5, 1, []byte("y"), to, from, 0)
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per hold/ack", allocs)

@@ -63,7 +63,7 @@ func TestDefaults(t *testing.T) {
 	g := c.Group
 	if g.Enabled || g.Address != netip.MustParseAddr("224.0.0.240") || g.Port != 4343 || g.KeyID != 1 ||
 		g.AckTimeout != 250*time.Millisecond || g.MaxRetries != 5 ||
-		g.AntiEntropyInterval != 30*time.Second ||
+		g.AntiEntropyInterval != 30*time.Second || !g.AckBeforeReply || g.RequireReplication ||
 		g.Key != nil || g.Peers != nil {
 		t.Errorf("group defaults: %+v", g)
 	}
@@ -184,6 +184,17 @@ type errCase struct {
 	want string // substring of the joined error; includes "x.toml:<line>: <key>"
 }
 
+func TestRequireReplication(t *testing.T) {
+	c := mustParse(t, base+"[group]\nenabled = true\nkey = \"text:k\"\nrequire_replication = true\n")
+	if !c.Group.RequireReplication || !c.Group.AckBeforeReply {
+		t.Fatalf("group: %+v", c.Group)
+	}
+	// false is always valid, with or without a group.
+	if c := mustParse(t, base+"[group]\nrequire_replication = false\n"); c.Group.RequireReplication {
+		t.Fatal("require_replication = false parsed as true")
+	}
+}
+
 func TestErrors(t *testing.T) {
 	cases := []errCase{
 		// types
@@ -282,6 +293,9 @@ func TestErrors(t *testing.T) {
 		{"group peers self", "[group]\npeers = [\"192.0.2.3\", \"192.0.2.2\"]", false, `x.toml:6: group.peers[2] 192.0.2.2 is this agent's own address`},
 		{"group peers dup", "[group]\npeers = [\n \"192.0.2.3\",\n \"192.0.2.3\",\n]", false, `x.toml:6: group.peers[2] 192.0.2.3 is listed twice`},
 		{"group ttl is not configurable", "[group]\nttl = 1", false, `x.toml:6: group.ttl unknown key in [group]`},
+		{"require replication standalone", "[group]\nrequire_replication = true", false, `x.toml:6: group.require_replication is true but group.enabled is false`},
+		{"require replication unheld", "[group]\nenabled = true\nkey = \"text:k\"\nack_before_reply = false\nrequire_replication = true", false, `x.toml:9: group.require_replication is true but group.ack_before_reply is false`},
+		{"require replication type", "[group]\nrequire_replication = \"yes\"", false, `x.toml:6: group.require_replication must be true or false`},
 		// vrrp
 		{"vrrp priority", "virtual_address = \"192.0.2.1\"\n[vrrp]\nenabled = true\npriority = 300", false, `x.toml:8: vrrp.priority 300 out of range 1..254`},
 		{"vrrp 255", "[vrrp]\npriority = 255", false, `x.toml:6: vrrp.priority 255 is reserved for the address owner`},

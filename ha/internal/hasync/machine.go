@@ -138,6 +138,9 @@ type peer struct {
 	warnedAt    int64 // last "not acknowledged" warning (rate limit: one per 10 s per peer)
 	outstanding int
 	rw          ReplayWindow
+	// acking: it acknowledged an update of ours since it was last marked up
+	// (AckingPeers). Cleared when it goes down, leaves or restarts.
+	acking bool
 }
 
 type pending struct {
@@ -409,6 +412,21 @@ func (m *Machine) Deregister(now int64, home uint32, id uint64, out []Action) ([
 		recordOf(p, now, &m.rec)
 	}
 	return m.update(now, out), nil
+}
+
+// Reannounce multicasts the table's current version of home again, as a
+// new binding update that every up peer is expected to acknowledge. The
+// agent uses it when a node retransmits a request already written: an
+// acknowledgement (ActAcked) then proves the binding is replicated, whatever
+// happened to the first update. Nothing is sent for an unknown home.
+func (m *Machine) Reannounce(now int64, home uint32, out []Action) []Action {
+	m.arena = m.arena[:0]
+	e := m.tab.Get(home)
+	if e == nil {
+		return out
+	}
+	recordOf(e, now, &m.rec)
+	return m.update(now, out)
 }
 
 // update multicasts m.rec and records the acks expected (claims 1, 7, 8).
@@ -725,7 +743,7 @@ func (m *Machine) Leave(now int64, out []Action) []Action {
 func (m *Machine) left(pi int) {
 	p := &m.peers[pi]
 	m.log.Info("hasync: peer left the group", "peer", p.addr, "id", p.id)
-	p.up, p.inSync = false, false
+	p.up, p.inSync, p.acking = false, false, false
 	for s := range m.pend {
 		if m.pend[s].used && int(m.pend[s].peer) == pi {
 			m.release(int32(s))
@@ -743,7 +761,7 @@ func (m *Machine) heard(now int64, pi int, restarted bool) {
 	}
 	if restarted {
 		m.log.Info("hasync: peer restarted", "peer", p.addr, "id", p.id)
-		p.init = false
+		p.init, p.acking = false, false
 		m.markResync(int32(pi))
 	}
 	p.up, p.heard = true, now
@@ -806,6 +824,7 @@ func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 		m.C.UpdatesFailed++
 		m.markResync(int32(pi))
 	} else {
+		m.peers[pi].acking = true
 		out = append(out, Action{Kind: ActAcked, Entry: binding.Entry{Home: a.Home, ID: p.id, Origin: p.origin}})
 	}
 	m.release(s)
@@ -818,6 +837,24 @@ func (m *Machine) UpPeers() int {
 	n := 0
 	for i := range m.peers {
 		if m.peers[i].up {
+			n++
+		}
+	}
+	return n
+}
+
+// AckingPeers is how many up peers have acknowledged an update of this
+// member since they were last marked up: the ones whose silence means
+// something. A peer that is heard but never acknowledges (one replayed
+// group message creates such a "peer" for DeadInterval; so does a member
+// that only listens) is up but not acking. The agent asks it when a
+// registration reply's wait for an ack ends: with an acking peer up, the
+// missing ack more likely means this member is cut off than that it is
+// alone.
+func (m *Machine) AckingPeers() int {
+	n := 0
+	for i := range m.peers {
+		if m.peers[i].up && m.peers[i].acking {
 			n++
 		}
 	}
@@ -1415,7 +1452,7 @@ func (m *Machine) Tick(now int64, out []Action) []Action {
 	for i := range m.peers {
 		p := &m.peers[i]
 		if p.up && now-p.heard > int64(m.cfg.DeadInterval) {
-			p.up, p.inSync = false, false
+			p.up, p.inSync, p.acking = false, false, false
 			m.log.Warn("hasync: peer down (not heard)", "peer", p.addr, "id", p.id)
 		}
 	}

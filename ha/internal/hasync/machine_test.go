@@ -58,6 +58,72 @@ func TestClaim1UpdateReplicatedAndAcked(t *testing.T) {
 	}
 }
 
+// Reannounce: an update whose acknowledgement never came (the peer was cut
+// off until the retransmissions gave up) is sent again on demand, and the
+// peer's ack reports it (the agent then answers a retransmitted request).
+func TestReannounce(t *testing.T) {
+	s := group(t, 2, nil)
+	deaf := true
+	s.drop = func(from, to int, typ uint8) bool { return deaf && to == 1 && typ == TypeBindingUpdate }
+	s.register(0, 0x0a000001, 5, 0xc6336401)
+	s.run(s.now + 20*sec)
+	if len(s.acked) != 0 || s.nodes[0].m.Counters().UpdatesFailed != 1 {
+		t.Fatalf("acked %v, counters %+v", s.acked, s.nodes[0].m.Counters())
+	}
+	deaf = false
+	s.out = s.nodes[0].m.Reannounce(s.now, 0x0a000001, s.out[:0])
+	s.dispatch(0)
+	s.run(s.now + sec)
+	if len(s.acked) != 1 || s.acked[0].Home != 0x0a000001 || s.acked[0].ID != 5 {
+		t.Fatalf("acked %+v, want home 0a000001 id 5", s.acked)
+	}
+	same(t, s)
+	// An unknown home: nothing to say.
+	if out := s.nodes[0].m.Reannounce(s.now, 0x0a0000ff, nil); len(out) != 0 {
+		t.Fatalf("reannounced an unknown home: %v", out)
+	}
+}
+
+// AckingPeers counts the up peers that acknowledged an update of ours since
+// they came up; a peer that is down, restarted or left has to prove itself
+// again.
+func TestAckingPeers(t *testing.T) {
+	s := group(t, 3, nil)
+	m := s.nodes[0].m
+	if m.UpPeers() != 2 || m.AckingPeers() != 0 {
+		t.Fatalf("before any update: up %d acking %d", m.UpPeers(), m.AckingPeers())
+	}
+	deaf := true
+	s.drop = func(from, to int, typ uint8) bool { return deaf && to == 2 && typ == TypeBindingUpdate }
+	s.register(0, 0x0a000001, 5, 1)
+	s.run(s.now + sec)
+	if m.AckingPeers() != 1 {
+		t.Fatalf("one peer acknowledged: acking %d", m.AckingPeers())
+	}
+	deaf = false
+	s.register(0, 0x0a000002, 5, 1)
+	s.run(s.now + sec)
+	if m.AckingPeers() != 2 {
+		t.Fatalf("both acknowledged: acking %d", m.AckingPeers())
+	}
+	s.stop(1)
+	s.run(s.now + 19*sec) // DeadInterval 18 s in the simulation
+	if m.UpPeers() != 1 || m.AckingPeers() != 1 {
+		t.Fatalf("after a peer died: up %d acking %d", m.UpPeers(), m.AckingPeers())
+	}
+	s.start(1) // a new incarnation, heard at once: up, not yet acking
+	s.run(s.now + 10*sec)
+	if m.UpPeers() != 2 || m.AckingPeers() != 1 {
+		t.Fatalf("after the restart: up %d acking %d", m.UpPeers(), m.AckingPeers())
+	}
+	s.out = s.nodes[2].m.Leave(s.now, s.out[:0])
+	s.dispatch(2)
+	s.run(s.now + sec)
+	if m.AckingPeers() != 0 {
+		t.Fatalf("after a Leave: acking %d", m.AckingPeers())
+	}
+}
+
 // Claim 7: with no other member known, no update is sent.
 func TestClaim7AloneSendsNoUpdate(t *testing.T) {
 	s := group(t, 1, nil)

@@ -69,6 +69,7 @@ type simnet struct {
 	cfg    func(*Config)
 	static bool // configured unicast peer list instead of multicast
 	sent   map[uint8]int
+	acked  []binding.Entry // ActAcked seen, in order
 }
 
 func newSimnet(t testing.TB, n int, seed uint64, cfg func(*Config)) *simnet {
@@ -163,6 +164,8 @@ func (s *simnet) dispatch(i int) {
 		case ActUnicast:
 			s.sent[a.Pkt[1]]++
 			s.send(i, s.byAddr(a.To), a.Pkt)
+		case ActAcked:
+			s.acked = append(s.acked, a.Entry)
 		}
 	}
 	s.out = s.out[:0]

@@ -46,9 +46,16 @@ type Options struct {
 	Converge time.Duration // 0: 60s
 	Out      io.Writer     // the schedule, progress lines; nil: io.Discard
 	// IsolatedCrash lets the schedule kill an agent while both others are
-	// cut off, which loses its last acceptances (a known finding, issue 7);
+	// cut off. group.require_replication survives that fault whatever the
+	// isolation's length (the default refuses only while the isolated member
+	// still counts its peers up, 35 s; then it serves alone and its last
+	// acceptances die with it: issue 7), so it turns RequireReplication on;
 	// off, the schedule leaves that case out.
 	IsolatedCrash bool
+	// RequireReplication runs the agents with group.require_replication =
+	// true (no "accepted" without a peer's ack; a lone member refuses
+	// everything). Off, they run the shipped default.
+	RequireReplication bool
 	// Rounds, when above 0, ends the run after that many rounds whatever
 	// the duration (to replay a failing round: rounds depend on the seed,
 	// their timing on the machine).
@@ -67,7 +74,7 @@ type Violation struct {
 
 func (v *Violation) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos: invariant violated in round %d (seed %d; replay: go run ./tools/chaos -seed %d -rounds %d, plus -isolated-crash if it was given)\n", v.Round, v.Seed, v.Seed, v.Round)
+	fmt.Fprintf(&b, "chaos: invariant violated in round %d (seed %d; replay: go run ./tools/chaos -seed %d -rounds %d, plus -isolated-crash or -require-replication if given)\n", v.Round, v.Seed, v.Seed, v.Round)
 	b.WriteString("fault schedule so far:\n")
 	for _, s := range v.Schedule {
 		b.WriteString("  " + s + "\n")
@@ -98,7 +105,7 @@ const (
 	splitBrainBound = 2 * time.Second
 )
 
-func memberConfig(i int) string {
+func memberConfig(i int, requireReplication bool) string {
 	return fmt.Sprintf(`
 [agent]
 interface = "eth0"
@@ -121,6 +128,7 @@ enabled = true
 port = %d
 key = "text:chaos-group-secret-0123456789"
 anti_entropy_interval = "2s"
+require_replication = %v
 
 [vrrp]
 enabled = true
@@ -131,7 +139,7 @@ garp_count = 1
 
 [datapath]
 enabled = false
-`, i, vip, spi, key, groupPort, 140-10*i)
+`, i, vip, spi, key, groupPort, requireReplication, 140-10*i)
 }
 
 type member struct {
@@ -183,6 +191,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.IsolatedCrash {
+		o.RequireReplication = true
 	}
 	if o.Nodes > 1000 {
 		return fmt.Errorf("chaos: -nodes %d: the pool 10.1.4.0/22 holds 1000 nodes at most", o.Nodes)
@@ -243,7 +254,7 @@ func (r *run) setup() error {
 			return err
 		}
 		m := &member{i: i, host: h, config: filepath.Join(r.dir, fmt.Sprintf("ha%d.toml", i+1)), socket: filepath.Join(r.dir, fmt.Sprintf("ha%d.sock", i+1))}
-		cfg := strings.ReplaceAll(memberConfig(i+1), "@SOCKET@", m.socket)
+		cfg := strings.ReplaceAll(memberConfig(i+1, r.o.RequireReplication), "@SOCKET@", m.socket)
 		if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {
 			return fmt.Errorf("chaos: writing %s: %w", m.config, err)
 		}
@@ -297,7 +308,8 @@ func (r *run) note(format string, args ...any) {
 
 func (r *run) loop(ctx context.Context) error {
 	r.start = time.Now()
-	fmt.Fprintf(r.out, "chaos: seed %d, duration %s, %d mobile nodes, lab %s\n", r.o.Seed, r.o.Duration, r.o.Nodes, r.l.Prefix)
+	fmt.Fprintf(r.out, "chaos: seed %d, duration %s, %d mobile nodes, lab %s, isolated crash %v, require_replication %v\n",
+		r.o.Seed, r.o.Duration, r.o.Nodes, r.l.Prefix, r.o.IsolatedCrash, r.o.RequireReplication)
 	fmt.Fprintf(r.out, "chaos: reordering: %s\n", r.reorderNote())
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -600,15 +612,45 @@ func (r *run) exchange(ctx context.Context, home, coa netip.Addr, lifetime uint1
 	case err != nil:
 		r.count("no-reply")
 		return false
-	case res.Reply.Code.Accepted() && res.Reply.ID == id:
+	}
+	switch replyOutcome(res.Reply.Code, res.Reply.ID == id) {
+	case written:
 		r.count("accepted")
 		r.model.Accepted(home, id, time.Duration(res.Reply.Lifetime)*time.Second)
 		return true
+	case unknown:
+		r.count(fmt.Sprintf("denied-%d", res.Reply.Code))
+		return false // the write stays uncertain, like one whose reply was lost
 	default:
 		r.count(fmt.Sprintf("denied-%d", res.Reply.Code))
 		r.model.Denied(home, id)
 		return false
 	}
+}
+
+// outcome is what a reply proves about the write it answers.
+type outcome int
+
+const (
+	written    outcome = iota // accepted: the group holds it (or something newer)
+	notWritten                // denied: it changed nothing
+	unknown                   // it may or may not be in the members' tables
+)
+
+// replyOutcome classifies a reply. 130 (insufficient resources) is what a
+// member answers when no peer acknowledged a write it has already made
+// (docs/redundancy.md, require_replication): the binding may stay in the
+// tables, so a 130 proves neither "accepted" nor "de-registered"; the node's
+// next acceptance defines its state again. Every other denial is a write
+// refused before it was made.
+func replyOutcome(code mip.Code, idMatches bool) outcome {
+	switch {
+	case code.Accepted() && idMatches:
+		return written
+	case code == mip.CodeInsufficientResources:
+		return unknown
+	}
+	return notWritten
 }
 
 // settle re-sends, once each, a write for every node whose state is

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hagent/hagent/ha/mip"
 )
 
 var (
@@ -165,5 +167,55 @@ func TestIsolates(t *testing.T) {
 	late := Fault{Kind: LinkFlap, Target: 2, At: 4 * s, For: 5 * s}
 	if isolates([]Fault{down2, late}, kill) {
 		t.Fatal("a peer cut off after the kill does not isolate")
+	}
+}
+
+// A 130 may leave the write in the tables (a member that got no peer's ack
+// keeps the binding): it is neither an acceptance nor a de-registration, and
+// the next acceptance defines the node's state again.
+func TestDenial130LeavesTheWriteUncertain(t *testing.T) {
+	for _, tc := range []struct {
+		code  mip.Code
+		match bool
+		want  outcome
+	}{
+		{mip.CodeAccepted, true, written}, {mip.CodeAcceptedNoSimultaneous, true, written},
+		{mip.CodeAccepted, false, notWritten}, {mip.CodeInsufficientResources, true, unknown},
+		{mip.CodeIDMismatch, true, notWritten}, {mip.CodeAdminProhibited, true, notWritten},
+	} {
+		if got := replyOutcome(tc.code, tc.match); got != tc.want {
+			t.Errorf("replyOutcome(%d, %v) = %d, want %d", tc.code, tc.match, got, tc.want)
+		}
+	}
+	t0 := time.Unix(1000, 0)
+	const sl = 2 * time.Second
+	m := NewModel()
+	id1 := reg(m, h1, c1, time.Minute, t0, true)
+	id2 := reg(m, h1, c2, time.Minute, t0.Add(time.Second), false) // answered 130: no model call
+	now := t0.Add(2 * time.Second)
+	for _, rows := range [][]Row{{{h1, c1, id1}}, {{h1, c2, id2}}} {
+		if d := m.Diff(rows, now, sl); len(d) != 0 {
+			t.Fatalf("a member holding %v after a 130: %v", rows, d)
+		}
+	}
+	// A de-registration answered 130 may have happened or not.
+	id3 := m.NextID(h1, 0)
+	m.Sent(h1, write{Live: false, ID: id3, Sent: now})
+	if d := m.Diff(nil, now, sl); len(d) != 0 {
+		t.Fatalf("absent after a de-registration answered 130: %v", d)
+	}
+	if d := m.Diff([]Row{{h1, c1, id1}}, now, sl); len(d) != 0 {
+		t.Fatalf("still registered after a de-registration answered 130: %v", d)
+	}
+	// The next acceptance settles it.
+	id4 := reg(m, h1, c1, time.Minute, now, true)
+	if d := m.Diff([]Row{{h1, c2, id2}}, now, sl); len(d) != 1 {
+		t.Fatalf("an older write after a newer acceptance not reported: %v", d)
+	}
+	if d := m.Diff([]Row{{h1, c1, id4}}, now, sl); len(d) != 0 {
+		t.Fatal(d)
+	}
+	if len(m.Uncertain()) != 0 {
+		t.Fatalf("still uncertain: %v", m.Uncertain())
 	}
 }

@@ -1,0 +1,417 @@
+package agent
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/hasync"
+	"github.com/hagent/hagent/ha/internal/udpio"
+	"github.com/hagent/hagent/ha/mip"
+)
+
+// replHarness drives one group member's owner code by hand, without Run:
+// registrations go through handleBatch, its replies come back on a real
+// loopback socket (the mobile node's), and the only peer is a hasync
+// Machine in the test that hears what the member sends it over loopback
+// and answers only when the test delivers its output. No root needed.
+type replHarness struct {
+	t      *testing.T
+	a      *Agent
+	mn     *net.UDPConn // the mobile node
+	peerRx *net.UDPConn // what the member sends to the peer
+	peer   *hasync.Machine
+	out    []hasync.Action
+	id     uint64 // last request Identification
+}
+
+var peerAddr = netip.MustParseAddr("127.0.0.3")
+
+func newReplHarness(t *testing.T, require bool) *replHarness {
+	t.Helper()
+	cfg := loopbackConfig(t, 8)
+	gport := freeUDPPort(t)
+	cfg.Group = config.Group{Enabled: true, Port: gport, Peers: []netip.Addr{peerAddr},
+		Key: []byte("group-key-0123456789"), KeyID: 1, AckTimeout: 20 * time.Millisecond, MaxRetries: 3,
+		AntiEntropyInterval: time.Hour, AckBeforeReply: true, RequireReplication: require}
+	cfg.Agent.AgentID = 1
+	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &replHarness{t: t, a: a, id: mip.Timestamp(time.Now())}
+	if a.conn, err = udpio.Listen(netip.AddrPortFrom(cfg.Agent.Address, cfg.Agent.ListenPort), udpio.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if a.grp, err = a.newGroup(); err != nil {
+		t.Fatal(err)
+	}
+	a.core.SetServing(true) // as once the table is initialized
+	if h.mn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if h.peerRx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: peerAddr.AsSlice(), Port: int(gport)}); err != nil {
+		t.Fatal(err)
+	}
+	h.peer, err = hasync.New(hasync.Config{ID: 2, Addr: peerAddr, Session: 7, Keys: []hasync.Key{{ID: 1, Secret: cfg.Group.Key}},
+		SendKey: 1, Peers: []netip.Addr{cfg.Agent.Address}, MaxLifetime: time.Duration(cfg.Agent.MaxLifetime) * time.Second,
+		TombstoneTTL: time.Hour}, binding.New(8, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.conn.Close()
+		a.closeGroup()
+		h.mn.Close()
+		h.peerRx.Close()
+	})
+	return h
+}
+
+// peerSays delivers the peer's output to the member.
+func (h *replHarness) peerSays(acts []hasync.Action) {
+	for _, act := range acts {
+		if act.Kind != hasync.ActMulticast && act.Kind != hasync.ActUnicast {
+			continue
+		}
+		p := <-h.a.grp.free
+		p.n = copy(p.buf, act.Pkt)
+		p.src, p.ttl = peerAddr, hasync.RequiredTTL
+		h.a.groupReceive(p)
+	}
+}
+
+// peerUp makes the member hear the peer (its table request at start).
+func (h *replHarness) peerUp() {
+	h.out = h.peer.Start(h.a.now(), h.out[:0])
+	h.peerSays(h.out)
+	if h.a.grp.m.UpPeers() != 1 {
+		h.t.Fatalf("peer not up after its first message: %d up", h.a.grp.m.UpPeers())
+	}
+}
+
+// peerAcking brings the peer up and has it acknowledge one registration:
+// from then on its silence counts (hasync AckingPeers).
+func (h *replHarness) peerAcking() {
+	h.t.Helper()
+	h.peerUp()
+	h.send(h.request(false))
+	h.toPeer(true)
+	h.wantReply(mip.CodeAccepted)
+	if h.a.grp.m.AckingPeers() != 1 {
+		h.t.Fatal("the peer acknowledged but does not count as acking")
+	}
+}
+
+// toPeer reads what the member sent the peer; deliver: the peer processes
+// it and its answers (update acks) go back to the member; else it is lost.
+func (h *replHarness) toPeer(deliver bool) int {
+	n := 0
+	buf := make([]byte, 2048)
+	for {
+		_ = h.peerRx.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		k, _, err := h.peerRx.ReadFromUDP(buf)
+		if err != nil {
+			return n
+		}
+		n++
+		if deliver {
+			h.out = h.peer.Receive(h.a.now(), h.a.cfg.Agent.Address, hasync.RequiredTTL, buf[:k], h.out[:0])
+			h.peerSays(h.out)
+		}
+	}
+}
+
+// request builds a registration of the configured node (127.0.0.10) with a
+// fresh Identification (or the previous one: a retransmission).
+func (h *replHarness) request(again bool) []byte {
+	if !again {
+		h.id++
+	}
+	r := rq{Request: mip.Request{Lifetime: 300, HomeAddr: h.a.cfg.Nodes[0].HomeAddress, HomeAgent: h.a.cfg.Agent.VirtualAddress,
+		CareOf: coa, ID: h.id}, spi: 256, key: key1}
+	return r.bytes(h.t)
+}
+
+// send hands one datagram to the owner as a batch of one.
+func (h *replHarness) send(pkt []byte) {
+	b := <-h.a.free
+	p := &b.in[0]
+	p.N = copy(p.Buf, pkt)
+	p.Src = h.mn.LocalAddr().(*net.UDPAddr).AddrPort()
+	p.Dst = h.a.cfg.Agent.VirtualAddress
+	p.Trunc, p.Ifindex = false, 0
+	b.n = 1
+	h.a.handleBatch(b)
+}
+
+// reply waits briefly for the node's reply; nil when none came.
+func (h *replHarness) reply() *mip.Reply {
+	h.t.Helper()
+	buf := make([]byte, 1500)
+	_ = h.mn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	n, err := h.mn.Read(buf)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		h.t.Fatal(err)
+	}
+	r := verifyReply(h.t, buf[:n], key1)
+	if r.ID != h.id {
+		h.t.Fatalf("reply for id %#x, want %#x", r.ID, h.id)
+	}
+	return &r
+}
+
+func (h *replHarness) wantReply(code mip.Code) {
+	h.t.Helper()
+	r := h.reply()
+	if r == nil {
+		h.t.Fatalf("no reply, want code %d", code)
+	}
+	if r.Code != code {
+		h.t.Fatalf("reply code %d, want %d", r.Code, code)
+	}
+	if !code.Accepted() && r.Lifetime != 0 {
+		h.t.Fatalf("denial with lifetime %d, want 0", r.Lifetime)
+	}
+}
+
+func (h *replHarness) wantNoReply() {
+	h.t.Helper()
+	if r := h.reply(); r != nil {
+		h.t.Fatalf("reply code %d sent, want it held", r.Code)
+	}
+}
+
+// waitOver ends every hold's wait.
+func (h *replHarness) waitOver() { h.a.hold.expire(h.a.now() + int64(time.Hour)) }
+
+func (h *replHarness) live() bool {
+	e := h.a.core.Table().Get(binding.AddrU32(h.a.cfg.Nodes[0].HomeAddress))
+	return e != nil && !e.Tombstone() && e.ID == h.id
+}
+
+func counter(t *testing.T, a *Agent, prefix string) uint64 {
+	t.Helper()
+	for _, c := range a.showRedundancy().Counter {
+		if strings.HasPrefix(c.Name, prefix) {
+			return c.Value
+		}
+	}
+	t.Fatalf("show redundancy has no counter %q", prefix)
+	return 0
+}
+
+func TestReplyAfterPeerAck(t *testing.T) {
+	h := newReplHarness(t, false)
+	h.peerUp()
+	h.send(h.request(false))
+	h.wantNoReply()
+	if h.toPeer(true) == 0 {
+		t.Fatal("the member sent the peer nothing")
+	}
+	h.wantReply(mip.CodeAccepted)
+	if q := h.a.hold; q.Acked != 1 || q.DeniedNoAck != 0 {
+		t.Fatalf("acked %d denied %d", q.Acked, q.DeniedNoAck)
+	}
+}
+
+// Issue 7: the wait ends with no ack while a peer that has been
+// acknowledging still counts as up (this member is cut off; the peer is not
+// yet declared dead): the node is told 130, not "accepted". The binding
+// stays; a retransmission is re-announced and accepted once a peer
+// acknowledges it.
+func TestNoAckWhilePeerUpIsDenied(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "require_replication"}[require], func(t *testing.T) {
+			h := newReplHarness(t, require)
+			h.peerAcking()
+			h.send(h.request(false))
+			h.toPeer(false) // lost: the peer is cut off
+			h.wantNoReply()
+			h.waitOver()
+			h.wantReply(mip.CodeInsufficientResources)
+			if !h.live() {
+				t.Fatal("the denied binding left the table")
+			}
+			if s := h.a.core.Stats; s.Codes[mip.CodeAccepted] != 1 || s.Codes[mip.CodeInsufficientResources] != 1 {
+				t.Fatalf("reply codes: 0: %d, 130: %d", s.Codes[0], s.Codes[130])
+			}
+			if got := counter(t, h.a, "denied 130: no peer ack"); got != 1 {
+				t.Fatalf("denied counter %d", got)
+			}
+			// The node retransmits the same request (the denial was lost):
+			// held again, and the binding is announced again.
+			h.send(h.request(true))
+			h.wantNoReply()
+			if h.toPeer(true) == 0 {
+				t.Fatal("a retransmission was not announced again")
+			}
+			h.wantReply(mip.CodeAccepted)
+			// Once acknowledged, another retransmission is acknowledged at once.
+			h.send(h.request(true))
+			h.toPeer(true)
+			h.wantReply(mip.CodeAccepted)
+		})
+	}
+}
+
+// A peer that is heard but never acknowledged (one replayed group message
+// creates one) does not stop the service by default: its silence proves
+// nothing. The wait still runs (an ack would have been proof); then the
+// member serves alone and counts it. require_replication refuses.
+func TestSilentPeerDoesNotStopService(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		h := newReplHarness(t, require)
+		h.peerUp()
+		h.send(h.request(false))
+		h.toPeer(false)
+		h.wantNoReply()
+		h.waitOver()
+		if require {
+			h.wantReply(mip.CodeInsufficientResources)
+			continue
+		}
+		h.wantReply(mip.CodeAccepted)
+		if got := counter(t, h.a, "accepted_unreplicated"); got != 1 {
+			t.Fatalf("accepted_unreplicated %d, want 1", got)
+		}
+	}
+}
+
+// A retransmission while the first reply is still held gets no second answer.
+func TestRetransmissionOfHeldRequestIsAnsweredOnce(t *testing.T) {
+	h := newReplHarness(t, false)
+	h.peerUp()
+	req := h.request(false)
+	h.send(req)
+	h.send(req)
+	h.wantNoReply()
+	h.toPeer(true)
+	h.wantReply(mip.CodeAccepted)
+	h.wantNoReply()
+}
+
+// Every peer gone: by default the member serves alone and counts it; with
+// require_replication it refuses, at once or when a held wait ends.
+func TestNoPeerUp(t *testing.T) {
+	t.Run("default serves alone", func(t *testing.T) {
+		h := newReplHarness(t, false)
+		h.send(h.request(false))
+		h.wantReply(mip.CodeAccepted)
+		// An acking peer that leaves while a reply is held: the wait ends
+		// alone.
+		h.peerAcking()
+		h.send(h.request(false))
+		h.toPeer(false)
+		h.out = h.peer.Leave(h.a.now(), h.out[:0])
+		h.peerSays(h.out)
+		h.waitOver()
+		h.wantReply(mip.CodeAccepted)
+		if got := counter(t, h.a, "accepted_unreplicated"); got != 2 {
+			t.Fatalf("accepted_unreplicated %d, want 2", got)
+		}
+	})
+	t.Run("require_replication refuses", func(t *testing.T) {
+		h := newReplHarness(t, true)
+		h.send(h.request(false))
+		h.wantReply(mip.CodeInsufficientResources)
+		if !h.live() {
+			t.Fatal("the denied binding left the table")
+		}
+		if got := counter(t, h.a, "denied_unreplicated"); got != 1 {
+			t.Fatalf("denied_unreplicated %d, want 1", got)
+		}
+		h.peerUp()
+		h.send(h.request(false))
+		h.toPeer(true)
+		h.wantReply(mip.CodeAccepted) // acknowledged
+		h.send(h.request(false))
+		h.toPeer(false)
+		h.out = h.peer.Leave(h.a.now(), h.out[:0])
+		h.peerSays(h.out)
+		h.waitOver()
+		h.wantReply(mip.CodeInsufficientResources)
+		if a := counter(t, h.a, "accepted_unreplicated"); a != 0 {
+			t.Fatalf("accepted_unreplicated %d under require_replication", a)
+		}
+	})
+}
+
+// The hold queue full: sent at once by default (as before), denied under
+// require_replication.
+func TestHoldQueueFull(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		h := newReplHarness(t, require)
+		h.peerUp()
+		q := h.a.hold
+		to := netip.MustParseAddrPort("127.0.0.1:9")
+		for i := 0; i < holdSlots; i++ {
+			if !q.hold(h.a.now(), uint32(0x0a000000+i), 1, []byte("x"), to, peerAddr, 0) {
+				t.Fatal("hold refused with free slots")
+			}
+		}
+		h.send(h.request(false))
+		want := mip.CodeAccepted
+		if require {
+			want = mip.CodeInsufficientResources
+		}
+		h.wantReply(want)
+		if q.Overflow != 1 || (require && q.DeniedFull != 1) {
+			t.Fatalf("require=%v: overflow %d denied %d", require, q.Overflow, q.DeniedFull)
+		}
+	}
+}
+
+// The policy follows a reload (SIGHUP): require_replication is read at each
+// decision.
+func TestRequireReplicationReloads(t *testing.T) {
+	h := newReplHarness(t, false)
+	cfg := *h.a.cfg
+	cfg.Group.RequireReplication = true
+	if err := h.a.core.Reload(&cfg); err != nil {
+		t.Fatalf("reload of require_replication refused: %v", err)
+	}
+	h.a.cfg = &cfg
+	h.send(h.request(false))
+	h.wantReply(mip.CodeInsufficientResources)
+	cfg2 := cfg
+	cfg2.Group.AckBeforeReply = false
+	cfg2.Group.RequireReplication = false
+	if err := h.a.core.Reload(&cfg2); err == nil || !strings.Contains(err.Error(), "[group]") {
+		t.Fatalf("reload of ack_before_reply: %v, want a refusal naming [group]", err)
+	}
+}
+
+// The held-reply path and its denial allocate nothing.
+func TestHeldDenialAllocatesNothing(t *testing.T) {
+	h := newReplHarness(t, false)
+	h.peerAcking()
+	reqs := make([][]byte, 64)
+	for i := range reqs {
+		reqs[i] = h.request(false)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(50, func() {
+		h.send(reqs[i%len(reqs)])
+		i++
+		h.waitOver()
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per held and denied registration", allocs)
+	}
+	if h.a.hold.DeniedNoAck == 0 {
+		t.Fatal("nothing denied: the test measured the wrong path")
+	}
+}

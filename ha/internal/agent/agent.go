@@ -335,6 +335,11 @@ func (a *Agent) handleBatch(b *batch) {
 		o.Ifindex = p.Ifindex
 		k++
 	}
+	// The kernel hears of the batch before its nodes do: a binding it
+	// refuses is withdrawn and its node told so (issue 5).
+	if a.dpl != nil {
+		k = a.settleBatch(now, b.out, k)
+	}
 	// On an error WriteBatch stops at the packet that failed: count it, skip
 	// it, and send the rest (one unroutable node must not silence a batch).
 	for off := 0; off < k; {

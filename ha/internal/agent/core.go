@@ -35,6 +35,7 @@ const (
 	Deregistered            // the node de-registered (lifetime 0 or care-of = home)
 	Expired                 // lifetime ran out
 	Cleared                 // removed by the operator
+	Withdrawn               // accepted, then undone: the kernel refused to program it
 )
 
 func (k ChangeKind) String() string {
@@ -49,6 +50,8 @@ func (k ChangeKind) String() string {
 		return "expired"
 	case Cleared:
 		return "cleared"
+	case Withdrawn:
+		return "withdrawn"
 	}
 	return "none"
 }
@@ -623,6 +626,36 @@ func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
 		c.table.Delete(ch.Entry.Home)
 	}
 	c.Stats.Cleared++
+	return ch, true
+}
+
+// Withdraw undoes a binding this member accepted a moment ago because the
+// kernel refused to program it (issue 5): its node is about to hear a
+// denial instead of "accepted", so the table must not keep it either. The
+// binding becomes a tombstone at its own version, through the group machine
+// in a group (the peers learn of it like of any de-registration; a local
+// delete would come back with the next repair), and the tombstone keeps the
+// node's Identification for replay protection. Only the binding to careOf is
+// withdrawn: false when the table has moved on (another request of the node
+// replaced it, or it is gone).
+func (c *Core) Withdraw(now int64, home, careOf uint32) (Change, bool) {
+	e := c.table.Get(home)
+	if e == nil || e.Tombstone() || e.CareOf != careOf {
+		return Change{}, false
+	}
+	ch := Change{Kind: Withdrawn, Entry: *e}
+	if c.group != nil {
+		var err error
+		// Our own write: a tombstone at the same version wins (hasync's
+		// order puts a de-registration above a registration of equal
+		// version and origin); one above it otherwise, as clear binding.
+		if c.Acts, err = c.group.Deregister(now, home, ch.Entry.ID, c.Acts); err != nil {
+			c.Acts, _ = c.group.Deregister(now, home, ch.Entry.ID+1, c.Acts)
+		}
+	} else {
+		c.table.Tombstone(home, ch.Entry.ID, c.id, now+c.tombLife)
+	}
+	c.Stats.Withdrawn++
 	return ch, true
 }
 

@@ -1,31 +1,47 @@
 package agent
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/datapath"
+	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/mip"
 )
 
 // dataplane keeps the kernel in step with the binding table while this
 // agent is active: a tunnel route and a proxy ARP entry per away node. The
 // owner loop queues changes as they happen and flushes them in one netlink
-// batch per loop iteration, so a batch of registrations costs one round of
-// kernel work, not one per node.
+// batch: a batch of registrations is flushed before its replies leave (so
+// that a refusal changes the node's reply, issue 5), anything else at the
+// start of the next loop iteration. A batch of registrations costs one
+// round of kernel work, not one per node.
 type dataplane struct {
 	dp      datapath.Datapath
 	active  bool
 	adds    []datapath.Binding
 	dels    []netip.Addr
 	garp    []netip.Addr // newly registered nodes: announce their home address (RFC 5944 §4.6)
+	refused []refusal    // adds the kernel refused in the last apply
 	errs    uint64       // kernel refusals, per binding
 	recon   time.Time    // last reconcile
 	every   time.Duration
 	ifname  string
 	lastLog time.Time // rate limit of error logs
+	lastRef time.Time // rate limit of the refused-registration log
+}
+
+// refusal is one add the kernel refused: the binding and why.
+type refusal struct {
+	b   datapath.Binding
+	err error
+	// later: another add for the same home follows in the same batch; the
+	// kernel's state (and the table's) is that one's, not this one's.
+	later bool
 }
 
 // openDataplane opens and sets up the kernel datapath when [datapath] is
@@ -91,37 +107,71 @@ func (d *dataplane) queue(ch Change) {
 		if ch.Kind == Registered {
 			d.garp = append(d.garp, binding.U32Addr(ch.Entry.Home))
 		}
-	case Deregistered, Expired, Cleared:
+	case Deregistered, Expired, Cleared, Withdrawn:
+		// Withdrawn: the add failed, but a failed replace leaves the old
+		// route and a partial add may leave a proxy entry; removing what is
+		// absent is no error.
 		d.dels = append(d.dels, binding.U32Addr(ch.Entry.Home))
 	}
 }
 
-// flush sends what was queued in one batch.
+// flushDataplane sends what was queued in one batch, outside a batch of
+// registrations (a peer's update while active, an expiry, the console, the
+// withdrawals of the last batch). A refused add has no reply to change
+// here: it is counted, and the next reconcile retries it.
 func (a *Agent) flushDataplane() {
+	refused := a.applyDataplane()
+	d := a.dpl
+	if len(refused) > 0 && time.Since(d.lastLog) > time.Second {
+		d.lastLog = time.Now()
+		r := &refused[0]
+		a.log.Warn("kernel refused a binding learnt outside a registration; the next reconcile retries",
+			"errors", d.errs, "home", r.b.Home, "care_of", r.b.CareOf, "err", r.err)
+	}
+}
+
+// applyDataplane sends what was queued in one netlink batch and returns
+// the adds the kernel refused (valid until the next call). Refused deletes
+// are counted and logged here (the next reconcile retries them); new
+// bindings the kernel accepted are announced by gratuitous ARP.
+func (a *Agent) applyDataplane() []refusal {
 	d := a.dpl
 	if d == nil || !d.active || len(d.adds)+len(d.dels) == 0 {
-		return
+		return nil
 	}
+	d.refused = d.refused[:0]
 	if errs := d.dp.Apply(d.adds, d.dels); errs != nil {
-		var first error
+		var delErr error
 		for i, err := range errs {
 			if err == nil {
 				continue
 			}
 			d.errs++
-			if first == nil {
-				if i < len(d.adds) {
-					first = fmt.Errorf("home %s via %s: %w", d.adds[i].Home, d.adds[i].CareOf, err)
-				} else {
-					first = fmt.Errorf("removing home %s: %w", d.dels[i-len(d.adds)], err)
+			if i < len(d.adds) {
+				r := refusal{b: d.adds[i], err: err}
+				for _, o := range d.adds[i+1:] {
+					r.later = r.later || o.Home == r.b.Home
 				}
+				d.refused = append(d.refused, r)
+			} else if delErr == nil {
+				delErr = fmt.Errorf("removing home %s: %w", d.dels[i-len(d.adds)], err)
 			}
 		}
 		// The next reconcile repairs what failed; say so at most once a second.
-		if first != nil && time.Since(d.lastLog) > time.Second {
+		if delErr != nil && time.Since(d.lastLog) > time.Second {
 			d.lastLog = time.Now()
-			a.log.Warn("kernel refused part of a datapath batch; the next reconcile retries", "errors", d.errs, "first", first)
+			a.log.Warn("kernel refused to remove a binding; the next reconcile retries", "errors", d.errs, "first", delErr)
 		}
+	}
+	if len(d.garp) > 0 && len(d.refused) > 0 {
+		// A refused node is not here: do not pull its traffic to us.
+		keep := d.garp[:0]
+		for _, h := range d.garp {
+			if !refusedHome(d.refused, h) {
+				keep = append(keep, h)
+			}
+		}
+		d.garp = keep
 	}
 	if len(d.garp) > 0 {
 		if err := datapath.GratuitousARP(d.ifname, d.garp, 1); err != nil && time.Since(d.lastLog) > time.Second {
@@ -130,6 +180,85 @@ func (a *Agent) flushDataplane() {
 		}
 	}
 	d.adds, d.dels, d.garp = d.adds[:0], d.dels[:0], d.garp[:0]
+	return d.refused
+}
+
+func refusedHome(rs []refusal, h netip.Addr) bool {
+	for i := range rs {
+		if rs[i].b.Home == h && !rs[i].later {
+			return true
+		}
+	}
+	return false
+}
+
+// settleBatch programs the kernel with what one batch of registrations
+// changed, before any of its replies leaves (one netlink batch per UDP
+// batch, as before), and undoes what the kernel refused (issue 5): the
+// binding is withdrawn through the normal path (the group hears of it), and
+// its node's "accepted" becomes a denial, re-signed: 139 (encapsulation
+// unavailable) when the kernel lacks the node's encapsulation, else 130
+// (insufficient resources; the node retries). out[:k] are the batch's
+// replies; a held reply (ack_before_reply) is taken out of the hold queue
+// and sent at once, since no ack can make it true. It returns the new k (a
+// reply that could not be re-signed is not sent). Allocation-free apart
+// from the rate-limited log line.
+func (a *Agent) settleBatch(now int64, out []udpio.Packet, k int) int {
+	refused := a.applyDataplane()
+	for i := range refused {
+		r := &refused[i]
+		if r.later {
+			continue // a later request of the node in this batch decides
+		}
+		home, careOf := binding.AddrU32(r.b.Home), binding.AddrU32(r.b.CareOf)
+		ch, ok := a.core.Withdraw(now, home, careOf)
+		if !ok {
+			continue
+		}
+		a.changed(ch)
+		if len(a.core.Acts) > 0 {
+			a.groupActions() // the peers hear of the withdrawal too
+		}
+		code := mip.CodeInsufficientResources
+		if errors.Is(r.err, datapath.ErrUnsupported) {
+			code = mip.CodeEncapUnavailable
+		}
+		k = a.denyReply(out, k, home, ch.Entry.ID, code)
+		if d := a.dpl; time.Since(d.lastRef) > time.Second {
+			d.lastRef = time.Now()
+			a.log.Warn("kernel refused a new binding: withdrawn, the node answered with a denial",
+				"home", r.b.Home, "care_of", r.b.CareOf, "code", uint8(code), "withdrawn_total", a.core.Stats.Withdrawn, "err", r.err)
+		}
+	}
+	return k
+}
+
+// denyReply turns the batch's accepted reply for home (the last one: a
+// node's later request in the same batch answers last) into code; when the
+// reply is held instead, it leaves the hold queue now, denied. A reply that
+// cannot be re-signed is not sent (moved past k).
+func (a *Agent) denyReply(out []udpio.Packet, k int, home uint32, id uint64, code mip.Code) int {
+	for j := k - 1; j >= 0; j-- {
+		b := out[j].Buf[:out[j].N]
+		if len(b) < 8 || binary.BigEndian.Uint32(b[4:8]) != home {
+			continue
+		}
+		if !mip.Code(b[1]).Accepted() {
+			return k // already a denial (require_replication with nobody up)
+		}
+		if a.core.Deny(b, code) {
+			return k
+		}
+		k--
+		out[j], out[k] = out[k], out[j]
+		return k
+	}
+	if q := a.hold; q != nil && q.holding(home, id) {
+		if p := q.take(home); a.core.Deny(p.Buf[:p.N], code) {
+			a.sendOne(p)
+		}
+	}
+	return k
 }
 
 // want lists every live binding as the kernel should hold it.

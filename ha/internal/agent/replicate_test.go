@@ -24,13 +24,14 @@ import (
 // Machine in the test that hears what the member sends it over loopback
 // and answers only when the test delivers its output. No root needed.
 type replHarness struct {
-	t      *testing.T
-	a      *Agent
-	mn     *net.UDPConn // the mobile node
-	peerRx *net.UDPConn // what the member sends to the peer
-	peer   *hasync.Machine
-	out    []hasync.Action
-	id     uint64 // last request Identification
+	t       *testing.T
+	a       *Agent
+	mn      *net.UDPConn // the mobile node
+	peerRx  *net.UDPConn // what the member sends to the peer
+	peer    *hasync.Machine
+	peerTab *binding.Table
+	out     []hasync.Action
+	id      uint64 // last request Identification
 }
 
 var peerAddr = netip.MustParseAddr("127.0.0.3")
@@ -47,7 +48,7 @@ func newReplHarness(t *testing.T, require bool) *replHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &replHarness{t: t, a: a, id: mip.Timestamp(time.Now())}
+	h := &replHarness{t: t, a: a, id: mip.Timestamp(time.Now()), peerTab: binding.New(8, 8)}
 	if a.conn, err = udpio.Listen(netip.AddrPortFrom(cfg.Agent.Address, cfg.Agent.ListenPort), udpio.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func newReplHarness(t *testing.T, require bool) *replHarness {
 	}
 	h.peer, err = hasync.New(hasync.Config{ID: 2, Addr: peerAddr, Session: 7, Keys: []hasync.Key{{ID: 1, Secret: cfg.Group.Key}},
 		SendKey: 1, Peers: []netip.Addr{cfg.Agent.Address}, MaxLifetime: time.Duration(cfg.Agent.MaxLifetime) * time.Second,
-		TombstoneTTL: time.Hour}, binding.New(8, 8))
+		TombstoneTTL: time.Hour}, h.peerTab)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,5 +46,6 @@ type Stats struct {
 	Duplicates      uint64 // exact retransmissions answered again without a table change
 	Expired         uint64 // bindings whose lifetime ran out
 	Cleared         uint64 // bindings removed by the operator
+	Withdrawn       uint64 // accepted bindings the kernel refused: undone, the node answered 130 (or 139)
 	SendErrors      uint64 // replies the kernel refused to send
 }

@@ -1,0 +1,309 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/datapath"
+	"github.com/hagent/hagent/ha/internal/udpio"
+	"github.com/hagent/hagent/ha/mip"
+)
+
+// fakeDP is a datapath that refuses the adds of chosen home addresses and
+// records what it was asked, allocation-free.
+type fakeDP struct {
+	refuse  map[netip.Addr]error
+	errs    []error
+	applies int
+	adds    []datapath.Binding // of the last Apply
+	dels    []netip.Addr       // of the last Apply
+	nAdds   int
+	nDels   int
+}
+
+func newFakeDP() *fakeDP {
+	return &fakeDP{refuse: map[netip.Addr]error{}, errs: make([]error, 0, 256),
+		adds: make([]datapath.Binding, 0, 256), dels: make([]netip.Addr, 0, 256)}
+}
+
+func (f *fakeDP) Apply(adds []datapath.Binding, dels []netip.Addr) []error {
+	f.applies++
+	f.nAdds += len(adds)
+	f.nDels += len(dels)
+	f.adds = append(f.adds[:0], adds...)
+	f.dels = append(f.dels[:0], dels...)
+	var res []error
+	for i, b := range adds {
+		if err, ok := f.refuse[b.Home]; ok {
+			if res == nil {
+				res = f.errs[:len(adds)+len(dels)]
+				clear(res)
+			}
+			res[i] = err
+		}
+	}
+	return res
+}
+
+func (f *fakeDP) Setup() error                                   { return nil }
+func (f *fakeDP) Supports(datapath.Encap) bool                   { return true }
+func (f *fakeDP) AddVIP(netip.Prefix) error                      { return nil }
+func (f *fakeDP) DelVIP(netip.Prefix) error                      { return nil }
+func (f *fakeDP) Withdraw() error                                { return nil }
+func (f *fakeDP) Links() <-chan datapath.LinkEvent               { return nil }
+func (f *fakeDP) Stats() datapath.Stats                          { return datapath.Stats{} }
+func (f *fakeDP) Close() error                                   { return nil }
+func (f *fakeDP) Reconcile([]datapath.Binding) (int, int, error) { return 0, 0, nil }
+
+var (
+	home1 = netip.MustParseAddr("127.0.0.10")
+	home2 = netip.MustParseAddr("127.0.0.11")
+)
+
+// dpHarness is a standalone agent driven by hand (as replHarness) whose
+// datapath is a fakeDP. Two nodes: 127.0.0.10 and 127.0.0.11.
+type dpHarness struct {
+	t   *testing.T
+	a   *Agent
+	dp  *fakeDP
+	mn  *net.UDPConn
+	ids map[netip.Addr]uint64
+}
+
+// gratuitous ARP for the bindings the kernel took goes to an interface
+// that does not exist: the tests send nothing beyond loopback.
+const noIf = "hagent-noif0"
+
+func twoNodes(cfg *config.Config) {
+	n := cfg.Nodes[0]
+	n.Name, n.HomeAddress = "mn2", home2
+	cfg.Nodes = append(cfg.Nodes, n)
+}
+
+func newDPHarness(t *testing.T) *dpHarness {
+	t.Helper()
+	cfg := loopbackConfig(t, 8)
+	twoNodes(cfg)
+	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &dpHarness{t: t, a: a, dp: newFakeDP(), ids: map[netip.Addr]uint64{}}
+	if a.conn, err = udpio.Listen(netip.AddrPortFrom(cfg.Agent.Address, cfg.Agent.ListenPort), udpio.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	a.grp = &group{mode: "standalone"}
+	a.dpl = &dataplane{dp: h.dp, active: true, ifname: noIf}
+	if h.mn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.conn.Close(); h.mn.Close() })
+	return h
+}
+
+// reqFor builds a registration of home from care-of coa with a fresh
+// Identification.
+func reqFor(t testing.TB, ids map[netip.Addr]uint64, a *Agent, home, coa netip.Addr, flags uint8) []byte {
+	if ids[home] == 0 {
+		ids[home] = mip.Timestamp(time.Now())
+	}
+	ids[home]++
+	r := rq{Request: mip.Request{Flags: flags, Lifetime: 300, HomeAddr: home, HomeAgent: a.cfg.Agent.VirtualAddress, CareOf: coa, ID: ids[home]},
+		spi: 256, key: key1}
+	return r.bytes(t)
+}
+
+// sendBatch hands the datagrams to the owner as one batch.
+func sendBatch(a *Agent, src netip.AddrPort, pkts ...[]byte) {
+	b := <-a.free
+	for i, pkt := range pkts {
+		p := &b.in[i]
+		p.N = copy(p.Buf, pkt)
+		p.Src, p.Dst = src, a.cfg.Agent.VirtualAddress
+		p.Trunc, p.Ifindex = false, 0
+	}
+	b.n = len(pkts)
+	a.handleBatch(b)
+}
+
+// replies reads n replies, by home address.
+func (h *dpHarness) replies(n int) map[netip.Addr]mip.Reply {
+	h.t.Helper()
+	got := map[netip.Addr]mip.Reply{}
+	buf := make([]byte, 1500)
+	for len(got) < n {
+		_ = h.mn.SetReadDeadline(time.Now().Add(time.Second))
+		k, err := h.mn.Read(buf)
+		if err != nil {
+			h.t.Fatalf("%d of %d replies: %v", len(got), n, err)
+		}
+		r := verifyReply(h.t, append([]byte(nil), buf[:k]...), key1)
+		if _, dup := got[r.HomeAddr]; dup {
+			h.t.Fatalf("two replies for %s", r.HomeAddr)
+		}
+		got[r.HomeAddr] = r
+	}
+	_ = h.mn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := h.mn.Read(buf); err == nil {
+		h.t.Fatal("more replies than requests")
+	}
+	return got
+}
+
+func (h *dpHarness) src() netip.AddrPort { return h.mn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// Issue 5: a batch of two registrations, the kernel refuses one route. Both
+// go to the kernel in one Apply, before any reply leaves; the refused node
+// hears 130 (authenticated, lifetime 0), the other "accepted"; the refused
+// binding is withdrawn (a tombstone: replay state kept) and its leftovers
+// removed by the next flush; the counter moves.
+func TestKernelRefusalDeniesTheNode(t *testing.T) {
+	h := newDPHarness(t)
+	h.dp.refuse[home2] = errors.New("file exists")
+	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home1, coa, 0), reqFor(t, h.ids, h.a, home2, coa, 0))
+	if h.dp.applies != 1 || len(h.dp.adds) != 2 {
+		t.Fatalf("kernel saw %d batches (last: %d adds), want the batch's 2 adds in 1", h.dp.applies, len(h.dp.adds))
+	}
+	rs := h.replies(2)
+	if r := rs[home1]; r.Code != mip.CodeAccepted || r.Lifetime == 0 {
+		t.Fatalf("accepted node: code %d lifetime %d", r.Code, r.Lifetime)
+	}
+	if r := rs[home2]; r.Code != mip.CodeInsufficientResources || r.Lifetime != 0 || r.ID != h.ids[home2] {
+		t.Fatalf("refused node: code %d lifetime %d id %#x", r.Code, r.Lifetime, r.ID)
+	}
+	tab := h.a.core.Table()
+	if e := tab.Get(binding.AddrU32(home1)); e == nil || e.Tombstone() {
+		t.Fatal("the accepted binding is gone")
+	}
+	if e := tab.Get(binding.AddrU32(home2)); e == nil || !e.Tombstone() || e.ID != h.ids[home2] {
+		t.Fatalf("the refused binding was not withdrawn to a tombstone: %+v", e)
+	}
+	s := &h.a.core.Stats
+	if s.Withdrawn != 1 || s.Codes[mip.CodeAccepted] != 1 || s.Codes[mip.CodeInsufficientResources] != 1 {
+		t.Fatalf("withdrawn %d, codes 0: %d 130: %d", s.Withdrawn, s.Codes[0], s.Codes[130])
+	}
+	if !hasCounter(h.a.showStats().General, "withdrawn: kernel refused the route", 1) {
+		t.Fatalf("show stats: %+v", h.a.showStats().General)
+	}
+	// What the refused add may have left (a failed replace keeps the old
+	// route) is removed by the next flush.
+	h.a.flushDataplane()
+	if h.dp.applies != 2 || len(h.dp.dels) != 1 || h.dp.dels[0] != home2 {
+		t.Fatalf("after the flush: %d batches, dels %v", h.dp.applies, h.dp.dels)
+	}
+	// The node retries and the kernel takes it now.
+	delete(h.dp.refuse, home2)
+	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home2, coa, 0))
+	if r := h.replies(1)[home2]; r.Code != mip.CodeAccepted {
+		t.Fatalf("retry: code %d", r.Code)
+	}
+}
+
+// A node whose encapsulation the kernel cannot carry hears 139.
+func TestKernelWithoutEncapsulationAnswers139(t *testing.T) {
+	h := newDPHarness(t)
+	h.dp.refuse[home1] = fmt.Errorf("datapath: binding: gre: %w", datapath.ErrUnsupported)
+	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home1, coa, 0))
+	if r := h.replies(1)[home1]; r.Code != mip.CodeEncapUnavailable {
+		t.Fatalf("code %d, want 139", r.Code)
+	}
+}
+
+// Two requests of one node in one batch: only the last one's fate counts.
+func TestKernelRefusalOfASupersededAdd(t *testing.T) {
+	h := newDPHarness(t)
+	coa2 := netip.MustParseAddr("198.51.100.99")
+	first := reqFor(t, h.ids, h.a, home1, coa, 0)
+	second := reqFor(t, h.ids, h.a, home1, coa2, 0)
+	// The fake refuses by home: both adds fail; the second decides.
+	h.dp.refuse[home1] = errors.New("no route")
+	sendBatch(h.a, h.src(), first, second)
+	buf := make([]byte, 1500)
+	var codes []mip.Code
+	for range 2 {
+		_ = h.mn.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := h.mn.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, verifyReply(t, buf[:n], key1).Code)
+	}
+	if codes[0] != mip.CodeAccepted || codes[1] != mip.CodeInsufficientResources {
+		t.Fatalf("codes %v: want the older request accepted (superseded in the same batch) and the newer denied", codes)
+	}
+	if e := h.a.core.Table().Get(binding.AddrU32(home1)); e == nil || !e.Tombstone() || h.a.core.Stats.Withdrawn != 1 {
+		t.Fatalf("entry %+v withdrawn %d", e, h.a.core.Stats.Withdrawn)
+	}
+}
+
+// In a group the withdrawal goes through the group machine (the peer
+// learns it as a de-registration), and a reply held for the peer's ack
+// leaves at once, denied: no ack can make it true.
+func TestKernelRefusalInAGroup(t *testing.T) {
+	h := newReplHarness(t, false)
+	fdp := newFakeDP()
+	h.a.dpl = &dataplane{dp: fdp, active: true, ifname: noIf}
+	h.peerAcking()
+	fdp.refuse[home1] = errors.New("no buffer space")
+	// A new care-of, so that the kernel is asked.
+	h.id++
+	r := rq{Request: mip.Request{Lifetime: 300, HomeAddr: home1, HomeAgent: h.a.cfg.Agent.VirtualAddress,
+		CareOf: netip.MustParseAddr("198.51.100.99"), ID: h.id}, spi: 256, key: key1}
+	h.send(r.bytes(t))
+	h.wantReply(mip.CodeInsufficientResources) // at once, not after the wait
+	if n := h.a.hold.Held - h.a.hold.Acked; n != 1 || h.a.hold.Timeouts != 0 {
+		t.Fatalf("hold: held %d acked %d timeouts %d", h.a.hold.Held, h.a.hold.Acked, h.a.hold.Timeouts)
+	}
+	if _, ok := h.a.hold.next(); ok {
+		t.Fatal("the denied reply is still held")
+	}
+	if e := h.a.core.Table().Get(binding.AddrU32(home1)); e == nil || !e.Tombstone() {
+		t.Fatalf("not withdrawn: %+v", e)
+	}
+	h.toPeer(true)
+	if e := h.peerTab.Get(binding.AddrU32(home1)); e == nil || !e.Tombstone() || e.ID != h.id {
+		t.Fatalf("the peer did not learn the withdrawal: %+v", e)
+	}
+}
+
+// A batch with a refusal allocates nothing either (the log line is rate
+// limited to one a second).
+func TestRefusedBatchAllocatesNothing(t *testing.T) {
+	h := newDPHarness(t)
+	h.dp.refuse[home2] = errors.New("refused")
+	reqs := make([][2][]byte, 64)
+	for i := range reqs {
+		reqs[i] = [2][]byte{reqFor(t, h.ids, h.a, home1, netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), 0), reqFor(t, h.ids, h.a, home2, coa, 0)}
+	}
+	src := h.src()
+	i := 0
+	allocs := testing.AllocsPerRun(50, func() {
+		h.a.flushDataplane() // the loop's top: last batch's withdrawal
+		sendBatch(h.a, src, reqs[i%len(reqs)][0], reqs[i%len(reqs)][1])
+		i++
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per batch with a refused binding", allocs)
+	}
+	if h.a.core.Stats.Withdrawn < 50 {
+		t.Fatalf("withdrawn %d: the test measured the wrong path", h.a.core.Stats.Withdrawn)
+	}
+}
+
+func hasCounter(cs []console.Counter, prefix string, v uint64) bool {
+	for _, c := range cs {
+		if len(c.Name) >= len(prefix) && c.Name[:len(prefix)] == prefix {
+			return c.Value == v
+		}
+	}
+	return false
+}

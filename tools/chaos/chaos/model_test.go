@@ -219,3 +219,19 @@ func TestDenial130LeavesTheWriteUncertain(t *testing.T) {
 		t.Fatalf("still uncertain: %v", m.Uncertain())
 	}
 }
+
+// Every fault kind is drawn: 200 rounds of one seed contain each of them.
+func TestPlanRoundDrawsEveryKind(t *testing.T) {
+	r := rand.New(rand.NewPCG(42, 0x6661756c7473))
+	seen := map[Kind]int{}
+	for n := 1; n <= 200; n++ {
+		for _, f := range planRound(r, n, false).Faults {
+			seen[f.Kind]++
+		}
+	}
+	for k := KillRestart; k <= Reorder; k++ {
+		if seen[k] == 0 {
+			t.Errorf("%s never drawn in 200 rounds: %v", k, seen)
+		}
+	}
+}

@@ -2,7 +2,8 @@
 // members and a mobile-node host in network namespaces (tools/lab), mobile
 // nodes registering, renewing and de-registering through the virtual
 // address, and a seeded schedule of faults (SIGKILL and restart, link
-// flaps, 30 % loss, partitions, duplicated group datagrams). After each
+// flaps, 30 % loss, partitions, duplicated group datagrams, reordered
+// datagrams). After each
 // round the faults are healed and an invariant checker that shares no code
 // with the agents compares every member's table with a model built from the
 // replies the mobile nodes received, checks that at most one member is

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
+	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/datapath"
 	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/mip"
@@ -61,6 +62,9 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 		TunnelName: cfg.TunnelDevice,
 		Protocol:   cfg.RouteProtocol,
 		ProxyARP:   cfg.ProxyARP,
+		// Beyond ~20,000 nodes the kernel's proxy-entry table is O(N²);
+		// "interface" lets proxy_arp answer for our /32 routes instead.
+		ProxyByRoute: cfg.ProxyARPMode == config.ProxyARPInterface,
 		// The filter's map holds every binding the table can.
 		ReverseCheck: cfg.ReverseCheck,
 		Capacity:     a.cfg.Agent.Capacity,

@@ -57,6 +57,9 @@ const (
 	DefaultTunnelDevice           = "mip0"
 	DefaultRouteProtocol          = 77 // unassigned; 186 is RTPROT_BGP (FRR), see validate.go
 	DefaultReconcileInterval      = 30 * time.Second
+	ProxyARPEntries               = "entries"
+	ProxyARPInterface             = "interface"
+	ProxyEntriesAdvice            = 20_000 // above this capacity, "entries" draws a warning
 	DefaultAdvertInterval         = 3 * time.Second
 	DefaultAdvertLifetime         = 9 * time.Second
 	DefaultAdvertDestination      = "224.0.0.1"
@@ -195,6 +198,7 @@ type Datapath struct {
 	TunnelDevice      string        // default "mip0"
 	RouteProtocol     uint8         // rtm_protocol of our routes, default 77; not a value another daemon uses
 	ProxyARP          bool          // default true (RFC 5944 §4.6)
+	ProxyARPMode      string        // "entries" (default): one NTF_PROXY entry per node; "interface": proxy_arp on the home interface
 	ReverseCheck      bool          // default true: reverse-tunnelled packets only from their binding's care-of (RFC 3024 §5.2)
 	ReconcileInterval time.Duration // default 30s, 1s..1h
 }

@@ -77,7 +77,7 @@ func TestDefaults(t *testing.T) {
 	if h != (HSRP{Priority: 100, Hello: 3 * time.Second, Hold: 10 * time.Second, Auth: "cisco", UseVirtualMAC: true}) {
 		t.Errorf("hsrp defaults: %+v", h)
 	}
-	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ReverseCheck: true, ReconcileInterval: 30 * time.Second}) {
+	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ProxyARPMode: "entries", ReverseCheck: true, ReconcileInterval: 30 * time.Second}) {
 		t.Errorf("datapath defaults: %+v", d)
 	}
 	if ad := c.Advert; ad != (Advert{Interval: 3 * time.Second, Lifetime: 9 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")}) {
@@ -319,6 +319,7 @@ func TestErrors(t *testing.T) {
 		{"route proto range", "[datapath]\nroute_protocol = 256", false, `x.toml:6: datapath.route_protocol 256 out of range 5..255`},
 		{"tunnel dev", "[datapath]\ntunnel_device = \"eth0\"", false, `x.toml:6: datapath.tunnel_device "eth0" is agent.interface`},
 		{"reconcile", "[datapath]\nreconcile_interval = \"0s\"", false, `x.toml:6: datapath.reconcile_interval 0s out of range 1s..1h`},
+		{"proxy mode", "[datapath]\nproxy_arp_mode = \"route\"", false, `x.toml:6: datapath.proxy_arp_mode "route": want "entries" (one proxy entry per away node) or "interface"`},
 		// advertise
 		{"adv dest", "[advertise]\ndestination = \"224.0.0.2\"", false, `x.toml:6: advertise.destination 224.0.0.2: advertisements go to 224.0.0.1`},
 		{"adv lifetime", "[advertise]\ninterval = \"10s\"\nlifetime = \"5s\"", false, `x.toml:7: advertise.lifetime 5s is shorter than advertise.interval 10s`},
@@ -449,6 +450,34 @@ func TestWarnings(t *testing.T) {
 	for i, w := range want {
 		if !strings.HasPrefix(c.Warnings[i], w) {
 			t.Errorf("warning %d = %q, want %q", i, c.Warnings[i], w)
+		}
+	}
+}
+
+// A large table with per-node proxy entries draws a warning naming the
+// line (or the section when the key is absent); "interface" does not.
+func TestProxyEntriesWarning(t *testing.T) {
+	big := strings.Replace(base, "[agent]\n", "[agent]\ncapacity = 100000\n", 1)
+	for _, c := range []struct {
+		extra, want string
+	}{
+		{"[datapath]\nproxy_arp_mode = \"entries\"\n", `x.toml:7: datapath.proxy_arp_mode "entries" with agent.capacity 100000: the kernel installs proxy entries in O(N²)`},
+		{"[datapath]\n", `x.toml:6: datapath.proxy_arp_mode "entries" with agent.capacity 100000`},
+		{"[datapath]\nproxy_arp_mode = \"interface\"\n", ""},
+		{"[datapath]\nproxy_arp = false\n", ""},
+	} {
+		cfg := mustParse(t, big+c.extra)
+		if c.want == "" {
+			if len(cfg.Warnings) != 0 {
+				t.Errorf("%q: warnings %q", c.extra, cfg.Warnings)
+			}
+			if c.extra == "[datapath]\nproxy_arp_mode = \"interface\"\n" && cfg.Datapath.ProxyARPMode != ProxyARPInterface {
+				t.Errorf("mode %q", cfg.Datapath.ProxyARPMode)
+			}
+			continue
+		}
+		if len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0], c.want) {
+			t.Errorf("%q: warnings %q, want %q", c.extra, cfg.Warnings, c.want)
 		}
 	}
 }

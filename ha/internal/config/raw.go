@@ -90,6 +90,7 @@ type rawDatapath struct {
 	Enabled, ProxyARP field[bool]
 	ReverseCheck      field[bool]
 	TunnelDevice      field[string]
+	ProxyARPMode      field[string]
 	RouteProtocol     field[int64]
 	ReconcileInterval field[string]
 }
@@ -231,6 +232,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		RouteProtocol:     t.integer("route_protocol"),
 		ProxyARP:          t.boolean("proxy_arp"),
 		ReverseCheck:      t.boolean("reverse_check"),
+		ProxyARPMode:      t.str("proxy_arp_mode"),
 		ReconcileInterval: t.duration("reconcile_interval"),
 	}
 	t.done()

@@ -478,6 +478,25 @@ func (d *decoder) buildDatapath(r *rawConfig, c *Config) {
 		}
 	}
 	p.ProxyARP = d.boolOr(rd.ProxyARP, true)
+	p.ProxyARPMode = ProxyARPEntries
+	if f := rd.ProxyARPMode; f.Set {
+		switch f.V {
+		case ProxyARPEntries, ProxyARPInterface:
+			p.ProxyARPMode = f.V
+		default:
+			d.errorf(f.Line, f.Key, "%q: want %q (one proxy entry per away node) or %q (proxy_arp on agent.interface)", f.V, ProxyARPEntries, ProxyARPInterface)
+		}
+	}
+	// The kernel keeps proxy entries in 16 hash buckets: installing N of
+	// them costs O(N²) (docs/datapath.md: 100,000 took 25 s).
+	if p.Enabled && p.ProxyARP && p.ProxyARPMode == ProxyARPEntries && c.Agent.Capacity > ProxyEntriesAdvice {
+		line, key := rd.Line, "datapath.proxy_arp_mode"
+		if rd.ProxyARPMode.Set {
+			line = rd.ProxyARPMode.Line
+		}
+		d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: %s %q with agent.capacity %d: the kernel installs proxy entries in O(N²) (100,000 take 25 s, a takeover waits for them); use %q beyond %d bindings",
+			d.file, line, key, ProxyARPEntries, c.Agent.Capacity, ProxyARPInterface, ProxyEntriesAdvice))
+	}
 	p.ReverseCheck = d.boolOr(rd.ReverseCheck, true)
 	p.ReconcileInterval = d.durIn(rd.ReconcileInterval, DefaultReconcileInterval, time.Second, time.Hour)
 }

@@ -77,7 +77,7 @@ type Config struct {
 	// in 16 hash buckets, so N entries cost O(N²) (100,000 took 25 s).
 	// Caveat: proxy_arp also answers for any address routed out of another
 	// interface; on a home link whose hosts only ARP for on-link addresses
-	// that is just our /32s.
+	// that is just our /32s. Config: datapath.proxy_arp_mode = "interface".
 	ProxyByRoute bool
 	// ReverseCheck drops (and counts) a decapsulated packet unless its
 	// outer source is the care-of address of the binding of its inner

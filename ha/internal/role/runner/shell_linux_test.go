@@ -54,8 +54,11 @@ func TestNewErrors(t *testing.T) {
 		}
 	}
 	// An interface without IPv4 and no primary configured says what to do.
-	lo, _ := net.InterfaceByName("lo")
-	_, err := firstIPv4("vrrp", &net.Interface{Index: lo.Index + 1<<20, Name: "none0"})
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = firstIPv4("vrrp", &net.Interface{Index: lo.Index + 1<<20, Name: "none0"})
 	if want := "vrrp: interface none0 has no IPv4 address: configure one or set the primary address"; err == nil || err.Error() != want {
 		t.Errorf("firstIPv4 without an IPv4 address: %v, want %q", err, want)
 	}

@@ -56,10 +56,24 @@ const (
 	proxyByRoute
 )
 
-func benchInstall(b *testing.B, n int, mode int) {
+// BenchmarkNetnsTakeover10kReverseCheck: Takeover10k with the reverse-tunnel
+// check on (10,000 map updates on top; the default configuration).
+func BenchmarkNetnsTakeover10kReverseCheck(b *testing.B) {
+	benchInstallRev(b, 10_000, proxyEntries, true)
+}
+
+func benchInstall(b *testing.B, n int, mode int) { benchInstallRev(b, n, mode, false) }
+
+func benchInstallRev(b *testing.B, n int, mode int, rev bool) {
 	ns := newNetns(b)
 	k := ns.open(b, mode != proxyNone)
 	k.cfg.ProxyByRoute = mode == proxyByRoute
+	if rev {
+		k.cfg.ReverseCheck, k.cfg.Capacity = true, n
+		if err := k.Setup(); err != nil {
+			b.Fatal(err)
+		}
+	}
 	bs := bindings(n, 0)
 	var slabDelta, heapDelta int
 	for i := range b.N {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -409,6 +410,24 @@ func TestHostileInput(t *testing.T) {
 	}
 	if n := d(red, "role changes"); n != 0 || !strings.HasPrefix(after.role, "active") {
 		t.Errorf("malformed VRRP adverts moved the election: %d role changes, role %s", n, after.role)
+	}
+	var vdrops uint64
+	var vparts []string
+	for k := range after.red {
+		if strings.HasPrefix(k, "vrrp dropped: ") {
+			if n := d(red, k); n > 0 {
+				vdrops += n
+				vparts = append(vparts, fmt.Sprintf("%s %d", strings.TrimPrefix(k, "vrrp dropped: "), n))
+			}
+		}
+	}
+	sort.Strings(vparts)
+	t.Logf("vrrp accounting: hostile sent %d; the runner received %d adverts and dropped %d (%s)",
+		vr.Sent, d(red, "vrrp adverts received"), vdrops, strings.Join(vparts, ", "))
+	// Every malformed advert is counted by reason (the agent is the only
+	// VRRP speaker on this link, so every advert it hears is the tool's).
+	if got := d(red, "vrrp adverts received") + vdrops; got != uint64(vr.Sent) {
+		t.Errorf("vrrp: %d adverts sent, %d accounted for (received + dropped per reason)", vr.Sent, got)
 	}
 
 	// 2. Memory: the table is preallocated and the receive path allocates

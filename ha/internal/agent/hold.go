@@ -261,6 +261,17 @@ func (a *Agent) gateReply(now int64, ch *Change, reply []byte, to netip.AddrPort
 		}
 		return true
 	}
+	if m.AckingPeers() == 0 && !a.cfg.Group.RequireReplication {
+		// Peers are heard but none has acknowledged anything (one just
+		// joined, or a replayed group message made one up): holding would
+		// delay every reply by 2 × ack_timeout and then send it anyway
+		// (unacked: no acking peer, so it is accepted alone). Send it now,
+		// counted as unreplicated; the update still goes out and is
+		// retransmitted. Not logged: under a hostile replay that would be a
+		// line a second for as long as the bogus peer stays up.
+		q.AcceptedUnreplicated++
+		return true
+	}
 	if ch.Dup {
 		// The first update may never have been acknowledged (its reply was
 		// then a denial): announce the binding again, and let an ack decide.

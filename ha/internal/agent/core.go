@@ -10,6 +10,7 @@ import (
 	"hash"
 	"net/netip"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -111,7 +112,7 @@ type Core struct {
 	tolerance    int64 // seconds
 	simul        bool
 	revTun       bool
-	gre, minenc  bool
+	gre          bool
 	greKernel    bool // the datapath can carry GRE (true without a datapath)
 
 	// Group mode: every table write goes through the group machine, which
@@ -396,7 +397,10 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		rep.Code = mip.CodeReverseTunnelUnavailable
 		return c.finish(out, ni, from, ch)
 	}
-	if (req.Flags&mip.FlagG != 0 && !c.gre) || (req.Flags&mip.FlagM != 0 && !c.minenc) {
+	// Minimal encapsulation (M, RFC 2004) is never offered: the datapath
+	// tunnels only IP-in-IP and GRE, so accepting it would black-hole the
+	// node's traffic.
+	if (req.Flags&mip.FlagG != 0 && !c.gre) || req.Flags&mip.FlagM != 0 {
 		rep.Code = mip.CodeEncapUnavailable
 		return c.finish(out, ni, from, ch)
 	}
@@ -722,15 +726,7 @@ func (c *Core) setPolicy(a *config.Agent) {
 	c.tolerance = max(int64(a.ReplayTolerance/time.Second), 1)
 	c.simul = a.SimultaneousBindings
 	c.revTun = a.ReverseTunnel
-	c.gre, c.minenc = false, false
-	for _, e := range a.Encapsulations {
-		switch e {
-		case "gre":
-			c.gre = c.greKernel // offered only when the kernel can carry it
-		case "minimal":
-			c.minenc = true
-		}
-	}
+	c.gre = c.greKernel && slices.Contains(a.Encapsulations, "gre") // offered only when the kernel can carry it
 }
 
 // SetKernelGRE records whether the datapath can carry GRE; without it a

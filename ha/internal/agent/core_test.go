@@ -99,6 +99,30 @@ var mnSrc = netip.AddrPortFrom(coa, 49152)
 
 func ts(off time.Duration) uint64 { return mip.Timestamp(wall0.Add(off)) }
 
+// The datapath has no minimal encapsulation (RFC 2004): a request with the
+// M bit is answered 139 even from a config that lists "minimal" (config.Parse
+// refuses it; this guards other callers).
+func TestMinimalEncapsulationNeverOffered(t *testing.T) {
+	cfg := testConfig(4)
+	cfg.Agent.Encapsulations = []string{"ipip", "gre", "minimal"}
+	c, err := NewCore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := req1(ts(0))
+	m.Flags = mip.FlagM
+	if r := handle(t, c, 0, mnSrc, haVIP, m.bytes(t)); r.rep.Code != mip.CodeEncapUnavailable {
+		t.Fatalf("M bit with \"minimal\" configured: code %d, want 139", r.rep.Code)
+	}
+	if err := c.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	m.ID = ts(time.Second)
+	if r := handle(t, c, 0, mnSrc, haVIP, m.bytes(t)); r.rep.Code != mip.CodeEncapUnavailable {
+		t.Fatalf("M bit after a reload: code %d, want 139", r.rep.Code)
+	}
+}
+
 func TestReplyCodes(t *testing.T) {
 	tests := []struct {
 		name string

@@ -103,7 +103,7 @@ type Agent struct {
 	ReplayTolerance      time.Duration // default 7s, 1s..1h
 	SimultaneousBindings bool          // default false: S bit → reply code 1
 	ReverseTunnel        bool          // default true (RFC 3024)
-	Encapsulations       []string      // default ["ipip"]; of "ipip", "gre", "minimal"
+	Encapsulations       []string      // default ["ipip"]; of "ipip", "gre" (no "minimal": the datapath lacks it)
 	ConsoleSocket        string        // default "/run/hagent.sock"
 	LogLevel             slog.Level    // default info
 	AgentID              uint32        // default (or 0) = Address as a big-endian uint32

@@ -99,14 +99,19 @@ func (d *decoder) encapsulations(f field[[]string]) []string {
 		return []string{DefaultEncapsulation}
 	}
 	if len(f.V) == 0 {
-		d.errorf(f.Line, f.Key, `is empty: list at least one of "ipip", "gre", "minimal"`)
+		d.errorf(f.Line, f.Key, `is empty: list at least one of "ipip", "gre"`)
 		return []string{DefaultEncapsulation}
 	}
 	var out []string
 	for _, e := range f.V {
 		switch {
-		case e != "ipip" && e != "gre" && e != "minimal":
-			d.errorf(f.Line, f.Key, `has %q: supported are "ipip" (RFC 2003), "gre" (RFC 2784) and "minimal" (RFC 2004)`, e)
+		case e == "minimal":
+			// Mobile IP defines it (the M bit), but the kernel tunnels
+			// the datapath uses carry only IP-in-IP and GRE: offering it
+			// would accept nodes whose traffic is then never delivered.
+			d.errorf(f.Line, f.Key, `has "minimal": the Linux datapath has no minimal encapsulation (RFC 2004); use "ipip" and/or "gre"`)
+		case e != "ipip" && e != "gre":
+			d.errorf(f.Line, f.Key, `has %q: supported are "ipip" (RFC 2003) and "gre" (RFC 2784)`, e)
 		case slices.Contains(out, e):
 			d.errorf(f.Line, f.Key, "lists %q twice", e)
 		default:

@@ -189,7 +189,7 @@ type HSRP struct {
 	Hello, Hold   time.Duration // default 3s, 10s; whole seconds 1s..255s, Hold > Hello
 	Preempt       bool          // default false (RFC 2281)
 	Auth          string        // <= 8 bytes, default "cisco"
-	UseVirtualMAC bool          // default true: 00:00:0c:07:ac:<group>
+	UseVirtualMAC bool          // always false: the virtual MAC 00:00:0c:07:ac:<group> is not implemented (true is refused)
 }
 
 // Datapath is [datapath]: kernel programming of tunnels and routes.

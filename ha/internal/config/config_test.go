@@ -74,7 +74,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("vrrp defaults: %+v", v)
 	}
 	h := c.HSRP
-	if h != (HSRP{Priority: 100, Hello: 3 * time.Second, Hold: 10 * time.Second, Auth: "cisco", UseVirtualMAC: true}) {
+	if h != (HSRP{Priority: 100, Hello: 3 * time.Second, Hold: 10 * time.Second, Auth: "cisco"}) {
 		t.Errorf("hsrp defaults: %+v", h)
 	}
 	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ProxyARPMode: "entries", ReverseCheck: true, ReconcileInterval: 30 * time.Second}) {
@@ -314,6 +314,7 @@ func TestErrors(t *testing.T) {
 		{"hsrp hold", "[hsrp]\nhello = \"5s\"\nhold = \"5s\"", false, `x.toml:7: hsrp.hold hsrp.hold 5s must be longer than hsrp.hello 5s`},
 		{"hsrp fraction", "[hsrp]\nhello = \"1500ms\"", false, `x.toml:6: hsrp.hello 1500ms is not a whole number of seconds`},
 		{"hsrp auth", "[hsrp]\nauth = \"123456789\"", false, `x.toml:6: hsrp.auth is 9 bytes long`},
+		{"hsrp virtual mac", "[hsrp]\nuse_virtual_mac = true", false, `x.toml:6: hsrp.use_virtual_mac is true but the HSRP virtual MAC (0000.0c07.acXX) is not implemented; the interface's own MAC is announced by gratuitous ARP — remove the key or set it false`},
 		{"hsrp owner", "virtual_address = \"192.0.2.2\"\n[hsrp]\nenabled = true", false, `x.toml:7: hsrp.enabled is true but agent.virtual_address equals agent.address`},
 		// datapath
 		{"route proto bgp", "[datapath]\nroute_protocol = 186", false, `x.toml:6: datapath.route_protocol 186 is the route protocol of "bgp"`},

@@ -440,7 +440,12 @@ func (d *decoder) buildHSRP(r *rawConfig, c *Config) {
 			h.Auth = f.V
 		}
 	}
-	h.UseVirtualMAC = d.boolOr(rh.UseVirtualMAC, true)
+	// The runner announces the virtual address with the interface's own
+	// MAC; nothing installs 0000.0c07.acXX, so true would promise a MAC
+	// that peers and switches never see.
+	if f := rh.UseVirtualMAC; f.Set && f.V {
+		d.errorf(f.Line, f.Key, "is true but the HSRP virtual MAC (0000.0c07.acXX) is not implemented; the interface's own MAC is announced by gratuitous ARP — remove the key or set it false")
+	}
 }
 
 // wholeSeconds reads an HSRPv1 timer: one octet of seconds on the wire.

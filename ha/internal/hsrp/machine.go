@@ -30,7 +30,7 @@ type Config struct {
 	Hellotime, Holdtime time.Duration
 	Primary             netip.Addr // own interface address: ties break on it
 	GARPCount           int
-	UseVirtualMAC       bool // see docs/redundancy.md: reported, datapath applies it
+	UseVirtualMAC       bool // not implemented (config refuses true): the runner announces the interface's own MAC
 }
 
 // Validate checks ranges.

@@ -162,8 +162,8 @@ type VRRP struct {
 	Preempt         bool          // default true
 	PreemptDelay    time.Duration // default 0
 	Accept          bool          // default true: registrations arrive for the virtual address
-	GARPCount       int           // gratuitous ARPs on becoming master, default 3
-	GARPInterval    time.Duration // default 1s
+	GARPCount       int           // gratuitous ARPs sent back-to-back on becoming master, default 3
+	GARPInterval    time.Duration // delay before a second burst of GARPCount, default 1s; 0 = none
 	TrackInterfaces []Track
 	NotifyCommand   string // optional, absolute path; run with the new state as argument
 }

@@ -135,6 +135,15 @@ func TestDerivedDefaults(t *testing.T) {
 	}
 }
 
+// garp_interval is the delay before one repeat burst; 0 turns the repeat off
+// (vrrp.Config.GARPRepeat), so it must be accepted.
+func TestGARPIntervalZero(t *testing.T) {
+	c := mustParse(t, base+"[vrrp]\ngarp_interval = \"0s\"\n")
+	if c.VRRP.GARPInterval != 0 {
+		t.Errorf("garp_interval = %v, want 0 (no second burst)", c.VRRP.GARPInterval)
+	}
+}
+
 func TestReference(t *testing.T) {
 	c, err := Load(referencePath)
 	if err != nil {
@@ -308,6 +317,7 @@ func TestErrors(t *testing.T) {
 		{"vrrp track", "[vrrp]\n[[vrrp.track_interfaces]]\nweight = 300", false, `x.toml:7: vrrp.track_interfaces[1].weight 300 out of range 0..254`},
 		{"vrrp track ifname", "[vrrp]\n[[vrrp.track_interfaces]]\nweight = 3", false, `x.toml:6: vrrp.track_interfaces[1].interface is required`},
 		{"vrrp track dup", "[vrrp]\ntrack_interfaces = [{interface = \"eth1\"}, {interface = \"eth1\"}]", false, `x.toml:6: vrrp.track_interfaces[2].interface "eth1" is tracked twice`},
+		{"vrrp garp interval", "[vrrp]\ngarp_interval = \"2m\"", false, `x.toml:6: vrrp.garp_interval 2m out of range 0s..1m`},
 		{"vrrp notify", "[vrrp]\nnotify_command = \"notify.sh\"", false, `x.toml:6: vrrp.notify_command "notify.sh" must be an absolute path`},
 		{"both", "virtual_address = \"192.0.2.1\"\n[vrrp]\nenabled = true\n[hsrp]\nenabled = true", false, `x.toml:9: hsrp.enabled and vrrp.enabled (line 7) are both true`},
 		// hsrp

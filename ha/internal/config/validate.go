@@ -388,7 +388,9 @@ func (d *decoder) buildVRRP(r *rawConfig, c *Config) {
 	v.PreemptDelay = d.durIn(rv.PreemptDelay, 0, 0, time.Hour)
 	v.Accept = d.boolOr(rv.Accept, true)
 	v.GARPCount = int(d.intIn(rv.GARPCount, DefaultGARPCount, 0, 100))
-	v.GARPInterval = d.durIn(rv.GARPInterval, DefaultGARPInterval, 10*time.Millisecond, time.Minute)
+	// The delay before one repeat burst (keepalived's garp_master_delay);
+	// 0 sends none, which vrrp.Config.GARPRepeat understands.
+	v.GARPInterval = d.durIn(rv.GARPInterval, DefaultGARPInterval, 0, time.Minute)
 	for _, rt := range rv.Track {
 		t := Track{Interface: d.ifname(rt.Interface, "", `the tracked interface, e.g. interface = "eth1"`)}
 		t.Weight = int(d.intIn(rt.Weight, 0, 0, 254))

@@ -299,7 +299,9 @@ func TestErrors(t *testing.T) {
 		// group
 		{"group no key", "[group]\nenabled = true", false, `x.toml:6: group.key is required when group.enabled is true`},
 		{"group unicast", "[group]\naddress = \"192.0.2.9\"", false, `x.toml:6: group.address 192.0.2.9 is not a multicast address`},
-		{"group port", "[group]\nport = 434", false, `x.toml:6: group.port 434 is agent.listen_port`},
+		{"group port", "[group]\nport = 434", false, `x.toml:6: group.port 434 is agent.listen_port (default): the group protocol needs its own port`},
+		{"group port both written", "listen_port = 5000\n[group]\nport = 5000", false, `x.toml:7: group.port 5000 is agent.listen_port (line 5): the group protocol needs its own port`},
+		{"group port default", "listen_port = 4343\n[group]\nenabled = true\nkey = \"text:k\"", false, `x.toml:5: agent.listen_port 4343 is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port`},
 		{"group peers self", "[group]\npeers = [\"192.0.2.3\", \"192.0.2.2\"]", false, `x.toml:6: group.peers[2] 192.0.2.2 is this agent's own address`},
 		{"group peers dup", "[group]\npeers = [\n \"192.0.2.3\",\n \"192.0.2.3\",\n]", false, `x.toml:6: group.peers[2] 192.0.2.3 is listed twice`},
 		{"group ttl is not configurable", "[group]\nttl = 1", false, `x.toml:6: group.ttl unknown key in [group]`},

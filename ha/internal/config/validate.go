@@ -297,8 +297,21 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 		}
 	}
 	g.Port = uint16(d.intIn(rg.Port, DefaultGroupPort, 1, 65535))
-	if rg.Port.Set && g.Port == c.Agent.ListenPort {
-		d.errorf(rg.Port.Line, rg.Port.Key, "%d is agent.listen_port: the group protocol needs its own port", g.Port)
+	// Compare what will be bound, defaults included: listen_port = 4343
+	// with group.port left out clashes as surely as both written. A
+	// disabled group binds nothing, unless its port is written.
+	if g.Port == c.Agent.ListenPort && (g.Enabled || rg.Port.Set) {
+		lp := r.Agent.ListenPort
+		switch {
+		case rg.Port.Set:
+			where := "default"
+			if lp.Set {
+				where = fmt.Sprintf("line %d", lp.Line)
+			}
+			d.errorf(rg.Port.Line, rg.Port.Key, "%d is agent.listen_port (%s): the group protocol needs its own port", g.Port, where)
+		default: // only listen_port can have been written
+			d.errorf(lp.Line, lp.Key, "%d is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port", g.Port)
+		}
 	}
 	if f := rg.Peers; f.Set {
 		for i, s := range f.V {

@@ -468,6 +468,28 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// In a group the agent raises tombstone_lifetime to max_lifetime
+// (agent/group.go); a written value below it draws a warning, the default
+// does not (the docs say it is raised).
+func TestTombstoneLifetimeWarning(t *testing.T) {
+	grp := "[group]\nenabled = true\nkey = \"text:0123456789abcdef\"\n"
+	c := mustParse(t, base+"tombstone_lifetime = \"5m\"\n"+grp)
+	want := `x.toml:5: agent.tombstone_lifetime 5m is shorter than agent.max_lifetime 1800 (30m): in a group it is raised to 30m, because a shorter tombstone could let a delayed update resurrect a de-registered binding; set it to at least "30m"`
+	if len(c.Warnings) != 1 || c.Warnings[0] != want {
+		t.Errorf("warnings %q\nwant %q", c.Warnings, want)
+	}
+	for _, text := range []string{
+		base + "tombstone_lifetime = \"5m\"\n",                          // no group
+		base + grp,                                                      // the default: documented as raised
+		base + "tombstone_lifetime = \"30m\"\n" + grp,                   // equal
+		base + "tombstone_lifetime = \"1m\"\nmax_lifetime = 60\n" + grp, // equal, other units
+	} {
+		if c := mustParse(t, text); len(c.Warnings) != 0 {
+			t.Errorf("%q: warnings %q", text, c.Warnings)
+		}
+	}
+}
+
 // A large table with per-node proxy entries draws a warning naming the
 // line (or the section when the key is absent); "interface" does not.
 func TestProxyEntriesWarning(t *testing.T) {

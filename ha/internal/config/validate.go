@@ -29,6 +29,14 @@ func (d *decoder) build(r *rawConfig) *Config {
 	if (c.VRRP.Enabled || c.HSRP.Enabled) && !c.Group.Enabled {
 		d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: group.enabled is false while VRRP/HSRP is on: a backup that takes over has no bindings and every mobile node must re-register", d.file, r.Group.Enabled.Line))
 	}
+	// agent/group.go raises the tombstone lifetime of a group member to
+	// max_lifetime: hasync refuses less, since a binding update delayed
+	// beyond the tombstone could resurrect a de-registered binding. Say so
+	// when the operator wrote a lower value (the default is documented).
+	if f, maxLt := r.Agent.TombstoneLifetime, time.Duration(c.Agent.MaxLifetime)*time.Second; c.Group.Enabled && f.Set && c.Agent.TombstoneLifetime < maxLt {
+		d.warnf(f.Line, f.Key, "%s is shorter than agent.max_lifetime %d (%s): in a group it is raised to %s, because a shorter tombstone could let a delayed update resurrect a de-registered binding; set it to at least %q",
+			fmtDur(c.Agent.TombstoneLifetime), c.Agent.MaxLifetime, fmtDur(maxLt), fmtDur(maxLt), fmtDur(maxLt))
+	}
 	if c.VRRP.Enabled && c.HSRP.Enabled {
 		d.errorf(r.HSRP.Enabled.Line, r.HSRP.Enabled.Key,
 			"and vrrp.enabled (line %d) are both true; one protocol owns the virtual address: disable one", r.VRRP.Enabled.Line)
@@ -799,5 +807,12 @@ func (d *decoder) secret(f field[string], required bool) []byte {
 
 // warn records advice; Parse only fills Config.Warnings when there is no error.
 func (d *decoder) warn(f field[string], msg string) {
-	d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: %s %s", d.file, f.Line, f.Key, msg))
+	d.warnf(f.Line, f.Key, "%s", msg)
+}
+
+// warnf records advice about key at line, formatted like an Error: the line
+// is left out rather than printed as 0 when there is none.
+func (d *decoder) warnf(line int, key, format string, args ...any) {
+	w := (&Error{File: d.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}).Error()
+	d.warnings = append(d.warnings, strings.TrimPrefix(w, "config: "))
 }

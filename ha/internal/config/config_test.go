@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -168,6 +169,29 @@ func TestReference(t *testing.T) {
 	// Derived values stay derived in the reference (agent_id = 0 etc.).
 	if c.Agent.AgentID != 0xc0000202 || c.Agent.TombstoneCapacity != 2500 {
 		t.Errorf("derived defaults: agent_id %d tombstone_capacity %d", c.Agent.AgentID, c.Agent.TombstoneCapacity)
+	}
+}
+
+// exampleKeys is exactly the set of key = "..." values of the reference
+// config, so that every published secret draws a warning.
+func TestExampleKeysMatchReference(t *testing.T) {
+	ref, err := os.ReadFile(referencePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inFile []string
+	for _, m := range regexp.MustCompile(`(?m)^[ \t]*key[ \t]*=[ \t]*"([^"]*)"`).FindAllSubmatch(ref, -1) {
+		if !slices.Contains(inFile, string(m[1])) {
+			inFile = append(inFile, string(m[1]))
+		}
+	}
+	if len(inFile) < 6 {
+		t.Fatalf("only %d keys found in %s", len(inFile), referencePath)
+	}
+	want := slices.Sorted(slices.Values(exampleKeys))
+	slices.Sort(inFile)
+	if !slices.Equal(inFile, want) {
+		t.Errorf("exampleKeys differ from the key = values of %s\n file: %q\n list: %q", referencePath, inFile, want)
 	}
 }
 

@@ -761,6 +761,7 @@ var exampleKeys = []string{
 	"hex:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978",
 	"hex:a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
 	"hex:5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e",
+	"hex:0badc0de0badc0de0badc0de0badc0de",
 }
 
 // secret decodes "hex:..." or "text:..." key material. The value is never

@@ -292,7 +292,7 @@ func TestErrors(t *testing.T) {
 		{"node neither", "[[node]]\nspi = 256\nkey = \"text:k\"", false, `x.toml:5: node[1] needs home_address`},
 		{"node both", "[[node]]\nhome_address = \"192.0.2.9\"\npool = \"192.0.2.128/25\"\nspi = 256\nkey = \"text:k\"", false, `x.toml:7: node[1].pool and home_address are both set`},
 		{"node outside", node("home_address = \"198.51.100.9\""), false, `x.toml:6: node[1].home_address 198.51.100.9 is outside agent.home_network 192.0.2.0/24`},
-		{"node agent addr", node("home_address = \"192.0.2.2\""), false, `x.toml:6: node[1].home_address 192.0.2.2 is agent.address`},
+		{"node agent addr", node("home_address = \"192.0.2.2\""), false, `x.toml:6: node[1].home_address 192.0.2.2 is agent.address: the Home Agent's own address cannot be a mobile node's`},
 		{"node vip", "virtual_address = \"192.0.2.1\"\n" + node("home_address = \"192.0.2.1\""), false, `x.toml:7: node[1].home_address 192.0.2.1 is agent.virtual_address`},
 		{"node ipv6", node("home_address = \"2001:db8::9\""), false, `x.toml:6: node[1].home_address 2001:db8::9 is not IPv4`},
 		{"pool outside", node("pool = \"192.0.0.0/16\""), false, `x.toml:6: node[1].pool 192.0.0.0/16 is not inside agent.home_network 192.0.2.0/24`},
@@ -319,10 +319,11 @@ func TestErrors(t *testing.T) {
 		// foreign agents
 		{"fa dup", fa("198.51.100.1") + "\n" + fa("198.51.100.1"), false, `x.toml:10: foreign_agent[2].address 198.51.100.1 already has a security association in foreign_agent[1] (line 5)`},
 		{"fa missing", "[[foreign_agent]]\nspi = 256\nkey = \"text:k\"", false, `x.toml:5: foreign_agent[1].address is required`},
-		{"fa self", fa("192.0.2.2"), false, `x.toml:6: foreign_agent[1].address 192.0.2.2 is agent.address`},
+		{"fa self", fa("192.0.2.2"), false, `x.toml:6: foreign_agent[1].address 192.0.2.2 is agent.address: the Home Agent's own address cannot be a foreign agent's`},
+		{"fa vip", "virtual_address = \"192.0.2.1\"\n" + fa("192.0.2.1"), false, `x.toml:7: foreign_agent[1].address 192.0.2.1 is agent.virtual_address: the group's address cannot be a foreign agent's`},
 		// group
 		{"group no key", "[group]\nenabled = true", false, `x.toml:6: group.key is required when group.enabled is true`},
-		{"group unicast", "[group]\naddress = \"192.0.2.9\"", false, `x.toml:6: group.address 192.0.2.9 is not a multicast address`},
+		{"group unicast", "[group]\naddress = \"192.0.2.9\"", false, `x.toml:6: group.address 192.0.2.9 is not a multicast address: use one in 224.0.0.0/4, e.g. 224.0.0.240 (the default, in RFC 5771's Local Network Control Block 224.0.0.0/24)`},
 		{"group port", "[group]\nport = 434", false, `x.toml:6: group.port 434 is agent.listen_port (default): the group protocol needs its own port`},
 		{"group port both written", "listen_port = 5000\n[group]\nport = 5000", false, `x.toml:7: group.port 5000 is agent.listen_port (line 5): the group protocol needs its own port`},
 		{"group port default", "listen_port = 4343\n[group]\nenabled = true\nkey = \"text:k\"", false, `x.toml:5: agent.listen_port 4343 is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port`},
@@ -347,7 +348,10 @@ func TestErrors(t *testing.T) {
 		{"vrrp notify", "[vrrp]\nnotify_command = \"notify.sh\"", false, `x.toml:6: vrrp.notify_command "notify.sh" must be an absolute path`},
 		{"both", "virtual_address = \"192.0.2.1\"\n[vrrp]\nenabled = true\n[hsrp]\nenabled = true", false, `x.toml:9: hsrp.enabled and vrrp.enabled (line 7) are both true`},
 		// hsrp
-		{"hsrp hold", "[hsrp]\nhello = \"5s\"\nhold = \"5s\"", false, `x.toml:7: hsrp.hold hsrp.hold 5s must be longer than hsrp.hello 5s`},
+		{"hsrp hold", "virtual_address = \"192.0.2.1\"\n[hsrp]\nenabled = true\nhello = \"5s\"\nhold = \"5s\"", false, `x.toml:9: hsrp.hold 5s must be longer than hsrp.hello 5s: set hold to at least 3 × hello, e.g. "15s"`},
+		{"hsrp hold default", "virtual_address = \"192.0.2.1\"\n[hsrp]\nenabled = true\nhello = \"15s\"", false, `x.toml:8: hsrp.hold 10s (default) must be longer than hsrp.hello 15s: set hold to at least 3 × hello, e.g. "45s"`},
+		{"hsrp hello default", "virtual_address = \"192.0.2.1\"\n[hsrp]\nenabled = true\nhold = \"2s\"", false, `x.toml:8: hsrp.hold 2s must be longer than hsrp.hello 3s (default): set hold to at least 3 × hello, e.g. "9s"`},
+		{"hsrp hold over 255s", "virtual_address = \"192.0.2.1\"\n[hsrp]\nenabled = true\nhello = \"100s\"\nhold = \"90s\"", false, `x.toml:9: hsrp.hold 90s must be longer than hsrp.hello 100s: lower hello, so that hold (at most 255s) can be 3 × hello`},
 		{"hsrp fraction", "[hsrp]\nhello = \"1500ms\"", false, `x.toml:6: hsrp.hello 1500ms is not a whole number of seconds`},
 		{"hsrp auth", "[hsrp]\nauth = \"123456789\"", false, `x.toml:6: hsrp.auth is 9 bytes long`},
 		{"hsrp virtual mac", "[hsrp]\nuse_virtual_mac = true", false, `x.toml:6: hsrp.use_virtual_mac is true but the HSRP virtual MAC (0000.0c07.acXX) is not implemented; the interface's own MAC is announced by gratuitous ARP — remove the key or set it false`},
@@ -476,11 +480,12 @@ auth = "much-too-long"
 }
 
 func TestWarnings(t *testing.T) {
-	c := mustParse(t, base+"reverse_tunnel = false\n[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"text:short\"\nreverse_tunnel = true\n[hsrp]\nhello = \"4s\"\n")
+	c := mustParse(t, base+"virtual_address = \"192.0.2.1\"\nreverse_tunnel = false\n[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = \"text:short\"\nreverse_tunnel = true\n[hsrp]\nenabled = true\nhello = \"4s\"\n")
 	want := []string{
-		"x.toml:9: node[1].key is 5 bytes; 16 or more are recommended",
-		"x.toml:10: node[1].reverse_tunnel has no effect while agent.reverse_tunnel is false",
-		"x.toml:11: hsrp.hold 10s is less than 3 × hsrp.hello 4s", // hold is absent: the line of [hsrp]
+		"x.toml:10: node[1].key is 5 bytes; 16 or more are recommended",
+		"x.toml:11: node[1].reverse_tunnel has no effect while agent.reverse_tunnel is false",
+		`x.toml:14: hsrp.hold 10s (default) is less than 3 × hsrp.hello 4s: one lost hello can cause a takeover; set hold to at least 3 × hello, e.g. "12s"`, // hold is absent: the line of hello
+		"x.toml:13: hsrp.enabled is true but group.enabled is false: a backup that takes over has no bindings",                                               // the enabling key's line, never :0
 	}
 	if len(c.Warnings) != len(want) {
 		t.Fatalf("warnings %q", c.Warnings)
@@ -495,6 +500,21 @@ func TestWarnings(t *testing.T) {
 // In a group the agent raises tombstone_lifetime to max_lifetime
 // (agent/group.go); a written value below it draws a warning, the default
 // does not (the docs say it is raised).
+// A disabled HSRP section is not checked for its timers (nothing runs them);
+// an invalid hello is reported once, not compared with hold as its default.
+func TestHSRPTimersOnlyWhenEnabled(t *testing.T) {
+	if c := mustParse(t, base+"[hsrp]\nhello = \"5s\"\nhold = \"5s\"\n"); len(c.Warnings) != 0 {
+		t.Errorf("disabled hsrp: warnings %q", c.Warnings)
+	}
+	if c := mustParse(t, base+"[hsrp]\nhello = \"4s\"\n"); len(c.Warnings) != 0 {
+		t.Errorf("disabled hsrp: warnings %q", c.Warnings)
+	}
+	_, err := Parse("x.toml", []byte(base+"virtual_address = \"192.0.2.1\"\n[hsrp]\nenabled = true\nhello = \"1500ms\"\nhold = \"2s\"\n"))
+	if errs := Errors(err); len(errs) != 1 || !strings.Contains(errs[0].Error(), "x.toml:8: hsrp.hello 1500ms is not a whole number of seconds") {
+		t.Errorf("want only the hello error, got:\n%v", err)
+	}
+}
+
 func TestTombstoneLifetimeWarning(t *testing.T) {
 	grp := "[group]\nenabled = true\nkey = \"text:0123456789abcdef\"\n"
 	c := mustParse(t, base+"tombstone_lifetime = \"5m\"\n"+grp)
@@ -523,6 +543,7 @@ func TestProxyEntriesWarning(t *testing.T) {
 	}{
 		{"[datapath]\nproxy_arp_mode = \"entries\"\n", `x.toml:7: datapath.proxy_arp_mode "entries" with agent.capacity 100000: the kernel installs proxy entries in O(N²)`},
 		{"[datapath]\n", `x.toml:6: datapath.proxy_arp_mode "entries" with agent.capacity 100000`},
+		{"", `x.toml:2: datapath.proxy_arp_mode "entries" with agent.capacity 100000`}, // no [datapath]: the line of agent.capacity
 		{"[datapath]\nproxy_arp_mode = \"interface\"\n", ""},
 		{"[datapath]\nproxy_arp = false\n", ""},
 	} {

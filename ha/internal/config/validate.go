@@ -27,7 +27,13 @@ func (d *decoder) build(r *rawConfig) *Config {
 	d.buildDatapath(r, c)
 	d.buildAdvert(r, c)
 	if (c.VRRP.Enabled || c.HSRP.Enabled) && !c.Group.Enabled {
-		d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: group.enabled is false while VRRP/HSRP is on: a backup that takes over has no bindings and every mobile node must re-register", d.file, r.Group.Enabled.Line))
+		// Named by the key that turned the election on: group.enabled is
+		// usually absent, and its line would be 0.
+		on := r.VRRP.Enabled
+		if !c.VRRP.Enabled {
+			on = r.HSRP.Enabled
+		}
+		d.warnf(on.Line, on.Key, "is true but group.enabled is false: a backup that takes over has no bindings and every mobile node must re-register; set group.enabled = true (with group.key) on every member")
 	}
 	// agent/group.go raises the tombstone lifetime of a group member to
 	// max_lifetime: hasync refuses less, since a binding update delayed
@@ -183,7 +189,7 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 		case rn.HomeAddress.Set:
 			n.HomeAddress = d.unicast4(rn.HomeAddress, true, "")
 			if d.onHomeLink(rn.HomeAddress, n.HomeAddress, a.HomeNetwork, "home addresses belong to agent.home_network") &&
-				d.notAgent(rn.HomeAddress, n.HomeAddress, a) {
+				d.notAgent(rn.HomeAddress, n.HomeAddress, a, "a mobile node's") {
 				if prev, ok := addrs[n.HomeAddress]; ok {
 					d.errorf(rn.HomeAddress.Line, rn.HomeAddress.Key, "%s is already the home address of %s: each address belongs to one node", n.HomeAddress, nodeRef(prev))
 				} else {
@@ -255,7 +261,7 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 		}
 		n.ReverseTunnel = d.boolOr(rn.ReverseTunnel, true)
 		if rn.ReverseTunnel.Set && rn.ReverseTunnel.V && !a.ReverseTunnel {
-			d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: %s has no effect while agent.reverse_tunnel is false", d.file, rn.ReverseTunnel.Line, rn.ReverseTunnel.Key))
+			d.warnf(rn.ReverseTunnel.Line, rn.ReverseTunnel.Key, "has no effect while agent.reverse_tunnel is false")
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
@@ -282,7 +288,7 @@ func (d *decoder) buildForeignAgents(r *rawConfig, c *Config) {
 			} else {
 				seen[fa.Address] = rf
 			}
-			d.notAgent(rf.Address, fa.Address, &c.Agent)
+			d.notAgent(rf.Address, fa.Address, &c.Agent, "a foreign agent's")
 		}
 		fa.SPI = d.spi(rf.SPI)
 		fa.Key = d.secret(rf.Key, true)
@@ -300,7 +306,7 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 			if a.IsMulticast() {
 				g.Address = a
 			} else {
-				d.errorf(f.Line, f.Key, "%s is not a multicast address: use one in 224.0.0.0/4, e.g. %s (RFC 2365 local scope)", a, DefaultGroupAddress)
+				d.errorf(f.Line, f.Key, "%s is not a multicast address: use one in 224.0.0.0/4, e.g. %s (the default, in RFC 5771's Local Network Control Block 224.0.0.0/24)", a, DefaultGroupAddress)
 			}
 		}
 	}
@@ -443,16 +449,14 @@ func (d *decoder) buildHSRP(r *rawConfig, c *Config) {
 	}
 	h.Group = uint8(d.intIn(rh.Group, 0, 0, 255))
 	h.Priority = uint8(d.intIn(rh.Priority, DefaultHSRPPriority, 0, 255))
-	h.Hello = d.wholeSeconds(rh.Hello, DefaultHSRPHello)
-	h.Hold = d.wholeSeconds(rh.Hold, DefaultHSRPHold)
-	if h.Hold <= h.Hello {
-		f := rh.Hold
-		if !f.Set {
-			f = rh.Hello
-		}
-		d.errorf(f.Line, f.Key, "hsrp.hold %s must be longer than hsrp.hello %s (3 times or more is usual, RFC 2281 §5)", fmtDur(h.Hold), fmtDur(h.Hello))
-	} else if h.Hold < 3*h.Hello {
-		d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: hsrp.hold %s is less than 3 × hsrp.hello %s: one lost hello can cause a takeover", d.file, rh.Hold.Line, fmtDur(h.Hold), fmtDur(h.Hello)))
+	var helloOK, holdOK bool
+	h.Hello, helloOK = d.wholeSeconds(rh.Hello, DefaultHSRPHello)
+	h.Hold, holdOK = d.wholeSeconds(rh.Hold, DefaultHSRPHold)
+	// Compared only when HSRP runs (a disabled section is inert) and both
+	// values are the operator's or the defaults: a default stood in for an
+	// invalid value would add a second, false, error.
+	if h.Enabled && helloOK && holdOK {
+		d.hsrpTimers(rh, h.Hello, h.Hold)
 	}
 	h.Preempt = d.boolOr(rh.Preempt, false)
 	h.Auth = DefaultHSRPAuth
@@ -471,14 +475,49 @@ func (d *decoder) buildHSRP(r *rawConfig, c *Config) {
 	}
 }
 
-// wholeSeconds reads an HSRPv1 timer: one octet of seconds on the wire.
-func (d *decoder) wholeSeconds(f field[string], def time.Duration) time.Duration {
-	v := d.durIn(f, def, time.Second, 255*time.Second)
+// wholeSeconds reads an HSRPv1 timer: one octet of seconds on the wire. ok
+// is false when the value was invalid (reported) and def stands in for it.
+func (d *decoder) wholeSeconds(f field[string], def time.Duration) (v time.Duration, ok bool) {
+	n := len(d.errs)
+	v = d.durIn(f, def, time.Second, maxHSRPTimer)
 	if f.Set && v%time.Second != 0 {
 		d.errorf(f.Line, f.Key, "%s is not a whole number of seconds: HSRPv1 timers are in seconds (RFC 2281 §5)", f.V)
-		return def
+		return def, false
 	}
-	return v
+	return v, len(d.errs) == n
+}
+
+// maxHSRPTimer is the largest hello or hold time: one octet of seconds.
+const maxHSRPTimer = 255 * time.Second
+
+// hsrpTimers checks hold against hello (RFC 2281 §5: hold > hello, usually
+// 3 × hello so that one lost hello does not cause a takeover). The message
+// sits on hold's line, or on hello's when hold is the default.
+func (d *decoder) hsrpTimers(rh *rawHSRP, hello, hold time.Duration) {
+	if hold >= 3*hello {
+		return
+	}
+	at := rh.Hold
+	if !at.Set && rh.Hello.Set {
+		at = rh.Hello
+	}
+	show := func(f field[string], v time.Duration) string {
+		if f.Set {
+			return f.V // as written: "90s", not 1m30s
+		}
+		return fmtDur(v) + " (default)"
+	}
+	var fix string
+	if 3*hello <= maxHSRPTimer {
+		fix = fmt.Sprintf("set hold to at least 3 × hello, e.g. %q", fmtDur(3*hello))
+	} else {
+		fix = fmt.Sprintf("lower hello, so that hold (at most %ds) can be 3 × hello", maxHSRPTimer/time.Second)
+	}
+	if hold <= hello {
+		d.errorf(at.Line, rh.Hold.Key, "%s must be longer than hsrp.hello %s: %s", show(rh.Hold, hold), show(rh.Hello, hello), fix)
+		return
+	}
+	d.warnf(at.Line, rh.Hold.Key, "%s is less than 3 × hsrp.hello %s: one lost hello can cause a takeover; %s", show(rh.Hold, hold), show(rh.Hello, hello), fix)
 }
 
 // reservedProtocols are rtm_protocol values of the kernel and other routing
@@ -523,12 +562,17 @@ func (d *decoder) buildDatapath(r *rawConfig, c *Config) {
 	// The kernel keeps proxy entries in 16 hash buckets: installing N of
 	// them costs O(N²) (docs/datapath.md: 100,000 took 25 s).
 	if p.Enabled && p.ProxyARP && p.ProxyARPMode == ProxyARPEntries && c.Agent.Capacity > ProxyEntriesAdvice {
-		line, key := rd.Line, "datapath.proxy_arp_mode"
-		if rd.ProxyARPMode.Set {
+		// On the key if written, else on [datapath] (where it would go),
+		// else on agent.capacity, which is written whenever this fires.
+		line := rd.Line
+		switch {
+		case rd.ProxyARPMode.Set:
 			line = rd.ProxyARPMode.Line
+		case line == 0:
+			line = r.Agent.Capacity.Line
 		}
-		d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: %s %q with agent.capacity %d: the kernel installs proxy entries in O(N²) (100,000 take 25 s, a takeover waits for them); use %q beyond %d bindings",
-			d.file, line, key, ProxyARPEntries, c.Agent.Capacity, ProxyARPInterface, ProxyEntriesAdvice))
+		d.warnf(line, "datapath.proxy_arp_mode", "%q with agent.capacity %d: the kernel installs proxy entries in O(N²) (100,000 take 25 s, a takeover waits for them); use %q beyond %d bindings",
+			ProxyARPEntries, c.Agent.Capacity, ProxyARPInterface, ProxyEntriesAdvice)
 	}
 	p.ReverseCheck = d.boolOr(rd.ReverseCheck, true)
 	p.ReconcileInterval = d.durIn(rd.ReconcileInterval, DefaultReconcileInterval, time.Second, time.Hour)
@@ -702,14 +746,15 @@ func (d *decoder) onHomeLink(f field[string], a netip.Addr, home netip.Prefix, w
 	return true
 }
 
-// notAgent reports (as an error) an address that is one of the agent's own.
-func (d *decoder) notAgent(f field[string], a netip.Addr, ag *Agent) bool {
+// notAgent reports (as an error) an address that is one of the agent's own;
+// whose names what the address was given as ("a mobile node's").
+func (d *decoder) notAgent(f field[string], a netip.Addr, ag *Agent, whose string) bool {
 	switch {
 	case ag.Address.IsValid() && a == ag.Address:
-		d.errorf(f.Line, f.Key, "%s is agent.address: the Home Agent's own address cannot be a mobile node's", a)
+		d.errorf(f.Line, f.Key, "%s is agent.address: the Home Agent's own address cannot be %s", a, whose)
 		return false
 	case ag.VirtualAddress.IsValid() && a == ag.VirtualAddress:
-		d.errorf(f.Line, f.Key, "%s is agent.virtual_address: the group's address cannot be a mobile node's", a)
+		d.errorf(f.Line, f.Key, "%s is agent.virtual_address: the group's address cannot be %s", a, whose)
 		return false
 	}
 	return true

@@ -237,7 +237,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			d.errorf(pe.Position.Line, "", "TOML syntax error: %s", pe.Message)
+			d.syntaxError(data, pe)
 		} else {
 			d.errorf(0, "", "TOML syntax error: %v", err)
 		}

@@ -258,7 +258,15 @@ func TestErrors(t *testing.T) {
 		{"unknown dotted", "[group]\nkey.id = 5", false, `x.toml:6: group.key must be a string, got table`},
 		// syntax
 		{"syntax", "capacity = \n", false, `x.toml:5: TOML syntax error: expected value`},
-		{"duplicate", "capacity = 1\ncapacity = 2\n", false, `x.toml:6: TOML syntax error: Key 'agent.capacity' has already been defined.`},
+		{"duplicate", "capacity = 1\ncapacity = 2\n", false, `x.toml:6: agent.capacity is set twice (first at line 5): keep one`},
+		{"duplicate section", "\n[agent]\ncapacity = 5\n", false, `x.toml:6: [agent] appears twice (first at line 1): merge them into one section`},
+		{"duplicate in array", "[[node]]\nspi = 256\nspi = 257\n", false, `x.toml:7: node[1].spi is set twice (first at line 6): keep one`},
+		{"array after table", "[[agent]]\n", false, `x.toml:5: [[agent]] cannot follow agent (line 1), which is not an array of tables: write [agent] once, or [[agent]] for every entry`},
+		{"int too large", "capacity = 99999999999999999999", false, `x.toml:5: agent.capacity 99999999999999999999 is too large: see docs/config.md for the range of each key`},
+		{"int too small", "capacity = -99999999999999999999", false, `x.toml:5: agent.capacity -99999999999999999999 is too small: see docs/config.md for the range of each key`},
+		{"float too large", "capacity = 1e999", false, `x.toml:5: agent.capacity 1e999 is too large: see docs/config.md for the range of each key`},
+		{"unclosed header", "[group\nenabled = true", false, `x.toml:5: TOML syntax error: the section header is not closed: end it with ']' (or ']]')`},
+		{"section is array of tables", "[[vrrp]]\nenabled = true", false, `x.toml:5: vrrp must be a table ([vrrp]), got array of tables`},
 		// agent
 		{"no agent", "[vrrp]\n", true, `config: x.toml: has no [agent] section`},
 		{"missing interface", "[agent]\naddress = \"192.0.2.2\"\nhome_network = \"192.0.2.0/24\"\n", true, `x.toml:1: agent.interface is required`},

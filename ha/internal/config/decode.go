@@ -177,7 +177,12 @@ func (t *table) strings(k string) field[[]string] {
 // absent or not a table; the latter is reported.
 func (t *table) sub(k string) *table {
 	path := t.keyPath(k)
-	s := &table{d: t.d, path: path, line: t.d.pos.line(path)}
+	line := t.d.pos.line(path)
+	if line == 0 {
+		// Written as [[k]] by mistake: the scanner recorded "k[1]".
+		line = t.d.pos.line(path + "[1]")
+	}
+	s := &table{d: t.d, path: path, line: line}
 	v, ok := t.get(k)
 	if !ok {
 		s.line = 0

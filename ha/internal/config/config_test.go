@@ -84,7 +84,7 @@ func TestDefaults(t *testing.T) {
 	if ad := c.Advert; ad != (Advert{Interval: 3 * time.Second, Lifetime: 9 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")}) {
 		t.Errorf("advertise defaults: %+v", ad)
 	}
-	if c.Path != "x.toml" || c.Nodes != nil || c.ForeignAgents != nil || c.Warnings != nil {
+	if c.Path != "x.toml" || c.Nodes != nil || c.ForeignAgents != nil || len(ownWarnings(c)) != 0 {
 		t.Errorf("config: %+v", c)
 	}
 }
@@ -195,6 +195,42 @@ func TestExampleKeysMatchReference(t *testing.T) {
 	}
 }
 
+// A file without [agent] (an empty one, typically) gets one error that
+// names what is missing, not one per required key.
+func TestNoAgentSection(t *testing.T) {
+	for _, text := range []string{"", "# nothing yet\n", "[group]\n"} {
+		_, err := Parse("x.toml", []byte(text))
+		errs := Errors(err)
+		if len(errs) != 1 || errs[0].Error() != "config: x.toml: no [agent] section: interface, address and home_network are required (see docs/config.md)" {
+			t.Errorf("%q: %d errors:\n%v", text, len(errs), err)
+		}
+	}
+}
+
+// No [[node]] entry means every registration is refused: a warning says so.
+func TestNoNodesWarning(t *testing.T) {
+	c := mustParse(t, base)
+	want := "x.toml: no [[node]] entries: every registration request would be answered 129 (administratively prohibited); add a [[node]] with home_address or pool"
+	if len(c.Warnings) != 1 || c.Warnings[0] != want {
+		t.Errorf("warnings %q\nwant %q", c.Warnings, want)
+	}
+	if c := mustParse(t, base+node(`pool = "192.0.2.128/25"`)+"\n"); len(c.Warnings) != 0 {
+		t.Errorf("with a pool: warnings %q", c.Warnings)
+	}
+}
+
+// ownWarnings drops the no-[[node]] warning, which every config built on
+// base (no nodes) draws, for tests about other warnings.
+func ownWarnings(c *Config) []string {
+	var out []string
+	for _, w := range c.Warnings {
+		if !strings.Contains(w, "no [[node]] entries") {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "nope.toml")
 	_, err := Load(p)
@@ -234,14 +270,14 @@ func TestErrors(t *testing.T) {
 		{"capacity string", `capacity = "ten"`, false, `x.toml:5: agent.capacity must be an integer, got string "ten"`},
 		{"bool as string", `reverse_tunnel = "yes"`, false, `x.toml:5: agent.reverse_tunnel must be true or false, got string "yes"`},
 		{"duration as int", `tombstone_lifetime = 300`, false, `x.toml:5: agent.tombstone_lifetime must be a duration string with a unit, e.g. "300s"`},
-		{"top-level key", "capacity = 5\n" + base, true, `x.toml:1: capacity unknown key at the top level; it belongs in [agent]: move it below that header`},
+		{"top-level key", "capacity = 5\n" + base, true, `x.toml:1: unknown key capacity at the top level; it belongs in [agent]: move it below that header`},
 		{"wrong section", "[vrrp]\ncapacity = 5", false, `x.toml:6: vrrp.capacity unknown key in [vrrp]; it belongs in [agent]`},
 		{"later section", "tunnel_device = \"mip1\"", false, `x.toml:5: agent.tunnel_device unknown key in [agent]; it belongs in [datapath]`},
 		{"array element", `encapsulations = ["ipip", 4]`, false, `x.toml:5: agent.encapsulations[2] must be a string, got integer 4`},
 		{"float", `capacity = 1.5`, false, `x.toml:5: agent.capacity must be an integer, got float 1.5`},
 		{"section not table", "agent = 5\n", true, `x.toml:1: agent must be a table ([agent]), got integer 5`},
 		{"node not array", "[node]\nspi = 300\n", false, `x.toml:5: node must be an array of tables ([[node]]), got table`},
-		{"datetime", `address = 1979-05-27T07:32:00Z`, true, "x.toml:1: address unknown key"},
+		{"datetime", `address = 1979-05-27T07:32:00Z`, true, "x.toml:1: unknown key address at the top level"},
 		// unknown keys, one per section
 		{"unknown agent", `capcity = 5`, false, `x.toml:5: agent.capcity unknown key in [agent]; did you mean "capacity"?`},
 		{"unknown case", `Capacity = 5`, false, `x.toml:5: agent.Capacity unknown key in [agent]; did you mean "capacity"?`},
@@ -253,13 +289,17 @@ func TestErrors(t *testing.T) {
 		{"unknown hsrp", "[hsrp]\nhelo = \"1s\"", false, `x.toml:6: hsrp.helo unknown key in [hsrp]; did you mean "hello"?`},
 		{"unknown datapath", "[datapath]\ndevice = \"x\"", false, `x.toml:6: datapath.device unknown key in [datapath]`},
 		{"unknown advertise", "[advertise]\nttl = 1", false, `x.toml:6: advertise.ttl unknown key in [advertise]`},
-		{"unknown section", "[vrpp]\nenabled = true", false, `x.toml:5: vrpp unknown key at the top level; did you mean "vrrp"?`},
+		{"unknown section", "[vrpp]\nenabled = true", false, `x.toml:5: unknown section [vrpp]; did you mean [vrrp]?`},
+		{"unknown section far", "[bogus]\nx = 1", false, `x.toml:5: unknown section [bogus]; known sections: [agent], [[node]], [[foreign_agent]], [group], [vrrp], [hsrp], [datapath], [advertise]`},
+		{"unknown array section", "[[nodes]]\nx = 1", false, `x.toml:5: unknown section [[nodes]]; did you mean [[node]]?`},
+		{"unknown top-level scalar", "bogus = 1\n" + base, true, `x.toml:1: unknown key bogus at the top level`},
 		{"unknown inline", "[vrrp]\ntrack_interfaces = [{interface = \"eth1\", wieght = 5}]", false, `x.toml:6: vrrp.track_interfaces[1].wieght unknown key`},
 		{"unknown dotted", "[group]\nkey.id = 5", false, `x.toml:6: group.key must be a string, got table`},
 		// syntax
 		{"syntax", "capacity = \n", false, `x.toml:5: TOML syntax error: expected value`},
 		{"duplicate", "capacity = 1\ncapacity = 2\n", false, `x.toml:6: agent.capacity is set twice (first at line 5): keep one`},
 		{"duplicate section", "\n[agent]\ncapacity = 5\n", false, `x.toml:6: [agent] appears twice (first at line 1): merge them into one section`},
+		{"section over key", "vrrp = 1\n" + base + "[vrrp]\n", true, `x.toml:6: [vrrp] redefines vrrp, a key set at line 1: a name is either a section or a key; remove or rename one`},
 		{"duplicate in array", "[[node]]\nspi = 256\nspi = 257\n", false, `x.toml:7: node[1].spi is set twice (first at line 6): keep one`},
 		{"array after table", "[[agent]]\n", false, `x.toml:5: [[agent]] cannot follow agent (line 1), which is not an array of tables: write [agent] once, or [[agent]] for every entry`},
 		{"int too large", "capacity = 99999999999999999999", false, `x.toml:5: agent.capacity 99999999999999999999 is too large: see docs/config.md for the range of each key`},
@@ -268,7 +308,7 @@ func TestErrors(t *testing.T) {
 		{"unclosed header", "[group\nenabled = true", false, `x.toml:5: TOML syntax error: the section header is not closed: end it with ']' (or ']]')`},
 		{"section is array of tables", "[[vrrp]]\nenabled = true", false, `x.toml:5: vrrp must be a table ([vrrp]), got array of tables`},
 		// agent
-		{"no agent", "[vrrp]\n", true, `config: x.toml: has no [agent] section`},
+		{"no agent", "[vrrp]\n", true, `config: x.toml: no [agent] section: interface, address and home_network are required`},
 		{"missing interface", "[agent]\naddress = \"192.0.2.2\"\nhome_network = \"192.0.2.0/24\"\n", true, `x.toml:1: agent.interface is required`},
 		{"ifname long", over("interface", `"abcdefghijklmnop"`), true, `x.toml:2: agent.interface "abcdefghijklmnop" must be an interface name of 1..15 bytes`},
 		{"ifname slash", over("interface", `"eth/0"`), true, `x.toml:2: agent.interface "eth/0" is not a valid interface name`},
@@ -324,6 +364,8 @@ func TestErrors(t *testing.T) {
 		{"algorithm", node("home_address = \"192.0.2.9\"\nalgorithm = \"keyed-md5\""), false, `x.toml:7: node[1].algorithm "keyed-md5" is not supported: the only algorithm is "hmac-md5"`},
 		{"replay", node("home_address = \"192.0.2.9\"\nreplay = \"counter\""), false, `x.toml:7: node[1].replay "counter" is not supported`},
 		{"node lifetime", node("home_address = \"192.0.2.9\"\nmax_lifetime = 3600"), false, `x.toml:7: node[1].max_lifetime 3600 exceeds agent.max_lifetime 1800`},
+		{"node lifetime duration", node("home_address = \"192.0.2.9\"\nmax_lifetime = \"10m\""), false, `x.toml:7: node[1].max_lifetime must be an integer (seconds, e.g. 600), got string "10m"`},
+		{"agent lifetime duration", `max_lifetime = "30m"`, false, `x.toml:5: agent.max_lifetime must be an integer (seconds, e.g. 1800), got string "30m"`},
 		// foreign agents
 		{"fa dup", fa("198.51.100.1") + "\n" + fa("198.51.100.1"), false, `x.toml:10: foreign_agent[2].address 198.51.100.1 already has a security association in foreign_agent[1] (line 5)`},
 		{"fa missing", "[[foreign_agent]]\nspi = 256\nkey = \"text:k\"", false, `x.toml:5: foreign_agent[1].address is required`},
@@ -337,6 +379,9 @@ func TestErrors(t *testing.T) {
 		{"group port default", "listen_port = 4343\n[group]\nenabled = true\nkey = \"text:k\"", false, `x.toml:5: agent.listen_port 4343 is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port`},
 		{"group peers self", "[group]\npeers = [\"192.0.2.3\", \"192.0.2.2\"]", false, `x.toml:6: group.peers[2] 192.0.2.2 is this agent's own address`},
 		{"group peers dup", "[group]\npeers = [\n \"192.0.2.3\",\n \"192.0.2.3\",\n]", false, `x.toml:6: group.peers[2] 192.0.2.3 is listed twice`},
+		{"accept key id is key_id", "[group]\nkey_id = 3\n[[group.accept_keys]]\nid = 3\nkey = \"text:k\"", false, `x.toml:8: group.accept_keys[1].id 3 is used twice (also at line 6): group.key_id and the accept_keys ids must all differ`},
+		{"accept key id is default key_id", "[group]\n[[group.accept_keys]]\nid = 1\nkey = \"text:k\"", false, `x.toml:7: group.accept_keys[1].id 1 is used twice (also group.key_id, by default): group.key_id and the accept_keys ids must all differ`},
+		{"accept key ids", "[group]\n[[group.accept_keys]]\nid = 2\nkey = \"text:k\"\n[[group.accept_keys]]\nid = 2\nkey = \"text:l\"", false, `x.toml:10: group.accept_keys[2].id 2 is used twice (also at line 7): group.key_id and the accept_keys ids must all differ`},
 		{"group ttl is not configurable", "[group]\nttl = 1", false, `x.toml:6: group.ttl unknown key in [group]`},
 		{"require replication standalone", "[group]\nrequire_replication = true", false, `x.toml:6: group.require_replication is true but group.enabled is false`},
 		{"require replication unheld", "[group]\nenabled = true\nkey = \"text:k\"\nack_before_reply = false\nrequire_replication = true", false, `x.toml:9: group.require_replication is true but group.ack_before_reply is false`},
@@ -511,10 +556,10 @@ func TestWarnings(t *testing.T) {
 // A disabled HSRP section is not checked for its timers (nothing runs them);
 // an invalid hello is reported once, not compared with hold as its default.
 func TestHSRPTimersOnlyWhenEnabled(t *testing.T) {
-	if c := mustParse(t, base+"[hsrp]\nhello = \"5s\"\nhold = \"5s\"\n"); len(c.Warnings) != 0 {
+	if c := mustParse(t, base+"[hsrp]\nhello = \"5s\"\nhold = \"5s\"\n"); len(ownWarnings(c)) != 0 {
 		t.Errorf("disabled hsrp: warnings %q", c.Warnings)
 	}
-	if c := mustParse(t, base+"[hsrp]\nhello = \"4s\"\n"); len(c.Warnings) != 0 {
+	if c := mustParse(t, base+"[hsrp]\nhello = \"4s\"\n"); len(ownWarnings(c)) != 0 {
 		t.Errorf("disabled hsrp: warnings %q", c.Warnings)
 	}
 	_, err := Parse("x.toml", []byte(base+"virtual_address = \"192.0.2.1\"\n[hsrp]\nenabled = true\nhello = \"1500ms\"\nhold = \"2s\"\n"))
@@ -527,7 +572,7 @@ func TestTombstoneLifetimeWarning(t *testing.T) {
 	grp := "[group]\nenabled = true\nkey = \"text:0123456789abcdef\"\n"
 	c := mustParse(t, base+"tombstone_lifetime = \"5m\"\n"+grp)
 	want := `x.toml:5: agent.tombstone_lifetime 5m is shorter than agent.max_lifetime 1800 (30m): in a group it is raised to 30m, because a shorter tombstone could let a delayed update resurrect a de-registered binding; set it to at least "30m"`
-	if len(c.Warnings) != 1 || c.Warnings[0] != want {
+	if w := ownWarnings(c); len(w) != 1 || w[0] != want {
 		t.Errorf("warnings %q\nwant %q", c.Warnings, want)
 	}
 	for _, text := range []string{
@@ -536,7 +581,7 @@ func TestTombstoneLifetimeWarning(t *testing.T) {
 		base + "tombstone_lifetime = \"30m\"\n" + grp,                   // equal
 		base + "tombstone_lifetime = \"1m\"\nmax_lifetime = 60\n" + grp, // equal, other units
 	} {
-		if c := mustParse(t, text); len(c.Warnings) != 0 {
+		if c := mustParse(t, text); len(ownWarnings(c)) != 0 {
 			t.Errorf("%q: warnings %q", text, c.Warnings)
 		}
 	}
@@ -557,7 +602,7 @@ func TestProxyEntriesWarning(t *testing.T) {
 	} {
 		cfg := mustParse(t, big+c.extra)
 		if c.want == "" {
-			if len(cfg.Warnings) != 0 {
+			if len(ownWarnings(cfg)) != 0 {
 				t.Errorf("%q: warnings %q", c.extra, cfg.Warnings)
 			}
 			if c.extra == "[datapath]\nproxy_arp_mode = \"interface\"\n" && cfg.Datapath.ProxyARPMode != ProxyARPInterface {
@@ -565,7 +610,7 @@ func TestProxyEntriesWarning(t *testing.T) {
 			}
 			continue
 		}
-		if len(cfg.Warnings) != 1 || !strings.HasPrefix(cfg.Warnings[0], c.want) {
+		if w := ownWarnings(cfg); len(w) != 1 || !strings.HasPrefix(w[0], c.want) {
 			t.Errorf("%q: warnings %q, want %q", c.extra, cfg.Warnings, c.want)
 		}
 	}

@@ -48,11 +48,12 @@ func (d *decoder) errorf(line int, key, format string, args ...any) {
 
 // table is one TOML table being read; every get marks its key as known.
 type table struct {
-	d     *decoder
-	path  string
-	line  int
-	m     map[string]any
-	known []string
+	d      *decoder
+	path   string
+	line   int
+	m      map[string]any
+	known  []string
+	arrays []string // the known keys read as arrays of tables, written [[k]]
 }
 
 func (d *decoder) root(m map[string]any) *table {
@@ -147,6 +148,12 @@ func (t *table) duration(k string) field[string] {
 
 func (t *table) integer(k string) field[int64] { return scalar[int64](t, k, "an integer") }
 
+// seconds reads an integer count of seconds; the hint heads off "10m", which
+// a reader of the duration keys would expect to work here too.
+func (t *table) seconds(k string, eg int) field[int64] {
+	return scalar[int64](t, k, fmt.Sprintf("an integer (seconds, e.g. %d)", eg))
+}
+
 func (t *table) boolean(k string) field[bool] { return scalar[bool](t, k, "true or false") }
 
 func (t *table) strings(k string) field[[]string] {
@@ -204,6 +211,7 @@ func (t *table) present() bool { return t.m != nil }
 // as [[k]] sections or as an array of inline tables.
 func (t *table) tables(k string) []*table {
 	path := t.keyPath(k)
+	t.arrays = append(t.arrays, k)
 	v, ok := t.get(k)
 	if !ok {
 		return nil
@@ -260,6 +268,10 @@ func (d *decoder) reportUnknown() {
 		}
 		slices.Sort(unknown)
 		for _, k := range unknown {
+			if t.path == "" {
+				d.unknownTopLevel(t, k)
+				continue
+			}
 			key := t.keyPath(k)
 			where := "in [" + t.path + "]"
 			switch {
@@ -278,6 +290,42 @@ func (d *decoder) reportUnknown() {
 			}
 			d.errorf(d.pos.line(key), key, "%s", msg)
 		}
+	}
+}
+
+// unknownTopLevel reports an unknown name outside every section: a section
+// ([bogus], [[bogus]]) or a key written above the first header.
+func (d *decoder) unknownTopLevel(root *table, k string) {
+	line := d.pos.line(k)
+	if line == 0 {
+		line = d.pos.line(k + "[1]") // [[k]]: the scanner indexes it
+	}
+	label := func(name string, array bool) string {
+		if array {
+			return "[[" + name + "]]"
+		}
+		return "[" + name + "]"
+	}
+	var sections []string
+	for _, s := range root.known {
+		sections = append(sections, label(s, slices.Contains(root.arrays, s)))
+	}
+	known := strings.Join(sections, ", ")
+	hint := "; known sections: " + known
+	if s := suggest(k, root.known); s != "" {
+		hint = "; did you mean " + label(s, slices.Contains(root.arrays, s)) + "?"
+	}
+	switch root.m[k].(type) {
+	case map[string]any:
+		d.errorf(line, "", "unknown section [%s]%s", k, hint)
+	case []map[string]any:
+		d.errorf(line, "", "unknown section [[%s]]%s", k, hint)
+	default:
+		hint = "; keys go below a section header (" + known + ")"
+		if sec := d.sectionOf("", k); sec != "" {
+			hint = "; it belongs in [" + sec + "]: move it below that header"
+		}
+		d.errorf(line, "", "unknown key %s at the top level%s", k, hint)
 	}
 }
 

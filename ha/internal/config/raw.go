@@ -119,7 +119,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		Capacity:             t.integer("capacity"),
 		TombstoneCapacity:    t.integer("tombstone_capacity"),
 		TombstoneLifetime:    t.duration("tombstone_lifetime"),
-		MaxLifetime:          t.integer("max_lifetime"),
+		MaxLifetime:          t.seconds("max_lifetime", DefaultMaxLifetime),
 		ReplayTolerance:      t.duration("replay_tolerance"),
 		SimultaneousBindings: t.boolean("simultaneous_bindings"),
 		ReverseTunnel:        t.boolean("reverse_tunnel"),
@@ -143,7 +143,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 			Key:           t.str("key"),
 			Algorithm:     t.str("algorithm"),
 			Replay:        t.str("replay"),
-			MaxLifetime:   t.integer("max_lifetime"),
+			MaxLifetime:   t.seconds("max_lifetime", 600),
 			ReverseTunnel: t.boolean("reverse_tunnel"),
 		})
 		t.done()

@@ -30,6 +30,10 @@ func (d *decoder) syntaxError(data []byte, pe toml.ParseError) {
 	case reDefined.MatchString(msg):
 		key := reDefined.FindStringSubmatch(msg)[1]
 		path, first := firstDefinition(data, key, line)
+		if isHeader(data, line) && first > 0 && !isHeader(data, first) {
+			d.errorf(line, "", "[%s] redefines %s, a key set at line %d: a name is either a section or a key; remove or rename one", key, path, first)
+			return
+		}
 		if isHeader(data, line) {
 			at := ""
 			if first > 0 {

@@ -52,13 +52,16 @@ func (d *decoder) build(r *rawConfig) *Config {
 
 func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 	ra, a := &r.Agent, &c.Agent
-	if !r.AgentPresent {
-		d.errorf(0, "", "has no [agent] section: add one with at least interface, address and home_network (see docs/config.md)")
+	if r.AgentPresent {
+		a.Interface = d.ifname(ra.Interface, "", `the home interface, e.g. interface = "eth0"`)
+		a.Address = d.unicast4(ra.Address, true, `this Home Agent's own address, e.g. address = "192.0.2.1"`)
+		a.HomeNetwork = d.prefix4(ra.HomeNetwork, true, `the home network, e.g. home_network = "192.0.2.0/24"`)
+	} else {
+		// One error rather than one per required key: an empty file (or
+		// the wrong one) is the usual cause.
+		d.errorf(0, "", "no [agent] section: interface, address and home_network are required (see docs/config.md)")
 	}
-	a.Interface = d.ifname(ra.Interface, "", `the home interface, e.g. interface = "eth0"`)
-	a.Address = d.unicast4(ra.Address, true, `this Home Agent's own address, e.g. address = "192.0.2.1"`)
 	a.VirtualAddress = d.unicast4(ra.VirtualAddress, false, "")
-	a.HomeNetwork = d.prefix4(ra.HomeNetwork, true, `the home network, e.g. home_network = "192.0.2.0/24"`)
 	if a.HomeNetwork.IsValid() && a.HomeNetwork.Bits() > 30 {
 		d.errorf(ra.HomeNetwork.Line, ra.HomeNetwork.Key, "%s leaves no room for mobile nodes: use a prefix of /30 or shorter", a.HomeNetwork)
 		a.HomeNetwork = netip.Prefix{}
@@ -164,6 +167,9 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 	}
 	var homes []addrAt
 
+	if len(r.Nodes) == 0 && r.AgentPresent {
+		d.warnf(0, "", "no [[node]] entries: every registration request would be answered 129 (administratively prohibited); add a [[node]] with home_address or pool")
+	}
 	for i := range r.Nodes {
 		rn := &r.Nodes[i]
 		n := Node{Line: rn.Line, Name: fmt.Sprintf("node%d", rn.Index)}
@@ -369,16 +375,27 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 			d.errorf(f.Line, f.Key, "is true but group.ack_before_reply is false: replication is proven by holding each reply until a peer's acknowledgement; set ack_before_reply = true or remove the key")
 		}
 	}
+	idLines := map[uint8]int{} // accept_keys id -> its line
 	for _, rk := range rg.AcceptKeys {
 		k := GroupKey{ID: uint8(d.intIn(rk.ID, 0, 0, 255)), Key: d.secret(rk.Key, true)}
 		if !rk.ID.Set {
 			d.errorf(rk.Line, rk.Path+".id", "is required: the key id the other members send with")
 			continue
 		}
-		if k.ID == g.KeyID || slices.ContainsFunc(g.AcceptKeys, func(o GroupKey) bool { return o.ID == k.ID }) {
-			d.errorf(rk.ID.Line, rk.ID.Key, "key id %d is used twice (group.key_id and accept_keys must differ)", k.ID)
+		also := ""
+		switch l, ok := idLines[k.ID]; {
+		case ok:
+			also = fmt.Sprintf("at line %d", l)
+		case k.ID == g.KeyID && rg.KeyID.Set:
+			also = fmt.Sprintf("at line %d", rg.KeyID.Line)
+		case k.ID == g.KeyID:
+			also = "group.key_id, by default"
+		}
+		if also != "" {
+			d.errorf(rk.ID.Line, rk.ID.Key, "%d is used twice (also %s): group.key_id and the accept_keys ids must all differ", k.ID, also)
 			continue
 		}
+		idLines[k.ID] = rk.ID.Line
 		g.AcceptKeys = append(g.AcceptKeys, k)
 	}
 }

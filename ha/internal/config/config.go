@@ -207,7 +207,7 @@ type Datapath struct {
 type Advert struct {
 	Enabled     bool          // default false
 	Interval    time.Duration // default 3s, 1s..30m, whole seconds
-	Lifetime    time.Duration // default 9s, >= Interval, <= 65535s, whole seconds
+	Lifetime    time.Duration // default max(9s, 3 × Interval), >= Interval, <= 65535s, whole seconds
 	Destination netip.Addr    // 224.0.0.1 (default) or 255.255.255.255
 }
 

@@ -674,9 +674,9 @@ func (c *Core) NodeName(i int32) string {
 // Reload applies a new configuration without losing a binding: mobility
 // security associations (nodes, pools, keys, foreign agents), lifetimes,
 // replay tolerance, the offered services, the group keys and
-// group.require_replication. Settings that shape sockets,
+// group.require_replication. Settings that shape sockets, devices,
 // the preallocated table or the group (addresses, interface, capacity,
-// [group], [vrrp], [hsrp], [datapath], [advertise]) need a restart: a
+// encapsulations, [group], [vrrp], [hsrp], [datapath], [advertise]) need a restart: a
 // reload that changes one of them is refused as a whole, naming it, and
 // nothing changes.
 func (c *Core) Reload(cfg *config.Config) error {
@@ -759,6 +759,10 @@ func restartOnly(old, new *config.Config) string {
 		return "agent.console_socket"
 	case o.AgentID != n.AgentID:
 		return "agent.agent_id"
+	case !sameSet(o.Encapsulations, n.Encapsulations):
+		// The GRE device is created at start only: a reload adding "gre"
+		// would be accepted while G-bit requests kept getting 139.
+		return "agent.encapsulations"
 	case !reflect.DeepEqual(withoutReloadable(old.Group), withoutReloadable(new.Group)):
 		return "[group] (other than its keys and require_replication)"
 	case !reflect.DeepEqual(old.VRRP, new.VRRP):
@@ -771,6 +775,11 @@ func restartOnly(old, new *config.Config) string {
 		return "[advertise]"
 	}
 	return ""
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
 
 // withoutReloadable is g minus what a reload may change in it: the group

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,6 +121,30 @@ func TestMinimalEncapsulationNeverOffered(t *testing.T) {
 	m.ID = ts(time.Second)
 	if r := handle(t, c, 0, mnSrc, haVIP, m.bytes(t)); r.rep.Code != mip.CodeEncapUnavailable {
 		t.Fatalf("M bit after a reload: code %d, want 139", r.rep.Code)
+	}
+}
+
+// The GRE device is created only at start (dataplane.go), so adding "gre"
+// by SIGHUP would be accepted yet G-bit requests would keep getting 139: a
+// change of agent.encapsulations needs a restart; their order does not.
+func TestReloadRefusesEncapsulationChange(t *testing.T) {
+	cfg := testConfig(4)
+	cfg.Agent.Encapsulations = []string{"ipip", "gre"}
+	c, err := NewCore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, encaps := range [][]string{{"ipip"}, {"gre"}} {
+		n := testConfig(4)
+		n.Agent.Encapsulations = encaps
+		if err := c.Reload(n); err == nil || !strings.Contains(err.Error(), "agent.encapsulations changed, which needs a restart") {
+			t.Errorf("reload to %q: %v, want a refusal naming agent.encapsulations", encaps, err)
+		}
+	}
+	same := testConfig(4)
+	same.Agent.Encapsulations = []string{"gre", "ipip"}
+	if err := c.Reload(same); err != nil {
+		t.Errorf("reload with the same encapsulations in another order: %v", err)
 	}
 }
 

@@ -8,11 +8,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -32,26 +34,53 @@ commands:
   clear binding ADDR     remove the binding of home address ADDR
 `
 
+// commands are the console commands and how many arguments each takes
+// (min, max). hactl checks them before dialling, so that a typo is a
+// usage error even when no agent runs. "show agent" is the agent's alias
+// of "show version".
+var commands = []struct {
+	name     string
+	min, max int
+}{
+	{"show bindings", 0, 1},
+	{"show stats", 0, 0},
+	{"show redundancy", 0, 0},
+	{"show version", 0, 0},
+	{"show agent", 0, 0},
+	{"clear binding", 1, 1},
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hactl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	help := func(w io.Writer) { fs.SetOutput(w); fmt.Fprint(w, usage); fs.PrintDefaults() }
+	fs.Usage = func() {} // Parse would print it to stderr even for -h; see below
 	socket := fs.String("socket", console.DefaultSocket, "the agent's console socket")
 	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
 	limit := fs.Int("limit", 0, "rows of show bindings (0 = agent default 10000, -1 = all)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the agent")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			// Help asked for is an answer, not an error: stdout, exit 0.
+			help(stdout)
+			return 0
+		}
+		help(stderr) // after Parse's own line naming the bad flag
 		return 2
 	}
 	words := fs.Args()
-	if len(words) < 2 {
-		fs.Usage()
+	if len(words) == 1 && words[0] == "help" {
+		help(stdout)
+		return 0
+	}
+	if msg := checkCommand(words); msg != "" {
+		fmt.Fprintf(stderr, "hactl: %s (hactl -h lists the commands and flags)\n", msg)
 		return 2
 	}
 	req := console.Request{Cmd: words[0] + " " + words[1], Args: words[2:], Limit: *limit}
 	resp, err := console.Call(*socket, req, *timeout)
 	if err != nil {
-		fmt.Fprintln(stderr, "hactl:", err)
+		fmt.Fprintln(stderr, "hactl:", callError(*socket, *timeout, err))
 		return 1
 	}
 	if *asJSON {
@@ -69,6 +98,60 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	print(stdout, resp)
 	return 0
+}
+
+// checkCommand returns why words is not a console command, or "".
+func checkCommand(words []string) string {
+	var names []string
+	for _, c := range commands {
+		if c.name == "show agent" {
+			continue // an alias: not advertised
+		}
+		names = append(names, c.name)
+	}
+	valid := "valid commands: " + strings.Join(names, ", ")
+	if len(words) == 0 {
+		return "no command given; " + valid
+	}
+	if len(words) == 1 {
+		return fmt.Sprintf("%q is not a command; %s", words[0], valid)
+	}
+	name := words[0] + " " + words[1]
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		n := len(words) - 2
+		switch {
+		case c.min == 1 && n != 1:
+			return fmt.Sprintf("%s takes one home address (e.g. %s 192.0.2.10)", name, name)
+		case n > c.max && c.max == 0:
+			return fmt.Sprintf("%s takes no arguments (got %q)", name, strings.Join(words[2:], " "))
+		case n > c.max:
+			return fmt.Sprintf("%s takes at most one home address (got %q)", name, strings.Join(words[2:], " "))
+		}
+		return ""
+	}
+	return fmt.Sprintf("unknown command %q; %s", name, valid)
+}
+
+// callError says why the agent could not be reached in operator's terms:
+// what the socket's state means and what to do, without Go's dial text.
+func callError(socket string, timeout time.Duration, err error) string {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Sprintf("the agent at %s did not answer within %v (busy or hung? -timeout D waits longer)", socket, timeout)
+	case errors.Is(err, syscall.ENOENT):
+		return fmt.Sprintf("cannot reach the agent at %s: no such file (is hagent running? -socket PATH to use another)", socket)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		if fi, serr := os.Stat(socket); serr == nil && fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Sprintf("cannot reach the agent at %s: not a socket (-socket PATH names the agent's console socket, agent.console_socket in its config)", socket)
+		}
+		return fmt.Sprintf("cannot reach the agent at %s: connection refused (the socket exists but nobody listens: hagent stopped uncleanly? restart it)", socket)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Sprintf("cannot reach the agent at %s: permission denied (run hactl as root)", socket)
+	}
+	return strings.TrimPrefix(err.Error(), "console: ")
 }
 
 func print(w io.Writer, r *console.Response) {

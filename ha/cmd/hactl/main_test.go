@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hagent/hagent/ha/internal/console"
 )
@@ -84,5 +88,61 @@ func TestErrorsAndJSON(t *testing.T) {
 	}
 	if code := run([]string{"show"}, &out, &errb); code != 2 {
 		t.Fatalf("incomplete command: exit %d, want 2", code)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "show redundancy") || errb.Len() != 0 {
+		t.Fatalf("-h: exit %d, stdout %q, stderr %q; want 0, the usage on stdout only", code, out.String(), errb.String())
+	}
+	// A typo is a usage error before any dialling: no agent runs here.
+	for _, args := range [][]string{{"show", "foo"}, {"show"}, {}, {"clear", "binding"}, {"show", "stats", "x"}, {"-bogus"}} {
+		out.Reset()
+		errb.Reset()
+		code := run(append([]string{"-socket", "/nonexistent/hagent.sock"}, args...), &out, &errb)
+		if code != 2 || strings.Contains(errb.String(), "cannot reach") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and a usage error", args, code, errb.String())
+		}
+	}
+	errb.Reset()
+	run([]string{"show", "foo"}, &out, &errb)
+	if !strings.Contains(errb.String(), `unknown command "show foo"`) || !strings.Contains(errb.String(), "show bindings, show stats, show redundancy, show version, clear binding") {
+		t.Fatalf("unknown command: %q does not name the valid ones", errb.String())
+	}
+}
+
+func TestCannotReach(t *testing.T) {
+	dir := t.TempDir()
+	// A socket file nobody listens on: what a hagent killed with SIGKILL leaves.
+	stale := filepath.Join(dir, "stale.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: stale}); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ socket, want string }{
+		{filepath.Join(dir, "none.sock"), ": no such file (is hagent running? -socket PATH to use another)"},
+		{stale, ": connection refused (the socket exists but nobody listens"},
+		{plain, ": not a socket"},
+	} {
+		var out, errb bytes.Buffer
+		code := run([]string{"-socket", c.socket, "show", "stats"}, &out, &errb)
+		want := "hactl: cannot reach the agent at " + c.socket + c.want
+		if code != 1 || !strings.HasPrefix(errb.String(), want) || strings.Contains(errb.String(), "dial unix") {
+			t.Errorf("exit %d, stderr %q; want 1 and %q", code, errb.String(), want)
+		}
+	}
+	// Root reaches any socket, so permission denied is checked on the error.
+	err = fmt.Errorf("console: cannot reach the agent at /run/hagent.sock: %w", &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.EACCES)})
+	if got := callError("/run/hagent.sock", time.Second, err); got != "cannot reach the agent at /run/hagent.sock: permission denied (run hactl as root)" {
+		t.Fatalf("EACCES: %q", got)
 	}
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,7 +29,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the configuration and exit (0 = valid)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	logLevel := fs.String("log-level", "", "override agent.log_level (debug, info, warn, error)")
+	help := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprintln(w, "usage: hagent [-config FILE] [-check] [-log-level LEVEL] [-version]")
+		fs.PrintDefaults()
+	}
+	fs.Usage = func() {} // Parse would print it to stderr even for -h; see below
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			// Help asked for is an answer, not an error: stdout, exit 0.
+			help(stdout)
+			return 0
+		}
+		help(stderr) // after Parse's own line naming the bad flag
 		return 2
 	}
 	if fs.NArg() > 0 {

@@ -44,3 +44,14 @@ func TestFlags(t *testing.T) {
 		t.Fatalf("missing config: exit %d, want 1", code)
 	}
 }
+
+func TestHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "-config") || errb.Len() != 0 {
+		t.Fatalf("-h: exit %d, stdout %q, stderr %q; want 0, the usage on stdout only", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"-bogus"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "-bogus") || out.Len() != 0 {
+		t.Fatalf("unknown flag: exit %d, stderr %q; want 2 naming the flag", code, errb.String())
+	}
+}

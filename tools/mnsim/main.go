@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hagent/hagent/ha/mip"
@@ -61,12 +62,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = fmt.Errorf("unknown mode %q; %s", mode, usage)
 	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "mnsim:", strings.TrimPrefix(err.Error(), "mnsim: "))
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // `mnsim register -h`: the flags were asked for and printed
 		}
+		fmt.Fprintln(stderr, "mnsim:", strings.TrimPrefix(err.Error(), "mnsim: "))
 		return 2
 	}
 	return status
+}
+
+// explain turns the socket errors of an exchange with ha into what they
+// mean for the operator. An ICMP port unreachable comes back as
+// ECONNREFUSED on the connected UDP socket: the address answers but no
+// Home Agent listens on that port.
+func explain(err error, ha netip.AddrPort) error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("no Home Agent listening at %v (ICMP port unreachable)", ha)
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Errorf("no route to the Home Agent at %v (ICMP unreachable: check -ha and this host's routes)", ha)
+	}
+	return err
 }
 
 // common are the flags every client mode shares.
@@ -257,6 +273,7 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 	}
 
 	res, err := sim.Exchange(ctx, o)
+	err = explain(err, ha)
 	if err != nil && !errors.Is(err, sim.ErrReplyAuth) {
 		if c.jsonOut {
 			json.NewEncoder(stdout).Encode(singleJSON{Error: err.Error(), Attempts: res.Attempts})

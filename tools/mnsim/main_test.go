@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -105,5 +106,22 @@ func TestLoadCLI(t *testing.T) {
 	code, out, _ = mnsim(t, "load", "-ha", ha, "-base", "10.3.0.1", "-n", "5", "-duration", "50ms", "-spi", "300", "-key", "secret")
 	if code != 0 || !strings.Contains(out, "replies/s") || !strings.Contains(out, "p99.9") {
 		t.Fatalf("load text: %d %q", code, out)
+	}
+}
+
+func TestNobodyListens(t *testing.T) {
+	// A port that was just free: the kernel answers ICMP port unreachable.
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := c.LocalAddr().String()
+	c.Close()
+	code, _, errs := mnsim(t, "register", "-ha", addr, "-home", "10.1.0.5", "-coa", "127.0.0.1", "-spi", "300", "-key", "secret")
+	if want := "mnsim: no Home Agent listening at " + addr + " (ICMP port unreachable)\n"; code != 2 || errs != want {
+		t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errs, want)
+	}
+	if code, _, _ := mnsim(t, "register", "-h"); code != 0 {
+		t.Fatalf("register -h: exit %d, want 0", code)
 	}
 }

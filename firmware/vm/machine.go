@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -205,13 +206,16 @@ func (m *Machine) Send(line string) error {
 }
 
 // Run types a shell command on the console and returns what it printed and
-// its exit status. Agent log lines printed meanwhile are part of the output:
-// the console is shared, as on a real router.
+// its exit status. Agent log lines printed meanwhile are part of the output
+// (the console is shared, as on a real router); StripLogs removes them.
 func (m *Machine) Run(ctx context.Context, command string) (string, int, error) {
 	m.mu.Lock()
 	m.seq++
 	tag := "R" + strconv.Itoa(m.seq)
-	start := len(m.buf)
+	// From the start of the line being printed, not from the end of the
+	// buffer: a log line half printed when we type would otherwise leave
+	// its tail, which no longer looks like a log line, in our output.
+	start := bytes.LastIndexByte(m.buf, '\n') + 1
 	m.mu.Unlock()
 	// The echoed input reads @@"R1:"$?@@; only the shell's output reads @@R1:0@@.
 	if err := m.Send(command + `; echo @@"` + tag + `:"$?@@`); err != nil {

@@ -195,18 +195,17 @@ func checkGRE(t *testing.T, l *lab, m *vm.Machine) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tun, _ := vm.ParseTunnelled(got, coa, homeAddr)
 	if !ok {
 		t.Fatalf("G bit: no tunnelled packet for %s at %s; tshark saw:\n%s", homeAddr, coa, got)
 	}
-	// Fields: outer,inner source; outer,inner destination; outer,inner protocol.
-	f := strings.Split(strings.Split(got, "\n")[0], "\t")
-	if len(f) < 3 || !strings.HasPrefix(f[2], "47") {
-		t.Fatalf("G bit: the tunnel is not GRE (outer protocol %q, want 47):\n%s", f[len(f)-1], got)
+	if tun.Proto != "47" {
+		t.Fatalf("G bit: the tunnel is not GRE (want protocol 47): %s", tun)
 	}
 	if routes := run(t, m, "ip route"); !strings.Contains(routes, homeAddr+"/32 dev mip0gre") {
 		t.Fatalf("G bit: the route for %s does not use the GRE device:\n%s", homeAddr, routes)
 	}
-	t.Logf("G bit: GRE to the care-of address: %s", got)
+	t.Logf("G bit: GRE to the care-of address: %s", tun)
 }
 
 // mnsimOnce runs one mnsim request (register, deregister) for the node

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,11 +21,6 @@ const (
 	defaultBoard = "qemu-arm64"
 	otherBoard   = "qemu-arm" // the class of router users flash
 	readyLine    = `msg="hagent ready"`
-	placeholder  = "hagent: not built yet"
-
-	// datapathReady turns on the tunnel checks (TestTunnelToCareOf and the
-	// tunnel after TestFailover's takeover) once the agent programs tunnels.
-	datapathReady = true
 
 	// Addresses of the reference config (rootfs/etc/hagent.toml).
 	haAddr   = "192.0.2.2"
@@ -121,19 +115,14 @@ func boot(t *testing.T, o vm.Options) *vm.Machine {
 	return m
 }
 
-// waitReady waits for the agent's ready line; a placeholder agent skips the
-// test (the firmware is fine, the agent is not written yet).
+// waitReady waits for the agent's ready line.
 func waitReady(t *testing.T, m *vm.Machine, name string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	got, err := m.ExpectAny(ctx, readyLine, placeholder)
-	if err != nil {
+	if _, err := m.ExpectAny(ctx, readyLine); err != nil {
 		t.Fatalf("%s: %v", name, err)
-	}
-	if got == placeholder {
-		t.Skip("hagent is still the placeholder that prints \"not built yet\": the image boots, the agent is not written yet")
 	}
 	d := time.Since(start)
 	t.Logf("%s: hagent ready %v after QEMU start", name, d.Round(time.Millisecond))
@@ -277,9 +266,6 @@ func TestNetworkedRegistration(t *testing.T) {
 // TestTunnelToCareOf: correspondent -> home address arrives IP-in-IP at the
 // care-of namespace.
 func TestTunnelToCareOf(t *testing.T) {
-	if !datapathReady {
-		t.Skip("needs the datapath (issue 5): set datapathReady = true when it lands")
-	}
 	need(t, true, "ip", "depmod", "xz", "tshark", "ping")
 	img := buildImage(t, defaultBoard, vm.BuildOptions{})
 	l := newLab(t)
@@ -304,7 +290,8 @@ func capture(t *testing.T, ns string, fn func()) {
 	if !ok {
 		t.Fatalf("no tunnelled packet for %s at the care-of address %s; tshark saw:\n%s", homeAddr, coa, out)
 	}
-	t.Logf("tunnelled: %s", out)
+	tun, _ := vm.ParseTunnelled(out, coa, homeAddr)
+	t.Logf("tunnelled: %s", tun)
 }
 
 func ping(l *lab) func() {
@@ -319,45 +306,76 @@ func ping(l *lab) func() {
 // the active guest is killed (QEMU by PID), the other takes over with the
 // binding and keeps the tunnel working.
 func TestFailover(t *testing.T) {
-	need(t, true, "ip", "depmod", "xz")
+	need(t, true, "ip", "depmod", "xz", "tshark", "ping")
 	img := twoGuestImage(t)
 	l := newLab(t)
 	a := l.guest(t, img, "ha1", 0)
 	b := l.guest(t, img, "ha2", 1, "hagent.config=/etc/hagent-b.toml")
 	waitReady(t, a, "ha1")
 	waitReady(t, b, "ha2")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	// ha1 has the higher priority (config a: 200, b: 100) and becomes master.
-	if _, err := a.Expect(ctx, regexp.MustCompile(`(?i)\bmaster\b`)); err != nil {
-		t.Fatal(err)
-	}
+	// ha1 has the higher priority (config a: 200, b: 100) and preempts:
+	// it ends up active with ha2 standby, as hactl (not a log line) says.
+	waitRole(t, a, "ha1", "active", 30*time.Second)
+	waitRole(t, b, "ha2", "standby", 30*time.Second)
 	l.register(t, vip)
 	for _, g := range []struct {
 		m    *vm.Machine
 		name string
 	}{{a, "ha1"}, {b, "ha2"}} {
-		out := run(t, g.m, "hactl show bindings")
-		if !strings.Contains(out, homeAddr) {
-			t.Fatalf("%s: binding not replicated:\n%s", g.name, out)
-		}
-		run(t, g.m, "hactl show redundancy")
+		waitBinding(t, g.m, g.name, 10*time.Second)
 	}
 	a.Kill()
-	if _, err := b.Expect(ctx, regexp.MustCompile(`(?i)\bmaster\b`)); err != nil {
-		t.Fatal(err)
-	}
-	out := run(t, b, "hactl show redundancy")
-	if !strings.Contains(strings.ToLower(out), "master") {
-		t.Fatalf("ha2 did not take over:\n%s", out)
-	}
-	if datapathReady {
-		need(t, true, "tshark", "ping")
-		capture(t, l.mnNS, ping(l))
-	} else {
-		t.Log("tunnel after failover not checked: needs the datapath (issue 5); set datapathReady")
-	}
+	waitRole(t, b, "ha2", "active", 20*time.Second)
+	waitBinding(t, b, "ha2", 0)
+	capture(t, l.mnNS, ping(l))
 	poweroff(t, b, "ha2")
+}
+
+// waitRole polls `hactl show redundancy` on m until its role starts with
+// want.
+func waitRole(t *testing.T, m *vm.Machine, name, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, _, err := m.Run(ctx, "hactl show redundancy")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		role := vm.Role(vm.StripLogs(out))
+		if strings.HasPrefix(role, want) {
+			t.Logf("%s: role %s", name, role)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: role should be %s within %v; hactl show redundancy says role %q:\n%s", name, want, within, role, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// waitBinding polls `hactl show bindings` on m until it lists the node's
+// live binding to its care-of address.
+func waitBinding(t *testing.T, m *vm.Machine, name string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, _, err := m.Run(ctx, "hactl show bindings "+homeAddr)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line, f, ok := vm.BindingRow(out, homeAddr); ok && f[1] == coa && f[3] == "live" {
+			t.Logf("%s: %s", name, line)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no live binding %s -> %s within %v:\n%s", name, homeAddr, coa, within, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // twoGuestImage: ha1 boots /etc/hagent.toml (VRRP priority 200), ha2

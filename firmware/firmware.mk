@@ -3,7 +3,8 @@
 #   make images                    every board under board/
 #   make boot   BOARD=qemu-arm64   interactive serial console on one guest
 #   make vmtest                    the boot tests (tier 3) alone
-#   make firmware-demo             two Home Agent guests, a mobile node, a failover
+#   make demo [V=1]                two Home Agent guests, a mobile node, a failover
+#                                  (V=1: also the build, both consoles, hactl's whole answers)
 # HAGENT_CONFIG=path ships another /etc/hagent.toml.
 BOARD ?= qemu-arm64
 FW_BOARDS := $(notdir $(patsubst %/,%,$(dir $(wildcard board/*/board.conf))))
@@ -27,9 +28,11 @@ vmtest:
 firmware-deps:
 	@tools/ci/deps.sh
 
+# Exits 1 with "FAILED: <step>: ..." when a step does not hold.
 firmware-demo: firmware-deps
-	@$(GO) run ./firmware/cmd/demo -board $(BOARD)
+	@$(GO) run ./firmware/cmd/demo -board $(BOARD) $(if $(V),-v)
 
-# The README's main job; a rule without a recipe, so the lead's Makefile may
-# add its own prerequisites to it.
+# `make demo` is the README's main job. It has no recipe of its own, only
+# firmware-demo as a prerequisite: the top Makefile may list more
+# prerequisites for it without the two recipes clashing.
 demo: firmware-demo

@@ -13,12 +13,20 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 SOAK ?= 10m
 
 help:
-	@echo "make build   static binaries for the host and cross builds (arm, arm64, mips, mipsle) into $(BIN)/"
-	@echo "make test    every test tier (installs its packages with apt-get when root)"
-	@echo "make lint    gofmt, go vet, staticcheck, go mod tidy -diff"
-	@echo "make bench   benchmarks with -benchmem"
-	@echo "make demo    the main job (see README)"
-	@echo "make soak    chaos test for SOAK=10m (SEED=N replays a run)"
+	@echo "make build     static binaries for the host and cross builds (arm, arm64, mips, mipsle) into $(BIN)/"
+	@echo "make test      every test tier (installs its packages with apt-get when root)"
+	@echo "make unit      unit tests only: go test -short ./... (no root, no QEMU)"
+	@echo "make fuzz      every fuzz target for FUZZTIME=$(FUZZTIME) each"
+	@echo "make test-mips most ha/ unit tests on big-endian MIPS under qemu-mips-static (part of make test)"
+	@echo "make vmtest    the firmware boot tests alone (QEMU; the networked ones as root)"
+	@echo "make lint      gofmt, go vet, staticcheck, go mod tidy -diff"
+	@echo "make bench     the performance report docs/bench-report.md with plots (root; see tools/benchreport)"
+	@echo "make bench-go  every Go benchmark, raw, with -benchmem"
+	@echo "make image     the firmware image of BOARD=$(BOARD) into build/firmware/BOARD/"
+	@echo "make images    the firmware image of every board under board/"
+	@echo "make boot      one guest of BOARD=$(BOARD) with its serial console on this terminal (Ctrl-A X quits)"
+	@echo "make demo      the main job: two Home Agent guests, registration, tunnel, failover (root; V=1 prints everything)"
+	@echo "make soak      chaos test for SOAK=$(SOAK) (SEED=N replays a run)"
 
 build: cross
 	$(GOBUILD) -o $(BIN)/ $(CMDS)

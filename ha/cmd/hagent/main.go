@@ -61,7 +61,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintln(stdout, "warning:", w)
 		}
-		fmt.Fprintf(stdout, "%s: ok (%d mobile node entries, capacity %d)\n", *path, len(cfg.Nodes), cfg.Agent.Capacity)
+		entries := "entries"
+		if len(cfg.Nodes) == 1 {
+			entries = "entry"
+		}
+		fmt.Fprintf(stdout, "%s: ok (%d mobile node %s, capacity %d)\n", *path, len(cfg.Nodes), entries, cfg.Agent.Capacity)
 		return 0
 	}
 	level := cfg.Agent.LogLevel

@@ -561,6 +561,13 @@ func (m *Machine) retransmit(now int64, out []Action) []Action {
 				pr.warnedAt = now
 				m.log.Warn("hasync: binding update not acknowledged, peer marked for resync", "peer", pr.addr, "id", pr.id, "home", binding.U32Addr(p.home), "failed_total", m.C.UpdatesFailed)
 			}
+			// A peer that let an update run out of retries is not acking
+			// any more, up or not: its silence has been proven. In a group
+			// of two, the survivor of a crash would otherwise answer 130 until
+			// DeadInterval (35 s) marks the peer down; now only until the
+			// retries run out (AckTimeout doubled MaxRetries times: 15.75 s
+			// by default). Its next ack makes it acking again.
+			pr.acking = false
 			m.markResync(p.peer)
 			m.release(h.slot)
 			continue

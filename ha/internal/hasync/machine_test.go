@@ -107,7 +107,16 @@ func TestAckingPeers(t *testing.T) {
 		t.Fatalf("both acknowledged: acking %d", m.AckingPeers())
 	}
 	s.stop(1)
-	s.run(s.now + 19*sec) // DeadInterval 18 s in the simulation
+	// An update it never acknowledges runs out of retries before the peer
+	// is declared down: it stops counting as acking at once.
+	s.register(0, 0x0a000003, 5, 1)
+	// (AckTimeout 250 ms doubled five times: the last retry ends 15.75 s
+	// after the update; DeadInterval is 18 s in the simulation.)
+	s.run(s.now + int64(16500*time.Millisecond))
+	if m.UpPeers() != 2 || m.AckingPeers() != 1 {
+		t.Fatalf("retries to a dead peer ran out: up %d acking %d", m.UpPeers(), m.AckingPeers())
+	}
+	s.run(s.now + 3*sec)
 	if m.UpPeers() != 1 || m.AckingPeers() != 1 {
 		t.Fatalf("after a peer died: up %d acking %d", m.UpPeers(), m.AckingPeers())
 	}

@@ -13,8 +13,8 @@ role    active (vrrp Master)
 reason  master down timer expired (no advertisement)
 synced  true
 
-ADDRESS    ID          STATE  LAST-HEARD  IN-SYNC
-192.0.2.2  3221225986  up     8.585s ago  false
+ADDRESS    ID          STATE  ACKING  LAST-HEARD  TABLES-EQUAL
+192.0.2.2  3221225986  up     yes     8.585s ago  no
 
 counters:
   role changes                                               3

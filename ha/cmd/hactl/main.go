@@ -191,9 +191,13 @@ func print(w io.Writer, r *console.Response) {
 			fmt.Fprintf(tw, "since\t%s\n", x.Since)
 		}
 		if len(x.Peers) > 0 {
-			fmt.Fprintln(tw, "\nADDRESS\tID\tSTATE\tLAST-HEARD\tIN-SYNC")
+			// ACKING: whether this peer's silence counts (a held reply
+			// becomes 130); TABLES-EQUAL: the last digest exchange (every
+			// DigestPeriod) found the same table, not "initialized" (that
+			// is STATE).
+			fmt.Fprintln(tw, "\nADDRESS\tID\tSTATE\tACKING\tLAST-HEARD\tTABLES-EQUAL")
 			for _, p := range x.Peers {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%v\n", p.Address, p.ID, p.State, p.LastHeard, p.InSync)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", p.Address, p.ID, p.State, yesNo(p.Acking), p.LastHeard, yesNo(p.InSync))
 			}
 		}
 		section(tw, "counters", x.Counter)
@@ -227,4 +231,11 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

@@ -269,7 +269,7 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		if p.LastHeard != 0 {
 			heard = time.Duration(now-p.LastHeard).Round(time.Millisecond).String() + " ago"
 		}
-		r.Peers = append(r.Peers, console.Peer{Address: p.Addr.String(), ID: p.ID, State: st, LastHeard: heard, InSync: p.InSync})
+		r.Peers = append(r.Peers, console.Peer{Address: p.Addr.String(), ID: p.ID, State: st, LastHeard: heard, InSync: p.InSync, Acking: p.Acking})
 	}
 	c := g.m.Counters()
 	for _, kv := range []struct {

@@ -92,7 +92,11 @@ type Peer struct {
 	ID        uint32 `json:"id"`
 	State     string `json:"state"`
 	LastHeard string `json:"last_heard"`
-	InSync    bool   `json:"in_sync"`
+	InSync    bool   `json:"in_sync"` // the last digest exchange found equal tables
+	// Acking: it acknowledged an update of ours since it came up and has
+	// not let one run out of retransmissions since; only such a peer's
+	// silence turns a held reply into 130 (docs/redundancy.md).
+	Acking bool `json:"acking"`
 }
 
 // Info is the payload of `show version` / `show agent`.

@@ -121,6 +121,7 @@ type PeerInfo struct {
 	Up          bool
 	Initialized bool
 	InSync      bool // last digest exchange found equal tables
+	Acking      bool // acknowledged an update of ours since it came up, and none has run out of retries since (AckingPeers)
 	Outstanding int  // updates waiting for its ack
 }
 
@@ -297,7 +298,7 @@ func (m *Machine) Peers(dst []PeerInfo) []PeerInfo {
 		if p.id == 0 {
 			continue
 		}
-		dst = append(dst, PeerInfo{ID: p.id, Addr: p.addr, LastHeard: p.heard, Up: p.up, Initialized: p.init, InSync: p.inSync, Outstanding: p.outstanding})
+		dst = append(dst, PeerInfo{ID: p.id, Addr: p.addr, LastHeard: p.heard, Up: p.up, Initialized: p.init, InSync: p.inSync, Acking: p.acking, Outstanding: p.outstanding})
 	}
 	return dst
 }

@@ -104,11 +104,19 @@ func planRound(r *rand.Rand, n int, isolatedCrash bool) Round {
 	return rd
 }
 
+// inLAN runs a tool (nft, tc) in the LAN namespace, with stdin when not
+// empty, and returns its combined output.
+func inLAN(lanNS, stdin, tool string, args ...string) ([]byte, error) {
+	cmd := exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + lanNS, tool}, args...)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	return cmd.CombinedOutput()
+}
+
 // nft runs an nftables script in the LAN namespace.
 func nft(lanNS, script string) error {
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+lanNS, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
+	out, err := inLAN(lanNS, script, "nft", "-f", "-")
 	if err != nil {
 		return fmt.Errorf("chaos: nft in %s: %v: %s\nscript:\n%s", lanNS, err, bytes.TrimSpace(out), script)
 	}
@@ -151,7 +159,7 @@ func dupTable(name, port string, others []string, groupPort int) string {
 // nftPackets sums the packet counters of a table (how many frames a fault
 // dropped or duplicated: proof that it took effect).
 func nftPackets(lanNS, table string) (int, error) {
-	out, err := exec.Command("nsenter", "--net=/var/run/netns/"+lanNS, "nft", "list", "table", table).CombinedOutput()
+	out, err := inLAN(lanNS, "", "nft", "list", "table", table)
 	if err != nil {
 		return 0, fmt.Errorf("chaos: nft list table %s: %v: %s", table, err, bytes.TrimSpace(out))
 	}

@@ -15,7 +15,6 @@ package chaos
 import (
 	"bytes"
 	"fmt"
-	"os/exec"
 	"strings"
 )
 
@@ -28,7 +27,7 @@ const slowRate = "64kbit"
 
 // tc runs iproute2's tc in the LAN namespace.
 func tc(lanNS string, args ...string) error {
-	out, err := exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + lanNS, "tc"}, args...)...).CombinedOutput()
+	out, err := inLAN(lanNS, "", "tc", args...)
 	if err != nil {
 		return fmt.Errorf("chaos: tc %s in %s: %v: %s", strings.Join(args, " "), lanNS, err, bytes.TrimSpace(out))
 	}

@@ -422,12 +422,8 @@ func (r *run) inject(ctx context.Context, rd Round) error {
 		} else {
 			// What the fault did, as the agents saw it, before it ends.
 			extra := "roles " + r.snapshot()
-			if e.f.Kind == Loss || e.f.Kind == Partition || e.f.Kind == Duplicate || e.f.Kind == Reorder {
-				fam := "bridge "
-				if e.f.Kind == Duplicate || e.f.Kind == Reorder {
-					fam = "netdev "
-				}
-				if n, err := nftPackets(r.lanNS, fam+tableName(rd.N, e.idx)); err == nil {
+			if t := nftTable(e.f.Kind, rd.N, e.idx); t != "" {
+				if n, err := nftPackets(r.lanNS, t); err == nil {
 					extra += fmt.Sprintf("; nft counted %d packets", n)
 				}
 			}
@@ -457,6 +453,19 @@ func (r *run) host(i int) *lab.Host {
 
 func tableName(round, idx int) string { return fmt.Sprintf("chaos_r%d_f%d", round, idx) }
 
+// nftTable is the family-qualified nftables table that fault idx of round
+// puts in force: the bridge family for loss and partitions, netdev for the
+// per-port hooks of duplication and reordering; "" for faults without one.
+func nftTable(k Kind, round, idx int) string {
+	switch k {
+	case Loss, Partition:
+		return "bridge " + tableName(round, idx)
+	case Duplicate, Reorder:
+		return "netdev " + tableName(round, idx)
+	}
+	return ""
+}
+
 func (r *run) apply(f Fault, round, idx int) error {
 	h := r.host(f.Target)
 	switch f.Kind {
@@ -485,7 +494,7 @@ func (r *run) apply(f Fault, round, idx int) error {
 		if err := nft(r.lanNS, lossTable(name, h.Veth, pct)); err != nil {
 			return err
 		}
-		r.tables = append(r.tables, "bridge "+name)
+		r.tables = append(r.tables, nftTable(f.Kind, round, idx))
 	case Duplicate:
 		var others []string
 		for j, m := range r.ms {
@@ -497,7 +506,7 @@ func (r *run) apply(f Fault, round, idx int) error {
 		if err := nft(r.lanNS, dupTable(name, h.Veth, others, groupPort)); err != nil {
 			return err
 		}
-		r.tables = append(r.tables, "netdev "+name)
+		r.tables = append(r.tables, nftTable(f.Kind, round, idx))
 	case Reorder:
 		if err := reorderQdisc(r.lanNS, h.Veth, true); err != nil {
 			return err
@@ -507,7 +516,7 @@ func (r *run) apply(f Fault, round, idx int) error {
 		if err := nft(r.lanNS, reorderTable(name, h.Veth, groupPort)); err != nil {
 			return err
 		}
-		r.tables = append(r.tables, "netdev "+name)
+		r.tables = append(r.tables, nftTable(f.Kind, round, idx))
 	}
 	return nil
 }
@@ -530,10 +539,6 @@ func (r *run) clear(f Fault, round, idx int) error {
 		}
 		return h.LinkUp()
 	case Loss, Partition, Duplicate, Reorder:
-		fam := "bridge "
-		if f.Kind == Duplicate || f.Kind == Reorder {
-			fam = "netdev "
-		}
 		if f.Kind == Reorder {
 			for i, q := range r.qdiscs {
 				if q == h.Veth {
@@ -545,7 +550,7 @@ func (r *run) clear(f Fault, round, idx int) error {
 				}
 			}
 		}
-		t := fam + tableName(round, idx)
+		t := nftTable(f.Kind, round, idx)
 		for i, x := range r.tables {
 			if x == t {
 				r.tables = append(r.tables[:i], r.tables[i+1:]...)

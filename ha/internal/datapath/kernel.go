@@ -916,9 +916,10 @@ func (k *kernel) Withdraw() error {
 	clear(k.metrics)
 	k.free, k.next = k.free[:0], k.cfg.MetricBase
 	if k.rev != nil {
-		// Not active: nothing may come through our tunnels. The filter
-		// goes (no state of ours left on the devices at shutdown); the
-		// next Reconcile (becoming active) puts it back.
+		// Not active: our filter goes and the map is emptied; the clsact
+		// qdisc stays (it may carry other filters, and an empty one
+		// changes nothing). The next Reconcile (becoming active) puts the
+		// filter back.
 		for e, idx := range k.revOn {
 			if idx == 0 {
 				continue

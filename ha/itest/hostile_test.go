@@ -454,7 +454,7 @@ func TestHostileInput(t *testing.T) {
 	grpCounted := uint64(0)
 	for _, k := range []string{"bad ttl", "bad auth", "unknown key", "replayed", "malformed", "peers rejected",
 		"update acks received", "binding updates received", "table requests received", "table replies received",
-		"reply acks received", "digests received"} {
+		"reply acks received", "digests received", "leaves received"} {
 		grpCounted += d(red, k)
 	}
 	t.Logf("accounting: UDP 434 sent %d (hostile %d + real %d), received %d = %d answered + %d dropped; group sent %d, counted %d (bad ttl %d, bad auth %d, unknown key %d, replayed %d, malformed %d); kernel drops %d",

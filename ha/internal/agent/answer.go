@@ -290,7 +290,7 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		{"digests sent", c.DigestsSent}, {"digests received", c.DigestsReceived},
 		{"digest mismatches", c.DigestMismatches}, {"repairs sent", c.RepairsSent}, {"repairs received", c.RepairsRecvd},
 		{"superseded", c.Superseded}, {"table full", c.TableFull}, {"downloads", c.Downloads},
-		{"peers rejected", c.PeersRejected}, {"group send errors", g.sendErrs},
+		{"peers rejected", c.PeersRejected}, {"leaves received", c.LeavesReceived}, {"group send errors", g.sendErrs},
 	} {
 		r.Counter = append(r.Counter, console.Counter{Name: kv.n, Value: kv.v})
 	}

@@ -111,6 +111,7 @@ type Counters struct {
 	SecViolations, BadTTL, BadAuth, UnknownKey, Replay, Malformed             uint64
 	DigestsSent, DigestsReceived, DigestMismatches, RepairsSent, RepairsRecvd uint64
 	Superseded, TableFull, Downloads, PeersRejected                           uint64
+	LeavesReceived                                                            uint64
 }
 
 // PeerInfo describes one member of the Home Agent list (hactl show redundancy).
@@ -681,6 +682,7 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 	m.heard(now, pi, restarted)
 	switch h.Type {
 	case TypeLeave:
+		m.C.LeavesReceived++
 		m.left(pi)
 	case TypeBindingUpdate:
 		m.C.UpdatesReceived++

@@ -651,6 +651,11 @@ func TestLeave(t *testing.T) {
 	if got := s.nodes[0].m.UpPeers(); got != 1 {
 		t.Fatalf("after member 2 left: UpPeers %d, want 1", got)
 	}
+	for i := range 2 {
+		if c := s.nodes[i].m.Counters(); c.LeavesReceived != 1 {
+			t.Errorf("member %d counted %d leaves, want 1", i, c.LeavesReceived)
+		}
+	}
 	// An update now waits for member 1 only, and nothing is retransmitted
 	// to the member that left.
 	if err := s.register(0, 0x0a000001, 5, 0xc6336401); err != nil {

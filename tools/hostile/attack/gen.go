@@ -451,7 +451,9 @@ func (g *Gen) Group(b []byte) (out []byte, kind string, ttl1 bool) {
 		// size, reserved flags or a zero home address.
 		switch g.rng.IntN(4) {
 		case 0:
-			b = g.sealGroup(b, uint8(8+g.rng.IntN(248)), g.randBytes(nil, g.rng.IntN(64)), g.cfg.GroupKey, g.cfg.GroupKeyID)
+			// Types 1–8 are defined; 8 (Leave) is valid with an empty
+			// body, so an "unknown type" starts at 9.
+			b = g.sealGroup(b, uint8(9+g.rng.IntN(247)), g.randBytes(nil, g.rng.IntN(64)), g.cfg.GroupKey, g.cfg.GroupKeyID)
 		case 1:
 			b = g.sealGroup(b, 1, g.randBytes(nil, 33+g.rng.IntN(16)), g.cfg.GroupKey, g.cfg.GroupKeyID)
 		case 2:

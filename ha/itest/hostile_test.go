@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/console"
 	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/internal/vrrp"
@@ -135,6 +136,40 @@ func TestHostileGeneratorsMatchCodecs(t *testing.T) {
 			t.Fatalf("%s: %d bytes, more than a group datagram", kind, len(b))
 		}
 	}
+	// Every kind, fed to a real group machine, moves exactly one of the
+	// counters TestHostileInput sums (groupCounted): session 2's CI caught
+	// an "unknown type" that was a valid Leave and moved none, once in
+	// tens of thousands of messages, so this runs more than the network
+	// test sends, over several seeds; 1055 is one whose stream holds such
+	// a Leave under the old generator (its unknown types started at 8).
+	for _, seed := range []uint64{1055, 1000, 1001, 1002, 1003, 1004, 1005, 1006} {
+		g := attack.NewGen(attack.Config{HomeAgent: netip.MustParseAddr("10.77.0.1"), GroupKey: []byte(hostileGroupKey),
+			GroupKeyID: 1, GroupSender: 0x0badc0de, VRID: hostileVRID, VIP: netip.MustParseAddr(hostileVIP)}, seed)
+		m, err := hasync.New(hasync.Config{ID: 0x0a4d0001, Addr: netip.MustParseAddr("10.77.0.1"), Session: 1,
+			Keys: []hasync.Key{{ID: 1, Secret: []byte(hostileGroupKey)}}, SendKey: 1, MaxPending: 64}, binding.New(64, 64))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := netip.MustParseAddr("10.77.0.66")
+		now := int64(time.Hour)
+		var out []hasync.Action
+		prev := groupCounted(m.Counters())
+		for range 25000 {
+			b, kind, ttl1 := g.Group(nil)
+			ttl := uint8(hasync.RequiredTTL)
+			if ttl1 {
+				ttl = 1
+			}
+			now += int64(333 * time.Microsecond)
+			out = m.Receive(now, src, ttl, b, out[:0])
+			got := groupCounted(m.Counters())
+			if got != prev+1 {
+				t.Fatalf("seed %d: a %q message moved the counted group counters by %d, want 1: %x\ncounters %+v", seed, kind, got-prev, b, m.Counters())
+			}
+			prev = got
+		}
+	}
+
 	src, dst := netip.MustParseAddr("10.77.0.66"), vrrp.Group
 	want := &vrrp.Expect{VRID: hostileVRID, Addrs: []netip.Addr{netip.MustParseAddr(hostileVIP)}}
 	expect := map[string]error{"bad-checksum": vrrp.ErrChecksum, "ttl": vrrp.ErrTTL, "wrong-vrid": vrrp.ErrVRID,
@@ -148,6 +183,19 @@ func TestHostileGeneratorsMatchCodecs(t *testing.T) {
 			t.Fatalf("vrrp %s: Receive says %v, want %v: %x ttl %d", kind, err, expect[kind], b, ttl)
 		}
 	}
+}
+
+// groupCountedNames are the `show redundancy` counters of which every group
+// datagram the agent reads moves exactly one; groupCounted is the same sum
+// over hasync.Counters (the names are the console's, answer.go).
+var groupCountedNames = []string{"bad ttl", "bad auth", "unknown key", "replayed", "malformed", "peers rejected",
+	"update acks received", "binding updates received", "table requests received", "table replies received",
+	"reply acks received", "digests received", "leaves received"}
+
+func groupCounted(c hasync.Counters) uint64 {
+	return c.BadTTL + c.BadAuth + c.UnknownKey + c.Replay + c.Malformed + c.PeersRejected +
+		c.UpdateAcksReceived + c.UpdatesReceived + c.RequestsReceived + c.TableRepliesReceived +
+		c.ReplyAcksReceived + c.DigestsReceived + c.LeavesReceived
 }
 
 // hostileStats is the slice of the agent's counters the test compares.
@@ -452,9 +500,7 @@ func TestHostileInput(t *testing.T) {
 	sent434 := u.Sent + f.Sent + real.Sent
 	// Group port: every hostile message lands in exactly one of these.
 	grpCounted := uint64(0)
-	for _, k := range []string{"bad ttl", "bad auth", "unknown key", "replayed", "malformed", "peers rejected",
-		"update acks received", "binding updates received", "table requests received", "table replies received",
-		"reply acks received", "digests received", "leaves received"} {
+	for _, k := range groupCountedNames {
 		grpCounted += d(red, k)
 	}
 	t.Logf("accounting: UDP 434 sent %d (hostile %d + real %d), received %d = %d answered + %d dropped; group sent %d, counted %d (bad ttl %d, bad auth %d, unknown key %d, replayed %d, malformed %d); kernel drops %d",

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -54,15 +55,15 @@ func (f *fakeDP) Apply(adds []datapath.Binding, dels []netip.Addr) []error {
 	return res
 }
 
-func (f *fakeDP) Setup() error                                   { return nil }
-func (f *fakeDP) Supports(datapath.Encap) bool                   { return true }
-func (f *fakeDP) AddVIP(netip.Prefix) error                      { return nil }
-func (f *fakeDP) DelVIP(netip.Prefix) error                      { return nil }
-func (f *fakeDP) Withdraw() error                                { return nil }
-func (f *fakeDP) Links() <-chan datapath.LinkEvent               { return nil }
-func (f *fakeDP) Stats() datapath.Stats                          { return datapath.Stats{} }
-func (f *fakeDP) Close() error                                   { return nil }
-func (f *fakeDP) Reconcile([]datapath.Binding) (int, int, error) { return 0, 0, nil }
+func (f *fakeDP) Setup() error                                           { return nil }
+func (f *fakeDP) Supports(datapath.Encap) bool                           { return true }
+func (f *fakeDP) AddVIP(netip.Prefix) error                              { return nil }
+func (f *fakeDP) DelVIP(netip.Prefix) error                              { return nil }
+func (f *fakeDP) Withdraw() error                                        { return nil }
+func (f *fakeDP) Links() <-chan datapath.LinkEvent                       { return nil }
+func (f *fakeDP) Stats() datapath.Stats                                  { return datapath.Stats{} }
+func (f *fakeDP) Close() error                                           { return nil }
+func (f *fakeDP) Reconcile(iter.Seq[datapath.Binding]) (int, int, error) { return 0, 0, nil }
 
 var (
 	home1 = netip.MustParseAddr("127.0.0.10")

@@ -28,6 +28,8 @@ const (
 	bpfMapNextKey = 4
 	bpfProgLoad   = 5
 
+	bpfMapLookupBatch = 24 // Linux 5.6
+
 	bpfMapTypeHash        = 1
 	bpfMapTypePercpuArray = 6
 	bpfProgTypeSchedCls   = 3

@@ -26,6 +26,7 @@ package datapath
 
 import (
 	"errors"
+	"iter"
 	"log/slog"
 	"net/netip"
 )
@@ -136,8 +137,9 @@ type Datapath interface {
 	Apply(adds []Binding, dels []netip.Addr) []error
 	// Reconcile lists our routes and proxy entries and converges them to
 	// want: stale ones removed, missing or different ones (re)installed. It
-	// returns how many kernel objects it added/replaced and removed.
-	Reconcile(want []Binding) (added, removed int, err error)
+	// returns how many kernel objects it added/replaced and removed. want
+	// is walked once (the agent passes its table's range: no copy of it).
+	Reconcile(want iter.Seq[Binding]) (added, removed int, err error)
 	// Withdraw removes all our routes and proxy entries and every address
 	// AddVIP added (on becoming standby, and at clean shutdown).
 	Withdraw() error

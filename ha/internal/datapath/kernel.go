@@ -43,6 +43,11 @@ type kernel struct {
 	next    uint32
 	vips    map[netip.Prefix]bool
 
+	// Reconcile's view of the kernel (scan), sorted, dropped after use
+	// when large (dropScan)
+	kr []kroute
+	kn [][4]byte
+
 	// one batch's working set, reused
 	arena []byte
 	msgs  []netlink.Message
@@ -694,215 +699,22 @@ func (k *kernel) opError(o *op, err error) error {
 	}
 }
 
-// ---- dumps, Reconcile, Withdraw ----
-
-// ours lists the kernel's routes and proxy entries carrying our protocol.
-func (k *kernel) ours() ([]route, []neigh, error) {
-	msgs, err := k.exec(unix.RTM_GETROUTE, netlink.Dump, appendRouteDump(nil, k.cfg.Protocol))
-	if err != nil {
-		return nil, nil, fmt.Errorf("datapath: listing routes: %w", err)
-	}
-	var rs []route
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWROUTE {
-			continue
-		}
-		r, err := parseRoute(m.Data)
-		if errors.Is(err, errNotIPv4) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("datapath: listing routes: %w", err)
-		}
-		if r.Protocol == k.cfg.Protocol && r.Table == unix.RT_TABLE_MAIN && r.Dst.IsValid() {
-			rs = append(rs, r)
-		}
-	}
-	msgs, err = k.exec(unix.RTM_GETNEIGH, netlink.Dump, appendNeighDump(nil))
-	if err != nil {
-		return nil, nil, fmt.Errorf("datapath: listing proxy ARP entries: %w", err)
-	}
-	var ns []neigh
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWNEIGH {
-			continue
-		}
-		n, err := parseNeigh(m.Data)
-		if errors.Is(err, errNotIPv4) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("datapath: listing proxy ARP entries: %w", err)
-		}
-		if n.Flags&unix.NTF_PROXY != 0 && n.Protocol == k.cfg.Protocol && n.Ifindex == k.home && n.Dst.IsValid() {
-			ns = append(ns, n)
-		}
-	}
-	return rs, ns, nil
-}
-
-// dumpOp is a Reconcile/Withdraw request.
-type dumpOp struct {
-	op
-	r route
-}
-
-func (k *kernel) Reconcile(want []Binding) (added, removed int, err error) {
-	if err := k.needHome(); err != nil {
-		return 0, 0, err
-	}
-	if err := k.proxyARP(true); err != nil {
-		return 0, 0, err
-	}
-	rs, ns, err := k.ours()
-	if err != nil {
-		return 0, 0, err
-	}
-	wantBy := make(map[[4]byte]*Binding, len(want))
-	for i := range want {
-		if want[i].Home.Is4() && want[i].CareOf.Is4() && k.Supports(want[i].Encap) {
-			wantBy[want[i].Home.As4()] = &want[i]
-		}
-	}
-	// Adopt the metrics the kernel holds (after a restart our map is
-	// empty); the first route per home keeps its metric, extras go.
-	var work []dumpOp
-	seen := make(map[[4]byte]bool, len(rs))
-	held := make(map[[4]byte]uint32, len(rs))
-	for _, r := range rs {
-		h := r.Dst.As4()
-		b, ok := wantBy[h]
-		if !ok || seen[h] {
-			work = append(work, dumpOp{op: op{what: opRouteDel, home: r.Dst, ignore: unix.ESRCH}, r: r})
-			continue
-		}
-		seen[h] = true
-		held[h] = r.Metric
-		if !k.routeMatches(&r, b) {
-			work = append(work, dumpOp{op: op{what: opRoute, home: r.Dst, careOf: b.CareOf}, r: k.routeFor(b, r.Metric)})
-		}
-	}
-	// Metrics: ours for homes the kernel lacks, the kernel's for the rest.
-	for h, m := range k.metrics {
-		if _, ok := held[h]; !ok {
-			if _, want := wantBy[h]; !want {
-				k.release(h)
-			}
-		} else if m != held[h] {
-			k.release(h)
-		}
-	}
-	for h, m := range held {
-		if _, ok := k.metrics[h]; !ok {
-			k.metrics[h] = m
-			if m >= k.next {
-				k.next = m + 1
-			}
-		}
-	}
-	for h, b := range wantBy {
-		if !seen[h] {
-			m, _ := k.metricFor(h)
-			work = append(work, dumpOp{op: op{what: opRoute, home: b.Home, careOf: b.CareOf}, r: k.routeFor(b, m)})
-		}
-	}
-	proxied := make(map[[4]byte]bool, len(ns))
-	for _, n := range ns {
-		h := n.Dst.As4()
-		if _, ok := wantBy[h]; !ok || !k.entries() {
-			work = append(work, dumpOp{op: op{what: opProxyDel, home: n.Dst, ignore: unix.ENOENT}})
-			continue
-		}
-		proxied[h] = true
-	}
-	if k.entries() {
-		for h, b := range wantBy {
-			if !proxied[h] {
-				work = append(work, dumpOp{op: op{what: opProxy, home: b.Home}})
-			}
-		}
-	}
-	errs := k.runDump(work)
-	var bad []error
-	for i := range work {
-		if errs != nil && errs[i] != nil {
-			bad = append(bad, errs[i])
-			if work[i].what == opRoute && !seen[work[i].home.As4()] {
-				k.release(work[i].home.As4())
-			}
-			continue
-		}
-		switch work[i].what {
-		case opRoute, opProxy:
-			added++
-		default:
-			removed++
-		}
-	}
-	if k.rev != nil {
-		if err := k.attachAllRev(); err != nil {
-			bad = append(bad, err)
-		}
-		a, r, err := k.rev.sync(wantBy)
-		added, removed = added+a, removed+r
-		if err != nil {
-			bad = append(bad, err)
-		}
-	}
-	if len(bad) > 0 {
-		k.log.Warn("reconcile: kernel refused requests", "failed", len(bad), "first", bad[0])
-		return added, removed, fmt.Errorf("datapath: reconcile: %d of %d requests failed, first: %w", len(bad), len(work), bad[0])
-	}
-	return added, removed, nil
-}
-
-func (k *kernel) routeFor(b *Binding, metric uint32) route {
-	src := b.Src
-	if !src.IsValid() {
-		src = k.cfg.Local
-	}
-	return route{Dst: b.Home, Oif: k.tun[b.Encap], Metric: metric, Protocol: k.cfg.Protocol, EncDst: b.CareOf, EncSrc: src, TTL: k.cfg.TTL}
-}
-
-func (k *kernel) routeMatches(r *route, b *Binding) bool {
-	w := k.routeFor(b, r.Metric)
-	return r.Oif == w.Oif && r.EncapType == unix.LWTUNNEL_ENCAP_IP && r.EncDst == w.EncDst &&
-		r.EncSrc == w.EncSrc.Unmap() && r.TTL == w.TTL
-}
-
-func (k *kernel) runDump(work []dumpOp) []error {
-	ops := make([]op, len(work))
-	for i := range work {
-		ops[i] = work[i].op
-		ops[i].owner = int32(i)
-	}
-	return k.run(ops, func(o *op, b []byte) []byte {
-		w := &work[o.owner]
-		switch o.what {
-		case opRoute:
-			return appendRouteNew(b, &w.r)
-		case opRouteDel:
-			return appendRouteDel(b, o.home, w.r.Metric, k.cfg.Protocol)
-		default:
-			return appendNeigh(b, k.home, o.home, k.cfg.Protocol)
-		}
-	})
-}
+// ---- Withdraw (dumps and Reconcile: reconcile.go) ----
 
 func (k *kernel) Withdraw() error {
 	if k.home == 0 {
 		return nil // never set up: nothing of ours can be there
 	}
-	rs, ns, err := k.ours()
-	if err != nil {
+	if err := k.scan(); err != nil {
 		return err
 	}
-	work := make([]dumpOp, 0, len(rs)+len(ns))
-	for _, r := range rs {
-		work = append(work, dumpOp{op: op{what: opRouteDel, home: r.Dst, ignore: unix.ESRCH}, r: r})
+	defer k.dropScan()
+	work := make([]dumpOp, 0, len(k.kr)+len(k.kn))
+	for i := range k.kr {
+		work = append(work, dumpOp{op: op{what: opRouteDel, home: netip.AddrFrom4(k.kr[i].dst), ignore: unix.ESRCH}, kr: k.kr[i]})
 	}
-	for _, n := range ns {
-		work = append(work, dumpOp{op: op{what: opProxyDel, home: n.Dst, ignore: unix.ENOENT}})
+	for _, n := range k.kn {
+		work = append(work, dumpOp{op: op{what: opProxyDel, home: netip.AddrFrom4(n), ignore: unix.ENOENT}})
 	}
 	var bad []error
 	if err := k.proxyARP(false); err != nil {

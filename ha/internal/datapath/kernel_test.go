@@ -8,6 +8,7 @@ package datapath
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -450,7 +451,7 @@ func TestReconcile(t *testing.T) {
 		}
 		return 0, nil
 	}
-	added, removed, err := k.Reconcile([]Binding{keep, moved, missing})
+	added, removed, err := k.Reconcile(slices.Values([]Binding{keep, moved, missing}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,9 +554,9 @@ func TestDumpInterruptedRetried(t *testing.T) {
 		}
 		return 0, nil
 	}
-	rs, _, err := k.ours()
-	if err != nil || n != 2 || len(rs) != 1 {
-		t.Fatalf("routes %v err %v dumps %d", rs, err, n)
+	err := k.scan()
+	if err != nil || n != 2 || len(k.kr) != 1 {
+		t.Fatalf("routes %v err %v dumps %d", k.kr, err, n)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func (n *netns) open(t testing.TB, proxy bool) *kernel {
 
 func bindingN(i int) Binding {
 	return Binding{
-		Home:   netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}),
+		Home:   netip.AddrFrom4([4]byte{10, 1 + byte(i>>16), byte(i >> 8), byte(i)}), // distinct up to 16M
 		CareOf: netip.AddrFrom4([4]byte{192, 0, 2 + byte(i>>16), byte(i >> 8)}),
 		Encap:  IPIP,
 	}
@@ -250,7 +251,7 @@ func TestNetnsApplyReconcileWithdraw(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Binding{moved, bs[2], bindingN(4)}
-	added, removed, err := fresh.Reconcile(want)
+	added, removed, err := fresh.Reconcile(slices.Values(want))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestNetnsApplyReconcileWithdraw(t *testing.T) {
 	if added != 2 || removed != 1 {
 		t.Errorf("reconcile added %d removed %d, want 2 and 1", added, removed)
 	}
-	if a, r, err := fresh.Reconcile(want); a != 0 || r != 0 || err != nil {
+	if a, r, err := fresh.Reconcile(slices.Values(want)); a != 0 || r != 0 || err != nil {
 		t.Errorf("second reconcile: %d %d %v, want nothing to do", a, r, err)
 	}
 	routes = n.ip(t, "route", "show", "proto", "77")

@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,7 +148,7 @@ func TestNetnsReverseCheck(t *testing.T) {
 	if errs := dp.Apply([]Binding{{Home: other, CareOf: netip.MustParseAddr("10.9.0.2")}}, nil); errs != nil {
 		t.Fatal(errs)
 	}
-	if _, _, err := dp.Reconcile([]Binding{{Home: home, CareOf: netip.MustParseAddr("10.9.0.2"), Encap: IPIP}}); err != nil {
+	if _, _, err := dp.Reconcile(slices.Values([]Binding{{Home: home, CareOf: netip.MustParseAddr("10.9.0.2"), Encap: IPIP}})); err != nil {
 		t.Fatal(err)
 	}
 	send("10.9.0.2", 0x0800, "10.1.0.5")
@@ -165,7 +166,7 @@ func TestNetnsReverseCheck(t *testing.T) {
 		t.Fatalf("filter survived Withdraw:\n%s", f)
 	}
 	send("10.9.0.3", 0x0800, "10.1.0.5") // no filter: not counted
-	if _, _, err := dp.Reconcile([]Binding{{Home: home, CareOf: netip.MustParseAddr("10.9.0.2"), Encap: IPIP}}); err != nil {
+	if _, _, err := dp.Reconcile(slices.Values([]Binding{{Home: home, CareOf: netip.MustParseAddr("10.9.0.2"), Encap: IPIP}})); err != nil {
 		t.Fatal(err)
 	}
 	if f := filters(); !strings.Contains(f, "hagent_rev") {
@@ -191,4 +192,72 @@ func TestNetnsReverseCheckMapFull(t *testing.T) {
 func (n *netns) tc(t testing.TB, args ...string) string {
 	t.Helper()
 	return n.run(t, "tc", args...)
+}
+
+// The map read back in batches (BPF_MAP_LOOKUP_BATCH) and key by key gives
+// the same pairs, across several batches; sync then converges it: a stale
+// home removed, a moved one rewritten, a missing one added, the rest left.
+func TestRevMapReadAllAndSync(t *testing.T) {
+	requireRoot(t)
+	f, err := newRevFilter(5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.close()
+	const n = 3*revBatch + 17
+	var want []revEntry
+	for i := range n {
+		home := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		coa := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		if err := f.put(home, coa); err != nil {
+			t.Fatal(err)
+		}
+		var e revEntry
+		e.home = home.As4()
+		careOfValue(&e.careOf, coa)
+		want = append(want, e)
+	}
+	batch, err := f.readAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.noBatch {
+		t.Fatal("this kernel refused BPF_MAP_LOOKUP_BATCH (Linux ≥ 5.6 has it): the fallback ran")
+	}
+	batch = slices.Clone(batch)
+	f.noBatch = true
+	single, err := f.readAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.noBatch = false
+	if len(batch) != n || !slices.Equal(batch, single) {
+		t.Fatalf("batch read %d pairs, key by key %d; equal %v", len(batch), len(single), slices.Equal(batch, single))
+	}
+	// want: drop the first, move the second, add one, keep the rest; a
+	// duplicate home counts once.
+	stale := want[0]
+	want = want[1:]
+	want[0].careOf[3] ^= 0xff
+	want = append(want, revEntry{home: [4]byte{10, 2, 0, 1}, careOf: [4]byte{1, 2, 3, 4}}, want[5])
+	slices.Reverse(want) // any order
+	a, r, err := f.sync(slices.Clone(want))
+	if err != nil || a != 2 || r != 1 {
+		t.Fatalf("sync: added %d removed %d err %v, want 2 1 nil", a, r, err)
+	}
+	got, err := f.readAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(want, func(a, b revEntry) int { return cmp4(a.home, b.home) })
+	want = slices.Compact(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("after sync: %d pairs, want %d", len(got), len(want))
+	}
+	if slices.ContainsFunc(got, func(e revEntry) bool { return e.home == stale.home }) {
+		t.Fatal("the stale home is still mapped")
+	}
+	if a, r, err := f.sync(slices.Clone(want)); a != 0 || r != 0 || err != nil {
+		t.Fatalf("second sync changed %d/%d (%v), want nothing", a, r, err)
+	}
 }

@@ -207,6 +207,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	var roles <-chan role.Change
 	var links <-chan datapath.LinkEvent
 	var reconcile <-chan time.Time
+	var scanned <-chan *datapath.Scan
 	if a.dpl == nil && a.cfg.VRRP.Enabled && len(a.cfg.VRRP.TrackInterfaces) > 0 {
 		// Tracking needs link events even without kernel tunnels.
 		w, err := datapath.WatchLinks(a.log.With("sub", "links"))
@@ -223,6 +224,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			defer t.Stop()
 			reconcile = t.C
 		}
+		scanned = a.dpl.scanned
 	}
 	if a.grp.m != nil {
 		grx = a.grp.rx
@@ -256,6 +258,8 @@ func (a *Agent) loop(ctx context.Context) error {
 			}
 		case <-reconcile:
 			a.reconcileDataplane()
+		case s := <-scanned:
+			a.reconciled(s)
 		case <-timer.C:
 			now := a.now()
 			if a.hold != nil {

@@ -190,6 +190,7 @@ func (a *Agent) showStats() *console.Stats {
 			{Name: "netlink requests", Value: ds.Messages},
 			{Name: "kernel refusals", Value: ds.Errors},
 			{Name: "binding programming errors", Value: d.errs},
+			{Name: "periodic checks dropped: kernel changed while read", Value: d.stale},
 			{Name: "link events", Value: ds.LinkEvents},
 			{Name: "link events dropped", Value: ds.LinkDropped},
 			{Name: "reverse tunnel passed", Value: ds.ReversePassed},

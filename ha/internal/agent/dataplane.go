@@ -31,10 +31,15 @@ type dataplane struct {
 	refused []refusal    // adds the kernel refused in the last apply
 	errs    uint64       // kernel refusals, per binding
 	recon   time.Time    // last reconcile
-	every   time.Duration
-	ifname  string
-	lastLog time.Time // rate limit of error logs
-	lastRef time.Time // rate limit of the refused-registration log
+	// the periodic check's kernel read runs on its own goroutine
+	// (datapath.ScanKernel); its result comes back on scanned
+	scanning bool
+	scanned  chan *datapath.Scan
+	stale    uint64 // periodic checks dropped: the kernel changed too much while read
+	every    time.Duration
+	ifname   string
+	lastLog  time.Time // rate limit of error logs
+	lastRef  time.Time // rate limit of the refused-registration log
 }
 
 // refusal is one add the kernel refused: the binding and why.
@@ -87,7 +92,7 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 	}
 	// Offer GRE only when the kernel has it (else the node gets 139).
 	a.core.SetKernelGRE(dp.Supports(datapath.GRE))
-	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface}, nil
+	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface, scanned: make(chan *datapath.Scan, 1)}, nil
 }
 
 func dpBinding(e *binding.Entry) datapath.Binding {
@@ -302,25 +307,51 @@ func (a *Agent) activateDataplane(on bool) {
 	a.log.Info("datapath programmed", "bindings", a.core.table.Len(), "added", added, "removed", removed, "took", time.Since(start).Round(time.Microsecond))
 }
 
-// reconcileDataplane converges the kernel to the table every
-// [datapath] reconcile_interval while active.
+// reconcileDataplane starts the periodic check every [datapath]
+// reconcile_interval while active: the kernel is read on another goroutine
+// (150–250 ms at 100,000 bindings), and the loop goes on serving;
+// reconciled converges to the table as it is when the read comes back.
 func (a *Agent) reconcileDataplane() {
 	d := a.dpl
-	if d == nil || !d.active || d.every <= 0 || time.Since(d.recon) < d.every {
+	if d == nil || !d.active || d.every <= 0 || d.scanning || time.Since(d.recon) < d.every {
 		return
 	}
 	d.recon = time.Now()
-	added, removed, err := d.dp.Reconcile(a.want())
+	d.scanning = true
+	s := d.dp.BeginScan()
+	go func() {
+		d.dp.ScanKernel(s)
+		d.scanned <- s // buffered: one scan at a time
+	}()
+}
+
+// reconciled finishes a periodic check with the scan ScanKernel read.
+func (a *Agent) reconciled(s *datapath.Scan) {
+	d := a.dpl
+	d.scanning = false
+	if !d.active {
+		return // withdrawn meanwhile: nothing of ours to check
+	}
+	start := time.Now()
+	added, removed, err := d.dp.ReconcileScan(s, a.want())
 	switch {
+	case errors.Is(err, datapath.ErrScanStale):
+		d.stale++
+		d.recon = time.Time{} // check again at the next tick
 	case err != nil:
 		a.log.Warn("datapath reconcile failed", "err", err)
 	case added+removed > 0:
-		a.log.Info("datapath reconciled: the kernel had drifted", "added", added, "removed", removed)
+		a.log.Info("datapath reconciled: the kernel had drifted", "added", added, "removed", removed,
+			"read", s.Took().Round(time.Millisecond), "converged", time.Since(start).Round(time.Millisecond))
 	}
 }
 
 func (a *Agent) closeDataplane() {
 	if d := a.dpl; d != nil {
+		if d.scanning {
+			<-d.scanned // Close must not pull the socket from under the read
+			d.scanning = false
+		}
 		if err := d.dp.Withdraw(); err != nil {
 			a.log.Warn("withdrawing kernel state at shutdown failed", "err", err)
 		}

@@ -64,6 +64,11 @@ func (f *fakeDP) Links() <-chan datapath.LinkEvent                       { retur
 func (f *fakeDP) Stats() datapath.Stats                                  { return datapath.Stats{} }
 func (f *fakeDP) Close() error                                           { return nil }
 func (f *fakeDP) Reconcile(iter.Seq[datapath.Binding]) (int, int, error) { return 0, 0, nil }
+func (f *fakeDP) BeginScan() *datapath.Scan                              { return &datapath.Scan{} }
+func (f *fakeDP) ScanKernel(*datapath.Scan)                              {}
+func (f *fakeDP) ReconcileScan(*datapath.Scan, iter.Seq[datapath.Binding]) (int, int, error) {
+	return 0, 0, nil
+}
 
 var (
 	home1 = netip.MustParseAddr("127.0.0.10")

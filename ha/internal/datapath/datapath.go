@@ -140,6 +140,17 @@ type Datapath interface {
 	// returns how many kernel objects it added/replaced and removed. want
 	// is walked once (the agent passes its table's range: no copy of it).
 	Reconcile(want iter.Seq[Binding]) (added, removed int, err error)
+	// The periodic check is Reconcile in three steps, so that reading the
+	// kernel (150–250 ms at 100,000 bindings) does not stall the caller:
+	// BeginScan on the owner's goroutine, ScanKernel on any other (its own
+	// socket; the owner may go on calling Apply meanwhile), then
+	// ReconcileScan on the owner's goroutine with the current want. Homes
+	// that Apply changed in between are left to the next check; a
+	// Reconcile or Withdraw in between makes the scan stale
+	// (ErrScanStale, nothing done). One scan at a time.
+	BeginScan() *Scan
+	ScanKernel(s *Scan)
+	ReconcileScan(s *Scan, want iter.Seq[Binding]) (added, removed int, err error)
 	// Withdraw removes all our routes and proxy entries and every address
 	// AddVIP added (on becoming standby, and at clean shutdown).
 	Withdraw() error

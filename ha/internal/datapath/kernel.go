@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,18 @@ type kernel struct {
 	// when large (dropScan)
 	kr []kroute
 	kn [][4]byte
+
+	// the periodic scan (reconcile.go): its own socket and map reader,
+	// used by one ScanKernel at a time on its goroutine; the rest is the
+	// owner's
+	smu       sync.Mutex
+	sc        *netlink.Conn
+	sseq      uint32
+	srd       revReader
+	gen       uint64               // bumped by Reconcile and Withdraw: a scan begun before is stale
+	scanning  bool                 // between BeginScan and ReconcileScan
+	dirty     map[[4]byte]struct{} // homes Apply changed while scanning
+	dirtyOver bool
 
 	// one batch's working set, reused
 	arena []byte
@@ -91,7 +104,15 @@ func Open(cfg Config) (Datapath, error) {
 		c.Close()
 		return nil, fmt.Errorf("datapath: rtnetlink link notifications: %w", err)
 	}
+	sc, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: cfg.NetNS, MessageBufferSize: 64 << 10})
+	if err != nil {
+		c.Close()
+		lc.Close()
+		return nil, fmt.Errorf("datapath: rtnetlink socket for the periodic check: %w", err)
+	}
+	_ = sc.SetOption(netlink.GetStrictCheck, true)
 	k := newKernel(cfg, c)
+	k.sc = sc
 	k.lconn = lc
 	k.ldone = make(chan struct{})
 	go k.watchLinks()
@@ -123,7 +144,7 @@ func newKernel(cfg Config, c *netlink.Conn) *kernel {
 		_ = c.SetOption(o, true)
 	}
 	return &kernel{
-		cfg: cfg, log: cfg.Logger, c: c, seq: 1 << 20,
+		cfg: cfg, log: cfg.Logger, c: c, seq: 1 << 20, sc: c, dirty: make(map[[4]byte]struct{}, maxDirty),
 		metrics: make(map[[4]byte]uint32), next: cfg.MetricBase,
 		vips:  make(map[netip.Prefix]bool),
 		links: make(chan LinkEvent, 64),
@@ -147,6 +168,14 @@ func (k *kernel) Stats() Stats {
 }
 
 func (k *kernel) Close() error {
+	// A scan reading on another goroutine finishes first: it uses the
+	// map's descriptor and its own socket.
+	k.smu.Lock()
+	if k.sc != nil && k.sc != k.c {
+		k.sc.Close()
+	}
+	k.sc = nil
+	k.smu.Unlock()
 	if k.rev != nil {
 		k.rev.close() // an attached filter keeps the program and map alive in the kernel
 	}
@@ -482,6 +511,7 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 			fail(i, fmt.Errorf("datapath: binding %v → %v: %s: %w", b.Home, b.CareOf, b.Encap, ErrUnsupported))
 			continue
 		}
+		k.touched(b.Home)
 		if _, f := k.metricFor(b.Home.As4()); f {
 			fresh[b.Home.As4()] = true
 		}
@@ -495,6 +525,7 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 			fail(len(adds)+j, fmt.Errorf("datapath: remove %v: not IPv4", h))
 			continue
 		}
+		k.touched(h)
 		k.ops = append(k.ops, op{owner: int32(len(adds) + j), what: opRouteDel, home: h, ignore: unix.ESRCH})
 		if k.entries() { // entries left from another mode: Reconcile removes them
 			k.ops = append(k.ops, op{owner: int32(len(adds) + j), what: opProxyDel, home: h, ignore: unix.ENOENT})
@@ -705,6 +736,7 @@ func (k *kernel) Withdraw() error {
 	if k.home == 0 {
 		return nil // never set up: nothing of ours can be there
 	}
+	k.gen++ // a scan in flight describes what is about to go
 	if err := k.scan(); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -383,5 +384,87 @@ func TestNetnsProxyARP(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The periodic check reads the kernel on another goroutine while the owner
+// goes on applying: drift is repaired (a route an operator deleted, a stale
+// route of ours, a reverse-map entry gone), what Apply changed meanwhile is
+// left as Apply made it, and a takeover, a withdrawal or too many changes
+// in between make the scan stale (nothing done).
+func TestNetnsPeriodicScan(t *testing.T) {
+	n := newNetns(t)
+	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
+		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true, ReverseCheck: true, Capacity: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	k := dp.(*kernel)
+	if err := k.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	bs := bindings(200, 0)
+	if _, _, err := k.Reconcile(slices.Values(bs)); err != nil {
+		t.Fatal(err)
+	}
+	// Drift.
+	n.ip(t, "route", "del", bs[3].Home.String()+"/32", "proto", "77")
+	n.ip(t, "route", "add", "10.1.5.5/32", "encap", "ip", "dst", "192.0.2.55", "dev", "tun0", "proto", "77", "metric", "5")
+	if err := k.rev.del(bs[4].Home); err != nil {
+		t.Fatal(err)
+	}
+	s := k.BeginScan()
+	k.ScanKernel(s) // the agent runs it on another goroutine
+	// Then, on the owner's goroutine, before the scan is handed back: one
+	// node moves, one leaves, one arrives. The scan shows them as they
+	// were; ReconcileScan must not undo them.
+	moved := bs[10]
+	moved.CareOf = netip.MustParseAddr("198.51.100.10")
+	arrived := bindingN(500)
+	if errs := k.Apply([]Binding{moved, arrived}, []netip.Addr{bs[11].Home}); errs != nil {
+		t.Fatal(firstErr(errs))
+	}
+	want := append(slices.Clone(bs[:10]), moved)
+	want = append(want, bs[12:]...)
+	want = append(want, arrived)
+	a, r, err := k.ReconcileScan(s, slices.Values(want))
+	if err != nil || a != 2 || r != 1 {
+		t.Fatalf("ReconcileScan: added %d removed %d err %v; want 2 (route, map entry) and 1 (stale route)", a, r, err)
+	}
+	if s.Took() <= 0 {
+		t.Errorf("scan took %v", s.Took())
+	}
+	if a, r, err := k.Reconcile(slices.Values(want)); a != 0 || r != 0 || err != nil {
+		t.Fatalf("a full Reconcile after the scan: %d %d %v, want nothing to do", a, r, err)
+	}
+
+	// Stale: a Reconcile (takeover) or Withdraw after BeginScan.
+	s = k.BeginScan()
+	k.ScanKernel(s)
+	if _, _, err := k.Reconcile(slices.Values(want)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := k.ReconcileScan(s, slices.Values(want)); !errors.Is(err, ErrScanStale) {
+		t.Fatalf("scan overtaken by a Reconcile: %v, want ErrScanStale", err)
+	}
+	// Stale: more homes changed during the read than are tracked.
+	s = k.BeginScan()
+	many := bindings(maxDirty+1, 1)
+	if errs := k.Apply(many, nil); errs != nil {
+		t.Fatal(firstErr(errs))
+	}
+	k.ScanKernel(s)
+	if _, _, err := k.ReconcileScan(s, slices.Values(many)); !errors.Is(err, ErrScanStale) {
+		t.Fatalf("scan with %d homes changed: %v, want ErrScanStale", maxDirty+1, err)
+	}
+	// The next one converges (to many: the 200 first homes moved with it).
+	s = k.BeginScan()
+	k.ScanKernel(s)
+	if _, _, err := k.ReconcileScan(s, slices.Values(many)); err != nil {
+		t.Fatal(err)
+	}
+	if a, r, err := k.Reconcile(slices.Values(many)); a != 0 || r != 0 || err != nil {
+		t.Fatalf("a full Reconcile after the last scan: %d %d %v, want nothing to do", a, r, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -54,26 +55,31 @@ func (kr *kroute) route(proto uint8) route {
 
 func cmp4(a, b [4]byte) int { return bytes.Compare(a[:], b[:]) }
 
-// dump sends one dump request and hands each entry to each as it is read,
-// without keeping the messages. A dump the kernel marks interrupted (the
-// table changed under it) is asked again, up to three times, after reset.
-// each's first error stops the processing (the rest of the dump is still
-// read off the socket) and is returned.
-func (k *kernel) dump(typ uint16, body []byte, reset func(), each func(typ uint16, data []byte) error) error {
+// dump sends one dump request on c and hands each entry to each as it is
+// read, without keeping the messages. A dump the kernel marks interrupted
+// (the table changed under it) is asked again, up to three times, after
+// reset; intr reports that the last try was interrupted too. each's first
+// error stops the processing (the rest of the dump is still read off the
+// socket) and is returned.
+func dump(c *netlink.Conn, seq *uint32, typ uint16, body []byte, reset func(), each func(typ uint16, data []byte) error) (intr bool, err error) {
 	for try := 0; ; try++ {
 		reset()
+		*seq++
+		if *seq == 0 {
+			*seq = 1
+		}
 		m := netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump, Sequence: k.nextSeq()},
+			Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump, Sequence: *seq},
 			Data:   body,
 		}
-		if _, err := k.c.Send(m); err != nil {
-			return nlErr(err)
+		if _, err := c.Send(m); err != nil {
+			return false, nlErr(err)
 		}
-		intr := false
+		intr = false
 		var ferr error
-		for msg, err := range k.c.ReceiveIter() {
+		for msg, err := range c.ReceiveIter() {
 			if err != nil {
-				return nlErr(err)
+				return false, nlErr(err)
 			}
 			if msg.Header.Flags&netlink.DumpInterrupted != 0 {
 				intr = true
@@ -83,18 +89,19 @@ func (k *kernel) dump(typ uint16, body []byte, reset func(), each func(typ uint1
 			}
 		}
 		if ferr != nil {
-			return ferr
+			return false, ferr
 		}
 		if !intr || try >= 3 {
-			return nil
+			return intr, nil
 		}
 	}
 }
 
-// scan lists the kernel's routes and proxy entries carrying our protocol
-// into k.kr (sorted by destination, then metric) and k.kn (sorted).
-func (k *kernel) scan() error {
-	err := k.dump(unix.RTM_GETROUTE, appendRouteDump(nil, k.cfg.Protocol), func() { k.kr = k.kr[:0] },
+// scanInto lists the kernel's routes and proxy entries carrying our
+// protocol over c into kr (sorted by destination, then metric, exact
+// duplicates dropped) and kn (sorted). intr: a dump stayed interrupted.
+func (k *kernel) scanInto(c *netlink.Conn, seq *uint32, kr *[]kroute, kn *[][4]byte) (intr bool, err error) {
+	i1, err := dump(c, seq, unix.RTM_GETROUTE, appendRouteDump(nil, k.cfg.Protocol), func() { *kr = (*kr)[:0] },
 		func(typ uint16, data []byte) error {
 			if typ != unix.RTM_NEWROUTE {
 				return nil
@@ -107,14 +114,14 @@ func (k *kernel) scan() error {
 				return err
 			}
 			if r.Protocol == k.cfg.Protocol && r.Table == unix.RT_TABLE_MAIN && r.Dst.IsValid() {
-				k.kr = append(k.kr, krouteOf(&r))
+				*kr = append(*kr, krouteOf(&r))
 			}
 			return nil
 		})
 	if err != nil {
-		return fmt.Errorf("datapath: listing routes: %w", err)
+		return false, fmt.Errorf("datapath: listing routes: %w", err)
 	}
-	err = k.dump(unix.RTM_GETNEIGH, appendNeighDump(nil), func() { k.kn = k.kn[:0] },
+	i2, err := dump(c, seq, unix.RTM_GETNEIGH, appendNeighDump(nil), func() { *kn = (*kn)[:0] },
 		func(typ uint16, data []byte) error {
 			if typ != unix.RTM_NEWNEIGH {
 				return nil
@@ -127,21 +134,31 @@ func (k *kernel) scan() error {
 				return err
 			}
 			if n.Flags&unix.NTF_PROXY != 0 && n.Protocol == k.cfg.Protocol && n.Ifindex == k.home && n.Dst.IsValid() {
-				k.kn = append(k.kn, n.Dst.As4())
+				*kn = append(*kn, n.Dst.As4())
 			}
 			return nil
 		})
 	if err != nil {
-		return fmt.Errorf("datapath: listing proxy ARP entries: %w", err)
+		return false, fmt.Errorf("datapath: listing proxy ARP entries: %w", err)
 	}
-	slices.SortFunc(k.kr, func(a, b kroute) int {
+	slices.SortFunc(*kr, func(a, b kroute) int {
 		if c := cmp4(a.dst, b.dst); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.metric, b.metric)
 	})
-	slices.SortFunc(k.kn, cmp4)
-	return nil
+	// An interrupted dump may list an entry twice: the copy must not look
+	// like an extra route to delete (it is the same route).
+	*kr = slices.Compact(*kr)
+	slices.SortFunc(*kn, cmp4)
+	*kn = slices.Compact(*kn)
+	return i1 || i2, nil
+}
+
+// scan fills k.kr and k.kn on the owner's socket.
+func (k *kernel) scan() error {
+	_, err := k.scanInto(k.c, &k.seq, &k.kr, &k.kn)
+	return err
 }
 
 // dropScan lets a large scan go to the collector: 2.4 MB at 100k routes
@@ -164,7 +181,9 @@ type dumpOp struct {
 
 // Reconcile converges the kernel to want: our routes, proxy entries and the
 // reverse-tunnel map. want is walked once; homes it yields twice count
-// once.
+// once. It reads the kernel on the caller's goroutine (takeover: the
+// reprogramming must be done before the agent serves); the periodic check
+// reads it on another one (BeginScan, ScanKernel, ReconcileScan).
 func (k *kernel) Reconcile(want iter.Seq[Binding]) (added, removed int, err error) {
 	if err := k.needHome(); err != nil {
 		return 0, 0, err
@@ -172,11 +191,25 @@ func (k *kernel) Reconcile(want iter.Seq[Binding]) (added, removed int, err erro
 	if err := k.proxyARP(true); err != nil {
 		return 0, 0, err
 	}
+	k.gen++ // a scan in flight no longer describes what we will have done
 	if err := k.scan(); err != nil {
 		return 0, 0, err
 	}
 	defer k.dropScan()
-	kr, kn := k.kr, k.kn
+	var have []revEntry
+	if k.rev != nil {
+		if have, err = k.rev.rd.readAll(k.rev.homes); err != nil {
+			return 0, 0, err
+		}
+		defer k.rev.rd.trim()
+	}
+	return k.converge(k.kr, k.kn, have, want, nil)
+}
+
+// converge is Reconcile's work once the kernel is read: kr, kn and have
+// (the reverse map) sorted. Homes skip says are left alone: the periodic
+// scan's homes that Apply changed while it read.
+func (k *kernel) converge(kr []kroute, kn [][4]byte, have []revEntry, want iter.Seq[Binding], skip func([4]byte) bool) (added, removed int, err error) {
 	usedR := make([]bool, len(kr))
 	usedN := make([]bool, len(kn))
 	var work, dels []dumpOp
@@ -193,6 +226,9 @@ func (k *kernel) Reconcile(want iter.Seq[Binding]) (added, removed int, err erro
 			continue // a home yielded twice
 		}
 		wanted = append(wanted, h)
+		if skip != nil && skip(h) {
+			continue // its routes and entries are marked below, not touched
+		}
 		if found {
 			// Adopt the metric the kernel holds (after a restart ours is
 			// unknown); further routes to h are extras and go below.
@@ -227,19 +263,19 @@ func (k *kernel) Reconcile(want iter.Seq[Binding]) (added, removed int, err erro
 		}
 	}
 	for i := range kr {
-		if !usedR[i] {
+		if !usedR[i] && (skip == nil || !skip(kr[i].dst)) {
 			dels = append(dels, dumpOp{op: op{what: opRouteDel, home: netip.AddrFrom4(kr[i].dst), ignore: unix.ESRCH}, kr: kr[i]})
 		}
 	}
 	for j := range kn {
-		if !usedN[j] { // every entry when proxy ARP is by route
+		if !usedN[j] && (skip == nil || !skip(kn[j])) { // every entry when proxy ARP is by route
 			dels = append(dels, dumpOp{op: op{what: opProxyDel, home: netip.AddrFrom4(kn[j]), ignore: unix.ENOENT}})
 		}
 	}
 	// Metrics of homes no longer wanted go back to the free list.
 	slices.SortFunc(wanted, cmp4)
 	for h := range k.metrics {
-		if _, ok := slices.BinarySearchFunc(wanted, h, cmp4); !ok {
+		if _, ok := slices.BinarySearchFunc(wanted, h, cmp4); !ok && (skip == nil || !skip(h)) {
 			k.release(h)
 		}
 	}
@@ -265,7 +301,10 @@ func (k *kernel) Reconcile(want iter.Seq[Binding]) (added, removed int, err erro
 		if err := k.attachAllRev(); err != nil {
 			bad = append(bad, err)
 		}
-		a, r, err := k.rev.sync(rev)
+		if skip != nil {
+			have = slices.DeleteFunc(have, func(e revEntry) bool { return skip(e.home) })
+		}
+		a, r, err := k.rev.sync(rev, have)
 		added, removed = added+a, removed+r
 		if err != nil {
 			bad = append(bad, err)
@@ -276,6 +315,94 @@ func (k *kernel) Reconcile(want iter.Seq[Binding]) (added, removed int, err erro
 		return added, removed, fmt.Errorf("datapath: reconcile: %d of %d requests failed, first: %w", len(bad), len(work), bad[0])
 	}
 	return added, removed, nil
+}
+
+// ---- the periodic check, read off the owner loop ----
+
+// Scan is the kernel's state as a reconcile compares it, read by
+// ScanKernel on a goroutine of its own: at 100,000 bindings the route dump
+// alone is 150–200 ms of kernel time, which the owner loop must not spend
+// while registrations wait.
+type Scan struct {
+	gen  uint64
+	kr   []kroute
+	kn   [][4]byte
+	rev  []revEntry
+	err  error
+	took time.Duration
+}
+
+// Took is how long ScanKernel read.
+func (s *Scan) Took() time.Duration { return s.took }
+
+// ErrScanStale says a scan was overtaken (a takeover or withdrawal, or more
+// changes during it than are tracked): nothing was done; the next one
+// will be.
+var ErrScanStale = errors.New("datapath: the kernel changed too much while it was read; the next reconcile checks again")
+
+// maxDirty bounds the homes Apply may change while a scan reads; beyond,
+// the scan is dropped (ErrScanStale).
+const maxDirty = 4096
+
+func (k *kernel) BeginScan() *Scan {
+	k.scanning, k.dirtyOver = true, false
+	clear(k.dirty)
+	return &Scan{gen: k.gen}
+}
+
+func (k *kernel) ScanKernel(s *Scan) {
+	start := time.Now()
+	defer func() { s.took = time.Since(start) }()
+	k.smu.Lock()
+	defer k.smu.Unlock()
+	if k.sc == nil {
+		s.err = errors.New("datapath: closed")
+		return
+	}
+	intr, err := k.scanInto(k.sc, &k.sseq, &s.kr, &s.kn)
+	if err == nil && intr {
+		err = ErrScanStale
+	}
+	if err == nil && k.rev != nil {
+		var have []revEntry
+		have, err = k.srd.readAll(k.rev.homes)
+		s.rev, k.srd.have = have, nil // the scan keeps it; the next read starts afresh
+	}
+	s.err = err
+}
+
+func (k *kernel) ReconcileScan(s *Scan, want iter.Seq[Binding]) (added, removed int, err error) {
+	k.scanning = false
+	if s.err != nil {
+		return 0, 0, s.err
+	}
+	if s.gen != k.gen || k.dirtyOver {
+		return 0, 0, ErrScanStale
+	}
+	if err := k.needHome(); err != nil {
+		return 0, 0, err
+	}
+	if err := k.proxyARP(true); err != nil {
+		return 0, 0, err
+	}
+	var skip func([4]byte) bool
+	if len(k.dirty) > 0 {
+		skip = func(h [4]byte) bool { _, ok := k.dirty[h]; return ok }
+	}
+	return k.converge(s.kr, s.kn, s.rev, want, skip)
+}
+
+// touched records homes Apply changes while a scan reads (their state in
+// the scan may predate the change).
+func (k *kernel) touched(h netip.Addr) {
+	if !k.scanning || !h.Is4() {
+		return
+	}
+	if len(k.dirty) >= maxDirty {
+		k.dirtyOver = true
+		return
+	}
+	k.dirty[h.As4()] = struct{}{}
 }
 
 // compact is the route b needs, with metric, as a dump would show it.

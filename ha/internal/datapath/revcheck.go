@@ -109,15 +109,8 @@ type revFilter struct {
 	ncpu                int
 	attr                elemAttr
 	key, val, cur, next [4]byte
-	cnt                 []byte // ncpu × 8: one per-CPU counter
-	keys                [][4]byte
-
-	// reading the map back (Reconcile): sorted pairs, and the batch
-	// call's heap buffers
-	have                []revEntry
-	noBatch             bool
-	batch, bkeys, bvals []byte
-	tokIn, tokOut       []byte
+	cnt                 []byte    // ncpu × 8: one per-CPU counter
+	rd                  revReader // the owner's reads (Reconcile, Withdraw)
 }
 
 // kernelOptionBPF names what the check needs, for start-up errors.
@@ -199,43 +192,17 @@ func (f *revFilter) del(home netip.Addr) error {
 	return nil
 }
 
-// list reads every key of the map (a snapshot: deleting while walking a
-// hash map would restart the walk).
-func (f *revFilter) list() ([][4]byte, error) {
-	f.keys = f.keys[:0]
-	first := true
-	for {
-		var err error
-		if first {
-			err = f.attr.opNext(f.homes, nil, f.next[:])
-			first = false
-		} else {
-			err = f.attr.opNext(f.homes, f.cur[:], f.next[:])
-		}
-		if errors.Is(err, unix.ENOENT) {
-			return f.keys, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reverse-tunnel map: listing: %w", err)
-		}
-		f.keys = append(f.keys, f.next)
-		f.cur = f.next
-	}
-}
-
 // revEntry is one home → care-of pair as the map holds it (the care-of in
 // the program's byte order: careOfValue).
 type revEntry struct{ home, careOf [4]byte }
 
+func byRevHome(a, b revEntry) int { return cmp4(a.home, b.home) }
+
 // sync converges the map to want (any order; a home given twice counts
-// once, the first pair wins); it returns entries written and removed.
-func (f *revFilter) sync(want []revEntry) (added, removed int, err error) {
-	have, err := f.readAll()
-	if err != nil {
-		return 0, 0, err
-	}
-	byHome := func(a, b revEntry) int { return cmp4(a.home, b.home) }
-	slices.SortStableFunc(want, byHome)
+// once, the first pair wins) from have, the map as readAll read it (sorted
+// by home); it returns entries written and removed.
+func (f *revFilter) sync(want, have []revEntry) (added, removed int, err error) {
+	slices.SortStableFunc(want, byRevHome)
 	var bad []error
 	i := 0 // have[i:] not yet matched
 	for w := range want {
@@ -270,12 +237,6 @@ func (f *revFilter) sync(want []revEntry) (added, removed int, err error) {
 			removed++
 		}
 	}
-	if cap(f.have) > 4096 {
-		f.have = nil
-	}
-	if cap(f.keys) > 4096 {
-		f.keys = nil
-	}
 	if len(bad) > 0 {
 		return added, removed, fmt.Errorf("%d map updates failed, first: %w", len(bad), bad[0])
 	}
@@ -294,73 +255,121 @@ func (f *revFilter) putRaw(e revEntry) error {
 	return nil
 }
 
-// readAll reads every pair of the map into f.have, sorted by home: in
+// revReader reads the map back. Its buffers are its own: the owner loop
+// reads through the revFilter's, the periodic scan (another goroutine)
+// through the kernel's, while the owner keeps writing the map.
+type revReader struct {
+	attr                elemAttr
+	key, val, cur, next [4]byte
+	keys                [][4]byte
+	have                []revEntry
+	noBatch             bool
+	batch, bkeys, bvals []byte
+	tokIn, tokOut       []byte
+}
+
+// list reads every key of map fd (a snapshot: deleting while walking a
+// hash map would restart the walk).
+func (r *revReader) list(fd int) ([][4]byte, error) {
+	r.keys = r.keys[:0]
+	first := true
+	for {
+		var err error
+		if first {
+			err = r.attr.opNext(fd, nil, r.next[:])
+			first = false
+		} else {
+			err = r.attr.opNext(fd, r.cur[:], r.next[:])
+		}
+		if errors.Is(err, unix.ENOENT) {
+			return r.keys, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reverse-tunnel map: listing: %w", err)
+		}
+		r.keys = append(r.keys, r.next)
+		r.cur = r.next
+	}
+}
+
+// readAll reads every pair of map fd into r.have, sorted by home: in
 // batches of revBatch (BPF_MAP_LOOKUP_BATCH, Linux 5.6) where the kernel
 // has them, else key by key (two bpf(2) calls per entry: 225 ms at 100k).
-func (f *revFilter) readAll() ([]revEntry, error) {
-	f.have = f.have[:0]
-	if !f.noBatch {
-		err := f.readBatch()
+// The result is valid until the next call.
+func (r *revReader) readAll(fd int) ([]revEntry, error) {
+	r.have = r.have[:0]
+	if !r.noBatch {
+		err := r.readBatch(fd)
 		switch {
 		case err == nil:
-			slices.SortFunc(f.have, func(a, b revEntry) int { return cmp4(a.home, b.home) })
-			return f.have, nil
+			slices.SortFunc(r.have, byRevHome)
+			return r.have, nil
 		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.Errno(524)): // 524: ENOTSUPP
-			f.noBatch = true // an older kernel: key by key from now on
-			f.have = f.have[:0]
+			r.noBatch = true // an older kernel: key by key from now on
+			r.have = r.have[:0]
 		default:
 			return nil, fmt.Errorf("reverse-tunnel map: reading in batches: %w", err)
 		}
 	}
-	keys, err := f.list()
+	keys, err := r.list(fd)
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range keys {
-		f.key = k
-		if err := f.attr.op(bpfMapLookup, f.homes, f.key[:], f.val[:]); err == nil {
-			f.have = append(f.have, revEntry{home: k, careOf: f.val})
+		r.key = k
+		if err := r.attr.op(bpfMapLookup, fd, r.key[:], r.val[:]); err == nil {
+			r.have = append(r.have, revEntry{home: k, careOf: r.val})
 		} else if !errors.Is(err, unix.ENOENT) {
 			return nil, fmt.Errorf("reverse-tunnel map: reading %v: %w", netip.AddrFrom4(k), err)
 		}
 	}
-	slices.SortFunc(f.have, func(a, b revEntry) int { return cmp4(a.home, b.home) })
-	return f.have, nil
+	slices.SortFunc(r.have, byRevHome)
+	return r.have, nil
+}
+
+// trim lets large buffers go after a reconcile (800 KB at 100k).
+func (r *revReader) trim() {
+	if cap(r.have) > 4096 {
+		r.have = nil
+	}
+	if cap(r.keys) > 4096 {
+		r.keys = nil
+	}
 }
 
 // revBatch is how many pairs one BPF_MAP_LOOKUP_BATCH call returns at most.
 const revBatch = 1024
 
-// readBatch appends every pair to f.have with BPF_MAP_LOOKUP_BATCH. The
+// readBatch appends every pair to r.have with BPF_MAP_LOOKUP_BATCH. The
 // attr is union bpf_attr's batch struct: in_batch, out_batch, keys, values
 // (pointers), count, map_fd, elem_flags, flags.
-func (f *revFilter) readBatch() error {
-	if f.batch == nil {
-		f.batch = heapBytes(64)
-		f.bkeys, f.bvals = heapBytes(4*revBatch), heapBytes(4*revBatch)
-		f.tokIn, f.tokOut = heapBytes(8), heapBytes(8)
+func (r *revReader) readBatch(fd int) error {
+	if r.batch == nil {
+		r.batch = heapBytes(64)
+		r.bkeys, r.bvals = heapBytes(4*revBatch), heapBytes(4*revBatch)
+		r.tokIn, r.tokOut = heapBytes(8), heapBytes(8)
 	}
 	ne := binary.NativeEndian
 	for first := true; ; first = false {
-		a := f.batch
+		a := r.batch
 		clear(a)
 		if !first {
-			copy(f.tokIn, f.tokOut)
-			ne.PutUint64(a[0:], ptr(f.tokIn))
+			copy(r.tokIn, r.tokOut)
+			ne.PutUint64(a[0:], ptr(r.tokIn))
 		}
-		ne.PutUint64(a[8:], ptr(f.tokOut))
-		ne.PutUint64(a[16:], ptr(f.bkeys))
-		ne.PutUint64(a[24:], ptr(f.bvals))
+		ne.PutUint64(a[8:], ptr(r.tokOut))
+		ne.PutUint64(a[16:], ptr(r.bkeys))
+		ne.PutUint64(a[24:], ptr(r.bvals))
 		ne.PutUint32(a[32:], revBatch)
-		ne.PutUint32(a[36:], uint32(f.homes))
+		ne.PutUint32(a[36:], uint32(fd))
 		_, err := bpfCall(bpfMapLookupBatch, a[:56])
 		n := int(ne.Uint32(a[32:]))
 		if (err == nil || errors.Is(err, unix.ENOENT)) && n <= revBatch {
 			for i := range n {
 				var e revEntry
-				copy(e.home[:], f.bkeys[4*i:])
-				copy(e.careOf[:], f.bvals[4*i:])
-				f.have = append(f.have, e)
+				copy(e.home[:], r.bkeys[4*i:])
+				copy(e.careOf[:], r.bvals[4*i:])
+				r.have = append(r.have, e)
 			}
 		}
 		if errors.Is(err, unix.ENOENT) {
@@ -374,7 +383,7 @@ func (f *revFilter) readBatch() error {
 
 // clearAll empties the map (Withdraw).
 func (f *revFilter) clearAll() error {
-	keys, err := f.list()
+	keys, err := f.rd.list(f.homes)
 	if err != nil {
 		return err
 	}
@@ -383,6 +392,7 @@ func (f *revFilter) clearAll() error {
 			return err
 		}
 	}
+	f.rd.trim()
 	return nil
 }
 

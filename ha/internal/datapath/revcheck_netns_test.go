@@ -217,20 +217,20 @@ func TestRevMapReadAllAndSync(t *testing.T) {
 		careOfValue(&e.careOf, coa)
 		want = append(want, e)
 	}
-	batch, err := f.readAll()
+	batch, err := f.rd.readAll(f.homes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.noBatch {
+	if f.rd.noBatch {
 		t.Fatal("this kernel refused BPF_MAP_LOOKUP_BATCH (Linux ≥ 5.6 has it): the fallback ran")
 	}
 	batch = slices.Clone(batch)
-	f.noBatch = true
-	single, err := f.readAll()
+	f.rd.noBatch = true
+	single, err := f.rd.readAll(f.homes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.noBatch = false
+	f.rd.noBatch = false
 	if len(batch) != n || !slices.Equal(batch, single) {
 		t.Fatalf("batch read %d pairs, key by key %d; equal %v", len(batch), len(single), slices.Equal(batch, single))
 	}
@@ -241,11 +241,11 @@ func TestRevMapReadAllAndSync(t *testing.T) {
 	want[0].careOf[3] ^= 0xff
 	want = append(want, revEntry{home: [4]byte{10, 2, 0, 1}, careOf: [4]byte{1, 2, 3, 4}}, want[5])
 	slices.Reverse(want) // any order
-	a, r, err := f.sync(slices.Clone(want))
+	a, r, err := f.sync(slices.Clone(want), slices.Clone(mustRead(t, f)))
 	if err != nil || a != 2 || r != 1 {
 		t.Fatalf("sync: added %d removed %d err %v, want 2 1 nil", a, r, err)
 	}
-	got, err := f.readAll()
+	got, err := f.rd.readAll(f.homes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,16 @@ func TestRevMapReadAllAndSync(t *testing.T) {
 	if slices.ContainsFunc(got, func(e revEntry) bool { return e.home == stale.home }) {
 		t.Fatal("the stale home is still mapped")
 	}
-	if a, r, err := f.sync(slices.Clone(want)); a != 0 || r != 0 || err != nil {
+	if a, r, err := f.sync(slices.Clone(want), slices.Clone(mustRead(t, f))); a != 0 || r != 0 || err != nil {
 		t.Fatalf("second sync changed %d/%d (%v), want nothing", a, r, err)
 	}
+}
+
+func mustRead(t *testing.T, f *revFilter) []revEntry {
+	t.Helper()
+	have, err := f.rd.readAll(f.homes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return have
 }

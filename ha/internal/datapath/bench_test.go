@@ -155,16 +155,7 @@ func BenchmarkNetnsReconcile100k(b *testing.B) {
 // read back in batches, nothing to change.
 func BenchmarkNetnsReconcile100kReverseCheck(b *testing.B) {
 	ns := newNetns(b)
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
-		Local: netip.MustParseAddr("10.0.0.1"), NetNS: ns.fd, anyTunnel: true, ReverseCheck: true, Capacity: 100_000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dp.Close()
-	k := dp.(*kernel)
-	if err := k.Setup(); err != nil {
-		b.Fatal(err)
-	}
+	k := ns.openReverse(b, 100_000)
 	bs := bindings(100_000, 0)
 	if a, _, err := k.Reconcile(slices.Values(bs)); err != nil || a != 200_000 {
 		b.Fatal(a, err)
@@ -184,16 +175,7 @@ func BenchmarkNetnsReconcile100kReverseCheck(b *testing.B) {
 // registrations see) as the benchmark's time.
 func BenchmarkNetnsPeriodicScan100k(b *testing.B) {
 	ns := newNetns(b)
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
-		Local: netip.MustParseAddr("10.0.0.1"), NetNS: ns.fd, anyTunnel: true, ReverseCheck: true, Capacity: 100_000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dp.Close()
-	k := dp.(*kernel)
-	if err := k.Setup(); err != nil {
-		b.Fatal(err)
-	}
+	k := ns.openReverse(b, 100_000)
 	bs := bindings(100_000, 0)
 	if _, _, err := k.Reconcile(slices.Values(bs)); err != nil {
 		b.Fatal(err)
@@ -233,16 +215,7 @@ func BenchmarkNetnsInstall20k(b *testing.B) {
 // check on (one bpf(2) map update per binding after the routes).
 func BenchmarkNetnsInstall100kReverseCheck(b *testing.B) {
 	ns := newNetns(b)
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
-		Local: netip.MustParseAddr("10.0.0.1"), NetNS: ns.fd, anyTunnel: true, ReverseCheck: true, Capacity: 100_000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dp.Close()
-	k := dp.(*kernel)
-	if err := k.Setup(); err != nil {
-		b.Fatal(err)
-	}
+	k := ns.openReverse(b, 100_000)
 	bs := bindings(100_000, 0)
 	var mapTime time.Duration
 	for range b.N {

@@ -115,6 +115,23 @@ func (n *netns) open(t testing.TB, proxy bool) *kernel {
 	return k
 }
 
+// openReverse is open with proxy ARP by route and the reverse-tunnel check
+// on, its map sized for capacity bindings.
+func (n *netns) openReverse(t testing.TB, capacity int) *kernel {
+	t.Helper()
+	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
+		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true, ReverseCheck: true, Capacity: capacity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	k := dp.(*kernel)
+	if err := k.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func bindingN(i int) Binding {
 	return Binding{
 		Home:   netip.AddrFrom4([4]byte{10, 1 + byte(i>>16), byte(i >> 8), byte(i)}), // distinct up to 16M
@@ -394,16 +411,7 @@ func TestNetnsProxyARP(t *testing.T) {
 // in between make the scan stale (nothing done).
 func TestNetnsPeriodicScan(t *testing.T) {
 	n := newNetns(t)
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
-		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true, ReverseCheck: true, Capacity: 8192})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dp.Close()
-	k := dp.(*kernel)
-	if err := k.Setup(); err != nil {
-		t.Fatal(err)
-	}
+	k := n.openReverse(t, 8192)
 	bs := bindings(200, 0)
 	if _, _, err := k.Reconcile(slices.Values(bs)); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -65,6 +66,15 @@ type kernel struct {
 	arena []byte
 	msgs  []netlink.Message
 	ops   []op
+	offs  []int
+
+	// The batch path over the socket itself (rawbatch.go): nil under
+	// nltest, whose fake socket has no descriptor (mdlayher's path then).
+	raw        syscall.RawConn
+	rbuf, wbuf []byte
+	rn         int
+	rerr, werr error
+	rfn, wfn   func(fd uintptr) bool
 
 	links   chan LinkEvent
 	lconn   *netlink.Conn
@@ -143,12 +153,17 @@ func newKernel(cfg Config, c *netlink.Conn) *kernel {
 	for _, o := range []netlink.ConnOption{netlink.ExtendedAcknowledge, netlink.GetStrictCheck} {
 		_ = c.SetOption(o, true)
 	}
-	return &kernel{
+	k := &kernel{
 		cfg: cfg, log: cfg.Logger, c: c, seq: 1 << 20, sc: c, dirty: make(map[[4]byte]struct{}, maxDirty),
 		metrics: make(map[[4]byte]uint32), next: cfg.MetricBase,
 		vips:  make(map[netip.Prefix]bool),
 		links: make(chan LinkEvent, 64),
 	}
+	if rc, err := c.SyscallConn(); err == nil {
+		k.raw, k.rbuf = rc, make([]byte, 64<<10)
+		k.rfn, k.wfn = k.rawRead, k.rawWrite // method values made once: no allocation per batch
+	}
+	return k
 }
 
 func (k *kernel) Links() <-chan LinkEvent { return k.links }
@@ -639,14 +654,19 @@ func (k *kernel) run(ops []op, build func(o *op, b []byte) []byte) []error {
 	}
 	for start := 0; start < len(ops); start += window {
 		chunk := ops[start:min(start+window, len(ops))]
+		if k.raw != nil {
+			k.runRaw(chunk, start, build, fail)
+			continue
+		}
 		k.arena = k.arena[:0]
 		k.msgs = k.msgs[:0]
-		offs := make([]int, 0, len(chunk)+1)
+		offs := k.offs[:0]
 		for i := range chunk {
 			offs = append(offs, len(k.arena))
 			k.arena = build(&chunk[i], k.arena)
 		}
 		offs = append(offs, len(k.arena))
+		k.offs = offs
 		first := k.seq + 1
 		for i := range chunk {
 			h := opHeader[chunk[i].what]

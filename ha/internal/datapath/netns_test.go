@@ -476,3 +476,41 @@ func TestNetnsPeriodicScan(t *testing.T) {
 		t.Fatalf("a full Reconcile after the last scan: %d %d %v, want nothing to do", a, r, err)
 	}
 }
+
+// The registration path's datapath call allocates nothing on a real kernel
+// (rawbatch.go): a re-registration with a new care-of, and a
+// de-registration followed by a new registration, reverse check on.
+func TestNetnsApplyAllocatesNothing(t *testing.T) {
+	n := newNetns(t)
+	k := n.openReverse(t, 1024)
+	if k.raw == nil {
+		t.Fatal("the kernel datapath has no raw socket: the batch path under test is not in use")
+	}
+	sets := [2][]Binding{bindings(4, 0), bindings(4, 7)}
+	if errs := k.Apply(sets[0], nil); errs != nil {
+		t.Fatal(firstErr(errs))
+	}
+	i := 0
+	if a := testing.AllocsPerRun(200, func() {
+		i++
+		if errs := k.Apply(sets[i%2][:1], nil); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+	}); a != 0 {
+		t.Errorf("a re-registration's Apply: %v allocations, want 0", a)
+	}
+	dels := []netip.Addr{sets[0][3].Home}
+	if a := testing.AllocsPerRun(200, func() {
+		if errs := k.Apply(nil, dels); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+		if errs := k.Apply(sets[0][3:], nil); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+	}); a != 0 {
+		t.Errorf("a de-registration and a registration: %v allocations, want 0", a)
+	}
+	if out := n.ip(t, "route", "show", "proto", "77"); strings.Count(out, "\n") != 4 {
+		t.Fatalf("routes after the runs:\n%s", out)
+	}
+}

@@ -68,7 +68,12 @@ func sendIPIP(spec string) error {
 	copy(ip[16:], d4[:])
 	binary.BigEndian.PutUint16(ip[10:], csum(ip))
 	pkt := append(ip, icmp...)
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, 4) // IPPROTO_IPIP: the kernel adds the outer header
+	proto := 4 // IPPROTO_IPIP: the kernel adds the outer header
+	if os.Getenv("HAGENT_VMTEST_GRE") != "" {
+		// GRE (RFC 2784): no checksum, key or sequence; protocol IPv4.
+		proto, pkt = 47, append([]byte{0, 0, 0x08, 0x00}, pkt...)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, proto)
 	if err != nil {
 		return fmt.Errorf("raw socket: %w", err)
 	}
@@ -116,9 +121,17 @@ func (l *lab) sendReverse(t *testing.T, innerSrc string) func() {
 // sendReverseFrom sends IP-in-IP from outerSrc (an address of the mobile
 // node's namespace).
 func (l *lab) sendReverseFrom(t *testing.T, outerSrc, innerSrc string) func() {
+	return l.sendReverseEncap(t, outerSrc, innerSrc, false)
+}
+
+// sendReverseEncap sends IP-in-IP, or GRE with gre, from outerSrc.
+func (l *lab) sendReverseEncap(t *testing.T, outerSrc, innerSrc string, gre bool) func() {
 	return func() {
 		cmd := exec.Command("ip", "netns", "exec", l.mnNS, os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "HAGENT_VMTEST_IPIP="+strings.Split(haForeign, "/")[0]+","+innerSrc+","+cnAddr+","+outerSrc)
+		if gre {
+			cmd.Env = append(cmd.Env, "HAGENT_VMTEST_GRE=1")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("sending IP-in-IP from the care-of address: %v\n%s", err, out)
 		}
@@ -206,6 +219,20 @@ func checkGRE(t *testing.T, l *lab, m *vm.Machine) {
 		t.Fatalf("G bit: the route for %s does not use the GRE device:\n%s", homeAddr, routes)
 	}
 	t.Logf("G bit: GRE to the care-of address: %s", tun)
+	// Reverse tunnelling over GRE: the node's GRE from its care-of address
+	// is decapsulated by mip0gre and forwarded; from another address of
+	// the node it is dropped by the same check as on mip0, and counted.
+	before := counter(run(t, m, "hactl show stats"), "reverse tunnel dropped: wrong care-of")
+	if !heardAt(t, l.cnNS, homeAddr, l.sendReverseEncap(t, coa, homeAddr, true)) {
+		t.Fatalf("GRE reverse tunnel: the inner packet from %s did not reach the correspondent %s", homeAddr, cnAddr)
+	}
+	if heardAt(t, l.cnNS, homeAddr, l.sendReverseEncap(t, wrongCoA, homeAddr, true)) {
+		t.Fatalf("GRE reverse tunnel: an inner packet from %s sent from %s (its care-of is %s) was forwarded", homeAddr, wrongCoA, coa)
+	}
+	if after := counter(run(t, m, "hactl show stats"), "reverse tunnel dropped: wrong care-of"); after < before+1 {
+		t.Fatalf("GRE from the wrong care-of: counter %d → %d, want it to grow", before, after)
+	}
+	t.Logf("GRE reverse tunnel: from %s forwarded, from %s dropped and counted", coa, wrongCoA)
 }
 
 // mnsimOnce runs one mnsim request (register, deregister) for the node

@@ -1,8 +1,8 @@
 package datapath
 
 import (
-	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -53,7 +53,11 @@ func (kr *kroute) route(proto uint8) route {
 	return r
 }
 
-func cmp4(a, b [4]byte) int { return bytes.Compare(a[:], b[:]) }
+// cmp4 orders IPv4 addresses as numbers (bytes.Compare's call was half of
+// ReconcileScan's time at 100k).
+func cmp4(a, b [4]byte) int {
+	return cmp.Compare(binary.BigEndian.Uint32(a[:]), binary.BigEndian.Uint32(b[:]))
+}
 
 // dump sends one dump request on c and hands each entry to each as it is
 // read, without keeping the messages. A dump the kernel marks interrupted

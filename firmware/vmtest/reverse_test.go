@@ -233,6 +233,39 @@ func checkGRE(t *testing.T, l *lab, m *vm.Machine) {
 		t.Fatalf("GRE from the wrong care-of: counter %d → %d, want it to grow", before, after)
 	}
 	t.Logf("GRE reverse tunnel: from %s forwarded, from %s dropped and counted", coa, wrongCoA)
+	checkPeriodicRepair(t, m)
+}
+
+// checkPeriodicRepair: the periodic check (datapath.reconcile_interval,
+// 30 s in the reference config) reads the kernel on a goroutine of its own
+// and repairs drift: a route deleted by hand on the console comes back,
+// with the same device, and the agent says so.
+func checkPeriodicRepair(t *testing.T, m *vm.Machine) {
+	want := homeAddr + "/32 dev mip0gre"
+	if routes := run(t, m, "ip route"); !strings.Contains(routes, want) {
+		t.Fatalf("no %q to delete:\n%s", want, routes)
+	}
+	run(t, m, "ip route del "+homeAddr+"/32 scope link dev mip0gre") // ours are scope link
+	if routes := run(t, m, "ip route"); strings.Contains(routes, homeAddr) {
+		t.Fatalf("the route for %s is still there after ip route del:\n%s", homeAddr, routes)
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, _, err := m.Run(ctx, "ip route")
+		cancel()
+		if err == nil && strings.Contains(out, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the periodic check did not put back the route for %s within 45 s:\n%s", homeAddr, out)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if !strings.Contains(m.Output(), "datapath reconciled: the kernel had drifted") {
+		t.Errorf("the route came back but the agent did not log the repair")
+	}
+	t.Logf("periodic check: the route deleted by hand is back (%s)", want)
 }
 
 // mnsimOnce runs one mnsim request (register, deregister) for the node

@@ -91,6 +91,9 @@ func benchInstallRev(b *testing.B, n int, mode int, rev bool) {
 			b.Fatal(firstErr(errs))
 		}
 		b.StopTimer()
+		if got := len(k.metrics); got != n {
+			b.Fatalf("%d distinct routes installed, want %d (does the generator repeat homes?)", got, n)
+		}
 		slabDelta = slabKB() - s0
 		if i == 0 { // later rounds reuse the cleared metric map
 			runtime.GC()

@@ -108,7 +108,7 @@ type revFilter struct {
 	homes, counts, prog int
 	ncpu                int
 	attr                elemAttr
-	key, val, cur, next [4]byte
+	key, val            [4]byte
 	cnt                 []byte    // ncpu × 8: one per-CPU counter
 	rd                  revReader // the owner's reads (Reconcile, Withdraw)
 }

@@ -35,7 +35,10 @@ type dataplane struct {
 	// (datapath.ScanKernel); its result comes back on scanned
 	scanning bool
 	scanned  chan *datapath.Scan
-	stale    uint64 // periodic checks dropped: the kernel changed too much while read
+	stale    uint64        // periodic checks dropped: the kernel changed too much while read
+	checks   uint64        // periodic checks completed
+	lastRead time.Duration // the last one's kernel read (off the owner loop)
+	lastConv time.Duration // and its pause on the owner loop
 	every    time.Duration
 	ifname   string
 	lastLog  time.Time // rate limit of error logs
@@ -334,6 +337,8 @@ func (a *Agent) reconciled(s *datapath.Scan) {
 	}
 	start := time.Now()
 	added, removed, err := d.dp.ReconcileScan(s, a.want())
+	d.checks++
+	d.lastRead, d.lastConv = s.Took(), time.Since(start)
 	switch {
 	case errors.Is(err, datapath.ErrScanStale):
 		d.stale++

@@ -204,6 +204,8 @@ func (a *Agent) showStats() *console.Stats {
 	}
 	m := memStats()
 	st.Runtime = []console.Counter{
+		{Name: "resident set (VmRSS) bytes", Value: rssBytes()},
+		{Name: "heap live after the last GC bytes", Value: liveHeap()},
 		{Name: "heap in use bytes", Value: m.HeapInuse},
 		{Name: "sys bytes", Value: m.Sys},
 		{Name: "gc cycles", Value: uint64(m.NumGC)},

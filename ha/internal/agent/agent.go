@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -116,6 +118,7 @@ func (a *Agent) now() int64 { return int64(time.Since(a.start)) }
 // Run serves until ctx is cancelled, then shuts down cleanly.
 func (a *Agent) Run(ctx context.Context) error {
 	ac := &a.cfg.Agent
+	setMemoryLimit(ac.MemoryLimitMiB)
 	listen := netip.AddrPortFrom(netip.IPv4Unspecified(), ac.ListenPort)
 	// A deep receive buffer absorbs bursts (a fleet re-registering after a
 	// failover) while the owner works through a batch.
@@ -280,6 +283,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			err := a.core.Reload(r.cfg)
 			if err == nil {
 				a.cfg = r.cfg
+				setMemoryLimit(r.cfg.Agent.MemoryLimitMiB)
 				a.log.Info("configuration reloaded", "nodes", len(r.cfg.Nodes), "bindings", a.core.table.Len())
 			}
 			r.resp <- err
@@ -465,6 +469,15 @@ func memStats() runtime.MemStats {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m
+}
+
+// setMemoryLimit applies agent.memory_limit_mib (0: no limit, Go's default).
+func setMemoryLimit(mib int) {
+	if mib > 0 {
+		debug.SetMemoryLimit(int64(mib) << 20)
+	} else {
+		debug.SetMemoryLimit(math.MaxInt64)
+	}
 }
 
 // liveHeap is the heap the last GC found live (heap in use also counts what

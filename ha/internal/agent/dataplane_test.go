@@ -6,8 +6,10 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -312,4 +314,17 @@ func hasCounter(cs []console.Counter, prefix string, v uint64) bool {
 		}
 	}
 	return false
+}
+
+// agent.memory_limit_mib reaches the runtime, and 0 lifts the limit.
+func TestSetMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	setMemoryLimit(48)
+	if got := debug.SetMemoryLimit(-1); got != 48<<20 {
+		t.Fatalf("limit %d, want %d", got, 48<<20)
+	}
+	setMemoryLimit(0)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("limit %d after 0, want none (MaxInt64)", got)
+	}
 }

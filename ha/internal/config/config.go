@@ -107,6 +107,7 @@ type Agent struct {
 	ConsoleSocket        string        // default "/run/hagent.sock"
 	LogLevel             slog.Level    // default info
 	AgentID              uint32        // default (or 0) = Address as a big-endian uint32
+	MemoryLimitMiB       int           // Go heap soft limit (runtime/debug.SetMemoryLimit); 0 = none; 0..65536
 }
 
 // Node is one [[node]]: a mobile node, or a pool of them sharing one key.

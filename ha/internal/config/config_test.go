@@ -324,6 +324,7 @@ func TestErrors(t *testing.T) {
 		{"slash 31", over("home_network", `"192.0.2.2/31"`), true, `x.toml:4: agent.home_network 192.0.2.2/31 leaves no room`},
 		{"port range", `listen_port = 70000`, false, `x.toml:5: agent.listen_port 70000 out of range 1..65535`},
 		{"capacity range", `capacity = 4000001`, false, `x.toml:5: agent.capacity 4000001 out of range 1..4000000`},
+		{"memory limit range", `memory_limit_mib = 70000`, false, `x.toml:5: agent.memory_limit_mib 70000 out of range 0..65536`},
 		{"tombstone range", `tombstone_lifetime = "25h"`, false, `x.toml:5: agent.tombstone_lifetime 25h out of range 1s..24h`},
 		{"bad duration", `replay_tolerance = "7 s"`, false, `x.toml:5: agent.replay_tolerance "7 s" is not a duration`},
 		{"negative duration", `replay_tolerance = "-1s"`, false, `x.toml:5: agent.replay_tolerance -1s out of range 1s..1h`},

@@ -20,6 +20,7 @@ type rawAgent struct {
 	ListenPort, Capacity, TombstoneCapacity         field[int64]
 	TombstoneLifetime, ReplayTolerance              field[string]
 	MaxLifetime, AgentID                            field[int64]
+	MemoryLimitMiB                                  field[int64]
 	SimultaneousBindings, ReverseTunnel             field[bool]
 	Encapsulations                                  field[[]string]
 	ConsoleSocket, LogLevel                         field[string]
@@ -127,6 +128,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		ConsoleSocket:        t.str("console_socket"),
 		LogLevel:             t.str("log_level"),
 		AgentID:              t.integer("agent_id"),
+		MemoryLimitMiB:       t.integer("memory_limit_mib"),
 	}
 	t.done()
 

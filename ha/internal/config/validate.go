@@ -105,6 +105,7 @@ func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 	// 0 means "derive from the address": a config copied to another member
 	// with only its address changed must not clone the identifier.
 	a.AgentID = uint32(d.intIn(ra.AgentID, 0, 0, 1<<32-1))
+	a.MemoryLimitMiB = int(d.intIn(ra.MemoryLimitMiB, 0, 0, 1<<16))
 	if a.AgentID == 0 && a.Address.IsValid() {
 		b := a.Address.As4()
 		a.AgentID = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])

@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"path/filepath"
@@ -16,7 +17,8 @@ import (
 // bindings of one pool, the kernel datapath on (proxy ARP by route), mnsim
 // registering them from the care-of namespace; it logs what `hactl show
 // stats` says of memory and of the periodic check, after one has run at
-// that size. docs/datapath.md quotes the figures.
+// that size. docs/datapath.md quotes the figures. HAGENT_VMTEST_SCALE_MEMLIMIT=N
+// sets agent.memory_limit_mib.
 func TestScale100kInGuest(t *testing.T) {
 	if os.Getenv("HAGENT_VMTEST_SCALE") != "1" {
 		t.Skip("set HAGENT_VMTEST_SCALE=1 to measure 100,000 bindings in the arm64 guest")
@@ -35,6 +37,7 @@ func TestScale100kInGuest(t *testing.T) {
 		{`home_network = "192.0.2.0/24"`, `home_network = "192.0.0.0/14"`},
 		{"capacity = 10000", "capacity = 110000"},
 		{`proxy_arp_mode = "entries"`, `proxy_arp_mode = "interface"`},
+		{"memory_limit_mib = 0", "memory_limit_mib = " + cmp.Or(os.Getenv("HAGENT_VMTEST_SCALE_MEMLIMIT"), "0")},
 	} {
 		if !strings.Contains(cfg, r[0]) {
 			t.Fatalf("the reference config has no %q any more: update this test", r[0])

@@ -214,6 +214,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	var links <-chan datapath.LinkEvent
 	var reconcile <-chan time.Time
 	var scanned <-chan *datapath.Scan
+	var more <-chan struct{}
 	if a.dpl == nil && a.cfg.VRRP.Enabled && len(a.cfg.VRRP.TrackInterfaces) > 0 {
 		// Tracking needs link events even without kernel tunnels.
 		w, err := datapath.WatchLinks(a.log.With("sub", "links"))
@@ -231,6 +232,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			reconcile = t.C
 		}
 		scanned = a.dpl.scanned
+		more = a.dpl.more
 	}
 	if a.grp.m != nil {
 		grx = a.grp.rx
@@ -266,6 +268,8 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.reconcileDataplane()
 		case s := <-scanned:
 			a.reconciled(s)
+		case <-more:
+			a.convergeSlice()
 		case <-timer.C:
 			now := a.now()
 			if a.hold != nil {

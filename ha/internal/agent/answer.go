@@ -193,7 +193,7 @@ func (a *Agent) showStats() *console.Stats {
 			{Name: "periodic checks done", Value: d.checks},
 			{Name: "periodic checks dropped: kernel changed while read", Value: d.stale},
 			{Name: "last periodic check: kernel read (ms, off the loop)", Value: uint64(d.lastRead.Milliseconds())},
-			{Name: "last periodic check: pause on the loop (ms)", Value: uint64(d.lastConv.Milliseconds())},
+			{Name: "last periodic check: longest pause on the loop (ms)", Value: uint64(d.lastConv.Milliseconds())},
 			{Name: "link events", Value: ds.LinkEvents},
 			{Name: "link events dropped", Value: ds.LinkDropped},
 			{Name: "reverse tunnel passed", Value: ds.ReversePassed},

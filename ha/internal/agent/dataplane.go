@@ -35,14 +35,20 @@ type dataplane struct {
 	// (datapath.ScanKernel); its result comes back on scanned
 	scanning bool
 	scanned  chan *datapath.Scan
-	stale    uint64        // periodic checks dropped: the kernel changed too much while read
-	checks   uint64        // periodic checks completed
-	lastRead time.Duration // the last one's kernel read (off the owner loop)
-	lastConv time.Duration // and its pause on the owner loop
-	every    time.Duration
-	ifname   string
-	lastLog  time.Time // rate limit of error logs
-	lastRef  time.Time // rate limit of the refused-registration log
+	// then converged a slice per loop iteration; more wakes the loop
+	conv      *datapath.Scan
+	convPos   int
+	convPause time.Duration // the longest slice of this check
+	convStart time.Time
+	more      chan struct{}
+	stale     uint64        // periodic checks dropped: the kernel changed too much while read
+	checks    uint64        // periodic checks completed
+	lastRead  time.Duration // the last one's kernel read (off the owner loop)
+	lastConv  time.Duration // and its pause on the owner loop
+	every     time.Duration
+	ifname    string
+	lastLog   time.Time // rate limit of error logs
+	lastRef   time.Time // rate limit of the refused-registration log
 }
 
 // refusal is one add the kernel refused: the binding and why.
@@ -95,7 +101,7 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 	}
 	// Offer GRE only when the kernel has it (else the node gets 139).
 	a.core.SetKernelGRE(dp.Supports(datapath.GRE))
-	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface, scanned: make(chan *datapath.Scan, 1)}, nil
+	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface, scanned: make(chan *datapath.Scan, 1), more: make(chan struct{}, 1)}, nil
 }
 
 func dpBinding(e *binding.Entry) datapath.Binding {
@@ -316,7 +322,7 @@ func (a *Agent) activateDataplane(on bool) {
 // reconciled converges to the table as it is when the read comes back.
 func (a *Agent) reconcileDataplane() {
 	d := a.dpl
-	if d == nil || !d.active || d.every <= 0 || d.scanning || time.Since(d.recon) < d.every {
+	if d == nil || !d.active || d.every <= 0 || d.scanning || d.conv != nil || time.Since(d.recon) < d.every {
 		return
 	}
 	d.recon = time.Now()
@@ -328,17 +334,77 @@ func (a *Agent) reconcileDataplane() {
 	}()
 }
 
-// reconciled finishes a periodic check with the scan ScanKernel read.
+// convSlice is how many bindings one owner-loop iteration converges: at
+// 100,000 bindings the whole table took 48 ms natively and 1.4 s under
+// emulation (a slow MIPS core's order) in one go; a slice is an eighth
+// of that at 8,192.
+const convSlice = 8192
+
+// reconciled starts converging the scan ScanKernel read: a slice of the
+// table now, the next ones on later iterations (d.more), registrations
+// served in between.
 func (a *Agent) reconciled(s *datapath.Scan) {
 	d := a.dpl
 	d.scanning = false
 	if !d.active {
 		return // withdrawn meanwhile: nothing of ours to check
 	}
+	d.convPause = 0
+	if err := d.dp.ConvergeStart(s); err != nil {
+		a.checkEnded(s, 0, 0, err)
+		return
+	}
+	d.conv, d.convPos, d.convPause, d.convStart = s, 0, 0, time.Now()
+	a.convergeSlice()
+}
+
+// convergeSlice converges the next convSlice bindings of the table
+// (binding.Table.RangeFrom: what arrives or goes meanwhile went through
+// Apply, which the datapath skips), and the end of the check after the
+// last slice.
+func (a *Agent) convergeSlice() {
+	d := a.dpl
+	s := d.conv
+	if s == nil {
+		return
+	}
 	start := time.Now()
-	added, removed, err := d.dp.ReconcileScan(s, a.want())
+	pos, next := d.convPos, 0
+	err := d.dp.ConvergeSome(s, func(yield func(datapath.Binding) bool) {
+		n := 0
+		next = a.core.table.RangeFrom(pos, func(e *binding.Entry) bool {
+			if e.Tombstone() {
+				return true
+			}
+			n++
+			return yield(dpBinding(e)) && n < convSlice
+		})
+	})
+	if err != nil {
+		d.conv = nil
+		a.checkEnded(s, 0, 0, err)
+		return
+	}
+	if next != 0 {
+		d.convPos = next
+		d.convPause = max(d.convPause, time.Since(start))
+		select {
+		case d.more <- struct{}{}:
+		default:
+		}
+		return
+	}
+	added, removed, err := d.dp.ConvergeFinish(s)
+	d.convPause = max(d.convPause, time.Since(start))
+	d.conv = nil
+	a.checkEnded(s, added, removed, err)
+}
+
+// checkEnded counts and logs the end of a periodic check.
+func (a *Agent) checkEnded(s *datapath.Scan, added, removed int, err error) {
+	d := a.dpl
 	d.checks++
-	d.lastRead, d.lastConv = s.Took(), time.Since(start)
+	d.lastRead, d.lastConv = s.Took(), d.convPause
 	switch {
 	case errors.Is(err, datapath.ErrScanStale):
 		d.stale++
@@ -347,7 +413,8 @@ func (a *Agent) reconciled(s *datapath.Scan) {
 		a.log.Warn("datapath reconcile failed", "err", err)
 	case added+removed > 0:
 		a.log.Info("datapath reconciled: the kernel had drifted", "added", added, "removed", removed,
-			"read", s.Took().Round(time.Millisecond), "converged", time.Since(start).Round(time.Millisecond))
+			"read", s.Took().Round(time.Millisecond), "longest_pause", d.convPause.Round(time.Millisecond),
+			"converged_in", time.Since(d.convStart).Round(time.Millisecond))
 	}
 }
 

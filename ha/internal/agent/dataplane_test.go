@@ -71,6 +71,9 @@ func (f *fakeDP) ScanKernel(*datapath.Scan)                              {}
 func (f *fakeDP) ReconcileScan(*datapath.Scan, iter.Seq[datapath.Binding]) (int, int, error) {
 	return 0, 0, nil
 }
+func (f *fakeDP) ConvergeStart(*datapath.Scan) error                            { return nil }
+func (f *fakeDP) ConvergeSome(*datapath.Scan, iter.Seq[datapath.Binding]) error { return nil }
+func (f *fakeDP) ConvergeFinish(*datapath.Scan) (int, int, error)               { return 0, 0, nil }
 
 var (
 	home1 = netip.MustParseAddr("127.0.0.10")
@@ -326,5 +329,67 @@ func TestSetMemoryLimit(t *testing.T) {
 	setMemoryLimit(0)
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("limit %d after 0, want none (MaxInt64)", got)
+	}
+}
+
+// sliceDP records what the periodic check's slices hand the datapath.
+type sliceDP struct {
+	*fakeDP
+	seen     map[netip.Addr]int
+	slices   []int
+	finished int
+}
+
+func (f *sliceDP) ConvergeSome(_ *datapath.Scan, some iter.Seq[datapath.Binding]) error {
+	n := 0
+	for b := range some {
+		f.seen[b.Home]++
+		n++
+	}
+	f.slices = append(f.slices, n)
+	return nil
+}
+
+func (f *sliceDP) ConvergeFinish(*datapath.Scan) (int, int, error) { f.finished++; return 0, 0, nil }
+
+// The periodic check converges the table a slice per loop iteration
+// (convSlice bindings), every live binding exactly once over the slices,
+// tombstones never, and ends once.
+func TestPeriodicCheckInSlices(t *testing.T) {
+	const n = 2*convSlice + 100
+	c, err := NewCore(testConfig(n + 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n + 5 {
+		if _, err := c.table.Put(binding.Entry{Home: 0x0a000000 + uint32(i), CareOf: 0xc6336401, Node: -1, Expires: 1 << 62}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := n; i < n+5; i++ { // five de-registrations kept as tombstones
+		c.table.Tombstone(0x0a000000+uint32(i), 1, 0, 1<<62)
+	}
+	f := &sliceDP{fakeDP: newFakeDP(), seen: map[netip.Addr]int{}}
+	a := &Agent{core: c, log: slog.New(slog.DiscardHandler)}
+	a.dpl = &dataplane{dp: f, active: true, more: make(chan struct{}, 1)}
+	a.reconciled(&datapath.Scan{})
+	for a.dpl.conv != nil {
+		select {
+		case <-a.dpl.more:
+			a.convergeSlice()
+		default:
+			t.Fatalf("a check is converging but did not ask for the next slice (slices so far %v)", f.slices)
+		}
+	}
+	if len(f.slices) != 3 || f.slices[0] != convSlice || f.slices[1] != convSlice || f.slices[2] != 100 {
+		t.Errorf("slices %v, want [%d %d 100]", f.slices, convSlice, convSlice)
+	}
+	if len(f.seen) != n || f.finished != 1 || a.dpl.checks != 1 {
+		t.Fatalf("%d homes seen (want %d), finished %d, checks %d", len(f.seen), n, f.finished, a.dpl.checks)
+	}
+	for h, k := range f.seen {
+		if k != 1 {
+			t.Fatalf("%v seen %d times", h, k)
+		}
 	}
 }

@@ -151,6 +151,14 @@ type Datapath interface {
 	BeginScan() *Scan
 	ScanKernel(s *Scan)
 	ReconcileScan(s *Scan, want iter.Seq[Binding]) (added, removed int, err error)
+	// ReconcileScan in steps, so that the owner loop converges a large
+	// table a slice per iteration: ConvergeStart, ConvergeSome for each
+	// slice (every binding once over all slices; those that arrive or go
+	// meanwhile went through Apply and are skipped), ConvergeFinish.
+	// Any step may say ErrScanStale: stop there.
+	ConvergeStart(s *Scan) error
+	ConvergeSome(s *Scan, some iter.Seq[Binding]) error
+	ConvergeFinish(s *Scan) (added, removed int, err error)
 	// Withdraw removes all our routes and proxy entries and every address
 	// AddVIP added (on becoming standby, and at clean shutdown).
 	Withdraw() error

@@ -154,7 +154,7 @@ func newKernel(cfg Config, c *netlink.Conn) *kernel {
 		_ = c.SetOption(o, true)
 	}
 	k := &kernel{
-		cfg: cfg, log: cfg.Logger, c: c, seq: 1 << 20, sc: c, dirty: make(map[[4]byte]struct{}, maxDirty),
+		cfg: cfg, log: cfg.Logger, c: c, seq: 1 << 20, sc: c, dirty: make(map[[4]byte]struct{}, dirtyPrealloc),
 		metrics: make(map[[4]byte]uint32), next: cfg.MetricBase,
 		vips:  make(map[netip.Prefix]bool),
 		links: make(chan LinkEvent, 64),

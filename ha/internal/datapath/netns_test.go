@@ -411,7 +411,7 @@ func TestNetnsProxyARP(t *testing.T) {
 // in between make the scan stale (nothing done).
 func TestNetnsPeriodicScan(t *testing.T) {
 	n := newNetns(t)
-	k := n.openReverse(t, 8192)
+	k := n.openReverse(t, maxDirty+1024)
 	bs := bindings(200, 0)
 	if _, _, err := k.Reconcile(slices.Values(bs)); err != nil {
 		t.Fatal(err)
@@ -474,6 +474,38 @@ func TestNetnsPeriodicScan(t *testing.T) {
 	}
 	if a, r, err := k.Reconcile(slices.Values(many)); a != 0 || r != 0 || err != nil {
 		t.Fatalf("a full Reconcile after the last scan: %d %d %v, want nothing to do", a, r, err)
+	}
+
+	// In slices, as the agent converges a large table: between slices a
+	// home of the first slice moves (after its slice checked it) and one
+	// of the second slice moves (before); neither is undone, in the
+	// routes or the reverse map.
+	cur := slices.Clone(many[:1000])
+	n.ip(t, "route", "del", cur[700].Home.String()+"/32", "proto", "77") // drift, in the second slice
+	s = k.BeginScan()
+	k.ScanKernel(s)
+	if err := k.ConvergeStart(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.ConvergeSome(s, slices.Values(cur[:500])); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{100, 600} {
+		cur[i].CareOf = netip.MustParseAddr("198.51.100.77")
+		if errs := k.Apply(cur[i:i+1], nil); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+	}
+	if err := k.ConvergeSome(s, slices.Values(cur[500:])); err != nil {
+		t.Fatal(err)
+	}
+	a, r, err = k.ConvergeFinish(s)
+	// + the drifted route; - the homes of many beyond cur, route and map entry each
+	if err != nil || a != 1 || r != 2*(len(many)-len(cur)) {
+		t.Fatalf("sliced converge: added %d removed %d err %v; want 1 and %d", a, r, err, 2*(len(many)-len(cur)))
+	}
+	if a, r, err := k.Reconcile(slices.Values(cur)); a != 0 || r != 0 || err != nil {
+		t.Fatalf("a full Reconcile after the sliced one: %d %d %v, want nothing to do (a move undone?)", a, r, err)
 	}
 }
 

@@ -202,25 +202,47 @@ func (k *kernel) Reconcile(want iter.Seq[Binding]) (added, removed int, err erro
 		return 0, 0, err
 	}
 	defer k.dropScan()
-	var have []revEntry
+	sc := &Scan{kr: k.kr, kn: k.kn}
 	if k.rev != nil {
-		if have, err = k.rev.rd.readAll(k.rev.homes); err != nil {
+		if sc.rev, err = k.rev.rd.readAll(k.rev.homes); err != nil {
 			return 0, 0, err
 		}
 		defer k.rev.rd.trim()
 	}
-	return k.converge(k.kr, k.kn, have, want, nil)
+	return k.converge(sc, want)
 }
 
-// converge is Reconcile's work once the kernel is read: kr, kn and have
-// (the reverse map) sorted. Homes skip says are left alone: the periodic
-// scan's homes that Apply changed while it read.
-func (k *kernel) converge(kr []kroute, kn [][4]byte, have []revEntry, want iter.Seq[Binding], skip func([4]byte) bool) (added, removed int, err error) {
-	usedR := make([]bool, len(kr))
-	usedN := make([]bool, len(kn))
-	var work, dels []dumpOp
-	var wanted [][4]byte // sorted below: the metric sweep's lookup
-	var rev []revEntry
+// converge is Reconcile's work once the kernel is read (s.kr, s.kn and
+// s.rev, sorted), in three steps so that the periodic check can spread it
+// over owner-loop iterations: convergeStart, convergeSome for each slice
+// of the wanted bindings (their adds and replaces are sent at once), then
+// convergeFinish (what no slice wanted goes, the reverse map follows).
+// With s.skipDirty, homes Apply changed since BeginScan are left alone:
+// their state in the scan may predate the change.
+func (k *kernel) converge(s *Scan, want iter.Seq[Binding]) (added, removed int, err error) {
+	k.convergeStart(s)
+	k.convergeSome(s, want)
+	return k.convergeFinish(s)
+}
+
+func (k *kernel) skip(s *Scan, h [4]byte) bool {
+	if !s.skipDirty || len(k.dirty) == 0 {
+		return false
+	}
+	_, ok := k.dirty[h]
+	return ok
+}
+
+func (k *kernel) convergeStart(s *Scan) {
+	s.usedR = make([]bool, len(s.kr))
+	s.usedN = make([]bool, len(s.kn))
+	s.wanted, s.want, s.bad = s.wanted[:0], s.want[:0], nil
+	s.added, s.removed, s.requests = 0, 0, 0
+}
+
+func (k *kernel) convergeSome(s *Scan, want iter.Seq[Binding]) {
+	kr, kn := s.kr, s.kn
+	var work []dumpOp
 	byDst := func(e kroute, h [4]byte) int { return cmp4(e.dst, h) }
 	for b := range want {
 		if !b.Home.Is4() || !b.CareOf.Is4() || !k.Supports(b.Encap) {
@@ -228,17 +250,17 @@ func (k *kernel) converge(kr []kroute, kn [][4]byte, have []revEntry, want iter.
 		}
 		h := b.Home.As4()
 		i, found := slices.BinarySearchFunc(kr, h, byDst) // the first (lowest metric) route to h
-		if found && usedR[i] {
+		if found && s.usedR[i] {
 			continue // a home yielded twice
 		}
-		wanted = append(wanted, h)
-		if skip != nil && skip(h) {
-			continue // its routes and entries are marked below, not touched
+		s.wanted = append(s.wanted, h)
+		if k.skip(s, h) {
+			continue // its routes and entries are spared below, not touched
 		}
 		if found {
 			// Adopt the metric the kernel holds (after a restart ours is
-			// unknown); further routes to h are extras and go below.
-			usedR[i] = true
+			// unknown); further routes to h are extras and go at the end.
+			s.usedR[i] = true
 			held := kr[i].metric
 			if m, ok := k.metrics[h]; !ok || m != held {
 				k.release(h)
@@ -256,7 +278,7 @@ func (k *kernel) converge(kr []kroute, kn [][4]byte, have []revEntry, want iter.
 		}
 		if k.entries() {
 			if j, ok := slices.BinarySearchFunc(kn, h, cmp4); ok {
-				usedN[j] = true
+				s.usedN[j] = true
 			} else {
 				work = append(work, dumpOp{op: op{what: opProxy, home: b.Home}})
 			}
@@ -265,32 +287,22 @@ func (k *kernel) converge(kr []kroute, kn [][4]byte, have []revEntry, want iter.
 			var e revEntry
 			e.home = h
 			careOfValue(&e.careOf, b.CareOf)
-			rev = append(rev, e)
+			s.want = append(s.want, e)
 		}
 	}
-	for i := range kr {
-		if !usedR[i] && (skip == nil || !skip(kr[i].dst)) {
-			dels = append(dels, dumpOp{op: op{what: opRouteDel, home: netip.AddrFrom4(kr[i].dst), ignore: unix.ESRCH}, kr: kr[i]})
-		}
+	k.runWork(s, work)
+}
+
+// runWork sends work and counts its outcome into s.
+func (k *kernel) runWork(s *Scan, work []dumpOp) {
+	if len(work) == 0 {
+		return
 	}
-	for j := range kn {
-		if !usedN[j] && (skip == nil || !skip(kn[j])) { // every entry when proxy ARP is by route
-			dels = append(dels, dumpOp{op: op{what: opProxyDel, home: netip.AddrFrom4(kn[j]), ignore: unix.ENOENT}})
-		}
-	}
-	// Metrics of homes no longer wanted go back to the free list.
-	slices.SortFunc(wanted, cmp4)
-	for h := range k.metrics {
-		if _, ok := slices.BinarySearchFunc(wanted, h, cmp4); !ok && (skip == nil || !skip(h)) {
-			k.release(h)
-		}
-	}
-	work = append(dels, work...) // stale routes and entries out first
+	s.requests += len(work)
 	errs := k.runDump(work)
-	var bad []error
 	for i := range work {
 		if errs != nil && errs[i] != nil {
-			bad = append(bad, errs[i])
+			s.bad = append(s.bad, errs[i])
 			if work[i].fresh {
 				k.release(work[i].kr.dst)
 			}
@@ -298,29 +310,56 @@ func (k *kernel) converge(kr []kroute, kn [][4]byte, have []revEntry, want iter.
 		}
 		switch work[i].what {
 		case opRoute, opProxy:
-			added++
+			s.added++
 		default:
-			removed++
+			s.removed++
 		}
 	}
+}
+
+func (k *kernel) convergeFinish(s *Scan) (added, removed int, err error) {
+	kr, kn := s.kr, s.kn
+	var dels []dumpOp
+	for i := range kr {
+		if !s.usedR[i] && !k.skip(s, kr[i].dst) {
+			dels = append(dels, dumpOp{op: op{what: opRouteDel, home: netip.AddrFrom4(kr[i].dst), ignore: unix.ESRCH}, kr: kr[i]})
+		}
+	}
+	for j := range kn {
+		if !s.usedN[j] && !k.skip(s, kn[j]) { // every entry when proxy ARP is by route
+			dels = append(dels, dumpOp{op: op{what: opProxyDel, home: netip.AddrFrom4(kn[j]), ignore: unix.ENOENT}})
+		}
+	}
+	// Metrics of homes no longer wanted go back to the free list.
+	slices.SortFunc(s.wanted, cmp4)
+	for h := range k.metrics {
+		if _, ok := slices.BinarySearchFunc(s.wanted, h, cmp4); !ok && !k.skip(s, h) {
+			k.release(h)
+		}
+	}
+	k.runWork(s, dels)
 	if k.rev != nil {
 		if err := k.attachAllRev(); err != nil {
-			bad = append(bad, err)
+			s.bad = append(s.bad, err)
 		}
-		if skip != nil {
-			have = slices.DeleteFunc(have, func(e revEntry) bool { return skip(e.home) })
+		// A home Apply changed after its slice went through is the map's
+		// as Apply left it: out of both sides.
+		have := s.rev
+		if s.skipDirty && len(k.dirty) > 0 {
+			have = slices.DeleteFunc(have, func(e revEntry) bool { return k.skip(s, e.home) })
+			s.want = slices.DeleteFunc(s.want, func(e revEntry) bool { return k.skip(s, e.home) })
 		}
-		a, r, err := k.rev.sync(rev, have)
-		added, removed = added+a, removed+r
+		a, r, err := k.rev.sync(s.want, have)
+		s.added, s.removed = s.added+a, s.removed+r
 		if err != nil {
-			bad = append(bad, err)
+			s.bad = append(s.bad, err)
 		}
 	}
-	if len(bad) > 0 {
-		k.log.Warn("reconcile: kernel refused requests", "failed", len(bad), "first", bad[0])
-		return added, removed, fmt.Errorf("datapath: reconcile: %d of %d requests failed, first: %w", len(bad), len(work), bad[0])
+	if len(s.bad) > 0 {
+		k.log.Warn("reconcile: kernel refused requests", "failed", len(s.bad), "first", s.bad[0])
+		return s.added, s.removed, fmt.Errorf("datapath: reconcile: %d of %d requests failed, first: %w", len(s.bad), s.requests, s.bad[0])
 	}
-	return added, removed, nil
+	return s.added, s.removed, nil
 }
 
 // ---- the periodic check, read off the owner loop ----
@@ -336,6 +375,15 @@ type Scan struct {
 	rev  []revEntry
 	err  error
 	took time.Duration
+
+	// converging (converge*)
+	skipDirty      bool
+	usedR, usedN   []bool
+	wanted         [][4]byte
+	want           []revEntry
+	bad            []error
+	added, removed int
+	requests       int
 }
 
 // Took is how long ScanKernel read.
@@ -346,9 +394,14 @@ func (s *Scan) Took() time.Duration { return s.took }
 // will be.
 var ErrScanStale = errors.New("datapath: the kernel changed too much while it was read; the next reconcile checks again")
 
-// maxDirty bounds the homes Apply may change while a scan reads; beyond,
-// the scan is dropped (ErrScanStale).
-const maxDirty = 4096
+// maxDirty bounds the homes Apply may change while a scan reads and is
+// converged (over several owner-loop iterations); beyond, the scan is
+// dropped (ErrScanStale). The set is sized for dirtyPrealloc at start and
+// keeps what it grew to.
+const (
+	maxDirty      = 1 << 16
+	dirtyPrealloc = 4096
+)
 
 func (k *kernel) BeginScan() *Scan {
 	k.scanning, k.dirtyOver = true, false
@@ -378,24 +431,59 @@ func (k *kernel) ScanKernel(s *Scan) {
 }
 
 func (k *kernel) ReconcileScan(s *Scan, want iter.Seq[Binding]) (added, removed int, err error) {
-	k.scanning = false
+	if err := k.ConvergeStart(s); err != nil {
+		return 0, 0, err
+	}
+	if err := k.ConvergeSome(s, want); err != nil {
+		return 0, 0, err
+	}
+	return k.ConvergeFinish(s)
+}
+
+// scanValid reports why s can no longer be converged (nil: it can).
+func (k *kernel) scanValid(s *Scan) error {
 	if s.err != nil {
-		return 0, 0, s.err
+		return s.err
 	}
 	if s.gen != k.gen || k.dirtyOver {
-		return 0, 0, ErrScanStale
+		return ErrScanStale
+	}
+	return nil
+}
+
+func (k *kernel) ConvergeStart(s *Scan) error {
+	if err := k.scanValid(s); err != nil {
+		k.scanning = false
+		return err
 	}
 	if err := k.needHome(); err != nil {
-		return 0, 0, err
+		k.scanning = false
+		return err
 	}
 	if err := k.proxyARP(true); err != nil {
+		k.scanning = false
+		return err
+	}
+	s.skipDirty = true
+	k.convergeStart(s)
+	return nil
+}
+
+func (k *kernel) ConvergeSome(s *Scan, some iter.Seq[Binding]) error {
+	if err := k.scanValid(s); err != nil {
+		k.scanning = false
+		return err
+	}
+	k.convergeSome(s, some)
+	return nil
+}
+
+func (k *kernel) ConvergeFinish(s *Scan) (added, removed int, err error) {
+	defer func() { k.scanning = false }()
+	if err := k.scanValid(s); err != nil {
 		return 0, 0, err
 	}
-	var skip func([4]byte) bool
-	if len(k.dirty) > 0 {
-		skip = func(h [4]byte) bool { _, ok := k.dirty[h]; return ok }
-	}
-	return k.converge(s.kr, s.kn, s.rev, want, skip)
+	return k.convergeFinish(s)
 }
 
 // touched records homes Apply changes while a scan reads (their state in

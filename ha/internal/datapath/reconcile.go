@@ -55,6 +55,8 @@ func (kr *kroute) route(proto uint8) route {
 	return r
 }
 
+func be32(a [4]byte) uint32 { return binary.BigEndian.Uint32(a[:]) }
+
 // cmp4 orders IPv4 addresses as numbers (bytes.Compare's call was half of
 // ReconcileScan's time at 100k).
 func cmp4(a, b [4]byte) int {
@@ -237,7 +239,7 @@ func (k *kernel) convergeStart(s *Scan) {
 	s.usedR = make([]bool, len(s.kr))
 	s.usedN = make([]bool, len(s.kn))
 	s.wanted, s.want, s.bad = s.wanted[:0], s.want[:0], nil
-	s.added, s.removed, s.requests = 0, 0, 0
+	s.added, s.removed, s.requests, s.metered = 0, 0, 0, 0
 }
 
 func (k *kernel) convergeSome(s *Scan, want iter.Seq[Binding]) {
@@ -253,7 +255,7 @@ func (k *kernel) convergeSome(s *Scan, want iter.Seq[Binding]) {
 		if found && s.usedR[i] {
 			continue // a home yielded twice
 		}
-		s.wanted = append(s.wanted, h)
+		s.wanted = append(s.wanted, be32(h))
 		if k.skip(s, h) {
 			continue // its routes and entries are spared below, not touched
 		}
@@ -269,11 +271,13 @@ func (k *kernel) convergeSome(s *Scan, want iter.Seq[Binding]) {
 					k.next = held + 1
 				}
 			}
+			s.metered++
 			if w := k.compact(&b, held); w != kr[i] {
 				work = append(work, dumpOp{op: op{what: opRoute, home: b.Home, careOf: b.CareOf}, kr: w})
 			}
 		} else {
 			m, _ := k.metricFor(h)
+			s.metered++
 			work = append(work, dumpOp{op: op{what: opRoute, home: b.Home, careOf: b.CareOf}, kr: k.compact(&b, m), fresh: true})
 		}
 		if k.entries() {
@@ -305,6 +309,7 @@ func (k *kernel) runWork(s *Scan, work []dumpOp) {
 			s.bad = append(s.bad, errs[i])
 			if work[i].fresh {
 				k.release(work[i].kr.dst)
+				s.metered--
 			}
 			continue
 		}
@@ -330,11 +335,16 @@ func (k *kernel) convergeFinish(s *Scan) (added, removed int, err error) {
 			dels = append(dels, dumpOp{op: op{what: opProxyDel, home: netip.AddrFrom4(kn[j]), ignore: unix.ENOENT}})
 		}
 	}
-	// Metrics of homes no longer wanted go back to the free list.
-	slices.SortFunc(s.wanted, cmp4)
-	for h := range k.metrics {
-		if _, ok := slices.BinarySearchFunc(s.wanted, h, cmp4); !ok && !k.skip(s, h) {
-			k.release(h)
+	// Metrics of homes no longer wanted go back to the free list. Every
+	// wanted home now has one (s.metered of them); if nothing else does and
+	// Apply changed nothing meanwhile, there is nothing to sweep (10 ms of
+	// binary searches at 100k, the longest part of the finish).
+	if len(k.metrics) != s.metered || (s.skipDirty && len(k.dirty) > 0) {
+		slices.Sort(s.wanted) // plain uint32s: 3× faster than a comparator at 100k
+		for h := range k.metrics {
+			if _, ok := slices.BinarySearch(s.wanted, be32(h)); !ok && !k.skip(s, h) {
+				k.release(h)
+			}
 		}
 	}
 	k.runWork(s, dels)
@@ -379,11 +389,12 @@ type Scan struct {
 	// converging (converge*)
 	skipDirty      bool
 	usedR, usedN   []bool
-	wanted         [][4]byte
+	wanted         []uint32 // homes as be32, sorted at the end: the metric sweep's lookup
 	want           []revEntry
 	bad            []error
 	added, removed int
 	requests       int
+	metered        int // wanted homes given a metric in k.metrics
 }
 
 // Took is how long ScanKernel read.

@@ -199,10 +199,13 @@ type revEntry struct{ home, careOf [4]byte }
 func byRevHome(a, b revEntry) int { return cmp4(a.home, b.home) }
 
 // sync converges the map to want (any order; a home given twice counts
-// once, the first pair wins) from have, the map as readAll read it (sorted
+// once) from have, the map as readAll read it (sorted
 // by home); it returns entries written and removed.
 func (f *revFilter) sync(want, have []revEntry) (added, removed int, err error) {
-	slices.SortStableFunc(want, byRevHome)
+	// Unstable (pdqsort, half the time of a stable sort at 100k): a home
+	// given twice carries the same pair (the same binding yielded twice;
+	// one changed in between is Apply's and left out by the caller).
+	slices.SortFunc(want, byRevHome)
 	var bad []error
 	i := 0 // have[i:] not yet matched
 	for w := range want {

@@ -245,34 +245,18 @@ func (k *kernel) nextSeq() uint32 {
 	return k.seq
 }
 
-// exec sends one request and returns the replies (a dump's entries, or
-// nothing for an ack).
+// exec sends one request and returns the replies (nothing for an ack).
+// Dumps go through dump (reconcile.go), which streams them.
 func (k *kernel) exec(typ uint16, flags netlink.HeaderFlags, body []byte) ([]netlink.Message, error) {
 	m := netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | flags, Sequence: k.nextSeq()},
 		Data:   body,
 	}
-	for try := 0; ; try++ {
-		msgs, err := k.c.Execute(m)
-		if err != nil {
-			return nil, nlErr(err)
-		}
-		// A dump that raced with a change says so; ask again.
-		if flags&netlink.Dump != 0 && try < 3 && interrupted(msgs) {
-			m.Header.Sequence = k.nextSeq()
-			continue
-		}
-		return msgs, nil
+	msgs, err := k.c.Execute(m)
+	if err != nil {
+		return nil, nlErr(err)
 	}
-}
-
-func interrupted(msgs []netlink.Message) bool {
-	for _, m := range msgs {
-		if m.Header.Flags&netlink.DumpInterrupted != 0 {
-			return true
-		}
-	}
-	return false
+	return msgs, nil
 }
 
 // nlErr turns a netlink.OpError into "errno (kernel's extended message)".

@@ -237,12 +237,15 @@ func (k *kernel) Supports(e Encap) bool { return int(e) < len(k.tun) && k.tun[e]
 
 // ---- single requests ----
 
-func (k *kernel) nextSeq() uint32 {
-	k.seq++
-	if k.seq == 0 {
-		k.seq = 1
+func (k *kernel) nextSeq() uint32 { return nextSeq(&k.seq) }
+
+// nextSeq advances a socket's sequence counter (0 is never used).
+func nextSeq(seq *uint32) uint32 {
+	*seq++
+	if *seq == 0 {
+		*seq = 1
 	}
-	return k.seq
+	return *seq
 }
 
 // exec sends one request and returns the replies (nothing for an ack).

@@ -72,12 +72,8 @@ func cmp4(a, b [4]byte) int {
 func dump(c *netlink.Conn, seq *uint32, typ uint16, body []byte, reset func(), each func(typ uint16, data []byte) error) (intr bool, err error) {
 	for try := 0; ; try++ {
 		reset()
-		*seq++
-		if *seq == 0 {
-			*seq = 1
-		}
 		m := netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump, Sequence: *seq},
+			Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request | netlink.Dump, Sequence: nextSeq(seq)},
 			Data:   body,
 		}
 		if _, err := c.Send(m); err != nil {

@@ -57,20 +57,17 @@ func (f *fakeDP) Apply(adds []datapath.Binding, dels []netip.Addr) []error {
 	return res
 }
 
-func (f *fakeDP) Setup() error                                           { return nil }
-func (f *fakeDP) Supports(datapath.Encap) bool                           { return true }
-func (f *fakeDP) AddVIP(netip.Prefix) error                              { return nil }
-func (f *fakeDP) DelVIP(netip.Prefix) error                              { return nil }
-func (f *fakeDP) Withdraw() error                                        { return nil }
-func (f *fakeDP) Links() <-chan datapath.LinkEvent                       { return nil }
-func (f *fakeDP) Stats() datapath.Stats                                  { return datapath.Stats{} }
-func (f *fakeDP) Close() error                                           { return nil }
-func (f *fakeDP) Reconcile(iter.Seq[datapath.Binding]) (int, int, error) { return 0, 0, nil }
-func (f *fakeDP) BeginScan() *datapath.Scan                              { return &datapath.Scan{} }
-func (f *fakeDP) ScanKernel(*datapath.Scan)                              {}
-func (f *fakeDP) ReconcileScan(*datapath.Scan, iter.Seq[datapath.Binding]) (int, int, error) {
-	return 0, 0, nil
-}
+func (f *fakeDP) Setup() error                                                  { return nil }
+func (f *fakeDP) Supports(datapath.Encap) bool                                  { return true }
+func (f *fakeDP) AddVIP(netip.Prefix) error                                     { return nil }
+func (f *fakeDP) DelVIP(netip.Prefix) error                                     { return nil }
+func (f *fakeDP) Withdraw() error                                               { return nil }
+func (f *fakeDP) Links() <-chan datapath.LinkEvent                              { return nil }
+func (f *fakeDP) Stats() datapath.Stats                                         { return datapath.Stats{} }
+func (f *fakeDP) Close() error                                                  { return nil }
+func (f *fakeDP) Reconcile(iter.Seq[datapath.Binding]) (int, int, error)        { return 0, 0, nil }
+func (f *fakeDP) BeginScan() *datapath.Scan                                     { return &datapath.Scan{} }
+func (f *fakeDP) ScanKernel(*datapath.Scan)                                     {}
 func (f *fakeDP) ConvergeStart(*datapath.Scan) error                            { return nil }
 func (f *fakeDP) ConvergeSome(*datapath.Scan, iter.Seq[datapath.Binding]) error { return nil }
 func (f *fakeDP) ConvergeFinish(*datapath.Scan) (int, int, error)               { return 0, 0, nil }

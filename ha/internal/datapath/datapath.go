@@ -140,22 +140,18 @@ type Datapath interface {
 	// returns how many kernel objects it added/replaced and removed. want
 	// is walked once (the agent passes its table's range: no copy of it).
 	Reconcile(want iter.Seq[Binding]) (added, removed int, err error)
-	// The periodic check is Reconcile in three steps, so that reading the
-	// kernel (150–250 ms at 100,000 bindings) does not stall the caller:
-	// BeginScan on the owner's goroutine, ScanKernel on any other (its own
-	// socket; the owner may go on calling Apply meanwhile), then
-	// ReconcileScan on the owner's goroutine with the current want. Homes
-	// that Apply changed in between are left to the next check; a
-	// Reconcile or Withdraw in between makes the scan stale
-	// (ErrScanStale, nothing done). One scan at a time.
+	// The periodic check is Reconcile in steps, so that neither reading
+	// the kernel (150–250 ms at 100,000 bindings) nor converging a large
+	// table stalls the caller: BeginScan on the owner's goroutine,
+	// ScanKernel on any other (its own socket; the owner may go on calling
+	// Apply meanwhile), then on the owner's goroutine ConvergeStart,
+	// ConvergeSome for each slice of the current want (every binding once
+	// over all slices; those that arrive or go meanwhile went through
+	// Apply and are skipped, left to the next check), ConvergeFinish. A
+	// Reconcile or Withdraw in between makes the scan stale: any step may
+	// say ErrScanStale, and then nothing more is done. One scan at a time.
 	BeginScan() *Scan
 	ScanKernel(s *Scan)
-	ReconcileScan(s *Scan, want iter.Seq[Binding]) (added, removed int, err error)
-	// ReconcileScan in steps, so that the owner loop converges a large
-	// table a slice per iteration: ConvergeStart, ConvergeSome for each
-	// slice (every binding once over all slices; those that arrive or go
-	// meanwhile went through Apply and are skipped), ConvergeFinish.
-	// Any step may say ErrScanStale: stop there.
 	ConvergeStart(s *Scan) error
 	ConvergeSome(s *Scan, some iter.Seq[Binding]) error
 	ConvergeFinish(s *Scan) (added, removed int, err error)

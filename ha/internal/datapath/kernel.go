@@ -58,7 +58,7 @@ type kernel struct {
 	sseq      uint32
 	srd       revReader
 	gen       uint64               // bumped by Reconcile and Withdraw: a scan begun before is stale
-	scanning  bool                 // between BeginScan and ReconcileScan
+	scanning  bool                 // between BeginScan and ConvergeFinish
 	dirty     map[[4]byte]struct{} // homes Apply changed while scanning
 	dirtyOver bool
 

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -426,7 +427,7 @@ func TestNetnsPeriodicScan(t *testing.T) {
 	k.ScanKernel(s) // the agent runs it on another goroutine
 	// Then, on the owner's goroutine, before the scan is handed back: one
 	// node moves, one leaves, one arrives. The scan shows them as they
-	// were; ReconcileScan must not undo them.
+	// were; converging must not undo them.
 	moved := bs[10]
 	moved.CareOf = netip.MustParseAddr("198.51.100.10")
 	arrived := bindingN(500)
@@ -436,9 +437,9 @@ func TestNetnsPeriodicScan(t *testing.T) {
 	want := append(slices.Clone(bs[:10]), moved)
 	want = append(want, bs[12:]...)
 	want = append(want, arrived)
-	a, r, err := k.ReconcileScan(s, slices.Values(want))
+	a, r, err := convergeAll(k, s, slices.Values(want))
 	if err != nil || a != 2 || r != 1 {
-		t.Fatalf("ReconcileScan: added %d removed %d err %v; want 2 (route, map entry) and 1 (stale route)", a, r, err)
+		t.Fatalf("converging the scan: added %d removed %d err %v; want 2 (route, map entry) and 1 (stale route)", a, r, err)
 	}
 	if s.Took() <= 0 {
 		t.Errorf("scan took %v", s.Took())
@@ -453,7 +454,7 @@ func TestNetnsPeriodicScan(t *testing.T) {
 	if _, _, err := k.Reconcile(slices.Values(want)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := k.ReconcileScan(s, slices.Values(want)); !errors.Is(err, ErrScanStale) {
+	if _, _, err := convergeAll(k, s, slices.Values(want)); !errors.Is(err, ErrScanStale) {
 		t.Fatalf("scan overtaken by a Reconcile: %v, want ErrScanStale", err)
 	}
 	// Stale: more homes changed during the read than are tracked.
@@ -463,13 +464,13 @@ func TestNetnsPeriodicScan(t *testing.T) {
 		t.Fatal(firstErr(errs))
 	}
 	k.ScanKernel(s)
-	if _, _, err := k.ReconcileScan(s, slices.Values(many)); !errors.Is(err, ErrScanStale) {
+	if _, _, err := convergeAll(k, s, slices.Values(many)); !errors.Is(err, ErrScanStale) {
 		t.Fatalf("scan with %d homes changed: %v, want ErrScanStale", maxDirty+1, err)
 	}
 	// The next one converges (to many: the 200 first homes moved with it).
 	s = k.BeginScan()
 	k.ScanKernel(s)
-	if _, _, err := k.ReconcileScan(s, slices.Values(many)); err != nil {
+	if _, _, err := convergeAll(k, s, slices.Values(many)); err != nil {
 		t.Fatal(err)
 	}
 	if a, r, err := k.Reconcile(slices.Values(many)); a != 0 || r != 0 || err != nil {
@@ -545,4 +546,15 @@ func TestNetnsApplyAllocatesNothing(t *testing.T) {
 	if out := n.ip(t, "route", "show", "proto", "77"); strings.Count(out, "\n") != 4 {
 		t.Fatalf("routes after the runs:\n%s", out)
 	}
+}
+
+// convergeAll converges s in one slice (the agent slices it).
+func convergeAll(k *kernel, s *Scan, want iter.Seq[Binding]) (added, removed int, err error) {
+	if err := k.ConvergeStart(s); err != nil {
+		return 0, 0, err
+	}
+	if err := k.ConvergeSome(s, want); err != nil {
+		return 0, 0, err
+	}
+	return k.ConvergeFinish(s)
 }

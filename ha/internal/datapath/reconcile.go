@@ -437,16 +437,6 @@ func (k *kernel) ScanKernel(s *Scan) {
 	s.err = err
 }
 
-func (k *kernel) ReconcileScan(s *Scan, want iter.Seq[Binding]) (added, removed int, err error) {
-	if err := k.ConvergeStart(s); err != nil {
-		return 0, 0, err
-	}
-	if err := k.ConvergeSome(s, want); err != nil {
-		return 0, 0, err
-	}
-	return k.ConvergeFinish(s)
-}
-
 // scanValid reports why s can no longer be converged (nil: it can).
 func (k *kernel) scanValid(s *Scan) error {
 	if s.err != nil {

@@ -103,25 +103,26 @@ func (n *netns) run(t testing.TB, tool string, args ...string) string {
 
 func (n *netns) open(t testing.TB, proxy bool) *kernel {
 	t.Helper()
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: proxy,
-		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dp.Close() })
-	k := dp.(*kernel)
-	if err := k.Setup(); err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return n.openWith(t, func(c *Config) { c.ProxyARP = proxy })
 }
 
 // openReverse is open with proxy ARP by route and the reverse-tunnel check
 // on, its map sized for capacity bindings.
 func (n *netns) openReverse(t testing.TB, capacity int) *kernel {
 	t.Helper()
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
-		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true, ReverseCheck: true, Capacity: capacity})
+	return n.openWith(t, func(c *Config) {
+		c.ProxyARP, c.ProxyByRoute, c.ReverseCheck, c.Capacity = true, true, true, capacity
+	})
+}
+
+// openWith opens and sets up a datapath in n: home0, tun0 (a veth standing
+// in for the tunnel device), protocol 77, local 10.0.0.1, then set.
+func (n *netns) openWith(t testing.TB, set func(*Config)) *kernel {
+	t.Helper()
+	cfg := Config{HomeIfname: "home0", TunnelName: "tun0", Protocol: 77,
+		Local: netip.MustParseAddr("10.0.0.1"), NetNS: n.fd, anyTunnel: true}
+	set(&cfg)
+	dp, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,16 +198,7 @@ func (a *Agent) unacked(reply []byte) bool {
 	q := a.hold
 	now := a.now()
 	if a.cfg.Group.RequireReplication || a.grp.m.AckingPeers() > 0 {
-		if !a.deny(reply) {
-			return false
-		}
-		q.DeniedNoAck++
-		if now-q.lastDeny >= int64(logEvery) {
-			q.lastDeny = now
-			a.log.Warn("registration answered 130: no peer acknowledged its binding update in time; the node retries",
-				"denied_total", q.DeniedNoAck+q.DeniedUnreplicated+q.DeniedFull, "acking_peers", a.grp.m.AckingPeers())
-		}
-		return true
+		return a.refuse(now, reply, &q.DeniedNoAck, "registration answered 130: no peer acknowledged its binding update in time; the node retries")
 	}
 	a.acceptAlone()
 	return true
@@ -223,6 +214,21 @@ func (a *Agent) acceptAlone() {
 		a.log.Warn("registration accepted with no peer acknowledging: this member serves alone, and loses these bindings if it dies before a peer returns (group.require_replication refuses instead)",
 			"accepted_unreplicated", q.AcceptedUnreplicated)
 	}
+}
+
+// refuse denies reply (deny), counts it in n and says why at most once a
+// second (the denials share one rate limit); false when the reply cannot
+// be re-signed and must not be sent.
+func (a *Agent) refuse(now int64, reply []byte, n *uint64, why string) bool {
+	if !a.deny(reply) {
+		return false
+	}
+	*n++
+	if q := a.hold; now-q.lastDeny >= int64(logEvery) {
+		q.lastDeny = now
+		a.log.Warn(why, "denied_total", q.DeniedNoAck+q.DeniedUnreplicated+q.DeniedFull, "acking_peers", a.grp.m.AckingPeers())
+	}
+	return true
 }
 
 // deny turns an accepted reply into 130 in place; false (counted) when it
@@ -250,16 +256,7 @@ func (a *Agent) gateReply(now int64, ch *Change, reply []byte, to netip.AddrPort
 			a.acceptAlone()
 			return true
 		}
-		if !a.deny(reply) {
-			return false
-		}
-		q.DeniedUnreplicated++
-		if now-q.lastDeny >= int64(logEvery) {
-			q.lastDeny = now
-			a.log.Warn("registration answered 130: no peer is up to replicate it (group.require_replication)",
-				"denied_total", q.DeniedNoAck+q.DeniedUnreplicated+q.DeniedFull)
-		}
-		return true
+		return a.refuse(now, reply, &q.DeniedUnreplicated, "registration answered 130: no peer is up to replicate it (group.require_replication)")
 	}
 	if m.AckingPeers() == 0 && !a.cfg.Group.RequireReplication {
 		// Peers are heard but none has acknowledged anything (one just

@@ -86,14 +86,19 @@ func (e *Entry) setPublic(src *Entry) {
 
 // Stats are the table's cumulative counters.
 type Stats struct {
-	Inserts     uint64 // new live bindings (including tombstone → live)
-	Renewals    uint64 // Put on an existing live binding
-	Deletes     uint64 // Delete, and live bindings dropped by Tombstone when tombCapacity is 0
-	Tombstoned  uint64 // tombstones created or refreshed
-	Expired     uint64 // live bindings removed by Expire
-	Purged      uint64 // tombstones removed by Expire
-	Full        uint64 // Put refused with ErrFull
-	TombEvicted uint64 // tombstones purged early because the tombstone pool was full
+	Inserts    uint64 // new live bindings (including tombstone → live)
+	Renewals   uint64 // Put on an existing live binding
+	Deletes    uint64 // Delete, and live bindings dropped by Tombstone when tombCapacity is 0
+	Tombstoned uint64 // tombstones created or refreshed
+	Expired    uint64 // live bindings removed by Expire
+	Purged     uint64 // tombstones removed by Expire
+	Full       uint64 // Put refused with ErrFull
+	// TombEvicted: tombstones dropped before their purge time because every
+	// slot was taken; their versions live on in the floors (Covered), so
+	// none of them can be undone by a stale write. Non-zero only beyond the
+	// table's bound: more distinct home addresses written within a
+	// tombstone period than capacity + tombCapacity.
+	TombEvicted uint64
 }
 
 // Table is the bounded binding table. The zero value is not usable: call New.
@@ -107,6 +112,9 @@ type Table struct {
 
 	capacity, tombCapacity int
 	live, tombs            int
+
+	floors []floor // versions of tombstones folded for lack of room (floor.go)
+	fbits  uint32
 
 	lw, tw  wheel
 	started bool // the wheels' cursors hold a real time
@@ -145,6 +153,7 @@ func newTable(capacity, tombCapacity int, liveBits, tombBits uint) *Table {
 		capacity:     capacity,
 		tombCapacity: tombCapacity,
 	}
+	t.floors, t.fbits = newFloors(tombCapacity)
 	t.lw.init(liveBits)
 	t.tw.init(tombBits)
 	return t
@@ -219,7 +228,7 @@ func (t *Table) alloc(home uint32) int32 {
 		t.free = t.slab[i].hnext
 	} else {
 		i = t.hw
-		t.hw++ // cannot pass len(slab): live <= capacity and tombs <= tombCapacity
+		t.hw++ // cannot pass len(slab): callers make room first (makeRoom)
 	}
 	e := &t.slab[i]
 	*e = Entry{Home: home, Node: -1}
@@ -284,7 +293,7 @@ func (t *Table) Put(e Entry) (*Entry, error) {
 		t.stats.Inserts++
 		return p, nil
 	}
-	if t.live >= t.capacity {
+	if t.live >= t.capacity || !t.makeRoom() {
 		t.stats.Full++
 		return nil, ErrFull
 	}
@@ -300,10 +309,16 @@ func (t *Table) Put(e Entry) (*Entry, error) {
 
 // Tombstone turns the binding for home into a tombstone (or creates one)
 // with the given id/origin and purge time. A live binding keeps CareOf,
-// HomeAgent, Node and Flags for diagnosis; Granted becomes 0. When the
-// tombstone pool is full, the tombstone with the nearest purge time is purged
-// first (Stats().TombEvicted). With tombCapacity 0 the live binding is
-// deleted and Tombstone returns nil.
+// HomeAgent, Node and Flags for diagnosis; Granted becomes 0.
+//
+// A live binding becomes a tombstone in its own slot: that never costs
+// room, whatever the number of tombstones. Only a tombstone for a home the
+// table does not hold needs a slot of its own; when every slot is taken
+// (live bindings and tombstones together fill capacity + tombCapacity), the
+// tombstone with the nearest purge time — the new one or one in the table
+// — is folded into its floor instead (Stats().TombEvicted, Covered), and
+// Tombstone returns nil if that was the new one. With tombCapacity 0 the
+// live binding is deleted and Tombstone returns nil.
 func (t *Table) Tombstone(home uint32, id uint64, origin uint32, purgeAt int64) *Entry {
 	t.mutating()
 	if !t.started {
@@ -325,16 +340,19 @@ func (t *Table) Tombstone(home uint32, id uint64, origin uint32, purgeAt int64) 
 		}
 		return nil
 	}
-	if t.tombs >= t.tombCapacity {
-		if _, j, ok := t.tw.min(t.slab); ok {
-			t.release(j)
-			t.stats.TombEvicted++
-		}
-	}
-	if i != 0 { // live → tomb
+	if i != 0 { // live → tomb, in its own slot
 		t.lw.remove(t.slab, i)
 		t.live--
 	} else {
+		if t.full() {
+			if at, _, ok := t.tw.min(t.slab); !ok || purgeAt <= at {
+				t.raise(home, id, purgeAt) // the new one is nearest its purge: fold it
+				t.stats.TombEvicted++
+				t.stats.Tombstoned++
+				return nil
+			}
+			t.makeRoom()
+		}
 		i = t.alloc(home)
 	}
 	p := &t.slab[i]
@@ -364,6 +382,7 @@ func (t *Table) Clear() {
 	t.mutating()
 	clear(t.slab[:t.hw])
 	clear(t.hash)
+	clear(t.floors)
 	t.lw.reset()
 	t.tw.reset()
 	t.free, t.hw, t.live, t.tombs = 0, 1, 0, 0
@@ -538,5 +557,6 @@ func U32Addr(u uint32) netip.Addr {
 // Bytes is the memory the table allocated at New (slab, index, wheels).
 func (t *Table) Bytes() int {
 	return len(t.slab)*int(unsafe.Sizeof(Entry{})) + 4*len(t.hash) +
-		4*(len(t.lw.heads)+len(t.tw.heads)) + 8*(len(t.lw.bits)+len(t.tw.bits))
+		4*(len(t.lw.heads)+len(t.tw.heads)) + 8*(len(t.lw.bits)+len(t.tw.bits)) +
+		len(t.floors)*int(unsafe.Sizeof(floor{}))
 }

@@ -151,30 +151,52 @@ func TestTombstoneTransitions(t *testing.T) {
 	checkCounts(t, tb, 1, 1)
 }
 
-func TestTombPoolFullEvictsNearest(t *testing.T) {
-	tb := New(10, 3)
+func TestFullTableFoldsNearest(t *testing.T) {
+	tb := New(10, 3) // 13 slots
 	tb.Tombstone(1, 1, 1, t0+30*sec)
-	tb.Tombstone(2, 1, 1, t0+10*sec+5) // nearest
+	tb.Tombstone(2, 5, 1, t0+10*sec+5) // nearest
 	tb.Tombstone(3, 1, 1, t0+10*sec+6)
 	for i := uint32(100); i < 110; i++ {
 		mustPut(t, tb, live(i, t0, 100)) // tombstones never cost live room
 	}
+	// Every slot taken: a new home's tombstone folds the nearest one.
 	tb.Tombstone(4, 1, 1, t0+60*sec)
 	if tb.Get(2) != nil || tb.Get(1) == nil || tb.Get(3) == nil || tb.Get(4) == nil {
-		t.Fatal("evicted the wrong tombstone")
+		t.Fatal("folded the wrong tombstone")
 	}
-	// live → tomb with a full pool evicts too (here: 3, the nearest now)
+	if !tb.Covered(2, 5, t0) || !tb.Covered(2, 4, t0) || tb.Covered(2, 6, t0) {
+		t.Fatal("the folded tombstone's floor does not refuse exactly the writes at or below it")
+	}
+	if tb.Covered(2, 5, t0+10*sec+5) {
+		t.Fatal("floor outlived its tombstone's purge time")
+	}
+	// live → tomb costs nothing, even with every slot taken
 	tb.Tombstone(100, 9, 9, t0+90*sec)
-	if tb.Get(3) != nil || !tb.Get(100).Tombstone() {
-		t.Fatal("live → tomb with full pool")
+	if tb.Get(3) == nil || !tb.Get(100).Tombstone() {
+		t.Fatal("live → tomb with every slot taken")
 	}
-	checkCounts(t, tb, 9, 3)
-	if st := tb.Stats(); st.TombEvicted != 2 {
-		t.Fatalf("TombEvicted = %d", st.TombEvicted)
-	}
-	// the full live table is unaffected by tombstones
+	checkCounts(t, tb, 9, 4)
+	// A new live binding below capacity folds the nearest tombstone (3).
 	mustPut(t, tb, live(200, t0, 100))
 	checkCounts(t, tb, 10, 3)
+	if tb.Get(3) != nil || !tb.Covered(3, 1, t0) {
+		t.Fatal("Put did not fold the nearest tombstone")
+	}
+	// A new tombstone nearer its purge than any in the table is folded
+	// itself.
+	if p := tb.Tombstone(5, 7, 1, t0+sec); p != nil {
+		t.Fatalf("nearest new tombstone stored: %+v", p)
+	}
+	if tb.Get(5) != nil || !tb.Covered(5, 7, t0) || tb.Covered(5, 8, t0) {
+		t.Fatal("new tombstone not folded")
+	}
+	if st := tb.Stats(); st.TombEvicted != 3 {
+		t.Fatalf("TombEvicted = %d, want 3", st.TombEvicted)
+	}
+	// An entry in the table is judged by its own version, never a floor.
+	if tb.Covered(1, 0, t0) {
+		t.Fatal("Covered answered for a held home")
+	}
 }
 
 func TestTombCapZero(t *testing.T) {
@@ -444,13 +466,46 @@ func TestModel(t *testing.T) {
 	for _, cfg := range []struct {
 		cap, tomb int
 		bits      uint
-	}{{40, 8, minWheelBits}, {40, 8, liveWheelBits}, {5, 0, minWheelBits}, {200, 50, 8}} {
+		folds     bool // more homes written than slots: tombstones are folded
+	}{{40, 8, minWheelBits, false}, {40, 8, liveWheelBits, false}, {5, 0, minWheelBits, false}, {200, 50, 8, false}, {12, 4, minWheelBits, true}} {
 		for seed := uint64(1); seed <= 4; seed++ {
 			rng := rand.New(rand.NewPCG(seed, uint64(cfg.cap)))
 			tb := newTable(cfg.cap, cfg.tomb, cfg.bits, cfg.bits)
 			model := map[uint32]mEntry{}
 			now := t0 + rng.Int64N(1000*sec)
 			tb.Expire(now, nil)
+			// folded: tombstones dropped for lack of room; Covered must
+			// answer for them until their purge time.
+			folded := map[uint32][]mEntry{}
+			// foldNearest removes from the model the tombstone the table
+			// folded to make room (the nearest purge time, any of equal
+			// ones), or reports true when it is the new one, due at purge.
+			foldNearest := func(seed uint64, step int, home uint32, purge int64) bool {
+				var minAt int64 = 1 << 62
+				for _, e := range model {
+					if e.tomb && e.expires < minAt {
+						minAt = e.expires
+					}
+				}
+				if purge <= minAt {
+					return true
+				}
+				evicted := 0
+				for h, e := range model {
+					if e.tomb && tb.Get(h) == nil && h != home {
+						if e.expires != minAt {
+							t.Fatalf("seed %d step %d: folded tomb %d purge %d, nearest %d", seed, step, h, e.expires, minAt)
+						}
+						delete(model, h)
+						folded[h] = append(folded[h], e)
+						evicted++
+					}
+				}
+				if evicted != 1 {
+					t.Fatalf("seed %d step %d: %d tombstones folded", seed, step, evicted)
+				}
+				return false
+			}
 			nLive := func() (l, tm int) {
 				for _, e := range model {
 					if e.tomb {
@@ -482,6 +537,10 @@ func TestModel(t *testing.T) {
 						}
 						continue
 					default:
+						if !had && len(model) >= cfg.cap+cfg.tomb {
+							// Every slot taken: the nearest tombstone is folded.
+							foldNearest(seed, step, home, 1<<62)
+						}
 						model[home] = mEntry{expires: now + life, id: id}
 					}
 					if err != nil {
@@ -491,7 +550,7 @@ func TestModel(t *testing.T) {
 					purge := now + rng.Int64N(200*sec)
 					id := rng.Uint64()
 					p := tb.Tombstone(home, id, 1, purge)
-					old, had := model[home]
+					_, had := model[home]
 					if cfg.tomb == 0 {
 						delete(model, home)
 						if p != nil {
@@ -499,28 +558,16 @@ func TestModel(t *testing.T) {
 						}
 						break
 					}
-					if !(had && old.tomb) {
-						if _, tm := nLive(); tm >= cfg.tomb {
-							// The nearest purge time goes (any of equal ones).
-							var minAt int64 = 1 << 62
-							for _, e := range model {
-								if e.tomb && e.expires < minAt {
-									minAt = e.expires
-								}
+					if !had && len(model) >= cfg.cap+cfg.tomb {
+						// A new tombstone without a free slot: the one
+						// nearest its purge time is folded, the new one
+						// on a tie.
+						if foldNearest(seed, step, home, purge) {
+							if p != nil {
+								t.Fatalf("seed %d step %d: folded tombstone returned", seed, step)
 							}
-							evicted := 0
-							for h, e := range model {
-								if e.tomb && tb.Get(h) == nil && h != home {
-									if e.expires != minAt {
-										t.Fatalf("seed %d step %d: evicted tomb %d purge %d, nearest %d", seed, step, h, e.expires, minAt)
-									}
-									delete(model, h)
-									evicted++
-								}
-							}
-							if evicted != 1 {
-								t.Fatalf("seed %d step %d: %d tombstones evicted", seed, step, evicted)
-							}
+							folded[home] = append(folded[home], mEntry{tomb: true, expires: purge, id: id})
+							break
 						}
 					}
 					model[home] = mEntry{tomb: true, expires: purge, id: id}
@@ -558,6 +605,13 @@ func TestModel(t *testing.T) {
 				if tb.Len() != l || tb.Tombs() != tm {
 					t.Fatalf("seed %d step %d: Len/Tombs %d/%d, model %d/%d", seed, step, tb.Len(), tb.Tombs(), l, tm)
 				}
+				for h, fs := range folded {
+					for _, f := range fs {
+						if _, held := model[h]; !held && f.expires > now && !tb.Covered(h, f.id, now) {
+							t.Fatalf("seed %d step %d: folded tombstone %d id %d purge %d not covered at %d", seed, step, h, f.id, f.expires, now)
+						}
+					}
+				}
 				var minAt int64 = 1 << 62
 				for h, e := range model {
 					p := tb.Get(h)
@@ -569,6 +623,9 @@ func TestModel(t *testing.T) {
 				d, ok := tb.NextDeadline()
 				if ok != (len(model) > 0) || (ok && d != minAt) {
 					t.Fatalf("seed %d step %d: NextDeadline %d %v, model %d", seed, step, d, ok, minAt)
+				}
+				if step == 4999 && cfg.folds && tb.Stats().TombEvicted == 0 {
+					t.Fatalf("cfg %+v seed %d: the model never filled the table (no fold tested)", cfg, seed)
 				}
 				if step%97 == 0 {
 					n := 0

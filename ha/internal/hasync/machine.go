@@ -221,6 +221,7 @@ type Machine struct {
 	serves []*serve
 
 	nextDigest int64
+	repairNext int // table position the next repair starts from (repair)
 
 	arena    []byte
 	expired  []binding.Entry
@@ -1422,7 +1423,7 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 		chunks++
 		start, n = -1, 0
 	}
-	m.tab.Range(func(e *binding.Entry) bool {
+	push := func(e *binding.Entry) bool {
 		b := Bucket(e.Home)
 		if diff[b/64]&(1<<(b%64)) == 0 {
 			return true
@@ -1439,7 +1440,17 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 			flush()
 		}
 		return chunks < m.cfg.MaxRepair
-	})
+	}
+	// Resume where the previous repair stopped, wrapping around: a peer
+	// that differs in more entries than one repair carries gets the rest
+	// next time, not the same first ones again (with every bucket
+	// differing, it would never get the others). Entries past the resume
+	// point may go twice in one repair: merging is idempotent.
+	from := m.repairNext
+	m.repairNext = m.tab.RangeFrom(from, push)
+	if m.repairNext == 0 && from > 1 && chunks < m.cfg.MaxRepair {
+		m.repairNext = m.tab.RangeFrom(0, push)
+	}
 	flush()
 	return out
 }

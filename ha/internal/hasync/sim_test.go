@@ -67,7 +67,8 @@ type simnet struct {
 	drop   func(from, to int, typ uint8) bool
 	out    []Action
 	cfg    func(*Config)
-	static bool // configured unicast peer list instead of multicast
+	static bool                  // configured unicast peer list instead of multicast
+	table  func() *binding.Table // a member's table at start; nil: 4096 + 4096
 	sent   map[uint8]int
 	acked  []binding.Entry // ActAcked seen, in order
 }
@@ -102,7 +103,11 @@ func (s *simnet) config(nd *node) Config {
 func (s *simnet) start(i int) {
 	nd := s.nodes[i]
 	nd.boots++
-	nd.tab = binding.New(4096, 4096)
+	if s.table != nil {
+		nd.tab = s.table()
+	} else {
+		nd.tab = binding.New(4096, 4096)
+	}
 	m, err := New(s.config(nd), nd.tab)
 	if err != nil {
 		s.t.Fatal(err)

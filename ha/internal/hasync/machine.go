@@ -38,6 +38,12 @@ type Config struct {
 	MaxPending     int           // 65536
 	MaxRepair      int           // repair chunks per digest received, 128
 
+	// Admit judges the home address of every record received from a peer
+	// against this member's own configuration: "" admits it, anything else
+	// is why it is refused (logged; return a constant). nil admits every
+	// address except this member's and the group members' own (admit.go).
+	Admit func(home uint32) string
+
 	Logger *slog.Logger // nil: discard
 }
 
@@ -112,6 +118,12 @@ type Counters struct {
 	DigestsSent, DigestsReceived, DigestMismatches, RepairsSent, RepairsRecvd uint64
 	Superseded, TableFull, Downloads, PeersRejected                           uint64
 	LeavesReceived                                                            uint64
+	// RecordsRefused: received records whose home address this member's
+	// configuration does not admit (admit.go). StaleByFloor: live records
+	// (and local registrations) refused because a tombstone for a home no
+	// longer held may be newer (binding.Table.Covered). UpdatesRefused: our
+	// updates a peer answered with AckRefused.
+	RecordsRefused, StaleByFloor, UpdatesRefused uint64
 }
 
 // PeerInfo describes one member of the Home Agent list (hactl show redundancy).
@@ -204,11 +216,12 @@ type Machine struct {
 	tab  *binding.Table
 	log  *slog.Logger
 
-	selfWarned int64 // last "own id" warning (rate limit)
-	seq        uint32
-	init       bool
-	reqN       uint32
-	rng        uint64
+	selfWarned   int64 // last "own id" warning (rate limit)
+	refuseWarned int64 // last "record refused" warning (rate limit)
+	seq          uint32
+	init         bool
+	reqN         uint32
+	rng          uint64
 
 	peers []peer
 
@@ -390,6 +403,10 @@ func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, 
 	e.Origin, e.Registered = m.id, now
 	e.Expires = now + int64(e.Granted)*int64(time.Second)
 	if old := m.tab.Get(e.Home); old != nil && !newer(e.ID, e.Origin, false, old.ID, old.Origin, old.Tombstone()) {
+		return out, ErrStale
+	}
+	if m.tab.Covered(e.Home, e.ID, now) {
+		m.C.StaleByFloor++
 		return out, ErrStale
 	}
 	p, err := m.tab.Put(e)
@@ -783,11 +800,20 @@ func (m *Machine) heard(now int64, pi int, restarted bool) {
 func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 	e := m.tab.Get(r.Home)
 	dead := r.Dereg() || r.Remaining == 0
+	if !m.admit(now, r, e != nil) {
+		return AckRefused, out
+	}
 	if e != nil && !newer(r.ID, r.Origin, dead, e.ID, e.Origin, e.Tombstone()) {
 		if r.ID == e.ID && r.Origin == e.Origin && dead == e.Tombstone() {
 			return AckAccepted, out
 		}
 		m.C.Superseded++
+		return AckSuperseded, out
+	}
+	if !dead && m.tab.Covered(r.Home, r.ID, now) {
+		// A tombstone that may be newer was folded for lack of room:
+		// storing this could undo a de-registration.
+		m.C.StaleByFloor++
 		return AckSuperseded, out
 	}
 	if dead {
@@ -831,10 +857,15 @@ func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 	if newer(p.id, p.origin, false, a.ID, a.Origin, false) {
 		return out // acknowledges an older version than the one outstanding
 	}
-	if a.Flags == AckTableFull {
+	switch a.Flags {
+	case AckTableFull:
 		m.C.UpdatesFailed++
 		m.markResync(int32(pi))
-	} else {
+	case AckRefused:
+		// Its configuration does not admit this home: resending or
+		// repairing would be refused again. Not a replication either.
+		m.C.UpdatesRefused++
+	default:
 		m.peers[pi].acking = true
 		out = append(out, Action{Kind: ActAcked, Entry: binding.Entry{Home: a.Home, ID: p.id, Origin: p.origin}})
 	}

@@ -74,6 +74,7 @@ const ExtBinding uint8 = 1
 const (
 	AckAccepted   uint8 = 0   // stored, or already held this version
 	AckSuperseded uint8 = 1   // receiver holds a newer version; nothing changed
+	AckRefused    uint8 = 2   // receiver's configuration does not admit the home address; not stored
 	AckTableFull  uint8 = 128 // receiver could not store it (live capacity reached)
 )
 

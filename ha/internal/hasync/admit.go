@@ -1,0 +1,60 @@
+package hasync
+
+import (
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/binding"
+)
+
+// Reasons a received record is refused, for the log (constants: the check
+// allocates nothing).
+const (
+	whyOwnAddr    = "home address is this member's own address"
+	whyMemberAddr = "home address is a group member's address"
+)
+
+// admit judges a record received from a peer (Binding Update, table
+// download chunk, anti-entropy repair) against this member's own
+// configuration before merge stores anything: a home address the agent
+// would never bind itself (outside the home network, no configured node or
+// pool holds it, the virtual address: Config.Admit) or a group member's
+// address is refused, whichever version it carries, so that a key holder
+// or a differently configured member cannot plant routes here. The one
+// exception is a de-registration for a home the table holds: it only
+// removes (a node revoked by a reload elsewhere first must still be
+// removable here). A refused record is counted (RecordsRefused) and logged
+// at most once per 10 s; it is not stored and not re-requested.
+func (m *Machine) admit(now int64, r *Record, held bool) bool {
+	if held && (r.Dereg() || r.Remaining == 0) {
+		return true
+	}
+	why := ""
+	switch {
+	case r.Home == binding.AddrU32(m.cfg.Addr):
+		why = whyOwnAddr
+	case m.isMember(r.Home):
+		why = whyMemberAddr
+	case m.cfg.Admit != nil:
+		why = m.cfg.Admit(r.Home)
+	}
+	if why == "" {
+		return true
+	}
+	m.C.RecordsRefused++
+	if m.refuseWarned == 0 || now-m.refuseWarned >= int64(10*time.Second) {
+		m.refuseWarned = now
+		m.log.Warn("hasync: refused a peer's binding record: not admitted by this member's configuration (check that every member has the same home network, nodes and pools)",
+			"home", binding.U32Addr(r.Home), "why", why, "origin", r.Origin, "refused_total", m.C.RecordsRefused)
+	}
+	return false
+}
+
+// isMember reports whether home is the address of a known group member.
+func (m *Machine) isMember(home uint32) bool {
+	for i := range m.peers {
+		if a := m.peers[i].addr; a.IsValid() && binding.AddrU32(a) == home {
+			return true
+		}
+	}
+	return false
+}

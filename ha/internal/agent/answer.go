@@ -297,6 +297,8 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		{"digest mismatches", c.DigestMismatches}, {"repairs sent", c.RepairsSent}, {"repairs received", c.RepairsRecvd},
 		{"superseded", c.Superseded}, {"table full", c.TableFull}, {"downloads", c.Downloads},
 		{"peers rejected", c.PeersRejected}, {"leaves received", c.LeavesReceived}, {"group send errors", g.sendErrs},
+		{"records refused (home not admitted here)", c.RecordsRefused}, {"records refused (older than a folded tombstone)", c.StaleByFloor},
+		{"updates refused by a peer", c.UpdatesRefused},
 	} {
 		r.Counter = append(r.Counter, console.Counter{Name: kv.n, Value: kv.v})
 	}

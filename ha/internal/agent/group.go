@@ -86,6 +86,7 @@ func (a *Agent) newGroup() (*group, error) {
 			DigestPeriod: gc.AntiEntropyInterval,
 			TombstoneTTL: ttl,
 			MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
+			Admit:        a.core.AdmitHome,
 			Logger:       a.log.With("sub", "group"),
 		}, a.core.table)
 		if err != nil {

@@ -5,6 +5,11 @@
 // seed replays the same fault schedule.
 //
 //	go run ./tools/chaos -duration 10m [-seed N] [-nodes 300] [-rounds N] [-isolated-crash] [-require-replication]
+//	go run ./tools/chaos -mass 10000 [-loss-every 20] [-cut 8s] [-forge] [-seed N]
+//
+// -mass runs the mass de-registration scenario instead of fault rounds
+// (chaos/mass.go): N bindings, every node de-registering while ha3 misses
+// every k-th group datagram and/or is cut off, then forged updates.
 //
 // Exit status: 0 every check passed, 1 an invariant was violated, 2 the lab
 // could not be run.
@@ -37,6 +42,11 @@ func run() int {
 	verbose := fs.Bool("v", false, "log the tool's own debug lines")
 	isolated := fs.Bool("isolated-crash", false, "also kill an agent while both others are cut off; implies -require-replication (a member serving alone loses its last acceptances with it: issue 7)")
 	require := fs.Bool("require-replication", false, "run the agents with group.require_replication = true")
+	mass := fs.Int("mass", 0, "run the mass de-registration scenario with this many bindings instead of fault rounds")
+	lossEvery := fs.Int("loss-every", 20, "-mass: drop every k-th group datagram to ha3 while the nodes de-register (20: 5 %; 0: none)")
+	cut := fs.Duration("cut", 0, "-mass: cut ha3 off for this long from the first de-registration")
+	bins := fs.String("bins", "", "directory holding a built hagent (default: build it)")
+	forge := fs.Bool("forge", false, "-mass: then send Binding Updates forged with the group key for addresses no member may bind")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -53,8 +63,24 @@ func run() int {
 	// SIGINT/SIGTERM cancel the run; Run removes the lab before returning.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *mass > 0 {
+		res, err := chaos.RunMass(ctx, chaos.MassOptions{Seed: *seed, N: *mass, LossEvery: *lossEvery, Cut: *cut, Forge: *forge,
+			Converge: *converge, LogDir: *logDir, Logger: log, Out: os.Stdout, Bins: *bins})
+		fmt.Printf("chaos mass: %s\n", res)
+		var v *chaos.Violation
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &v):
+			fmt.Fprint(os.Stderr, v.Error())
+			return 1
+		default:
+			fmt.Fprintf(os.Stderr, "chaos: %v (seed %d)\n", err, *seed)
+			return 2
+		}
+	}
 	err := chaos.Run(ctx, chaos.Options{Duration: *duration, Seed: *seed, Nodes: *nodes, Converge: *converge,
-		LogDir: *logDir, Logger: log, Out: os.Stdout, IsolatedCrash: *isolated, RequireReplication: *require, Rounds: *rounds})
+		LogDir: *logDir, Logger: log, Out: os.Stdout, Bins: *bins, IsolatedCrash: *isolated, RequireReplication: *require, Rounds: *rounds})
 	var v *chaos.Violation
 	switch {
 	case err == nil:

@@ -176,6 +176,9 @@ type run struct {
 	statMu   sync.Mutex
 	stats    map[string]int
 	authBads []string
+
+	conf func(i int, requireReplication bool) string // member config; nil: memberConfig
+	base netip.Addr                                  // first home address; zero: 10.1.4.1
 }
 
 // Run builds the lab, runs fault rounds for o.Duration and returns a
@@ -256,7 +259,11 @@ func (r *run) setup() error {
 			return err
 		}
 		m := &member{i: i, host: h, config: filepath.Join(r.dir, fmt.Sprintf("ha%d.toml", i+1)), socket: filepath.Join(r.dir, fmt.Sprintf("ha%d.sock", i+1))}
-		cfg := strings.ReplaceAll(memberConfig(i+1, r.o.RequireReplication), "@SOCKET@", m.socket)
+		conf := memberConfig
+		if r.conf != nil {
+			conf = r.conf
+		}
+		cfg := strings.ReplaceAll(conf(i+1, r.o.RequireReplication), "@SOCKET@", m.socket)
 		if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {
 			return fmt.Errorf("chaos: writing %s: %w", m.config, err)
 		}
@@ -274,7 +281,10 @@ func (r *run) setup() error {
 	if err != nil {
 		return err
 	}
-	base := netip.MustParseAddr("10.1.4.1")
+	base := r.base
+	if !base.IsValid() {
+		base = netip.MustParseAddr("10.1.4.1")
+	}
 	for h, k := base, 0; k < r.o.Nodes; k++ {
 		r.homes = append(r.homes, h)
 		h = h.Next()

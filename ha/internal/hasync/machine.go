@@ -426,7 +426,7 @@ func (m *Machine) Deregister(now int64, home uint32, id uint64, out []Action) ([
 		return out, ErrStale
 	}
 	p := m.tab.Tombstone(home, id, m.id, now+int64(m.cfg.TombstoneTTL))
-	if p == nil { // tombstones disabled (tombCapacity 0): still tell the group
+	if p == nil { // folded for lack of room, or tombstones disabled: still tell the group
 		m.rec = Record{Flags: RecDereg, Remaining: msOf(int64(m.cfg.TombstoneTTL)), Home: home, ID: id, Origin: m.id}
 	} else {
 		recordOf(p, now, &m.rec)

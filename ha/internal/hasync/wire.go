@@ -22,7 +22,7 @@ const (
 	DefaultGroup = "224.0.0.240" // link-local group: switches flood it, routers never forward it
 	RequiredTTL  = 255           // IP TTL sent, and required on receipt (on-link proof, like VRRP)
 	MaxDatagram  = 1500 - 20 - 8 // UDP payload that fits one 1500-byte Ethernet MTU
-	Version      = 1             // protocol version in the common header
+	Version      = 2             // protocol version in the common header (2: session challenge, spec §3.1)
 )
 
 // Message types (spec §4).
@@ -35,6 +35,8 @@ const (
 	TypeReplyAck      uint8 = 6 // fig. 14
 	TypeDigest        uint8 = 7 // anti-entropy (beyond the patent)
 	TypeLeave         uint8 = 8 // a member stopping cleanly: header only (beyond the patent)
+	TypeChallenge     uint8 = 9  // "prove your session": a fresh nonce for one agent id (beyond the patent)
+	TypeResponse      uint8 = 10 // the nonce echoed from the sender's current session (beyond the patent)
 )
 
 // Sizes (spec §3, §4).

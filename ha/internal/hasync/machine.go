@@ -161,6 +161,7 @@ type peer struct {
 	init        bool
 	inSync      bool
 	needDigest  bool
+	digestAt    int64 // last digest sent to it alone (rate limit: resyncDigestGap)
 	warnedAt    int64 // last "not acknowledged" warning (rate limit: one per 10 s per peer)
 	outstanding int
 	rw          ReplayWindow
@@ -506,9 +507,11 @@ func (m *Machine) addPending(now int64, peer int32, home uint32, id uint64, orig
 		m.push(hent{due: now + int64(m.cfg.AckTimeout), slot: s, gen: p.gen})
 		return
 	}
-	if pr := &m.peers[peer]; !pr.acking && pr.outstanding >= m.cfg.UnackedPending {
+	if pr := &m.peers[peer]; !pr.acking && (pr.outstanding >= m.cfg.UnackedPending || len(m.pfree) <= len(m.pend)/2) {
 		// Not acknowledged since it came up: its silence may be all it
-		// ever gives. Anti-entropy repairs it once it does acknowledge.
+		// ever gives. It gets a few outstanding updates and never the
+		// half of the set kept for peers that do acknowledge; anti-entropy
+		// repairs it once it acknowledges.
 		m.C.PendingRefused++
 		m.markResync(peer)
 		return
@@ -1444,8 +1447,8 @@ func (m *Machine) sendDigests(now int64, out []Action) []Action {
 	}
 	for i := range m.peers {
 		p := &m.peers[i]
-		if p.needDigest && p.up {
-			p.needDigest = false
+		if p.needDigest && p.up && now-p.digestAt >= m.resyncDigestGap() {
+			p.needDigest, p.digestAt = false, now
 			out = m.sendDigest(now, out, p.addr, 0)
 		}
 	}
@@ -1518,6 +1521,11 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 	return out
 }
 
+// resyncDigestGap is the least time between two digests sent to one peer
+// alone (a resync): a peer that never acknowledges, marked for resync by
+// every update, costs at most one digest per gap, not one per update.
+func (m *Machine) resyncDigestGap() int64 { return int64(m.cfg.DigestPeriod) / 10 }
+
 // ---------- timers
 
 // Tick runs every timer due at now: binding expiry (live → tombstone) and
@@ -1586,7 +1594,7 @@ func (m *Machine) NextDeadline() int64 {
 			t = min(t, p.heard+int64(m.cfg.DeadInterval)+1)
 		}
 		if p.needDigest && p.up && m.init {
-			t = min(t, 0)
+			t = min(t, p.digestAt+m.resyncDigestGap())
 		}
 	}
 	return t

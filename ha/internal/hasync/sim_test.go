@@ -65,6 +65,8 @@ type simnet struct {
 	delay  [2]int64 // min, max one-way delay (reordering when max > min)
 	side   []int    // partition side per node: delivery only within a side
 	drop   func(from, to int, typ uint8) bool
+	tap    func(from, to int, data []byte) // sees every datagram sent (a capturing attacker)
+	onNew  func(i int, m *Machine)         // called with every new machine before its Start
 	out    []Action
 	cfg    func(*Config)
 	static bool // configured unicast peer list instead of multicast
@@ -107,6 +109,9 @@ func (s *simnet) start(i int) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	if s.onNew != nil {
+		s.onNew(i, m)
+	}
 	nd.m, nd.alive = m, true
 	s.out = m.Start(s.now, s.out[:0])
 	s.dispatch(i)
@@ -137,6 +142,9 @@ func (s *simnet) byAddr(a netip.Addr) int {
 func (s *simnet) send(from, to int, data []byte) {
 	if to < 0 || to == from || s.side[from] != s.side[to] {
 		return
+	}
+	if s.tap != nil {
+		s.tap(from, to, data)
 	}
 	if s.loss > 0 && s.rng.Float64() < s.loss {
 		return

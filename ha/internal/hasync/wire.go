@@ -27,14 +27,14 @@ const (
 
 // Message types (spec §4).
 const (
-	TypeBindingUpdate uint8 = 1 // fig. 10
-	TypeUpdateAck     uint8 = 2 // fig. 11
-	TypeTableRequest  uint8 = 3 // claims 9-11
-	TypeHAList        uint8 = 4 // fig. 12
-	TypeTableReply    uint8 = 5 // fig. 13
-	TypeReplyAck      uint8 = 6 // fig. 14
-	TypeDigest        uint8 = 7 // anti-entropy (beyond the patent)
-	TypeLeave         uint8 = 8 // a member stopping cleanly: header only (beyond the patent)
+	TypeBindingUpdate uint8 = 1  // fig. 10
+	TypeUpdateAck     uint8 = 2  // fig. 11
+	TypeTableRequest  uint8 = 3  // claims 9-11
+	TypeHAList        uint8 = 4  // fig. 12
+	TypeTableReply    uint8 = 5  // fig. 13
+	TypeReplyAck      uint8 = 6  // fig. 14
+	TypeDigest        uint8 = 7  // anti-entropy (beyond the patent)
+	TypeLeave         uint8 = 8  // a member stopping cleanly: header only (beyond the patent)
 	TypeChallenge     uint8 = 9  // "prove your session": a fresh nonce for one agent id (beyond the patent)
 	TypeResponse      uint8 = 10 // the nonce echoed from the sender's current session (beyond the patent)
 )

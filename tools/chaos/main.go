@@ -4,7 +4,7 @@
 // after every heal. It needs root. A failing run prints its seed; the same
 // seed replays the same fault schedule.
 //
-//	go run ./tools/chaos -duration 10m [-seed N] [-nodes 300] [-rounds N] [-isolated-crash] [-require-replication]
+//	go run ./tools/chaos -duration 10m [-seed N] [-nodes 300] [-rounds N] [-isolated-crash] [-require-replication] [-attacks]
 //
 // Exit status: 0 every check passed, 1 an invariant was violated, 2 the lab
 // could not be run.
@@ -37,6 +37,7 @@ func run() int {
 	verbose := fs.Bool("v", false, "log the tool's own debug lines")
 	isolated := fs.Bool("isolated-crash", false, "also kill an agent while both others are cut off; implies -require-replication (a member serving alone loses its last acceptances with it: issue 7)")
 	require := fs.Bool("require-replication", false, "run the agents with group.require_replication = true")
+	attacks := fs.Bool("attacks", false, "add attacks on the group protocol from a LAN host: old-session replay after a restart, fake peers with the key")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -54,7 +55,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := chaos.Run(ctx, chaos.Options{Duration: *duration, Seed: *seed, Nodes: *nodes, Converge: *converge,
-		LogDir: *logDir, Logger: log, Out: os.Stdout, IsolatedCrash: *isolated, RequireReplication: *require, Rounds: *rounds})
+		LogDir: *logDir, Logger: log, Out: os.Stdout, IsolatedCrash: *isolated, RequireReplication: *require, Rounds: *rounds, Attacks: *attacks})
 	var v *chaos.Violation
 	switch {
 	case err == nil:

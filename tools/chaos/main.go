@@ -4,7 +4,7 @@
 // after every heal. It needs root. A failing run prints its seed; the same
 // seed replays the same fault schedule.
 //
-//	go run ./tools/chaos -duration 10m [-seed N] [-nodes 300] [-rounds N] [-isolated-crash] [-require-replication]
+//	go run ./tools/chaos -duration 10m [-seed N] [-nodes 300] [-rounds N] [-isolated-crash] [-require-replication] [-attacks]
 //	go run ./tools/chaos -mass 10000 [-loss-every 20] [-cut 8s] [-forge] [-seed N]
 //
 // -mass runs the mass de-registration scenario instead of fault rounds
@@ -47,6 +47,7 @@ func run() int {
 	cut := fs.Duration("cut", 0, "-mass: cut ha3 off for this long from the first de-registration")
 	bins := fs.String("bins", "", "directory holding a built hagent (default: build it)")
 	forge := fs.Bool("forge", false, "-mass: then send Binding Updates forged with the group key for addresses no member may bind")
+	attacks := fs.Bool("attacks", false, "add attacks on the group protocol from a LAN host: old-session replay after a restart, fake peers with the key")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -80,7 +81,7 @@ func run() int {
 		}
 	}
 	err := chaos.Run(ctx, chaos.Options{Duration: *duration, Seed: *seed, Nodes: *nodes, Converge: *converge,
-		LogDir: *logDir, Logger: log, Out: os.Stdout, Bins: *bins, IsolatedCrash: *isolated, RequireReplication: *require, Rounds: *rounds})
+		LogDir: *logDir, Logger: log, Out: os.Stdout, Bins: *bins, IsolatedCrash: *isolated, RequireReplication: *require, Rounds: *rounds, Attacks: *attacks})
 	var v *chaos.Violation
 	switch {
 	case err == nil:

@@ -275,7 +275,11 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		if p.LastHeard != 0 {
 			heard = time.Duration(now-p.LastHeard).Round(time.Millisecond).String() + " ago"
 		}
-		r.Peers = append(r.Peers, console.Peer{Address: p.Addr.String(), ID: p.ID, State: st, LastHeard: heard, InSync: p.InSync, Acking: p.Acking})
+		r.Peers = append(r.Peers, console.Peer{Address: p.Addr.String(), ID: p.ID, State: st, LastHeard: heard, InSync: p.InSync, Acking: p.Acking,
+			Proven: p.Proven, AuthFailures: p.AuthFailures})
+	}
+	for _, s := range g.m.AuthSources(nil) {
+		r.Counter = append(r.Counter, console.Counter{Name: fmt.Sprintf("bad auth from %s (claims agent id %d): another group key?", s.Addr, s.ID), Value: s.Failures})
 	}
 	c := g.m.Counters()
 	for _, kv := range []struct {
@@ -299,6 +303,9 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		{"peers rejected", c.PeersRejected}, {"leaves received", c.LeavesReceived}, {"group send errors", g.sendErrs},
 		{"records refused (home not admitted here)", c.RecordsRefused}, {"records refused (older than a folded tombstone)", c.StaleByFloor},
 		{"updates refused by a peer", c.UpdatesRefused},
+		{"messages of unproven sessions dropped", c.Unproven}, {"session challenges sent", c.ChallengesSent},
+		{"session responses sent", c.ResponsesSent}, {"sessions proven", c.SessionsProven},
+		{"updates not tracked for a peer that never acknowledged", c.PendingRefused},
 	} {
 		r.Counter = append(r.Counter, console.Counter{Name: kv.n, Value: kv.v})
 	}

@@ -67,6 +67,8 @@ func (a *Agent) newGroup() (*group, error) {
 		for binary.BigEndian.Uint32(sess[:]) == 0 {
 			_, _ = rand.Read(sess[:])
 		}
+		var entropy [8]byte // session challenge nonces
+		_, _ = rand.Read(entropy[:])
 		// A tombstone must outlive any binding it could meet (hasync
 		// refuses a TTL below the longest lifetime: a stale update could
 		// bring a de-registered binding back).
@@ -78,6 +80,8 @@ func (a *Agent) newGroup() (*group, error) {
 			ID:           cfg.Agent.AgentID,
 			Addr:         cfg.Agent.Address,
 			Session:      binary.BigEndian.Uint32(sess[:]),
+			Entropy:      binary.BigEndian.Uint64(entropy[:]),
+			MaxPeers:     gc.MaxMembers - 1,
 			Keys:         groupKeys(gc),
 			SendKey:      gc.KeyID,
 			Peers:        gc.Peers,

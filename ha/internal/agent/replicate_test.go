@@ -90,10 +90,13 @@ func (h *replHarness) peerSays(acts []hasync.Action) {
 	}
 }
 
-// peerUp makes the member hear the peer (its table request at start).
+// peerUp makes the member hear the peer: its table request at start, which
+// the member answers with a session challenge; the peer's answer proves
+// its session (hasync spec §3.1).
 func (h *replHarness) peerUp() {
 	h.out = h.peer.Start(h.a.now(), h.out[:0])
 	h.peerSays(h.out)
+	h.toPeer(true)
 	if h.a.grp.m.UpPeers() != 1 {
 		h.t.Fatalf("peer not up after its first message: %d up", h.a.grp.m.UpPeers())
 	}

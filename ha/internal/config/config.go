@@ -44,6 +44,7 @@ const (
 	DefaultGroupKeyID             = 1
 	DefaultGroupAckTimeout        = 250 * time.Millisecond
 	DefaultGroupMaxRetries        = 5
+	DefaultGroupMaxMembers        = 16
 	DefaultGroupAntiEntropy       = 30 * time.Second
 	DefaultVRID                   = 1
 	DefaultVRRPPriority           = 100 // RFC 5798 §6.1
@@ -145,6 +146,7 @@ type Group struct {
 	KeyID               uint8         // default 1; lets a group roll keys
 	AckTimeout          time.Duration // wait for an ack before the first retransmission, default 250ms
 	MaxRetries          int           // then the peer is marked down, default 5
+	MaxMembers          int           // members of the group, this one included, default 16: further agent ids are refused
 	AntiEntropyInterval time.Duration // periodic table digest exchange, default 30s
 	AckBeforeReply      bool          // hold a registration reply until a peer acknowledged the update, default true
 	AcceptKeys          []GroupKey    // [[group.accept_keys]]: also accepted, never sent (key rotation)

@@ -379,6 +379,8 @@ func TestErrors(t *testing.T) {
 		{"group port both written", "listen_port = 5000\n[group]\nport = 5000", false, `x.toml:7: group.port 5000 is agent.listen_port (line 5): the group protocol needs its own port`},
 		{"group port default", "listen_port = 4343\n[group]\nenabled = true\nkey = \"text:k\"", false, `x.toml:5: agent.listen_port 4343 is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port`},
 		{"group peers self", "[group]\npeers = [\"192.0.2.3\", \"192.0.2.2\"]", false, `x.toml:6: group.peers[2] 192.0.2.2 is this agent's own address`},
+		{"group max_members below peers", "[group]\nmax_members = 2\npeers = [\"192.0.2.3\", \"192.0.2.4\"]", false, `x.toml:6: group.max_members is 2 but group.peers lists 2 other members: raise max_members to at least 3`},
+		{"group max_members range", "[group]\nmax_members = 101", false, `x.toml:6: group.max_members 101 out of range 2..100`},
 		{"group peers dup", "[group]\npeers = [\n \"192.0.2.3\",\n \"192.0.2.3\",\n]", false, `x.toml:6: group.peers[2] 192.0.2.3 is listed twice`},
 		{"accept key id is key_id", "[group]\nkey_id = 3\n[[group.accept_keys]]\nid = 3\nkey = \"text:k\"", false, `x.toml:8: group.accept_keys[1].id 3 is used twice (also at line 6): group.key_id and the accept_keys ids must all differ`},
 		{"accept key id is default key_id", "[group]\n[[group.accept_keys]]\nid = 1\nkey = \"text:k\"", false, `x.toml:7: group.accept_keys[1].id 1 is used twice (also group.key_id, by default): group.key_id and the accept_keys ids must all differ`},

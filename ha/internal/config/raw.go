@@ -49,6 +49,7 @@ type rawGroup struct {
 	RequireReplication              field[bool]
 	Address                         field[string]
 	Port, KeyID, MaxRetries         field[int64]
+	MaxMembers                      field[int64]
 	Peers                           field[[]string]
 	Key                             field[string]
 	AckTimeout, AntiEntropyInterval field[string]
@@ -175,6 +176,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		KeyID:               t.integer("key_id"),
 		AckTimeout:          t.duration("ack_timeout"),
 		MaxRetries:          t.integer("max_retries"),
+		MaxMembers:          t.integer("max_members"),
 		AntiEntropyInterval: t.duration("anti_entropy_interval"),
 		AckBeforeReply:      t.boolean("ack_before_reply"),
 		RequireReplication:  t.boolean("require_replication"),

@@ -362,6 +362,15 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 	g.KeyID = uint8(d.intIn(rg.KeyID, DefaultGroupKeyID, 0, 255))
 	g.AckTimeout = d.durIn(rg.AckTimeout, DefaultGroupAckTimeout, 10*time.Millisecond, 10*time.Second)
 	g.MaxRetries = int(d.intIn(rg.MaxRetries, DefaultGroupMaxRetries, 1, 100))
+	// 100: a Home Agent List carries at most 100 members.
+	g.MaxMembers = int(d.intIn(rg.MaxMembers, DefaultGroupMaxMembers, 2, 100))
+	if len(g.Peers) >= g.MaxMembers {
+		f := rg.MaxMembers
+		if !f.Set {
+			f = field[int64]{Key: "group.max_members", Line: rg.Peers.Line}
+		}
+		d.errorf(f.Line, f.Key, "is %d but group.peers lists %d other members: raise max_members to at least %d", g.MaxMembers, len(g.Peers), len(g.Peers)+1)
+	}
 	g.AntiEntropyInterval = d.durIn(rg.AntiEntropyInterval, DefaultGroupAntiEntropy, time.Second, time.Hour)
 	g.AckBeforeReply = d.boolOr(rg.AckBeforeReply, true)
 	g.RequireReplication = d.boolOr(rg.RequireReplication, false)

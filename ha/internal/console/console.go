@@ -97,6 +97,12 @@ type Peer struct {
 	// not let one run out of retransmissions since; only such a peer's
 	// silence turns a held reply into 130 (docs/redundancy.md).
 	Acking bool `json:"acking"`
+	// Proven: its current session answered our challenge; until then
+	// nothing it sends is applied (docs/hasync-spec.md §3.1).
+	Proven bool `json:"proven"`
+	// AuthFailures: messages from its address that failed authentication
+	// (another group key: it cannot follow the group).
+	AuthFailures uint64 `json:"auth_failures"`
 }
 
 // Info is the payload of `show version` / `show agent`.

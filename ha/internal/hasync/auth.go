@@ -102,50 +102,43 @@ func (k *Keyring) index(id uint8) int {
 	return -1
 }
 
-// ReplayWindow is the anti-replay state of one peer (spec §3.3): the current
-// session and a 64-message sliding window over its sequence numbers, plus
-// the last few retired sessions (a restarted peer picks a new random
-// session; its old session's messages are replays).
+// ReplayWindow is the anti-replay state of one peer (spec §3 step 6): its
+// proven session and a 64-message sliding window over that session's
+// sequence numbers. Sequence numbers compare in serial-number arithmetic
+// (RFC 1982, 32 bits): a sender that starts near 0xffffffff keeps being
+// heard after the wrap. A message of any other session is not fresh here:
+// the session must be proven first (spec §3.1), so a replay from an
+// earlier session can never displace the live one.
 type ReplayWindow struct {
-	Session uint32
+	Session uint32 // proven session, 0: none yet
 	Top     uint32 // highest sequence accepted in Session
 	Bits    uint64 // bit i set: Top-i seen
-	Retired [4]uint32
 }
 
-// Check reports whether (session, seq) is fresh, without recording it.
+// ahead reports whether seq is after top in serial-number arithmetic:
+// (seq - top) mod 2^32 in 1 .. 2^31-1.
+func ahead(seq, top uint32) bool {
+	d := seq - top
+	return d != 0 && d < 1<<31
+}
+
+// Check reports whether (session, seq) is fresh in the proven session,
+// without recording it.
 func (w *ReplayWindow) Check(session, seq uint32) bool {
-	if session == 0 {
+	if session == 0 || session != w.Session {
 		return false
 	}
-	if session != w.Session {
-		for _, r := range w.Retired {
-			if r == session {
-				return false
-			}
-		}
-		return true
-	}
-	if seq > w.Top {
+	if ahead(seq, w.Top) {
 		return true
 	}
 	d := w.Top - seq
 	return d < 64 && w.Bits&(1<<d) == 0
 }
 
-// Accept records (session, seq); call it only after Check and authentication
-// succeeded and the message parsed. It reports whether the session is new
-// (the peer restarted or is heard for the first time).
-func (w *ReplayWindow) Accept(session, seq uint32) bool {
-	if session != w.Session {
-		if w.Session != 0 {
-			copy(w.Retired[1:], w.Retired[:3])
-			w.Retired[0] = w.Session
-		}
-		w.Session, w.Top, w.Bits = session, seq, 1
-		return true
-	}
-	if seq > w.Top {
+// Accept records seq in the proven session; call it only after Check,
+// authentication and parsing succeeded.
+func (w *ReplayWindow) Accept(seq uint32) {
+	if ahead(seq, w.Top) {
 		d := seq - w.Top
 		if d >= 64 {
 			w.Bits = 0
@@ -154,10 +147,16 @@ func (w *ReplayWindow) Accept(session, seq uint32) bool {
 		}
 		w.Bits |= 1
 		w.Top = seq
-		return false
+		return
 	}
 	w.Bits |= 1 << (w.Top - seq)
-	return false
+}
+
+// Prove makes session the peer's proven session, seq its first accepted
+// sequence (the Session Response that proved it). Any earlier session is
+// forgotten: its messages fail Check like every unproven one.
+func (w *ReplayWindow) Prove(session, seq uint32) {
+	w.Session, w.Top, w.Bits = session, seq, 1
 }
 
 // SetKeys replaces the group keys while the machine runs (key rotation by

@@ -37,6 +37,17 @@ type Config struct {
 	MaxLifetime    time.Duration // longest lifetime the agent grants; New refuses TombstoneTTL < MaxLifetime (0: not checked)
 	MaxPending     int           // 65536
 	MaxRepair      int           // repair chunks per digest received, 128
+	// MaxPeers bounds the Home Agent list: other members this one admits
+	// (group.max_members − 1; at most MaxPeers, the default). Messages
+	// from further agent ids are refused and counted (PeersRejected).
+	MaxPeers int
+	// UnackedPending bounds the updates outstanding to a peer that has not
+	// acknowledged one since it came up (64): a member that never
+	// acknowledges cannot fill MaxPending for the others.
+	UnackedPending int
+	// Entropy is random, new at every start (crypto/rand in the caller):
+	// session challenge nonces are derived from it. 0: from Session.
+	Entropy uint64
 
 	// Admit judges the home address of every record received from a peer
 	// against this member's own configuration: "" admits it, anything else
@@ -71,6 +82,8 @@ func (c *Config) defaults() {
 	defi(&c.MaxDownloads, 4)
 	defi(&c.MaxPending, 65536)
 	defi(&c.MaxRepair, 128)
+	defi(&c.MaxPeers, MaxPeers)
+	defi(&c.UnackedPending, 64)
 }
 
 // ActionKind says what the caller must do with an Action.
@@ -124,6 +137,12 @@ type Counters struct {
 	// longer held may be newer (binding.Table.Covered). UpdatesRefused: our
 	// updates a peer answered with AckRefused.
 	RecordsRefused, StaleByFloor, UpdatesRefused uint64
+	// Session proof (spec §3.1): messages dropped because their session is
+	// not proven yet, challenges sent, responses sent, sessions proven.
+	Unproven, ChallengesSent, ResponsesSent, SessionsProven uint64
+	// PendingRefused: updates not tracked for a peer that has not
+	// acknowledged since it came up and already has UnackedPending outstanding.
+	PendingRefused uint64
 }
 
 // PeerInfo describes one member of the Home Agent list (hactl show redundancy).
@@ -136,6 +155,11 @@ type PeerInfo struct {
 	InSync      bool // last digest exchange found equal tables
 	Acking      bool // acknowledged an update of ours since it came up, and none has run out of retries since (AckingPeers)
 	Outstanding int  // updates waiting for its ack
+	Proven      bool // its current session answered our challenge (spec §3.1)
+	// AuthFailures: messages from its address that failed authentication
+	// (a member with another group key); AuthFailedAt: the last one.
+	AuthFailures uint64
+	AuthFailedAt int64
 }
 
 // MaxPeers bounds the Home Agent list (a Home Agent List carries 100).
@@ -149,9 +173,14 @@ type peer struct {
 	init        bool
 	inSync      bool
 	needDigest  bool
+	digestAt    int64 // last digest sent to it alone (rate limit: resyncDigestGap)
 	warnedAt    int64 // last "not acknowledged" warning (rate limit: one per 10 s per peer)
 	outstanding int
 	rw          ReplayWindow
+	nonce       uint64 // outstanding session challenge, 0: none
+	chalAt      int64  // last challenge sent
+	answered    uint64 // nonce of the last challenge of this peer we answered
+	answeredAt  int64
 	// acking: it acknowledged an update of ours since it was last marked up
 	// (AckingPeers). Cleared when it goes down, leaves or restarts.
 	acking bool
@@ -186,6 +215,9 @@ type download struct {
 	reqDue    int64
 	progress  int64
 	requests  int
+	// resend: a member challenged our session, so it dropped our request;
+	// repeat the same attempt at reqDue (not a retry: Attempt unchanged).
+	resend bool
 }
 
 type serve struct {
@@ -218,6 +250,9 @@ type Machine struct {
 
 	selfWarned   int64 // last "own id" warning (rate limit)
 	refuseWarned int64 // last "record refused" warning (rate limit)
+	peerWarned   int64 // last "peer refused" warning (rate limit)
+	nonces       uint64
+	badSrc       [authSources]authSource
 	seq          uint32
 	init         bool
 	reqN         uint32
@@ -244,6 +279,7 @@ type Machine struct {
 	rxList   HAList
 	rxReq    TableRequest
 	rxRep    TableReply
+	rxChal   Challenge
 	rec      Record
 
 	C Counters
@@ -265,8 +301,11 @@ func New(cfg Config, tab *binding.Table) (*Machine, error) {
 	if tab == nil {
 		return nil, fmt.Errorf("hasync: nil binding table")
 	}
-	if len(cfg.Peers) > MaxPeers {
-		return nil, fmt.Errorf("hasync: %d unicast peers configured, at most %d", len(cfg.Peers), MaxPeers)
+	if cfg.MaxPeers > MaxPeers {
+		return nil, fmt.Errorf("hasync: %d peers allowed, at most %d (a Home Agent List carries %d members)", cfg.MaxPeers, MaxPeers, MaxHAs)
+	}
+	if len(cfg.Peers) > cfg.MaxPeers {
+		return nil, fmt.Errorf("hasync: %d unicast peers configured, at most %d", len(cfg.Peers), cfg.MaxPeers)
 	}
 	k, err := NewKeyring(cfg.Keys, cfg.SendKey)
 	if err != nil {
@@ -280,7 +319,11 @@ func New(cfg Config, tab *binding.Table) (*Machine, error) {
 		pidx:  make(map[uint64]int32, cfg.MaxPending),
 		heap:  make([]hent, 0, cfg.MaxPending),
 		arena: make([]byte, 0, 64<<10),
-		peers: make([]peer, 0, MaxPeers),
+		peers: make([]peer, 0, cfg.MaxPeers),
+	}
+	m.nonces = cfg.Entropy
+	if m.nonces == 0 {
+		m.nonces = uint64(cfg.Session)<<32 | uint64(cfg.ID)
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -313,7 +356,9 @@ func (m *Machine) Peers(dst []PeerInfo) []PeerInfo {
 		if p.id == 0 {
 			continue
 		}
-		dst = append(dst, PeerInfo{ID: p.id, Addr: p.addr, LastHeard: p.heard, Up: p.up, Initialized: p.init, InSync: p.inSync, Acking: p.acking, Outstanding: p.outstanding})
+		pi := PeerInfo{ID: p.id, Addr: p.addr, LastHeard: p.heard, Up: p.up, Initialized: p.init, InSync: p.inSync, Acking: p.acking, Outstanding: p.outstanding, Proven: p.rw.Session != 0}
+		pi.AuthFailures, pi.AuthFailedAt = m.authFailuresFrom(p.addr)
+		dst = append(dst, pi)
 	}
 	return dst
 }
@@ -480,6 +525,15 @@ func (m *Machine) addPending(now int64, peer int32, home uint32, id uint64, orig
 		m.push(hent{due: now + int64(m.cfg.AckTimeout), slot: s, gen: p.gen})
 		return
 	}
+	if pr := &m.peers[peer]; !pr.acking && (pr.outstanding >= m.cfg.UnackedPending || len(m.pfree) <= len(m.pend)/2) {
+		// Not acknowledged since it came up: its silence may be all it
+		// ever gives. It gets a few outstanding updates and never the
+		// half of the set kept for peers that do acknowledge; anti-entropy
+		// repairs it once it acknowledges.
+		m.C.PendingRefused++
+		m.markResync(peer)
+		return
+	}
 	if len(m.pfree) == 0 {
 		m.C.UpdatesFailed++
 		m.markResync(peer)
@@ -632,6 +686,7 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 			m.C.BadAuth++
 		}
 		m.C.SecViolations++
+		m.authFailed(now, src.Unmap(), h.Sender, err)
 		return out
 	}
 	if h.Sender == m.id || h.Sender == 0 {
@@ -672,6 +727,8 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		if len(body) != 0 {
 			err = ErrLength
 		}
+	case TypeChallenge, TypeResponse:
+		err = m.rxChal.UnmarshalBinary(body)
 	default:
 		err = ErrType
 	}
@@ -683,22 +740,38 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 	pi := m.peerFor(h.Sender, src, false)
 	if pi < 0 {
 		m.C.PeersRejected++
+		if m.peerWarned == 0 || now-m.peerWarned >= int64(10*time.Second) {
+			m.peerWarned = now
+			m.log.Warn("hasync: group member refused: the Home Agent list is full (raise group.max_members if the group really is that large)", "src", src, "id", h.Sender, "max_peers", m.cfg.MaxPeers, "refused_total", m.C.PeersRejected)
+		}
 		return out
 	}
 	p := &m.peers[pi]
+	if h.Session != p.rw.Session {
+		// A session this member has not proven: the peer restarted, is new,
+		// or this is a replay of an earlier session. Nothing in it is
+		// applied and its source is not taken (spec §3.1).
+		return m.unproven(now, pi, &h, src, out)
+	}
 	if !p.rw.Check(h.Session, h.Seq) {
 		m.C.Replay++
 		m.C.SecViolations++
 		return out
 	}
-	restarted := p.rw.Accept(h.Session, h.Seq) && p.heard != 0
+	p.rw.Accept(h.Seq)
 	// Only a fresh message moves the peer: a replay sent from elsewhere
 	// must not redirect its acks, retransmissions and table replies.
 	if src.IsValid() {
 		p.addr = src
 	}
-	m.heard(now, pi, restarted)
+	m.heard(now, pi, false)
 	switch h.Type {
+	case TypeChallenge:
+		out = m.onChallenge(now, pi, out)
+	case TypeResponse:
+		if m.rxChal.Peer == m.id && m.rxChal.Nonce == p.nonce {
+			p.nonce = 0 // answered from the session already proven
+		}
 	case TypeLeave:
 		m.C.LeavesReceived++
 		m.left(pi)
@@ -746,7 +819,7 @@ func (m *Machine) peerFor(id uint32, src netip.Addr, move bool) int {
 			return i
 		}
 	}
-	if len(m.peers) >= MaxPeers {
+	if len(m.peers) >= m.cfg.MaxPeers {
 		return -1
 	}
 	m.peers = append(m.peers, peer{id: id, addr: src})
@@ -988,6 +1061,10 @@ func (m *Machine) downloadTimers(now int64, out []Action) []Action {
 	}
 	if now < d.reqDue {
 		return out
+	}
+	if d.resend {
+		d.resend = false
+		return m.resendRequest(now, out)
 	}
 	if d.requests >= m.cfg.AloneAttempts && !m.knowInitialized() && m.lowestKnown() {
 		m.C.TableRequestsFailed++
@@ -1264,8 +1341,8 @@ func (m *Machine) sendChunk(now int64, s *serve, c uint32, out []Action) []Actio
 		l.NumHA = 1
 		for i := range m.peers {
 			p := &m.peers[i]
-			if p.id == 0 || l.NumHA >= MaxHAs {
-				continue
+			if p.id == 0 || !p.addr.IsValid() || l.NumHA >= MaxHAs {
+				continue // unknown id, or known only from an unproven message
 			}
 			f := uint8(0)
 			if p.up {
@@ -1402,8 +1479,8 @@ func (m *Machine) sendDigests(now int64, out []Action) []Action {
 	}
 	for i := range m.peers {
 		p := &m.peers[i]
-		if p.needDigest && p.up {
-			p.needDigest = false
+		if p.needDigest && p.up && now-p.digestAt >= m.resyncDigestGap() {
+			p.needDigest, p.digestAt = false, now
 			out = m.sendDigest(now, out, p.addr, 0)
 		}
 	}
@@ -1486,6 +1563,11 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 	return out
 }
 
+// resyncDigestGap is the least time between two digests sent to one peer
+// alone (a resync): a peer that never acknowledges, marked for resync by
+// every update, costs at most one digest per gap, not one per update.
+func (m *Machine) resyncDigestGap() int64 { return int64(m.cfg.DigestPeriod) / 10 }
+
 // ---------- timers
 
 // Tick runs every timer due at now: binding expiry (live → tombstone) and
@@ -1554,7 +1636,7 @@ func (m *Machine) NextDeadline() int64 {
 			t = min(t, p.heard+int64(m.cfg.DeadInterval)+1)
 		}
 		if p.needDigest && p.up && m.init {
-			t = min(t, 0)
+			t = min(t, p.digestAt+m.resyncDigestGap())
 		}
 	}
 	return t

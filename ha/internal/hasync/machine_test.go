@@ -322,11 +322,15 @@ func TestResponderDiesMidDownload(t *testing.T) {
 	s.run(s.now + 2*sec)
 	s.nodes = append(s.nodes, &node{id: 30, addr: netip.MustParseAddr("192.168.1.30")})
 	s.side = append(s.side, 0)
+	before := [2]uint64{s.nodes[0].m.Counters().RepliesSent, s.nodes[1].m.Counters().RepliesSent}
 	s.start(2)
-	s.run(s.now + 2*ms) // a few chunks
+	// A few chunks (after the session challenges of the new member).
+	for end := s.now + 100*ms; s.now < end && s.nodes[2].m.Counters().TableRepliesReceived < 3; {
+		s.run(s.now + ms)
+	}
 	resp := -1
 	for i, nd := range s.nodes[:2] {
-		if nd.m.Counters().RepliesSent > 0 {
+		if nd.m.Counters().RepliesSent > before[i] {
 			resp = i
 		}
 	}
@@ -374,14 +378,6 @@ func TestClaims37to39Tombstones(t *testing.T) {
 // A tombstone racing a late (older) update: the update never resurrects it,
 // whatever the order; duplicates change nothing.
 func TestTombstoneRacesLateUpdate(t *testing.T) {
-	k := testKeyring(t)
-	mk := func(seq uint32, r Record) []byte {
-		h := Header{Version: Version, Type: TypeBindingUpdate, Sender: 99, Session: 1, Seq: seq}
-		b, _ := h.AppendBinary(nil)
-		b, _ = r.AppendBinary(b)
-		b, _ = k.Seal(b, 0)
-		return b
-	}
 	live := Record{Granted: 600, Remaining: 600000, Home: 0x0a000001, CareOf: 1, ID: 10, Origin: 99}
 	tomb := Record{Flags: RecDereg, Remaining: 3600000, Home: 0x0a000001, ID: 11, Origin: 99}
 	src := netip.MustParseAddr("192.168.1.99")
@@ -393,8 +389,10 @@ func TestTombstoneRacesLateUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out []Action
-		for i, r := range order {
-			out = m.Receive(1e9, src, 255, mk(uint32(i+1), r), out[:0])
+		f := newFakePeer(t, 99, 1)
+		f.prove(t, m, 1, 1e9, src)
+		for _, r := range order {
+			out = m.Receive(1e9, src, 255, f.update(r), out[:0])
 		}
 		e := tab.Get(0x0a000001)
 		if e == nil || !e.Tombstone() || e.ID != 11 || tab.Len() != 0 {
@@ -414,7 +412,9 @@ func TestSecurityDrops(t *testing.T) {
 	m, _ := New(Config{ID: 1, Session: 5, Keys: []Key{{ID: 7, Secret: testKey}}, SendKey: 7, MaxPending: 16}, tab)
 	src := netip.MustParseAddr("192.168.1.99")
 	r := Record{Granted: 600, Remaining: 600000, Home: 0x0a000001, CareOf: 1, ID: 10, Origin: 99}
-	h := Header{Version: Version, Type: TypeBindingUpdate, Sender: 99, Session: 1, Seq: 1}
+	f := newFakePeer(t, 99, 1)
+	f.prove(t, m, 1, 1, src)
+	h := Header{Version: Version, Type: TypeBindingUpdate, Sender: 99, Session: 1, Seq: 100}
 	good, _ := h.AppendBinary(nil)
 	good, _ = r.AppendBinary(good)
 	good, _ = k.Seal(good, 0)
@@ -455,7 +455,8 @@ func TestReplayFromElsewhereMovesNoPeer(t *testing.T) {
 	m, _ := New(Config{ID: 1, Session: 5, Keys: []Key{{ID: 7, Secret: testKey}}, SendKey: 7, MaxPending: 16}, tab)
 	real, rogue := netip.MustParseAddr("192.168.1.99"), netip.MustParseAddr("192.168.1.66")
 	r := Record{Granted: 600, Remaining: 600000, Home: 0x0a000001, CareOf: 1, ID: 10, Origin: 99}
-	h := Header{Version: Version, Type: TypeBindingUpdate, Sender: 99, Session: 1, Seq: 1}
+	newFakePeer(t, 99, 1).prove(t, m, 1, 1, real)
+	h := Header{Version: Version, Type: TypeBindingUpdate, Sender: 99, Session: 1, Seq: 100}
 	good, _ := h.AppendBinary(nil)
 	good, _ = r.AppendBinary(good)
 	good, _ = k.Seal(good, 0)
@@ -471,7 +472,7 @@ func TestReplayFromElsewhereMovesNoPeer(t *testing.T) {
 		t.Fatalf("a replay moved the peer: %+v", p)
 	}
 	// A fresh message from a new address (the peer renumbered) moves it.
-	h.Seq = 2
+	h.Seq = 101
 	fresh, _ := h.AppendBinary(nil)
 	fresh, _ = r.AppendBinary(fresh)
 	fresh, _ = k.Seal(fresh, 0)

@@ -65,6 +65,8 @@ type simnet struct {
 	delay  [2]int64 // min, max one-way delay (reordering when max > min)
 	side   []int    // partition side per node: delivery only within a side
 	drop   func(from, to int, typ uint8) bool
+	tap    func(from, to int, data []byte) // sees every datagram sent (a capturing attacker)
+	onNew  func(i int, m *Machine)         // called with every new machine before its Start
 	out    []Action
 	cfg    func(*Config)
 	static bool                  // configured unicast peer list instead of multicast
@@ -112,6 +114,9 @@ func (s *simnet) start(i int) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	if s.onNew != nil {
+		s.onNew(i, m)
+	}
 	nd.m, nd.alive = m, true
 	s.out = m.Start(s.now, s.out[:0])
 	s.dispatch(i)
@@ -142,6 +147,9 @@ func (s *simnet) byAddr(a netip.Addr) int {
 func (s *simnet) send(from, to int, data []byte) {
 	if to < 0 || to == from || s.side[from] != s.side[to] {
 		return
+	}
+	if s.tap != nil {
+		s.tap(from, to, data)
 	}
 	if s.loss > 0 && s.rng.Float64() < s.loss {
 		return
@@ -317,6 +325,20 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 	s.delay = [2]int64{50_000, 50_000 + rng.Int64N(20*ms)}
 	md := model{}
 	var nextID uint64 = 1
+	// An attacker on the path keeps a sample of everything sent, to replay
+	// it later (from another address) to any member: after restarts it
+	// replays earlier sessions. A key holder adds fake members that never
+	// acknowledge. Neither may change what the group converges to.
+	frng := rand.New(rand.NewPCG(seed, 99))
+	var captured [][]byte
+	s.tap = func(from, to int, data []byte) {
+		if len(captured) < 256 {
+			captured = append(captured, append([]byte(nil), data...))
+		} else if i := frng.IntN(4 * len(captured)); i < len(captured) {
+			captured[i] = append(captured[i][:0], data...)
+		}
+	}
+	var fakes []*fakePeer
 	for i := range s.nodes {
 		s.start(i)
 		s.run(s.now + rng.Int64N(300*ms))
@@ -350,13 +372,41 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 			}
 		case r < 85: // heal partition
 			clear(s.side)
-		case r < 92: // crash + restart with an empty table
+		case r < 89: // crash + restart with an empty table
 			i := rng.IntN(nodes)
 			if s.nodes[i].alive {
 				md.markLost(s, i)
 				s.stop(i)
 				s.run(s.now + rng.Int64N(3*sec))
 				s.start(i)
+			}
+		case r < 93: // replay captured datagrams (earlier sessions too) to a member
+			i := rng.IntN(nodes)
+			for range 20 {
+				if len(captured) == 0 || !s.nodes[i].alive {
+					break
+				}
+				p := captured[frng.IntN(len(captured))]
+				s.out = s.nodes[i].m.Receive(s.now, netip.MustParseAddr("203.0.113.66"), RequiredTTL, p, s.out[:0])
+				s.dispatch(i)
+			}
+		case r < 95: // a key holder's fake member: heard by everyone, never acknowledges
+			if len(fakes) < 4 {
+				fakes = append(fakes, newFakePeer(t, uint32(5000+len(fakes)), uint32(frng.Uint32()|1)))
+			}
+			for k, f := range fakes {
+				src := netip.AddrFrom4([4]byte{192, 168, 9, byte(k)})
+				for i, nd := range s.nodes {
+					if !nd.alive {
+						continue
+					}
+					d := Digest{}
+					out := nd.m.Receive(s.now, src, RequiredTTL, f.msg(TypeDigest, d.AppendBinary), nil)
+					if n := f.challengeIn(out); n != 0 {
+						out = nd.m.Receive(s.now, src, RequiredTTL, f.answer(nd.id, n), out[:0])
+					}
+					_ = i
+				}
 			}
 		default: // loss change
 			s.loss = []float64{0, 0.05, 0.2, 0.5}[rng.IntN(4)]

@@ -22,19 +22,21 @@ const (
 	DefaultGroup = "224.0.0.240" // link-local group: switches flood it, routers never forward it
 	RequiredTTL  = 255           // IP TTL sent, and required on receipt (on-link proof, like VRRP)
 	MaxDatagram  = 1500 - 20 - 8 // UDP payload that fits one 1500-byte Ethernet MTU
-	Version      = 1             // protocol version in the common header
+	Version      = 2             // protocol version in the common header (2: session challenge, spec §3.1)
 )
 
 // Message types (spec §4).
 const (
-	TypeBindingUpdate uint8 = 1 // fig. 10
-	TypeUpdateAck     uint8 = 2 // fig. 11
-	TypeTableRequest  uint8 = 3 // claims 9-11
-	TypeHAList        uint8 = 4 // fig. 12
-	TypeTableReply    uint8 = 5 // fig. 13
-	TypeReplyAck      uint8 = 6 // fig. 14
-	TypeDigest        uint8 = 7 // anti-entropy (beyond the patent)
-	TypeLeave         uint8 = 8 // a member stopping cleanly: header only (beyond the patent)
+	TypeBindingUpdate uint8 = 1  // fig. 10
+	TypeUpdateAck     uint8 = 2  // fig. 11
+	TypeTableRequest  uint8 = 3  // claims 9-11
+	TypeHAList        uint8 = 4  // fig. 12
+	TypeTableReply    uint8 = 5  // fig. 13
+	TypeReplyAck      uint8 = 6  // fig. 14
+	TypeDigest        uint8 = 7  // anti-entropy (beyond the patent)
+	TypeLeave         uint8 = 8  // a member stopping cleanly: header only (beyond the patent)
+	TypeChallenge     uint8 = 9  // "prove your session": a fresh nonce for one agent id (beyond the patent)
+	TypeResponse      uint8 = 10 // the nonce echoed from the sender's current session (beyond the patent)
 )
 
 // Sizes (spec §3, §4).

@@ -13,17 +13,19 @@ import (
 var testKey = []byte("hagent-test-group-key-7")
 
 const (
-	goldenBU    = "0101004407000000c0a80102112233440000000500020708001b77400a000005c0a80101c63364010123456789abcdefc0a80102" + "7b6eb34e27dda7eeb7cfd2e005b3fc27"
-	goldenAck   = "0102003807000000c0a801021122334400000005000000000a0000050123456789abcdefc0a80102" + "75bf602550fd607ffdbb0297750eb366"
-	goldenReq   = "0103003407000000c0a8010211223344000000050102000000000009c0a80103c0a80104" + "24f9cec1b1f55a318ccb60f9dab5cd08"
-	goldenList  = "0104004807000000c0a801021122334400000005020000000000000900000003c0a80102c0a8010280000000c0a80103c0a80103c0000000" + "18d17a36bbc547e3e15b9ca08f95f037"
-	goldenReply = "0105005807000000c0a8010211223344000000050000000100000002000000090000000101220000800000000036ee800a000006c0a80101c63364020000000000000010c0a80103" + "c17aeda962e3bb08caa031bd123ba5c8"
-	goldenRAck  = "0106003407000000c0a80102112233440000000500000000000000020000000900000001" + "1c737c2feb985cd41604268a3fad52c1"
-	goldenDgICV = "b13c85374e75c0b70e5f4a1cda619fb5"
+	goldenBU    = "0201004407000000c0a80102112233440000000500020708001b77400a000005c0a80101c63364010123456789abcdefc0a80102" + "8135011dcc55d1a16deb380d691d3bed"
+	goldenAck   = "0202003807000000c0a801021122334400000005000000000a0000050123456789abcdefc0a80102" + "9926b4e0a5c3ba5b1911a80a3abf9539"
+	goldenReq   = "0203003407000000c0a8010211223344000000050102000000000009c0a80103c0a80104" + "fa8b98a8372c7b1e524c6a67a3ad6722"
+	goldenList  = "0204004807000000c0a801021122334400000005020000000000000900000003c0a80102c0a8010280000000c0a80103c0a80103c0000000" + "c67f8022b15f10f50120d72d9e5ffded"
+	goldenReply = "0205005807000000c0a8010211223344000000050000000100000002000000090000000101220000800000000036ee800a000006c0a80101c63364020000000000000010c0a80103" + "d4aa853077bd310447f647287e31046d"
+	goldenRAck  = "0206003407000000c0a80102112233440000000500000000000000020000000900000001" + "ac7fb70a738cdb0fa25ddc34667576df"
+	goldenChal  = "0209003007000000c0a801021122334400000005c0a801030102030405060708" + "808ad3f70299cbb48ad31f5578c0ccb6"
+	goldenResp  = "020a003007000000c0a801021122334400000005c0a801030102030405060708" + "83a7373a8e85c91b9637f670299975a0"
+	goldenDgICV = "b9a6f9b1089949b107e805fed9d7237f"
 )
 
 func goldenDigest() string {
-	return "0107043007000000c0a80102112233440000000500000000"[:40] + "c0070000" + "00000003" + "00000001" +
+	return "0207043007000000c0a80102112233440000000500000000"[:40] + "c0070000" + "00000003" + "00000001" +
 		"0102030405060708" + strings.Repeat("00", 8*126) + strings.Repeat("ff", 8) + goldenDgICV
 }
 
@@ -92,6 +94,9 @@ func TestGoldens(t *testing.T) {
 	d.Buckets[0] = 0x0102030405060708
 	d.Buckets[127] = ^uint64(0)
 	checkGolden(t, "digest", seal(t, k, TypeDigest, d.AppendBinary), goldenDigest())
+	c := Challenge{Peer: 0xc0a80103, Nonce: 0x0102030405060708}
+	checkGolden(t, "session challenge", seal(t, k, TypeChallenge, c.AppendBinary), goldenChal)
+	checkGolden(t, "session response", seal(t, k, TypeResponse, c.AppendBinary), goldenResp)
 }
 
 func mustHex(t testing.TB, s string) []byte {
@@ -118,7 +123,7 @@ func open(t testing.TB, k *Keyring, b []byte) (Header, []byte) {
 func TestRoundTrips(t *testing.T) {
 	k := testKeyring(t)
 	h, body := open(t, k, mustHex(t, goldenBU))
-	if h != (Header{Version: 1, Type: 1, Length: 68, KeyID: 7, Sender: 0xc0a80102, Session: 0x11223344, Seq: 5}) {
+	if h != (Header{Version: 2, Type: 1, Length: 68, KeyID: 7, Sender: 0xc0a80102, Session: 0x11223344, Seq: 5}) {
 		t.Errorf("header %+v", h)
 	}
 	var rec Record
@@ -151,6 +156,13 @@ func TestRoundTrips(t *testing.T) {
 	var d Digest
 	if _, body := open(t, k, mustHex(t, goldenDigest())); d.UnmarshalBinary(body) != nil || d.Live != 3 || d.Buckets[127] != ^uint64(0) || d.Flags != 0xc0 {
 		t.Errorf("digest %+v", d.Flags)
+	}
+	var c Challenge
+	if h, body := open(t, k, mustHex(t, goldenChal)); h.Type != TypeChallenge || c.UnmarshalBinary(body) != nil || c != (Challenge{Peer: 0xc0a80103, Nonce: 0x0102030405060708}) {
+		t.Errorf("challenge %+v", c)
+	}
+	if c.UnmarshalBinary(make([]byte, ChallengeBody)) != ErrMalformed || c.UnmarshalBinary(make([]byte, 11)) != ErrTruncated {
+		t.Error("challenge with agent id or nonce 0, or short, accepted")
 	}
 	// A full reply fits one MTU.
 	full := TableReply{NumBind: MaxBindPerReply}
@@ -200,9 +212,10 @@ func TestAuthRejects(t *testing.T) {
 
 func TestReplayWindow(t *testing.T) {
 	var w ReplayWindow
-	if !w.Check(7, 10) || !w.Accept(7, 10) {
-		t.Fatal("first message")
+	if w.Check(7, 10) {
+		t.Fatal("a session never proven accepted")
 	}
+	w.Prove(7, 10)
 	if w.Check(7, 10) {
 		t.Error("duplicate accepted")
 	}
@@ -210,19 +223,45 @@ func TestReplayWindow(t *testing.T) {
 		if !w.Check(7, s) {
 			t.Errorf("fresh %d rejected", s)
 		}
-		w.Accept(7, s)
+		w.Accept(s)
 	}
+	// The window holds Top and the 63 below it: 74-63 = 11 is the oldest.
 	if w.Check(7, 11) || w.Check(7, 10) || w.Check(7, 74) {
 		t.Error("replay or too old accepted")
 	}
-	if !w.Check(7, 73) {
+	if !w.Check(7, 73) || !w.Check(7, 13) {
 		t.Error("in-window fresh rejected")
 	}
-	if !w.Check(9, 1) || !w.Accept(9, 1) {
-		t.Error("new session (restart) rejected")
+	if w.Check(9, 1) || w.Check(0, 5) {
+		t.Error("an unproven session (a restart or an earlier one) or session 0 accepted")
 	}
-	if w.Check(7, 100) || w.Check(0, 5) {
-		t.Error("retired session or session 0 accepted")
+	w.Prove(9, 1)
+	if w.Check(7, 100) || !w.Check(9, 2) {
+		t.Error("after proving a new session: the old one accepted or the new one refused")
+	}
+}
+
+// Sequence numbers wrap (serial-number arithmetic, spec §3 step 6): a
+// sender that started near 0xffffffff is heard after the wrap, and the
+// window spans it.
+func TestReplayWindowWrap(t *testing.T) {
+	var w ReplayWindow
+	w.Prove(7, 0xfffffffe)
+	for _, s := range []uint32{0xffffffff, 0, 1, 2} {
+		if !w.Check(7, s) {
+			t.Fatalf("fresh %#x after the wrap rejected", s)
+		}
+		w.Accept(s)
+	}
+	if w.Check(7, 0xffffffff) || w.Check(7, 0xfffffffe) || w.Check(7, 1) {
+		t.Error("replay across the wrap accepted")
+	}
+	if !w.Check(7, 0xfffffffd) {
+		t.Error("unseen in-window sequence before the wrap rejected")
+	}
+	// Half the number space ahead is behind, not ahead.
+	if w.Check(7, 2+1<<31) {
+		t.Error("a sequence 2^31 ahead accepted as newer")
 	}
 }
 
@@ -360,13 +399,16 @@ func FuzzTableReply(f *testing.F) {
 func FuzzReplyAck(f *testing.F) {
 	fuzzBody(f, goldenRAck, &ReplyAck{}, clearReserved(1, 2, 3))
 }
+func FuzzChallenge(f *testing.F) {
+	fuzzBody(f, goldenChal, &Challenge{}, clearReserved())
+}
 func FuzzDigest(f *testing.F) {
 	fuzzBody(f, goldenDigest(), &Digest{}, clearReserved(2, 3))
 }
 
 // FuzzMessage feeds whole datagrams to header parsing and authentication.
 func FuzzMessage(f *testing.F) {
-	for _, g := range []string{goldenBU, goldenAck, goldenReq, goldenList, goldenReply, goldenRAck, goldenDigest()} {
+	for _, g := range []string{goldenBU, goldenAck, goldenReq, goldenList, goldenReply, goldenRAck, goldenDigest(), goldenChal, goldenResp} {
 		b, _ := hex.DecodeString(g)
 		f.Add(b)
 	}

@@ -57,6 +57,12 @@ type Options struct {
 	// true (no "accepted" without a peer's ack; a lone member refuses
 	// everything). Off, they run the shipped default.
 	RequireReplication bool
+	// Attacks adds to most rounds one attack on the group protocol from a
+	// host on the LAN (attack.go): a member restarted and the captured
+	// datagrams of earlier sessions replayed, or a key holder posing as many
+	// members that never acknowledge. Drawn from their own stream: the
+	// other faults of a seed stay the same.
+	Attacks bool
 	// Rounds, when above 0, ends the run after that many rounds whatever
 	// the duration (to replay a failing round: rounds depend on the seed,
 	// their timing on the machine).
@@ -179,6 +185,8 @@ type run struct {
 
 	conf func(i int, requireReplication bool) string // member config; nil: memberConfig
 	base netip.Addr                                  // first home address; zero: 10.1.4.1
+
+	att *attacker // Options.Attacks
 }
 
 // Run builds the lab, runs fault rounds for o.Duration and returns a
@@ -228,6 +236,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	defer r.rc.close()
+	if o.Attacks {
+		if r.att, err = r.startAttacker(); err != nil {
+			return err
+		}
+		defer r.att.close()
+	}
 	return r.loop(ctx)
 }
 
@@ -362,8 +376,12 @@ func (r *run) loop(ctx context.Context) error {
 
 	faults := rand.New(rand.NewPCG(r.o.Seed, 0x6661756c7473)) // the schedule's own stream
 	rounds := 0
+	attacks := attackStream(r.o.Seed)
 	for n := 1; (r.o.Rounds > 0 && n <= r.o.Rounds) || (r.o.Rounds == 0 && time.Since(r.start) < r.o.Duration); n++ {
 		rd := planRound(faults, n, r.o.IsolatedCrash)
+		if r.o.Attacks {
+			rd.Faults = append(rd.Faults, planAttack(attacks, rd)...)
+		}
 		r.note("round %d: window %s", n, rd.Window)
 		if err := r.inject(ctx, rd); err != nil {
 			return err
@@ -479,6 +497,8 @@ func nftTable(k Kind, round, idx int) string {
 func (r *run) apply(f Fault, round, idx int) error {
 	h := r.host(f.Target)
 	switch f.Kind {
+	case OldSessionReplay, FakePeers:
+		return r.applyAttack(f)
 	case KillRestart, Crash:
 		m := r.ms[f.Target]
 		if err := m.proc.Signal(syscall.SIGKILL); err != nil {
@@ -534,6 +554,8 @@ func (r *run) apply(f Fault, round, idx int) error {
 func (r *run) clear(f Fault, round, idx int) error {
 	h := r.host(f.Target)
 	switch f.Kind {
+	case OldSessionReplay, FakePeers:
+		return r.clearAttack(f)
 	case KillRestart, Crash:
 		m := r.ms[f.Target]
 		if m.down {

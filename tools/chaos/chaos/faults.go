@@ -23,6 +23,9 @@ const (
 )
 
 func (k Kind) String() string {
+	if k > Reorder {
+		return attackName(k)
+	}
 	return [...]string{"kill+restart", "crash (kill, link down)", "link down/up", "30% loss", "partition", "duplicate group+vrrp", "reorder"}[k]
 }
 

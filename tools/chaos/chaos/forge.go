@@ -15,12 +15,6 @@ import (
 // Binding Update), not with the agents' code, so the tool also checks that
 // the spec is enough to speak the protocol.
 
-const (
-	groupAddr   = "224.0.0.240"
-	groupSecret = "chaos-group-secret-0123456789" // memberConfig's group key
-	groupKeyID  = 1                               // the config's default key_id
-)
-
 // forgedUpdate is one Binding Update (type 1) carrying a live binding for
 // home, from agent id sender in session sess, sealed with the group key.
 func forgedUpdate(sender, sess, seq uint32, home, careOf netip.Addr, id uint64) []byte {

@@ -1,0 +1,107 @@
+package hasync
+
+import (
+	"net/netip"
+)
+
+// Session proof (spec §3.1). A peer's session becomes live here only when a
+// message of that session echoes a nonce this member has just chosen: a
+// replay, from whatever earlier session, cannot. Until then nothing of the
+// session is applied, no address is taken from it, and the live session
+// (if any) keeps being accepted. The price is one round trip at a peer's
+// start and one dropped message per new session (retransmitted by the
+// peer like any lost one).
+
+// unproven handles an authenticated, parsed message whose session is not
+// the proven session of peer pi.
+func (m *Machine) unproven(now int64, pi int, h *Header, src netip.Addr, out []Action) []Action {
+	p := &m.peers[pi]
+	switch h.Type {
+	case TypeResponse:
+		if m.rxChal.Peer == m.id && p.nonce != 0 && m.rxChal.Nonce == p.nonce {
+			restarted := p.rw.Session != 0
+			p.rw.Prove(h.Session, h.Seq)
+			p.nonce = 0
+			if src.IsValid() {
+				p.addr = src
+			}
+			m.C.SessionsProven++
+			m.log.Info("hasync: peer session proven", "peer", p.addr, "id", p.id, "restarted", restarted)
+			m.heard(now, pi, restarted)
+			return out
+		}
+	case TypeChallenge:
+		// Answering is safe whoever asks: the answer proves only our own
+		// session and changes nothing here.
+		out = m.onChallenge(now, pi, out)
+	}
+	m.C.Unproven++
+	return m.challenge(now, pi, out)
+}
+
+// challenge asks peer pi to prove its current session, at most once per
+// AckTimeout whatever arrives (replays cannot make this member flood).
+// The nonce stays the same until it is answered.
+func (m *Machine) challenge(now int64, pi int, out []Action) []Action {
+	p := &m.peers[pi]
+	if p.nonce != 0 && now-p.chalAt < int64(m.cfg.AckTimeout) {
+		return out
+	}
+	if p.nonce == 0 {
+		for p.nonce == 0 {
+			m.nonces++
+			p.nonce = mix(m.nonces) // a bijection: unique within this start
+		}
+	}
+	p.chalAt = now
+	c := Challenge{Peer: p.id, Nonce: p.nonce}
+	start := m.begin(TypeChallenge)
+	m.arena, _ = c.AppendBinary(m.arena)
+	out, n := m.finish(out, start, netip.Addr{})
+	m.C.ChallengesSent += uint64(n)
+	return out
+}
+
+// onChallenge answers a challenge addressed to this member, to the group
+// (never to the datagram's source, which may be a replayer): the same
+// nonce at most once per AckTimeout/2, so replayed challenges cost at most
+// one answer each and cannot suppress the answer to a fresh one.
+func (m *Machine) onChallenge(now int64, pi int, out []Action) []Action {
+	c := &m.rxChal
+	p := &m.peers[pi]
+	if c.Peer != m.id {
+		return out
+	}
+	if c.Nonce == p.answered && now-p.answeredAt < int64(m.cfg.AckTimeout)/2 {
+		return out
+	}
+	p.answered, p.answeredAt = c.Nonce, now
+	r := Challenge{Peer: p.id, Nonce: c.Nonce}
+	start := m.begin(TypeResponse)
+	m.arena, _ = r.AppendBinary(m.arena)
+	out, n := m.finish(out, start, netip.Addr{})
+	m.C.ResponsesSent += uint64(n)
+	if d := &m.dl; d.active && d.responder == 0 && !d.resend {
+		// The challenger dropped our table request (our session was new to
+		// it): ask again once the answer is through, rather than after
+		// RequestTimeout. Every challenger of this start shares the one
+		// repetition.
+		d.resend = true
+		d.reqDue = min(d.reqDue, now+int64(m.cfg.AckTimeout)/8)
+	}
+	return out
+}
+
+// resendRequest repeats the running download's request unchanged (same
+// Identification and Attempt, so the same responder is designated).
+func (m *Machine) resendRequest(now int64, out []Action) []Action {
+	d := &m.dl
+	r := TableRequest{Attempt: d.attempt, NumExclude: d.nex, ID: d.id, Exclude: d.exclude}
+	start := m.begin(TypeTableRequest)
+	m.arena, _ = r.AppendBinary(m.arena)
+	out, n := m.finish(out, start, netip.Addr{})
+	m.C.TableRequestsTotal += uint64(n)
+	d.reqDue = now + int64(m.cfg.RequestTimeout)
+	d.progress = now
+	return out
+}

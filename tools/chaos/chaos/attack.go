@@ -1,0 +1,322 @@
+package chaos
+
+// Attacks on the group protocol (run with Options.Attacks): a host on the
+// home LAN, "rogue", that
+//
+//   - captures every group datagram multicast from the start of the run, and
+//     in an OldSessionReplay fault restarts the target member (which forgets
+//     every peer's session) and replays what it captured — the earlier
+//     sessions of every member restarted so far included — to every member,
+//     at once and then in batches until the fault ends;
+//   - holds the group key in a FakePeers fault and poses as many members
+//     (invented agent ids) that are heard, answer session challenges, and
+//     never acknowledge anything.
+//
+// Neither may change what the invariant checker sees: every acceptance
+// kept, nothing resurrected, the tables equal after the heal. The group
+// messages are built here from the protocol's specification
+// (docs/hasync-spec.md §3, §4.8, §4.10–4.11), sharing no code with the agents.
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// OldSessionReplay: restart the target, then replay captured group
+	// datagrams of every earlier session to every member.
+	OldSessionReplay Kind = Reorder + 1 + iota
+	// FakePeers: a key holder poses as fakePeerIDs members that never
+	// acknowledge.
+	FakePeers
+)
+
+const (
+	rogueAddr    = "10.1.0.66"
+	groupAddr    = "224.0.0.240" // group.address default
+	groupSecret  = "chaos-group-secret-0123456789"
+	groupKeyID   = 1 // group.key_id default
+	protoVersion = 2
+	typeDigest   = 7
+	typeChal     = 9
+	typeResp     = 10
+	fakePeerIDs  = 40
+	maxCaptured  = 4000
+)
+
+func attackName(k Kind) string {
+	switch k {
+	case OldSessionReplay:
+		return "restart+old-session replay"
+	case FakePeers:
+		return "fake peers with the key"
+	}
+	return fmt.Sprintf("kind %d", int(k))
+}
+
+// attacker is the rogue host's state. Its goroutines stop with close.
+type attacker struct {
+	rx, tx *net.UDPConn
+	rng    *rand.Rand
+	mu     sync.Mutex
+	pkts   [][]byte // captured datagrams (a uniform sample once full)
+	seen   int
+	fakes  []fakeMember
+	fakeOn bool
+	sent   int
+	capWG  sync.WaitGroup // the capture goroutine
+	stop   chan struct{}  // the running attack's loop
+	loops  sync.WaitGroup
+}
+
+type fakeMember struct {
+	id, session, seq uint32
+}
+
+// startAttacker adds the rogue host and starts capturing.
+func (r *run) startAttacker() (*attacker, error) {
+	h, err := r.l.Host("rogue", rogueAddr+"/16")
+	if err != nil {
+		return nil, err
+	}
+	a := &attacker{rng: rand.New(rand.NewPCG(r.o.Seed, 0x726f677565))}
+	err = inNetNS("/var/run/netns/"+h.NS, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		if a.rx, err = net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: net.ParseIP(groupAddr), Port: groupPort}); err != nil {
+			return err
+		}
+		a.tx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(rogueAddr)})
+		if err != nil {
+			return err
+		}
+		rc, err := a.tx.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, 255) }); err != nil {
+			return err
+		}
+		return serr
+	})
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("chaos: rogue host sockets: %w", err)
+	}
+	for i := range fakePeerIDs {
+		a.fakes = append(a.fakes, fakeMember{id: 0x0a01f000 + uint32(i), session: a.rng.Uint32() | 1})
+	}
+	a.capWG.Add(1)
+	go a.capture()
+	return a, nil
+}
+
+func (a *attacker) close() {
+	a.endLoop()
+	if a.rx != nil {
+		a.rx.Close()
+	}
+	if a.tx != nil {
+		a.tx.Close()
+	}
+	a.capWG.Wait()
+}
+
+// startLoop runs fn every period until endLoop.
+func (a *attacker) startLoop(fn func(), period time.Duration) {
+	a.endLoop()
+	a.stop = make(chan struct{})
+	stop := a.stop
+	a.loops.Add(1)
+	go func() {
+		defer a.loops.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+}
+
+func (a *attacker) endLoop() {
+	if a.stop != nil {
+		close(a.stop)
+		a.stop = nil
+	}
+	a.loops.Wait()
+}
+
+// capture keeps a sample of the group's multicast traffic and answers the
+// session challenges addressed to a fake member while FakePeers is on.
+func (a *attacker) capture() {
+	defer a.capWG.Done()
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := a.rx.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		p := buf[:n]
+		if n < 36 || p[0] != protoVersion {
+			continue
+		}
+		a.mu.Lock()
+		a.seen++
+		if len(a.pkts) < maxCaptured {
+			a.pkts = append(a.pkts, append([]byte(nil), p...))
+		} else if i := a.rng.IntN(a.seen); i < maxCaptured {
+			a.pkts[i] = append(a.pkts[i][:0], p...)
+		}
+		if p[1] == typeChal && n == 20+12+16 && a.fakeOn {
+			target := binary.BigEndian.Uint32(p[20:])
+			for i := range a.fakes {
+				if a.fakes[i].id == target {
+					challenger := binary.BigEndian.Uint32(p[8:])
+					body := binary.BigEndian.AppendUint32(nil, challenger)
+					body = append(body, p[24:32]...)
+					a.toMembers(a.seal(&a.fakes[i], typeResp, body))
+				}
+			}
+		}
+		a.mu.Unlock()
+	}
+}
+
+// seal builds one group message of fake member f (spec §3).
+func (a *attacker) seal(f *fakeMember, typ uint8, body []byte) []byte {
+	f.seq++
+	n := 20 + len(body) + 16
+	b := []byte{protoVersion, typ, byte(n >> 8), byte(n), groupKeyID, 0, 0, 0}
+	b = binary.BigEndian.AppendUint32(b, f.id)
+	b = binary.BigEndian.AppendUint32(b, f.session)
+	b = binary.BigEndian.AppendUint32(b, f.seq)
+	b = append(b, body...)
+	m := hmac.New(sha256.New, []byte(groupSecret))
+	m.Write(b)
+	return m.Sum(b)[:n]
+}
+
+// toMembers sends p to every member's address (unicast, TTL 255); a.mu held.
+func (a *attacker) toMembers(p []byte) {
+	for i := 1; i <= 3; i++ {
+		to := netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("10.1.0.1%d", i)), groupPort)
+		if _, err := a.tx.WriteToUDPAddrPort(p, to); err == nil {
+			a.sent++
+		}
+	}
+}
+
+// replay sends up to n captured datagrams (all of them with n < 0).
+func (a *attacker) replay(n int) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := 0
+	for _, i := range a.rng.Perm(len(a.pkts)) {
+		if n >= 0 && k >= n {
+			break
+		}
+		a.toMembers(a.pkts[i])
+		k++
+	}
+	return k
+}
+
+// hello makes every fake member heard: an empty, not-initialized digest.
+func (a *attacker) hello() {
+	body := make([]byte, 12+8*128)
+	body[1] = 7
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range a.fakes {
+		a.toMembers(a.seal(&a.fakes[i], typeDigest, body))
+	}
+}
+
+// attackStream is the attacks' own generator: a seed's other faults do not
+// depend on whether attacks are on.
+func attackStream(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x61747461636b)) }
+
+// planAttack adds at most one attack to a round, from the attacks' own
+// stream (so the other faults of a seed stay as they were). The restart of
+// OldSessionReplay is left out when it would kill a member while the
+// others are cut off or dead (isolates; the table lives in memory).
+func planAttack(g *rand.Rand, rd Round) []Fault {
+	if g.IntN(3) == 0 {
+		return nil
+	}
+	k := OldSessionReplay + Kind(g.IntN(2))
+	at := time.Duration(g.Int64N(int64(rd.Window / 2)))
+	f := Fault{Kind: k, Target: g.IntN(3), At: at, For: time.Second + time.Duration(g.Int64N(int64(rd.Window-at)))}
+	if k == OldSessionReplay {
+		kill := Fault{Kind: KillRestart, Target: f.Target, At: at, For: time.Second}
+		for _, o := range rd.Faults {
+			if (o.Kind == KillRestart || o.Kind == Crash) && o.At <= at+time.Second && o.At+o.For+time.Second >= at {
+				f.Target = -1 // another member is down: replay only
+			}
+		}
+		if f.Target >= 0 && isolates(rd.Faults, kill) {
+			f.Target = -1
+		}
+		if f.Target < 0 {
+			f.Target = 3 // the replay alone, "on" the LAN
+		}
+	}
+	return []Fault{f}
+}
+
+func (r *run) applyAttack(f Fault) error {
+	a := r.att
+	switch f.Kind {
+	case OldSessionReplay:
+		if f.Target < 3 {
+			m := r.ms[f.Target]
+			if err := m.proc.Signal(syscall.SIGKILL); err != nil {
+				return fmt.Errorf("chaos: SIGKILL ha%d: %w", f.Target+1, err)
+			}
+			<-m.proc.Done()
+			m.dead = true
+			if err := r.startAgent(m); err != nil {
+				return err
+			}
+		}
+		n := a.replay(-1)
+		r.note("    replayed %d captured group datagrams to every member", n)
+		a.startLoop(func() { a.replay(50) }, 500*time.Millisecond)
+	case FakePeers:
+		a.mu.Lock()
+		a.fakeOn = true
+		a.mu.Unlock()
+		a.hello()
+		a.startLoop(a.hello, time.Second)
+	}
+	return nil
+}
+
+func (r *run) clearAttack(f Fault) error {
+	a := r.att
+	a.endLoop()
+	a.mu.Lock()
+	a.fakeOn = false
+	sent := a.sent
+	a.mu.Unlock()
+	r.note("    attacker sent %d datagrams so far", sent)
+	return nil
+}

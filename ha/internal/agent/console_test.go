@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -147,14 +148,14 @@ func TestConsoleConnectionsBounded(t *testing.T) {
 }
 
 // poolConfig is loopbackConfig with a pool of n addresses for bindings.
-func poolConfig(t *testing.T, n int) *config.Config {
+func poolConfig(t testing.TB, n int) *config.Config {
 	cfg := loopbackConfig(t, n+8)
 	cfg.Nodes = append(cfg.Nodes, config.Node{Name: "pool", Pool: netip.MustParsePrefix("127.1.0.0/16"), SPI: 400, Key: keyPool,
 		Algorithm: "hmac-md5", Replay: "timestamp", ReverseTunnel: true})
 	return cfg
 }
 
-func fillPool(t *testing.T, n int) func(a *Agent) {
+func fillPool(t testing.TB, n int) func(a *Agent) {
 	return func(a *Agent) {
 		for i := range n {
 			home := netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})
@@ -354,5 +355,25 @@ func TestConsoleSocketNeverOpen(t *testing.T) {
 	st, err := os.Stat(cfg.Agent.ConsoleSocket)
 	if err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socket mode %v %v, want a socket with 0600", st.Mode(), err)
+	}
+}
+
+// BenchmarkConsoleAllRows is the owner loop's time for one answer with
+// every row of a table of 10,000 bindings: registrations arriving meanwhile
+// wait at most this long, once per large answer (the console server lets
+// one be computed at a time).
+func BenchmarkConsoleAllRows(b *testing.B) {
+	const rows = 10000
+	cfg := poolConfig(b, rows)
+	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fillPool(b, rows)(a)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := a.answer(console.Request{Cmd: "show bindings", Limit: -1}); len(r.Bindings.Rows) != rows {
+			b.Fatalf("%d rows", len(r.Bindings.Rows))
+		}
 	}
 }

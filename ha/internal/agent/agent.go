@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -405,50 +403,30 @@ func (a *Agent) readLoop() {
 }
 
 func (a *Agent) listenConsole() error {
-	path := a.cfg.Agent.ConsoleSocket
-	_ = os.Remove(path) // a stale socket from a crashed run
-	ln, err := net.Listen("unix", path)
+	ln, err := console.Listen(a.cfg.Agent.ConsoleSocket)
 	if err != nil {
-		return fmt.Errorf("agent: console socket %s: %w (does its directory exist and is it writable?)", path, err)
+		return fmt.Errorf("agent: %w", err)
 	}
-	_ = os.Chmod(path, 0o600)
 	a.ln = ln
 	return nil
 }
 
+// consoleLoop serves the console; the server bounds what clients may cost,
+// and each answer is computed on the owner loop.
 func (a *Agent) consoleLoop() {
 	defer a.wg.Done()
-	for {
-		c, err := a.ln.Accept()
-		if err != nil {
-			return
-		}
-		go a.serveConsole(c)
-	}
+	_ = console.NewServer(a.consoleAnswer, a.log.With("sub", "console")).Serve(a.ln)
 }
 
-func (a *Agent) serveConsole(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	line, err := bufio.NewReader(c).ReadBytes('\n')
-	if err != nil {
-		return
+// consoleAnswer hands one request to the owner loop and waits for its answer.
+func (a *Agent) consoleAnswer(req console.Request) *console.Response {
+	ch := make(chan *console.Response, 1)
+	select {
+	case a.cons <- consoleReq{req: req, resp: ch}:
+		return <-ch
+	case <-a.done:
+		return &console.Response{Error: "agent is shutting down"}
 	}
-	var req console.Request
-	var resp *console.Response
-	if err := json.Unmarshal(line, &req); err != nil {
-		resp = &console.Response{Error: "bad request: " + err.Error()}
-	} else {
-		ch := make(chan *console.Response, 1)
-		select {
-		case a.cons <- consoleReq{req: req, resp: ch}:
-			resp = <-ch
-		case <-a.done:
-			resp = &console.Response{Error: "agent is shutting down"}
-		}
-	}
-	b, _ := json.Marshal(resp)
-	_, _ = c.Write(append(b, '\n'))
 }
 
 // Reload hands a new, already validated configuration to the owner loop

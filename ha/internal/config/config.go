@@ -39,37 +39,36 @@ const (
 	// RFC 5771): routers never forward it whatever the TTL, and messages
 	// are sent with TTL 255 and refused otherwise (as VRRP does), which
 	// proves the sender is on the home link.
-	DefaultGroupAddress           = "224.0.0.240"
-	DefaultGroupPort              = 4343
-	DefaultGroupKeyID             = 1
-	DefaultGroupAckTimeout        = 250 * time.Millisecond
-	DefaultGroupMaxRetries        = 5
-	DefaultGroupMaxMembers        = 16
-	DefaultGroupAntiEntropy       = 30 * time.Second
-	DefaultVRID                   = 1
-	DefaultVRRPPriority           = 100 // RFC 5798 §6.1
-	DefaultVRRPAdvertInterval     = time.Second
-	DefaultGARPCount              = 3
-	DefaultGARPInterval           = time.Second
-	DefaultHSRPPriority           = 100
-	DefaultHSRPHello              = 3 * time.Second  // RFC 2281 §5
-	DefaultHSRPHold               = 10 * time.Second // RFC 2281 §5
-	DefaultHSRPAuth               = "cisco"          // RFC 2281 §5
-	DefaultTunnelDevice           = "mip0"
-	DefaultRouteProtocol          = 77 // unassigned; 186 is RTPROT_BGP (FRR), see validate.go
-	DefaultReconcileInterval      = 30 * time.Second
-	ProxyARPEntries               = "entries"
-	ProxyARPInterface             = "interface"
-	ProxyEntriesAdvice            = 20_000 // above this capacity, "entries" draws a warning
-	DefaultAdvertInterval         = 3 * time.Second
-	DefaultAdvertLifetime         = 9 * time.Second
-	DefaultAdvertDestination      = "224.0.0.1"
-	DefaultEncapsulation          = "ipip"
-	maxKeyBytes                   = 256
-	recommendedMinKeyBytes        = 16
-	ifNameMax                     = 15 // IFNAMSIZ - 1
-	unixPathMax                   = 107
-	maxFileBytes              int = 64 << 20
+	DefaultGroupAddress       = "224.0.0.240"
+	DefaultGroupPort          = 4343
+	DefaultGroupKeyID         = 1
+	DefaultGroupAckTimeout    = 250 * time.Millisecond
+	DefaultGroupMaxRetries    = 5
+	DefaultGroupMaxMembers    = 16
+	DefaultGroupAntiEntropy   = 30 * time.Second
+	DefaultVRID               = 1
+	DefaultVRRPPriority       = 100 // RFC 5798 §6.1
+	DefaultVRRPAdvertInterval = time.Second
+	DefaultGARPCount          = 3
+	DefaultGARPInterval       = time.Second
+	DefaultHSRPPriority       = 100
+	DefaultHSRPHello          = 3 * time.Second  // RFC 2281 §5
+	DefaultHSRPHold           = 10 * time.Second // RFC 2281 §5
+	DefaultHSRPAuth           = "cisco"          // RFC 2281 §5
+	DefaultTunnelDevice       = "mip0"
+	DefaultRouteProtocol      = 77 // unassigned; 186 is RTPROT_BGP (FRR), see validate.go
+	DefaultReconcileInterval  = 30 * time.Second
+	ProxyARPEntries           = "entries"
+	ProxyARPInterface         = "interface"
+	ProxyEntriesAdvice        = 20_000 // above this capacity, "entries" draws a warning
+	DefaultAdvertInterval     = 3 * time.Second
+	DefaultAdvertLifetime     = 9 * time.Second
+	DefaultAdvertDestination  = "224.0.0.1"
+	DefaultEncapsulation      = "ipip"
+	maxKeyBytes               = 256
+	recommendedMinKeyBytes    = 16
+	ifNameMax                 = 15 // IFNAMSIZ - 1
+	unixPathMax               = 107
 )
 
 // Config is a validated configuration. Every field holds a usable value:
@@ -232,8 +231,8 @@ func Load(path string) (*Config, error) {
 // The error, if any, joins one *Error per problem (see Errors).
 func Parse(name string, data []byte) (*Config, error) {
 	d := &decoder{file: name}
-	if len(data) > maxFileBytes {
-		d.errorf(0, "", "is larger than %d MiB; is this the right file?", maxFileBytes>>20)
+	if e := checkBounds(data); e != nil {
+		d.errorf(e.line, "", "%s", e.msg)
 		return nil, joinSorted(d.errs)
 	}
 	var doc map[string]any

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,13 +57,22 @@ func Errors(err error) []*Error {
 	return []*Error{{Msg: err.Error()}}
 }
 
+// maxReported bounds the problems reported for one file: a file of
+// thousands of unknown keys is the wrong file, and its every line echoed
+// would flood the serial console.
+const maxReported = 50
+
 // joinSorted orders the problems by line (stable, so problems on one line keep
-// the order in which they were found) and joins them.
+// the order in which they were found) and joins the first maxReported.
 func joinSorted(errs []*Error) error {
 	if len(errs) == 0 {
 		return nil
 	}
 	slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line })
+	if len(errs) > maxReported {
+		more := &Error{File: errs[0].File, Msg: fmt.Sprintf("and %d more problems (fix the ones above first; is this the right file?)", len(errs)-maxReported)}
+		errs = append(errs[:maxReported:maxReported], more)
+	}
 	list := make([]error, len(errs))
 	for i, e := range errs {
 		list[i] = e

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hagent/hagent/ha/internal/clip"
 )
 
 // This file is step two: raw values → a validated Config. Each problem is
@@ -86,7 +88,7 @@ func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 	if f := ra.ConsoleSocket; f.Set {
 		switch {
 		case !path.IsAbs(f.V):
-			d.errorf(f.Line, f.Key, "%q must be an absolute path, e.g. %q", f.V, DefaultConsoleSocket)
+			d.errorf(f.Line, f.Key, "%s must be an absolute path, e.g. %q", clip.Quote(f.V), DefaultConsoleSocket)
 		case len(f.V) > unixPathMax:
 			d.errorf(f.Line, f.Key, "is %d bytes long; a unix socket path has at most %d", len(f.V), unixPathMax)
 		default:
@@ -99,7 +101,7 @@ func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 		if l, ok := levels[f.V]; ok {
 			a.LogLevel = l
 		} else {
-			d.errorf(f.Line, f.Key, "%q is not a level: use \"debug\", \"info\", \"warn\" or \"error\"", f.V)
+			d.errorf(f.Line, f.Key, "%s is not a level: use \"debug\", \"info\", \"warn\" or \"error\"", clip.Quote(f.V))
 		}
 	}
 	// 0 means "derive from the address": a config copied to another member
@@ -129,9 +131,9 @@ func (d *decoder) encapsulations(f field[[]string]) []string {
 			// would accept nodes whose traffic is then never delivered.
 			d.errorf(f.Line, f.Key, `has "minimal": the Linux datapath has no minimal encapsulation (RFC 2004); use "ipip" and/or "gre"`)
 		case e != "ipip" && e != "gre":
-			d.errorf(f.Line, f.Key, `has %q: supported are "ipip" (RFC 2003) and "gre" (RFC 2784)`, e)
+			d.errorf(f.Line, f.Key, `has %s: supported are "ipip" (RFC 2003) and "gre" (RFC 2784)`, clip.Quote(e))
 		case slices.Contains(out, e):
-			d.errorf(f.Line, f.Key, "lists %q twice", e)
+			d.errorf(f.Line, f.Key, "lists %s twice", clip.Quote(e))
 		default:
 			out = append(out, e)
 		}
@@ -145,7 +147,7 @@ func (d *decoder) encapsulations(f field[[]string]) []string {
 // nodeRef names a node in messages about another one.
 func nodeRef(n *rawNode) string {
 	if n.Name.Set {
-		return fmt.Sprintf("%s (%q, line %d)", n.Path, n.Name.V, n.Line)
+		return fmt.Sprintf("%s (%s, line %d)", n.Path, clip.Quote(n.Name.V), n.Line)
 	}
 	return fmt.Sprintf("%s (line %d)", n.Path, n.Line)
 }
@@ -177,13 +179,13 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 		if f := rn.Name; f.Set {
 			switch {
 			case f.V == "" || len(f.V) > 64 || strings.ContainsFunc(f.V, func(r rune) bool { return r < ' ' || r == 0x7f }):
-				d.errorf(f.Line, f.Key, "%q must be 1..64 printable characters", f.V)
+				d.errorf(f.Line, f.Key, "%s must be 1..64 printable characters", clip.Quote(f.V))
 			default:
 				n.Name = f.V
 			}
 		}
 		if prev, ok := names[n.Name]; ok {
-			d.errorf(rn.Name.Line, rn.Name.Key, "%q is already the name of %s: names label nodes in logs and must be unique", n.Name, nodeRef(prev))
+			d.errorf(rn.Name.Line, rn.Name.Key, "%s is already the name of %s: names label nodes in logs and must be unique", clip.Quote(n.Name), nodeRef(prev))
 		} else {
 			names[n.Name] = rn
 		}
@@ -236,11 +238,11 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 			case f.V == "" || len(f.V) > 255:
 				d.errorf(f.Line, f.Key, "must be 1..255 bytes (it travels in a one-byte-length extension, RFC 2794)")
 			case strings.ContainsFunc(f.V, func(r rune) bool { return r <= ' ' || r >= 0x7f }):
-				d.errorf(f.Line, f.Key, "%q must be printable ASCII without spaces, like \"user@realm\" (RFC 4282)", f.V)
+				d.errorf(f.Line, f.Key, "%s must be printable ASCII without spaces, like \"user@realm\" (RFC 4282)", clip.Quote(f.V))
 			default:
 				k := strings.ToLower(f.V)
 				if prev, ok := nais[k]; ok {
-					d.errorf(f.Line, f.Key, "%q is already the NAI of %s: NAIs identify one node", f.V, nodeRef(prev))
+					d.errorf(f.Line, f.Key, "%s is already the NAI of %s: NAIs identify one node", clip.Quote(f.V), nodeRef(prev))
 				} else {
 					nais[k] = rn
 				}
@@ -255,7 +257,7 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 			if f.V == "timestamp" || f.V == "nonce" {
 				n.Replay = f.V
 			} else {
-				d.errorf(f.Line, f.Key, "%q is not supported: use \"timestamp\" (RFC 5944 §5.7, the default) or \"nonce\"", f.V)
+				d.errorf(f.Line, f.Key, "%s is not supported: use \"timestamp\" (RFC 5944 §5.7, the default) or \"nonce\"", clip.Quote(f.V))
 			}
 		}
 		if f := rn.MaxLifetime; f.Set {
@@ -449,7 +451,7 @@ func (d *decoder) buildVRRP(r *rawConfig, c *Config) {
 		t := Track{Interface: d.ifname(rt.Interface, "", `the tracked interface, e.g. interface = "eth1"`)}
 		t.Weight = int(d.intIn(rt.Weight, 0, 0, 254))
 		if t.Interface != "" && slices.ContainsFunc(v.TrackInterfaces, func(o Track) bool { return o.Interface == t.Interface }) {
-			d.errorf(rt.Interface.Line, rt.Interface.Key, "%q is tracked twice", t.Interface)
+			d.errorf(rt.Interface.Line, rt.Interface.Key, "%s is tracked twice", clip.Quote(t.Interface))
 			continue
 		}
 		v.TrackInterfaces = append(v.TrackInterfaces, t)
@@ -458,7 +460,7 @@ func (d *decoder) buildVRRP(r *rawConfig, c *Config) {
 		if path.IsAbs(f.V) {
 			v.NotifyCommand = f.V
 		} else {
-			d.errorf(f.Line, f.Key, "%q must be an absolute path (there is no shell and no PATH search)", f.V)
+			d.errorf(f.Line, f.Key, "%s must be an absolute path (there is no shell and no PATH search)", clip.Quote(f.V))
 		}
 	}
 }
@@ -563,7 +565,7 @@ func (d *decoder) buildDatapath(r *rawConfig, c *Config) {
 	p.TunnelDevice = DefaultTunnelDevice
 	if rd.TunnelDevice.Set {
 		if n := d.ifname(rd.TunnelDevice, DefaultTunnelDevice, ""); n == c.Agent.Interface {
-			d.errorf(rd.TunnelDevice.Line, rd.TunnelDevice.Key, "%q is agent.interface: the tunnel device is a separate device the agent creates", n)
+			d.errorf(rd.TunnelDevice.Line, rd.TunnelDevice.Key, "%s is agent.interface: the tunnel device is a separate device the agent creates", clip.Quote(n))
 		} else {
 			p.TunnelDevice = n
 		}
@@ -583,7 +585,7 @@ func (d *decoder) buildDatapath(r *rawConfig, c *Config) {
 		case ProxyARPEntries, ProxyARPInterface:
 			p.ProxyARPMode = f.V
 		default:
-			d.errorf(f.Line, f.Key, "%q: want %q (one proxy entry per away node) or %q (proxy_arp on agent.interface)", f.V, ProxyARPEntries, ProxyARPInterface)
+			d.errorf(f.Line, f.Key, "%s: want %q (one proxy entry per away node) or %q (proxy_arp on agent.interface)", clip.Quote(f.V), ProxyARPEntries, ProxyARPInterface)
 		}
 	}
 	// The kernel keeps proxy entries in 16 hash buckets: installing N of
@@ -669,7 +671,7 @@ func (d *decoder) durIn(f field[string], def, lo, hi time.Duration) time.Duratio
 	}
 	v, err := time.ParseDuration(f.V)
 	if err != nil {
-		d.errorf(f.Line, f.Key, "%q is not a duration: write a number with a unit, e.g. \"500ms\", \"90s\", \"5m\", \"1h30m\"", f.V)
+		d.errorf(f.Line, f.Key, "%s is not a duration: write a number with a unit, e.g. \"500ms\", \"90s\", \"5m\", \"1h30m\"", clip.Quote(f.V))
 		return def
 	}
 	if v < lo || v > hi {
@@ -700,7 +702,7 @@ func (d *decoder) ipv4(f field[string], required bool, hint string) netip.Addr {
 	}
 	a, err := netip.ParseAddr(f.V)
 	if err != nil {
-		d.errorf(f.Line, f.Key, "%q is not an IP address: write a dotted quad, e.g. \"192.0.2.1\"", f.V)
+		d.errorf(f.Line, f.Key, "%s is not an IP address: write a dotted quad, e.g. \"192.0.2.1\"", clip.Quote(f.V))
 		return netip.Addr{}
 	}
 	if !a.Is4() {
@@ -728,7 +730,7 @@ func (d *decoder) prefix4(f field[string], required bool, hint string) netip.Pre
 	}
 	p, err := netip.ParsePrefix(f.V)
 	if err != nil {
-		d.errorf(f.Line, f.Key, "%q is not a prefix: write address/length, e.g. \"192.0.2.0/24\"", f.V)
+		d.errorf(f.Line, f.Key, "%s is not a prefix: write address/length, e.g. \"192.0.2.0/24\"", clip.Quote(f.V))
 		return netip.Prefix{}
 	}
 	if !p.Addr().Is4() {
@@ -796,9 +798,9 @@ func (d *decoder) ifname(f field[string], def, hint string) string {
 	}
 	switch {
 	case f.V == "" || len(f.V) > ifNameMax:
-		d.errorf(f.Line, f.Key, "%q must be an interface name of 1..%d bytes", f.V, ifNameMax)
+		d.errorf(f.Line, f.Key, "%s must be an interface name of 1..%d bytes", clip.Quote(f.V), ifNameMax)
 	case f.V == "." || f.V == ".." || strings.ContainsAny(f.V, "/: \t\n"):
-		d.errorf(f.Line, f.Key, "%q is not a valid interface name (no '/', ':' or spaces)", f.V)
+		d.errorf(f.Line, f.Key, "%s is not a valid interface name (no '/', ':' or spaces)", clip.Quote(f.V))
 	default:
 		return f.V
 	}
@@ -819,7 +821,7 @@ func (d *decoder) spi(f field[int64]) uint32 {
 
 func (d *decoder) algorithm(f field[string]) string {
 	if f.Set && f.V != DefaultAlgorithm {
-		d.errorf(f.Line, f.Key, "%q is not supported: the only algorithm is \"hmac-md5\" (RFC 5944 §3.5.1)", f.V)
+		d.errorf(f.Line, f.Key, "%s is not supported: the only algorithm is \"hmac-md5\" (RFC 5944 §3.5.1)", clip.Quote(f.V))
 	}
 	return DefaultAlgorithm
 }

@@ -24,7 +24,9 @@ func TestMain(m *testing.M) {
 	if to := os.Getenv("HAGENT_ITEST_SEND"); to != "" {
 		os.Exit(sendRaw(to, os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	RemoveBins()
+	os.Exit(code)
 }
 
 func sendRaw(to string, payloads []string) int {

@@ -47,8 +47,7 @@ func Bins(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		reap.Dirs(binKind) // left by runs that were killed
-		binDir, buildErr = os.MkdirTemp("", reap.Tag(binKind)+"-")
+		binDir, buildErr = reap.TempDir(binKind) // and removes those of killed runs
 		if buildErr != nil {
 			return
 		}

@@ -227,3 +227,12 @@ func Dirs(kind string) []string {
 	}
 	return gone
 }
+
+// TempDir makes a temporary directory named after this process
+// (Tag(kind) + "-" + random), having removed those of ended processes
+// first: a run killed before its deferred removal leaves its directory to
+// the next run of the same kind.
+func TempDir(kind string) (string, error) {
+	Dirs(kind)
+	return os.MkdirTemp("", Tag(kind)+"-")
+}

@@ -236,3 +236,24 @@ func TempDir(kind string) (string, error) {
 	Dirs(kind)
 	return os.MkdirTemp("", Tag(kind)+"-")
 }
+
+// ExitWithParent makes this process exit (status 3) within about a second
+// of its parent's death. A test binary needs it: when the `go test` command
+// that runs it is killed, the binary is not (measured: it ran on, adopted
+// by init, with a benchmark's agents, until its benchmark ended). Exiting
+// takes what Start started with it, and the next lab removes what is left.
+// Nothing happens when the parent is already init (a daemon by choice).
+func ExitWithParent() {
+	parent := os.Getppid()
+	if parent == 1 {
+		return
+	}
+	go func() {
+		for range time.Tick(time.Second) {
+			if os.Getppid() != parent {
+				fmt.Fprintf(os.Stderr, "reap: parent process %d died; exiting (what this process started dies with it)\n", parent)
+				os.Exit(3)
+			}
+		}
+	}()
+}

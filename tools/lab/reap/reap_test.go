@@ -174,3 +174,64 @@ func TestDirs(t *testing.T) {
 		t.Fatalf("our own directory: %v", err)
 	}
 }
+
+// TestHelperChain is a process of TestOrphanExits: "outer" starts "inner"
+// (plain exec, as the go command starts a test binary) and waits; inner
+// calls ExitWithParent, starts a sleep through Start, reports, and waits.
+func TestHelperChain(t *testing.T) {
+	switch os.Getenv("REAP_TEST_CHAIN") {
+	case "outer":
+		c := exec.Command(os.Args[0], "-test.run=^TestHelperChain$", "-test.v")
+		c.Env = append(os.Environ(), "REAP_TEST_CHAIN=inner")
+		c.Stdout = os.Stdout
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(60 * time.Second)
+	case "inner":
+		ExitWithParent()
+		s := exec.Command("sleep", "60")
+		if err := Start(s); err != nil {
+			t.Fatal(err)
+		}
+		os.Stdout.WriteString("CHAIN " + strconv.Itoa(os.Getpid()) + " " + strconv.Itoa(s.Process.Pid) + "\n")
+		time.Sleep(60 * time.Second)
+	default:
+		t.Skip("helper process for TestOrphanExits")
+	}
+}
+
+// A test binary whose `go test` is killed exits, and takes its children.
+func TestOrphanExits(t *testing.T) {
+	h := exec.Command(os.Args[0], "-test.run=^TestHelperChain$", "-test.v")
+	h.Env = append(os.Environ(), "REAP_TEST_CHAIN=outer")
+	out, err := h.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Start(h); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CHAIN "); ok {
+			for _, f := range strings.Fields(v) {
+				p, _ := strconv.Atoi(f)
+				pids = append(pids, p)
+			}
+			break
+		}
+	}
+	_ = h.Process.Kill()
+	_ = h.Wait()
+	if len(pids) != 2 {
+		t.Fatalf("the helper chain reported %v", pids)
+	}
+	for _, p := range pids {
+		if !gone(p, 5*time.Second) {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+			t.Errorf("process %d still runs after the chain's head was killed", p)
+		}
+	}
+}

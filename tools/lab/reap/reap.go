@@ -4,10 +4,12 @@
 //
 //   - Start starts a child process that the kernel kills (SIGKILL) when this
 //     process dies, however it dies (PR_SET_PDEATHSIG);
-//   - Tag names what a run creates after its process ID, and Netns removes
-//     the network namespaces of runs whose process is gone — never those of
-//     a live run (other test processes share this machine), never a name
-//     without our tag.
+//   - ExitWithParent makes a test binary exit when the `go test` command
+//     running it is killed (it would run on, adopted by init);
+//   - Tag names what a run creates after its process ID; Netns and Dirs
+//     (TempDir) remove the network namespaces and temporary directories of
+//     runs whose process is gone — never those of a live run (other test
+//     processes share this machine), never a name without our tag.
 //
 // The parent-death signal fires when the THREAD that forked the child
 // exits, not the process. Go keeps its threads alive, except one a

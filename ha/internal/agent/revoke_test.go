@@ -228,3 +228,43 @@ func TestReloadRevocationReplicates(t *testing.T) {
 		t.Fatalf("revoked counter %d, want 1", got)
 	}
 }
+
+// A reply held for the peer's acknowledgement must not say "accepted" for
+// a binding a reload revoked meanwhile: a denial (129) when the node still
+// has a key here (its entry renamed), nothing when it has none (removed).
+func TestReloadRevocationHeldReply(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(n []config.Node) []config.Node
+		want   mip.Code // 0: no reply at all
+	}{
+		{"renamed", func(n []config.Node) []config.Node { n[0].Name = "renamed"; return n }, mip.CodeAdminProhibited},
+		{"removed", func(n []config.Node) []config.Node {
+			o := n[0]
+			o.Name, o.HomeAddress = "other", netip.MustParseAddr("127.0.0.11")
+			return []config.Node{o}
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newReplHarness(t, false)
+			h.peerAcking()
+			h.send(h.request(false))
+			h.wantNoReply() // held for the peer's ack
+			cfg := *h.a.cfg
+			cfg.Nodes = tc.change(append([]config.Node(nil), cfg.Nodes...))
+			if err := h.a.applyReload(&cfg); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want != 0 {
+				h.wantReply(tc.want)
+			}
+			h.toPeer(true) // the peer acknowledges the registration and the revocation
+			h.waitOver()
+			if tc.want == 0 {
+				h.wantNoReply()
+			} else if r := h.reply(); r != nil {
+				t.Fatalf("a second reply, code %d", r.Code)
+			}
+		})
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 // Tunnelled is one captured tunnel packet: the outer header (Home Agent to
@@ -59,7 +61,7 @@ func CaptureTunnel(ctx context.Context, ns, coa, home string, trigger func()) (b
 	var out strings.Builder
 	var errb syncBuf // read below while tshark writes it
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
+	if err := reap.Start(cmd); err != nil {
 		return false, "", fmt.Errorf("vm: tshark in %s: %w", ns, err)
 	}
 	// tshark prints "Capturing on" once its filter is in place.

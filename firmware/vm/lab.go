@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 // Lab is a test-made LAN: a network namespace holding a bridge (multicast
@@ -22,7 +24,12 @@ type Lab struct {
 
 // NewLab creates the bridge namespace. prefix must be short (interface names
 // are at most 15 bytes) and unique on the machine; LabPrefix makes one.
+// First it removes the namespaces labs of ended processes left behind (a
+// killed test or demo: see LabPrefix).
 func NewLab(ctx context.Context, prefix string) (*Lab, error) {
+	if _, err := reap.Netns(labKind); err != nil {
+		fmt.Fprintln(os.Stderr, "vm: removing the namespaces of ended runs:", err)
+	}
 	l := &Lab{Prefix: prefix, Netns: prefix + "-lan"}
 	if err := l.addNetns(ctx, l.Netns); err != nil {
 		return nil, err
@@ -38,8 +45,13 @@ func NewLab(ctx context.Context, prefix string) (*Lab, error) {
 	return l, nil
 }
 
-// LabPrefix is a short name unique to this process: "hf" + pid.
-func LabPrefix() string { return "hf" + strconv.Itoa(os.Getpid()%1000000) }
+// labKind starts LabPrefix.
+const labKind = "hf"
+
+// LabPrefix is a short name unique to this process: "hfp" + pid
+// (reap.Tag), at most 10 bytes. The PID lets NewLab tell a dead run's
+// namespaces from a live one's.
+func LabPrefix() string { return reap.Tag(labKind) }
 
 func (l *Lab) addNetns(ctx context.Context, name string) error {
 	if err := run(ctx, "ip", "netns", "add", name); err != nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 // NIC is one guest network card: Netdev is QEMU's -netdev value without the
@@ -99,8 +101,10 @@ func Start(ctx context.Context, o Options) (*Machine, error) {
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	// Own process group: a Ctrl-C on the test's terminal is for the test.
+	// Killed by the kernel if this process dies without Kill (ip netns exec
+	// execs QEMU in place, which keeps the parent-death signal).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := reap.Start(cmd); err != nil {
 		return nil, fmt.Errorf("vm: starting %s: %w", name, err)
 	}
 	go func() {
@@ -137,7 +141,7 @@ func Interactive(o Options, stdin io.Reader, stdout io.Writer) error {
 	name, args := QEMUArgs(o)
 	cmd := exec.Command(name, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stdout
-	return cmd.Run()
+	return reap.Run(cmd)
 }
 
 // PID is QEMU's process id (ip netns exec execs QEMU in place).

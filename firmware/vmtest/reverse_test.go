@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/firmware/vm"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 // TestMain doubles as a sender of one IP-in-IP packet (HAGENT_VMTEST_IPIP=
@@ -102,7 +103,7 @@ func heardAt(t *testing.T, ns, src string, send func()) bool {
 		"-a", "duration:6", "-f", "icmp and src host "+src, "-T", "fields", "-e", "ip.src")
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
+	if err := reap.Start(cmd); err != nil { // dies with the test
 		t.Fatal(err)
 	}
 	for i := 0; i < 100 && !strings.Contains(errb.String(), "Capturing on"); i++ {

@@ -14,28 +14,44 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/tools/lab"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 var (
 	buildOnce sync.Once
 	binDir    string
+	ownBins   bool // binDir was made here (RemoveBins removes it)
 	buildErr  error
 )
 
+// binKind tags the binaries' temporary directory with this process's ID
+// (reap.Tag), so that a later run removes what a killed one left.
+const binKind = "hagent-itest-bin"
+
+// BinsEnv names a directory of already built binaries that Bins uses
+// instead of building: a helper process started by a test gets its
+// parent's.
+const BinsEnv = "HAGENT_ITEST_BINS"
+
 // Bins builds hagent, hactl and mnsim (once per test binary) and returns
-// the directory holding them.
+// the directory holding them; TestMain removes it with RemoveBins.
 func Bins(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if d := os.Getenv(BinsEnv); d != "" {
+			binDir = d
+			return
+		}
 		root, err := moduleRoot()
 		if err != nil {
 			buildErr = err
 			return
 		}
-		binDir, buildErr = os.MkdirTemp("", "hagent-itest-bin")
+		binDir, buildErr = reap.TempDir(binKind) // and removes those of killed runs
 		if buildErr != nil {
 			return
 		}
+		ownBins = true
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "./ha/cmd/hagent", "./ha/cmd/hactl", "./tools/mnsim")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -47,6 +63,15 @@ func Bins(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binDir
+}
+
+// RemoveBins removes the directory Bins built into (about 15 MB); TestMain
+// calls it after the tests, passed or failed. A run killed before that
+// leaves it to the next run's Bins.
+func RemoveBins() {
+	if ownBins {
+		_ = os.RemoveAll(binDir)
+	}
 }
 
 func moduleRoot() (string, error) {
@@ -102,7 +127,7 @@ func (a *Agent) Hactl(args ...string) (string, error) {
 func Mnsim(t testing.TB, h *lab.Host, args ...string) (string, int) {
 	t.Helper()
 	cmd := h.Command(filepath.Join(Bins(t), "mnsim"), args...)
-	out, err := cmd.CombinedOutput()
+	out, err := reap.CombinedOutput(cmd) // a load run dies with the test
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return string(out), ee.ExitCode()

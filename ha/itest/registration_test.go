@@ -15,6 +15,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/console"
 	"github.com/hagent/hagent/tools/lab"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 // TestMain doubles as a tiny packet sender: the test re-executes itself in a
@@ -24,7 +25,12 @@ func TestMain(m *testing.M) {
 	if to := os.Getenv("HAGENT_ITEST_SEND"); to != "" {
 		os.Exit(sendRaw(to, os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	// Killing `go test` would leave this binary, and the agents of a
+	// long benchmark, running.
+	reap.ExitWithParent()
+	code := m.Run()
+	RemoveBins()
+	os.Exit(code)
 }
 
 func sendRaw(to string, payloads []string) int {

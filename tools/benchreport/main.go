@@ -32,6 +32,7 @@ import (
 
 	"github.com/hagent/hagent/tools/failover"
 	"github.com/hagent/hagent/tools/lab"
+	"github.com/hagent/hagent/tools/lab/reap"
 	"github.com/hagent/hagent/tools/mnsim/sim"
 )
 
@@ -63,7 +64,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "benchreport:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "benchreport-")
+	dir, err := reap.TempDir("benchreport") // a killed run's goes with the next run
 	if err != nil {
 		fmt.Fprintln(stderr, "benchreport:", err)
 		return 1
@@ -280,7 +281,7 @@ func (r *report) startAgent(capacity int, pool string) (*agent, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	dir, err := os.MkdirTemp("", "benchreport-ha-")
+	dir, err := reap.TempDir("benchreport-ha")
 	if err != nil {
 		return nil, "", err
 	}
@@ -292,7 +293,7 @@ func (r *report) startAgent(capacity int, pool string) (*agent, string, error) {
 	}
 	a.cmd = exec.Command(filepath.Join(r.bin, "hagent"), "-config", cf)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-	if err := a.cmd.Start(); err != nil {
+	if err := reap.Start(a.cmd); err != nil { // dies with this process
 		return nil, "", fmt.Errorf("starting hagent: %w", err)
 	}
 	done := make(chan struct{})
@@ -502,7 +503,7 @@ func (r *report) keepalivedRSS() (total int64, err error) {
 	if err != nil {
 		return 0, err
 	}
-	dir, err := os.MkdirTemp("", "benchreport-k-")
+	dir, err := reap.TempDir("benchreport-k")
 	if err != nil {
 		return 0, err
 	}
@@ -599,9 +600,10 @@ func (r *report) failover() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "failover"), args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := reap.Run(cmd) // its agents and keepalived die with it, and it with us
+	out := stdout.Bytes()
 	var rep failover.Report
 	if jerr := json.Unmarshal(out, &rep); jerr != nil {
 		return fmt.Errorf("failover: %v; %s", errors.Join(err, jerr), tail(stderr.Bytes()))

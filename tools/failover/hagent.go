@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/tools/lab"
+	"github.com/hagent/hagent/tools/lab/reap"
 	"github.com/hagent/hagent/tools/mnsim/sim"
 )
 
@@ -96,7 +97,7 @@ func runHagent(ctx context.Context, cfg Config, iv time.Duration, kind Kind) (tr
 		return nil, err
 	}
 	defer g.l.Close()
-	if g.dir, err = os.MkdirTemp("", "failover-"); err != nil {
+	if g.dir, err = reap.TempDir("failover"); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(g.dir)

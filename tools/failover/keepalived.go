@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/tools/lab"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 var errNoKeepalived = errors.New("keepalived is not installed (apt-get install keepalived)")
@@ -66,7 +67,7 @@ func runKeepalived(ctx context.Context, cfg Config, iv time.Duration, kind Kind)
 		return nil, err
 	}
 	defer g.l.Close()
-	if g.dir, err = os.MkdirTemp("", "failover-k-"); err != nil {
+	if g.dir, err = reap.TempDir("failover-k"); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(g.dir)

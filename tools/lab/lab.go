@@ -5,6 +5,11 @@
 // Everything a Lab creates is named with a per-lab prefix and removed by
 // Close (namespaces take their veths with them); processes it starts are
 // stopped by PID. Nothing is sent anywhere but inside those namespaces.
+//
+// A run killed before Close leaves nothing running: processes are started
+// with SIGKILL as their parent-death signal (package reap). Its namespaces
+// carry its PID in their names (Prefix), and the next New of any run
+// removes those of runs whose process has ended, and only those.
 package lab
 
 import (
@@ -22,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 // Lab is one topology: a LAN namespace with bridge br0, and hosts.
@@ -61,12 +68,21 @@ func Require(t testing.TB) {
 	}
 }
 
+// Kind starts every lab's Prefix: reap.Tag(Kind) then "x" and random hex,
+// e.g. "hlp12345x0a1b" (the PID lets the next run tell a dead run's
+// namespaces from a live one's; the hex tells this process's labs apart).
+const Kind = "hl"
+
 // New creates the LAN namespace with an up bridge br0 that floods multicast
 // (snooping off: VRRP and the group protocol must reach every member).
+// First it removes the namespaces that labs of ended processes left behind.
 func New() (*Lab, error) {
-	var r [3]byte
+	if _, err := reap.Netns(Kind); err != nil {
+		fmt.Fprintln(os.Stderr, "lab: removing the namespaces of ended runs:", err)
+	}
+	var r [2]byte
 	_, _ = rand.Read(r[:])
-	l := &Lab{Prefix: "hl" + hex.EncodeToString(r[:])}
+	l := &Lab{Prefix: reap.Tag(Kind) + "x" + hex.EncodeToString(r[:])}
 	l.lan = l.Prefix + "-lan"
 	if err := l.addNS(l.lan); err != nil {
 		return nil, err
@@ -123,7 +139,9 @@ type Host struct {
 // Host adds a host with the given CIDR addresses on its eth0.
 func (l *Lab) Host(name string, cidrs ...string) (*Host, error) {
 	l.n++
-	h := &Host{Lab: l, Name: name, NS: l.Prefix + "-" + name, Veth: fmt.Sprintf("v%d%s", l.n, l.Prefix[2:])}
+	// The veth's name only has to be unique in the lab's own LAN namespace
+	// (and at most 15 bytes).
+	h := &Host{Lab: l, Name: name, NS: l.Prefix + "-" + name, Veth: fmt.Sprintf("v%d%s", l.n, l.Prefix[len(l.Prefix)-4:])}
 	if err := l.addNS(h.NS); err != nil {
 		return nil, err
 	}
@@ -197,11 +215,12 @@ func (h *Host) Start(name string, args ...string) (*Proc, error) {
 	cmd := h.Command(name, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	// Own process group, so that Stop reaches any children too.
+	// Own process group, so that Stop reaches any children too; killed by
+	// the kernel if this process dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &Proc{Cmd: cmd, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
-	if err := cmd.Start(); err != nil {
+	if err := reap.Start(cmd); err != nil {
 		return nil, fmt.Errorf("lab: starting %s in %s: %w", name, h.NS, err)
 	}
 	go func() {

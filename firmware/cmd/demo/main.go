@@ -31,6 +31,7 @@ import (
 
 	"github.com/hagent/hagent/firmware/board"
 	"github.com/hagent/hagent/firmware/vm"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 const (
@@ -163,7 +164,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return fail("setup", "%v", err)
 	}
-	if d.tmp, err = os.MkdirTemp("", "hagent-demo-"); err != nil {
+	if d.tmp, err = reap.TempDir("hagent-demo"); err != nil { // a killed demo's goes with the next one
 		return fail("setup", "%v", err)
 	}
 	if err := d.build(ctx, root); err != nil {

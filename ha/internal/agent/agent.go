@@ -282,13 +282,7 @@ func (a *Agent) loop(ctx context.Context) error {
 				a.core.Expire(now, a.changed)
 			}
 		case r := <-a.reload:
-			err := a.core.Reload(r.cfg)
-			if err == nil {
-				a.cfg = r.cfg
-				setMemoryLimit(r.cfg.Agent.MemoryLimitMiB)
-				a.log.Info("configuration reloaded", "nodes", len(r.cfg.Nodes), "bindings", a.core.table.Len())
-			}
-			r.resp <- err
+			r.resp <- a.applyReload(r.cfg)
 		case r := <-a.cons:
 			r.resp <- a.answer(r.req)
 			a.groupActions() // a console command may have written through the group

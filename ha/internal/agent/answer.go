@@ -149,6 +149,7 @@ func (a *Agent) showStats() *console.Stats {
 		{Name: "duplicates answered", Value: s.Duplicates},
 		{Name: "expired", Value: s.Expired},
 		{Name: "cleared by operator", Value: s.Cleared},
+		{Name: "revoked by reload (node removed or changed)", Value: s.Revoked},
 		{Name: "withdrawn: kernel refused the route (answered 130/139)", Value: s.Withdrawn},
 	}
 	for code, v := range s.Codes {

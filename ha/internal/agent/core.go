@@ -37,6 +37,7 @@ const (
 	Expired                 // lifetime ran out
 	Cleared                 // removed by the operator
 	Withdrawn               // accepted, then undone: the kernel refused to program it
+	Revoked                 // a reload took away its node's authorization (revoke.go)
 )
 
 func (k ChangeKind) String() string {
@@ -53,6 +54,8 @@ func (k ChangeKind) String() string {
 		return "cleared"
 	case Withdrawn:
 		return "withdrawn"
+	case Revoked:
+		return "revoked"
 	}
 	return "none"
 }
@@ -129,6 +132,9 @@ type Core struct {
 	req     mip.Request
 	rep     mip.Reply
 	denied  mip.Reply // Deny's parse of a reply it rewrites
+	// revoke lists the bindings the last Reload took the authorization of;
+	// Revoke removes them (it needs the clock Reload does not have).
+	revoke []revocation
 }
 
 // NewCore builds the run-time indexes from a validated config and allocates
@@ -671,14 +677,16 @@ func (c *Core) NodeName(i int32) string {
 	return c.nodes[i].cfg.Name
 }
 
-// Reload applies a new configuration without losing a binding: mobility
+// Reload applies a new configuration: mobility
 // security associations (nodes, pools, keys, foreign agents), lifetimes,
 // replay tolerance, the offered services, the group keys and
 // group.require_replication. Settings that shape sockets, devices,
 // the preallocated table or the group (addresses, interface, capacity,
 // encapsulations, [group], [vrrp], [hsrp], [datapath], [advertise]) need a restart: a
 // reload that changes one of them is refused as a whole, naming it, and
-// nothing changes.
+// nothing changes. Bindings stay, except those whose node the new
+// configuration no longer authorizes (revoke.go): the caller removes them
+// with Revoke right after.
 func (c *Core) Reload(cfg *config.Config) error {
 	if what := restartOnly(c.cfg, cfg); what != "" {
 		return fmt.Errorf("agent: reload refused: %s changed, which needs a restart of hagent; nothing was applied", what)
@@ -693,16 +701,17 @@ func (c *Core) Reload(cfg *config.Config) error {
 			return fmt.Errorf("agent: reload refused: %w; nothing was applied", err)
 		}
 	}
+	prev := c.nodes
 	if err := c.setNodes(cfg); err != nil {
 		return err
 	}
+	c.revoke = c.revocations(prev, c.revoke[:0])
 	newIdx := make(map[string]int32, len(c.nodes))
 	for i := range c.nodes {
 		newIdx[c.nodes[i].cfg.Name] = int32(i)
 	}
-	// Bindings keep pointing at their node by name; a binding whose node
-	// was removed stays until it expires (it was accepted under the old
-	// association) but can no longer be renewed.
+	// Bindings keep pointing at their node by name; one whose node was
+	// removed is in c.revoke, for Revoke to remove.
 	c.table.Range(func(e *binding.Entry) bool {
 		if e.Node >= 0 && int(e.Node) < len(oldNames) {
 			if j, ok := newIdx[oldNames[e.Node]]; ok {

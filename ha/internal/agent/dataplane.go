@@ -126,7 +126,7 @@ func (d *dataplane) queue(ch Change) {
 		if ch.Kind == Registered {
 			d.garp = append(d.garp, binding.U32Addr(ch.Entry.Home))
 		}
-	case Deregistered, Expired, Cleared, Withdrawn:
+	case Deregistered, Expired, Cleared, Withdrawn, Revoked:
 		// Withdrawn: the add failed, but a failed replace leaves the old
 		// route and a partial add may leave a proxy entry; removing what is
 		// absent is no error.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/role/roletest"
 	"github.com/hagent/hagent/tools/lab"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 // TestHelperVRRPRunner is not a test: the interop test runs the test binary
@@ -119,7 +120,7 @@ vrrp_instance VI {
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, _ := os.OpenFile(filepath.Join(l.dir, "keepalived.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	k.cmd.Stdout, k.cmd.Stderr = logf, logf
-	if err := k.cmd.Start(); err != nil {
+	if err := reap.Start(k.cmd); err != nil { // dies with the test
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(func() { k.crash() })

@@ -31,6 +31,7 @@ import (
 
 	"github.com/hagent/hagent/ha/mip"
 	"github.com/hagent/hagent/tools/lab"
+	"github.com/hagent/hagent/tools/lab/reap"
 	"github.com/hagent/hagent/tools/mnsim/sim"
 )
 
@@ -215,7 +216,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("chaos: cannot build a lab here: %s", why)
 	}
 	r := &run{o: o, log: o.Logger, out: o.Out, model: NewModel(), stats: map[string]int{}}
-	r.dir, err = os.MkdirTemp("", "hagent-chaos")
+	r.dir, err = reap.TempDir("hagent-chaos") // a killed run's goes with the next run
 	if err != nil {
 		return fmt.Errorf("chaos: temp dir: %w", err)
 	}

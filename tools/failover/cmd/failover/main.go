@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/tools/failover"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -77,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if cfg.Hagent && cfg.Bins == "" {
-		dir, err := os.MkdirTemp("", "failover-bin-")
+		dir, err := reap.TempDir("failover-bin") // a killed run's goes with the next run
 		if err != nil {
 			fmt.Fprintln(stderr, "failover:", err)
 			return 1

@@ -117,7 +117,7 @@ const (
 	CodeEncapUnavailable         Code = 139 // RFC 3024
 	// CodeUDPEncapUnavailable denies a request whose UDP Tunnel Request
 	// extension the home agent cannot honour: an encapsulation it does not
-	// support, or UDP tunnelling off (RFC 3519 §3.4).
+	// support, or UDP tunnelling off (RFC 3519 §3.5).
 	CodeUDPEncapUnavailable Code = 142
 )
 

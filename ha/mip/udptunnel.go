@@ -83,7 +83,7 @@ type UDPTunnelReply struct {
 	Code    TunnelCode
 	Flags   uint16 // UDPTunnelReplyForced; reserved bits as received
 	// Keepalive is the interval, in seconds, at which the node sends
-	// keepalives to hold its NAT mapping open (§3.2, §5.1); 0: the
+	// keepalives to hold its NAT mapping open (§3.2, §4.9); 0: the
 	// node's default.
 	Keepalive uint16
 }

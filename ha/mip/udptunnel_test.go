@@ -212,7 +212,7 @@ func TestUDPTunnelCodes(t *testing.T) {
 		byHA     bool
 		text     string
 	}{
-		// §3.4: the home agent cannot honour the UDP Tunnel Request (UDP
+		// §3.5: the home agent cannot honour the UDP Tunnel Request (UDP
 		// tunnelling off, or an encapsulation it lacks): StarOS sends it for
 		// an unsupported encapsulation.
 		{CodeUDPEncapUnavailable, 142, false, true, "requested UDP tunnel encapsulation unavailable"},
@@ -238,7 +238,7 @@ func TestUDPTunnelCodes(t *testing.T) {
 		}
 	}
 	if TunnelOverhead != 32 {
-		t.Errorf("UDP tunnel overhead %d bytes, RFC 3519 §4.8 and the field say 32", TunnelOverhead)
+		t.Errorf("UDP tunnel overhead %d bytes, want 32 (IPv4 20, UDP 8, tunnel data 4)", TunnelOverhead)
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// A home agent that offers UDP tunnelling (RFC 3519 §4.1) sets U, bit 8 of
+// A home agent that offers UDP tunnelling (RFC 3519 §3.4) sets U, bit 8 of
 // the flags word: goldenHA with flags 0x2480 instead of 0x2400, checksum
 // 0xcde3 - 0x0080 in one's complement = 0xcd63.
 const goldenHAUDP = `

@@ -17,7 +17,10 @@ import (
 	"encoding/hex"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,6 +169,7 @@ func TestNetnsUDPTunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	capture := captureIn(t, n.nat, "pub1")
 	nat := listenIn(t, n.nat, natEP.String())
 	natOtherPort := listenIn(t, n.nat, "192.0.2.50:40001")
 	natOtherAddr := listenIn(t, n.nat, "192.0.2.51:40000")
@@ -206,6 +210,7 @@ func TestNetnsUDPTunnel(t *testing.T) {
 	}
 	want[utEncapSent]++
 	counters("after the correspondent's packet")
+	checkOuter(t, capture.next(t, func(p []byte) bool { return len(p) > 28 && p[9] == 17 && p[20] == 0x01 && p[21] == 0xb2 }))
 
 	// Tunnel data from the binding's NAT mapping: stripped and forwarded.
 	mn := netip.MustParseAddrPort("10.1.0.5:5555")
@@ -281,4 +286,101 @@ func TestNetnsUDPTunnel(t *testing.T) {
 		}
 	}
 	counters("after the endpoint went")
+}
+
+// capture is an AF_PACKET socket on one device of a namespace: it sees
+// the frames exactly as they crossed the wire, outer headers included.
+type capture struct{ fd int }
+
+func captureIn(t *testing.T, ns, dev string) *capture {
+	t.Helper()
+	c := &capture{fd: -1}
+	if err := groupio.InNetNS("/run/netns/"+ns, func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+		if err != nil {
+			return err
+		}
+		c.fd = fd
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifi.Index})
+	}); err != nil {
+		t.Fatalf("capture on %s: %v", dev, err)
+	}
+	t.Cleanup(func() { unix.Close(c.fd) })
+	// Bounds a failure only, like readWithin.
+	_ = unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10})
+	return c
+}
+
+// next returns the next IPv4 packet that match accepts.
+func (c *capture) next(t *testing.T, match func([]byte) bool) []byte {
+	t.Helper()
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		if err != nil {
+			t.Fatalf("capture: %v", err)
+		}
+		if match(buf[:n]) {
+			return append([]byte(nil), buf[:n]...)
+		}
+	}
+}
+
+// checkOuter checks the headers the encap program wrote, byte by byte and
+// through tshark when it is there.
+func checkOuter(t *testing.T, p []byte) {
+	t.Helper()
+	be := binary.BigEndian
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(be.Uint16(p[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	switch {
+	case p[0] != 0x45 || int(be.Uint16(p[2:])) != len(p):
+		t.Errorf("outer IPv4 header % x: version/length wrong for a %d-byte packet", p[:20], len(p))
+	case sum != 0xffff:
+		t.Errorf("outer IPv4 header checksum does not verify: % x", p[:20])
+	case be.Uint16(p[6:])&0x4000 != 0 || p[8] != 64:
+		t.Errorf("outer DF set or TTL %d: % x", p[8], p[:20])
+	case int(be.Uint16(p[24:])) != len(p)-20 || be.Uint16(p[26:]) != 0 || be.Uint16(p[22:]) != 40000:
+		t.Errorf("outer UDP header % x", p[20:28])
+	}
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Log("tshark missing: outer headers checked by hand only")
+		return
+	}
+	f := make([]byte, 24, 24+16+len(p))
+	be.PutUint32(f[0:], 0xa1b2c3d4)
+	be.PutUint16(f[4:], 2)
+	be.PutUint16(f[6:], 4)
+	be.PutUint32(f[16:], 65535)
+	be.PutUint32(f[20:], 101) // LINKTYPE_RAW
+	rec := make([]byte, 16)
+	be.PutUint32(rec[8:], uint32(len(p)))
+	be.PutUint32(rec[12:], uint32(len(p)))
+	f = append(append(f, rec...), p...)
+	name := filepath.Join(t.TempDir(), "udptun.pcap")
+	if err := os.WriteFile(name, f, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-n", "-r", name, "-o", "ip.check_checksum:TRUE", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"}
+	for _, fl := range []string{"ip.src", "ip.dst", "ip.checksum.status", "udp.srcport", "udp.dstport", "mip.type", "mip.nattt.nexthdr", "_ws.malformed"} {
+		args = append(args, "-e", fl)
+	}
+	out, err := exec.Command(tshark, args...).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	got := strings.TrimSpace(string(out))
+	if want := "192.0.2.1,203.0.113.9|192.0.2.50,10.1.0.5|1,1|434,7777|40000,9999|4|4|"; got != want {
+		t.Errorf("tshark reads the encapsulated packet as\n%s\nwant\n%s", got, want)
+	}
 }

@@ -9,7 +9,9 @@ package datapath
 // "nat" stands for the NAT in front of a mobile node: the node's tunnel
 // endpoint is the NAT's public address and mapped port (192.0.2.50:40000).
 // The home address 10.1.0.5 is routed in ha through the LWT program; the
-// tc program sits on ha's pub0 ingress.
+// tc program sits on ha's pub0 ingress. rp_filter is strict, as on a
+// router: a decapsulated packet's source (the home address) routes back
+// through pub0, the device it arrived on, so it passes.
 
 import (
 	"crypto/rand"
@@ -67,7 +69,7 @@ func newUTNet(t *testing.T) utNet {
 		{"ip", "-n", n.cn, "route", "add", "default", "via", "203.0.113.1"},
 		{"ip", "-n", n.nat, "route", "add", "default", "via", "192.0.2.1"},
 		{"ip", "netns", "exec", n.ha, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-			"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.pub0.rp_filter=0"},
+			"net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1", "net.ipv4.conf.pub0.rp_filter=1"},
 	} {
 		run(c...)
 	}

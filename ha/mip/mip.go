@@ -115,6 +115,10 @@ const (
 	CodeReverseTunnelUnavailable Code = 137 // RFC 3024
 	CodeReverseTunnelMandatory   Code = 138 // RFC 3024
 	CodeEncapUnavailable         Code = 139 // RFC 3024
+	// CodeUDPEncapUnavailable denies a request whose UDP Tunnel Request
+	// extension the home agent cannot honour: an encapsulation it does not
+	// support, or UDP tunnelling off (RFC 3519 §3.5).
+	CodeUDPEncapUnavailable Code = 142
 )
 
 // Accepted reports whether the code means the registration was accepted.
@@ -191,6 +195,8 @@ func (c Code) String() string {
 		return "reverse tunnel mandatory and T bit not set"
 	case CodeEncapUnavailable:
 		return "requested encapsulation unavailable"
+	case CodeUDPEncapUnavailable:
+		return "requested UDP tunnel encapsulation unavailable"
 	}
 	return "code " + strconv.Itoa(int(c))
 }
@@ -218,6 +224,8 @@ type Request struct {
 	MHAuth    AuthExt
 	MFAuth    AuthExt
 	FHAuth    AuthExt
+	// UDPTunnel is the RFC 3519 UDP Tunnel Request extension.
+	UDPTunnel UDPTunnelRequest
 	// IgnoredExt counts unrecognised skippable extensions (types 128-255),
 	// which §1.9 says to skip.
 	IgnoredExt int
@@ -235,6 +243,7 @@ type Reply struct {
 	// MFAuth and FHAuth appear only on replies relayed by a foreign agent.
 	MFAuth     AuthExt
 	FHAuth     AuthExt
+	UDPTunnel  UDPTunnelReply // RFC 3519 UDP Tunnel Reply extension
 	IgnoredExt int
 }
 
@@ -242,10 +251,16 @@ type Reply struct {
 type exts struct {
 	nai        []byte
 	mh, mf, fh AuthExt
+	utReq      UDPTunnelRequest
+	utRep      UDPTunnelReply
+	utReqEnd   int // where the request extension ends: covered by MH auth?
 	ignored    int
 }
 
-// parseExts walks the extensions of a message whose fixed part is b[:fixed].
+// parseExts walks the extensions of a message whose fixed part is b[:fixed]
+// and whose type is b[0]: the UDP Tunnel Request is recognised in requests
+// only (elsewhere it is an ordinary skippable type), the UDP Tunnel Reply in
+// replies only (elsewhere an unrecognised non-skippable type).
 // Every extension in this number space is type(1) length(1) data(length): the
 // long format of §1.10 is for non-skippable types only, which we reject
 // anyway, and the short format of §1.11 is a refinement of the same TLV.
@@ -290,6 +305,31 @@ func parseExts(b []byte, fixed int, e *exts) error {
 				return ErrBadExtension
 			}
 			e.nai = b[body:end:end]
+		case ExtUDPTunnelRequest:
+			if b[0] != TypeRequest {
+				e.ignored++
+				break
+			}
+			if e.utReq.Present {
+				return ErrBadExtension
+			}
+			u, err := parseUDPTunnelRequest(b[body:end])
+			if err != nil {
+				return err
+			}
+			e.utReq, e.utReqEnd = u, end
+		case ExtUDPTunnelReply:
+			if b[0] != TypeReply {
+				return ErrUnknownExtension
+			}
+			if e.utRep.Present {
+				return ErrBadExtension
+			}
+			u, err := parseUDPTunnelReply(b[body:end])
+			if err != nil {
+				return err
+			}
+			e.utRep = u
 		default:
 			if typ < 128 {
 				return ErrUnknownExtension
@@ -298,6 +338,7 @@ func parseExts(b []byte, fixed int, e *exts) error {
 		}
 		off = end
 	}
+	e.utReq.Authenticated = e.utReq.Present && e.mh.Present && e.utReqEnd <= e.mh.Covered
 	return nil
 }
 
@@ -336,13 +377,15 @@ func (r *Request) UnmarshalBinary(b []byte) error {
 		MHAuth:     e.mh,
 		MFAuth:     e.mf,
 		FHAuth:     e.fh,
+		UDPTunnel:  e.utReq,
 		IgnoredExt: e.ignored,
 	}
 	return nil
 }
 
 // AppendBinary appends the fixed part and, when r.NAI is not nil, an NAI
-// extension. Authentication extensions are added by AppendMHAuth.
+// extension, then a UDP Tunnel Request extension when r.UDPTunnel.Present.
+// Authentication extensions are added by AppendMHAuth.
 func (r *Request) AppendBinary(b []byte) ([]byte, error) {
 	if len(r.NAI) > MaxNAI {
 		return b, ErrNAITooLong
@@ -357,7 +400,11 @@ func (r *Request) AppendBinary(b []byte) ([]byte, error) {
 		}
 	}
 	b = binary.BigEndian.AppendUint64(b, r.ID)
-	return appendNAI(b, r.NAI), nil
+	b = appendNAI(b, r.NAI)
+	if r.UDPTunnel.Present {
+		b = AppendUDPTunnelRequest(b, r.UDPTunnel)
+	}
+	return b, nil
 }
 
 func appendNAI(b, nai []byte) []byte {
@@ -391,13 +438,15 @@ func (r *Reply) UnmarshalBinary(b []byte) error {
 		MHAuth:     e.mh,
 		MFAuth:     e.mf,
 		FHAuth:     e.fh,
+		UDPTunnel:  e.utRep,
 		IgnoredExt: e.ignored,
 	}
 	return nil
 }
 
 // AppendBinary appends the fixed part and, when r.NAI is not nil, an NAI
-// extension. Authentication extensions are added by AppendMHAuth.
+// extension, then a UDP Tunnel Reply extension when r.UDPTunnel.Present.
+// Authentication extensions are added by AppendMHAuth.
 func (r *Reply) AppendBinary(b []byte) ([]byte, error) {
 	if len(r.NAI) > MaxNAI {
 		return b, ErrNAITooLong
@@ -412,5 +461,9 @@ func (r *Reply) AppendBinary(b []byte) ([]byte, error) {
 		}
 	}
 	b = binary.BigEndian.AppendUint64(b, r.ID)
-	return appendNAI(b, r.NAI), nil
+	b = appendNAI(b, r.NAI)
+	if r.UDPTunnel.Present {
+		b = AppendUDPTunnelReply(b, r.UDPTunnel)
+	}
+	return b, nil
 }

@@ -206,6 +206,50 @@ type singleJSON struct {
 	Resynced      bool    `json:"resynced"`
 	Authenticated bool    `json:"authenticated"`
 	Error         string  `json:"error,omitempty"`
+	// UDPTunnel is the reply's RFC 3519 UDP Tunnel Reply extension.
+	UDPTunnel *udpTunnelJSON `json:"udp_tunnel,omitempty"`
+}
+
+type udpTunnelJSON struct {
+	Code      uint8  `json:"code"`
+	Name      string `json:"name"`
+	Forced    bool   `json:"forced"`
+	Keepalive uint16 `json:"keepalive_s"`
+}
+
+// parseUDPTunnel reads -udp-tunnel: an encapsulation, then the F (force)
+// and R (registration through a foreign agent required) flags.
+func parseUDPTunnel(s string) (mip.UDPTunnelRequest, error) {
+	u := mip.UDPTunnelRequest{Present: true}
+	for i, w := range strings.Split(s, ",") {
+		switch w = strings.TrimSpace(w); {
+		case i == 0 && w == "ipip":
+			u.Encapsulation = mip.NextIPv4
+		case i == 0 && w == "gre":
+			u.Encapsulation = mip.NextGRE
+		case i == 0 && w == "minimal":
+			u.Encapsulation = mip.NextMinimal
+		case i > 0 && w == "force":
+			u.Flags |= mip.UDPTunnelForce
+		case i > 0 && w == "fa":
+			u.Flags |= mip.UDPTunnelFARequired
+		default:
+			return u, fmt.Errorf("-udp-tunnel %q: want ipip, gre or minimal, then optionally ,force and ,fa", s)
+		}
+	}
+	return u, nil
+}
+
+// udpTunnelNote describes the reply's UDP Tunnel Reply for the text output.
+func udpTunnelNote(u mip.UDPTunnelReply) string {
+	if !u.Present {
+		return "udp-tunnel: no reply extension (the home agent ignored the request)"
+	}
+	s := fmt.Sprintf("udp-tunnel: %d %s keepalive %ds", u.Code, u.Code, u.Keepalive)
+	if u.Flags&mip.UDPTunnelReplyForced != 0 {
+		s += " forced"
+	}
+	return s
 }
 
 func single(ctx context.Context, mode string, args []string, stdout, stderr io.Writer) (int, error) {
@@ -221,6 +265,7 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 	idFlag := fs.String("id", "ts", "Identification: ts (NTP timestamp of now) or a number (decimal or 0x hex)")
 	retries := fs.Int("retries", 0, "retransmit this many times after a timeout")
 	resync := fs.Bool("resync", false, "after a 133 (identification mismatch), take the HA's clock from the reply and retry once")
+	udpTunnel := fs.String("udp-tunnel", "", "add an RFC 3519 UDP Tunnel Request: `ENCAP[,force][,fa]` with ENCAP ipip, gre or minimal")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -271,6 +316,11 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 			return 2, fmt.Errorf("-src: %w", err)
 		}
 	}
+	if *udpTunnel != "" {
+		if o.UDPTunnel, err = parseUDPTunnel(*udpTunnel); err != nil {
+			return 2, err
+		}
+	}
 
 	res, err := sim.Exchange(ctx, o)
 	err = explain(err, ha)
@@ -287,6 +337,10 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 			Home: r.HomeAddr.String(), HomeAgent: r.HomeAgent.String(), ID: fmt.Sprintf("%#016x", r.ID), NAI: string(r.NAI),
 			RTTMicros: float64(res.RTT.Nanoseconds()) / 1e3, Attempts: res.Attempts, Resynced: res.Resynced,
 			Authenticated: res.Authenticated}
+		if u := r.UDPTunnel; u.Present {
+			j.UDPTunnel = &udpTunnelJSON{Code: uint8(u.Code), Name: u.Code.String(),
+				Forced: u.Flags&mip.UDPTunnelReplyForced != 0, Keepalive: u.Keepalive}
+		}
 		if err != nil {
 			j.Error = err.Error()
 		}
@@ -298,6 +352,9 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 		}
 		if !res.Authenticated {
 			note += " unauthenticated"
+		}
+		if o.UDPTunnel.Present {
+			note += " " + udpTunnelNote(r.UDPTunnel)
 		}
 		fmt.Fprintf(stdout, "%d %s lifetime %d home %v ha %v id %#016x rtt %v%s\n",
 			r.Code, r.Code, r.Lifetime, r.HomeAddr, r.HomeAgent, r.ID, res.RTT.Round(time.Microsecond), note)

@@ -273,7 +273,7 @@ func (g *Gen) MIP(b []byte) ([]byte, string) {
 		b = mip.AppendMHAuth(b, start, spi, hmac.New(md5.New, wrong))
 	case "unknown-skippable":
 		t := byte(128 + g.rng.IntN(128))
-		if t == mip.ExtNAI {
+		if t == mip.ExtNAI || t == mip.ExtUDPTunnelRequest { // both recognised, with a fixed shape
 			t++
 		}
 		start := len(b)

@@ -32,6 +32,9 @@ type Options struct {
 	SPI       uint32
 	Key       []byte
 	NAI       []byte // RFC 2794 NAI extension when not nil
+	// UDPTunnel, when Present, adds an RFC 3519 UDP Tunnel Request
+	// extension (before the MN-HA authenticator, which covers it).
+	UDPTunnel mip.UDPTunnelRequest
 	Lifetime  uint16 // 0 de-registers
 	Flags     uint8
 	ID        uint64        // Identification; 0: NTP timestamp of Now()
@@ -129,7 +132,7 @@ func Exchange(ctx context.Context, o Options) (Result, error) {
 	}
 	req := mip.Request{
 		Flags: o.Flags, Lifetime: o.Lifetime, HomeAddr: o.Home, HomeAgent: o.HomeAgent,
-		CareOf: o.CareOf, ID: id, NAI: o.NAI,
+		CareOf: o.CareOf, ID: id, NAI: o.NAI, UDPTunnel: o.UDPTunnel,
 	}
 	out := make([]byte, 0, 512)
 	in := make([]byte, 2048)

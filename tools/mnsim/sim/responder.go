@@ -36,6 +36,11 @@ type ResponderConfig struct {
 	ReplyKey    []byte
 	NoReplyAuth bool
 	NoGSO       bool // reply with sendmmsg only, never UDP GSO
+	// UDPTunnelKeepalive, when > 0, answers an accepted request that
+	// carries a UDP Tunnel Request (RFC 3519) with a UDP Tunnel Reply:
+	// will do, this keepalive interval in seconds, F echoed from the
+	// request.
+	UDPTunnelKeepalive uint16
 }
 
 // Responder is a running stand-in home agent.
@@ -152,6 +157,12 @@ func (r *Responder) serve(b *batchConn) {
 				rep.Code, rep.Lifetime = r.cfg.Decide(&req)
 			default:
 				rep.Code, rep.Lifetime = mip.CodeAccepted, req.Lifetime
+			}
+			if r.cfg.UDPTunnelKeepalive > 0 && req.UDPTunnel.Present && rep.Code.Accepted() {
+				rep.UDPTunnel = mip.UDPTunnelReply{Present: true, Code: mip.TunnelWillDo, Keepalive: r.cfg.UDPTunnelKeepalive}
+				if req.UDPTunnel.Flags&mip.UDPTunnelForce != 0 {
+					rep.UDPTunnel.Flags = mip.UDPTunnelReplyForced
+				}
 			}
 			o, err := rep.AppendBinary(out[k].buf[:0])
 			if err != nil {

@@ -25,13 +25,17 @@ type RunnerConfig struct {
 
 // Stats are the runner's counters.
 type Stats struct {
-	Rx, Tx, RoleChanges, GARPs                               uint64
+	Rx, Tx, RoleChanges, GARPs uint64
+	// Reclaims: re-announcements of the virtual address after a
+	// lower-priority active router's hello or a stall; ReclaimsSuppressed:
+	// triggers the rate limit folded into a later one.
+	Reclaims, ReclaimsSuppressed                             uint64
 	DropShort, DropVersion, DropOpCode, DropState, DropGroup uint64
 	DropAuth, DropOther, ActionErrors                        uint64
 }
 
 type counters struct {
-	rx, tx                                     atomic.Uint64
+	rx, tx, reclaims, suppressed               atomic.Uint64
 	short, version, opcode, state, group, auth atomic.Uint64
 	other                                      atomic.Uint64
 }
@@ -82,6 +86,7 @@ func (r *Runner) Announce(addrs []netip.Addr) error {
 func (r *Runner) Stats() Stats {
 	c := &r.c
 	return Stats{Rx: c.rx.Load(), Tx: c.tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
+		Reclaims: c.reclaims.Load(), ReclaimsSuppressed: c.suppressed.Load(),
 		DropShort: c.short.Load(), DropVersion: c.version.Load(), DropOpCode: c.opcode.Load(),
 		DropState: c.state.Load(), DropGroup: c.group.Load(), DropAuth: c.auth.Load(),
 		DropOther: c.other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
@@ -219,6 +224,11 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 			err = r.sh.DelVIP(m.VIP())
 		case ActGARP:
 			err = r.sh.GARP(a.Count, m.VIP())
+			if a.Reason == ReasonReclaimLower || a.Reason == ReasonReclaimStall {
+				// Rate-limited by the machine: one line per burst.
+				r.c.reclaims.Add(1)
+				r.sh.Log.Info("hsrp: re-announcing the virtual address", "reason", a.Reason, "garps", a.Count)
+			}
 		case ActState:
 			r.report(m, a.Reason, a.Peer)
 		}
@@ -226,6 +236,7 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 			r.sh.Failed(a.Kind, err)
 		}
 	}
+	r.c.suppressed.Store(m.Suppressed())
 	// The hold input changes the role without a state change.
 	if r.sh.Current().Role != roleOf(m) {
 		r.report(m, runner.HoldReason(m.Held()), netip.Addr{})

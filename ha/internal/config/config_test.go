@@ -75,7 +75,8 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("vrrp defaults: %+v", v)
 	}
 	h := c.HSRP
-	if h != (HSRP{Priority: 100, Hello: 3 * time.Second, Hold: 10 * time.Second, Auth: "cisco"}) {
+	// Hello and Hold 0: learnt from the active router (RFC 2281 §5.1).
+	if h != (HSRP{Priority: 100, Auth: "cisco", Reclaim: Reclaim{LowerPrioCount: 3, LowerPrioInterval: time.Second, RefreshCount: 1}}) {
 		t.Errorf("hsrp defaults: %+v", h)
 	}
 	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ProxyARPMode: "entries", ReverseCheck: true, ReconcileInterval: 30 * time.Second}) {

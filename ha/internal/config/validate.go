@@ -436,6 +436,7 @@ func (d *decoder) buildVRRP(r *rawConfig, c *Config) {
 	// The delay before one repeat burst (keepalived's garp_master_delay);
 	// 0 sends none, which vrrp.Config.GARPRepeat understands.
 	v.GARPInterval = d.durIn(rv.GARPInterval, DefaultGARPInterval, 0, time.Minute)
+	v.Reclaim = d.buildReclaim(&rv.Reclaim)
 	for _, rt := range rv.Track {
 		t := Track{Interface: d.ifname(rt.Interface, "", `the tracked interface, e.g. interface = "eth1"`)}
 		t.Weight = int(d.intIn(rt.Weight, 0, 0, 254))
@@ -476,6 +477,10 @@ func (d *decoder) buildHSRP(r *rawConfig, c *Config) {
 	if h.Enabled && helloOK && holdOK {
 		d.hsrpTimers(rh, h.Hello, h.Hold)
 	}
+	if !rh.Hello.Set && !rh.Hold.Set {
+		h.Hello, h.Hold = 0, 0 // learnt from the active router (RFC 2281 §5.1)
+	}
+	h.Reclaim = d.buildReclaim(&rh.Reclaim)
 	h.Preempt = d.boolOr(rh.Preempt, false)
 	h.Auth = DefaultHSRPAuth
 	if f := rh.Auth; f.Set {

@@ -32,7 +32,8 @@ import (
 const reclaimBound = time.Second
 
 // reclaimGroupConfig is member i (1-based; 1 has the higher priority) of a
-// pair electing with proto ("vrrp": 100 ms adverts; "hsrp": 1 s / 3 s).
+// pair electing with proto ("vrrp": 100 ms adverts; "hsrp": 1 s / 3 s, with
+// the members' own MACs; "hsrp-vmac": the same with the virtual MAC).
 func reclaimGroupConfig(proto string, i int) string {
 	s := fmt.Sprintf(`
 [agent]
@@ -67,7 +68,7 @@ priority = %d
 advert_interval = "100ms"
 garp_count = 1
 `, 140-10*i)
-	case "hsrp":
+	case "hsrp", "hsrp-vmac":
 		s += fmt.Sprintf(`
 [hsrp]
 enabled = true
@@ -76,7 +77,8 @@ priority = %d
 preempt = true
 hello = "1s"
 hold = "3s"
-`, 140-10*i)
+use_virtual_mac = %v
+`, 140-10*i, proto == "hsrp-vmac")
 	}
 	return s
 }
@@ -231,6 +233,12 @@ type reclaimLab struct {
 }
 
 func newReclaimLab(t *testing.T, proto string) *reclaimLab {
+	return newReclaimLabWant(t, proto, "")
+}
+
+// newReclaimLabWant: the host's entry for the virtual address must be mac
+// ("": member 1's own MAC) once renewals flow.
+func newReclaimLabWant(t *testing.T, proto, mac string) *reclaimLab {
 	l := lab.NewT(t)
 	g := &reclaimLab{l: l, mn: l.HostT(t, "mn", "192.0.2.50/24")}
 	for i := 1; i <= 2; i++ {
@@ -248,7 +256,11 @@ func newReclaimLab(t *testing.T, proto string) *reclaimLab {
 	g.ren = startRenewals(t, ctx, g.mn.NS)
 	eventually(t, 10*time.Second, "renewals accepted through member 1", func() (bool, string) {
 		_, _, ok := g.ren.firstOKAfter(time.Now().Add(-time.Second))
-		return ok && neighMAC(t, g.mn) == g.macs[0], "host's entry for the virtual address: " + neighMAC(t, g.mn)
+		want := mac
+		if want == "" {
+			want = g.macs[0]
+		}
+		return ok && neighMAC(t, g.mn) == want, "host's entry for the virtual address: " + neighMAC(t, g.mn)
 	})
 	return g
 }
@@ -266,7 +278,7 @@ func (g *reclaimLab) takeover(t *testing.T, within time.Duration) {
 // host's entry for the virtual address on member 1's MAC.
 func (g *reclaimLab) check(t *testing.T, proto string, since time.Time) {
 	t.Helper()
-	down := stepDownAt(t, g.agents[1], proto, since, 30*time.Second)
+	down := stepDownAt(t, g.agents[1], strings.TrimSuffix(proto, "-vmac"), since, 30*time.Second)
 	bound := reclaimBound + renewGap
 	time.Sleep(bound + time.Second) // let the probe record past the bound
 	first, failed, ok := g.ren.firstOKAfter(down)
@@ -357,4 +369,70 @@ func TestReclaimAfterPartitionVRRP(t *testing.T) {
 // TestReclaimAfterPartitionHSRP: the same with HSRP's hellos (UDP 1985).
 func TestReclaimAfterPartitionHSRP(t *testing.T) {
 	testPartitionHeal(t, "hsrp", "udp dport 1985", 3*time.Second)
+}
+
+// fdbPort is the bridge port (the lab's veth of a host) that the LAN's
+// bridge learnt mac on ("" if none).
+func fdbPort(t *testing.T, l *lab.Lab, mac string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", l.Prefix+"-lan", "bridge", "fdb", "show", "br", "br0").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bridge fdb show: %v\n%s", err, out)
+	}
+	for _, ln := range strings.Split(string(out), "\n") {
+		f := strings.Fields(ln)
+		if len(f) >= 3 && f[0] == mac && f[1] == "dev" {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+// TestHSRPVirtualMAC: with use_virtual_mac (the default) the LAN sees one
+// MAC for the virtual address, 0000.0c07.acXX (RFC 2281 §6.1): the host's
+// ARP entry, and the bridge learns it on the active member's port (its
+// hellos and gratuitous ARPs come from it). After a spurious takeover
+// (SIGSTOP of member 1 until member 2 is active, SIGCONT) the MAC moves
+// back to member 1's port within the acceptance bound of the step-down.
+func TestHSRPVirtualMAC(t *testing.T) {
+	const vmac = "00:00:0c:07:ac:07"
+	g := newReclaimLabWant(t, "hsrp-vmac", vmac)
+	h1, h2 := g.agents[0].Host.Veth, g.agents[1].Host.Veth
+	eventually(t, 5*time.Second, "virtual MAC learnt on member 1's port", func() (bool, string) {
+		p := fdbPort(t, g.l, vmac)
+		return p == h1, p
+	})
+	if err := g.agents[0].Proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = g.agents[0].Proc.Signal(syscall.SIGCONT)
+		}
+	}()
+	g.takeover(t, 10*time.Second)
+	eventually(t, 5*time.Second, "virtual MAC learnt on member 2's port", func() (bool, string) {
+		p := fdbPort(t, g.l, vmac)
+		return p == h2, p
+	})
+	since := time.Now().Add(-time.Second)
+	if err := g.agents[0].Proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	down := stepDownAt(t, g.agents[1], "hsrp", since, 30*time.Second)
+	time.Sleep(reclaimBound + renewGap + time.Second)
+	first, failed, ok := g.ren.firstOKAfter(down)
+	if !ok || first.got.Sub(down) > reclaimBound+renewGap {
+		t.Fatalf("first renewal after member 2 stepped down: ok=%v after %s (%d failed), want within %s; virtual MAC on port %q (member 1 %s, member 2 %s)",
+			ok, first.got.Sub(down), failed, reclaimBound+renewGap, fdbPort(t, g.l, vmac), h1, h2)
+	}
+	if p := fdbPort(t, g.l, vmac); p != h1 {
+		t.Fatalf("virtual MAC learnt on port %q, want member 1's %s", p, h1)
+	}
+	if m := neighMAC(t, g.mn); m != vmac {
+		t.Fatalf("host's entry for the virtual address %q, want the virtual MAC %s", m, vmac)
+	}
+	t.Logf("renewal answered %s after member 2 stepped down", first.got.Sub(down))
 }

@@ -194,7 +194,7 @@ type HSRP struct {
 	Hello, Hold   time.Duration
 	Preempt       bool   // default false (RFC 2281)
 	Auth          string // <= 8 bytes, default "cisco"
-	UseVirtualMAC bool   // always false: the virtual MAC 00:00:0c:07:ac:<group> is not implemented (true is refused)
+	UseVirtualMAC bool   // default true: answer with 00:00:0c:07:ac:<group> (RFC 2281 §6.1); false: the interface's own MAC
 	Reclaim       Reclaim
 }
 

@@ -490,12 +490,9 @@ func (d *decoder) buildHSRP(r *rawConfig, c *Config) {
 			h.Auth = f.V
 		}
 	}
-	// The runner announces the virtual address with the interface's own
-	// MAC; nothing installs 0000.0c07.acXX, so true would promise a MAC
-	// that peers and switches never see.
-	if f := rh.UseVirtualMAC; f.Set && f.V {
-		d.errorf(f.Line, f.Key, "is true but the HSRP virtual MAC (0000.0c07.acXX) is not implemented; the interface's own MAC is announced by gratuitous ARP — remove the key or set it false")
-	}
+	// RFC 2281 §6.1: the active router answers with the virtual MAC;
+	// false announces the interface's own (Cisco's "standby use-bia").
+	h.UseVirtualMAC = d.boolOr(rh.UseVirtualMAC, true)
 }
 
 // wholeSeconds reads an HSRPv1 timer: one octet of seconds on the wire. ok

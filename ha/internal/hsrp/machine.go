@@ -30,7 +30,10 @@ type Config struct {
 	Hellotime, Holdtime time.Duration
 	Primary             netip.Addr // own interface address: ties break on it
 	GARPCount           int
-	UseVirtualMAC       bool // not implemented (config refuses true): the runner announces the interface's own MAC
+	// UseVirtualMAC: the active router answers for the address with the
+	// virtual MAC 0000.0c07.acXX (§6.1; the runner's macvlan); false: with
+	// the interface's own MAC (Cisco's "standby use-bia").
+	UseVirtualMAC bool
 	// GARPLowerPrioCount gratuitous ARPs for the virtual address when the
 	// active router learns that another router may have claimed it: a
 	// hello from a lower-priority active router (answered with a Coup,

@@ -47,6 +47,7 @@ type Runner struct {
 	sh  *runner.Shell // interface, role feed, virtual address, gratuitous ARP
 	ctl chan Event
 	c   counters
+	vm  *vmac // nil: the interface's own MAC (Config.UseVirtualMAC false)
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -150,6 +151,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	if v := r.cfg.Machine.VIP; v.IsValid() {
 		stale = append(stale, v)
 	}
+	if r.cfg.Machine.UseVirtualMAC {
+		if r.vm, err = r.openVMAC(); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		defer func() {
+			if err := r.vm.close(); err != nil {
+				r.sh.Log.Warn("hsrp: removing the virtual MAC's macvlan", "err", err)
+			}
+		}()
+	}
 	if err := r.sh.Open(stale...); err != nil {
 		unix.Close(fd)
 		return err
@@ -204,7 +216,15 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 		if *pkt, err = msg.AppendBinary((*pkt)[:0]); err != nil {
 			return err
 		}
-		if err = unix.Sendto(fd, *pkt, 0, dst); err == nil {
+		out := fd
+		if r.vm != nil && st == Active {
+			out = r.vm.tx // from the virtual MAC (§6.1)
+		}
+		err = unix.Sendto(out, *pkt, 0, dst)
+		if err != nil && out != fd {
+			err = unix.Sendto(fd, *pkt, 0, dst) // the macvlan is already down (a Resign)
+		}
+		if err == nil {
 			r.c.tx.Add(1)
 		}
 		return err
@@ -219,9 +239,17 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 		case ActResign:
 			err = send(OpResign, a.State)
 		case ActAddVIP:
-			err = r.sh.AddVIP(m.VIP())
+			if r.vm != nil {
+				err = r.vm.addVIP(m.VIP())
+			} else {
+				err = r.sh.AddVIP(m.VIP())
+			}
 		case ActRemoveVIP:
-			err = r.sh.DelVIP(m.VIP())
+			if r.vm != nil {
+				err = r.vm.delVIP(m.VIP())
+			} else {
+				err = r.sh.DelVIP(m.VIP())
+			}
 		case ActGARP:
 			err = r.sh.GARP(a.Count, m.VIP())
 			if a.Reason == ReasonReclaimLower || a.Reason == ReasonReclaimStall {

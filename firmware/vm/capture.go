@@ -17,6 +17,9 @@ type Tunnelled struct {
 	OuterSrc, OuterDst string
 	InnerSrc, InnerDst string
 	Proto              string // outer IP protocol: 4 IP-in-IP, 47 GRE, 55 minimal encapsulation
+	// EthSrc is the Ethernet source of the tunnelled frame: the MAC of the
+	// Home Agent that tunnelled it ("" if tshark did not print it).
+	EthSrc string
 }
 
 // String reads "outer 192.0.2.1 → 198.51.100.7 proto 4 (IP-in-IP), inner
@@ -30,7 +33,7 @@ func (t Tunnelled) String() string {
 }
 
 // ParseTunnelled finds, in what CaptureTunnel's tshark printed (one packet
-// per line: ip.src, ip.dst, ip.proto, each "outer,inner"), the first packet
+// per line: ip.src, ip.dst, ip.proto, each "outer,inner", then eth.src), the first packet
 // to care-of address coa that carries a packet for home.
 func ParseTunnelled(out, coa, home string) (Tunnelled, bool) {
 	for _, l := range strings.Split(out, "\n") {
@@ -42,7 +45,11 @@ func ParseTunnelled(out, coa, home string) (Tunnelled, bool) {
 		if len(src) < 2 || len(dst) < 2 || dst[0] != coa || dst[1] != home {
 			continue
 		}
-		return Tunnelled{OuterSrc: src[0], OuterDst: dst[0], InnerSrc: src[1], InnerDst: dst[1], Proto: proto[0]}, true
+		t := Tunnelled{OuterSrc: src[0], OuterDst: dst[0], InnerSrc: src[1], InnerDst: dst[1], Proto: proto[0]}
+		if len(f) > 3 {
+			t.EthSrc = strings.TrimSpace(f[3])
+		}
+		return t, true
 	}
 	return Tunnelled{}, false
 }
@@ -57,7 +64,7 @@ func CaptureTunnel(ctx context.Context, ns, coa, home string, trigger func()) (b
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "tshark", "-i", "eth0", "-n", "-l",
 		"-c", "1", "-a", "duration:15", "-f", "ip proto 4 or ip proto 47",
-		"-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto")
+		"-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto", "-e", "eth.src")
 	var out strings.Builder
 	var errb syncBuf // read below while tshark writes it
 	cmd.Stdout, cmd.Stderr = &out, &errb

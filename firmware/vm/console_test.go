@@ -59,10 +59,13 @@ func TestConsoleParsing(t *testing.T) {
 
 func TestParseTunnelled(t *testing.T) {
 	out := "192.0.2.1,192.0.2.100\t198.51.100.70,192.0.2.10\t4,1\n" + // another care-of address
-		"192.0.2.1,192.0.2.100\t198.51.100.7,192.0.2.10\t4,1"
+		"192.0.2.1,192.0.2.100\t198.51.100.7,192.0.2.10\t4,1\t52:54:00:4a:00:02"
 	tun, ok := ParseTunnelled(out, "198.51.100.7", "192.0.2.10")
 	if !ok {
 		t.Fatal("not found")
+	}
+	if tun.EthSrc != "52:54:00:4a:00:02" {
+		t.Fatalf("EthSrc %q", tun.EthSrc)
 	}
 	if got, want := tun.String(), "outer 192.0.2.1 → 198.51.100.7 proto 4 (IP-in-IP), inner 192.0.2.100 → 192.0.2.10"; got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)

@@ -4,7 +4,9 @@
 // own namespace to the virtual address, checks that the binding replicated
 // to the standby, that a correspondent's packet arrives tunnelled at the
 // care-of address, kills the active guest and checks that the other one
-// takes over with the binding and the tunnel. Then it removes everything it
+// takes over with the binding, answers the node's renewal itself (its
+// counters, and the node's ARP entry for the virtual address on its MAC) and
+// tunnels from its own MAC. Then it removes everything it
 // made (guests by PID, namespaces, taps). Run it as root.
 //
 // Every step is a check: the first one that does not hold ends the demo with
@@ -124,6 +126,7 @@ type demo struct {
 	lab        *vm.Lab
 	guests     []*vm.Machine
 	names      []string
+	macs       []string // each guest's MAC on the LAN
 	mnNS, cnNS string
 	mnsim      string
 	tmp        string
@@ -182,14 +185,17 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	d.section("5. a packet from the correspondent, tunnelled to the care-of address")
-	if err := d.tunnel(ctx, "tunnel"); err != nil {
+	if err := d.tunnel(ctx, "tunnel", active); err != nil {
 		return err
 	}
 
 	if err := d.takeover(ctx, active, standby); err != nil {
 		return err
 	}
-	if err := d.tunnel(ctx, "tunnel after takeover"); err != nil {
+	if err := d.renewal(ctx, standby); err != nil {
+		return err
+	}
+	if err := d.tunnel(ctx, "tunnel after takeover", standby); err != nil {
 		return err
 	}
 
@@ -252,7 +258,12 @@ func (d *demo) boot(ctx context.Context) error {
 		return fail("setup", "%v", err)
 	}
 	d.say("namespace %s: bridge br0 (multicast snooping off)", d.lab.Netns)
-	if d.mnNS, err = d.lab.AddHost(ctx, "mn", []string{coa + "/24"}, [][]string{{"192.0.2.0/24", "via", "198.51.100.2"}}); err != nil {
+	// The virtual address on-link: the node's requests go to whichever
+	// member its ARP cache says holds it, which is what the renewal after
+	// the failover checks (a route via one member's foreign address would
+	// pick the member for it).
+	if d.mnNS, err = d.lab.AddHost(ctx, "mn", []string{coa + "/24"},
+		[][]string{{vip + "/32", "dev", "eth0"}, {"192.0.2.0/24", "via", "198.51.100.2"}}); err != nil {
 		return fail("setup", "%v", err)
 	}
 	d.say("namespace %s: mobile node, care-of address %s", d.mnNS, coa)
@@ -277,14 +288,16 @@ func (d *demo) boot(ctx context.Context) error {
 		if d.verbose {
 			log = &prefixed{w: d.out, prefix: gg.name + "| "}
 		}
+		mac := fmt.Sprintf("52:54:00:4a:00:%02x", i+1)
 		m, err := vm.Start(ctx, vm.Options{Image: d.img, Name: gg.name, Netns: d.lab.Netns, Append: app,
-			NICs: []vm.NIC{vm.TapNIC(tap, fmt.Sprintf("52:54:00:4a:00:%02x", i+1))}, Log: log})
+			NICs: []vm.NIC{vm.TapNIC(tap, mac)}, Log: log})
 		if err != nil {
 			return fail("boot", "%s: %v", gg.name, err)
 		}
 		d.guests = append(d.guests, m)
 		d.names = append(d.names, gg.name)
-		d.say("%s: QEMU pid %d booting (%s, %s)", gg.name, m.PID(), gg.addr, gg.file)
+		d.macs = append(d.macs, mac)
+		d.say("%s: QEMU pid %d booting (%s, MAC %s, %s)", gg.name, m.PID(), gg.addr, mac, gg.file)
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -454,8 +467,9 @@ func nonZero(out string, names ...string) string {
 }
 
 // tunnel pings the home address from the correspondent and requires the
-// echo request to arrive at the care-of address inside an IP-in-IP packet.
-func (d *demo) tunnel(ctx context.Context, step string) error {
+// echo request to arrive at the care-of address inside an IP-in-IP packet
+// sent from guest by's MAC.
+func (d *demo) tunnel(ctx context.Context, step string, by int) error {
 	ok, out, err := vm.CaptureTunnel(ctx, d.mnNS, coa, home, func() {
 		c, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
@@ -478,7 +492,70 @@ func (d *demo) tunnel(ctx context.Context, step string) error {
 	if t.Proto != "4" {
 		return fail(step, "the node registered without the G bit, so the tunnel should be IP-in-IP (protocol 4); it is %s", t)
 	}
+	if t.EthSrc != d.macs[by] {
+		return fail(step, "the tunnelled packet should come from %s (MAC %s, active); its Ethernet source is %q", d.names[by], d.macs[by], t.EthSrc)
+	}
+	d.detail("tunnelled by %s: Ethernet source %s", d.names[by], t.EthSrc)
 	return nil
+}
+
+// renewal renews the node's binding on the virtual address after the
+// failover and proves that the new active member answered it, not only that
+// something did: its own renewal counter moves, and the node's ARP entry for
+// the virtual address is that member's MAC.
+func (d *demo) renewal(ctx context.Context, by int) error {
+	name := d.names[by]
+	d.section("6b. the node renews on " + vip + ": answered by " + name)
+	before, err := d.renewals(ctx, by)
+	if err != nil {
+		return err
+	}
+	c, cancel := context.WithTimeout(ctx, 15*time.Second)
+	out, err := vm.Exec(c, d.mnNS, d.mnsim, "register", "-ha", vip, "-home", home, "-coa", coa,
+		"-spi", spi, "-key-hex", keyHex, "-timeout", "2s", "-retries", "2")
+	cancel()
+	out = strings.TrimSpace(out)
+	if err != nil {
+		return fail("renewal", "mnsim register -ha %s (a renewal) should be accepted by %s (active): %s", vip, name, oneLine(out, err))
+	}
+	d.say("mnsim register -ha %s -home %s -coa %s: %s", vip, home, coa, out)
+	after, err := d.renewals(ctx, by)
+	if err != nil {
+		return err
+	}
+	if after <= before {
+		return fail("renewal", "%s's renewal counter (hactl show stats) should have moved past %d; it is %d: someone else answered", name, before, after)
+	}
+	c, cancel = context.WithTimeout(ctx, 10*time.Second)
+	neigh, err := vm.Exec(c, d.mnNS, "ip", "neigh", "show", vip, "dev", "eth0")
+	cancel()
+	mac := ""
+	if f := strings.Fields(neigh); err == nil {
+		for i := range f {
+			if f[i] == "lladdr" && i+1 < len(f) {
+				mac = f[i+1]
+			}
+		}
+	}
+	if mac != d.macs[by] {
+		return fail("renewal", "the node's ARP entry for %s should be %s's MAC %s; ip neigh says %s", vip, name, d.macs[by], oneLine(neigh, err))
+	}
+	d.detail("%s: renewals %d → %d (hactl show stats)", name, before, after)
+	d.detail("the node's ARP entry for %s: %s (%s)", vip, mac, name)
+	return nil
+}
+
+// renewals reads the "renewals" counter of `hactl show stats` on guest i.
+func (d *demo) renewals(ctx context.Context, i int) (int64, error) {
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	out, _, err := d.guests[i].Run(c, "hactl show stats")
+	cancel()
+	out = vm.StripLogs(out)
+	v := vm.Counter(out, "renewals")
+	if err != nil || v < 0 {
+		return 0, fail("renewal", "%s: hactl show stats should list a renewals counter: %s", d.names[i], oneLine(out, err))
+	}
+	return v, nil
 }
 
 func (d *demo) takeover(ctx context.Context, active, standby int) error {

@@ -328,13 +328,15 @@ func electionCounters(e role.Elector) []console.Counter {
 	case *vrrp.Runner:
 		s := r.Stats()
 		return []console.Counter{c("vrrp adverts received", s.RxAdverts), c("vrrp adverts sent", s.TxAdverts),
-			c("vrrp gratuitous arps", s.GARPs), c("vrrp dropped: ttl", s.DropTTL), c("vrrp dropped: version", s.DropVersion),
+			c("vrrp gratuitous arps", s.GARPs), c("vrrp re-announcements", s.Reclaims),
+			c("vrrp re-announcements suppressed", s.ReclaimsSuppressed), c("vrrp dropped: ttl", s.DropTTL), c("vrrp dropped: version", s.DropVersion),
 			c("vrrp dropped: type", s.DropType), c("vrrp dropped: checksum", s.DropChecksum), c("vrrp dropped: vrid", s.DropVRID),
 			c("vrrp dropped: address list", s.DropAddrList), c("vrrp dropped: interval", s.DropInterval),
 			c("vrrp dropped: short", s.DropShort), c("vrrp dropped: other", s.DropOther), c("vrrp action errors", s.ActionErrors)}
 	case *hsrp.Runner:
 		s := r.Stats()
 		return []console.Counter{c("hsrp hellos received", s.Rx), c("hsrp sent", s.Tx), c("hsrp gratuitous arps", s.GARPs),
+			c("hsrp re-announcements", s.Reclaims), c("hsrp re-announcements suppressed", s.ReclaimsSuppressed),
 			c("hsrp dropped: short", s.DropShort), c("hsrp dropped: version", s.DropVersion), c("hsrp dropped: op code", s.DropOpCode),
 			c("hsrp dropped: state", s.DropState), c("hsrp dropped: group", s.DropGroup), c("hsrp dropped: auth", s.DropAuth),
 			c("hsrp dropped: other", s.DropOther), c("hsrp action errors", s.ActionErrors)}

@@ -129,7 +129,9 @@ func (a *Agent) newGroup() (*group, error) {
 			Machine: vrrp.Config{VRID: v.VRID, Priority: v.Priority, AdvertInterval: v.AdvertInterval,
 				Preempt: v.Preempt, PreemptDelay: v.PreemptDelay, AcceptMode: v.Accept,
 				Primary: cfg.Agent.Address, Addrs: []netip.Addr{cfg.Agent.VirtualAddress},
-				GARPCount: v.GARPCount, GARPRepeat: v.GARPInterval}})
+				GARPCount: v.GARPCount, GARPRepeat: v.GARPInterval,
+				GARPLowerPrioCount: v.Reclaim.LowerPrioCount, GARPLowerPrioInterval: v.Reclaim.LowerPrioInterval,
+				GARPRefresh: v.Reclaim.Refresh, GARPRefreshCount: v.Reclaim.RefreshCount}})
 		if err != nil {
 			return nil, fmt.Errorf("agent: vrrp: %w", err)
 		}
@@ -144,7 +146,9 @@ func (a *Agent) newGroup() (*group, error) {
 			Machine: hsrp.Config{Group: h.Group, Priority: h.Priority, Preempt: h.Preempt,
 				Auth: auth, VIP: cfg.Agent.VirtualAddress,
 				Hellotime: h.Hello, Holdtime: h.Hold, Primary: cfg.Agent.Address,
-				GARPCount: 3, UseVirtualMAC: h.UseVirtualMAC}})
+				GARPCount: 3, UseVirtualMAC: h.UseVirtualMAC,
+				GARPLowerPrioCount: h.Reclaim.LowerPrioCount, GARPLowerPrioInterval: h.Reclaim.LowerPrioInterval,
+				GARPRefresh: h.Reclaim.Refresh, GARPRefreshCount: h.Reclaim.RefreshCount}})
 		if err != nil {
 			return nil, fmt.Errorf("agent: hsrp: %w", err)
 		}

@@ -168,6 +168,7 @@ type VRRP struct {
 	GARPInterval    time.Duration // delay before a second burst of GARPCount, default 1s; 0 = none
 	TrackInterfaces []Track
 	NotifyCommand   string // optional, absolute path; run with the new state as argument
+	Reclaim         Reclaim
 }
 
 // GroupKey is one [[group.accept_keys]] entry: a key the group may still
@@ -185,13 +186,17 @@ type Track struct {
 
 // HSRP is [hsrp]: HSRPv1 (RFC 2281) for the virtual address.
 type HSRP struct {
-	Enabled       bool
-	Group         uint8         // default 0
-	Priority      uint8         // default 100
-	Hello, Hold   time.Duration // default 3s, 10s; whole seconds 1s..255s, Hold > Hello
-	Preempt       bool          // default false (RFC 2281)
-	Auth          string        // <= 8 bytes, default "cisco"
-	UseVirtualMAC bool          // always false: the virtual MAC 00:00:0c:07:ac:<group> is not implemented (true is refused)
+	Enabled  bool
+	Group    uint8 // default 0
+	Priority uint8 // default 100
+	// Hello, Hold: whole seconds 1s..255s, Hold > Hello; both 0 when
+	// neither key is set: learnt from the active router (RFC 2281 §5.1),
+	// 3 s / 10 s until then. One key set: the other is its default.
+	Hello, Hold   time.Duration
+	Preempt       bool   // default false (RFC 2281)
+	Auth          string // <= 8 bytes, default "cisco"
+	UseVirtualMAC bool   // default true: answer with 00:00:0c:07:ac:<group> (RFC 2281 §6.1); false: the interface's own MAC
+	Reclaim       Reclaim
 }
 
 // Datapath is [datapath]: kernel programming of tunnels and routes.

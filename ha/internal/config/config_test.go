@@ -75,7 +75,8 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("vrrp defaults: %+v", v)
 	}
 	h := c.HSRP
-	if h != (HSRP{Priority: 100, Hello: 3 * time.Second, Hold: 10 * time.Second, Auth: "cisco"}) {
+	// Hello and Hold 0: learnt from the active router (RFC 2281 §5.1).
+	if h != (HSRP{Priority: 100, Auth: "cisco", UseVirtualMAC: true, Reclaim: Reclaim{LowerPrioCount: 3, LowerPrioInterval: time.Second, RefreshCount: 1}}) {
 		t.Errorf("hsrp defaults: %+v", h)
 	}
 	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ProxyARPMode: "entries", ReverseCheck: true, ReconcileInterval: 30 * time.Second}) {
@@ -410,7 +411,6 @@ func TestErrors(t *testing.T) {
 		{"hsrp hold over 255s", "virtual_address = \"192.0.2.1\"\n[hsrp]\nenabled = true\nhello = \"100s\"\nhold = \"90s\"", false, `x.toml:9: hsrp.hold 90s must be longer than hsrp.hello 100s: lower hello, so that hold (at most 255s) can be 3 × hello`},
 		{"hsrp fraction", "[hsrp]\nhello = \"1500ms\"", false, `x.toml:6: hsrp.hello 1500ms is not a whole number of seconds`},
 		{"hsrp auth", "[hsrp]\nauth = \"123456789\"", false, `x.toml:6: hsrp.auth is 9 bytes long`},
-		{"hsrp virtual mac", "[hsrp]\nuse_virtual_mac = true", false, `x.toml:6: hsrp.use_virtual_mac is true but the HSRP virtual MAC (0000.0c07.acXX) is not implemented; the interface's own MAC is announced by gratuitous ARP — remove the key or set it false`},
 		{"hsrp owner", "virtual_address = \"192.0.2.2\"\n[hsrp]\nenabled = true", false, `x.toml:7: hsrp.enabled is true but agent.virtual_address equals agent.address`},
 		// datapath
 		{"route proto bgp", "[datapath]\nroute_protocol = 186", false, `x.toml:6: datapath.route_protocol 186 is the route protocol of "bgp"`},

@@ -70,6 +70,13 @@ type rawVRRP struct {
 	AdvertInterval, PreemptDelay, GARPInterval field[string]
 	Track                                      []rawTrack
 	NotifyCommand                              field[string]
+	Reclaim                                    rawReclaim
+}
+
+// rawReclaim: the re-announcement keys [vrrp] and [hsrp] share.
+type rawReclaim struct {
+	LowerPrioCount, RefreshCount field[int64]
+	LowerPrioInterval, Refresh   field[string]
 }
 
 type rawTrack struct {
@@ -85,6 +92,7 @@ type rawHSRP struct {
 	Group, Priority                 field[int64]
 	Hello, Hold                     field[string]
 	Auth                            field[string]
+	Reclaim                         rawReclaim
 }
 
 type rawDatapath struct {
@@ -202,6 +210,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		GARPCount:      t.integer("garp_count"),
 		GARPInterval:   t.duration("garp_interval"),
 		NotifyCommand:  t.str("notify_command"),
+		Reclaim:        reclaimKeys(t),
 	}
 	for _, tt := range t.tables("track_interfaces") {
 		r.VRRP.Track = append(r.VRRP.Track, rawTrack{
@@ -225,6 +234,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		Preempt:       t.boolean("preempt"),
 		Auth:          t.str("auth"),
 		UseVirtualMAC: t.boolean("use_virtual_mac"),
+		Reclaim:       reclaimKeys(t),
 	}
 	t.done()
 

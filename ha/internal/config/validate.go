@@ -447,6 +447,7 @@ func (d *decoder) buildVRRP(r *rawConfig, c *Config) {
 	// The delay before one repeat burst (keepalived's garp_master_delay);
 	// 0 sends none, which vrrp.Config.GARPRepeat understands.
 	v.GARPInterval = d.durIn(rv.GARPInterval, DefaultGARPInterval, 0, time.Minute)
+	v.Reclaim = d.buildReclaim(&rv.Reclaim)
 	for _, rt := range rv.Track {
 		t := Track{Interface: d.ifname(rt.Interface, "", `the tracked interface, e.g. interface = "eth1"`)}
 		t.Weight = int(d.intIn(rt.Weight, 0, 0, 254))
@@ -487,6 +488,10 @@ func (d *decoder) buildHSRP(r *rawConfig, c *Config) {
 	if h.Enabled && helloOK && holdOK {
 		d.hsrpTimers(rh, h.Hello, h.Hold)
 	}
+	if !rh.Hello.Set && !rh.Hold.Set {
+		h.Hello, h.Hold = 0, 0 // learnt from the active router (RFC 2281 §5.1)
+	}
+	h.Reclaim = d.buildReclaim(&rh.Reclaim)
 	h.Preempt = d.boolOr(rh.Preempt, false)
 	h.Auth = DefaultHSRPAuth
 	if f := rh.Auth; f.Set {
@@ -496,12 +501,9 @@ func (d *decoder) buildHSRP(r *rawConfig, c *Config) {
 			h.Auth = f.V
 		}
 	}
-	// The runner announces the virtual address with the interface's own
-	// MAC; nothing installs 0000.0c07.acXX, so true would promise a MAC
-	// that peers and switches never see.
-	if f := rh.UseVirtualMAC; f.Set && f.V {
-		d.errorf(f.Line, f.Key, "is true but the HSRP virtual MAC (0000.0c07.acXX) is not implemented; the interface's own MAC is announced by gratuitous ARP — remove the key or set it false")
-	}
+	// RFC 2281 §6.1: the active router answers with the virtual MAC;
+	// false announces the interface's own (Cisco's "standby use-bia").
+	h.UseVirtualMAC = d.boolOr(rh.UseVirtualMAC, true)
 }
 
 // wholeSeconds reads an HSRPv1 timer: one octet of seconds on the wire. ok

@@ -30,7 +30,24 @@ type Config struct {
 	Hellotime, Holdtime time.Duration
 	Primary             netip.Addr // own interface address: ties break on it
 	GARPCount           int
-	UseVirtualMAC       bool // not implemented (config refuses true): the runner announces the interface's own MAC
+	// UseVirtualMAC: the active router answers for the address with the
+	// virtual MAC 0000.0c07.acXX (§6.1; the runner's macvlan); false: with
+	// the interface's own MAC (Cisco's "standby use-bia").
+	UseVirtualMAC bool
+	// GARPLowerPrioCount gratuitous ARPs for the virtual address when the
+	// active router learns that another router may have claimed it: a
+	// hello from a lower-priority active router (answered with a Coup,
+	// event h), or its own hellos late by a holdtime (a standby may have
+	// taken over meanwhile). The other router resigns silently, so without
+	// this the hosts keep the address on its MAC. 0 = never.
+	// GARPLowerPrioInterval is the least time between two such bursts; a
+	// trigger inside it is counted and folded into one burst at its end.
+	GARPLowerPrioCount    int
+	GARPLowerPrioInterval time.Duration
+	// GARPRefresh, if > 0: the active router re-announces every
+	// GARPRefresh, GARPRefreshCount times.
+	GARPRefresh      time.Duration
+	GARPRefreshCount int
 }
 
 // Validate checks ranges.
@@ -46,6 +63,12 @@ func (c *Config) Validate() error {
 		return errors.New("hsrp: need 1s <= hellotime < holdtime <= 255s")
 	case c.GARPCount < 0:
 		return errors.New("hsrp: garp count must be >= 0")
+	case c.GARPLowerPrioCount < 0 || c.GARPRefreshCount < 0:
+		return errors.New("hsrp: garp lower-priority and refresh counts must be >= 0")
+	case c.GARPLowerPrioCount > 0 && c.GARPLowerPrioInterval <= 0:
+		return errors.New("hsrp: garp lower-priority interval must be > 0 (it rate-limits the bursts)")
+	case c.GARPRefresh < 0:
+		return errors.New("hsrp: garp refresh must be >= 0")
 	}
 	return nil
 }
@@ -86,7 +109,8 @@ const (
 	ActState // the state changed (State, Reason)
 )
 
-// Action is one output, executed in order.
+// Action is one output, executed in order. For ActGARP, Reason says why
+// when it is not the takeover's announcement.
 type Action struct {
 	Kind   ActionKind
 	State  State
@@ -110,6 +134,11 @@ const (
 	ReasonCoup         = "coup from a higher-priority router"
 	ReasonPreempt      = "preempted a lower-priority active router"
 	ReasonDisabled     = "disabled"
+
+	// Reasons of an ActGARP outside the takeover.
+	ReasonReclaimLower = "hello from a lower-priority active router: re-announcing the virtual address"
+	ReasonReclaimStall = "own hellos were late by a holdtime: re-announcing the virtual address"
+	ReasonRefresh      = "periodic refresh"
 )
 
 // Machine is the RFC 2281 §5 state machine of one group.
@@ -122,12 +151,18 @@ type Machine struct {
 	hello, hold                          time.Duration
 	activeTimer, standbyTimer, helloTime time.Duration
 	active, standby                      netip.Addr
+
+	refreshTimer   time.Duration // Active: next periodic announcement
+	reclaimNext    time.Duration // Active: earliest next re-announcement
+	reclaimPending bool
+	reclaimReason  string
+	suppressed     uint64
 }
 
 // New returns a machine in Initial. cfg must have passed Validate.
 func New(cfg Config) *Machine {
 	m := &Machine{cfg: cfg, prio: cfg.Priority, vip: cfg.VIP, hello: cfg.Hellotime, hold: cfg.Holdtime,
-		activeTimer: NoDeadline, standbyTimer: NoDeadline, helloTime: NoDeadline}
+		activeTimer: NoDeadline, standbyTimer: NoDeadline, helloTime: NoDeadline, refreshTimer: NoDeadline}
 	if m.hello == 0 {
 		m.hello, m.hold = DefaultHellotime, DefaultHoldtime
 	}
@@ -136,6 +171,10 @@ func New(cfg Config) *Machine {
 
 // State is the current state.
 func (m *Machine) State() State { return m.state }
+
+// Suppressed counts the re-announcement triggers that came inside the rate
+// limit's interval and were folded into a later burst.
+func (m *Machine) Suppressed() uint64 { return m.suppressed }
 
 // VIP is the configured or learned virtual address.
 func (m *Machine) VIP() netip.Addr { return m.vip }
@@ -175,7 +214,11 @@ func secs(d time.Duration) uint8 {
 }
 
 func (m *Machine) deadline() time.Duration {
-	return min(m.activeTimer, m.standbyTimer, m.helloTime)
+	d := min(m.activeTimer, m.standbyTimer, m.helloTime, m.refreshTimer)
+	if m.reclaimPending {
+		d = min(d, m.reclaimNext)
+	}
+	return d
 }
 
 // Handle applies one event at monotonic now and returns the actions appended
@@ -216,6 +259,7 @@ func (m *Machine) speaking() bool { return m.state == Speak || m.state == Standb
 func (m *Machine) to(s State, reason string, peer netip.Addr, out []Action) []Action {
 	if m.state == Active && s != Active {
 		out = append(out, Action{Kind: ActRemoveVIP})
+		m.refreshTimer, m.reclaimPending = NoDeadline, false
 	}
 	m.state = s
 	if !m.speaking() {
@@ -234,8 +278,31 @@ func (m *Machine) becomeActive(now time.Duration, reason string, peer netip.Addr
 	m.active = m.cfg.Primary
 	out = append(out, Action{Kind: ActAddVIP})
 	out = m.to(Active, reason, peer, out)
-	out = m.sendHello(now, out)                                       // F J
+	out = m.sendHello(now, out) // F J
+	if m.cfg.GARPRefresh > 0 && m.cfg.GARPRefreshCount > 0 {
+		m.refreshTimer = now + m.cfg.GARPRefresh
+	}
+	// The takeover's announcement counts as the last re-announcement.
+	m.reclaimPending, m.reclaimNext = false, now+m.cfg.GARPLowerPrioInterval
 	return append(out, Action{Kind: ActGARP, Count: m.cfg.GARPCount}) // I
+}
+
+// reclaim announces the virtual address again (see
+// Config.GARPLowerPrioCount), at most once per GARPLowerPrioInterval.
+func (m *Machine) reclaim(now time.Duration, reason string, out []Action) []Action {
+	if m.cfg.GARPLowerPrioCount <= 0 {
+		return out
+	}
+	if now < m.reclaimNext {
+		m.suppressed++
+		if !m.reclaimPending {
+			m.reclaimPending, m.reclaimReason = true, reason
+		}
+		return out
+	}
+	m.reclaimPending = false
+	m.reclaimNext = now + m.cfg.GARPLowerPrioInterval
+	return append(out, Action{Kind: ActGARP, Count: m.cfg.GARPLowerPrioCount, Reason: reason})
 }
 
 func (m *Machine) disable(out []Action) []Action {
@@ -283,7 +350,20 @@ func (m *Machine) timers(now time.Duration, out []Action) []Action {
 		}
 	}
 	if now >= m.helloTime && m.speaking() { // e
+		// The previous hello left one hellotime before helloTime: a
+		// silence of a holdtime lets a standby take over.
+		stalled := m.state == Active && now-m.helloTime >= m.hold-m.hello
 		out = m.sendHello(now, out)
+		if stalled {
+			out = m.reclaim(now, ReasonReclaimStall, out)
+		}
+	}
+	if m.state == Active && m.reclaimPending && now >= m.reclaimNext {
+		out = m.reclaim(now, m.reclaimReason, out)
+	}
+	if m.state == Active && now >= m.refreshTimer {
+		m.refreshTimer = now + m.cfg.GARPRefresh
+		out = append(out, Action{Kind: ActGARP, Count: m.cfg.GARPRefreshCount, Reason: ReasonRefresh})
 	}
 	return out
 }
@@ -320,7 +400,11 @@ func (m *Machine) message(now time.Duration, src netip.Addr, msg *Message, out [
 		}
 		m.activeTimer, m.active = NoDeadline, netip.Addr{} // C
 		switch m.state {
-		case Standby:
+		case Standby, Speak:
+			// Speak: we are the best candidate heard (a higher speaker or
+			// standby sends us to Listen, a lower standby makes us
+			// Standby), so nobody else would take over before our standby
+			// timer ran out, and nobody would answer for the address.
 			return m.becomeActive(now, ReasonResign, src, out)
 		case Listen:
 			m.standbyTimer = now + m.hold
@@ -358,9 +442,11 @@ func (m *Machine) message(now time.Duration, src netip.Addr, msg *Message, out [
 			}
 			return out
 		}
-		// h: a lower-priority active router.
+		// h: a lower-priority active router. It may have announced the
+		// address with its own MAC: the Coup makes it resign, silently.
 		if m.state == Active {
-			return append(out, Action{Kind: ActCoup, State: Active}) // G
+			out = append(out, Action{Kind: ActCoup, State: Active}) // G
+			return m.reclaim(now, ReasonReclaimLower, out)
 		}
 		m.learn(msg)
 		m.startActive(now, msg)
@@ -393,6 +479,11 @@ func (m *Machine) message(now time.Duration, src netip.Addr, msg *Message, out [
 			return out
 		}
 		// l: a lower-priority standby router: we should be standby.
+		if m.state == Speak { // D/Standby
+			m.standbyTimer = NoDeadline
+			m.standby = m.cfg.Primary
+			return m.to(Standby, ReasonLowerStdby, src, out)
+		}
 		if m.state == Listen {
 			m.standbyTimer = now + m.hold
 			out = m.to(Speak, ReasonLowerStdby, src, out)

@@ -80,6 +80,8 @@ func TestStateTable(t *testing.T) {
 	noVIP.VIP = netip.Addr{}
 	nopre := cfg()
 	nopre.Preempt = false
+	reclaim := cfg()
+	reclaim.GARPLowerPrioCount, reclaim.GARPLowerPrioInterval = 1, sec
 	for _, tc := range []struct {
 		name  string
 		c     Config
@@ -119,14 +121,19 @@ func TestStateTable(t *testing.T) {
 		{"h Active sends coup", cfg(), Active, sec, hello(upper, Active, 50), Active, []ActionKind{G}},
 		{"i Standby→Active", cfg(), Standby, sec, op(upper, OpResign, Active, 150), Active, []ActionKind{AV, S, F, I}},
 		{"i Listen→Speak", cfg(), Listen, sec, op(upper, OpResign, Active, 150), Speak, []ActionKind{S, F}},
-		{"i Speak stays", cfg(), Speak, sec, op(upper, OpResign, Active, 150), Speak, nil},
+		// In Speak we are the best candidate heard (a higher speaker or
+		// standby would have sent us to Listen, a lower standby to
+		// Standby): nobody else takes over, so we do at once.
+		{"i Speak→Active", cfg(), Speak, sec, op(upper, OpResign, Active, 150), Active, []ActionKind{AV, S, F, I}},
 		{"j Active→Speak resigns", cfg(), Active, sec, op(upper, OpCoup, Speak, 150), Speak, []ActionKind{H, RV, S, F}},
 		{"j lower coup ignored", cfg(), Active, sec, op(upper, OpCoup, Speak, 50), Active, nil},
 		{"k Speak→Listen", cfg(), Speak, sec, hello(upper, Standby, 150), Listen, []ActionKind{S}},
 		{"k Standby→Listen", cfg(), Standby, sec, hello(upper, Standby, 150), Listen, []ActionKind{S}},
 		{"k Listen", cfg(), Listen, sec, hello(upper, Standby, 150), Listen, nil},
 		{"l Listen→Speak", cfg(), Listen, sec, hello(upper, Standby, 50), Speak, []ActionKind{S, F}},
-		{"l Speak ignores", cfg(), Speak, sec, hello(upper, Standby, 50), Speak, nil},
+		{"l Speak→Standby", cfg(), Speak, sec, hello(upper, Standby, 50), Standby, []ActionKind{S}},
+		{"l Standby ignores", cfg(), Standby, sec, hello(upper, Standby, 50), Standby, nil},
+		{"h Active coup and re-announce", reclaim, Active, sec, hello(upper, Active, 50), Active, []ActionKind{G, I}},
 		{"own message ignored", cfg(), Standby, sec, op(me, OpResign, Active, 150), Standby, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

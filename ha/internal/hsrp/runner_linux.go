@@ -25,13 +25,17 @@ type RunnerConfig struct {
 
 // Stats are the runner's counters.
 type Stats struct {
-	Rx, Tx, RoleChanges, GARPs                               uint64
+	Rx, Tx, RoleChanges, GARPs uint64
+	// Reclaims: re-announcements of the virtual address after a
+	// lower-priority active router's hello or a stall; ReclaimsSuppressed:
+	// triggers the rate limit folded into a later one.
+	Reclaims, ReclaimsSuppressed                             uint64
 	DropShort, DropVersion, DropOpCode, DropState, DropGroup uint64
 	DropAuth, DropOther, ActionErrors                        uint64
 }
 
 type counters struct {
-	rx, tx                                     atomic.Uint64
+	rx, tx, reclaims, suppressed               atomic.Uint64
 	short, version, opcode, state, group, auth atomic.Uint64
 	other                                      atomic.Uint64
 }
@@ -43,6 +47,7 @@ type Runner struct {
 	sh  *runner.Shell // interface, role feed, virtual address, gratuitous ARP
 	ctl chan Event
 	c   counters
+	vm  *vmac // nil: the interface's own MAC (Config.UseVirtualMAC false)
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -82,6 +87,7 @@ func (r *Runner) Announce(addrs []netip.Addr) error {
 func (r *Runner) Stats() Stats {
 	c := &r.c
 	return Stats{Rx: c.rx.Load(), Tx: c.tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
+		Reclaims: c.reclaims.Load(), ReclaimsSuppressed: c.suppressed.Load(),
 		DropShort: c.short.Load(), DropVersion: c.version.Load(), DropOpCode: c.opcode.Load(),
 		DropState: c.state.Load(), DropGroup: c.group.Load(), DropAuth: c.auth.Load(),
 		DropOther: c.other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
@@ -145,6 +151,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	if v := r.cfg.Machine.VIP; v.IsValid() {
 		stale = append(stale, v)
 	}
+	if r.cfg.Machine.UseVirtualMAC {
+		if r.vm, err = r.openVMAC(); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		defer func() {
+			if err := r.vm.close(); err != nil {
+				r.sh.Log.Warn("hsrp: removing the virtual MAC's macvlan", "err", err)
+			}
+		}()
+	}
 	if err := r.sh.Open(stale...); err != nil {
 		unix.Close(fd)
 		return err
@@ -199,7 +216,15 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 		if *pkt, err = msg.AppendBinary((*pkt)[:0]); err != nil {
 			return err
 		}
-		if err = unix.Sendto(fd, *pkt, 0, dst); err == nil {
+		out := fd
+		if r.vm != nil && st == Active {
+			out = r.vm.tx // from the virtual MAC (§6.1)
+		}
+		err = unix.Sendto(out, *pkt, 0, dst)
+		if err != nil && out != fd {
+			err = unix.Sendto(fd, *pkt, 0, dst) // the macvlan is already down (a Resign)
+		}
+		if err == nil {
 			r.c.tx.Add(1)
 		}
 		return err
@@ -214,11 +239,24 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 		case ActResign:
 			err = send(OpResign, a.State)
 		case ActAddVIP:
-			err = r.sh.AddVIP(m.VIP())
+			if r.vm != nil {
+				err = r.vm.addVIP(m.VIP())
+			} else {
+				err = r.sh.AddVIP(m.VIP())
+			}
 		case ActRemoveVIP:
-			err = r.sh.DelVIP(m.VIP())
+			if r.vm != nil {
+				err = r.vm.delVIP(m.VIP())
+			} else {
+				err = r.sh.DelVIP(m.VIP())
+			}
 		case ActGARP:
 			err = r.sh.GARP(a.Count, m.VIP())
+			if a.Reason == ReasonReclaimLower || a.Reason == ReasonReclaimStall {
+				// Rate-limited by the machine: one line per burst.
+				r.c.reclaims.Add(1)
+				r.sh.Log.Info("hsrp: re-announcing the virtual address", "reason", a.Reason, "garps", a.Count)
+			}
 		case ActState:
 			r.report(m, a.Reason, a.Peer)
 		}
@@ -226,6 +264,7 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 			r.sh.Failed(a.Kind, err)
 		}
 	}
+	r.c.suppressed.Store(m.Suppressed())
 	// The hold input changes the role without a state change.
 	if r.sh.Current().Role != roleOf(m) {
 		r.report(m, runner.HoldReason(m.Held()), netip.Addr{})

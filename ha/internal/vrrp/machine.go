@@ -56,6 +56,25 @@ type Config struct {
 	// keepalived's garp_master_delay), for switches that were slow to learn.
 	GARPCount  int
 	GARPRepeat time.Duration
+	// GARPLowerPrioCount gratuitous ARPs per virtual address, with an
+	// immediate advert, whenever a master learns that another router may
+	// have claimed the addresses: it hears a lower-priority advert (that
+	// router believes it is master: a partition ending, or a backup that
+	// took over while we were stalled), or its own adverts were late by so
+	// much that a backup's Master_Down_Timer may have run out. The other
+	// router steps down silently, so without this the hosts keep the
+	// addresses on its MAC until their neighbour entries time out (like
+	// keepalived's garp_lower_prio_repeat). 0 = never.
+	GARPLowerPrioCount int
+	// GARPLowerPrioInterval is the least time between two such bursts: a
+	// flood of forged lower-priority adverts costs the LAN one burst per
+	// interval. A trigger inside the interval is counted (Suppressed) and
+	// folded into one burst at its end, so the last word is always ours.
+	GARPLowerPrioInterval time.Duration
+	// GARPRefresh, if > 0: a master re-announces every GARPRefresh,
+	// GARPRefreshCount per address (like keepalived's garp_master_refresh).
+	GARPRefresh      time.Duration
+	GARPRefreshCount int
 }
 
 // Validate checks ranges; errors name the field.
@@ -73,6 +92,12 @@ func (c *Config) Validate() error {
 		return errors.New("vrrp: need 1..32 virtual addresses")
 	case c.GARPCount < 0:
 		return errors.New("vrrp: garp count must be >= 0")
+	case c.GARPLowerPrioCount < 0 || c.GARPRefreshCount < 0:
+		return errors.New("vrrp: garp lower-priority and refresh counts must be >= 0")
+	case c.GARPLowerPrioCount > 0 && c.GARPLowerPrioInterval <= 0:
+		return errors.New("vrrp: garp lower-priority interval must be > 0 (it rate-limits the bursts)")
+	case c.GARPRefresh < 0:
+		return errors.New("vrrp: garp refresh must be >= 0")
 	}
 	for _, a := range c.Addrs {
 		if !a.Is4() {
@@ -116,7 +141,8 @@ const (
 	ActBecomeInit                         // role change (Reason)
 )
 
-// Action is one output, executed by the runner in order.
+// Action is one output, executed by the runner in order. For ActGARP,
+// Reason says why when it is not the takeover's announcement.
 type Action struct {
 	Kind     ActionKind
 	Priority uint8
@@ -135,6 +161,11 @@ const (
 	ReasonHigher      = "advertisement with higher priority"
 	ReasonEqualHigher = "advertisement with equal priority from a higher address"
 	ReasonShutdown    = "shutdown"
+
+	// Reasons of an ActGARP outside the takeover.
+	ReasonReclaimLower = "lower-priority advertisement while master: re-announcing the virtual addresses"
+	ReasonReclaimStall = "own adverts were late enough for a backup to take over: re-announcing the virtual addresses"
+	ReasonRefresh      = "periodic refresh"
 )
 
 // Machine is the §6.4 state machine of one virtual router. Not safe for
@@ -153,13 +184,24 @@ type Machine struct {
 	lowerSeen           bool
 	resigned            bool // down timer was set to skew by a priority-0 advert
 	master              netip.Addr
+
+	refreshTimer   time.Duration // Master: next periodic announcement
+	reclaimNext    time.Duration // Master: earliest next re-announcement
+	reclaimPending bool          // Master: one is due at reclaimNext
+	reclaimReason  string
+	suppressed     uint64
 }
 
 // New returns a machine in Initialize. cfg must have passed Validate.
 func New(cfg Config) *Machine {
 	return &Machine{cfg: cfg, prio: cfg.Priority, masterAdverInterval: cfg.AdvertInterval,
-		adverTimer: NoDeadline, masterDownTimer: NoDeadline, garpTimer: NoDeadline}
+		adverTimer: NoDeadline, masterDownTimer: NoDeadline, garpTimer: NoDeadline, refreshTimer: NoDeadline}
 }
+
+// Suppressed counts the re-announcement triggers (see
+// Config.GARPLowerPrioCount) that came inside the rate limit's interval and
+// were folded into a later burst.
+func (m *Machine) Suppressed() uint64 { return m.suppressed }
 
 // State is the current state.
 func (m *Machine) State() State { return m.state }
@@ -208,7 +250,11 @@ func (m *Machine) MasterDownInterval() time.Duration {
 func (m *Machine) deadline() time.Duration {
 	switch m.state {
 	case Master:
-		return min(m.adverTimer, m.garpTimer)
+		d := min(m.adverTimer, m.garpTimer, m.refreshTimer)
+		if m.reclaimPending {
+			d = min(d, m.reclaimNext)
+		}
+		return d
 	case Backup:
 		return m.masterDownTimer
 	}
@@ -260,10 +306,15 @@ func (m *Machine) becomeMaster(now time.Duration, reason string, peer netip.Addr
 	m.masterDownTimer = NoDeadline
 	m.adverTimer = now + m.cfg.AdvertInterval
 	m.master = m.cfg.Primary
-	m.garpTimer = NoDeadline
+	m.garpTimer, m.refreshTimer = NoDeadline, NoDeadline
 	if m.cfg.GARPRepeat > 0 && m.cfg.GARPCount > 0 {
 		m.garpTimer = now + m.cfg.GARPRepeat
 	}
+	if m.cfg.GARPRefresh > 0 && m.cfg.GARPRefreshCount > 0 {
+		m.refreshTimer = now + m.cfg.GARPRefresh
+	}
+	// Our takeover announcement counts as the last re-announcement.
+	m.reclaimPending, m.reclaimNext = false, now+m.cfg.GARPLowerPrioInterval
 	out = append(out,
 		Action{Kind: ActAddVIP},
 		Action{Kind: ActSendAdvert, Priority: m.Priority()},
@@ -274,7 +325,8 @@ func (m *Machine) becomeMaster(now time.Duration, reason string, peer netip.Addr
 
 func (m *Machine) becomeBackup(now time.Duration, ev Event, reason string, out []Action) []Action {
 	m.state = Backup
-	m.adverTimer, m.garpTimer = NoDeadline, NoDeadline
+	m.adverTimer, m.garpTimer, m.refreshTimer = NoDeadline, NoDeadline, NoDeadline
+	m.reclaimPending = false
 	m.learn(now, ev)
 	return append(out, Action{Kind: ActRemoveVIP}, Action{Kind: ActBecomeBackup, Reason: reason, Peer: ev.Src})
 }
@@ -298,7 +350,8 @@ func (m *Machine) shutdown(out []Action) []Action {
 		out = append(out, Action{Kind: ActSendAdvert, Priority: 0}, Action{Kind: ActRemoveVIP})
 	}
 	m.state = Initialize
-	m.adverTimer, m.masterDownTimer, m.garpTimer = NoDeadline, NoDeadline, NoDeadline
+	m.adverTimer, m.masterDownTimer, m.garpTimer, m.refreshTimer = NoDeadline, NoDeadline, NoDeadline, NoDeadline
+	m.reclaimPending = false
 	m.lowerSeen, m.resigned = false, false
 	return append(out, Action{Kind: ActBecomeInit, Reason: ReasonShutdown})
 }
@@ -354,8 +407,36 @@ func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
 		if ok, reason := m.higher(ev.Priority, ev.Src); ok {
 			return m.becomeBackup(now, ev, reason, out)
 		}
+		// §6.4.3 discards a lower-priority advert; its sender believes it
+		// is master and may have announced the addresses with its MAC.
+		return m.reclaim(now, ReasonReclaimLower, true, out)
 	}
 	return out
+}
+
+// reclaim re-announces the virtual addresses with an advert (which makes the
+// other router step down at once) and a gratuitous ARP burst, at most once
+// per GARPLowerPrioInterval; a trigger inside the interval is counted and
+// answered by one burst when it ends. advert false: the caller has just
+// sent one.
+func (m *Machine) reclaim(now time.Duration, reason string, advert bool, out []Action) []Action {
+	if m.cfg.GARPLowerPrioCount <= 0 {
+		return out
+	}
+	if now < m.reclaimNext {
+		m.suppressed++
+		if !m.reclaimPending {
+			m.reclaimPending, m.reclaimReason = true, reason
+		}
+		return out
+	}
+	m.reclaimPending = false
+	m.reclaimNext = now + m.cfg.GARPLowerPrioInterval
+	if advert {
+		m.adverTimer = now + m.cfg.AdvertInterval
+		out = append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
+	}
+	return append(out, Action{Kind: ActGARP, Count: m.cfg.GARPLowerPrioCount, Reason: reason})
 }
 
 func (m *Machine) timer(now time.Duration, out []Action) []Action {
@@ -372,13 +453,28 @@ func (m *Machine) timer(now time.Duration, out []Action) []Action {
 			return m.becomeMaster(now, reason, netip.Addr{}, out)
 		}
 	case Master:
+		if m.reclaimPending && now >= m.reclaimNext { // sends the advert too
+			out = m.reclaim(now, m.reclaimReason, true, out)
+		}
 		if now >= m.adverTimer {
+			// The previous advert left one interval before adverTimer. A
+			// gap of 3 intervals is the shortest Master_Down_Interval a
+			// backup can compute from our adverts: it may have taken over
+			// (we were stopped, starved of CPU, or descheduled).
+			stalled := now-m.adverTimer >= 2*m.cfg.AdvertInterval
 			m.adverTimer = now + m.cfg.AdvertInterval
 			out = append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
+			if stalled {
+				out = m.reclaim(now, ReasonReclaimStall, false, out)
+			}
 		}
 		if now >= m.garpTimer {
 			m.garpTimer = NoDeadline
 			out = append(out, Action{Kind: ActGARP, Count: m.cfg.GARPCount})
+		}
+		if now >= m.refreshTimer {
+			m.refreshTimer = now + m.cfg.GARPRefresh
+			out = append(out, Action{Kind: ActGARP, Count: m.cfg.GARPRefreshCount, Reason: ReasonRefresh})
 		}
 	}
 	return out

@@ -27,13 +27,17 @@ type RunnerConfig struct {
 // Stats are the runner's counters (read with Runner.Stats).
 type Stats struct {
 	RxAdverts, TxAdverts, RoleChanges, GARPs uint64
+	// Reclaims: re-announcements of the virtual addresses after a
+	// lower-priority advert or a stall; ReclaimsSuppressed: triggers that
+	// the rate limit folded into a later one (Config.GARPLowerPrioInterval).
+	Reclaims, ReclaimsSuppressed uint64
 	// Drops per reason (RFC 5798 §7.1).
 	DropTTL, DropVersion, DropType, DropChecksum, DropVRID, DropAddrList, DropInterval, DropShort, DropOther uint64
 	ActionErrors                                                                                             uint64
 }
 
 type counters struct {
-	rx, tx                                                              atomic.Uint64
+	rx, tx, reclaims, suppressed                                        atomic.Uint64
 	ttl, version, typ, checksum, vrid, addrlist, interval, short, other atomic.Uint64
 }
 
@@ -93,6 +97,7 @@ func (r *Runner) Announce(addrs []netip.Addr) error {
 func (r *Runner) Stats() Stats {
 	c := &r.c
 	return Stats{RxAdverts: c.rx.Load(), TxAdverts: c.tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
+		Reclaims: c.reclaims.Load(), ReclaimsSuppressed: c.suppressed.Load(),
 		DropTTL: c.ttl.Load(), DropVersion: c.version.Load(), DropType: c.typ.Load(), DropChecksum: c.checksum.Load(),
 		DropVRID: c.vrid.Load(), DropAddrList: c.addrlist.Load(), DropInterval: c.interval.Load(),
 		DropShort: c.short.Load(), DropOther: c.other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
@@ -248,6 +253,11 @@ func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 			err = r.sh.DelVIP(mc.Addrs...)
 		case ActGARP:
 			err = r.sh.GARP(a.Count, mc.Addrs...)
+			if a.Reason == ReasonReclaimLower || a.Reason == ReasonReclaimStall {
+				// Rate-limited by the machine: one line per burst.
+				r.c.reclaims.Add(1)
+				r.sh.Log.Info("vrrp: re-announcing the virtual addresses", "reason", a.Reason, "garps", a.Count)
+			}
 		case ActBecomeMaster, ActBecomeBackup, ActBecomeInit:
 			r.report(m, a.Reason, a.Peer)
 		}
@@ -255,6 +265,7 @@ func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 			r.sh.Failed(a.Kind, err)
 		}
 	}
+	r.c.suppressed.Store(m.Suppressed())
 	// The hold input changes the role without a state change.
 	if r.sh.Current().Role != roleOf(m) {
 		r.report(m, runner.HoldReason(m.Held()), netip.Addr{})

@@ -44,6 +44,9 @@ type Shell struct {
 	Log      *slog.Logger
 	// Counters for the runner's Stats.
 	RoleChanges, GARPs, ActionErrors atomic.Uint64
+	// VIPMAC, if set before Open, is the MAC GARP announces the virtual
+	// addresses at (a virtual MAC); nil: the interface's own.
+	VIPMAC net.HardwareAddr
 
 	prefixLen int
 	changes   chan role.Change
@@ -188,7 +191,7 @@ func (s *Shell) GARP(count int, addrs ...netip.Addr) error {
 	var err error
 	s.mu.Lock()
 	for _, a := range addrs {
-		if e := s.arp.Gratuitous(a, count); e != nil {
+		if e := s.arp.GratuitousFrom(a, s.VIPMAC, count); e != nil {
 			err = e
 		}
 	}

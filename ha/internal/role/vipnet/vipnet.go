@@ -161,11 +161,18 @@ func GratuitousFrame(b []byte, mac net.HardwareAddr, ip netip.Addr) []byte {
 }
 
 // Gratuitous sends count announcements for ip from the interface's MAC.
-func (a *ARP) Gratuitous(ip netip.Addr, count int) error {
+func (a *ARP) Gratuitous(ip netip.Addr, count int) error { return a.GratuitousFrom(ip, nil, count) }
+
+// GratuitousFrom announces ip at mac (nil: the interface's MAC), as the
+// Ethernet source too, so that switches learn where mac lives.
+func (a *ARP) GratuitousFrom(ip netip.Addr, mac net.HardwareAddr, count int) error {
 	if !ip.Is4() {
 		return fmt.Errorf("vipnet: gratuitous ARP for %v: not IPv4", ip)
 	}
-	a.buf = GratuitousFrame(a.buf[:0], a.ifi.HardwareAddr, ip)
+	if mac == nil {
+		mac = a.ifi.HardwareAddr
+	}
+	a.buf = GratuitousFrame(a.buf[:0], mac, ip)
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: a.ifi.Index, Halen: 6}
 	copy(sa.Addr[:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	for range count {

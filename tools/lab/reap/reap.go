@@ -59,7 +59,9 @@ func onSpawnThread(fn func()) {
 // signal, keeping the rest of cmd.SysProcAttr. The signal survives exec (a
 // child that execs another program, as nsenter does, passes it on) but not a
 // fork of the child's own: a daemon that forks must be run in the
-// foreground (keepalived -n).
+// foreground (keepalived -n). The child starts in the network namespace the
+// spawning thread has, this process's own, even when the caller's thread
+// was switched into another: place it with nsenter or ip netns exec.
 func Start(cmd *exec.Cmd) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

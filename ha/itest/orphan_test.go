@@ -71,7 +71,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	}
 	agent, _ := strconv.Atoi(f[0])
 	spaces := f[1:]
-	if !reap.Alive(agent, time.Now()) {
+	if !reap.Alive(agent) {
 		t.Fatalf("agent %d not running while its test runs", agent)
 	}
 
@@ -79,7 +79,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	for end := time.Now().Add(10 * time.Second); reap.Alive(agent, time.Now()); time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Second); reap.Alive(agent); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			_ = syscall.Kill(agent, syscall.SIGKILL) // by PID: ours
 			t.Fatalf("agent %d still runs after its test process was killed", agent)

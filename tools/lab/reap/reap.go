@@ -59,7 +59,9 @@ func onSpawnThread(fn func()) {
 // signal, keeping the rest of cmd.SysProcAttr. The signal survives exec (a
 // child that execs another program, as nsenter does, passes it on) but not a
 // fork of the child's own: a daemon that forks must be run in the
-// foreground (keepalived -n).
+// foreground (keepalived -n). The child starts in the network namespace the
+// spawning thread has, this process's own, even when the caller's thread
+// was switched into another: place it with nsenter or ip netns exec.
 func Start(cmd *exec.Cmd) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -94,8 +96,7 @@ func Tag(kind string) string { return kind + "p" + strconv.Itoa(os.Getpid()) }
 const netnsDir = "/var/run/netns"
 
 // Netns deletes the network namespaces tagged by Tag(kind) whose creating
-// process has ended (or whose PID now belongs to a process started after
-// the namespace was made), and returns their names. Namespaces of live
+// process has ended, and returns their names. Namespaces of live
 // processes, and names without the tag, are left alone.
 func Netns(kind string) ([]string, error) {
 	ents, err := os.ReadDir(netnsDir)
@@ -112,11 +113,7 @@ func Netns(kind string) ([]string, error) {
 		if !ok || pid == os.Getpid() {
 			continue
 		}
-		info, err := e.Info()
-		if err != nil {
-			continue // deleted meanwhile
-		}
-		if Alive(pid, info.ModTime()) {
+		if Alive(pid) {
 			continue
 		}
 		if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
@@ -152,55 +149,24 @@ func taggedPID(name, kind string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
-// Alive reports whether process pid runs (a zombie does not) and was
-// already running at made: a process started later reuses the PID of the
-// one that made the thing, which is gone. A PID that cannot be examined
-// counts as alive: reaping errs on the side of leaving things.
-func Alive(pid int, made time.Time) bool {
+// Alive reports whether process pid runs (a zombie does not). A PID that
+// cannot be examined counts as alive: reaping errs on the side of leaving
+// things. A PID reused by another process keeps a dead run's leftovers
+// until that process ends too: comparing start times would reap sooner,
+// but a wall-clock step could then make a live run look like a dead one.
+func Alive(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return !os.IsNotExist(err)
 	}
-	// The command name is in parentheses and may hold anything: the
-	// fields we need come after the last ')'.
+	// The command name is in parentheses and may hold anything: the state
+	// comes after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return true
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return len(f) < 20 // unparsable: alive; zombie or dead: not
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64) // field 22, starttime
-	if err != nil {
-		return true
-	}
-	boot, ok := bootTime()
-	if !ok {
-		return true
-	}
-	// USER_HZ is 100 on every Linux architecture; a second of slack
-	// covers the rounding of both clocks.
-	started := boot.Add(time.Duration(ticks) * (time.Second / 100))
-	return !started.After(made.Add(time.Second))
-}
-
-// bootTime is btime from /proc/stat.
-func bootTime() (time.Time, bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return time.Time{}, false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "btime "); ok {
-			s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return time.Time{}, false
-			}
-			return time.Unix(s, 0), true
-		}
-	}
-	return time.Time{}, false
+	return len(f) == 0 || (f[0] != "Z" && f[0] != "X")
 }
 
 // Dirs removes the directories directly under the system's temporary
@@ -218,8 +184,7 @@ func Dirs(kind string) []string {
 		if !ok || !e.IsDir() || pid == os.Getpid() {
 			continue
 		}
-		info, err := e.Info()
-		if err != nil || Alive(pid, info.ModTime()) {
+		if Alive(pid) {
 			continue
 		}
 		p := tmp + "/" + e.Name()

@@ -48,6 +48,7 @@ type ServerStats struct {
 	BadRequests  uint64 // request lines too long or not JSON
 	WriteErrors  uint64 // answers not taken within WriteTimeout (or the client left)
 	AcceptErrors uint64 // accept(2) failures (EMFILE…), retried after a pause
+	Waiting      uint64 // clients waiting for the large-answer turn now
 }
 
 // Server serves the console protocol on a listener.
@@ -58,7 +59,7 @@ type Server struct {
 	slots chan struct{}
 	large chan struct{} // the large-answer turn
 	stats struct {
-		served, refused, bad, writeErr, acceptErr atomic.Uint64
+		served, refused, bad, writeErr, acceptErr, waiting atomic.Uint64
 	}
 	logMu   sync.Mutex
 	lastLog map[string]time.Time
@@ -73,7 +74,7 @@ func NewServer(h Handler, log *slog.Logger) *Server {
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Served: s.stats.served.Load(), Refused: s.stats.refused.Load(), BadRequests: s.stats.bad.Load(),
-		WriteErrors: s.stats.writeErr.Load(), AcceptErrors: s.stats.acceptErr.Load(),
+		WriteErrors: s.stats.writeErr.Load(), AcceptErrors: s.stats.acceptErr.Load(), Waiting: s.stats.waiting.Load(),
 	}
 }
 
@@ -134,11 +135,14 @@ func (s *Server) serve(c net.Conn) {
 	}
 	if large(req) {
 		t := time.NewTimer(WriteTimeout)
+		s.stats.waiting.Add(1)
 		select {
 		case s.large <- struct{}{}:
+			s.stats.waiting.Add(^uint64(0))
 			t.Stop()
 			defer func() { <-s.large }() // held until the answer is written or abandoned
 		case <-t.C:
+			s.stats.waiting.Add(^uint64(0))
 			s.stats.refused.Add(1)
 			s.reply(c, &Response{Error: "busy: another client is taking a large answer; try again"})
 			return

@@ -25,10 +25,9 @@ const (
 	MaxConns   = 8    // clients served at once; more are refused with a message
 	// A request whose answer may exceed SmallRows rows (show bindings of the
 	// table with the agent's default limit, -limit -1 or a limit above
-	// SmallRows) waits for the one large-answer turn:
-	// however many clients ask for the whole table, one such answer exists
-	// at a time. -limit -1 must stay "every row": the invariant checkers
-	// compare whole tables.
+	// SmallRows) waits for the one large-answer turn: however many clients
+	// ask for the whole table, one such answer exists at a time. -limit -1
+	// keeps meaning every row: the invariant checkers compare whole tables.
 	SmallRows    = 1000
 	ReadTimeout  = 5 * time.Second  // to send the request line
 	WriteTimeout = 10 * time.Second // to take the whole answer
@@ -40,8 +39,8 @@ const (
 // request with a large answer at once.
 type Handler func(Request) *Response
 
-// ServerStats are the server's counters; all of them also appear in the log
-// (rate-limited).
+// ServerStats are the server's counters. Refusals, write errors and accept
+// errors are also logged, at most once a minute per cause.
 type ServerStats struct {
 	Served       uint64 // requests answered
 	Refused      uint64 // clients refused: MaxConns were being served, or a large answer waited WriteTimeout

@@ -15,17 +15,17 @@ import (
 // 400-byte header took 180 MB.
 //
 // checkBounds refuses such text before the parser sees it, with limits far
-// above anything a real hagent.toml needs (its deepest key is
-// "vrrp.track_interfaces[1].weight": 3 parts, nesting 2) and low enough
+// above anything a real hagent.toml needs (its deepest keys, such as
+// "vrrp.track_interfaces[1].weight", have 3 parts and nest 2 deep) and low enough
 // that parsing any file that passes stays well under 64 MB (docs/config.md
 // gives the measurements):
 const (
 	maxFileBytes = 2 << 20 // 2 MiB: 10,000 single-address nodes take 1.2 MB
 	maxLineBytes = 4096    // the longest value is a 256-byte key as 512 hex digits
 	maxNesting   = 8       // arrays and inline tables inside each other
-	maxPathParts = 8       // parts of a key's full path: header + inline tables + dotted key
-	maxPathBytes = 128     // bytes of a key's full path as written
-	maxEntries   = 60_000  // keys, section headers and array elements (a node is about 5)
+	maxPathParts = 4       // parts of a key's full path: header + inline tables + dotted key
+	maxPathBytes = 64      // bytes of a key's full path as written
+	maxEntries   = 55_000  // keys, section headers and array elements, each by its dotted parts (a node is about 5)
 )
 
 // boundsError is the first limit the text exceeds.
@@ -106,7 +106,7 @@ func (s *boundScanner) scan() *boundsError {
 				return err
 			}
 			s.header = p
-			if err := s.count(line); err != nil {
+			if err := s.count(line, p.parts); err != nil {
 				return err
 			}
 			s.skipToEOL()
@@ -121,7 +121,7 @@ func (s *boundScanner) scan() *boundsError {
 			if err := s.checkPath(p, line); err != nil {
 				return err
 			}
-			if err := s.count(line); err != nil {
+			if err := s.count(line, k.parts); err != nil {
 				return err
 			}
 			s.value = p
@@ -145,7 +145,7 @@ func (s *boundScanner) scan() *boundsError {
 			}
 			s.i++
 		case c == ',':
-			if err := s.count(s.line); err != nil {
+			if err := s.count(s.line, 1); err != nil {
 				return err
 			}
 			s.i++
@@ -161,10 +161,12 @@ func (s *boundScanner) inInline() bool {
 	return len(s.stack) > 0 && s.stack[len(s.stack)-1].inline
 }
 
-func (s *boundScanner) count(line int) *boundsError {
-	s.entries++
+// count adds an entry of the given weight: the parts of a dotted key or
+// header, each of which the parser makes a table of its own.
+func (s *boundScanner) count(line, weight int) *boundsError {
+	s.entries += weight
 	if s.entries > maxEntries {
-		return &boundsError{line, fmt.Sprintf("the file has more than %d entries (keys, section headers and array elements): describe large fleets with pools ([[node]] pool = \"10.1.0.0/16\")", maxEntries)}
+		return &boundsError{line, fmt.Sprintf("the file has more than %d entries (keys, section headers and array elements, a dotted name counting its parts): describe large fleets with pools ([[node]] pool = \"10.1.0.0/16\")", maxEntries)}
 	}
 	return nil
 }
@@ -172,9 +174,9 @@ func (s *boundScanner) count(line int) *boundsError {
 func (s *boundScanner) checkPath(p keyPath, line int) *boundsError {
 	switch {
 	case p.parts > maxPathParts:
-		return &boundsError{line, fmt.Sprintf("a key path (section, inline tables and dotted key) has more than %d parts: hagent's longest has 3 (vrrp.track_interfaces.weight)", maxPathParts)}
+		return &boundsError{line, fmt.Sprintf("a key path (section, inline tables and dotted key) has more than %d parts: hagent's longest have 3 (vrrp.track_interfaces.weight, group.accept_keys.key)", maxPathParts)}
 	case p.bytes > maxPathBytes:
-		return &boundsError{line, fmt.Sprintf("a key path (section, inline tables and dotted key) is longer than %d bytes: hagent's keys are short words; check the spelling", maxPathBytes)}
+		return &boundsError{line, fmt.Sprintf("a key path (section, inline tables and dotted key) is longer than %d bytes: hagent's longest is 31 (vrrp.track_interfaces.interface); check the spelling", maxPathBytes)}
 	}
 	return nil
 }

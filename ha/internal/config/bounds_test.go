@@ -82,3 +82,13 @@ func TestReportedProblemsAreBounded(t *testing.T) {
 		t.Fatalf("%d problems reported, want %d and a count of the rest", len(errs), maxReported+1)
 	}
 }
+
+// The costliest shapes the bounds admit are admitted (the -check and
+// reload tests measure what parsing them costs).
+func TestCostliestAdmittedShapes(t *testing.T) {
+	for _, h := range hostiletoml.WithinBounds() {
+		if e := checkBounds(h.Text); e != nil {
+			t.Errorf("%s: refused by the bounds at line %d: %s", h.Name, e.line, e.msg)
+		}
+	}
+}

@@ -25,10 +25,9 @@ const (
 	MaxConns   = 8    // clients served at once; more are refused with a message
 	// A request whose answer may exceed SmallRows rows (show bindings of the
 	// table with the agent's default limit, -limit -1 or a limit above
-	// SmallRows) waits for the one large-answer turn:
-	// however many clients ask for the whole table, one such answer exists
-	// at a time. -limit -1 must stay "every row": the invariant checkers
-	// compare whole tables.
+	// SmallRows) waits for the one large-answer turn: however many clients
+	// ask for the whole table, one such answer exists at a time. -limit -1
+	// keeps meaning every row: the invariant checkers compare whole tables.
 	SmallRows    = 1000
 	ReadTimeout  = 5 * time.Second  // to send the request line
 	WriteTimeout = 10 * time.Second // to take the whole answer
@@ -40,14 +39,15 @@ const (
 // request with a large answer at once.
 type Handler func(Request) *Response
 
-// ServerStats are the server's counters; all of them also appear in the log
-// (rate-limited).
+// ServerStats are the server's counters. Refusals, write errors and accept
+// errors are also logged, at most once a minute per cause.
 type ServerStats struct {
 	Served       uint64 // requests answered
 	Refused      uint64 // clients refused: MaxConns were being served, or a large answer waited WriteTimeout
 	BadRequests  uint64 // request lines too long or not JSON
 	WriteErrors  uint64 // answers not taken within WriteTimeout (or the client left)
 	AcceptErrors uint64 // accept(2) failures (EMFILE…), retried after a pause
+	Waiting      uint64 // clients waiting for the large-answer turn now
 }
 
 // Server serves the console protocol on a listener.
@@ -58,7 +58,7 @@ type Server struct {
 	slots chan struct{}
 	large chan struct{} // the large-answer turn
 	stats struct {
-		served, refused, bad, writeErr, acceptErr atomic.Uint64
+		served, refused, bad, writeErr, acceptErr, waiting atomic.Uint64
 	}
 	logMu   sync.Mutex
 	lastLog map[string]time.Time
@@ -73,7 +73,7 @@ func NewServer(h Handler, log *slog.Logger) *Server {
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Served: s.stats.served.Load(), Refused: s.stats.refused.Load(), BadRequests: s.stats.bad.Load(),
-		WriteErrors: s.stats.writeErr.Load(), AcceptErrors: s.stats.acceptErr.Load(),
+		WriteErrors: s.stats.writeErr.Load(), AcceptErrors: s.stats.acceptErr.Load(), Waiting: s.stats.waiting.Load(),
 	}
 }
 
@@ -134,11 +134,14 @@ func (s *Server) serve(c net.Conn) {
 	}
 	if large(req) {
 		t := time.NewTimer(WriteTimeout)
+		s.stats.waiting.Add(1)
 		select {
 		case s.large <- struct{}{}:
+			s.stats.waiting.Add(^uint64(0))
 			t.Stop()
 			defer func() { <-s.large }() // held until the answer is written or abandoned
 		case <-t.C:
+			s.stats.waiting.Add(^uint64(0))
 			s.stats.refused.Add(1)
 			s.reply(c, &Response{Error: "busy: another client is taking a large answer; try again"})
 			return

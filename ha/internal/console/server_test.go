@@ -115,3 +115,64 @@ func TestListenNeverExposesTheSocket(t *testing.T) {
 		t.Fatalf("private directories left behind: %v", left)
 	}
 }
+
+// However many clients ask for the whole table, one such answer is
+// computed and held at a time: the next is computed only when the previous
+// was taken (or abandoned). Small requests are served meanwhile.
+func TestOneLargeAnswerAtATime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	large := 0
+	first := make(chan struct{})
+	big := strings.Repeat("x", 4<<20) // more than the socket buffers: the write blocks
+	s := NewServer(func(r Request) *Response {
+		if r.Cmd == "show bindings" {
+			mu.Lock()
+			large++
+			if large == 1 {
+				close(first)
+			}
+			mu.Unlock()
+			return &Response{Message: big}
+		}
+		return &Response{Message: "small"}
+	}, nil)
+	go s.Serve(ln)
+
+	a, err := net.Dial("unix", path) // asks for the table and never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	_, _ = a.Write([]byte(`{"cmd":"show bindings","limit":-1}` + "\n"))
+	<-first
+	b, err := net.Dial("unix", path) // asks too, and reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, _ = b.Write([]byte(`{"cmd":"show bindings","limit":-1}` + "\n"))
+	for s.Stats().Waiting != 1 { // bounded by the test's timeout: fails as a hang without the turn
+		mu.Lock()
+		n := large
+		mu.Unlock()
+		if n > 1 {
+			t.Fatalf("%d large answers computed while the first is not taken, want 1", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if r, err := Call(path, Request{Cmd: "show stats"}, 10*time.Second); err != nil || r.Message != "small" {
+		t.Fatalf("a small request while a large answer is held: %+v %v", r, err)
+	}
+	a.Close() // the first client leaves: its turn passes to the second
+	_ = b.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(b); err != nil || buf.Len() < len(big) {
+		t.Fatalf("second client got %d bytes, %v", buf.Len(), err)
+	}
+}

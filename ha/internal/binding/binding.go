@@ -168,7 +168,9 @@ func (t *Table) Tombs() int { return t.tombs }
 // Cap is the live capacity.
 func (t *Table) Cap() int { return t.capacity }
 
-// TombCap is the tombstone capacity.
+// TombCap is the tombstone capacity: the slots beyond the live capacity.
+// Tombstones may also fill slots live bindings leave free, so Tombs may
+// exceed it (a de-registered binding's tombstone keeps its slot).
 func (t *Table) TombCap() int { return t.tombCapacity }
 
 // Stats returns the cumulative counters.

@@ -115,6 +115,7 @@ type Table struct {
 
 	floors []floor // versions of tombstones folded for lack of room (floor.go)
 	fbits  uint32
+	clock  int64 // the latest now a caller gave (Expire, Put's Registered): floors lapse by it
 
 	lw, tw  wheel
 	started bool // the wheels' cursors hold a real time
@@ -266,6 +267,7 @@ func (t *Table) release(i int32) {
 func (t *Table) Put(e Entry) (*Entry, error) {
 	t.mutating()
 	if e.Registered != 0 && e.Registered <= e.Expires {
+		t.clock = max(t.clock, e.Registered)
 		if !t.started {
 			t.start(e.Registered)
 		}
@@ -402,6 +404,7 @@ func (t *Table) Clear() {
 func (t *Table) Expire(now int64, fn func(*Entry)) int {
 	t.mutating()
 	t.start(now)
+	t.clock = max(t.clock, now)
 	n := t.expireWheel(&t.lw, now, fn)
 	t.stats.Expired += uint64(n)
 	m := t.expireWheel(&t.tw, now, fn)

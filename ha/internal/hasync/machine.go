@@ -812,9 +812,10 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 	}
 	if !dead && m.tab.Covered(r.Home, r.ID, now) {
 		// A tombstone that may be newer was folded for lack of room:
-		// storing this could undo a de-registration.
+		// storing this could undo a de-registration. Not stored, so not a
+		// replication either: refused, not superseded.
 		m.C.StaleByFloor++
-		return AckSuperseded, out
+		return AckRefused, out
 	}
 	if dead {
 		wasLive := e != nil && !e.Tombstone()
@@ -862,8 +863,9 @@ func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 		m.C.UpdatesFailed++
 		m.markResync(int32(pi))
 	case AckRefused:
-		// Its configuration does not admit this home: resending or
-		// repairing would be refused again. Not a replication either.
+		// Not stored there (its configuration does not admit this home,
+		// or a floor covers it): resending would be refused again. Not a
+		// replication either.
 		m.C.UpdatesRefused++
 	default:
 		m.peers[pi].acking = true

@@ -218,6 +218,7 @@ type Machine struct {
 
 	selfWarned   int64 // last "own id" warning (rate limit)
 	refuseWarned int64 // last "record refused" warning (rate limit)
+	floorWarned  int64 // last "older than a folded tombstone" warning (rate limit)
 	seq          uint32
 	init         bool
 	reqN         uint32
@@ -406,7 +407,7 @@ func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, 
 		return out, ErrStale
 	}
 	if m.tab.Covered(e.Home, e.ID, now) {
-		m.C.StaleByFloor++
+		m.floored(now, e.Home, e.ID)
 		return out, ErrStale
 	}
 	p, err := m.tab.Put(e)
@@ -814,7 +815,7 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 		// A tombstone that may be newer was folded for lack of room:
 		// storing this could undo a de-registration. Not stored, so not a
 		// replication either: refused, not superseded.
-		m.C.StaleByFloor++
+		m.floored(now, r.Home, r.ID)
 		return AckRefused, out
 	}
 	if dead {

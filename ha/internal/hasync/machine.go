@@ -216,13 +216,11 @@ type Machine struct {
 	tab  *binding.Table
 	log  *slog.Logger
 
-	selfWarned   int64 // last "own id" warning (rate limit)
-	refuseWarned int64 // last "record refused" warning (rate limit)
-	floorWarned  int64 // last "older than a folded tombstone" warning (rate limit)
-	seq          uint32
-	init         bool
-	reqN         uint32
-	rng          uint64
+	selfWarned int64 // last "own id" warning (rate limit)
+	seq        uint32
+	init       bool
+	reqN       uint32
+	rng        uint64
 
 	peers []peer
 
@@ -235,7 +233,10 @@ type Machine struct {
 	serves []*serve
 
 	nextDigest int64
-	repairNext int // table position the next repair starts from (repair)
+
+	repairNext   int   // table position the next repair starts from (repair)
+	refuseWarned int64 // last "record refused" warning (rate limit, admit.go)
+	floorWarned  int64 // last "older than a folded tombstone" warning (rate limit, admit.go)
 
 	arena    []byte
 	expired  []binding.Entry

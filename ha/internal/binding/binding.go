@@ -115,6 +115,7 @@ type Table struct {
 
 	floors []floor // versions of tombstones folded for lack of room (floor.go)
 	fbits  uint32
+	clock  int64 // the latest now a caller gave (Expire, Put's Registered): floors lapse by it
 
 	lw, tw  wheel
 	started bool // the wheels' cursors hold a real time
@@ -168,7 +169,9 @@ func (t *Table) Tombs() int { return t.tombs }
 // Cap is the live capacity.
 func (t *Table) Cap() int { return t.capacity }
 
-// TombCap is the tombstone capacity.
+// TombCap is the tombstone capacity: the slots beyond the live capacity.
+// Tombstones may also fill slots live bindings leave free, so Tombs may
+// exceed it (a de-registered binding's tombstone keeps its slot).
 func (t *Table) TombCap() int { return t.tombCapacity }
 
 // Stats returns the cumulative counters.
@@ -264,6 +267,7 @@ func (t *Table) release(i int32) {
 func (t *Table) Put(e Entry) (*Entry, error) {
 	t.mutating()
 	if e.Registered != 0 && e.Registered <= e.Expires {
+		t.clock = max(t.clock, e.Registered)
 		if !t.started {
 			t.start(e.Registered)
 		}
@@ -400,6 +404,7 @@ func (t *Table) Clear() {
 func (t *Table) Expire(now int64, fn func(*Entry)) int {
 	t.mutating()
 	t.start(now)
+	t.clock = max(t.clock, now)
 	n := t.expireWheel(&t.lw, now, fn)
 	t.stats.Expired += uint64(n)
 	m := t.expireWheel(&t.tw, now, fn)

@@ -37,12 +37,14 @@ func (t *Table) floorOf(home uint32) *floor {
 }
 
 // raise folds a tombstone (id, purge time) into its home's floor. A floor
-// whose time is past (as far as the table knows: the wheel cursor is never
-// ahead of the caller's clock) starts afresh; an active one keeps the
-// larger of each.
+// whose time is past starts afresh; an active one keeps the larger of
+// each. "Past" is judged by the latest time the callers gave (t.clock),
+// never ahead of theirs: a floor may be kept longer, never dropped early.
+// (The wheels' cursors would not do: started by a tombstone, they sit at
+// its purge time, ahead of the clock.)
 func (t *Table) raise(home uint32, id uint64, until int64) {
 	f := t.floorOf(home)
-	if f.until <= t.tw.cursor<<tickShift {
+	if f.until <= t.clock {
 		*f = floor{id: id, until: until}
 		return
 	}

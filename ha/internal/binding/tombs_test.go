@@ -49,3 +49,38 @@ func TestFoldAllocatesNothing(t *testing.T) {
 		t.Fatal("nothing folded: the test no longer measures the fold")
 	}
 }
+
+// A floor never lapses before its time, even when the table was started by
+// a tombstone (the wheels' cursors then sit at its purge time, ahead of
+// the clock) and a second tombstone is folded into the same floor.
+func TestFloorOutlivesCursorAhead(t *testing.T) {
+	tb := New(2, 2) // 4 slots
+	now := t0
+	tb.Tombstone(0x0a000100, 1, 1, now+7200*sec) // starts the table
+	tb.Expire(now, nil)
+	const a = 0x0a000001
+	b := uint32(0)
+	for h := uint32(0x0a000002); h < 0x0a00ffff; h++ {
+		if tb.floorOf(h) == tb.floorOf(a) {
+			b = h
+			break
+		}
+	}
+	if b == 0 {
+		t.Fatal("no second home shares a's floor")
+	}
+	tb.Tombstone(a, 100, 1, now+100*sec)
+	tb.Tombstone(0x0a000101, 1, 1, now+7000*sec)
+	tb.Tombstone(0x0a000102, 1, 1, now+7000*sec) // 4 slots taken
+	tb.Tombstone(0x0a000103, 1, 1, now+6000*sec) // folds a (nearest)
+	if tb.Get(a) != nil || !tb.Covered(a, 100, now) {
+		t.Fatal("setup: a not folded")
+	}
+	tb.Tombstone(b, 5, 1, now+200*sec) // nearest: folded itself, into a's floor
+	if !tb.Covered(a, 100, now) {
+		t.Fatal("a's floor dropped before its purge time by a second fold")
+	}
+	if !tb.Covered(b, 5, now+150*sec) || tb.Covered(a, 100, now+200*sec) {
+		t.Fatal("floor times wrong")
+	}
+}

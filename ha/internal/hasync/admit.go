@@ -58,3 +58,16 @@ func (m *Machine) isMember(home uint32) bool {
 	}
 	return false
 }
+
+// floored counts a live write refused because a folded tombstone's floor
+// covers it (binding.Table.Covered) and says so at most once per 10 s:
+// it happens only past the table's bound (more distinct homes within a
+// tombstone period than capacity + tombstone capacity).
+func (m *Machine) floored(now int64, home uint32, id uint64) {
+	m.C.StaleByFloor++
+	if m.floorWarned == 0 || now-m.floorWarned >= int64(10*time.Second) {
+		m.floorWarned = now
+		m.log.Warn("hasync: refused a live binding older than a tombstone folded for lack of room (more homes than capacity + tombstone_capacity within the tombstone lifetime)",
+			"home", binding.U32Addr(home), "id", id, "refused_total", m.C.StaleByFloor)
+	}
+}

@@ -248,15 +248,14 @@ type Machine struct {
 	tab  *binding.Table
 	log  *slog.Logger
 
-	selfWarned   int64 // last "own id" warning (rate limit)
-	refuseWarned int64 // last "record refused" warning (rate limit)
-	peerWarned   int64 // last "peer refused" warning (rate limit)
-	nonces       uint64
-	badSrc       [authSources]authSource
-	seq          uint32
-	init         bool
-	reqN         uint32
-	rng          uint64
+	selfWarned int64 // last "own id" warning (rate limit)
+	peerWarned int64 // last "peer refused" warning (rate limit)
+	nonces     uint64
+	badSrc     [authSources]authSource
+	seq        uint32
+	init       bool
+	reqN       uint32
+	rng        uint64
 
 	peers []peer
 
@@ -269,7 +268,10 @@ type Machine struct {
 	serves []*serve
 
 	nextDigest int64
-	repairNext int // table position the next repair starts from (repair)
+
+	repairNext   int   // table position the next repair starts from (repair)
+	refuseWarned int64 // last "record refused" warning (rate limit, admit.go)
+	floorWarned  int64 // last "older than a folded tombstone" warning (rate limit, admit.go)
 
 	arena    []byte
 	expired  []binding.Entry
@@ -451,7 +453,7 @@ func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, 
 		return out, ErrStale
 	}
 	if m.tab.Covered(e.Home, e.ID, now) {
-		m.C.StaleByFloor++
+		m.floored(now, e.Home, e.ID)
 		return out, ErrStale
 	}
 	p, err := m.tab.Put(e)
@@ -885,9 +887,10 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 	}
 	if !dead && m.tab.Covered(r.Home, r.ID, now) {
 		// A tombstone that may be newer was folded for lack of room:
-		// storing this could undo a de-registration.
-		m.C.StaleByFloor++
-		return AckSuperseded, out
+		// storing this could undo a de-registration. Not stored, so not a
+		// replication either: refused, not superseded.
+		m.floored(now, r.Home, r.ID)
+		return AckRefused, out
 	}
 	if dead {
 		wasLive := e != nil && !e.Tombstone()
@@ -935,8 +938,9 @@ func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 		m.C.UpdatesFailed++
 		m.markResync(int32(pi))
 	case AckRefused:
-		// Its configuration does not admit this home: resending or
-		// repairing would be refused again. Not a replication either.
+		// Not stored there (its configuration does not admit this home,
+		// or a floor covers it): resending would be refused again. Not a
+		// replication either.
 		m.C.UpdatesRefused++
 	default:
 		m.peers[pi].acking = true

@@ -76,7 +76,7 @@ const ExtBinding uint8 = 1
 const (
 	AckAccepted   uint8 = 0   // stored, or already held this version
 	AckSuperseded uint8 = 1   // receiver holds a newer version; nothing changed
-	AckRefused    uint8 = 2   // receiver's configuration does not admit the home address; not stored
+	AckRefused    uint8 = 2   // not stored: the receiver's configuration does not admit the home address, or a floor covers the record
 	AckTableFull  uint8 = 128 // receiver could not store it (live capacity reached)
 )
 

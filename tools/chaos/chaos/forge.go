@@ -1,32 +1,24 @@
 package chaos
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
-	"net"
 	"net/netip"
-	"syscall"
+	"time"
 )
 
-// Forged group messages: what a holder of the group key can send. They are
-// written from docs/hasync-spec.md (§3 header and ICV, §4.1 record, §4.2
-// Binding Update), not with the agents' code, so the tool also checks that
-// the spec is enough to speak the protocol.
+// Forged group records: what a holder of the group key can send once it has
+// proven a session of its own (spec §3.1) — the receiver's configuration is
+// then the only thing between the forgery and its table. The record is
+// written from docs/hasync-spec.md (§4.1 record, §4.2 Binding Update), not
+// with the agents' code, so the tool also checks that the spec is enough to
+// speak the protocol.
 
-// forgedUpdate is one Binding Update (type 1) carrying a live binding for
-// home, from agent id sender in session sess, sealed with the group key.
-func forgedUpdate(sender, sess, seq uint32, home, careOf netip.Addr, id uint64) []byte {
-	const hdr, rec, icv = 20, 32, 16
-	b := make([]byte, hdr+rec+icv)
-	b[0], b[1] = 1, 1 // version 1, Binding Update
-	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
-	b[4] = groupKeyID
-	binary.BigEndian.PutUint32(b[8:], sender)
-	binary.BigEndian.PutUint32(b[12:], sess)
-	binary.BigEndian.PutUint32(b[16:], seq)
-	r := b[hdr:]
+const typeUpdate = 1
+
+// forgedRecord is one live binding record for home, as fake member sender
+// would announce it.
+func forgedRecord(sender uint32, home, careOf netip.Addr, id uint64) []byte {
+	r := make([]byte, 32)
 	binary.BigEndian.PutUint16(r[2:], 300)     // granted, s
 	binary.BigEndian.PutUint32(r[4:], 300_000) // remaining, ms
 	h4, c4, v4 := home.As4(), careOf.As4(), netip.MustParseAddr(vip).As4()
@@ -35,42 +27,36 @@ func forgedUpdate(sender, sess, seq uint32, home, careOf netip.Addr, id uint64) 
 	copy(r[16:], c4[:])
 	binary.BigEndian.PutUint64(r[20:], id)
 	binary.BigEndian.PutUint32(r[28:], sender)
-	m := hmac.New(sha256.New, []byte(groupSecret))
-	m.Write(b[:len(b)-icv])
-	copy(b[len(b)-icv:], m.Sum(nil)[:icv])
-	return b
+	return r
 }
 
-// sendGroup multicasts pkts to the group from local (an address of the
-// calling goroutine's namespace) with TTL 255, as a member on the LAN
-// would. Call it inside the sending host's namespace (inNetNS).
-func sendGroup(local netip.Addr, pkts [][]byte) error {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: local.AsSlice()})
+// provenForger starts the rogue host with one fake member and has it prove
+// its session to every member (hello, challenge, response) before it
+// forges anything: an unproven session's records would be dropped before
+// the receiver's configuration is even asked.
+func (r *run) provenForger() (*attacker, error) {
+	a, err := r.startAttacker()
 	if err != nil {
-		return fmt.Errorf("chaos: forge socket: %w", err)
+		return nil, err
 	}
-	defer c.Close()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
+	a.mu.Lock()
+	a.fakes = a.fakes[:1]
+	a.fakeOn = true
+	a.mu.Unlock()
+	for range 3 {
+		a.hello()
+		time.Sleep(300 * time.Millisecond)
 	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MULTICAST_TTL, 255); serr != nil {
-			return
-		}
-		serr = syscall.SetsockoptInet4Addr(int(fd), syscall.IPPROTO_IP, syscall.IP_MULTICAST_IF, local.As4())
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("chaos: forge socket options: %w", serr)
-	}
-	to := &net.UDPAddr{IP: net.ParseIP(groupAddr), Port: groupPort}
-	for _, p := range pkts {
-		if _, err := c.WriteToUDP(p, to); err != nil {
-			return fmt.Errorf("chaos: forge send: %w", err)
-		}
-	}
-	return nil
+	return a, nil
 }
+
+// sendForged has the proven fake member send one Binding Update per record.
+func (a *attacker) sendForged(records [][]byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, rec := range records {
+		a.toMembers(a.seal(&a.fakes[0], typeUpdate, rec))
+	}
+}
+
+func (a *attacker) fakeID() uint32 { return a.fakes[0].id }

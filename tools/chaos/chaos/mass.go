@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -194,16 +193,17 @@ func (r *run) forge(o MassOptions, res *MassResult, problems *[]string) error {
 
 	forged := []netip.Addr{netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr(vip), netip.MustParseAddr("10.1.0.99"),
 		netip.MustParseAddr("10.1.0.11"), netip.MustParseAddr("10.1.0.12"), netip.MustParseAddr("10.1.0.13")}
-	rng := rand.New(rand.NewPCG(o.Seed, 0x666f726765))
-	var pkts [][]byte
-	for k, h := range forged {
-		pkts = append(pkts, forgedUpdate(0x7f000000+rng.Uint32N(1<<20), rng.Uint32()|1, rng.Uint32(), h,
-			netip.MustParseAddr("198.51.100.66"), uint64(1)<<62+uint64(k)))
-	}
-	if err := inNetNS("/var/run/netns/"+r.mn.NS, func() error { return sendGroup(netip.MustParseAddr(mnAddr), pkts) }); err != nil {
+	a, err := r.provenForger()
+	if err != nil {
 		return err
 	}
-	r.note("  inject %d forged Binding Updates with the group key for %v", len(pkts), forged)
+	defer a.close()
+	var recs [][]byte
+	for k, h := range forged {
+		recs = append(recs, forgedRecord(a.fakeID(), h, netip.MustParseAddr("198.51.100.66"), uint64(1)<<62+uint64(k)))
+	}
+	a.sendForged(recs)
+	r.note("  inject %d forged Binding Updates with the group key for %v", len(recs), forged)
 	time.Sleep(2 * time.Second)
 	res2, _ := r.massFigures()
 	res.Refused = res2.Refused

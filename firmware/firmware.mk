@@ -12,10 +12,10 @@ FW_BOARDS := $(notdir $(patsubst %/,%,$(dir $(wildcard board/*/board.conf))))
 .PHONY: image images boot vmtest firmware-demo firmware-deps
 
 image:
-	@firmware/mkimage.sh $(BOARD)
+	@HAGENT_VERSION=$(VERSION) firmware/mkimage.sh $(BOARD)
 
 images:
-	@set -e; for b in $(FW_BOARDS); do firmware/mkimage.sh $$b; done
+	@set -e; for b in $(FW_BOARDS); do HAGENT_VERSION=$(VERSION) firmware/mkimage.sh $$b; done
 
 # The console is this terminal; Ctrl-A X quits QEMU, `hainit -poweroff` in the
 # guest stops the agent and powers off.

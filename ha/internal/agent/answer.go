@@ -31,7 +31,7 @@ func (a *Agent) answer(r console.Request) *console.Response {
 	case "show version", "show agent":
 		ac := &a.cfg.Agent
 		info := &console.Info{
-			Version: version.Version, Address: ac.Address.String(), Interface: ac.Interface,
+			Version: version.String(), Address: ac.Address.String(), Interface: ac.Interface,
 			Config: a.cfg.Path, AgentID: ac.AgentID, Nodes: len(a.cfg.Nodes),
 		}
 		if ac.VirtualAddress.IsValid() {

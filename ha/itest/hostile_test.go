@@ -220,7 +220,7 @@ func snapshot(t *testing.T, a *Agent) hostileStats {
 	}
 	r := redundancy(t, a)
 	return hostileStats{general: counters(resp.Stats.General), drops: counters(resp.Stats.Drops),
-		replies: counters(resp.Stats.Replies), table: counters(resp.Stats.Table), red: counters(r.Counter), role: r.Role}
+		replies: counters(resp.Stats.Replies), table: counters(resp.Stats.Table), red: counters(r.Flat()), role: r.Role}
 }
 
 func sum(m map[string]uint64) (s uint64) {
@@ -456,25 +456,25 @@ func TestHostileInput(t *testing.T) {
 		"-spi", "300", "-key", "real-fleet-secret-0123"); code != 0 || r.Code != 0 {
 		t.Errorf("a real node's renewal after the attack: exit %d %+v", code, r)
 	}
-	if n := d(red, "role changes"); n != 0 || !strings.HasPrefix(after.role, "active") {
+	if n := d(red, "election.role_changes"); n != 0 || !strings.HasPrefix(after.role, "active") {
 		t.Errorf("malformed VRRP adverts moved the election: %d role changes, role %s", n, after.role)
 	}
 	var vdrops uint64
 	var vparts []string
 	for k := range after.red {
-		if strings.HasPrefix(k, "vrrp dropped: ") {
+		if strings.HasPrefix(k, "election.dropped_") {
 			if n := d(red, k); n > 0 {
 				vdrops += n
-				vparts = append(vparts, fmt.Sprintf("%s %d", strings.TrimPrefix(k, "vrrp dropped: "), n))
+				vparts = append(vparts, fmt.Sprintf("%s %d", strings.TrimPrefix(k, "election.dropped_"), n))
 			}
 		}
 	}
 	sort.Strings(vparts)
 	t.Logf("vrrp accounting: hostile sent %d; the runner received %d adverts and dropped %d (%s)",
-		vr.Sent, d(red, "vrrp adverts received"), vdrops, strings.Join(vparts, ", "))
+		vr.Sent, d(red, "election.adverts_received"), vdrops, strings.Join(vparts, ", "))
 	// Every malformed advert is counted by reason (the agent is the only
 	// VRRP speaker on this link, so every advert it hears is the tool's).
-	if got := d(red, "vrrp adverts received") + vdrops; got != uint64(vr.Sent) {
+	if got := d(red, "election.adverts_received") + vdrops; got != uint64(vr.Sent) {
 		t.Errorf("vrrp: %d adverts sent, %d accounted for (received + dropped per reason)", vr.Sent, got)
 	}
 

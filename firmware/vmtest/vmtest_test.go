@@ -324,6 +324,7 @@ func TestFailover(t *testing.T) {
 	}{{a, "ha1"}, {b, "ha2"}} {
 		waitBinding(t, g.m, g.name, 10*time.Second)
 	}
+	checkGroupAgrees(t, a, b, haAddr, "192.0.2.3", 60*time.Second)
 	a.Kill()
 	waitRole(t, b, "ha2", "active", 20*time.Second)
 	waitBinding(t, b, "ha2", 0)

@@ -98,9 +98,9 @@ type Stats struct {
 
 // Table is the bounded binding table. The zero value is not usable: call New.
 type Table struct {
-	slab  []Entry // slab[0] is a sentinel: index 0 means "none" in every link
+	slab  []Entry  // slab[0] is a sentinel: index 0 means "none" in every link
 	src   []Source // beside slab, same index: where each entry's registration came from
-	hash  []int32 // chain heads, indexed by bucket(home)
+	hash  []int32  // chain heads, indexed by bucket(home)
 	hbits uint32
 	seed  uint32
 	free  int32 // head of the free list (released slots)

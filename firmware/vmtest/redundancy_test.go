@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +95,25 @@ func checkGroupAgrees(t *testing.T, active, standby *vm.Machine, activeAddr, sta
 			t.Fatalf("show redundancy on the two guests disagrees after %v: %s", within, why)
 		}
 		time.Sleep(2 * time.Second)
+	}
+}
+
+// checkVersion: the guest reports the version the image was stamped with
+// (mkimage records it in sizes), never "dev".
+func checkVersion(t *testing.T, m *vm.Machine, img vm.Image) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(img.Dir, "sizes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VERSION="); ok {
+			want = v
+		}
+	}
+	got := vm.Field(vm.StripLogs(run(t, m, "hactl show version")), "version")
+	if want == "" || got != want || got == "dev" {
+		t.Fatalf("hactl show version in the guest says version %q, the image was stamped %q", got, want)
 	}
 }

@@ -313,6 +313,7 @@ func TestFailover(t *testing.T) {
 	b := l.guest(t, img, "ha2", 1, "hagent.config=/etc/hagent-b.toml")
 	waitReady(t, a, "ha1")
 	waitReady(t, b, "ha2")
+	checkVersion(t, a, img)
 	// ha1 has the higher priority (config a: 200, b: 100) and preempts:
 	// it ends up active with ha2 standby, as hactl (not a log line) says.
 	waitRole(t, a, "ha1", "active", 30*time.Second)

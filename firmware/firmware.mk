@@ -28,7 +28,8 @@ vmtest:
 firmware-deps:
 	@tools/ci/deps.sh
 
-# Exits 1 with "FAILED: <step>: ..." when a step does not hold.
+# The demo exits 1 with "FAILED: <step>: ..." when a step does not hold (make
+# then exits 2).
 firmware-demo: firmware-deps
 	@$(GO) run ./firmware/cmd/demo -board $(BOARD) $(if $(V),-v)
 

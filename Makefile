@@ -38,7 +38,7 @@ cross:
 	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GOBUILD) -o $(BIN)/linux-mipsle/ $(CMDS)
 
 deps:
-	@tools/ci/deps.sh
+	@tools/ci/deps.sh test
 
 # The test command CI runs. Order matters: lint and fuzz first, the full go
 # test run last, so that the output ends with go test's own summary lines.

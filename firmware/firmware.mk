@@ -26,7 +26,7 @@ vmtest:
 	HAGENT_TEST_STRICT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(GO) test -count=1 -v -timeout 15m ./firmware/vmtest/
 
 firmware-deps:
-	@tools/ci/deps.sh
+	@tools/ci/deps.sh demo $(BOARD)
 
 # The demo exits 1 with "FAILED: <step>: ..." when a step does not hold (make
 # then exits 2).

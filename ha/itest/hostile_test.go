@@ -187,10 +187,11 @@ func TestHostileGeneratorsMatchCodecs(t *testing.T) {
 
 // groupCountedNames are the `show redundancy` counters of which every group
 // datagram the agent reads moves exactly one; groupCounted is the same sum
-// over hasync.Counters (the names are the console's, answer.go).
-var groupCountedNames = []string{"bad ttl", "bad auth", "unknown key", "replayed", "malformed", "peers rejected",
-	"update acks received", "binding updates received", "table requests received", "table replies received",
-	"reply acks received", "digests received", "leaves received"}
+// over hasync.Counters (the keys are the console's, agent/redundancy.go).
+var groupCountedNames = []string{"security.bad_ttl", "security.bad_auth", "security.unknown_key", "security.replayed",
+	"security.malformed", "members.peers_rejected", "updates.acks_received", "updates.received",
+	"downloads.requests_received", "downloads.replies_received", "downloads.reply_acks_received",
+	"anti_entropy.digests_received", "members.leaves_received"}
 
 func groupCounted(c hasync.Counters) uint64 {
 	return c.BadTTL + c.BadAuth + c.UnknownKey + c.Replay + c.Malformed + c.PeersRejected +
@@ -504,8 +505,8 @@ func TestHostileInput(t *testing.T) {
 		grpCounted += d(red, k)
 	}
 	t.Logf("accounting: UDP 434 sent %d (hostile %d + real %d), received %d = %d answered + %d dropped; group sent %d, counted %d (bad ttl %d, bad auth %d, unknown key %d, replayed %d, malformed %d); kernel drops %d",
-		sent434, u.Sent+f.Sent, real.Sent, req, answered, dropped, gr.Sent, grpCounted, d(red, "bad ttl"), d(red, "bad auth"),
-		d(red, "unknown key"), d(red, "replayed"), d(red, "malformed"), rcv)
+		sent434, u.Sent+f.Sent, real.Sent, req, answered, dropped, gr.Sent, grpCounted, d(red, "security.bad_ttl"), d(red, "security.bad_auth"),
+		d(red, "security.unknown_key"), d(red, "security.replayed"), d(red, "security.malformed"), rcv)
 	if req+rcv < sent434 {
 		t.Errorf("registration port: %d sent, %d counted, %d dropped by the kernel: %d datagrams unaccounted for", sent434, req, rcv, sent434-req-rcv)
 	}
@@ -515,11 +516,11 @@ func TestHostileInput(t *testing.T) {
 	if req+grpCounted+rcv < sent434+gr.Sent {
 		t.Errorf("UDP overall: %d sent, %d counted + %d kernel drops", sent434+gr.Sent, req+grpCounted, rcv)
 	}
-	if k := gr.Kinds["ttl1"]; k > 0 && d(red, "bad ttl")+rcv < k {
-		t.Errorf("group: %d TTL-1 messages sent, %d counted as bad ttl", k, d(red, "bad ttl"))
+	if k := gr.Kinds["ttl1"]; k > 0 && d(red, "security.bad_ttl")+rcv < k {
+		t.Errorf("group: %d TTL-1 messages sent, %d counted as bad ttl", k, d(red, "security.bad_ttl"))
 	}
-	if k := gr.Kinds["replay"]; k > 1 && d(red, "replayed")+rcv+1 < k {
-		t.Errorf("group: %d copies of one valid message, %d counted as replayed (want all but the first)", k, d(red, "replayed"))
+	if k := gr.Kinds["replay"]; k > 1 && d(red, "security.replayed")+rcv+1 < k {
+		t.Errorf("group: %d copies of one valid message, %d counted as replayed (want all but the first)", k, d(red, "security.replayed"))
 	}
 
 	// 4. Full table: 130, nothing evicted. Every binding ever made is still

@@ -168,12 +168,15 @@ func (a *Agent) election() *console.Election {
 		}
 	case *hsrp.Runner:
 		h := &a.cfg.HSRP
+		in := r.Info()
 		e.Protocol, e.Group = "hsrp", int(h.Group)
-		e.Priority, e.ConfiguredPriority = int(h.Priority), int(h.Priority)
-		if e.MasterLocal {
-			e.MasterPriority = int(h.Priority)
+		e.Priority, e.ConfiguredPriority = int(in.Priority), int(h.Priority)
+		if in.Active.IsValid() {
+			e.Master = in.Active.String()
+			e.MasterLocal = in.Active == ac.Address
+			e.MasterPriority = int(in.ActivePriority)
 		}
-		e.Hello, e.Hold = h.Hello.String(), h.Hold.String()
+		e.Hello, e.Hold = in.Hello.String(), in.Hold.String()
 		e.Preempt = h.Preempt
 	default:
 		e.Protocol = fmt.Sprintf("%T", r)

@@ -43,6 +43,7 @@ type Runner struct {
 	sh  *runner.Shell // interface, role feed, virtual address, gratuitous ARP
 	ctl chan Event
 	c   counters
+	inf info
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -191,6 +192,7 @@ func (r *Runner) read(fd int, msgs chan<- Event) {
 }
 
 func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
+	r.inf.store(m)
 	dst := &unix.SockaddrInet4{Addr: Group.As4(), Port: Port}
 	send := func(op uint8, st State) error {
 		msg := m.Message(op)

@@ -38,7 +38,7 @@ cross:
 	GOOS=linux GOARCH=mipsle GOMIPS=softfloat $(GOBUILD) -o $(BIN)/linux-mipsle/ $(CMDS)
 
 deps:
-	@tools/ci/deps.sh
+	@tools/ci/deps.sh test
 
 # The test command CI runs. Order matters: lint and fuzz first, the full go
 # test run last, so that the output ends with go test's own summary lines.
@@ -61,6 +61,7 @@ unit:
 # fuzz target and runs natively, role/runner has none (its loop is pure).
 MIPS_PKGS = $(shell $(GO) list ./ha/... | grep -v -e /groupio -e /itest -e /role/runner)
 test-mips:
+	@echo "=== test-mips: big-endian unit tests under qemu-mips-static ($(words $(MIPS_PKGS)) packages) ==="
 	@if command -v qemu-mips-static >/dev/null; then \
 		CGO_ENABLED=0 GOARCH=mips GOMIPS=softfloat $(GO) test -count=1 -short -exec qemu-mips-static $(MIPS_PKGS) ; \
 	else echo "test-mips: qemu-mips-static missing, skipped (make deps installs it)"; fi

@@ -12,10 +12,10 @@ FW_BOARDS := $(notdir $(patsubst %/,%,$(dir $(wildcard board/*/board.conf))))
 .PHONY: image images boot vmtest firmware-demo firmware-deps
 
 image:
-	@firmware/mkimage.sh $(BOARD)
+	@HAGENT_VERSION=$(VERSION) firmware/mkimage.sh $(BOARD)
 
 images:
-	@set -e; for b in $(FW_BOARDS); do firmware/mkimage.sh $$b; done
+	@set -e; for b in $(FW_BOARDS); do HAGENT_VERSION=$(VERSION) firmware/mkimage.sh $$b; done
 
 # The console is this terminal; Ctrl-A X quits QEMU, `hainit -poweroff` in the
 # guest stops the agent and powers off.
@@ -26,9 +26,10 @@ vmtest:
 	HAGENT_TEST_STRICT=$$( [ "$$(id -u)" = 0 ] && echo 1 || echo 0 ) $(GO) test -count=1 -v -timeout 15m ./firmware/vmtest/
 
 firmware-deps:
-	@tools/ci/deps.sh
+	@tools/ci/deps.sh demo $(BOARD)
 
-# Exits 1 with "FAILED: <step>: ..." when a step does not hold.
+# The demo exits 1 with "FAILED: <step>: ..." when a step does not hold (make
+# then exits 2).
 firmware-demo: firmware-deps
 	@$(GO) run ./firmware/cmd/demo -board $(BOARD) $(if $(V),-v)
 

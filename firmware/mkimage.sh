@@ -13,6 +13,8 @@
 #              HAGENT_FORCE=1      rebuild even when the inputs are unchanged
 #              GO=go               the Go command
 #              HAGENT_KERNEL_REFRESH=1  re-resolve and re-fetch the kernel
+#              HAGENT_VERSION=v    the version stamped into hagent (default: git describe)
+#              HAGENT_FINGERPRINT=1  print the inputs' fingerprint and exit (no build)
 set -euo pipefail
 
 board=${1:?usage: firmware/mkimage.sh BOARD   (boards: $(ls "$(dirname "$0")/../board" | tr '\n' ' '))}
@@ -32,7 +34,9 @@ out=${HAGENT_FW_OUT:-build/firmware/$board}
 kcache=cache/kernel/$DEB_ARCH/$KERNEL_PKG
 say() { echo "mkimage[$board]: $*" >&2; }
 need() { command -v "$1" >/dev/null || { say "missing $1: apt-get install $2 (or run make deps)"; exit 2; }; }
-need depmod kmod; need xz xz-utils; need dpkg dpkg
+# The version hagent and hactl report, as `make build` stamps it. The busybox
+# build runs in a temporary tree, so Go's own VCS stamp cannot see our git.
+version=${HAGENT_VERSION:-$(git describe --always --dirty 2>/dev/null || echo dev)}
 t0=$(date +%s%N)
 
 # --- kernel: resolve the metapackage, download, unpack, depmod (cached) ---
@@ -72,24 +76,37 @@ fetch_kernel() {
 	rm -rf "$kcache"
 	mv "$kcache.tmp" "$kcache"
 }
-if [ ! -f "$kcache/kver" ] || [ "${HAGENT_KERNEL_REFRESH:-0}" = 1 ]; then
-	fetch_kernel
+if [ "${HAGENT_FINGERPRINT:-0}" != 1 ]; then
+	need depmod kmod; need xz xz-utils; need dpkg dpkg
+	if [ ! -f "$kcache/kver" ] || [ "${HAGENT_KERNEL_REFRESH:-0}" = 1 ]; then
+		fetch_kernel
+	fi
 fi
-kver=$(cat "$kcache/kver")
+kver=$(cat "$kcache/kver" 2>/dev/null || echo unfetched)
 kmods=$kcache/root/lib/modules/$kver
 
 # --- up to date? Inputs: every non-test Go file, go.mod/go.sum, the board,
-# rootfs, the config, extra files, this script, the kernel and Go versions.
+# rootfs, the config, extra files, this script, the kernel, Go and stamped
+# versions. Contents only, never the paths they were named by: `make image`
+# runs this script by a relative path, firmware/vm by an absolute one, and
+# HAGENT_CONFIG may be either; all of them must find the same image.
 inputs() {
 	{
 		find ha firmware tools -name '*.go' ! -name '*_test.go' -print0 2>/dev/null | sort -z | xargs -0 sha256sum
 		[ -d rootfs ] && find rootfs -type f -print0 | sort -z | xargs -0 -r sha256sum
-		[ -n "${HAGENT_EXTRA_FILES:-}" ] && find "$HAGENT_EXTRA_FILES" -type f -print0 | sort -z | xargs -0 -r sha256sum
-		sha256sum go.mod go.sum "$conf" "$config" "$0"
-		echo "$kver $("$GO" env GOVERSION) ${HAGENT_EXTRA_FILES:-}"
+		[ -n "${HAGENT_EXTRA_FILES:-}" ] && (cd "$HAGENT_EXTRA_FILES" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
+		sha256sum go.mod go.sum "$conf"
+		echo "config $(sha256sum <"$config" | cut -d' ' -f1)"
+		echo "script $(sha256sum <"$top/firmware/mkimage.sh" | cut -d' ' -f1)"
+		echo "$kver $("$GO" env GOVERSION) $version"
 	} | sha256sum | cut -d' ' -f1
 }
+[ -f "$config" ] || { say "config $config missing (HAGENT_CONFIG names another)"; exit 2; }
 stamp=$(inputs)
+if [ "${HAGENT_FINGERPRINT:-0}" = 1 ]; then
+	echo "$stamp"
+	exit 0
+fi
 if [ "${HAGENT_FORCE:-0}" != 1 ] && [ -f "$out/inputs" ] && [ "$(cat "$out/inputs")" = "$stamp" ] &&
 	[ -f "$out/initramfs.cpio.xz" ] && [ -f "$out/vmlinuz" ]; then
 	. "$out/sizes"
@@ -135,7 +152,6 @@ depmod -b "$stage" "$kver"
 find "$stage/lib/modules/$kver" -maxdepth 1 -type f ! -name modules.dep -delete
 printf '%s\n' "${load[@]}" >"$stage/lib/modules-load.d/hagent.conf"
 [ -d rootfs ] && cp -R rootfs/. "$stage/"
-[ -f "$config" ] || { say "config $config missing (HAGENT_CONFIG names another)"; exit 2; }
 cp "$config" "$stage/etc/hagent.toml"
 cp "$conf" "$stage/etc/board.conf"
 # Extra files for tests and labs (e.g. one config per guest), overlaid last.
@@ -151,7 +167,10 @@ if [ ! -x build/tools/u-root ] || [ go.mod -nt build/tools/u-root ]; then
 	say "building the u-root tool (pinned in go.mod by firmware/tools.go)"
 	"$GO" build -o build/tools/u-root github.com/u-root/u-root
 fi
+# -go-extra-args come after u-root's own "-ldflags -s -w -buildid=" and so
+# replace them: repeat those.
 args=(-o "$out/initramfs.cpio" -build bb -tags goshsmall
+	-go-extra-args "-ldflags=-s -w -buildid= -X github.com/hagent/hagent/ha/internal/version.Version=$version"
 	-initcmd init -uinitcmd hainit -defaultsh gosh -skip-ldd)
 for d in "$stage"/*; do
 	args+=(-files "$d:${d#"$stage"/}")
@@ -182,12 +201,13 @@ k_b=$(stat -c %s "$out/vmlinuz")
 {
 	echo "BOARD=$board"
 	echo "KERNEL=$kver"
+	echo "VERSION=$version"
 	echo "CPIO_BYTES=$cpio_b"
 	echo "XZ_BYTES=$xz_b"
 	echo "KERNEL_BYTES=$k_b"
 	echo "SHA256=$(sha256sum "$out/initramfs.cpio.xz" | cut -d' ' -f1)"
 } >"$out/sizes"
 echo "$stamp" >"$out/inputs"
-printf 'mkimage[%s]: %s  cpio %d KiB, xz %d KiB (kernel %s %d KiB) sha256 %.16s  %d ms\n' \
-	"$board" "$out/initramfs.cpio.xz" $((cpio_b / 1024)) $((xz_b / 1024)) "$kver" $((k_b / 1024)) \
+printf 'mkimage[%s]: %s (version %s)  cpio %d KiB, xz %d KiB (kernel %s %d KiB) sha256 %.16s  %d ms\n' \
+	"$board" "$out/initramfs.cpio.xz" "$version" $((cpio_b / 1024)) $((xz_b / 1024)) "$kver" $((k_b / 1024)) \
 	"$(sha256sum "$out/initramfs.cpio.xz")" $((($(date +%s%N) - t0) / 1000000)) >&2

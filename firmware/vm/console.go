@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,7 +52,12 @@ func IsActive(role string) bool { return strings.HasPrefix(role, "active") }
 // BindingRow finds the row of home address home in `hactl show bindings`
 // and returns its line and fields (HOME CARE-OF HOME-AGENT STATE GRANTED
 // REMAINING FLAGS IDENTIFICATION NODE); ok is false when there is none.
+// `hactl show bindings HOME` answers in a detailed layout instead; its
+// facts are returned in the same nine fields.
 func BindingRow(out, home string) (line string, fields []string, ok bool) {
+	if line, f, ok := bindingDetail(out, home); ok {
+		return line, f, true
+	}
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 4 && f[0] == home && !IsLogLine(l) {
@@ -61,10 +67,67 @@ func BindingRow(out, home string) (line string, fields []string, ok bool) {
 	return "", nil, false
 }
 
-// Counter reads counter name from hactl's "counters:" sections ("  name  N");
-// -1 when absent.
+var detailHead = regexp.MustCompile(`(?m)^Mobility binding (\S+)(?: \((.*)\))?: (\S+)\s*$`)
+
+// bindingDetail reads the block of `hactl show bindings HOME`.
+func bindingDetail(out, home string) (string, []string, bool) {
+	m := detailHead.FindStringSubmatch(out)
+	if m == nil || m[1] != home {
+		return "", nil, false
+	}
+	f := []string{home, "-", "-", m[3], "-", "-", "-", "-", "-"}
+	if m[2] != "" {
+		f[8] = m[2]
+	}
+	get := func(key string) string {
+		re := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(key) + ` {2,}(\S.*?)\s*$`)
+		if x := re.FindStringSubmatch(out); x != nil {
+			return x[1]
+		}
+		return ""
+	}
+	if v := get("Care-of address"); v != "" {
+		f[1] = v
+	}
+	if v := get("Home agent address"); v != "" {
+		f[2] = v
+	}
+	var granted, remaining string
+	if _, err := fmt.Sscanf(get("Lifetime"), "granted %s remaining %s", &granted, &remaining); err == nil {
+		f[4], f[5] = strings.TrimSuffix(granted, ","), strings.TrimSuffix(remaining, ",")
+	}
+	if v := get("Flags"); v != "" {
+		f[6] = strings.ReplaceAll(v, " ", "")
+	}
+	if v := get("Identification"); v != "" {
+		f[7] = v
+	}
+	return strings.Join(f, " "), f, true
+}
+
+// Counter reads counter name from hactl's counter sections ("  name  N");
+// -1 when absent. "section/name" reads it from the section titled
+// "section:" only (labels repeat across sections of show redundancy).
 func Counter(out, name string) int64 {
-	for _, l := range strings.Split(out, "\n") {
+	lines := strings.Split(out, "\n")
+	if sec, label, ok := strings.Cut(name, "/"); ok {
+		start := -1
+		for i, l := range lines {
+			if strings.TrimSpace(l) == sec+":" {
+				start = i + 1
+				break
+			}
+		}
+		if start < 0 {
+			return -1
+		}
+		end := start
+		for end < len(lines) && strings.HasPrefix(lines[end], "  ") {
+			end++
+		}
+		lines, name = lines[start:end], label
+	}
+	for _, l := range lines {
 		rest, ok := strings.CutPrefix(strings.TrimSpace(l), name)
 		if !ok || !strings.HasPrefix(rest, "  ") {
 			continue

@@ -74,3 +74,30 @@ func TestParseTunnelled(t *testing.T) {
 		t.Fatal("a packet for another home address counted")
 	}
 }
+
+// `hactl show bindings HOME` answers in the detailed layout; BindingRow
+// reads it into the table's fields, and Counter reads a label of one
+// section of the grouped show redundancy.
+func TestConsoleDetailAndSections(t *testing.T) {
+	detail := "Mobility binding 192.0.2.10 (laptop-1): live\n" +
+		"  Care-of address     198.51.100.7\n" +
+		"  Home agent address  192.0.2.1\n" +
+		"  Lifetime            granted 600s, remaining 599s, registered 1s ago\n" +
+		"  Tunnel              ipip\n" +
+		"  Flags               T G\n" +
+		"  Identification      0xe9a1b2c300000001\n"
+	_, f, ok := BindingRow(detail, "192.0.2.10")
+	want := []string{"192.0.2.10", "198.51.100.7", "192.0.2.1", "live", "600s", "599s", "TG", "0xe9a1b2c300000001", "laptop-1"}
+	if !ok || strings.Join(f, " ") != strings.Join(want, " ") {
+		t.Fatalf("BindingRow(detail) = %q %v, want %q", f, ok, want)
+	}
+	if _, _, ok := BindingRow(detail, "192.0.2.11"); ok {
+		t.Fatal("BindingRow found another home address in a detail block")
+	}
+	red := "binding updates:\n  sent             12\n  acks received    3\n\ntable downloads:\n  sent  5\n"
+	for name, want := range map[string]int64{"binding updates/sent": 12, "binding updates/acks received": 3, "table downloads/sent": 5, "anti-entropy/sent": -1} {
+		if got := Counter(red, name); got != want {
+			t.Errorf("Counter(%q) = %d, want %d", name, got, want)
+		}
+	}
+}

@@ -56,19 +56,13 @@ type BuildOptions struct {
 	Log        io.Writer // the script's progress lines; nil discards
 }
 
-// Build runs firmware/mkimage.sh, the same script `make image` runs; it is
-// a no-op when the image's inputs have not changed.
-func Build(ctx context.Context, root, boardName string, o BuildOptions) (Image, error) {
-	bd, err := board.Load(filepath.Join(root, "board", boardName))
-	if err != nil {
-		return Image{}, err
-	}
+// mkimage is the script's command line as Build runs it: by an absolute
+// path, from the module root.
+func mkimage(ctx context.Context, root, boardName string, o BuildOptions) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "firmware", "mkimage.sh"), boardName)
 	cmd.Dir = root
 	cmd.Env = os.Environ()
-	out := filepath.Join(root, "build", "firmware", boardName)
 	if o.OutDir != "" {
-		out = o.OutDir
 		cmd.Env = append(cmd.Env, "HAGENT_FW_OUT="+o.OutDir)
 	}
 	if o.Config != "" {
@@ -76,6 +70,36 @@ func Build(ctx context.Context, root, boardName string, o BuildOptions) (Image, 
 	}
 	if o.ExtraFiles != "" {
 		cmd.Env = append(cmd.Env, "HAGENT_EXTRA_FILES="+o.ExtraFiles)
+	}
+	return cmd
+}
+
+// Fingerprint is the hash of the image's inputs that Build compares with
+// the one stored beside an image to decide whether to rebuild; it builds
+// nothing.
+func Fingerprint(ctx context.Context, root, boardName string, o BuildOptions) (string, error) {
+	cmd := mkimage(ctx, root, boardName, o)
+	cmd.Env = append(cmd.Env, "HAGENT_FINGERPRINT=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("vm: firmware/mkimage.sh %s (fingerprint): %v\n%s", boardName, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Build runs firmware/mkimage.sh, the same script `make image` runs; it is
+// a no-op when the image's inputs have not changed.
+func Build(ctx context.Context, root, boardName string, o BuildOptions) (Image, error) {
+	bd, err := board.Load(filepath.Join(root, "board", boardName))
+	if err != nil {
+		return Image{}, err
+	}
+	cmd := mkimage(ctx, root, boardName, o)
+	out := filepath.Join(root, "build", "firmware", boardName)
+	if o.OutDir != "" {
+		out = o.OutDir
 	}
 	var tail tailBuf
 	w := io.Writer(&tail)

@@ -313,6 +313,7 @@ func TestFailover(t *testing.T) {
 	b := l.guest(t, img, "ha2", 1, "hagent.config=/etc/hagent-b.toml")
 	waitReady(t, a, "ha1")
 	waitReady(t, b, "ha2")
+	checkVersion(t, a, img)
 	// ha1 has the higher priority (config a: 200, b: 100) and preempts:
 	// it ends up active with ha2 standby, as hactl (not a log line) says.
 	waitRole(t, a, "ha1", "active", 30*time.Second)
@@ -324,6 +325,7 @@ func TestFailover(t *testing.T) {
 	}{{a, "ha1"}, {b, "ha2"}} {
 		waitBinding(t, g.m, g.name, 10*time.Second)
 	}
+	checkGroupAgrees(t, a, b, haAddr, "192.0.2.3", 60*time.Second)
 	a.Kill()
 	waitRole(t, b, "ha2", "active", 20*time.Second)
 	waitBinding(t, b, "ha2", 0)

@@ -187,10 +187,11 @@ func TestHostileGeneratorsMatchCodecs(t *testing.T) {
 
 // groupCountedNames are the `show redundancy` counters of which every group
 // datagram the agent reads moves exactly one; groupCounted is the same sum
-// over hasync.Counters (the names are the console's, answer.go).
-var groupCountedNames = []string{"bad ttl", "bad auth", "unknown key", "replayed", "malformed", "peers rejected",
-	"update acks received", "binding updates received", "table requests received", "table replies received",
-	"reply acks received", "digests received", "leaves received"}
+// over hasync.Counters (the keys are the console's, agent/redundancy.go).
+var groupCountedNames = []string{"security.bad_ttl", "security.bad_auth", "security.unknown_key", "security.replayed",
+	"security.malformed", "members.peers_rejected", "updates.acks_received", "updates.received",
+	"downloads.requests_received", "downloads.replies_received", "downloads.reply_acks_received",
+	"anti_entropy.digests_received", "members.leaves_received"}
 
 func groupCounted(c hasync.Counters) uint64 {
 	return c.BadTTL + c.BadAuth + c.UnknownKey + c.Replay + c.Malformed + c.PeersRejected +
@@ -220,7 +221,7 @@ func snapshot(t *testing.T, a *Agent) hostileStats {
 	}
 	r := redundancy(t, a)
 	return hostileStats{general: counters(resp.Stats.General), drops: counters(resp.Stats.Drops),
-		replies: counters(resp.Stats.Replies), table: counters(resp.Stats.Table), red: counters(r.Counter), role: r.Role}
+		replies: counters(resp.Stats.Replies), table: counters(resp.Stats.Table), red: counters(r.Flat()), role: r.Role}
 }
 
 func sum(m map[string]uint64) (s uint64) {
@@ -456,25 +457,25 @@ func TestHostileInput(t *testing.T) {
 		"-spi", "300", "-key", "real-fleet-secret-0123"); code != 0 || r.Code != 0 {
 		t.Errorf("a real node's renewal after the attack: exit %d %+v", code, r)
 	}
-	if n := d(red, "role changes"); n != 0 || !strings.HasPrefix(after.role, "active") {
+	if n := d(red, "election.role_changes"); n != 0 || !strings.HasPrefix(after.role, "active") {
 		t.Errorf("malformed VRRP adverts moved the election: %d role changes, role %s", n, after.role)
 	}
 	var vdrops uint64
 	var vparts []string
 	for k := range after.red {
-		if strings.HasPrefix(k, "vrrp dropped: ") {
+		if strings.HasPrefix(k, "election.dropped_") {
 			if n := d(red, k); n > 0 {
 				vdrops += n
-				vparts = append(vparts, fmt.Sprintf("%s %d", strings.TrimPrefix(k, "vrrp dropped: "), n))
+				vparts = append(vparts, fmt.Sprintf("%s %d", strings.TrimPrefix(k, "election.dropped_"), n))
 			}
 		}
 	}
 	sort.Strings(vparts)
 	t.Logf("vrrp accounting: hostile sent %d; the runner received %d adverts and dropped %d (%s)",
-		vr.Sent, d(red, "vrrp adverts received"), vdrops, strings.Join(vparts, ", "))
+		vr.Sent, d(red, "election.adverts_received"), vdrops, strings.Join(vparts, ", "))
 	// Every malformed advert is counted by reason (the agent is the only
 	// VRRP speaker on this link, so every advert it hears is the tool's).
-	if got := d(red, "vrrp adverts received") + vdrops; got != uint64(vr.Sent) {
+	if got := d(red, "election.adverts_received") + vdrops; got != uint64(vr.Sent) {
 		t.Errorf("vrrp: %d adverts sent, %d accounted for (received + dropped per reason)", vr.Sent, got)
 	}
 
@@ -504,8 +505,8 @@ func TestHostileInput(t *testing.T) {
 		grpCounted += d(red, k)
 	}
 	t.Logf("accounting: UDP 434 sent %d (hostile %d + real %d), received %d = %d answered + %d dropped; group sent %d, counted %d (bad ttl %d, bad auth %d, unknown key %d, replayed %d, malformed %d); kernel drops %d",
-		sent434, u.Sent+f.Sent, real.Sent, req, answered, dropped, gr.Sent, grpCounted, d(red, "bad ttl"), d(red, "bad auth"),
-		d(red, "unknown key"), d(red, "replayed"), d(red, "malformed"), rcv)
+		sent434, u.Sent+f.Sent, real.Sent, req, answered, dropped, gr.Sent, grpCounted, d(red, "security.bad_ttl"), d(red, "security.bad_auth"),
+		d(red, "security.unknown_key"), d(red, "security.replayed"), d(red, "security.malformed"), rcv)
 	if req+rcv < sent434 {
 		t.Errorf("registration port: %d sent, %d counted, %d dropped by the kernel: %d datagrams unaccounted for", sent434, req, rcv, sent434-req-rcv)
 	}
@@ -515,11 +516,11 @@ func TestHostileInput(t *testing.T) {
 	if req+grpCounted+rcv < sent434+gr.Sent {
 		t.Errorf("UDP overall: %d sent, %d counted + %d kernel drops", sent434+gr.Sent, req+grpCounted, rcv)
 	}
-	if k := gr.Kinds["ttl1"]; k > 0 && d(red, "bad ttl")+rcv < k {
-		t.Errorf("group: %d TTL-1 messages sent, %d counted as bad ttl", k, d(red, "bad ttl"))
+	if k := gr.Kinds["ttl1"]; k > 0 && d(red, "security.bad_ttl")+rcv < k {
+		t.Errorf("group: %d TTL-1 messages sent, %d counted as bad ttl", k, d(red, "security.bad_ttl"))
 	}
-	if k := gr.Kinds["replay"]; k > 1 && d(red, "replayed")+rcv+1 < k {
-		t.Errorf("group: %d copies of one valid message, %d counted as replayed (want all but the first)", k, d(red, "replayed"))
+	if k := gr.Kinds["replay"]; k > 1 && d(red, "security.replayed")+rcv+1 < k {
+		t.Errorf("group: %d copies of one valid message, %d counted as replayed (want all but the first)", k, d(red, "security.replayed"))
 	}
 
 	// 4. Full table: 130, nothing evicted. Every binding ever made is still

@@ -90,11 +90,11 @@ key = "text:the-rotated-group-secret-4567"
 	}
 	registerAndCheck("after rotation")
 	for i, a := range agents {
-		if got := counter(t, redundancy(t, a), "group send key id"); got != 2 {
+		if got := redundancy(t, a).Replication.SendKeyID; got != 2 {
 			t.Errorf("member %d sends with key id %d after the rotation, want 2", i+1, got)
 		}
-		for _, c := range redundancy(t, a).Counter {
-			if (c.Name == "bad auth" || c.Name == "unknown key" || c.Name == "security violations") && c.Value != 0 {
+		for _, c := range redundancy(t, a).Flat() {
+			if (c.Key == "security.bad_auth" || c.Key == "security.unknown_key" || c.Key == "security.violations") && c.Value != 0 {
 				t.Errorf("member %d: %s = %d during a clean rotation", i+1, c.Name, c.Value)
 			}
 		}

@@ -145,8 +145,8 @@ func BenchmarkSyncTrafficPerRegistration(b *testing.B) {
 		stable := time.Now()
 		waitUntil(b, 30*time.Second, "peers hold member 1's table and acks settled", func() (bool, string) {
 			r := redundancyTB(b, agents[0])
-			st := fmt.Sprint(counter(b, r, "update acks received"), counter(b, r, "binding updates failed (no ack)"),
-				counter(b, r, "binding updates total incl. retransmissions"))
+			st := fmt.Sprint(counter(b, r, "updates.acks_received"), counter(b, r, "updates.failed"),
+				counter(b, r, "updates.sent_total"))
 			if st != last {
 				last, stable = st, time.Now()
 			}
@@ -158,18 +158,18 @@ func BenchmarkSyncTrafficPerRegistration(b *testing.B) {
 			return time.Since(stable) > time.Second, st
 		})
 		r1 := redundancyTB(b, agents[0])
-		upd := float64(counter(b, r1, "binding updates sent") - counter(b, r0, "binding updates sent"))
+		upd := float64(counter(b, r1, "updates.sent") - counter(b, r0, "updates.sent"))
 		p1, b1 := lanNftCounter(b, l, "tally")
 		perPkt = append(perPkt, float64(p1-p0)/upd)
 		perByte = append(perByte, float64(b1-b0)/upd)
-		retx = append(retx, float64(counter(b, r1, "binding updates total incl. retransmissions")-counter(b, r0, "binding updates total incl. retransmissions"))/upd-1)
+		retx = append(retx, float64(counter(b, r1, "updates.sent_total")-counter(b, r0, "updates.sent_total"))/upd-1)
 	}
 	r := redundancyTB(b, agents[0])
 	b.ReportMetric(mean(perPkt), "datagrams/reg")
 	b.ReportMetric(mean(perByte), "bytes/reg")
 	b.Logf("per accepted registration (= binding update sent): datagrams %v bytes %v retransmissions %v; member 1: updates sent %d total %d acks received %d",
-		perPkt, perByte, retx, counter(b, r, "binding updates sent"), counter(b, r, "binding updates total incl. retransmissions"),
-		counter(b, r, "update acks received"))
+		perPkt, perByte, retx, counter(b, r, "updates.sent"), counter(b, r, "updates.sent_total"),
+		counter(b, r, "updates.acks_received"))
 }
 
 // bmember runs one hasync Machine over a real groupio socket in a lab

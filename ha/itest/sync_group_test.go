@@ -134,8 +134,8 @@ func TestSyncConvergesUnderLoss(t *testing.T) {
 	}
 	r := redundancy(t, agents[0])
 	t.Logf("converged; group datagrams dropped by the bridge: %d; active: updates sent %d, total incl. retransmissions %d, failed %d, repairs sent %d",
-		dropped, counter(t, r, "binding updates sent"), counter(t, r, "binding updates total incl. retransmissions"),
-		counter(t, r, "binding updates failed (no ack)"), counter(t, r, "repairs sent"))
+		dropped, counter(t, r, "updates.sent"), counter(t, r, "updates.sent_total"),
+		counter(t, r, "updates.failed"), counter(t, r, "anti_entropy.repairs_sent"))
 }
 
 func waitRoles(t *testing.T, agents []*Agent) {

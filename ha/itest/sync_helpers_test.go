@@ -129,12 +129,12 @@ func tableKey(b *console.Bindings) string {
 // counter returns the named counter of `show redundancy` (fails t if absent).
 func counter(t testing.TB, r *console.Redundancy, name string) uint64 {
 	t.Helper()
-	for _, c := range r.Counter {
-		if c.Name == name {
+	for _, c := range r.Flat() {
+		if c.Key == name {
 			return c.Value
 		}
 	}
-	t.Fatalf("show redundancy has no counter %q: %+v", name, r.Counter)
+	t.Fatalf("show redundancy has no counter %q: %+v", name, r.Flat())
 	return 0
 }
 

@@ -152,7 +152,7 @@ func TestSyncForgedAndReplayedChangeNothing(t *testing.T) {
 	take := func(a *Agent) snap {
 		r := redundancy(t, a)
 		c := map[string]uint64{}
-		for _, kv := range r.Counter {
+		for _, kv := range r.Flat() {
 			c[kv.Name] = kv.Value
 		}
 		return snap{table: tableKey(allBindings(t, a)), peers: r.Peers, c: c}
@@ -189,7 +189,7 @@ func TestSyncForgedAndReplayedChangeNothing(t *testing.T) {
 	delta := func(s snap, a *Agent) map[string]uint64 {
 		r := redundancy(t, a)
 		d := map[string]uint64{}
-		for _, kv := range r.Counter {
+		for _, kv := range r.Flat() {
 			if v := kv.Value - s.c[kv.Name]; v != 0 {
 				d[kv.Name] = v
 			}
@@ -197,8 +197,8 @@ func TestSyncForgedAndReplayedChangeNothing(t *testing.T) {
 		return d
 	}
 	wants := []map[string]uint64{
-		{"security violations": 3, "bad auth": 1, "unknown key": 1, "bad ttl": 1},
-		{"security violations": 4, "bad auth": 1, "unknown key": 1, "bad ttl": 1, "replayed": 1},
+		{"security.violations": 3, "security.bad_auth": 1, "security.unknown_key": 1, "security.bad_ttl": 1},
+		{"security.violations": 4, "security.bad_auth": 1, "security.unknown_key": 1, "security.bad_ttl": 1, "security.replayed": 1},
 	}
 	for i, a := range agents {
 		waitUntil(t, 10*time.Second, fmt.Sprintf("member %d counts every forgery", i+1), func() (bool, string) {
@@ -233,7 +233,7 @@ func TestSyncForgedAndReplayedChangeNothing(t *testing.T) {
 	waitUntil(t, 10*time.Second, "member 2 holds the renewal, member 1 got its ack", func() (bool, string) {
 		row := findRow(bindings(t, agents[1]), "10.2.0.5")
 		d := delta(before[0], agents[0])
-		return row != nil && row.CareOf == "198.51.100.9" && d["update acks received"] >= 1 && d["binding updates total incl. retransmissions"] == 1,
+		return row != nil && row.CareOf == "198.51.100.9" && d["updates.acks_received"] >= 1 && d["updates.sent_total"] == 1,
 			fmt.Sprintf("%+v, member 1 deltas %v", row, d)
 	})
 }

@@ -413,8 +413,8 @@ func (d *demo) register(ctx context.Context, active, standby int) error {
 		i     int
 		names []string
 	}{
-		{active, []string{"binding updates sent", "update acks received", "binding updates failed (no ack)"}},
-		{standby, []string{"binding updates received", "update acks sent"}},
+		{active, []string{"binding updates/sent", "binding updates/acks received", "binding updates/failed (no ack)"}},
+		{standby, []string{"binding updates/received", "binding updates/acks sent"}},
 	} {
 		_, out := d.role(ctx, d.guests[x.i])
 		if s := nonZero(out, x.names...); s != "" {

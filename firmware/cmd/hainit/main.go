@@ -28,6 +28,11 @@ import (
 
 const pidFile = "/run/hainit.pid"
 
+// shellPidFile names the console shell, so that the supervisor can tell
+// when a command runs on the console and hold the agent's log lines until
+// it is done (initd.ConsoleLog).
+const shellPidFile = "/run/console-shell.pid"
+
 func main() {
 	fs := flag.NewFlagSet("hainit", flag.ExitOnError)
 	supervise := fs.Bool("supervise", false, "run the agent under supervision in the foreground")
@@ -124,7 +129,11 @@ func consoleShell(log *slog.Logger, shell string) {
 	for {
 		cmd := exec.Command(shell)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		err := cmd.Run()
+		err := cmd.Start()
+		if err == nil {
+			_ = os.WriteFile(shellPidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
+			err = cmd.Wait()
+		}
 		log.Info("hainit: console shell exited; starting a new one", "status", exitStatus(err))
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -165,9 +174,16 @@ func runSupervisor(log *slog.Logger, agent string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// The agent's and the supervisor's log go to the console between
+	// commands, never into a command's output, and all of it to
+	// /run/hagent.log (docs/firmware.md "The serial console").
+	cl := &initd.ConsoleLog{Console: os.Stdout, File: initd.DefaultLogFile, MaxBytes: 256 << 10,
+		Busy: initd.ShellBusy("/proc", shellPidFile), Hold: 512, HoldMax: 30 * time.Second}
+	go cl.Run(ctx, 100*time.Millisecond)
+	log = slog.New(slog.NewTextHandler(cl, nil))
 	s := &initd.Supervisor{
 		Path: agent, Args: []string{"-config", config},
-		Stdout: os.Stdout, Stderr: os.Stderr, Log: log,
+		Stdout: cl, Stderr: cl, Log: log,
 		Policy: initd.DefaultBackoff(), StopTimeout: 5 * time.Second,
 	}
 	err := s.Run(ctx)

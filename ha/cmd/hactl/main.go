@@ -1,6 +1,6 @@
 // Command hactl is the operator's console client for a running hagent:
 //
-//	hactl show bindings [ADDR] | stats | redundancy | version
+//	hactl show bindings [ADDR] | redundancy | violations | stats | version
 //	hactl clear binding ADDR
 //
 // It prints tables for people and, with -json, the agent's raw answer.
@@ -25,13 +25,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: hactl [-socket PATH] [-json] [-limit N] COMMAND
-commands:
-  show bindings [ADDR]   mobility bindings (home, care-of, lifetime, flags, identification)
-  show stats             counters per reply code and per drop reason
-  show redundancy        role in the group, peers and sync counters
+const usage = `usage: hactl [FLAGS] COMMAND [FLAGS]
+commands (any unambiguous prefix will do, as on IOS: sh red, sh bind 192.0.2.10):
+  show bindings [ADDR]   mobility bindings: a table, or one binding in detail
+  show redundancy        the election (VRRP/HSRP), the group's peers, replication counters
+  show violations        the last authentication failures (time, source, home, SPI, reason)
+  show stats             counters per reply code and per drop reason, memory
   show version           agent version, addresses, config file
-  clear binding ADDR     remove the binding of home address ADDR
+  clear binding ADDR     remove the binding of home address ADDR (replicated to the group)
+  help                   this text
+flags (before or after the command):
 `
 
 // commands are the console commands and how many arguments each takes
@@ -41,13 +44,15 @@ commands:
 var commands = []struct {
 	name     string
 	min, max int
+	hidden   bool
 }{
-	{"show bindings", 0, 1},
-	{"show stats", 0, 0},
-	{"show redundancy", 0, 0},
-	{"show version", 0, 0},
-	{"show agent", 0, 0},
-	{"clear binding", 1, 1},
+	{"show bindings", 0, 1, false},
+	{"show stats", 0, 0, false},
+	{"show redundancy", 0, 0, false},
+	{"show version", 0, 0, false},
+	{"show agent", 0, 0, true},
+	{"clear binding", 1, 1, false},
+	{"show violations", 0, 0, false},
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -57,9 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {} // Parse would print it to stderr even for -h; see below
 	socket := fs.String("socket", console.DefaultSocket, "the agent's console socket")
 	asJSON := fs.Bool("json", false, "print the agent's answer as JSON")
-	limit := fs.Int("limit", 0, "rows of show bindings (0 = agent default 10000, -1 = all)")
+	limit := fs.Int("limit", 0, "rows of show bindings and show violations (0 = agent default, -1 = all)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the agent")
-	if err := fs.Parse(args); err != nil {
+	words, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			// Help asked for is an answer, not an error: stdout, exit 0.
 			help(stdout)
@@ -68,16 +74,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		help(stderr) // after Parse's own line naming the bad flag
 		return 2
 	}
-	words := fs.Args()
-	if len(words) == 1 && words[0] == "help" {
+	if len(words) >= 1 && len(words) <= 2 && strings.HasPrefix("help", words[0]) && words[0] != "" {
 		help(stdout)
 		return 0
 	}
-	if msg := checkCommand(words); msg != "" {
-		fmt.Fprintf(stderr, "hactl: %s (hactl -h lists the commands and flags)\n", msg)
+	name, cargs, msg := resolve(words)
+	if msg != "" {
+		fmt.Fprintf(stderr, "hactl: %s (hactl help lists the commands and flags)\n", msg)
 		return 2
 	}
-	req := console.Request{Cmd: words[0] + " " + words[1], Args: words[2:], Limit: *limit}
+	req := console.Request{Cmd: name, Args: cargs, Limit: *limit}
 	resp, err := console.Call(*socket, req, *timeout)
 	if err != nil {
 		fmt.Fprintln(stderr, "hactl:", callError(*socket, *timeout, err))
@@ -100,23 +106,74 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// checkCommand returns why words is not a console command, or "".
-func checkCommand(words []string) string {
+// parseInterspersed parses flags wherever they stand, before, between or
+// after the command's words (`hactl show bindings -limit -1 -json`), and
+// returns the words. "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return words, nil
+		}
+		// Parse stops at the first non-flag, or after a "--" it consumed.
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(words, rest...), nil
+		}
+		words = append(words, rest[0])
+		args = rest[1:]
+	}
+}
+
+// resolve maps the words to a console command, accepting any unambiguous
+// prefix of each keyword as IOS does; it returns the command, its
+// arguments, or why the words are not a command.
+func resolve(words []string) (name string, args []string, msg string) {
 	var names []string
 	for _, c := range commands {
-		if c.name == "show agent" {
-			continue // an alias: not advertised
+		if !c.hidden {
+			names = append(names, c.name)
 		}
-		names = append(names, c.name)
 	}
 	valid := "valid commands: " + strings.Join(names, ", ")
 	if len(words) == 0 {
-		return "no command given; " + valid
+		return "", nil, "no command given; " + valid
+	}
+	verb, m := match(words[0], func(yield func(string) bool) {
+		seen := map[string]bool{}
+		for _, c := range commands {
+			v, _, _ := strings.Cut(c.name, " ")
+			if !seen[v] && !yield(v) {
+				return
+			}
+			seen[v] = true
+		}
+	})
+	if m != "" {
+		return "", nil, fmt.Sprintf("%q is %s; %s", words[0], m, valid)
 	}
 	if len(words) == 1 {
-		return fmt.Sprintf("%q is not a command; %s", words[0], valid)
+		return "", nil, fmt.Sprintf("%q is not a command; %s", words[0], valid)
 	}
-	name := words[0] + " " + words[1]
+	noun, m := match(words[1], func(yield func(string) bool) {
+		for _, c := range commands {
+			v, n, _ := strings.Cut(c.name, " ")
+			if v == verb && !c.hidden && !yield(n) {
+				return
+			}
+		}
+		// The hidden alias matches only when written out.
+		if verb == "show" && words[1] == "agent" {
+			yield("agent")
+		}
+	})
+	if m != "" {
+		return "", nil, fmt.Sprintf("unknown command %q (%s); %s", verb+" "+words[1], m, valid)
+	}
+	name = verb + " " + noun
 	for _, c := range commands {
 		if c.name != name {
 			continue
@@ -124,15 +181,40 @@ func checkCommand(words []string) string {
 		n := len(words) - 2
 		switch {
 		case c.min == 1 && n != 1:
-			return fmt.Sprintf("%s takes one home address (e.g. %s 192.0.2.10)", name, name)
+			return "", nil, fmt.Sprintf("%s takes one home address (e.g. %s 192.0.2.10)", name, name)
 		case n > c.max && c.max == 0:
-			return fmt.Sprintf("%s takes no arguments (got %q)", name, strings.Join(words[2:], " "))
+			return "", nil, fmt.Sprintf("%s takes no arguments (got %q)", name, strings.Join(words[2:], " "))
 		case n > c.max:
-			return fmt.Sprintf("%s takes at most one home address (got %q)", name, strings.Join(words[2:], " "))
+			return "", nil, fmt.Sprintf("%s takes at most one home address (got %q)", name, strings.Join(words[2:], " "))
 		}
-		return ""
+		return name, words[2:], ""
 	}
-	return fmt.Sprintf("unknown command %q; %s", name, valid)
+	return "", nil, fmt.Sprintf("unknown command %q; %s", name, valid)
+}
+
+// match finds the one keyword that word is a prefix of (an exact match
+// wins), or says why none is: "not a keyword" or "ambiguous: a, b".
+func match(word string, keywords func(func(string) bool)) (string, string) {
+	var hits []string
+	exact := ""
+	keywords(func(k string) bool {
+		if k == word {
+			exact = k
+		}
+		if word != "" && strings.HasPrefix(k, word) {
+			hits = append(hits, k)
+		}
+		return true
+	})
+	switch {
+	case exact != "":
+		return exact, ""
+	case len(hits) == 1:
+		return hits[0], ""
+	case len(hits) > 1:
+		return "", "ambiguous: " + strings.Join(hits, ", ")
+	}
+	return "", "not a keyword"
 }
 
 // callError says why the agent could not be reached in operator's terms:
@@ -155,23 +237,13 @@ func callError(socket string, timeout time.Duration, err error) string {
 }
 
 func print(w io.Writer, r *console.Response) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	defer tw.Flush()
 	switch {
+	case r.Bindings != nil && r.Bindings.Detail:
+		printBindingDetail(w, r.Bindings)
 	case r.Bindings != nil:
-		b := r.Bindings
-		fmt.Fprintf(tw, "bindings: %d live of %d, %d tombstones of %d\n", b.Live, b.Capacity, b.Tombs, b.TombCap)
-		if len(b.Rows) > 0 {
-			fmt.Fprintln(tw, "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE")
-		}
-		for _, x := range b.Rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\n",
-				x.Home, dash(x.CareOf), dash(x.HomeAgent), x.State, x.Granted, x.Remaining, dash(x.Flags), x.ID, dash(x.Node))
-		}
-		if b.Truncated > 0 {
-			fmt.Fprintf(tw, "(%d more not shown; use -limit -1 for all)\n", b.Truncated)
-		}
+		printBindings(w, r.Bindings)
 	case r.Stats != nil:
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		s := r.Stats
 		fmt.Fprintf(tw, "uptime\t%s\n", s.Uptime)
 		section(tw, "registration", s.General)
@@ -184,24 +256,13 @@ func print(w io.Writer, r *console.Response) {
 		for _, n := range s.Notes {
 			fmt.Fprintln(tw, n)
 		}
+		tw.Flush()
 	case r.Redundancy != nil:
-		x := r.Redundancy
-		fmt.Fprintf(tw, "mode\t%s\nrole\t%s\nreason\t%s\nsynced\t%v\n", x.Mode, x.Role, dash(x.Reason), x.Synced)
-		if x.Since != "" {
-			fmt.Fprintf(tw, "since\t%s\n", x.Since)
-		}
-		if len(x.Peers) > 0 {
-			// ACKING: whether this peer's silence counts (a held reply
-			// becomes 130); TABLES-EQUAL: the last digest exchange (every
-			// DigestPeriod) found the same table, not "initialized" (that
-			// is STATE).
-			fmt.Fprintln(tw, "\nADDRESS\tID\tSTATE\tACKING\tLAST-HEARD\tTABLES-EQUAL")
-			for _, p := range x.Peers {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", p.Address, p.ID, p.State, yesNo(p.Acking), p.LastHeard, yesNo(p.InSync))
-			}
-		}
-		section(tw, "counters", x.Counter)
+		printRedundancy(w, r.Redundancy)
+	case r.Violations != nil:
+		printViolations(w, r.Violations)
 	case r.Info != nil:
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		x := r.Info
 		fmt.Fprintf(tw, "version\t%s\naddress\t%s\nvirtual address\t%s\ninterface\t%s\nagent id\t%d\nconfig\t%s\nnode entries\t%d\n",
 			x.Version, x.Address, dash(x.Virtual), x.Interface, x.AgentID, x.Config, x.Nodes)
@@ -211,8 +272,9 @@ func print(w io.Writer, r *console.Response) {
 				fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
 			}
 		}
+		tw.Flush()
 	case r.Message != "":
-		fmt.Fprintln(tw, r.Message)
+		fmt.Fprintln(w, r.Message)
 	}
 }
 
@@ -222,8 +284,16 @@ func section(w io.Writer, title string, cs []console.Counter) {
 	}
 	fmt.Fprintf(w, "\n%s:\n", title)
 	for _, c := range cs {
-		fmt.Fprintf(w, "  %s\t%d\n", c.Name, c.Value)
+		fmt.Fprintf(w, "  %s\t%s\n", c.Name, value(c))
 	}
+}
+
+// value prints a counter; byte counts in MB, as an operator reads memory.
+func value(c console.Counter) string {
+	if c.Unit == "bytes" {
+		return fmt.Sprintf("%.1f MB", float64(c.Value)/1e6)
+	}
+	return fmt.Sprint(c.Value)
 }
 
 func dash(s string) string {

@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "hagent", version.Version)
+		fmt.Fprintln(stdout, "hagent", version.String())
 		return 0
 	}
 	cfg, err := loadConfig(*path)

@@ -38,7 +38,7 @@ func TestPeerRecordsAreAdmittedByOwnConfig(t *testing.T) {
 	if e := tab.Get(binding.AddrU32(netip.MustParseAddr("127.0.0.10"))); e == nil || e.Tombstone() {
 		t.Fatalf("the configured node's binding was not stored: %+v", e)
 	}
-	if n := counter(t, h.a, "records refused (home not admitted here)"); n != uint64(len(homes)-1) {
+	if n := counter(t, h.a, "records.refused_not_admitted"); n != uint64(len(homes)-1) {
 		t.Fatalf("refused counter %d, want %d", n, len(homes)-1)
 	}
 	// The refusals are acknowledged: the peer stops retransmitting.

@@ -166,7 +166,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startGroup()
 
 	a.log.Info("hagent ready",
-		"version", version.Version, "address", ac.Address, "virtual", ac.VirtualAddress,
+		"version", version.String(), "address", ac.Address, "virtual", ac.VirtualAddress,
 		"port", ac.ListenPort, "nodes", len(a.cfg.Nodes), "capacity", ac.Capacity,
 		"console", ac.ConsoleSocket)
 	if a.onReady != nil {

@@ -8,10 +8,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/console"
-	"github.com/hagent/hagent/ha/internal/hsrp"
-	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/version"
-	"github.com/hagent/hagent/ha/internal/vrrp"
 	"github.com/hagent/hagent/ha/mip"
 )
 
@@ -28,10 +25,12 @@ func (a *Agent) answer(r console.Request) *console.Response {
 		return &console.Response{Stats: a.showStats()}
 	case "show redundancy":
 		return &console.Response{Redundancy: a.showRedundancy()}
+	case "show violations":
+		return &console.Response{Violations: a.core.viol.show(r.Limit)}
 	case "show version", "show agent":
 		ac := &a.cfg.Agent
 		info := &console.Info{
-			Version: version.Version, Address: ac.Address.String(), Interface: ac.Interface,
+			Version: version.String(), Address: ac.Address.String(), Interface: ac.Interface,
 			Config: a.cfg.Path, AgentID: ac.AgentID, Nodes: len(a.cfg.Nodes),
 		}
 		if ac.VirtualAddress.IsValid() {
@@ -68,7 +67,7 @@ func (a *Agent) answer(r console.Request) *console.Response {
 		a.log.Info("binding cleared by operator", "home", addr)
 		return &console.Response{Message: fmt.Sprintf("binding for %s cleared", addr)}
 	}
-	return &console.Response{Error: fmt.Sprintf("unknown command %q; try: show bindings|stats|redundancy|version, clear binding ADDR", r.Cmd)}
+	return &console.Response{Error: fmt.Sprintf("unknown command %q; try: show bindings|stats|redundancy|violations|version, clear binding ADDR", r.Cmd)}
 }
 
 func (a *Agent) showBindings(r console.Request) *console.Bindings {
@@ -83,9 +82,20 @@ func (a *Agent) showBindings(r console.Request) *console.Bindings {
 	if len(r.Args) > 0 {
 		if ad, err := netip.ParseAddr(r.Args[0]); err == nil && ad.Is4() {
 			only = binding.AddrU32(ad)
+			out.Detail = true
 		}
 	}
 	t.Range(func(e *binding.Entry) bool {
+		if !e.Tombstone() {
+			if e.Flags&mip.FlagG != 0 {
+				out.GRE++
+			} else {
+				out.IPIP++
+			}
+			if e.Flags&mip.FlagT != 0 {
+				out.Reverse++
+			}
+		}
 		if only != 0 && e.Home != only {
 			return true
 		}
@@ -93,30 +103,42 @@ func (a *Agent) showBindings(r console.Request) *console.Bindings {
 			out.Truncated++
 			return true
 		}
-		row := console.Binding{
-			Home:    binding.U32Addr(e.Home).String(),
-			Node:    a.core.NodeName(e.Node),
-			Granted: e.Granted,
-			ID:      e.ID,
-			Origin:  e.Origin,
-			Flags:   FlagString(e.Flags),
-		}
-		rem := time.Duration(e.Expires - now)
-		if rem < 0 {
-			rem = 0
-		}
-		row.Remaining = uint32(rem / time.Second)
-		if e.Tombstone() {
-			row.State = "tombstone"
-		} else {
-			row.State = "live"
-			row.CareOf = binding.U32Addr(e.CareOf).String()
-			row.HomeAgent = binding.U32Addr(e.HomeAgent).String()
-		}
-		out.Rows = append(out.Rows, row)
+		out.Rows = append(out.Rows, a.bindingRow(e, now))
 		return true
 	})
 	return out
+}
+
+// bindingRow is one binding as the console shows it.
+func (a *Agent) bindingRow(e *binding.Entry, now int64) console.Binding {
+	row := console.Binding{
+		Home:    binding.U32Addr(e.Home).String(),
+		Node:    a.core.NodeName(e.Node),
+		Granted: e.Granted,
+		ID:      e.ID,
+		Origin:  e.Origin,
+		Flags:   FlagString(e.Flags),
+	}
+	row.Remaining = uint32(e.Remaining(now) / time.Second)
+	if e.Registered != 0 && now > e.Registered {
+		row.Age = uint32(time.Duration(now-e.Registered) / time.Second)
+	}
+	if s := a.core.table.SourceOf(e); s != nil && s.Addr != 0 {
+		row.Source = netip.AddrPortFrom(binding.U32Addr(s.Addr), s.Port).String()
+		row.NAI = string(s.NAI())
+	}
+	if e.Tombstone() {
+		row.State = "tombstone"
+		return row
+	}
+	row.State = "live"
+	row.CareOf = binding.U32Addr(e.CareOf).String()
+	row.HomeAgent = binding.U32Addr(e.HomeAgent).String()
+	row.Tunnel = "ipip"
+	if e.Flags&mip.FlagG != 0 {
+		row.Tunnel = "gre"
+	}
+	return row
 }
 
 // FlagString renders the request flags the way RFC 5944 names them.
@@ -205,10 +227,10 @@ func (a *Agent) showStats() *console.Stats {
 	}
 	m := memStats()
 	st.Runtime = []console.Counter{
-		{Name: "resident set (VmRSS) bytes", Value: rssBytes()},
-		{Name: "heap live after the last GC bytes", Value: liveHeap()},
-		{Name: "heap in use bytes", Value: m.HeapInuse},
-		{Name: "sys bytes", Value: m.Sys},
+		{Key: "rss_bytes", Name: "resident set (VmRSS)", Value: rssBytes(), Unit: "bytes"},
+		{Key: "heap_live_bytes", Name: "heap live after the last GC", Value: liveHeap(), Unit: "bytes"},
+		{Key: "heap_inuse_bytes", Name: "heap in use", Value: m.HeapInuse, Unit: "bytes"},
+		{Key: "sys_bytes", Name: "obtained from the OS (sys)", Value: m.Sys, Unit: "bytes"},
 		{Name: "gc cycles", Value: uint64(m.NumGC)},
 	}
 	return st
@@ -225,121 +247,9 @@ func knownCode(c mip.Code) bool {
 	return false
 }
 
-func (a *Agent) showRedundancy() *console.Redundancy {
-	g := a.grp
-	r := &console.Redundancy{Mode: g.mode, Role: g.role.Role.String(), Reason: g.role.Reason,
-		Since: g.since.UTC().Format(time.RFC3339), Synced: true}
-	if g.role.State != "" {
-		r.Role += " (" + g.role.Protocol + " " + g.role.State + ")"
-	}
-	r.Counter = append(r.Counter,
-		console.Counter{Name: "role changes", Value: g.changes},
-		console.Counter{Name: "serving registrations", Value: b2u(a.core.Serving())})
-	r.Counter = append(r.Counter, electionCounters(g.elector)...)
-	if g.m == nil {
-		return r
-	}
-	r.Counter = append(r.Counter, console.Counter{Name: "group send key id", Value: uint64(g.m.SendKey())})
-	if q := a.hold; q != nil {
-		r.Counter = append(r.Counter,
-			console.Counter{Name: "require replication", Value: b2u(a.cfg.Group.RequireReplication)},
-			console.Counter{Name: "replies held for a peer ack", Value: q.Held},
-			console.Counter{Name: "held replies released by an ack", Value: q.Acked},
-			console.Counter{Name: "held replies whose wait ended without an ack", Value: q.Timeouts},
-			console.Counter{Name: "replies not held (queue full)", Value: q.Overflow},
-			console.Counter{Name: "held replies superseded by a newer request", Value: q.Superseded},
-			console.Counter{Name: "denied 130: no peer ack (held replies)", Value: q.DeniedNoAck},
-			console.Counter{Name: "denied_unreplicated 130: no peer up (require_replication)", Value: q.DeniedUnreplicated},
-			console.Counter{Name: "denied 130: queue full (require_replication)", Value: q.DeniedFull},
-			console.Counter{Name: "accepted_unreplicated: no acking peer up, served alone", Value: q.AcceptedUnreplicated},
-			console.Counter{Name: "unacknowledged replies not sent (could not re-sign)", Value: q.Unsigned})
-	}
-	r.Counter = append(r.Counter,
-		console.Counter{Name: "peers up", Value: uint64(g.m.UpPeers())},
-		console.Counter{Name: "peers up and acknowledging our updates", Value: uint64(g.m.AckingPeers())})
-	gs := g.conn.Stats()
-	r.Counter = append(r.Counter,
-		console.Counter{Name: "group datagrams from another interface", Value: gs.WrongInterface},
-		console.Counter{Name: "group datagrams oversize", Value: gs.Truncated})
-	r.Synced = g.m.Initialized()
-	now := a.now()
-	g.pinfo = g.m.Peers(g.pinfo[:0])
-	for _, p := range g.pinfo {
-		st := "down"
-		if p.Up {
-			st = "up"
-		}
-		if !p.Initialized {
-			st += ", not initialized"
-		}
-		heard := "never"
-		if p.LastHeard != 0 {
-			heard = time.Duration(now-p.LastHeard).Round(time.Millisecond).String() + " ago"
-		}
-		r.Peers = append(r.Peers, console.Peer{Address: p.Addr.String(), ID: p.ID, State: st, LastHeard: heard, InSync: p.InSync, Acking: p.Acking,
-			Proven: p.Proven, AuthFailures: p.AuthFailures})
-	}
-	for _, s := range g.m.AuthSources(nil) {
-		r.Counter = append(r.Counter, console.Counter{Name: fmt.Sprintf("bad auth from %s (claims agent id %d): another group key?", s.Addr, s.ID), Value: s.Failures})
-	}
-	c := g.m.Counters()
-	for _, kv := range []struct {
-		n string
-		v uint64
-	}{
-		{"binding updates sent", c.UpdatesSent}, {"binding updates failed (no ack)", c.UpdatesFailed},
-		{"binding updates total incl. retransmissions", c.UpdatesTotal}, {"binding updates received", c.UpdatesReceived},
-		{"update acks sent", c.UpdateAcksSent}, {"update acks received", c.UpdateAcksReceived},
-		{"table requests sent", c.TableRequestsSent}, {"table requests failed", c.TableRequestsFailed},
-		{"table requests total", c.TableRequestsTotal}, {"table replies received", c.TableRepliesReceived},
-		{"table replies dropped", c.TableRepliesDropped}, {"table acks sent", c.TableAcksSent},
-		{"table requests received", c.RequestsReceived}, {"table replies sent", c.RepliesSent},
-		{"table replies failed", c.RepliesFailed}, {"table replies total", c.RepliesTotal},
-		{"reply acks received", c.ReplyAcksReceived}, {"reply acks dropped", c.ReplyAcksDropped},
-		{"security violations", c.SecViolations}, {"bad ttl", c.BadTTL}, {"bad auth", c.BadAuth},
-		{"unknown key", c.UnknownKey}, {"replayed", c.Replay}, {"malformed", c.Malformed},
-		{"digests sent", c.DigestsSent}, {"digests received", c.DigestsReceived},
-		{"digest mismatches", c.DigestMismatches}, {"repairs sent", c.RepairsSent}, {"repairs received", c.RepairsRecvd},
-		{"superseded", c.Superseded}, {"table full", c.TableFull}, {"downloads", c.Downloads},
-		{"peers rejected", c.PeersRejected}, {"leaves received", c.LeavesReceived}, {"group send errors", g.sendErrs},
-		{"records refused (home not admitted here)", c.RecordsRefused}, {"records refused (older than a folded tombstone)", c.StaleByFloor},
-		{"updates refused by a peer", c.UpdatesRefused},
-		{"messages of unproven sessions dropped", c.Unproven}, {"session challenges sent", c.ChallengesSent},
-		{"session responses sent", c.ResponsesSent}, {"sessions proven", c.SessionsProven},
-		{"updates not tracked for a peer that never acknowledged", c.PendingRefused},
-	} {
-		r.Counter = append(r.Counter, console.Counter{Name: kv.n, Value: kv.v})
-	}
-	return r
-}
-
 func b2u(b bool) uint64 {
 	if b {
 		return 1
 	}
 	return 0
-}
-
-// electionCounters are the VRRP or HSRP runner's counters, drops per reason
-// included (RFC 5798 §7.1), for `show redundancy`.
-func electionCounters(e role.Elector) []console.Counter {
-	c := func(n string, v uint64) console.Counter { return console.Counter{Name: n, Value: v} }
-	switch r := e.(type) {
-	case *vrrp.Runner:
-		s := r.Stats()
-		return []console.Counter{c("vrrp adverts received", s.RxAdverts), c("vrrp adverts sent", s.TxAdverts),
-			c("vrrp gratuitous arps", s.GARPs), c("vrrp re-announcements", s.Reclaims),
-			c("vrrp re-announcements suppressed", s.ReclaimsSuppressed), c("vrrp dropped: ttl", s.DropTTL), c("vrrp dropped: version", s.DropVersion),
-			c("vrrp dropped: type", s.DropType), c("vrrp dropped: checksum", s.DropChecksum), c("vrrp dropped: vrid", s.DropVRID),
-			c("vrrp dropped: address list", s.DropAddrList), c("vrrp dropped: interval", s.DropInterval),
-			c("vrrp dropped: short", s.DropShort), c("vrrp dropped: other", s.DropOther), c("vrrp action errors", s.ActionErrors)}
-	case *hsrp.Runner:
-		s := r.Stats()
-		return []console.Counter{c("hsrp hellos received", s.Rx), c("hsrp sent", s.Tx), c("hsrp gratuitous arps", s.GARPs),
-			c("hsrp re-announcements", s.Reclaims), c("hsrp re-announcements suppressed", s.ReclaimsSuppressed),
-			c("hsrp dropped: short", s.DropShort), c("hsrp dropped: version", s.DropVersion), c("hsrp dropped: op code", s.DropOpCode),
-			c("hsrp dropped: state", s.DropState), c("hsrp dropped: group", s.DropGroup), c("hsrp dropped: auth", s.DropAuth),
-			c("hsrp dropped: other", s.DropOther), c("hsrp action errors", s.ActionErrors)}
-	}
-	return nil
 }

@@ -128,6 +128,7 @@ type Core struct {
 	serving bool
 
 	Stats   Stats
+	viol    violations // the last authentication failures (show violations)
 	scratch [64]byte
 	req     mip.Request
 	rep     mip.Reply
@@ -312,18 +313,21 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	home := binding.AddrU32(req.HomeAddr)
 	if ni < 0 {
 		// No security association: we cannot authenticate the reply either.
+		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, violNoSA)
 		rep.Code = mip.CodeAdminProhibited
 		return c.finish(out, -1, from, ch)
 	}
 	n := &c.nodes[ni]
 
 	// RFC 5944 §3.8.2.1: authenticate before anything else looks at the request.
-	if !req.MHAuth.Present || req.MHAuth.SPI != n.cfg.SPI || !mip.Verify(pkt, req.MHAuth, n.mac, &c.scratch) {
+	if v := authFailure(req, n, pkt, &c.scratch); v != numViolReasons {
+		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, v)
 		rep.Code = mip.CodeMNAuthFailed
 		return c.finish(out, -1, from, ch)
 	}
 	if f, ok := c.fas[binding.AddrU32(src.Addr())]; ok {
 		if !req.FHAuth.Present || req.FHAuth.SPI != f.spi || !mip.Verify(pkt, req.FHAuth, f.mac, &c.scratch) {
+			c.viol.record(wall, src, home, req.FHAuth.SPI, req.NAI, violFAAuth)
 			rep.Code = mip.CodeFAAuthFailed
 			return c.finish(out, ni, from, ch)
 		}
@@ -435,6 +439,7 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		if n.single {
 			n.lastID = req.ID
 		}
+		c.noteSource(e, src, req.NAI)
 		ch = Change{Kind: Deregistered}
 		if e != nil {
 			ch.Entry = *e
@@ -491,6 +496,7 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		rep.Code = mip.CodeInsufficientResources
 		return c.finish(out, ni, from, ch)
 	}
+	c.noteSource(e, src, req.NAI)
 	if n.single {
 		n.lastID = req.ID
 	}

@@ -206,14 +206,14 @@ func (h *replHarness) live() bool {
 	return e != nil && !e.Tombstone() && e.ID == h.id
 }
 
-func counter(t *testing.T, a *Agent, prefix string) uint64 {
+func counter(t *testing.T, a *Agent, key string) uint64 {
 	t.Helper()
-	for _, c := range a.showRedundancy().Counter {
-		if strings.HasPrefix(c.Name, prefix) {
+	for _, c := range a.showRedundancy().Flat() {
+		if c.Key == key {
 			return c.Value
 		}
 	}
-	t.Fatalf("show redundancy has no counter %q", prefix)
+	t.Fatalf("show redundancy has no counter %q", key)
 	return 0
 }
 
@@ -252,7 +252,7 @@ func TestNoAckWhilePeerUpIsDenied(t *testing.T) {
 			if s := h.a.core.Stats; s.Codes[mip.CodeAccepted] != 1 || s.Codes[mip.CodeInsufficientResources] != 1 {
 				t.Fatalf("reply codes: 0: %d, 130: %d", s.Codes[0], s.Codes[130])
 			}
-			if got := counter(t, h.a, "denied 130: no peer ack"); got != 1 {
+			if got := counter(t, h.a, "replies.denied_no_ack"); got != 1 {
 				t.Fatalf("denied counter %d", got)
 			}
 			// The node retransmits the same request (the denial was lost):
@@ -290,7 +290,7 @@ func TestSilentPeerDoesNotStopService(t *testing.T) {
 			continue
 		}
 		h.wantReply(mip.CodeAccepted)
-		if got := counter(t, h.a, "accepted_unreplicated"); got != 1 {
+		if got := counter(t, h.a, "replies.accepted_unreplicated"); got != 1 {
 			t.Fatalf("accepted_unreplicated %d, want 1", got)
 		}
 		if h.a.hold.Held != 0 {
@@ -337,7 +337,7 @@ func TestNoPeerUp(t *testing.T) {
 		// Three: with no peer, the first one peerAcking sends (the peer
 		// is up but has not acknowledged anything yet), and the one whose
 		// wait ended after the peer left.
-		if got := counter(t, h.a, "accepted_unreplicated"); got != 3 {
+		if got := counter(t, h.a, "replies.accepted_unreplicated"); got != 3 {
 			t.Fatalf("accepted_unreplicated %d, want 3", got)
 		}
 	})
@@ -348,7 +348,7 @@ func TestNoPeerUp(t *testing.T) {
 		if !h.live() {
 			t.Fatal("the denied binding left the table")
 		}
-		if got := counter(t, h.a, "denied_unreplicated"); got != 1 {
+		if got := counter(t, h.a, "replies.denied_unreplicated"); got != 1 {
 			t.Fatalf("denied_unreplicated %d, want 1", got)
 		}
 		h.peerUp()
@@ -361,7 +361,7 @@ func TestNoPeerUp(t *testing.T) {
 		h.peerSays(h.out)
 		h.waitOver()
 		h.wantReply(mip.CodeInsufficientResources)
-		if a := counter(t, h.a, "accepted_unreplicated"); a != 0 {
+		if a := counter(t, h.a, "replies.accepted_unreplicated"); a != 0 {
 			t.Fatalf("accepted_unreplicated %d under require_replication", a)
 		}
 	})

@@ -103,8 +103,9 @@ type Stats struct {
 
 // Table is the bounded binding table. The zero value is not usable: call New.
 type Table struct {
-	slab  []Entry // slab[0] is a sentinel: index 0 means "none" in every link
-	hash  []int32 // chain heads, indexed by bucket(home)
+	slab  []Entry  // slab[0] is a sentinel: index 0 means "none" in every link
+	src   []Source // beside slab, same index: where each entry's registration came from
+	hash  []int32  // chain heads, indexed by bucket(home)
 	hbits uint32
 	seed  uint32
 	free  int32 // head of the free list (released slots)
@@ -147,6 +148,7 @@ func newTable(capacity, tombCapacity int, liveBits, tombBits uint) *Table {
 	}
 	t := &Table{
 		slab:         make([]Entry, total+1),
+		src:          make([]Source, total+1),
 		hash:         make([]int32, 1<<hb),
 		hbits:        hb,
 		seed:         rand.Uint32(),
@@ -235,6 +237,7 @@ func (t *Table) alloc(home uint32) int32 {
 	}
 	e := &t.slab[i]
 	*e = Entry{Home: home, Node: -1}
+	t.src[i] = Source{}
 	b := t.bucket(home)
 	e.hnext = t.hash[b]
 	t.hash[b] = i
@@ -282,6 +285,7 @@ func (t *Table) Put(e Entry) (*Entry, error) {
 			p.setPublic(&e)
 			t.lw.moved(t.slab, i, old)
 			t.stats.Renewals++
+			t.src[i] = Source{}
 			return p, nil
 		}
 		if t.live >= t.capacity {
@@ -295,6 +299,7 @@ func (t *Table) Put(e Entry) (*Entry, error) {
 		t.lw.add(t.slab, i)
 		t.live++
 		t.stats.Inserts++
+		t.src[i] = Source{}
 		return p, nil
 	}
 	if t.live >= t.capacity || !t.makeRoom() {
@@ -561,7 +566,7 @@ func U32Addr(u uint32) netip.Addr {
 
 // Bytes is the memory the table allocated at New (slab, index, wheels).
 func (t *Table) Bytes() int {
-	return len(t.slab)*int(unsafe.Sizeof(Entry{})) + 4*len(t.hash) +
+	return len(t.slab)*int(unsafe.Sizeof(Entry{})+unsafe.Sizeof(Source{})) + 4*len(t.hash) +
 		4*(len(t.lw.heads)+len(t.tw.heads)) + 8*(len(t.lw.bits)+len(t.tw.bits)) +
 		len(t.floors)*int(unsafe.Sizeof(floor{}))
 }

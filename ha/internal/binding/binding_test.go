@@ -1,6 +1,7 @@
 package binding
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -824,5 +825,39 @@ func TestRSS(t *testing.T) {
 		t.Logf("n=%d: allocated %.1f MiB; RSS empty +%.1f MiB, full (+10%% tombs) +%.1f MiB",
 			n, float64(tb.Bytes())/(1<<20), float64(empty-before)/(1<<20), float64(full-before)/(1<<20))
 		runtimeKeepAlive(tb)
+	}
+}
+
+// The Source beside an entry is found from the entry's pointer, cleared by
+// every Put (a peer's update must not keep the last registration's source),
+// written without allocating, and one cache line.
+func TestSource(t *testing.T) {
+	tb := New(4, 2)
+	e, err := tb.Put(Entry{Home: 1, CareOf: 2, Registered: 1, Expires: int64(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tb.SourceOf(e)
+	if s == nil || s.Addr != 0 || len(s.NAI()) != 0 {
+		t.Fatalf("fresh source %+v", s)
+	}
+	long := bytes.Repeat([]byte("n"), 100)
+	if a := testing.AllocsPerRun(100, func() { s.Addr, s.Port = 7, 434; s.SetNAI(long) }); a != 0 {
+		t.Fatalf("SetNAI allocates %v", a)
+	}
+	if got := tb.SourceOf(tb.Get(1)); got != s || len(got.NAI()) != NAIMax || got.Port != 434 {
+		t.Fatalf("SourceOf(Get) = %p %+v, want %p with a %d-byte NAI", got, got, s, NAIMax)
+	}
+	if _, err := tb.Put(Entry{Home: 1, CareOf: 3, Registered: 2, Expires: int64(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Addr != 0 || len(s.NAI()) != 0 {
+		t.Fatalf("Put kept the previous registration's source: %+v", s)
+	}
+	if tb.SourceOf(&Entry{}) != nil {
+		t.Fatal("SourceOf an entry of no table")
+	}
+	if n := unsafe.Sizeof(Source{}); n != 64 {
+		t.Errorf("Source is %d bytes; keep it at 64 (one cache line)", n)
 	}
 }

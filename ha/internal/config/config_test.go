@@ -618,3 +618,32 @@ func TestProxyEntriesWarning(t *testing.T) {
 		}
 	}
 }
+
+// A required key that is present with the wrong type is one mistake: the
+// type error names it, and no "is required" follows for the same key.
+func TestWrongTypeOfRequiredKeyIsOneError(t *testing.T) {
+	cases := []struct{ name, text, want string }{
+		{"node spi string", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = \"256\"\nkey = \"text:k\"", `x.toml:8: node[1].spi must be an integer, got string "256"`},
+		{"node key int", "[[node]]\nhome_address = \"192.0.2.9\"\nspi = 256\nkey = 5", `x.toml:9: node[1].key must be a string`},
+		{"fa spi string", "[[foreign_agent]]\naddress = \"198.51.100.1\"\nspi = \"256\"\nkey = \"text:k\"", `x.toml:8: foreign_agent[1].spi must be an integer, got string "256"`},
+		{"fa address int", "[[foreign_agent]]\naddress = 5\nspi = 256\nkey = \"text:k\"", `x.toml:7: foreign_agent[1].address must be a string`},
+		{"group key int", "[group]\nenabled = true\nkey = 5", `x.toml:8: group.key must be a string`},
+		{"agent interface int", "", `x.toml:2: agent.interface must be a string`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			text := base + "\n" + c.text
+			if c.text == "" {
+				text = "[agent]\ninterface = 5\naddress = \"192.0.2.2\"\nhome_network = \"192.0.2.0/24\"\n"
+			}
+			_, err := Parse("x.toml", []byte(text))
+			errs := Errors(err)
+			if len(errs) != 1 {
+				t.Fatalf("got %d errors, want exactly 1 (%s):\n%v", len(errs), c.want, err)
+			}
+			if !strings.Contains(errs[0].Error(), c.want) {
+				t.Errorf("error = %q, want it to contain %q", errs[0], c.want)
+			}
+		})
+	}
+}

@@ -40,6 +40,10 @@ type decoder struct {
 	// documentation test compares it with docs/config.md.
 	seen   map[string]bool
 	tables []*table // every table read, for reportUnknown
+
+	// mistyped holds the keys present with a wrong type: their error is
+	// reported, so "is required" must not follow for the same key.
+	mistyped map[string]bool
 }
 
 func (d *decoder) errorf(line int, key, format string, args ...any) {
@@ -87,6 +91,10 @@ func fieldOf[T any](t *table, k string) field[T] {
 var secretKeys = []string{"key", "auth"}
 
 func (t *table) wrongType(f fieldInfo, want string, v any) {
+	if t.d.mistyped == nil {
+		t.d.mistyped = map[string]bool{}
+	}
+	t.d.mistyped[f.key] = true
 	if slices.Contains(secretKeys, f.name) {
 		t.d.errorf(f.line, f.key, "must be %s, got %s", want, tomlType(v))
 		return

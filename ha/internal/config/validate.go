@@ -354,7 +354,7 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 		}
 	}
 	g.Key = d.secret(rg.Key, false)
-	if g.Enabled && !rg.Key.Set {
+	if g.Enabled && !rg.Key.Set && !d.mistyped[rg.Key.Key] {
 		line := rg.Line
 		if rg.Enabled.Set {
 			line = rg.Enabled.Line
@@ -391,6 +391,9 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 	for _, rk := range rg.AcceptKeys {
 		k := GroupKey{ID: uint8(d.intIn(rk.ID, 0, 0, 255)), Key: d.secret(rk.Key, true)}
 		if !rk.ID.Set {
+			if d.mistyped[rk.Path+".id"] {
+				continue
+			}
 			d.errorf(rk.Line, rk.Path+".id", "is required: the key id the other members send with")
 			continue
 		}
@@ -642,6 +645,9 @@ func (d *decoder) buildAdvert(r *rawConfig, c *Config) {
 // ---- value helpers: each reports its own problem and returns a usable value.
 
 func (d *decoder) required(key string, line int, hint string) {
+	if d.mistyped[key] {
+		return // present with the wrong type, reported as such
+	}
 	if hint == "" {
 		d.errorf(line, key, "is required")
 		return

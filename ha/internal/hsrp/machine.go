@@ -157,6 +157,7 @@ type Machine struct {
 	reclaimPending bool
 	reclaimReason  string
 	suppressed     uint64
+	activePrio     uint8 // the active router's priority as last heard
 }
 
 // New returns a machine in Initial. cfg must have passed Validate.
@@ -181,6 +182,15 @@ func (m *Machine) VIP() netip.Addr { return m.vip }
 
 // Held reports the hold input.
 func (m *Machine) Held() bool { return m.held }
+
+// Active is the active router as last heard (ours when Active) and its
+// priority (0 before any hello from it).
+func (m *Machine) Active() (netip.Addr, uint8) {
+	if m.state == Active {
+		return m.cfg.Primary, m.Priority()
+	}
+	return m.active, m.activePrio
+}
 
 // Timers in use (configured or learned).
 func (m *Machine) Timers() (hello, hold time.Duration) { return m.hello, m.hold }
@@ -381,6 +391,7 @@ func (m *Machine) learn(msg *Message) {
 }
 
 func (m *Machine) startActive(now time.Duration, msg *Message) { // A, from the active's hello
+	m.activePrio = msg.Priority
 	m.activeTimer = now + time.Duration(max(msg.Holdtime, 1))*time.Second
 }
 

@@ -253,3 +253,17 @@ func BenchmarkHandleHello(b *testing.B) {
 		out, _ = m.Handle(now, ev, out[:0])
 	}
 }
+
+// The console reports the active router and its priority: the last
+// hello's when another is active, ours when we are.
+func TestActiveReported(t *testing.T) {
+	m := at(t, cfg(), Listen)
+	m.Handle(sec/10, hello(upper, Active, 150), nil)
+	if a, p := m.Active(); a != upper || p != 150 {
+		t.Fatalf("listening: active %s priority %d; want %s 150", a, p, upper)
+	}
+	m = at(t, cfg(), Active)
+	if a, p := m.Active(); a != me || p != 100 {
+		t.Fatalf("active: %s priority %d; want %s 100", a, p, me)
+	}
+}

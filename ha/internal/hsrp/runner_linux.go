@@ -48,6 +48,7 @@ type Runner struct {
 	ctl chan Event
 	c   counters
 	vm  *vmac // nil: the interface's own MAC (Config.UseVirtualMAC false)
+	inf info
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -208,6 +209,7 @@ func (r *Runner) read(fd int, msgs chan<- Event) {
 }
 
 func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
+	r.inf.store(m)
 	dst := &unix.SockaddrInet4{Addr: Group.As4(), Port: Port}
 	send := func(op uint8, st State) error {
 		msg := m.Message(op)

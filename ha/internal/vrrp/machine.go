@@ -190,6 +190,7 @@ type Machine struct {
 	reclaimPending bool          // Master: one is due at reclaimNext
 	reclaimReason  string
 	suppressed     uint64
+	masterPrio     uint8 // the master's advertised priority as last heard
 }
 
 // New returns a machine in Initialize. cfg must have passed Validate.
@@ -211,6 +212,15 @@ func (m *Machine) Held() bool { return m.held }
 
 // Master is the address of the current master as last heard (Backup).
 func (m *Machine) MasterAddr() netip.Addr { return m.master }
+
+// MasterPriority is the priority the current master advertised (ours when
+// we are Master).
+func (m *Machine) MasterPriority() uint8 {
+	if m.state == Master {
+		return m.Priority()
+	}
+	return m.masterPrio
+}
 
 // MasterAdverInterval is the interval learned from the master (§6.1).
 func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
@@ -339,6 +349,7 @@ func (m *Machine) learn(now time.Duration, ev Event) {
 	}
 	m.masterDownTimer = now + m.MasterDownInterval()
 	m.master = ev.Src
+	m.masterPrio = ev.Priority
 	m.resigned = false
 }
 

@@ -403,3 +403,18 @@ func BenchmarkHandleAdvert(b *testing.B) {
 		out, _ = m.Handle(now, Event{Kind: EvAdvert, Src: upper, Priority: 200, Interval: sec}, out[:0])
 	}
 }
+
+// The console reports the master and its advertised priority: ours when
+// Master, the last advert's when Backup.
+func TestMasterPriorityReported(t *testing.T) {
+	h := newH(t, cfg(100))
+	h.do(0, Event{Kind: EvStartup})
+	h.advert(sec/10, upper, 200, sec)
+	if a, p := h.m.MasterAddr(), h.m.MasterPriority(); h.m.State() != Backup || a != upper || p != 200 {
+		t.Fatalf("backup: state %v, master %s priority %d; want %s priority 200", h.m.State(), a, p, upper)
+	}
+	h.do(10*sec, Event{Kind: EvTimer}) // master down: we take over
+	if a, p := h.m.MasterAddr(), h.m.MasterPriority(); h.m.State() != Master || a != me || p != 100 {
+		t.Fatalf("master: state %v, master %s priority %d; want %s priority 100", h.m.State(), a, p, me)
+	}
+}

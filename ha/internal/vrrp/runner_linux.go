@@ -48,6 +48,7 @@ type Runner struct {
 	sh  *runner.Shell // interface, role feed, virtual addresses, gratuitous ARP
 	ctl chan Event
 	c   counters
+	inf info
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -232,6 +233,7 @@ func (r *Runner) read(fd int, adverts chan<- Event) {
 }
 
 func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
+	r.inf.store(m)
 	mc := &r.cfg.Machine
 	dst := &unix.SockaddrInet4{Addr: Group.As4()}
 	for _, a := range acts {

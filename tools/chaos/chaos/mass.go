@@ -53,7 +53,7 @@ type MassResult struct {
 	Lost        int       // accepted, unexpired bindings missing on some member
 	Unequal     bool      // the members' live tables differ
 	Evicted     [3]uint64 // each member's "tombstones evicted early"
-	Refused     [3]uint64 // each member's "records refused (home not admitted here)"
+	Refused     [3]uint64 // each member's records.refused_not_admitted
 	Planted     int       // forged records some member stored
 }
 
@@ -293,8 +293,10 @@ func (r *run) massFigures() (MassResult, []string) {
 		} else {
 			problems = append(problems, err.Error())
 		}
-		if c, err := consoleCounters(m.socket, "show redundancy", "records refused (home not admitted here)"); err == nil {
+		if c, err := consoleCounters(m.socket, "show redundancy", "records.refused_not_admitted"); err == nil {
 			res.Refused[m.i] = c
+		} else {
+			problems = append(problems, err.Error())
 		}
 		rows, err := liveRows(m.socket)
 		if err != nil {
@@ -367,13 +369,17 @@ func consoleCounters(socket, cmd, name string) (uint64, error) {
 		return 0, fmt.Errorf("console %s: reading: %w", socket, err)
 	}
 	type counter struct {
+		Key   string `json:"key"`
 		Name  string `json:"name"`
 		Value uint64 `json:"value"`
 	}
 	var resp struct {
 		Stats      map[string]json.RawMessage `json:"stats"`
 		Redundancy *struct {
-			Counters []counter `json:"counters"`
+			Counters []struct {
+				Key      string    `json:"key"`
+				Counters []counter `json:"counters"`
+			} `json:"counters"`
 		} `json:"redundancy"`
 	}
 	if err := json.Unmarshal(line, &resp); err != nil {
@@ -386,8 +392,12 @@ func consoleCounters(socket, cmd, name string) (uint64, error) {
 			all = append(all, cs...)
 		}
 	}
-	if resp.Redundancy != nil {
-		all = append(all, resp.Redundancy.Counters...)
+	if resp.Redundancy != nil { // grouped: named by the dotted key, "records.refused_not_admitted"
+		for _, g := range resp.Redundancy.Counters {
+			for _, c := range g.Counters {
+				all = append(all, counter{Name: g.Key + "." + c.Key, Value: c.Value})
+			}
+		}
 	}
 	for _, x := range all {
 		if x.Name == name {

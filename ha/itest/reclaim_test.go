@@ -59,7 +59,7 @@ key = "text:group-secret-for-tests-0123"
 enabled = false
 `, i)
 	switch proto {
-	case "vrrp":
+	case "vrrp", "vrrp-vmac":
 		s += fmt.Sprintf(`
 [vrrp]
 enabled = true
@@ -67,7 +67,8 @@ vrid = 51
 priority = %d
 advert_interval = "100ms"
 garp_count = 1
-`, 140-10*i)
+use_virtual_mac = %v
+`, 140-10*i, proto == "vrrp-vmac")
 	case "hsrp", "hsrp-vmac":
 		s += fmt.Sprintf(`
 [hsrp]
@@ -430,6 +431,58 @@ func TestHSRPVirtualMAC(t *testing.T) {
 	}
 	if p := fdbPort(t, g.l, vmac); p != h1 {
 		t.Fatalf("virtual MAC learnt on port %q, want member 1's %s", p, h1)
+	}
+	if m := neighMAC(t, g.mn); m != vmac {
+		t.Fatalf("host's entry for the virtual address %q, want the virtual MAC %s", m, vmac)
+	}
+	t.Logf("renewal answered %s after member 2 stepped down", first.got.Sub(down))
+}
+
+// TestVRRPVirtualMACPartitionHeal: with vrrp.use_virtual_mac the address
+// has one MAC, 00-00-5E-00-01-33 (VRID 51). The members' adverts are cut
+// off in both directions, so both are master; when the cut heals, the one
+// that steps down may do so before the master heard it (the case the
+// re-announcement cannot see), and still the renewals are answered within
+// the bound: the master's next advert, sent from the virtual MAC, moves the
+// bridge back to its port, and the host's entry never changed.
+func TestVRRPVirtualMACPartitionHeal(t *testing.T) {
+	requireNft(t)
+	const vmac = "00:00:5e:00:01:33"
+	g := newReclaimLabWant(t, "vrrp-vmac", vmac)
+	h1, h2 := g.agents[0].Host.Veth, g.agents[1].Host.Veth
+	eventually(t, 5*time.Second, "virtual MAC learnt on member 1's port", func() (bool, string) {
+		p := fdbPort(t, g.l, vmac)
+		return p == h1, p
+	})
+	lanNft(t, g.l, `
+table bridge hagent_vmac {
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		ip protocol 112 counter drop
+	}
+}
+`)
+	healed := false
+	heal := func() {
+		if !healed {
+			healed = true
+			lanNft(t, g.l, "delete table bridge hagent_vmac\n")
+		}
+	}
+	defer heal()
+	g.takeover(t, 15*time.Second)
+	time.Sleep(2 * time.Second)
+	since := time.Now().Add(-time.Second)
+	heal()
+	down := stepDownAt(t, g.agents[1], "vrrp", since, 30*time.Second)
+	time.Sleep(reclaimBound + renewGap + time.Second)
+	first, failed, ok := g.ren.firstOKAfter(down)
+	if !ok || first.got.Sub(down) > reclaimBound+renewGap {
+		t.Fatalf("first renewal after member 2 stepped down: ok=%v after %s (%d failed), want within %s; virtual MAC on port %q (member 1 %s, member 2 %s)",
+			ok, first.got.Sub(down), failed, reclaimBound+renewGap, fdbPort(t, g.l, vmac), h1, h2)
+	}
+	if p := fdbPort(t, g.l, vmac); p != h1 {
+		t.Fatalf("virtual MAC learnt on port %q, want member 1's %s (member 2 %s)", p, h1, h2)
 	}
 	if m := neighMAC(t, g.mn); m != vmac {
 		t.Fatalf("host's entry for the virtual address %q, want the virtual MAC %s", m, vmac)

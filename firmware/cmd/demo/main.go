@@ -104,7 +104,7 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	d.say("done in %v: election, registration, replication, tunnel, takeover with the binding and the tunnel; everything the demo made is removed",
+	d.say("done in %v: election, registration, replication, tunnel, takeover with the binding, the renewal answered and the tunnel sent by the new active member; everything the demo made is removed",
 		time.Since(d.start).Round(time.Second))
 }
 

@@ -131,7 +131,8 @@ func (a *Agent) newGroup() (*group, error) {
 				Primary: cfg.Agent.Address, Addrs: []netip.Addr{cfg.Agent.VirtualAddress},
 				GARPCount: v.GARPCount, GARPRepeat: v.GARPInterval,
 				GARPLowerPrioCount: v.Reclaim.LowerPrioCount, GARPLowerPrioInterval: v.Reclaim.LowerPrioInterval,
-				GARPRefresh: v.Reclaim.Refresh, GARPRefreshCount: v.Reclaim.RefreshCount}})
+				GARPRefresh: v.Reclaim.Refresh, GARPRefreshCount: v.Reclaim.RefreshCount,
+				UseVirtualMAC: v.UseVirtualMAC}})
 		if err != nil {
 			return nil, fmt.Errorf("agent: vrrp: %w", err)
 		}

@@ -150,8 +150,9 @@ func (a *Agent) election() *console.Election {
 	}
 	ac := &a.cfg.Agent
 	e := &console.Election{Interface: ac.Interface, VirtualAddress: ac.VirtualAddress.String(), State: g.role.State}
-	// VRRP answers with the interface's own MAC (docs/redundancy.md); HSRP
-	// with 0000.0c07.acXX unless use_virtual_mac = false.
+	// The interface's own MAC answers for the address unless the protocol's
+	// virtual MAC is on (vrrp.use_virtual_mac, default off; hsrp's, default
+	// on): docs/redundancy.md.
 	if ifi, err := net.InterfaceByName(ac.Interface); err == nil {
 		e.VirtualMAC, e.VirtualMACOwn = ifi.HardwareAddr.String(), true
 	}
@@ -174,6 +175,9 @@ func (a *Agent) election() *console.Election {
 		e.AdvertInterval = in.MasterAdverInterval.String()
 		e.MasterDownInterval = in.MasterDownInterval.String()
 		e.Preempt = v.Preempt
+		if v.UseVirtualMAC {
+			e.VirtualMAC, e.VirtualMACOwn = vrrp.VirtualMAC(v.VRID).String(), false
+		}
 		if v.PreemptDelay > 0 {
 			e.PreemptDelay = v.PreemptDelay.String()
 		}

@@ -168,6 +168,7 @@ type VRRP struct {
 	GARPInterval    time.Duration // delay before a second burst of GARPCount, default 1s; 0 = none
 	TrackInterfaces []Track
 	NotifyCommand   string // optional, absolute path; run with the new state as argument
+	UseVirtualMAC   bool   // default false: the interface's own MAC; true: 00-00-5E-00-01-{VRID} (RFC 5798 §7.3)
 	Reclaim         Reclaim
 }
 

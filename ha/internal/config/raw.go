@@ -65,7 +65,7 @@ type rawGroupKey struct {
 
 type rawVRRP struct {
 	Line                                       int
-	Enabled, Preempt, Accept                   field[bool]
+	Enabled, Preempt, Accept, UseVirtualMAC    field[bool]
 	VRID, Priority, GARPCount                  field[int64]
 	AdvertInterval, PreemptDelay, GARPInterval field[string]
 	Track                                      []rawTrack
@@ -210,6 +210,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		GARPCount:      t.integer("garp_count"),
 		GARPInterval:   t.duration("garp_interval"),
 		NotifyCommand:  t.str("notify_command"),
+		UseVirtualMAC:  t.boolean("use_virtual_mac"),
 		Reclaim:        reclaimKeys(t),
 	}
 	for _, tt := range t.tables("track_interfaces") {

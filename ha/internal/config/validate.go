@@ -451,6 +451,7 @@ func (d *decoder) buildVRRP(r *rawConfig, c *Config) {
 	// 0 sends none, which vrrp.Config.GARPRepeat understands.
 	v.GARPInterval = d.durIn(rv.GARPInterval, DefaultGARPInterval, 0, time.Minute)
 	v.Reclaim = d.buildReclaim(&rv.Reclaim)
+	v.UseVirtualMAC = d.boolOr(rv.UseVirtualMAC, false)
 	for _, rt := range rv.Track {
 		t := Track{Interface: d.ifname(rt.Interface, "", `the tracked interface, e.g. interface = "eth1"`)}
 		t.Weight = int(d.intIn(rt.Weight, 0, 0, 254))

@@ -122,7 +122,7 @@ type Election struct {
 	VirtualAddress string `json:"virtual_address"`
 	VirtualMAC     string `json:"virtual_mac"`
 	// VirtualMACOwn: VirtualMAC is the interface's own, not a protocol's
-	// virtual MAC (VRRP here always; HSRP with use_virtual_mac = false).
+	// virtual MAC (use_virtual_mac = false).
 	VirtualMACOwn bool   `json:"virtual_mac_is_interface_mac"`
 	State         string `json:"state"`    // the protocol's own state: Master, Backup, Active, Speak…
 	Priority      int    `json:"priority"` // ours now, tracking applied

@@ -75,6 +75,10 @@ type Config struct {
 	// GARPRefreshCount per address (like keepalived's garp_master_refresh).
 	GARPRefresh      time.Duration
 	GARPRefreshCount int
+	// UseVirtualMAC: the master answers for the addresses with the virtual
+	// router MAC 00-00-5E-00-01-{VRID} (§7.3; the runner's macvlan) instead
+	// of the interface's own MAC.
+	UseVirtualMAC bool
 }
 
 // Validate checks ranges; errors name the field.

@@ -49,6 +49,7 @@ type Runner struct {
 	ctl chan Event
 	c   counters
 	inf info
+	vm  *vmac // nil: the interface's own MAC (Config.UseVirtualMAC false)
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -173,6 +174,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	defer unix.Close(tx)
+	if r.cfg.Machine.UseVirtualMAC {
+		if r.vm, err = r.openVMAC(); err != nil {
+			unix.Close(rx)
+			return err
+		}
+		defer func() {
+			if err := r.vm.close(); err != nil {
+				r.sh.Log.Warn("vrrp: removing the virtual MAC's macvlan", "err", err)
+			}
+		}()
+	}
 	if err := r.sh.Open(r.cfg.Machine.Addrs...); err != nil {
 		unix.Close(rx)
 		return err
@@ -244,15 +256,27 @@ func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 			_ = adv.SetAddresses(mc.Addrs) // validated in NewRunner
 			*pkt, err = adv.AppendChecksummed((*pkt)[:0], mc.Primary, Group)
 			if err == nil {
-				err = unix.Sendto(tx, *pkt, 0, dst)
+				out := tx
+				if r.vm != nil && r.vm.up {
+					out = r.vm.tx // from the virtual MAC (§7.3)
+				}
+				err = unix.Sendto(out, *pkt, 0, dst)
 			}
 			if err == nil {
 				r.c.tx.Add(1)
 			}
 		case ActAddVIP:
-			err = r.sh.AddVIP(mc.Addrs...)
+			if r.vm != nil {
+				err = r.vm.addVIP(mc.Addrs)
+			} else {
+				err = r.sh.AddVIP(mc.Addrs...)
+			}
 		case ActRemoveVIP:
-			err = r.sh.DelVIP(mc.Addrs...)
+			if r.vm != nil {
+				err = r.vm.delVIP(mc.Addrs)
+			} else {
+				err = r.sh.DelVIP(mc.Addrs...)
+			}
 		case ActGARP:
 			err = r.sh.GARP(a.Count, mc.Addrs...)
 			if a.Reason == ReasonReclaimLower || a.Reason == ReasonReclaimStall {

@@ -18,13 +18,16 @@ package chaos
 // (docs/hasync-spec.md §3, §4.8, §4.10–4.11), sharing no code with the agents.
 
 import (
+	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -265,6 +268,9 @@ func planAttack(g *rand.Rand, rd Round) []Fault {
 	k := OldSessionReplay + Kind(g.IntN(2))
 	at := time.Duration(g.Int64N(int64(rd.Window / 2)))
 	f := Fault{Kind: k, Target: g.IntN(3), At: at, For: time.Second + time.Duration(g.Int64N(int64(rd.Window-at)))}
+	if k == FakePeers {
+		f.Target = 3 // every member at once, from the LAN
+	}
 	if k == OldSessionReplay {
 		kill := Fault{Kind: KillRestart, Target: f.Target, At: at, For: time.Second}
 		for _, o := range rd.Faults {
@@ -317,6 +323,45 @@ func (r *run) clearAttack(f Fault) error {
 	a.fakeOn = false
 	sent := a.sent
 	a.mu.Unlock()
-	r.note("    attacker sent %d datagrams so far", sent)
+	r.note("    attacker sent %d datagrams so far; members: %s", sent, r.groupCounters())
 	return nil
+}
+
+// groupCounters reads, from each member's console, what the attacks cost
+// it: proof that they took effect, and that they were bounded.
+func (r *run) groupCounters() string {
+	names := []string{"sessions proven", "messages of unproven sessions dropped", "replayed", "peers rejected", "updates not tracked for a peer that never acknowledged"}
+	var parts []string
+	for _, m := range r.ms {
+		vals := map[string]uint64{}
+		c, err := net.DialTimeout("unix", m.socket, time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			var resp struct {
+				Redundancy *struct {
+					Peers   []json.RawMessage `json:"peers"`
+					Counter []struct {
+						Name  string `json:"name"`
+						Value uint64 `json:"value"`
+					} `json:"counters"`
+				} `json:"redundancy"`
+			}
+			if _, err = c.Write([]byte(`{"cmd":"show redundancy"}` + "\n")); err == nil {
+				var line []byte
+				if line, err = bufio.NewReaderSize(c, 1<<20).ReadBytes('\n'); err == nil {
+					err = json.Unmarshal(line, &resp)
+				}
+			}
+			c.Close()
+			if err == nil && resp.Redundancy != nil {
+				for _, kv := range resp.Redundancy.Counter {
+					vals[kv.Name] = kv.Value
+				}
+				vals["peers"] = uint64(len(resp.Redundancy.Peers))
+			}
+		}
+		parts = append(parts, fmt.Sprintf("ha%d peers %d, proven %d, unproven %d, replayed %d, rejected %d, refused %d", m.i+1,
+			vals["peers"], vals[names[0]], vals[names[1]], vals[names[2]], vals[names[3]], vals[names[4]]))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -678,7 +678,7 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		m.C.PeersRejected++
 		if m.selfWarned == 0 || now-m.selfWarned >= int64(10*time.Second) {
 			m.selfWarned = now
-			m.log.Warn("hasync: a group message names this agent's own id: is agent_id configured twice in the group?", "src", src, "id", h.Sender)
+			m.log.Warn("hasync: a group message names this agent's own id: is agent_id configured twice in the group (or are this agent's own messages being replayed to it)?", "src", src, "id", h.Sender, "same_session", h.Session == m.cfg.Session)
 		}
 		return out
 	}

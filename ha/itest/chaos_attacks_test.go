@@ -15,10 +15,10 @@ import (
 
 // TestChaosAttacks is a short chaos run with the group-protocol attacks on
 // (tools/chaos/chaos/attack.go): a member restarted and every captured
-// datagram of earlier sessions replayed to the group, and a key holder
-// posing as 40 members that never acknowledge, on top of the usual faults;
-// the invariant checker judges every heal. The seed comes from the clock
-// and is printed; replay: go run ./tools/chaos -attacks -seed N -duration 30s.
+// datagram of earlier sessions replayed to the group (round 1), a key
+// holder posing as 40 members that never acknowledge (round 2), on top of
+// the usual faults of seed 3; the invariant checker judges every heal.
+// Same run by hand: go run ./tools/chaos -attacks -seed 3 -rounds 2.
 func TestChaosAttacks(t *testing.T) {
 	lab.Require(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -27,12 +27,11 @@ func TestChaosAttacks(t *testing.T) {
 		}
 		t.Skip("needs nft (nftables) for loss, partitions and duplication")
 	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("chaos seed %d (replay: go run ./tools/chaos -attacks -seed %d -duration 30s)", seed, seed)
+	const seed = 3 // round 1: restart + old-session replay, round 2: fake peers
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	err := chaos.Run(ctx, chaos.Options{
-		Duration: 30 * time.Second, Seed: seed, Bins: Bins(t), LogDir: t.TempDir(), Attacks: true,
+		Rounds: 2, Seed: seed, Bins: Bins(t), LogDir: t.TempDir(), Attacks: true,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Out: t.Output(),
 	})
 	var v *chaos.Violation

@@ -131,9 +131,9 @@ func TestSyncOldSessionReplay(t *testing.T) {
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	unrepl := "accepted_unreplicated: no acking peer up, served alone"
+	unrepl := "replies.accepted_unreplicated"
 	before := counter(t, redundancy(t, a), unrepl)
-	replayedB := counter(t, redundancy(t, b), "replayed")
+	replayedB := counter(t, redundancy(t, b), "security.replayed")
 
 	// A's live session: 200 registrations, each acknowledged by B.
 	syncLoad(t, mn, syncAddr(1), 200, 400, time.Second, "-base", "10.2.2.1")
@@ -141,7 +141,7 @@ func TestSyncOldSessionReplay(t *testing.T) {
 	if got := counter(t, ra, unrepl) - before; got != 0 {
 		t.Errorf("member 1 served %d registrations alone after the replay: member 2 stopped acknowledging", got)
 	}
-	if got := counter(t, rb, "replayed") - replayedB; got != 0 {
+	if got := counter(t, rb, "security.replayed") - replayedB; got != 0 {
 		t.Errorf("member 2 dropped %d genuine messages of member 1 as replays", got)
 	}
 	if len(rb.Peers) != 1 || rb.Peers[0].Address != syncAddr(1) || rb.Peers[0].State != "up" {

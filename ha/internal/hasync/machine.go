@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -698,7 +699,7 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		m.C.PeersRejected++
 		if m.selfWarned == 0 || now-m.selfWarned >= int64(10*time.Second) {
 			m.selfWarned = now
-			m.log.Warn("hasync: a group message names this agent's own id: is agent_id configured twice in the group?", "src", src, "id", h.Sender)
+			m.log.Warn("hasync: a group message names this agent's own id: is agent_id configured twice in the group (or are this agent's own messages being replayed to it)?", "src", src, "id", h.Sender, "same_session", h.Session == m.cfg.Session)
 		}
 		return out
 	}
@@ -822,10 +823,31 @@ func (m *Machine) peerFor(id uint32, src netip.Addr, move bool) int {
 		}
 	}
 	if len(m.peers) >= m.cfg.MaxPeers {
-		return -1
+		return m.reclaim(id)
 	}
-	m.peers = append(m.peers, peer{id: id, addr: src})
+	// No address yet: the datagram that names a new agent id has not
+	// proven its session; the proof, or a Home Agent List, gives it one.
+	m.peers = append(m.peers, peer{id: id})
+	if move {
+		m.peers[len(m.peers)-1].addr = src
+	}
 	return len(m.peers) - 1
+}
+
+// reclaim gives the slot of a peer that never proved a session, is not up
+// and holds nothing (an agent id known only from a replay, say of a member
+// since removed) to agent id id; -1 if there is none. A configured unicast
+// peer's slot is never reclaimed.
+func (m *Machine) reclaim(id uint32) int {
+	for i := range m.peers {
+		p := &m.peers[i]
+		if p.rw.Session != 0 || p.up || p.outstanding != 0 || slices.Contains(m.cfg.Peers, p.addr) {
+			continue
+		}
+		*p = peer{id: id}
+		return i
+	}
+	return -1
 }
 
 // Leave tells the group this member is stopping cleanly (SIGTERM), so that

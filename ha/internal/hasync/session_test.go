@@ -316,6 +316,25 @@ func TestMaxPeers(t *testing.T) {
 		t.Fatalf("a third peer admitted: out %+v peers %+v counters %+v", out, m.Peers(nil), m.Counters())
 	}
 	healthy(t, s, 0, 2, 5, 10)
+	// A slot taken by an agent id that never proved a session (a replay
+	// of a member since removed) goes to the next member that does.
+	s2 := group(t, 2, func(c *Config) { c.MaxPeers = 2 })
+	m = s2.nodes[0].m
+	gone := newFakePeer(t, 777, 1)
+	m.Receive(s2.now, netip.MustParseAddr("192.168.1.77"), RequiredTTL, gone.msg(TypeDigest, d.AppendBinary), nil)
+	if len(m.Peers(nil)) != 2 {
+		t.Fatalf("unproven id not listed: %+v", m.Peers(nil))
+	}
+	s2.nodes = append(s2.nodes, &node{id: 30, addr: netip.MustParseAddr("192.168.1.30")})
+	s2.side = append(s2.side, 0)
+	s2.start(2)
+	s2.run(s2.now + 5*sec)
+	for _, p := range m.Peers(nil) {
+		if p.ID == 777 {
+			t.Errorf("the never-proven id kept its slot: %+v", m.Peers(nil))
+		}
+	}
+	healthy(t, s2, 0, 2, 5, 10)
 	if _, err := New(Config{ID: 1, Session: 1, Keys: []Key{{ID: 7, Secret: testKey}}, SendKey: 7, MaxPeers: 1,
 		Peers: []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("192.168.1.2")}}, binding.New(4, 4)); err == nil {
 		t.Error("two unicast peers accepted with MaxPeers 1")
@@ -361,4 +380,26 @@ func TestDifferentKeyVisible(t *testing.T) {
 func ExampleAuthSource() {
 	fmt.Println(AuthSource{Addr: netip.MustParseAddr("192.168.1.2"), ID: 2, Failures: 3}.Failures)
 	// Output: 3
+}
+
+// A member that never heard of an agent id takes no address from the first
+// datagram naming it: that datagram's session is unproven (a replay, for
+// all this member knows). The address comes with the proof.
+func TestNoAddressFromUnprovenDatagram(t *testing.T) {
+	m, _ := New(Config{ID: 1, Session: 5, Keys: []Key{{ID: 7, Secret: testKey}}, SendKey: 7, MaxPending: 16}, binding.New(16, 16))
+	f := newFakePeer(t, 99, 1)
+	rogue, real := netip.MustParseAddr("203.0.113.66"), netip.MustParseAddr("192.168.1.99")
+	out := m.Receive(1, rogue, RequiredTTL, f.update(Record{Granted: 9, Remaining: 9000, Home: 5, ID: 1, Origin: 99}), nil)
+	for _, a := range out {
+		if a.Kind != ActMulticast || a.Pkt[1] != TypeChallenge {
+			t.Errorf("an unproven datagram caused %+v", a)
+		}
+	}
+	if p := m.Peers(nil); len(p) != 1 || p[0].Addr.IsValid() || p[0].Up || p[0].Proven {
+		t.Fatalf("peer after an unproven datagram: %+v", p)
+	}
+	m.Receive(2, real, RequiredTTL, f.answer(1, f.challengeIn(out)), nil)
+	if p := m.Peers(nil); len(p) != 1 || p[0].Addr != real || !p[0].Up || !p[0].Proven {
+		t.Fatalf("peer after its proof: %+v", p)
+	}
 }

@@ -4,10 +4,10 @@ package chaos
 // home LAN, "rogue", that
 //
 //   - captures every group datagram multicast from the start of the run, and
-//     in an OldSessionReplay fault restarts the target member (which forgets
-//     every peer's session) and replays what it captured — the earlier
-//     sessions of every member restarted so far included — to every member,
-//     at once and then in batches until the fault ends;
+//     in an OldSessionReplay fault restarts the members (which forget every
+//     peer's session) and replays what it captured — the earlier sessions
+//     of every member restarted so far included — to every member, at once
+//     and then in batches, then kills the active member (planAttack);
 //   - holds the group key in a FakePeers fault and poses as many members
 //     (invented agent ids) that are heard, answer session challenges, and
 //     never acknowledge anything.
@@ -18,13 +18,16 @@ package chaos
 // (docs/hasync-spec.md §3, §4.8, §4.10–4.11), sharing no code with the agents.
 
 import (
+	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -255,29 +258,30 @@ func (a *attacker) hello() {
 func attackStream(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x61747461636b)) }
 
 // planAttack adds at most one attack to a round, from the attacks' own
-// stream (so the other faults of a seed stay as they were). The restart of
-// OldSessionReplay is left out when it would kill a member while the
-// others are cut off or dead (isolates; the table lives in memory).
+// stream (so the other faults of a seed stay as they were).
+//
+// OldSessionReplay is the issue's reproduction, made to bite in a group of
+// three: it starts once the round's other faults are over, restarts every
+// member one after the other (ha1, the preferred master, first: its
+// earlier session is then among the captured datagrams; never two down at
+// once), replays everything captured to every member while the traffic
+// goes on, and at its end kills ha1 (and restarts it). A member that let
+// a replay displace ha1's live session drops ha1's updates; ha1, with no
+// acknowledging peer, serves alone, and the kill loses what it accepted:
+// the checker sees it. Its target in the schedule is ha1.
 func planAttack(g *rand.Rand, rd Round) []Fault {
 	if g.IntN(3) == 0 {
 		return nil
 	}
 	k := OldSessionReplay + Kind(g.IntN(2))
 	at := time.Duration(g.Int64N(int64(rd.Window / 2)))
-	f := Fault{Kind: k, Target: g.IntN(3), At: at, For: time.Second + time.Duration(g.Int64N(int64(rd.Window-at)))}
+	f := Fault{Kind: k, Target: 3, At: at, For: time.Second + time.Duration(g.Int64N(int64(rd.Window-at)))}
 	if k == OldSessionReplay {
-		kill := Fault{Kind: KillRestart, Target: f.Target, At: at, For: time.Second}
+		end := time.Duration(0)
 		for _, o := range rd.Faults {
-			if (o.Kind == KillRestart || o.Kind == Crash) && o.At <= at+time.Second && o.At+o.For+time.Second >= at {
-				f.Target = -1 // another member is down: replay only
-			}
+			end = max(end, o.At+o.For)
 		}
-		if f.Target >= 0 && isolates(rd.Faults, kill) {
-			f.Target = -1
-		}
-		if f.Target < 0 {
-			f.Target = 3 // the replay alone, "on" the LAN
-		}
+		f.Target, f.At, f.For = 0, end+time.Second, 4*time.Second
 	}
 	return []Fault{f}
 }
@@ -286,19 +290,13 @@ func (r *run) applyAttack(f Fault) error {
 	a := r.att
 	switch f.Kind {
 	case OldSessionReplay:
-		if f.Target < 3 {
-			m := r.ms[f.Target]
-			if err := m.proc.Signal(syscall.SIGKILL); err != nil {
-				return fmt.Errorf("chaos: SIGKILL ha%d: %w", f.Target+1, err)
-			}
-			<-m.proc.Done()
-			m.dead = true
-			if err := r.startAgent(m); err != nil {
+		for _, m := range r.ms {
+			if err := r.restartSynced(m); err != nil {
 				return err
 			}
 		}
 		n := a.replay(-1)
-		r.note("    replayed %d captured group datagrams to every member", n)
+		r.note("    restarted ha1, ha2, ha3 in turn; replayed %d captured group datagrams to every member", n)
 		a.startLoop(func() { a.replay(50) }, 500*time.Millisecond)
 	case FakePeers:
 		a.mu.Lock()
@@ -310,13 +308,102 @@ func (r *run) applyAttack(f Fault) error {
 	return nil
 }
 
-func (r *run) clearAttack(f Fault) error {
+// restartSynced kills m, starts it again and waits until its table is
+// initialized from the group.
+func (r *run) restartSynced(m *member) error {
+	if err := m.proc.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("chaos: SIGKILL ha%d: %w", m.i+1, err)
+	}
+	<-m.proc.Done()
+	m.dead = true
+	if err := r.startAgent(m); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := consoleCall(m.socket, consoleRequest{Cmd: "show redundancy"}, time.Second); err == nil && resp.Redundancy != nil && resp.Redundancy.Synced {
+			return nil
+		}
+	}
+	return fmt.Errorf("chaos: ha%d restarted by an attack: table not initialized within 30s", m.i+1)
+}
+
+func (r *run) clearAttack(f Fault, round int) error {
 	a := r.att
 	a.endLoop()
+	if f.Kind == OldSessionReplay {
+		// What ha1 accepted meanwhile now lives only on the others.
+		m := r.ms[0]
+		if err := m.proc.Signal(syscall.SIGKILL); err != nil {
+			return fmt.Errorf("chaos: SIGKILL ha1: %w", err)
+		}
+		<-m.proc.Done()
+		m.dead = true
+		r.note("    killed ha1 (restarted at the heal)")
+	}
 	a.mu.Lock()
 	a.fakeOn = false
 	sent := a.sent
 	a.mu.Unlock()
-	r.note("    attacker sent %d datagrams so far", sent)
+	line, peers := r.groupCounters()
+	r.note("    attacker sent %d datagrams so far; members: %s", sent, line)
+	if f.Kind == FakePeers {
+		// group.max_members (16 by default): 15 others at most, whatever
+		// the key holder invents.
+		var problems []string
+		for i, n := range peers {
+			if n > 15 {
+				problems = append(problems, fmt.Sprintf("ha%d holds %d peers in its Home Agent list, more than group.max_members (16) allows", i+1, n))
+			}
+		}
+		if problems != nil {
+			return &Violation{Seed: r.o.Seed, Round: round, Schedule: r.sched, Problems: problems}
+		}
+	}
 	return nil
+}
+
+// groupCounters reads, from each member's console, what the attacks cost
+// it: proof that they took effect, and that they were bounded.
+func (r *run) groupCounters() (string, []int) {
+	var peers []int
+	names := []string{"members.sessions_proven", "security.unproven_session", "security.replayed", "members.peers_rejected", "updates.not_tracked_unacking_peer"}
+	var parts []string
+	for _, m := range r.ms {
+		vals := map[string]uint64{}
+		c, err := net.DialTimeout("unix", m.socket, time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			var resp struct {
+				Redundancy *struct {
+					Peers    []json.RawMessage `json:"peers"`
+					Counters []struct {
+						Key      string `json:"key"`
+						Counters []struct {
+							Key   string `json:"key"`
+							Value uint64 `json:"value"`
+						} `json:"counters"`
+					} `json:"counters"`
+				} `json:"redundancy"`
+			}
+			if _, err = c.Write([]byte(`{"cmd":"show redundancy"}` + "\n")); err == nil {
+				var line []byte
+				if line, err = bufio.NewReaderSize(c, 1<<20).ReadBytes('\n'); err == nil {
+					err = json.Unmarshal(line, &resp)
+				}
+			}
+			c.Close()
+			if err == nil && resp.Redundancy != nil {
+				for _, g := range resp.Redundancy.Counters { // grouped: the dotted key names it
+					for _, kv := range g.Counters {
+						vals[g.Key+"."+kv.Key] = kv.Value
+					}
+				}
+				vals["peers"] = uint64(len(resp.Redundancy.Peers))
+			}
+		}
+		peers = append(peers, int(vals["peers"]))
+		parts = append(parts, fmt.Sprintf("ha%d peers %d, proven %d, unproven %d, replayed %d, rejected %d, refused %d", m.i+1,
+			vals["peers"], vals[names[0]], vals[names[1]], vals[names[2]], vals[names[3]], vals[names[4]]))
+	}
+	return strings.Join(parts, "; "), peers
 }

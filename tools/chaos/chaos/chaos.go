@@ -82,7 +82,7 @@ type Violation struct {
 
 func (v *Violation) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos: invariant violated in round %d (seed %d; replay: go run ./tools/chaos -seed %d -rounds %d, plus -isolated-crash or -require-replication if given)\n", v.Round, v.Seed, v.Seed, v.Round)
+	fmt.Fprintf(&b, "chaos: invariant violated in round %d (seed %d; replay: go run ./tools/chaos -seed %d -rounds %d, plus -isolated-crash, -require-replication or -attacks if given)\n", v.Round, v.Seed, v.Seed, v.Round)
 	b.WriteString("fault schedule so far:\n")
 	for _, s := range v.Schedule {
 		b.WriteString("  " + s + "\n")
@@ -556,7 +556,7 @@ func (r *run) clear(f Fault, round, idx int) error {
 	h := r.host(f.Target)
 	switch f.Kind {
 	case OldSessionReplay, FakePeers:
-		return r.clearAttack(f)
+		return r.clearAttack(f, round)
 	case KillRestart, Crash:
 		m := r.ms[f.Target]
 		if m.down {

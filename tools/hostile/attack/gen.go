@@ -115,7 +115,7 @@ const (
 	GroupHeaderLen   = 20
 	GroupICVLen      = 16
 	GroupMaxDatagram = 1472
-	groupVersion     = 1
+	groupVersion     = 2
 )
 
 // Config is what the generators need to know about the target. Zero values
@@ -187,8 +187,9 @@ func NewGen(cfg Config, seed uint64) *Gen {
 	g.groupSess = g.rng.Uint32() | 1
 	if cfg.GroupKey != nil {
 		// The message replayed: an Update Ack (harmless to the table) from
-		// GroupSender, sealed with the right key. The first copy is
-		// accepted, every later one must be counted as replayed.
+		// GroupSender, sealed with the right key. Its session is never
+		// proven (nobody answers the receiver's challenge): every copy is
+		// counted as a message of an unproven session.
 		g.replay = g.sealGroup(nil, 2, g.ackBody(nil), cfg.GroupKey, cfg.GroupKeyID)
 	}
 	return g
@@ -451,9 +452,10 @@ func (g *Gen) Group(b []byte) (out []byte, kind string, ttl1 bool) {
 		// size, reserved flags or a zero home address.
 		switch g.rng.IntN(4) {
 		case 0:
-			// Types 1–8 are defined; 8 (Leave) is valid with an empty
-			// body, so an "unknown type" starts at 9.
-			b = g.sealGroup(b, uint8(9+g.rng.IntN(247)), g.randBytes(nil, g.rng.IntN(64)), g.cfg.GroupKey, g.cfg.GroupKeyID)
+			// Types 1–10 are defined; 8 (Leave) is valid with an empty
+			// body, 9 and 10 (session challenge, response) with a 12-byte
+			// one, so an "unknown type" starts at 11.
+			b = g.sealGroup(b, uint8(11+g.rng.IntN(245)), g.randBytes(nil, g.rng.IntN(64)), g.cfg.GroupKey, g.cfg.GroupKeyID)
 		case 1:
 			b = g.sealGroup(b, 1, g.randBytes(nil, 33+g.rng.IntN(16)), g.cfg.GroupKey, g.cfg.GroupKeyID)
 		case 2:

@@ -37,6 +37,11 @@ type Config struct {
 	MaxLifetime    time.Duration // longest lifetime the agent grants; New refuses TombstoneTTL < MaxLifetime (0: not checked)
 	MaxPending     int           // 65536
 	MaxRepair      int           // repair chunks per digest received, 128
+	// HeartbeatInterval > 0 sends a heartbeat that often (jittered) and
+	// declares a peer that sends them down after HeartbeatMultiplier (3)
+	// of its intervals without a message (heartbeat.go). 0: no heartbeat.
+	HeartbeatInterval   time.Duration
+	HeartbeatMultiplier int
 
 	Logger *slog.Logger // nil: discard
 }
@@ -65,6 +70,7 @@ func (c *Config) defaults() {
 	defi(&c.MaxDownloads, 4)
 	defi(&c.MaxPending, 65536)
 	defi(&c.MaxRepair, 128)
+	defi(&c.HeartbeatMultiplier, 3)
 }
 
 // ActionKind says what the caller must do with an Action.
@@ -88,6 +94,9 @@ const (
 	// version (Entry.ID, Entry.Origin): the write now survives this
 	// member's death. The agent may hold a registration reply until then.
 	ActAcked
+	// ActPeerDown: the peer at To fell silent for its heartbeat detection
+	// time and is down: no acknowledgement from it is waited for any more.
+	ActPeerDown
 )
 
 // Action is one thing the caller does after a Machine call. Pkt aliases a
@@ -112,6 +121,7 @@ type Counters struct {
 	DigestsSent, DigestsReceived, DigestMismatches, RepairsSent, RepairsRecvd uint64
 	Superseded, TableFull, Downloads, PeersRejected                           uint64
 	LeavesReceived                                                            uint64
+	HeartbeatsSent, HeartbeatsReceived, PeersDetectedDown                     uint64
 }
 
 // PeerInfo describes one member of the Home Agent list (hactl show redundancy).
@@ -143,6 +153,7 @@ type peer struct {
 	// acking: it acknowledged an update of ours since it was last marked up
 	// (AckingPeers). Cleared when it goes down, leaves or restarts.
 	acking bool
+	hb     hbPeer // its heartbeat, this session
 }
 
 type pending struct {
@@ -221,6 +232,7 @@ type Machine struct {
 	serves []*serve
 
 	nextDigest int64
+	hb         hbState
 
 	arena    []byte
 	expired  []binding.Entry
@@ -654,6 +666,8 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		if len(body) != 0 {
 			err = ErrLength
 		}
+	case TypeHeartbeat:
+		err = m.hb.rx.UnmarshalBinary(body)
 	default:
 		err = ErrType
 	}
@@ -706,6 +720,8 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		out = m.onReplyAck(now, pi, out)
 	case TypeDigest:
 		out = m.onDigest(now, pi, out)
+	case TypeHeartbeat:
+		m.onHeartbeat(pi)
 	}
 	return out
 }
@@ -772,6 +788,7 @@ func (m *Machine) heard(now int64, pi int, restarted bool) {
 	if restarted {
 		m.log.Info("hasync: peer restarted", "peer", p.addr, "id", p.id)
 		p.init, p.acking = false, false
+		p.hb = hbPeer{}
 		m.markResync(int32(pi))
 	}
 	p.up, p.heard = true, now
@@ -1466,6 +1483,8 @@ func (m *Machine) Tick(now int64, out []Action) []Action {
 			m.log.Warn("hasync: peer down (not heard)", "peer", p.addr, "id", p.id)
 		}
 	}
+	out = m.checkLiveness(now, out)
+	out = m.sendHeartbeat(now, out)
 	out = m.retransmit(now, out)
 	out = m.downloadTimers(now, out)
 	for i := 0; i < len(m.serves); i++ {
@@ -1506,6 +1525,7 @@ func (m *Machine) NextDeadline() int64 {
 	if m.init {
 		t = min(t, m.nextDigest)
 	}
+	t = m.heartbeatDeadline(t)
 	for i := range m.peers {
 		p := &m.peers[i]
 		if p.up {

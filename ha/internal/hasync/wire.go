@@ -35,6 +35,7 @@ const (
 	TypeReplyAck      uint8 = 6 // fig. 14
 	TypeDigest        uint8 = 7 // anti-entropy (beyond the patent)
 	TypeLeave         uint8 = 8 // a member stopping cleanly: header only (beyond the patent)
+	TypeHeartbeat     uint8 = 9 // liveness, BFD-like (beyond the patent; heartbeat.go)
 )
 
 // Sizes (spec §3, §4).

@@ -1,0 +1,224 @@
+package hasync
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Heartbeat is the body of a group heartbeat (spec §4.10): the cheap,
+// authenticated liveness signal by which a member learns within a few
+// hundred milliseconds that a peer died, instead of after an update to it
+// ran out of retransmissions. It is modelled on BFD's asynchronous mode
+// (RFC 5880 §6.8): each member multicasts one every transmit interval,
+// jittered, and a peer silent for Mult × that interval is down.
+//
+//	0      Body version (1)
+//	1      Flags (reserved, 0)
+//	2      Detect multiplier (1..255): the receiver declares the sender down
+//	       after Mult × TxInterval without a message from it
+//	3      Reserved (0)
+//	4..7   TxInterval, µs: the interval the sender transmits at now (> 0)
+//	8..11  RxInterval, µs: the slowest the sender wants to receive at; a
+//	       member transmits no faster than any up peer's RxInterval
+//
+// A heartbeat travels like every other group message: common header with
+// the sender's session and sequence, HMAC, replay window. So a recorded
+// heartbeat replayed later is rejected like any replay, and never makes a
+// dead peer look alive.
+type Heartbeat struct {
+	Mult       uint8
+	TxInterval uint32 // µs
+	RxInterval uint32 // µs
+}
+
+// Heartbeat sizes and the body version.
+const (
+	HeartbeatBodyLen = 12
+	HeartbeatLen     = HeaderLen + HeartbeatBodyLen + ICVLen // 48
+	HeartbeatVersion = 1
+)
+
+// AppendBinary appends the 12-byte body.
+func (h *Heartbeat) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, HeartbeatVersion, 0, h.Mult, 0)
+	b = be.AppendUint32(b, h.TxInterval)
+	b = be.AppendUint32(b, h.RxInterval)
+	return b, nil
+}
+
+// UnmarshalBinary parses exactly one body of version 1. A zero multiplier or
+// transmit interval is malformed: it would make the sender undetectable.
+func (h *Heartbeat) UnmarshalBinary(b []byte) error {
+	if len(b) < HeartbeatBodyLen {
+		return ErrTruncated
+	}
+	if len(b) != HeartbeatBodyLen {
+		return ErrLength
+	}
+	if b[0] != HeartbeatVersion {
+		return ErrVersion
+	}
+	h.Mult = b[2]
+	h.TxInterval = be.Uint32(b[4:])
+	h.RxInterval = be.Uint32(b[8:])
+	if h.Mult == 0 || h.TxInterval == 0 {
+		return ErrMalformed
+	}
+	return nil
+}
+
+// hbPeer is what a member knows of one peer's heartbeat, for the peer's
+// current session (cleared when it restarts).
+type hbPeer struct {
+	mult uint8
+	tx   int64 // ns: the peer's transmit interval
+	rx   int64 // ns: the slowest the peer wants to receive at
+	// graceFor is the peer's last-heard time for which the verdict was
+	// postponed once (see checkLiveness); graceUntil when that ends.
+	graceFor, graceUntil int64
+}
+
+// hbState is the machine's own heartbeat state.
+type hbState struct {
+	next int64 // monotonic ns: next transmission (0: not armed yet)
+	rx   Heartbeat
+}
+
+// heartbeatOn reports whether this member sends heartbeats.
+func (m *Machine) heartbeatOn() bool { return m.cfg.HeartbeatInterval > 0 }
+
+// detect is how long peer p may stay silent before it is declared down
+// (0: it sends no heartbeat, DeadInterval applies).
+func (p *peer) detect() int64 {
+	return int64(p.hb.mult) * p.hb.tx
+}
+
+// txInterval is the interval this member transmits at: its own, slowed to
+// the slowest receive interval an up peer asked for (RFC 5880 §6.8.3).
+func (m *Machine) txInterval() int64 {
+	t := int64(m.cfg.HeartbeatInterval)
+	for i := range m.peers {
+		if p := &m.peers[i]; p.up && p.hb.rx > t {
+			t = p.hb.rx
+		}
+	}
+	return t
+}
+
+// jittered is d reduced by 0-25 % at random, or by 10-25 % with a detect
+// multiplier of 1 (RFC 5880 §6.8.7), so that members started together do
+// not send in lockstep and a single late packet is not a missed one.
+func (m *Machine) jittered(d int64) int64 {
+	m.rng ^= m.rng << 13
+	m.rng ^= m.rng >> 7
+	m.rng ^= m.rng << 17
+	lo, span := uint64(75), uint64(26)
+	if m.cfg.HeartbeatMultiplier == 1 {
+		span = 16
+	}
+	return d * int64(lo+m.rng%span) / 100
+}
+
+func usOf(d int64) uint32 {
+	d /= int64(time.Microsecond)
+	if d > 1<<32-1 {
+		return 1<<32 - 1
+	}
+	return uint32(d)
+}
+
+// sendHeartbeat multicasts a heartbeat when one is due. Nothing is sent
+// while no peer is known: the digest is the hello that finds peers.
+func (m *Machine) sendHeartbeat(now int64, out []Action) []Action {
+	if !m.heartbeatOn() || len(m.peers) == 0 || now < m.hb.next {
+		return out
+	}
+	tx := m.txInterval()
+	m.hb.next = now + m.jittered(tx)
+	h := Heartbeat{Mult: uint8(m.cfg.HeartbeatMultiplier), TxInterval: usOf(tx), RxInterval: usOf(int64(m.cfg.HeartbeatInterval))}
+	start := m.begin(TypeHeartbeat)
+	m.arena, _ = h.AppendBinary(m.arena)
+	out, n := m.finish(out, start, netip.Addr{})
+	m.C.HeartbeatsSent += uint64(n)
+	return out
+}
+
+// onHeartbeat records peer pi's heartbeat parameters (its liveness was
+// already refreshed by the receive path: any fresh message counts).
+func (m *Machine) onHeartbeat(pi int) {
+	h := &m.hb.rx
+	p := &m.peers[pi]
+	m.C.HeartbeatsReceived++
+	p.hb.mult = h.Mult
+	p.hb.tx = int64(h.TxInterval) * int64(time.Microsecond)
+	p.hb.rx = int64(h.RxInterval) * int64(time.Microsecond)
+}
+
+// expiry is when peer p is declared down if nothing is heard from it (0:
+// no heartbeat from it, or it is down already).
+func (p *peer) expiry() int64 {
+	d := p.detect()
+	if d == 0 || !p.up {
+		return 0
+	}
+	e := p.heard + d
+	if p.hb.graceFor == p.heard && p.hb.graceUntil > e {
+		e = p.hb.graceUntil
+	}
+	return e
+}
+
+// checkLiveness declares down every peer silent for its detection time and
+// reports each as ActPeerDown: an acknowledgement it owed is not waited for
+// any more (AckingPeers no longer counts it), and an election may take
+// over from it.
+//
+// A verdict reached late — this member's own loop ran more than one
+// transmit interval after the peer's expiry — is postponed once, by one
+// interval: a member that was itself stalled (scheduling, a long slice of
+// work) may hold the peer's heartbeats unread in its own queue, and must
+// read them before calling the peer dead.
+func (m *Machine) checkLiveness(now int64, out []Action) []Action {
+	for i := range m.peers {
+		p := &m.peers[i]
+		e := p.expiry()
+		if e == 0 || now < e {
+			continue
+		}
+		if p.hb.graceFor != p.heard && now-e > p.hb.tx {
+			p.hb.graceFor, p.hb.graceUntil = p.heard, now+p.hb.tx
+			continue
+		}
+		p.up, p.inSync, p.acking = false, false, false
+		m.C.PeersDetectedDown++
+		m.log.Warn("hasync: peer down (heartbeat silent)", "peer", p.addr, "id", p.id,
+			"silent", time.Duration(now-p.heard), "detect", time.Duration(p.detect()))
+		out = append(out, Action{Kind: ActPeerDown, To: p.addr})
+	}
+	return out
+}
+
+// heartbeatDeadline is the earliest heartbeat timer: the next transmission
+// and every up peer's expiry.
+func (m *Machine) heartbeatDeadline(t int64) int64 {
+	if m.heartbeatOn() && len(m.peers) > 0 {
+		t = min(t, m.hb.next)
+	}
+	for i := range m.peers {
+		if e := m.peers[i].expiry(); e != 0 {
+			t = min(t, e)
+		}
+	}
+	return t
+}
+
+// LastHeard is when the peer at addr was last heard (monotonic ns; 0:
+// unknown). The agent gives an election the silence it measured.
+func (m *Machine) LastHeard(addr netip.Addr) int64 {
+	for i := range m.peers {
+		if m.peers[i].addr == addr {
+			return m.peers[i].heard
+		}
+	}
+	return 0
+}

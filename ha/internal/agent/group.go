@@ -74,7 +74,7 @@ func (a *Agent) newGroup() (*group, error) {
 		if maxLt := time.Duration(cfg.Agent.MaxLifetime) * time.Second; ttl < maxLt {
 			ttl = maxLt
 		}
-		m, err := hasync.New(hasync.Config{
+		hc := hasync.Config{
 			ID:           cfg.Agent.AgentID,
 			Addr:         cfg.Agent.Address,
 			Session:      binary.BigEndian.Uint32(sess[:]),
@@ -87,7 +87,9 @@ func (a *Agent) newGroup() (*group, error) {
 			TombstoneTTL: ttl,
 			MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
 			Logger:       a.log.With("sub", "group"),
-		}, a.core.table)
+		}
+		heartbeatConfig(gc, &hc)
+		m, err := hasync.New(hc, a.core.table)
 		if err != nil {
 			return nil, fmt.Errorf("agent: group protocol: %w", err)
 		}
@@ -252,6 +254,8 @@ func (a *Agent) groupActions() {
 			if a.hold != nil {
 				a.hold.acked(act.Entry.Home, act.Entry.ID)
 			}
+		case hasync.ActPeerDown:
+			a.peerDown(act.To)
 		case hasync.ActInitialized:
 			a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
 			if g.elector != nil {

@@ -1,0 +1,51 @@
+package agent
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/hasync"
+)
+
+// heartbeatConfig passes [group]'s heartbeat keys to the group machine.
+func heartbeatConfig(gc *config.Group, hc *hasync.Config) {
+	if gc.Heartbeat {
+		hc.HeartbeatInterval, hc.HeartbeatMultiplier = gc.HeartbeatInterval, gc.HeartbeatMultiplier
+	}
+}
+
+// silenceHearer is the fast failure detector's hook of an election
+// (vrrp.Runner, hsrp.Runner): told that the member at addr has been silent
+// for silent, it takes over if that member is the one it follows.
+type silenceHearer interface {
+	PeerSilent(addr netip.Addr, silent, interval time.Duration)
+}
+
+// peerDown acts on a peer the group heartbeat declared down (owner
+// goroutine).
+//
+// Replies held for an acknowledgement are decided now rather than at the
+// end of their wait, if no acknowledging peer is left: they go through the
+// replication policy (Agent.unacked), so by default this member serves
+// alone at once and counts it, and with group.require_replication it
+// answers 130 at once. Either way the nodes hear within the detection time,
+// not after 2 × ack_timeout, and no later registration is held for the dead
+// peer (gateReply sees no peer up).
+//
+// With group.heartbeat_failover the election hears of it too: if the dead
+// member is the master it follows, it takes over after a skew on the
+// heartbeat's scale instead of three advertisements (vrrp/silent.go).
+func (a *Agent) peerDown(addr netip.Addr) {
+	g := a.grp
+	if a.hold != nil && g.m.AckingPeers() == 0 {
+		a.hold.expire(int64(^uint64(0) >> 1))
+	}
+	if !a.cfg.Group.HeartbeatFailover || g.elector == nil {
+		return
+	}
+	if e, ok := g.elector.(silenceHearer); ok {
+		silent := time.Duration(a.now() - g.m.LastHeard(addr))
+		e.PeerSilent(addr, silent, a.cfg.Group.HeartbeatInterval)
+	}
+}

@@ -67,7 +67,10 @@ type Config struct {
 	Intervals []time.Duration // VRRP advertisement intervals; default 100ms, 1s
 	Kinds     []Kind          // default all
 	Nodes     int             // mobile nodes renewing; default 50, at most 120
-	Hagent    bool            // measure hagent
+	// Heartbeat is hagent's group.heartbeat_interval (0: its default;
+	// negative: heartbeat off, VRRP alone detects the failure).
+	Heartbeat time.Duration
+	Hagent    bool // measure hagent
 	// Keepalived measures keepalived too (skipped with a note in the
 	// report when the binary is missing).
 	Keepalived bool

@@ -38,6 +38,19 @@ var prios = []int{130, 120, 110}
 // advertisement interval iv, group sync on, datapath off, the pool
 // 192.0.2.128/25 for the mobile nodes, its console at socket.
 func HagentConfig(i int, iv time.Duration, socket string) string {
+	return HagentConfigHB(i, iv, 0, socket)
+}
+
+// HagentConfigHB is HagentConfig with the group heartbeat's interval hb
+// (0: hagent's default, negative: heartbeat off).
+func HagentConfigHB(i int, iv, hb time.Duration, socket string) string {
+	heartbeat := ""
+	switch {
+	case hb < 0:
+		heartbeat = "heartbeat = false"
+	case hb > 0:
+		heartbeat = fmt.Sprintf("heartbeat_interval = %q", hb.String())
+	}
 	return fmt.Sprintf(`
 [agent]
 interface = "eth0"
@@ -58,6 +71,7 @@ key = "text:%s"
 enabled = true
 key = "text:group-secret-for-failover-01"
 anti_entropy_interval = "2s"
+%s
 
 [vrrp]
 enabled = true
@@ -68,7 +82,7 @@ garp_count = 1
 
 [datapath]
 enabled = false
-`, i+1, vip, socket, nodeSPI, nodeKey, vrid, prios[i], iv.String())
+`, i+1, vip, socket, nodeSPI, nodeKey, heartbeat, vrid, prios[i], iv.String())
 }
 
 type hgroup struct {
@@ -154,7 +168,7 @@ func (g *hgroup) start(i int) error {
 	g.starts++
 	g.socks[i] = filepath.Join(g.dir, fmt.Sprintf("ha%d-%d.sock", i+1, g.starts))
 	conf := filepath.Join(g.dir, fmt.Sprintf("ha%d.toml", i+1))
-	if err := os.WriteFile(conf, []byte(HagentConfig(i, g.iv, g.socks[i])), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(HagentConfigHB(i, g.iv, g.cfg.Heartbeat, g.socks[i])), 0o600); err != nil {
 		return err
 	}
 	p, err := g.hosts[i].Start(filepath.Join(g.cfg.Bins, "hagent"), "-config", conf)

@@ -88,7 +88,7 @@ func (a *Agent) newGroup() (*group, error) {
 			MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
 			Logger:       a.log.With("sub", "group"),
 		}
-		heartbeatConfig(gc, &hc)
+		heartbeatConfig(cfg, &hc)
 		m, err := hasync.New(hc, a.core.table)
 		if err != nil {
 			return nil, fmt.Errorf("agent: group protocol: %w", err)
@@ -278,6 +278,7 @@ func (a *Agent) setRole(ch role.Change) {
 	g.changes++
 	active := ch.Role == role.Active
 	a.core.SetServing(active)
+	a.heartbeatRole(active)
 	// Program every binding before the gratuitous ARPs pull the traffic
 	// to us (takeover), or withdraw when we stop being active.
 	a.activateDataplane(active)

@@ -9,9 +9,22 @@ import (
 )
 
 // heartbeatConfig passes [group]'s heartbeat keys to the group machine.
-func heartbeatConfig(gc *config.Group, hc *hasync.Config) {
-	if gc.Heartbeat {
+// With an election the member starts in demand mode (it is not active):
+// only the active member heartbeats periodically.
+func heartbeatConfig(cfg *config.Config, hc *hasync.Config) {
+	if gc := &cfg.Group; gc.Heartbeat {
 		hc.HeartbeatInterval, hc.HeartbeatMultiplier = gc.HeartbeatInterval, gc.HeartbeatMultiplier
+		hc.HeartbeatDemand = cfg.VRRP.Enabled || cfg.HSRP.Enabled
+	}
+}
+
+// heartbeatRole puts the heartbeat in periodic mode while this member is
+// active (a standby must detect its death to take over), in demand mode
+// otherwise (it is judged by its acknowledgements; a standby that sends ten
+// heartbeats a second only costs CPU and bandwidth on every member).
+func (a *Agent) heartbeatRole(active bool) {
+	if g := a.grp; g != nil && g.m != nil && g.elector != nil {
+		g.m.SetHeartbeatDemand(!active)
 	}
 }
 

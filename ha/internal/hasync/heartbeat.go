@@ -13,7 +13,8 @@ import (
 // jittered, and a peer silent for Mult × that interval is down.
 //
 //	0      Body version (1)
-//	1      Flags (reserved, 0)
+//	1      Flags: 0x80 D (demand): the sender sends no periodic heartbeats;
+//	       judge its liveness by its acknowledgements (see below)
 //	2      Detect multiplier (1..255): the receiver declares the sender down
 //	       after Mult × TxInterval without a message from it
 //	3      Reserved (0)
@@ -21,11 +22,22 @@ import (
 //	8..11  RxInterval, µs: the slowest the sender wants to receive at; a
 //	       member transmits no faster than any up peer's RxInterval
 //
+// Demand mode (RFC 5880 §6.6, adapted): a member that serves nothing (a
+// standby) need not prove it is alive ten times a second; only a member
+// waiting for its acknowledgement cares. It sends a heartbeat with the D
+// flag when a peer comes up or restarts and then once every
+// DemandRefresh, and a peer declares it down once it owes an
+// acknowledgement and has been silent for its detection time since it
+// last spoke or since the debt began, whichever is later. The active
+// member sends heartbeats periodically: a standby needs them to take over
+// (the election's fast failure detector).
+//
 // A heartbeat travels like every other group message: common header with
 // the sender's session and sequence, HMAC, replay window. So a recorded
 // heartbeat replayed later is rejected like any replay, and never makes a
 // dead peer look alive.
 type Heartbeat struct {
+	Demand     bool
 	Mult       uint8
 	TxInterval uint32 // µs
 	RxInterval uint32 // µs
@@ -36,11 +48,20 @@ const (
 	HeartbeatBodyLen = 12
 	HeartbeatLen     = HeaderLen + HeartbeatBodyLen + ICVLen // 48
 	HeartbeatVersion = 1
+	HeartbeatDemand  = 0x80 // flag: demand mode
+	// DemandRefresh is how often a member in demand mode repeats its
+	// heartbeat (so that a peer that missed it learns its parameters, and
+	// the dead interval never runs out on it).
+	DemandRefresh = time.Second
 )
 
 // AppendBinary appends the 12-byte body.
 func (h *Heartbeat) AppendBinary(b []byte) ([]byte, error) {
-	b = append(b, HeartbeatVersion, 0, h.Mult, 0)
+	f := uint8(0)
+	if h.Demand {
+		f = HeartbeatDemand
+	}
+	b = append(b, HeartbeatVersion, f, h.Mult, 0)
 	b = be.AppendUint32(b, h.TxInterval)
 	b = be.AppendUint32(b, h.RxInterval)
 	return b, nil
@@ -58,10 +79,11 @@ func (h *Heartbeat) UnmarshalBinary(b []byte) error {
 	if b[0] != HeartbeatVersion {
 		return ErrVersion
 	}
+	h.Demand = b[1]&HeartbeatDemand != 0
 	h.Mult = b[2]
 	h.TxInterval = be.Uint32(b[4:])
 	h.RxInterval = be.Uint32(b[8:])
-	if h.Mult == 0 || h.TxInterval == 0 {
+	if h.Mult == 0 || h.TxInterval == 0 || b[1]&^HeartbeatDemand != 0 {
 		return ErrMalformed
 	}
 	return nil
@@ -70,9 +92,11 @@ func (h *Heartbeat) UnmarshalBinary(b []byte) error {
 // hbPeer is what a member knows of one peer's heartbeat, for the peer's
 // current session (cleared when it restarts).
 type hbPeer struct {
-	mult uint8
-	tx   int64 // ns: the peer's transmit interval
-	rx   int64 // ns: the slowest the peer wants to receive at
+	demand bool  // it is in demand mode: down only while it owes an ack
+	owed   int64 // when its oldest outstanding update was sent (demand mode)
+	mult   uint8
+	tx     int64 // ns: the peer's transmit interval
+	rx     int64 // ns: the slowest the peer wants to receive at
 	// graceFor is the peer's last-heard time for which the verdict was
 	// postponed once (see checkLiveness); graceUntil when that ends.
 	graceFor, graceUntil int64
@@ -80,8 +104,20 @@ type hbPeer struct {
 
 // hbState is the machine's own heartbeat state.
 type hbState struct {
-	next int64 // monotonic ns: next transmission (0: not armed yet)
-	rx   Heartbeat
+	next   int64 // monotonic ns: next transmission (0: at once)
+	demand bool  // this member is in demand mode (SetHeartbeatDemand)
+	rx     Heartbeat
+}
+
+// SetHeartbeatDemand switches this member's heartbeat between periodic
+// (false: an active member, whose death a standby must detect) and demand
+// mode (true: a standby, judged by its acknowledgements). A switch is
+// announced by a heartbeat at the next Tick.
+func (m *Machine) SetHeartbeatDemand(on bool) {
+	if m.hb.demand != on {
+		m.hb.demand = on
+		m.hb.next = 0
+	}
 }
 
 // heartbeatOn reports whether this member sends heartbeats.
@@ -134,8 +170,12 @@ func (m *Machine) sendHeartbeat(now int64, out []Action) []Action {
 		return out
 	}
 	tx := m.txInterval()
-	m.hb.next = now + m.jittered(tx)
-	h := Heartbeat{Mult: uint8(m.cfg.HeartbeatMultiplier), TxInterval: usOf(tx), RxInterval: usOf(int64(m.cfg.HeartbeatInterval))}
+	if m.hb.demand {
+		m.hb.next = now + m.jittered(max(int64(DemandRefresh), tx))
+	} else {
+		m.hb.next = now + m.jittered(tx)
+	}
+	h := Heartbeat{Demand: m.hb.demand, Mult: uint8(m.cfg.HeartbeatMultiplier), TxInterval: usOf(tx), RxInterval: usOf(int64(m.cfg.HeartbeatInterval))}
 	start := m.begin(TypeHeartbeat)
 	m.arena, _ = h.AppendBinary(m.arena)
 	out, n := m.finish(out, start, netip.Addr{})
@@ -149,20 +189,35 @@ func (m *Machine) onHeartbeat(pi int) {
 	h := &m.hb.rx
 	p := &m.peers[pi]
 	m.C.HeartbeatsReceived++
+	p.hb.demand = h.Demand
 	p.hb.mult = h.Mult
 	p.hb.tx = int64(h.TxInterval) * int64(time.Microsecond)
 	p.hb.rx = int64(h.RxInterval) * int64(time.Microsecond)
 }
 
-// expiry is when peer p is declared down if nothing is heard from it (0:
-// no heartbeat from it, or it is down already).
-func (p *peer) expiry() int64 {
-	d := p.detect()
-	if d == 0 || !p.up {
+// silentSince is when peer p's current silence began: its last message,
+// or in demand mode the later of that and the start of its debt (0: in
+// demand mode and owing nothing, so its silence means nothing).
+func (p *peer) silentSince() int64 {
+	if !p.hb.demand {
+		return p.heard
+	}
+	if p.outstanding == 0 {
 		return 0
 	}
-	e := p.heard + d
-	if p.hb.graceFor == p.heard && p.hb.graceUntil > e {
+	return max(p.heard, p.hb.owed)
+}
+
+// expiry is when peer p is declared down if nothing is heard from it (0:
+// no heartbeat from it, down already, or nothing to wait for).
+func (p *peer) expiry() int64 {
+	d := p.detect()
+	since := p.silentSince()
+	if d == 0 || !p.up || since == 0 {
+		return 0
+	}
+	e := since + d
+	if p.hb.graceFor == since && p.hb.graceUntil > e {
 		e = p.hb.graceUntil
 	}
 	return e
@@ -185,14 +240,14 @@ func (m *Machine) checkLiveness(now int64, out []Action) []Action {
 		if e == 0 || now < e {
 			continue
 		}
-		if p.hb.graceFor != p.heard && now-e > p.hb.tx {
-			p.hb.graceFor, p.hb.graceUntil = p.heard, now+p.hb.tx
+		if since := p.silentSince(); p.hb.graceFor != since && now-e > p.hb.tx {
+			p.hb.graceFor, p.hb.graceUntil = since, now+p.hb.tx
 			continue
 		}
 		p.up, p.inSync, p.acking = false, false, false
 		m.C.PeersDetectedDown++
 		m.log.Warn("hasync: peer down (heartbeat silent)", "peer", p.addr, "id", p.id,
-			"silent", time.Duration(now-p.heard), "detect", time.Duration(p.detect()))
+			"silent", time.Duration(now-p.heard), "detect", time.Duration(p.detect()), "demand", p.hb.demand)
 		out = append(out, Action{Kind: ActPeerDown, To: p.addr})
 	}
 	return out

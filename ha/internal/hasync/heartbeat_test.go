@@ -38,7 +38,7 @@ func TestHeartbeatWire(t *testing.T) {
 }
 
 func FuzzHeartbeat(f *testing.F) {
-	fuzzBody(f, goldenHB, &Heartbeat{}, clearReserved(1, 3))
+	fuzzBody(f, goldenHB, &Heartbeat{}, clearReserved(3))
 }
 
 func hbConfig(iv time.Duration, mult int) func(*Config) {
@@ -259,5 +259,77 @@ func TestHeartbeatForgottenOnRestart(t *testing.T) {
 	s.run(s.now + 2*sec)
 	if m := s.nodes[0].m; m.UpPeers() != 1 || m.Counters().PeersDetectedDown != 0 {
 		t.Fatalf("a restarted peer without heartbeats was declared down: up %d %+v", m.UpPeers(), m.Counters())
+	}
+}
+
+// A standby in demand mode sends one heartbeat a second, not ten; it is not
+// declared down for being quiet while it owes nothing, but is once it owes
+// an acknowledgement and stays silent for its detection time. It still
+// detects the periodic (active) member's death in the usual time.
+func TestHeartbeatDemandMode(t *testing.T) {
+	s := group(t, 2, func(c *Config) {
+		c.HeartbeatInterval, c.HeartbeatMultiplier = 100*time.Millisecond, 3
+		c.HeartbeatDemand = c.ID == 11
+	})
+	sent := [2]int{}
+	s.drop = func(from, to int, typ uint8) bool {
+		if typ == TypeHeartbeat {
+			sent[from]++
+		}
+		return false
+	}
+	s.run(s.now + 20*sec)
+	if sent[1] > 25 || sent[0] < 150 {
+		t.Fatalf("heartbeats in 20 s: active %d, demand-mode standby %d", sent[0], sent[1])
+	}
+	m := s.nodes[0].m
+	if m.UpPeers() != 1 || m.Counters().PeersDetectedDown != 0 {
+		t.Fatalf("a quiet standby owing nothing was declared down: %+v", m.Counters())
+	}
+	s.register(0, 0x0a000001, 5, 1)
+	s.run(s.now + sec)
+	if m.AckingPeers() != 1 {
+		t.Fatal("standby not acking")
+	}
+	crash := s.now
+	s.stop(1)
+	s.run(crash + 2*sec) // silent, but owing nothing: still up
+	if m.UpPeers() != 1 {
+		t.Fatalf("a dead standby owing nothing was declared down (it cannot be told apart from a quiet one)")
+	}
+	owed := s.now
+	s.register(0, 0x0a000002, 6, 1)
+	d := stepUntilDown(s, 0, owed+sec)
+	if d == 0 || d-owed > 300*ms+ms || d-owed < 300*ms {
+		t.Fatalf("standby declared down %v after it began to owe an ack, want 300 ms", time.Duration(d-owed))
+	}
+	if m.AckingPeers() != 0 {
+		t.Fatal("still acking after the detection")
+	}
+
+	// The other way round: the demand-mode standby detects the active's death.
+	s = group(t, 2, func(c *Config) {
+		c.HeartbeatInterval, c.HeartbeatMultiplier = 100*time.Millisecond, 3
+		c.HeartbeatDemand = c.ID == 11
+	})
+	crash = s.now
+	s.stop(0)
+	if d := stepUntilDown(s, 1, crash+sec); d == 0 || d-crash > 300*ms+ms {
+		t.Fatalf("the standby detected the active's death %v after it", time.Duration(d-crash))
+	}
+}
+
+// Switching modes is announced at once, and a peer follows the switch.
+func TestHeartbeatDemandSwitch(t *testing.T) {
+	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
+	s.nodes[1].m.SetHeartbeatDemand(true)
+	s.run(s.now + ms)
+	if p := s.nodes[0].m.peers[0]; !p.hb.demand {
+		t.Fatal("switch to demand mode not announced")
+	}
+	s.nodes[1].m.SetHeartbeatDemand(false)
+	s.run(s.now + ms)
+	if p := s.nodes[0].m.peers[0]; p.hb.demand {
+		t.Fatal("switch back not announced")
 	}
 }

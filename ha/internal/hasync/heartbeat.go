@@ -17,7 +17,9 @@ import (
 //	       judge its liveness by its acknowledgements (see below)
 //	2      Detect multiplier (1..255): the receiver declares the sender down
 //	       after Mult × TxInterval without a message from it
-//	3      Reserved (0)
+//	3      Priority: the sender's election priority (VRRP/HSRP; 0: none),
+//	       so that of several standbys only the first in line takes over
+//	       when the active member's heartbeat stops
 //	4..7   TxInterval, µs: the interval the sender transmits at now (> 0)
 //	8..11  RxInterval, µs: the slowest the sender wants to receive at; a
 //	       member transmits no faster than any up peer's RxInterval
@@ -39,6 +41,7 @@ import (
 type Heartbeat struct {
 	Demand     bool
 	Mult       uint8
+	Priority   uint8
 	TxInterval uint32 // µs
 	RxInterval uint32 // µs
 }
@@ -61,7 +64,7 @@ func (h *Heartbeat) AppendBinary(b []byte) ([]byte, error) {
 	if h.Demand {
 		f = HeartbeatDemand
 	}
-	b = append(b, HeartbeatVersion, f, h.Mult, 0)
+	b = append(b, HeartbeatVersion, f, h.Mult, h.Priority)
 	b = be.AppendUint32(b, h.TxInterval)
 	b = be.AppendUint32(b, h.RxInterval)
 	return b, nil
@@ -80,7 +83,7 @@ func (h *Heartbeat) UnmarshalBinary(b []byte) error {
 		return ErrVersion
 	}
 	h.Demand = b[1]&HeartbeatDemand != 0
-	h.Mult = b[2]
+	h.Mult, h.Priority = b[2], b[3]
 	h.TxInterval = be.Uint32(b[4:])
 	h.RxInterval = be.Uint32(b[8:])
 	if h.Mult == 0 || h.TxInterval == 0 || b[1]&^HeartbeatDemand != 0 {
@@ -92,6 +95,7 @@ func (h *Heartbeat) UnmarshalBinary(b []byte) error {
 // hbPeer is what a member knows of one peer's heartbeat, for the peer's
 // current session (cleared when it restarts).
 type hbPeer struct {
+	prio   uint8 // its election priority
 	demand bool  // it is in demand mode: down only while it owes an ack
 	owed   int64 // when its oldest outstanding update was sent (demand mode)
 	mult   uint8
@@ -105,6 +109,7 @@ type hbPeer struct {
 // hbState is the machine's own heartbeat state.
 type hbState struct {
 	next   int64 // monotonic ns: next transmission (0: at once)
+	prio   uint8 // this member's election priority (SetHeartbeatPriority)
 	demand bool  // this member is in demand mode (SetHeartbeatDemand)
 	rx     Heartbeat
 }
@@ -175,7 +180,7 @@ func (m *Machine) sendHeartbeat(now int64, out []Action) []Action {
 	} else {
 		m.hb.next = now + m.jittered(tx)
 	}
-	h := Heartbeat{Demand: m.hb.demand, Mult: uint8(m.cfg.HeartbeatMultiplier), TxInterval: usOf(tx), RxInterval: usOf(int64(m.cfg.HeartbeatInterval))}
+	h := Heartbeat{Demand: m.hb.demand, Priority: m.hb.prio, Mult: uint8(m.cfg.HeartbeatMultiplier), TxInterval: usOf(tx), RxInterval: usOf(int64(m.cfg.HeartbeatInterval))}
 	start := m.begin(TypeHeartbeat)
 	m.arena, _ = h.AppendBinary(m.arena)
 	out, n := m.finish(out, start, netip.Addr{})
@@ -189,7 +194,7 @@ func (m *Machine) onHeartbeat(pi int) {
 	h := &m.hb.rx
 	p := &m.peers[pi]
 	m.C.HeartbeatsReceived++
-	p.hb.demand = h.Demand
+	p.hb.demand, p.hb.prio = h.Demand, h.Priority
 	p.hb.mult = h.Mult
 	p.hb.tx = int64(h.TxInterval) * int64(time.Microsecond)
 	p.hb.rx = int64(h.RxInterval) * int64(time.Microsecond)
@@ -276,4 +281,34 @@ func (m *Machine) LastHeard(addr netip.Addr) int64 {
 		}
 	}
 	return 0
+}
+
+// SetHeartbeatPriority sets the election priority this member's heartbeats
+// carry (announced at the next Tick when it changes).
+func (m *Machine) SetHeartbeatPriority(p uint8) {
+	if m.hb.prio != p {
+		m.hb.prio = p
+		m.hb.next = 0
+	}
+}
+
+// FirstInLine reports whether this member, of election priority prio and
+// address m's own, outranks every up peer by the heartbeats' priorities
+// (VRRP's order: higher priority, then higher address). Of several
+// standbys told that the active member died, only the first in line acts
+// at once; the others leave it to the election's own timers (they hear the
+// new active member's advertisement first), so the fast path makes no
+// second master. A peer whose priority is unknown (no heartbeat yet)
+// counts as outranking.
+func (m *Machine) FirstInLine(prio uint8) bool {
+	for i := range m.peers {
+		p := &m.peers[i]
+		if !p.up || p.id == 0 {
+			continue
+		}
+		if p.hb.mult == 0 || p.hb.prio > prio || p.hb.prio == prio && p.addr.Compare(m.cfg.Addr) > 0 {
+			return false
+		}
+	}
+	return true
 }

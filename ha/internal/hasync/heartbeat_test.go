@@ -38,7 +38,7 @@ func TestHeartbeatWire(t *testing.T) {
 }
 
 func FuzzHeartbeat(f *testing.F) {
-	fuzzBody(f, goldenHB, &Heartbeat{}, clearReserved(3))
+	fuzzBody(f, goldenHB, &Heartbeat{}, clearReserved())
 }
 
 func hbConfig(iv time.Duration, mult int) func(*Config) {
@@ -331,5 +331,32 @@ func TestHeartbeatDemandSwitch(t *testing.T) {
 	s.run(s.now + ms)
 	if p := s.nodes[0].m.peers[0]; p.hb.demand {
 		t.Fatal("switch back not announced")
+	}
+}
+
+// Of several standbys, only the first in line (priority, then address)
+// takes over at once when the active member's heartbeat stops.
+func TestHeartbeatFirstInLine(t *testing.T) {
+	prio := map[uint32]uint8{10: 130, 11: 120, 12: 110}
+	s := group(t, 3, hbConfig(100*time.Millisecond, 3))
+	for _, nd := range s.nodes {
+		nd.m.SetHeartbeatPriority(prio[nd.id])
+	}
+	s.run(s.now + sec)
+	crash := s.now
+	s.stop(0)
+	stepUntilDown(s, 1, crash+sec)
+	s.run(s.now + 50*ms)
+	if !s.nodes[1].m.FirstInLine(120) || s.nodes[2].m.FirstInLine(110) {
+		t.Fatalf("first in line: member 2 %v, member 3 %v; want only member 2", s.nodes[1].m.FirstInLine(120), s.nodes[2].m.FirstInLine(110))
+	}
+	// Equal priorities: the higher address wins, as in VRRP.
+	if s.nodes[1].m.FirstInLine(110) || !s.nodes[2].m.FirstInLine(120) {
+		t.Fatal("tie-break by address")
+	}
+	var h Heartbeat
+	b, _ := (&Heartbeat{Mult: 3, Priority: 120, TxInterval: 1, Demand: true}).AppendBinary(nil)
+	if err := h.UnmarshalBinary(b); err != nil || h.Priority != 120 || !h.Demand {
+		t.Fatalf("%+v %v", h, err)
 	}
 }

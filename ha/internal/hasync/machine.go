@@ -42,7 +42,8 @@ type Config struct {
 	// of its intervals without a message (heartbeat.go). 0: no heartbeat.
 	HeartbeatInterval   time.Duration
 	HeartbeatMultiplier int
-	HeartbeatDemand     bool // start in demand mode (SetHeartbeatDemand)
+	HeartbeatDemand     bool  // start in demand mode (SetHeartbeatDemand)
+	HeartbeatPriority   uint8 // election priority carried (SetHeartbeatPriority)
 
 	Logger *slog.Logger // nil: discard
 }
@@ -290,7 +291,7 @@ func New(cfg Config, tab *binding.Table) (*Machine, error) {
 	for _, a := range cfg.Peers {
 		m.peers = append(m.peers, peer{addr: a.Unmap()})
 	}
-	m.hb.demand = cfg.HeartbeatDemand
+	m.hb.demand, m.hb.prio = cfg.HeartbeatDemand, cfg.HeartbeatPriority
 	m.expireFn = func(e *binding.Entry) {
 		if !e.Tombstone() {
 			m.expired = append(m.expired, *e)

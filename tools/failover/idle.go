@@ -145,8 +145,12 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 		}
 	}
 
-	// Settle: elections done (member 1 active, member 2 standby and in
-	// sync), then one more second for the first digests.
+	// Settle: elections done (member 2's hold released, member 1 active,
+	// member 2 standby and in sync), then one more second for the first
+	// digests.
+	if err := hprocs[1].WaitFor("hold released", 30*time.Second); err != nil {
+		return nil, fmt.Errorf("failover: idle hagent member 2: %w", err)
+	}
 	for end := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		r1, _, err1 := role(socks[0])
 		r2, synced, err2 := role(socks[1])
@@ -164,7 +168,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	}
 	marks := make([]int, len(hprocs))
 	for i, p := range hprocs {
-		marks[i] = strings.Count(p.Output(), "\n")
+		marks[i] = strings.Count(p.Output(), "\n") + 1 // lines so far (Output joins them with "\n")
 	}
 	type sample struct {
 		cpu, sw  int64

@@ -191,12 +191,12 @@ func TestHostileGeneratorsMatchCodecs(t *testing.T) {
 var groupCountedNames = []string{"security.bad_ttl", "security.bad_auth", "security.unknown_key", "security.replayed",
 	"security.unproven_session", "security.malformed", "members.peers_rejected", "updates.acks_received", "updates.received",
 	"downloads.requests_received", "downloads.replies_received", "downloads.reply_acks_received",
-	"anti_entropy.digests_received", "members.leaves_received"}
+	"anti_entropy.digests_received", "members.leaves_received", "members.heartbeats_received"}
 
 func groupCounted(c hasync.Counters) uint64 {
 	return c.BadTTL + c.BadAuth + c.UnknownKey + c.Replay + c.Unproven + c.Malformed + c.PeersRejected +
 		c.UpdateAcksReceived + c.UpdatesReceived + c.RequestsReceived + c.TableRepliesReceived +
-		c.ReplyAcksReceived + c.DigestsReceived + c.LeavesReceived
+		c.ReplyAcksReceived + c.DigestsReceived + c.LeavesReceived + c.HeartbeatsReceived
 }
 
 // hostileStats is the slice of the agent's counters the test compares.

@@ -67,7 +67,10 @@ type Config struct {
 	Intervals []time.Duration // VRRP advertisement intervals; default 100ms, 1s
 	Kinds     []Kind          // default all
 	Nodes     int             // mobile nodes renewing; default 50, at most 120
-	Hagent    bool            // measure hagent
+	// Heartbeat is hagent's group.heartbeat_interval (0: its default;
+	// negative: heartbeat off, VRRP alone detects the failure).
+	Heartbeat time.Duration
+	Hagent    bool // measure hagent
 	// Keepalived measures keepalived too (skipped with a note in the
 	// report when the binary is missing).
 	Keepalived bool
@@ -98,6 +101,14 @@ type Trial struct {
 	// ExitMS: graceful stop only, fault → the old process exited (-1:
 	// not a graceful stop, or not within 5 s).
 	ExitMS float64 `json:"exit_ms"`
+	// DoubleMS: from the fault to the end of the trial (every backup's
+	// Master_Down_Interval run), how long two or more reachable members
+	// held the virtual address at once. SteadyDoubleMS: the same over the
+	// steady state before the fault, all members counted (a spurious
+	// takeover shows here).
+	DoubleMS       float64 `json:"double_master_ms"`
+	SteadyDoubleMS float64 `json:"steady_double_master_ms"`
+	t0, end        time.Time
 	// Log: what the surviving members printed during the trial, kept when
 	// the trial failed or the answer came before the address (to diagnose).
 	Log []string `json:"log,omitempty"`
@@ -122,6 +133,11 @@ type Summary struct {
 	Max      float64 `json:"answer_max_ms"`
 	AddrMed  float64 `json:"addr_median_ms"`
 	Lost     int     `json:"bindings_lost"`
+	// Double-master time after the fault (median, max over the trials)
+	// and the total seen in the steady states before the faults.
+	DoubleMed    float64 `json:"double_master_median_ms"`
+	DoubleMax    float64 `json:"double_master_max_ms"`
+	SteadyDouble float64 `json:"steady_double_master_total_ms"`
 }
 
 // Report is the outcome of Run.
@@ -201,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func Summarise(trials []Trial) []Summary {
 	var out []Summary
 	idx := map[string]int{}
-	var answers, addrs [][]float64
+	var answers, addrs, doubles [][]float64
 	for _, t := range trials {
 		key := t.Impl + "|" + t.Interval + "|" + string(t.Kind)
 		i, ok := idx[key]
@@ -209,7 +225,7 @@ func Summarise(trials []Trial) []Summary {
 			i = len(out)
 			idx[key] = i
 			out = append(out, Summary{Impl: t.Impl, Interval: t.Interval, Kind: t.Kind})
-			answers, addrs = append(answers, nil), append(addrs, nil)
+			answers, addrs, doubles = append(answers, nil), append(addrs, nil), append(doubles, nil)
 		}
 		s := &out[i]
 		s.Trials++
@@ -225,12 +241,16 @@ func Summarise(trials []Trial) []Summary {
 		if t.AddrMS >= 0 {
 			addrs[i] = append(addrs[i], t.AddrMS)
 		}
+		doubles[i] = append(doubles[i], t.DoubleMS)
+		s.SteadyDouble += t.SteadyDoubleMS
 	}
 	for i := range out {
 		out[i].Median = rank(answers[i], 0.5)
 		out[i].P90 = rank(answers[i], 0.9)
 		out[i].Max = rank(answers[i], 1)
 		out[i].AddrMed = rank(addrs[i], 0.5)
+		out[i].DoubleMed = rank(doubles[i], 0.5)
+		out[i].DoubleMax = rank(doubles[i], 1)
 	}
 	return out
 }
@@ -253,17 +273,19 @@ func (r *Report) Table(w io.Writer) {
 		return cmp.Or(cmp.Compare(durOf(a.Interval), durOf(b.Interval)),
 			cmp.Compare(slices.Index(Kinds, a.Kind), slices.Index(Kinds, b.Kind)))
 	})
-	fmt.Fprintf(w, "%-10s %-8s %-14s %6s %9s %9s %9s %9s %s\n", "impl", "advert", "fault", "ok/n", "median", "p90", "max", "addr-med", "bindings lost")
+	fmt.Fprintf(w, "%-10s %-8s %-14s %6s %9s %9s %9s %9s %9s %9s %9s %s\n", "impl", "advert", "fault", "ok/n", "median", "p90", "max", "addr-med", "2master", "2max", "2steady", "bindings lost")
 	for _, s := range sum {
 		lost := "-"
 		if s.Impl == "hagent" {
 			lost = fmt.Sprint(s.Lost)
 		}
-		fmt.Fprintf(w, "%-10s %-8s %-14s %6s %9s %9s %9s %9s %s\n", s.Impl, s.Interval, s.Kind,
-			fmt.Sprintf("%d/%d", s.OK, s.Trials), ms(s.Median), ms(s.P90), ms(s.Max), ms(s.AddrMed), lost)
+		fmt.Fprintf(w, "%-10s %-8s %-14s %6s %9s %9s %9s %9s %9s %9s %9s %s\n", s.Impl, s.Interval, s.Kind,
+			fmt.Sprintf("%d/%d", s.OK, s.Trials), ms(s.Median), ms(s.P90), ms(s.Max), ms(s.AddrMed),
+			ms(s.DoubleMed), ms(s.DoubleMax), ms(s.SteadyDouble), lost)
 	}
 	fmt.Fprintf(w, "answer = fault → first answer on the virtual address to a request sent after the cut (old member dead/cut off/address released; hagent: accepted renewal, keepalived: ICMP echo reply)\n")
 	fmt.Fprintf(w, "addr-med = fault → address in the new master's kernel (median); load average %s → %s\n", r.LoadStart, r.LoadEnd)
+	fmt.Fprintf(w, "2master/2max = time two or more reachable members held the address at once after the fault (median/max); 2steady = the same summed over the steady states before the faults, every member counted\n")
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}

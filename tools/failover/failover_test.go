@@ -49,3 +49,27 @@ func TestConfigs(t *testing.T) {
 		t.Fatalf("master down %v", d)
 	}
 }
+
+func TestOverlap(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	w := &holdWatch{spans: make([][][2]time.Time, 3), open: make([]time.Time, 3)}
+	w.spans[0] = [][2]time.Time{{at(0), at(100)}}
+	w.spans[1] = [][2]time.Time{{at(80), at(200)}, {at(300), at(310)}}
+	w.open[2] = at(305) // still holding
+	for _, c := range []struct {
+		from, to int
+		members  []int
+		want     time.Duration
+	}{
+		{0, 1000, []int{0, 1, 2}, 25 * time.Millisecond}, // 80-100 and 305-310
+		{0, 1000, []int{1, 2}, 5 * time.Millisecond},
+		{90, 1000, []int{0, 1}, 10 * time.Millisecond},
+		{0, 1000, []int{2}, 0},
+		{0, 306, []int{1, 2}, time.Millisecond},
+	} {
+		if got := w.overlap(at(c.from), at(c.to), c.members); got != c.want {
+			t.Errorf("overlap [%d,%d] %v: %v, want %v", c.from, c.to, c.members, got, c.want)
+		}
+	}
+}

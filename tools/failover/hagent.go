@@ -39,6 +39,19 @@ var prios = []int{130, 120, 110}
 // advertisement interval iv, group sync on, datapath off, the pool
 // 192.0.2.128/25 for the mobile nodes, its console at socket.
 func HagentConfig(i int, iv time.Duration, socket string) string {
+	return HagentConfigHB(i, iv, 0, socket)
+}
+
+// HagentConfigHB is HagentConfig with the group heartbeat's interval hb
+// (0: hagent's default, negative: heartbeat off).
+func HagentConfigHB(i int, iv, hb time.Duration, socket string) string {
+	heartbeat := ""
+	switch {
+	case hb < 0:
+		heartbeat = "heartbeat = false"
+	case hb > 0:
+		heartbeat = fmt.Sprintf("heartbeat_interval = %q", hb.String())
+	}
 	return fmt.Sprintf(`
 [agent]
 interface = "eth0"
@@ -59,6 +72,7 @@ key = "text:%s"
 enabled = true
 key = "text:group-secret-for-failover-01"
 anti_entropy_interval = "2s"
+%s
 
 [vrrp]
 enabled = true
@@ -69,7 +83,7 @@ garp_count = 1
 
 [datapath]
 enabled = false
-`, i+1, vip, socket, nodeSPI, nodeKey, vrid, prios[i], iv.String())
+`, i+1, vip, socket, nodeSPI, nodeKey, heartbeat, vrid, prios[i], iv.String())
 }
 
 type hgroup struct {
@@ -84,6 +98,7 @@ type hgroup struct {
 	starts int
 	probe  *regProbe
 	homes  []netip.Addr
+	hold   *holdWatch
 }
 
 func runHagent(ctx context.Context, cfg Config, iv time.Duration, kind Kind) (trials []Trial, err error) {
@@ -129,14 +144,26 @@ func runHagent(ctx context.Context, cfg Config, iv time.Duration, kind Kind) (tr
 	if err != nil {
 		return nil, err
 	}
+	var nss []string
+	for _, h := range g.hosts {
+		nss = append(nss, h.NS)
+	}
+	if g.hold, err = watchHolders(pctx, nss, "eth0", vip); err != nil {
+		return nil, err
+	}
 	guard := 10*time.Second + 10*masterDown(iv, prios[2])
 	for n := 1; n <= cfg.Trials; n++ {
 		if err := g.steady(ctx, guard); err != nil {
 			return trials, fmt.Errorf("failover: hagent %v %s before trial %d: %w", iv, kind, n, err)
 		}
+		steadyAt := time.Now()
 		randomPhase(g.iv)
 		t := g.trial(ctx, kind, guard)
 		t.N = n
+		if !t.t0.IsZero() {
+			t.DoubleMS = msOf(g.hold.overlap(t.t0, t.end, reachable(kind, len(g.hosts))))
+			t.SteadyDoubleMS = msOf(g.hold.overlap(steadyAt, t.t0, allMembers(len(g.hosts))))
+		}
 		log.Info("trial", "n", n, "answer_ms", t.AnswerMS, "addr_ms", t.AddrMS, "before", t.Before, "after", t.After, "actives", t.Actives, "err", t.Err)
 		trials = append(trials, t)
 		if err := g.restore(kind); err != nil {
@@ -155,7 +182,7 @@ func (g *hgroup) start(i int) error {
 	g.starts++
 	g.socks[i] = filepath.Join(g.dir, fmt.Sprintf("ha%d-%d.sock", i+1, g.starts))
 	conf := filepath.Join(g.dir, fmt.Sprintf("ha%d.toml", i+1))
-	if err := os.WriteFile(conf, []byte(HagentConfig(i, g.iv, g.socks[i])), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(HagentConfigHB(i, g.iv, g.cfg.Heartbeat, g.socks[i])), 0o600); err != nil {
 		return err
 	}
 	p, err := g.hosts[i].Start(filepath.Join(g.cfg.Bins, "hagent"), "-config", conf)
@@ -200,8 +227,8 @@ func (g *hgroup) steady(ctx context.Context, within time.Duration) error {
 	}
 }
 
-func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Trial {
-	t := Trial{Impl: "hagent", Interval: g.iv.String(), Kind: kind, AnswerMS: -1, AddrMS: -1}
+func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) (t Trial) {
+	t = Trial{Impl: "hagent", Interval: g.iv.String(), Kind: kind, AnswerMS: -1, AddrMS: -1}
 	before, err := liveHomes(g.socks[0])
 	if err != nil {
 		t.Err = err.Error()
@@ -220,6 +247,8 @@ func (g *hgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 		mark = append(mark, strings.Count(p.Output(), "\n"))
 	}
 	t0 := time.Now()
+	t.t0 = t0
+	defer func() { t.end = time.Now() }()
 	addr.arm(t0)
 	cut, exited, err := g.fault(kind)
 	if err != nil {

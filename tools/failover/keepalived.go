@@ -35,6 +35,7 @@ type kgroup struct {
 	mn    *lab.Host
 	peers []*kpeer
 	ping  *pingProbe
+	hold  *holdWatch
 }
 
 // KeepalivedConfig is instance i (0-based) of the comparison pair: VRRPv3,
@@ -99,14 +100,22 @@ func runKeepalived(ctx context.Context, cfg Config, iv time.Duration, kind Kind)
 	if g.ping, err = startPingProbe(pctx, g.mn.NS, vip); err != nil {
 		return nil, err
 	}
+	if g.hold, err = watchHolders(pctx, []string{g.peers[0].host.NS, g.peers[1].host.NS}, "eth0", vip); err != nil {
+		return nil, err
+	}
 	guard := 10*time.Second + 10*masterDown(iv, prios[1])
 	for n := 1; n <= cfg.Trials; n++ {
 		if err := g.steady(ctx, guard); err != nil {
 			return trials, fmt.Errorf("failover: keepalived %v %s before trial %d: %w", iv, kind, n, err)
 		}
+		steadyAt := time.Now()
 		randomPhase(g.iv)
 		t := g.trial(ctx, kind, guard)
 		t.N = n
+		if !t.t0.IsZero() {
+			t.DoubleMS = msOf(g.hold.overlap(t.t0, t.end, reachable(kind, 2)))
+			t.SteadyDoubleMS = msOf(g.hold.overlap(steadyAt, t.t0, allMembers(2)))
+		}
 		log.Info("trial", "n", n, "answer_ms", t.AnswerMS, "addr_ms", t.AddrMS, "actives", t.Actives, "err", t.Err)
 		trials = append(trials, t)
 		if err := g.restore(kind); err != nil {
@@ -191,8 +200,8 @@ func (g *kgroup) steady(ctx context.Context, within time.Duration) error {
 	}
 }
 
-func (g *kgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Trial {
-	t := Trial{Impl: "keepalived", Interval: g.iv.String(), Kind: kind, AnswerMS: -1, AddrMS: -1}
+func (g *kgroup) trial(ctx context.Context, kind Kind, guard time.Duration) (t Trial) {
+	t = Trial{Impl: "keepalived", Interval: g.iv.String(), Kind: kind, AnswerMS: -1, AddrMS: -1}
 	tctx, stop := context.WithCancel(ctx)
 	defer stop()
 	addr, err := watchAddr(tctx, g.peers[1].host.NS, "eth0", vip)
@@ -201,6 +210,8 @@ func (g *kgroup) trial(ctx context.Context, kind Kind, guard time.Duration) Tria
 		return t
 	}
 	t0 := time.Now()
+	t.t0 = t0
+	defer func() { t.end = time.Now() }()
 	addr.arm(t0)
 	cut, exited, err := g.fault(kind)
 	if err != nil {

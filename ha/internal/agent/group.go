@@ -76,7 +76,7 @@ func (a *Agent) newGroup() (*group, error) {
 		if maxLt := time.Duration(cfg.Agent.MaxLifetime) * time.Second; ttl < maxLt {
 			ttl = maxLt
 		}
-		m, err := hasync.New(hasync.Config{
+		hc := hasync.Config{
 			ID:           cfg.Agent.AgentID,
 			Addr:         cfg.Agent.Address,
 			Session:      binary.BigEndian.Uint32(sess[:]),
@@ -92,7 +92,9 @@ func (a *Agent) newGroup() (*group, error) {
 			MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
 			Admit:        a.core.AdmitHome,
 			Logger:       a.log.With("sub", "group"),
-		}, a.core.table)
+		}
+		heartbeatConfig(cfg, &hc)
+		m, err := hasync.New(hc, a.core.table)
 		if err != nil {
 			return nil, fmt.Errorf("agent: group protocol: %w", err)
 		}
@@ -262,6 +264,8 @@ func (a *Agent) groupActions() {
 			if a.hold != nil {
 				a.hold.acked(act.Entry.Home, act.Entry.ID)
 			}
+		case hasync.ActPeerDown:
+			a.peerDown(act.To)
 		case hasync.ActInitialized:
 			a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
 			if g.elector != nil {
@@ -284,6 +288,7 @@ func (a *Agent) setRole(ch role.Change) {
 	g.changes++
 	active := ch.Role == role.Active
 	a.core.SetServing(active)
+	a.heartbeatRole(active)
 	// Program every binding before the gratuitous ARPs pull the traffic
 	// to us (takeover), or withdraw when we stop being active.
 	a.activateDataplane(active)

@@ -153,6 +153,15 @@ type Group struct {
 	// peer acknowledged, not even with no peer up (default false: a member
 	// that every peer left serves alone). Reloadable.
 	RequireReplication bool
+	// Heartbeat: a BFD-like liveness signal inside the group protocol
+	// (default on): a peer silent for HeartbeatMultiplier ×
+	// HeartbeatInterval is down, and no acknowledgement from it is waited
+	// for. HeartbeatFailover also lets the election take over as soon as
+	// the active member's heartbeat stops.
+	Heartbeat           bool
+	HeartbeatInterval   time.Duration // default 100ms
+	HeartbeatMultiplier int           // default 3
+	HeartbeatFailover   bool          // default true
 }
 
 // VRRP is [vrrp]: VRRPv3 (RFC 5798) for the virtual address.

@@ -54,6 +54,9 @@ type rawGroup struct {
 	Key                             field[string]
 	AckTimeout, AntiEntropyInterval field[string]
 	AcceptKeys                      []rawGroupKey
+	Heartbeat, HeartbeatFailover    field[bool]
+	HeartbeatInterval               field[string]
+	HeartbeatMultiplier             field[int64]
 }
 
 type rawGroupKey struct {
@@ -188,6 +191,10 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		AntiEntropyInterval: t.duration("anti_entropy_interval"),
 		AckBeforeReply:      t.boolean("ack_before_reply"),
 		RequireReplication:  t.boolean("require_replication"),
+		Heartbeat:           t.boolean("heartbeat"),
+		HeartbeatInterval:   t.duration("heartbeat_interval"),
+		HeartbeatMultiplier: t.integer("heartbeat_multiplier"),
+		HeartbeatFailover:   t.boolean("heartbeat_failover"),
 	}
 	for _, tt := range t.tables("accept_keys") {
 		r.Group.AcceptKeys = append(r.Group.AcceptKeys, rawGroupKey{

@@ -376,6 +376,7 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 	g.AntiEntropyInterval = d.durIn(rg.AntiEntropyInterval, DefaultGroupAntiEntropy, time.Second, time.Hour)
 	g.AckBeforeReply = d.boolOr(rg.AckBeforeReply, true)
 	g.RequireReplication = d.boolOr(rg.RequireReplication, false)
+	d.buildHeartbeat(rg, g)
 	if f := rg.RequireReplication; g.RequireReplication {
 		// Without a group or without held replies nothing could ever prove
 		// replication: the agent would refuse every registration, or

@@ -55,6 +55,13 @@ type Config struct {
 	// is why it is refused (logged; return a constant). nil admits every
 	// address except this member's and the group members' own (admit.go).
 	Admit func(home uint32) string
+	// HeartbeatInterval > 0 sends a heartbeat that often (jittered) and
+	// declares a peer that sends them down after HeartbeatMultiplier (3)
+	// of its intervals without a message (heartbeat.go). 0: no heartbeat.
+	HeartbeatInterval   time.Duration
+	HeartbeatMultiplier int
+	HeartbeatDemand     bool  // start in demand mode (SetHeartbeatDemand)
+	HeartbeatPriority   uint8 // election priority carried (SetHeartbeatPriority)
 
 	Logger *slog.Logger // nil: discard
 }
@@ -85,6 +92,7 @@ func (c *Config) defaults() {
 	defi(&c.MaxRepair, 128)
 	defi(&c.MaxPeers, MaxPeers)
 	defi(&c.UnackedPending, 64)
+	defi(&c.HeartbeatMultiplier, 3)
 }
 
 // ActionKind says what the caller must do with an Action.
@@ -108,6 +116,9 @@ const (
 	// version (Entry.ID, Entry.Origin): the write now survives this
 	// member's death. The agent may hold a registration reply until then.
 	ActAcked
+	// ActPeerDown: the peer at To fell silent for its heartbeat detection
+	// time and is down: no acknowledgement from it is waited for any more.
+	ActPeerDown
 )
 
 // Action is one thing the caller does after a Machine call. Pkt aliases a
@@ -143,7 +154,8 @@ type Counters struct {
 	Unproven, ChallengesSent, ResponsesSent, SessionsProven uint64
 	// PendingRefused: updates not tracked for a peer that has not
 	// acknowledged since it came up and already has UnackedPending outstanding.
-	PendingRefused uint64
+	PendingRefused                                        uint64
+	HeartbeatsSent, HeartbeatsReceived, PeersDetectedDown uint64
 }
 
 // PeerInfo describes one member of the Home Agent list (hactl show redundancy).
@@ -185,6 +197,7 @@ type peer struct {
 	// acking: it acknowledged an update of ours since it was last marked up
 	// (AckingPeers). Cleared when it goes down, leaves or restarts.
 	acking bool
+	hb     hbPeer // its heartbeat, this session
 }
 
 type pending struct {
@@ -269,6 +282,7 @@ type Machine struct {
 	serves []*serve
 
 	nextDigest int64
+	hb         hbState
 
 	repairNext   int   // table position the next repair starts from (repair)
 	refuseWarned int64 // last "record refused" warning (rate limit, admit.go)
@@ -337,6 +351,7 @@ func New(cfg Config, tab *binding.Table) (*Machine, error) {
 	for _, a := range cfg.Peers {
 		m.peers = append(m.peers, peer{addr: a.Unmap()})
 	}
+	m.hb.demand, m.hb.prio = cfg.HeartbeatDemand, cfg.HeartbeatPriority
 	m.expireFn = func(e *binding.Entry) {
 		if !e.Tombstone() {
 			m.expired = append(m.expired, *e)
@@ -548,7 +563,9 @@ func (m *Machine) addPending(now int64, peer int32, home uint32, id uint64, orig
 	gen := p.gen + 1
 	*p = pending{home: home, id: id, origin: origin, peer: peer, used: true, gen: gen}
 	m.pidx[k] = s
-	m.peers[peer].outstanding++
+	if m.peers[peer].outstanding++; m.peers[peer].outstanding == 1 {
+		m.peers[peer].hb.owed = now // a debt begins (demand-mode liveness)
+	}
 	m.push(hent{due: now + int64(m.cfg.AckTimeout), slot: s, gen: gen})
 }
 
@@ -732,6 +749,8 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		}
 	case TypeChallenge, TypeResponse:
 		err = m.rxChal.UnmarshalBinary(body)
+	case TypeHeartbeat:
+		err = m.hb.rx.UnmarshalBinary(body)
 	default:
 		err = ErrType
 	}
@@ -800,6 +819,8 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		out = m.onReplyAck(now, pi, out)
 	case TypeDigest:
 		out = m.onDigest(now, pi, out)
+	case TypeHeartbeat:
+		m.onHeartbeat(pi)
 	}
 	return out
 }
@@ -878,6 +899,9 @@ func (m *Machine) left(pi int) {
 
 func (m *Machine) heard(now int64, pi int, restarted bool) {
 	p := &m.peers[pi]
+	if !p.up || restarted {
+		m.hb.next = 0 // tell it our heartbeat parameters at the next Tick
+	}
 	if !p.up {
 		m.log.Info("hasync: peer up", "peer", p.addr, "id", p.id)
 		if p.heard != 0 {
@@ -887,6 +911,7 @@ func (m *Machine) heard(now int64, pi int, restarted bool) {
 	if restarted {
 		m.log.Info("hasync: peer restarted", "peer", p.addr, "id", p.id)
 		p.init, p.acking = false, false
+		p.hb = hbPeer{}
 		m.markResync(int32(pi))
 	}
 	p.up, p.heard = true, now
@@ -1616,6 +1641,8 @@ func (m *Machine) Tick(now int64, out []Action) []Action {
 			m.log.Warn("hasync: peer down (not heard)", "peer", p.addr, "id", p.id)
 		}
 	}
+	out = m.checkLiveness(now, out)
+	out = m.sendHeartbeat(now, out)
 	out = m.retransmit(now, out)
 	out = m.downloadTimers(now, out)
 	for i := 0; i < len(m.serves); i++ {
@@ -1656,6 +1683,7 @@ func (m *Machine) NextDeadline() int64 {
 	if m.init {
 		t = min(t, m.nextDigest)
 	}
+	t = m.heartbeatDeadline(t)
 	for i := range m.peers {
 		p := &m.peers[i]
 		if p.up {

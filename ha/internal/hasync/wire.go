@@ -37,6 +37,7 @@ const (
 	TypeLeave         uint8 = 8  // a member stopping cleanly: header only (beyond the patent)
 	TypeChallenge     uint8 = 9  // "prove your session": a fresh nonce for one agent id (beyond the patent)
 	TypeResponse      uint8 = 10 // the nonce echoed from the sender's current session (beyond the patent)
+	TypeHeartbeat     uint8 = 11 // liveness, BFD-like (beyond the patent; heartbeat.go)
 )
 
 // Sizes (spec §3, §4).

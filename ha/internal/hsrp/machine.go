@@ -83,6 +83,7 @@ const (
 	EvMessage                       // a received message (Receive returned nil)
 	EvPriority                      // tracking: Priority
 	EvHold                          // Hold: not yet initialized from the group
+	EvSilent                        // the group heartbeat of Src stopped (silent.go)
 )
 
 // Event is one input. For EvMessage: Src and Msg.
@@ -92,6 +93,8 @@ type Event struct {
 	Msg      Message
 	Priority uint8
 	Hold     bool
+	// EvSilent: how long Src has been silent, and the heartbeat interval.
+	Silent, Interval time.Duration
 }
 
 // ActionKind is what the runner must do.
@@ -157,7 +160,9 @@ type Machine struct {
 	reclaimPending bool
 	reclaimReason  string
 	suppressed     uint64
-	activePrio     uint8 // the active router's priority as last heard
+	activePrio     uint8         // the active router's priority as last heard
+	heardAt        time.Duration // when the active router's hello last started the active timer
+	silent         bool          // the active timer was cut short by EvSilent
 }
 
 // New returns a machine in Initial. cfg must have passed Validate.
@@ -250,6 +255,8 @@ func (m *Machine) Handle(now time.Duration, ev Event, out []Action) ([]Action, t
 		out = m.timers(now, out)
 	case EvMessage:
 		out = m.message(now, ev.Src, &ev.Msg, out)
+	case EvSilent:
+		out = m.peerSilent(now, ev, out)
 	case EvPriority, EvHold:
 		old := m.Priority()
 		if ev.Kind == EvPriority {
@@ -336,8 +343,13 @@ func (m *Machine) timers(now time.Duration, out []Action) []Action {
 			out = m.to(Speak, ReasonActiveDown, netip.Addr{}, out)
 			out = m.sendHello(now, out)
 		case Standby:
-			out = m.becomeActive(now, ReasonActiveDown, netip.Addr{}, out)
+			reason := ReasonActiveDown
+			if m.silent {
+				reason = ReasonSilent
+			}
+			out = m.becomeActive(now, reason, netip.Addr{}, out)
 		}
+		m.silent = false
 	}
 	if now >= m.standbyTimer { // d
 		m.standbyTimer = NoDeadline
@@ -393,6 +405,7 @@ func (m *Machine) learn(msg *Message) {
 func (m *Machine) startActive(now time.Duration, msg *Message) { // A, from the active's hello
 	m.activePrio = msg.Priority
 	m.activeTimer = now + time.Duration(max(msg.Holdtime, 1))*time.Second
+	m.heardAt, m.silent = now, false
 }
 
 func (m *Machine) startStandby(now time.Duration, msg *Message) { // B, from the standby's hello

@@ -121,6 +121,7 @@ const (
 	EvTimer                         // now has reached the returned deadline
 	EvPriority                      // tracking changed the priority: Priority
 	EvHold                          // Hold = true: not yet initialized from the group
+	EvSilent                        // the group heartbeat of Src stopped (silent.go)
 )
 
 // Event is one input. For EvAdvert: Src (IP source), Priority, Interval.
@@ -130,6 +131,7 @@ type Event struct {
 	Priority uint8
 	Interval time.Duration
 	Hold     bool
+	Silent   time.Duration // EvSilent: how long Src has been silent
 }
 
 // ActionKind is what the runner must do.
@@ -194,7 +196,9 @@ type Machine struct {
 	reclaimPending bool          // Master: one is due at reclaimNext
 	reclaimReason  string
 	suppressed     uint64
-	masterPrio     uint8 // the master's advertised priority as last heard
+	masterPrio     uint8         // the master's advertised priority as last heard
+	silent         bool          // down timer was set to skew by EvSilent
+	heardAt        time.Duration // Backup: when the master's advert was last learnt
 }
 
 // New returns a machine in Initialize. cfg must have passed Validate.
@@ -299,6 +303,8 @@ func (m *Machine) Handle(now time.Duration, ev Event, out []Action) ([]Action, t
 		old := m.Priority()
 		m.held = ev.Hold
 		out = m.priorityChanged(now, old, out)
+	case EvSilent:
+		m.peerSilent(now, ev)
 	}
 	return out, m.deadline()
 }
@@ -354,7 +360,8 @@ func (m *Machine) learn(now time.Duration, ev Event) {
 	m.masterDownTimer = now + m.MasterDownInterval()
 	m.master = ev.Src
 	m.masterPrio = ev.Priority
-	m.resigned = false
+	m.resigned, m.silent = false, false
+	m.heardAt = now
 }
 
 func (m *Machine) shutdown(out []Action) []Action {
@@ -461,10 +468,12 @@ func (m *Machine) timer(now time.Duration, out []Action) []Action {
 			reason := ReasonMasterDown
 			if m.resigned {
 				reason = ReasonResigned
+			} else if m.silent {
+				reason = ReasonSilent
 			} else if m.lowerSeen {
 				reason = ReasonPreempt
 			}
-			m.lowerSeen, m.resigned = false, false
+			m.lowerSeen, m.resigned, m.silent = false, false, false
 			return m.becomeMaster(now, reason, netip.Addr{}, out)
 		}
 	case Master:

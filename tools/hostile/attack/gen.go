@@ -452,10 +452,11 @@ func (g *Gen) Group(b []byte) (out []byte, kind string, ttl1 bool) {
 		// size, reserved flags or a zero home address.
 		switch g.rng.IntN(4) {
 		case 0:
-			// Types 1–10 are defined; 8 (Leave) is valid with an empty
+			// Types 1–11 are defined; 8 (Leave) is valid with an empty
 			// body, 9 and 10 (session challenge, response) with a 12-byte
-			// one, so an "unknown type" starts at 11.
-			b = g.sealGroup(b, uint8(11+g.rng.IntN(245)), g.randBytes(nil, g.rng.IntN(64)), g.cfg.GroupKey, g.cfg.GroupKeyID)
+			// one, 11 (heartbeat) with a 12-byte one too, so an "unknown
+			// type" starts at 12.
+			b = g.sealGroup(b, uint8(12+g.rng.IntN(244)), g.randBytes(nil, g.rng.IntN(64)), g.cfg.GroupKey, g.cfg.GroupKeyID)
 		case 1:
 			b = g.sealGroup(b, 1, g.randBytes(nil, 33+g.rng.IntN(16)), g.cfg.GroupKey, g.cfg.GroupKeyID)
 		case 2:

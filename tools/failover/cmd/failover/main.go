@@ -2,7 +2,8 @@
 // keepalived side by side, in network namespaces it creates and removes.
 // Needs root. See package github.com/hagent/hagent/tools/failover.
 //
-//	go run ./tools/failover/cmd/failover [-trials 7] [-intervals 100ms,1s] [-kinds kill+linkdown,linkdown,sigterm] [-json]
+//	go run ./tools/failover/cmd/failover [-trials 7] [-intervals 100ms,1s] [-kinds kill+linkdown,linkdown,sigterm] [-heartbeat 100ms] [-json]
+//	go run ./tools/failover/cmd/failover -idle 30s [-intervals 100ms] [-heartbeat 100ms] [-json]
 package main
 
 import (
@@ -37,10 +38,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	jsonFile := fs.String("o", "", "also write the JSON report to this file")
 	verbose := fs.Bool("v", false, "log every trial to stderr")
+	heartbeat := fs.Duration("heartbeat", 0, "hagent's group.heartbeat_interval (0: hagent's default; negative: heartbeat off)")
+	idle := fs.Duration("idle", 0, "instead of failovers, measure an idle pair of each (first -intervals value) for this long: CPU, bytes sent, context switches")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := failover.Config{Trials: *trials, Nodes: *nodes, Bins: *bins}
+	cfg := failover.Config{Trials: *trials, Nodes: *nodes, Bins: *bins, Heartbeat: *heartbeat}
 	for _, s := range strings.Split(*intervals, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(s))
 		if err != nil {
@@ -94,6 +97,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *idle > 0 {
+		return runIdle(ctx, failover.IdleConfig{Bins: cfg.Bins, Interval: cfg.Intervals[0], Duration: *idle,
+			Heartbeat: *heartbeat, Keepalived: cfg.Keepalived}, *asJSON, *jsonFile, stdout, stderr)
+	}
 	rep, err := failover.Run(ctx, cfg)
 	if rep != nil {
 		rep.Summary = failover.Summarise(rep.Trials)
@@ -130,4 +137,26 @@ func contains(ks []failover.Kind, k failover.Kind) bool {
 		}
 	}
 	return false
+}
+
+func runIdle(ctx context.Context, cfg failover.IdleConfig, asJSON bool, jsonFile string, stdout, stderr io.Writer) int {
+	rep, err := failover.Idle(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if jsonFile != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(jsonFile, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(stderr, "failover:", err)
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	} else {
+		rep.Table(stdout)
+	}
+	return 0
 }

@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/hasync"
+	"github.com/hagent/hagent/ha/internal/role"
+	"github.com/hagent/hagent/ha/mip"
+)
+
+// newHeartbeatHarness is a replHarness whose member and peer both run the
+// group heartbeat (100 ms × 3), with the peer's parameters known to the
+// member (one heartbeat delivered) and the peer acknowledging.
+func newHeartbeatHarness(t *testing.T, require bool) *replHarness {
+	t.Helper()
+	h := newReplHarness(t, require)
+	h.a.cfg.Group.Heartbeat, h.a.cfg.Group.HeartbeatInterval, h.a.cfg.Group.HeartbeatMultiplier = true, 100*time.Millisecond, 3
+	h.a.cfg.Group.HeartbeatFailover = true
+	var err error
+	h.a.closeGroup()
+	if h.a.grp, err = h.a.newGroup(); err != nil { // again, with the heartbeat on
+		t.Fatal(err)
+	}
+	h.a.core.SetServing(true)
+	h.peer, err = hasync.New(hasync.Config{ID: 2, Addr: peerAddr, Session: 7, Keys: []hasync.Key{{ID: 1, Secret: h.a.cfg.Group.Key}},
+		SendKey: 1, Peers: []netip.Addr{h.a.cfg.Agent.Address}, MaxLifetime: time.Duration(h.a.cfg.Agent.MaxLifetime) * time.Second,
+		TombstoneTTL: time.Hour, HeartbeatInterval: 100 * time.Millisecond}, h.peerTab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.peerAcking()
+	h.out = h.peer.Tick(h.a.now(), h.out[:0]) // its first heartbeat
+	h.peerSays(h.out)
+	return h
+}
+
+// detect waits (in real time: the agent measures the silence with its own
+// clock) until the member's group timers, run as the owner loop's timer
+// would, have declared the silent peer down.
+func (h *replHarness) detect() {
+	h.t.Helper()
+	for end := time.Now().Add(5 * time.Second); h.a.grp.m.UpPeers() != 0; {
+		if time.Now().After(end) {
+			h.t.Fatal("peer not declared down 5 s after its last heartbeat")
+		}
+		time.Sleep(time.Duration(h.a.grp.m.NextDeadline() - h.a.now()))
+		h.a.core.Acts = h.a.grp.m.Tick(h.a.now(), h.a.core.Acts[:0])
+		h.a.groupActions()
+	}
+}
+
+// The peer dies while a reply waits for its acknowledgement: once its
+// heartbeat has been silent for the detection time, the held reply is
+// decided at once (default: accepted, served alone; require_replication:
+// 130), and the next registration is not held at all. Before the
+// heartbeat, the survivor answered 130 until an update to the dead peer
+// ran out of retransmissions (about 16 s).
+func TestPeerDeathDecidesHeldRepliesAtOnce(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "require_replication"}[require], func(t *testing.T) {
+			h := newHeartbeatHarness(t, require)
+			h.send(h.request(false))
+			h.toPeer(false) // the peer is dead
+			h.wantNoReply()
+			h.detect()
+			want := mip.CodeAccepted
+			if require {
+				want = mip.CodeInsufficientResources
+			}
+			h.wantReply(want) // no waitOver: the detection released it
+			if m := h.a.grp.m; m.UpPeers() != 0 || m.AckingPeers() != 0 {
+				t.Fatalf("up %d acking %d after the detection", m.UpPeers(), m.AckingPeers())
+			}
+			h.send(h.request(false))
+			h.wantReply(want)
+			// (default: the first, before the peer acknowledged anything, was
+			// unreplicated too)
+			q := h.a.hold
+			if require && q.DeniedUnreplicated != 1 || !require && q.AcceptedUnreplicated != 3 {
+				t.Fatalf("accepted_unreplicated %d, denied_unreplicated %d", q.AcceptedUnreplicated, q.DeniedUnreplicated)
+			}
+		})
+	}
+}
+
+// fakeElector records the fast failure detector's hints.
+type fakeElector struct {
+	addr         netip.Addr
+	silent, iv   time.Duration
+	hints        int
+	role.Elector // not called
+}
+
+func (f *fakeElector) PeerSilent(addr netip.Addr, silent, interval time.Duration) {
+	f.addr, f.silent, f.iv = addr, silent, interval
+	f.hints++
+}
+
+// The election hears of the dead peer (heartbeat_failover), with the
+// silence measured and the heartbeat interval; not with the failover off.
+func TestPeerDeathTellsElection(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		h := newHeartbeatHarness(t, false)
+		h.a.cfg.Group.HeartbeatFailover = on
+		f := &fakeElector{}
+		h.a.grp.elector = f
+		h.detect()
+		if !on {
+			if f.hints != 0 {
+				t.Fatal("heartbeat_failover = false, yet the election was told")
+			}
+			continue
+		}
+		if f.hints != 1 || f.addr != peerAddr || f.iv != 100*time.Millisecond || f.silent < 300*time.Millisecond {
+			t.Fatalf("hint: %d, addr %v, silent %v, interval %v", f.hints, f.addr, f.silent, f.iv)
+		}
+	}
+}

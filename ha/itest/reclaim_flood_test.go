@@ -23,7 +23,7 @@ func TestReclaimFloodRateLimited(t *testing.T) {
 	g := newReclaimLab(t, "vrrp")
 	attacker := g.l.HostT(t, "evil", "192.0.2.40/24")
 	count := func(name string) uint64 { return counter(t, redundancy(t, g.agents[0]), name) }
-	reclaims0, suppressed0, garps0 := count("vrrp re-announcements"), count("vrrp re-announcements suppressed"), count("vrrp gratuitous arps")
+	reclaims0, suppressed0, garps0 := count("election.reannouncements"), count("election.reannouncements_suppressed"), count("election.gratuitous_arps")
 
 	const rate, dur = 1000, 2 * time.Second
 	sent := make(chan int, 1)
@@ -79,7 +79,7 @@ func TestReclaimFloodRateLimited(t *testing.T) {
 	}
 	n := <-sent
 	time.Sleep(1500 * time.Millisecond) // the deferred burst at the end of the last interval
-	reclaims, suppressed, garps := count("vrrp re-announcements")-reclaims0, count("vrrp re-announcements suppressed")-suppressed0, count("vrrp gratuitous arps")-garps0
+	reclaims, suppressed, garps := count("election.reannouncements")-reclaims0, count("election.reannouncements_suppressed")-suppressed0, count("election.gratuitous_arps")-garps0
 	t.Logf("%d forged adverts sent: %d re-announcements, %d suppressed, %d gratuitous ARPs", n, reclaims, suppressed, garps)
 	// One burst per second of flood, plus the one at its start and the
 	// deferred one at the end: at most 4, 3 gratuitous ARPs each.

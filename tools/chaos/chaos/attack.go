@@ -382,7 +382,7 @@ func (r *run) groupCounters() (string, []int) {
 							Key   string `json:"key"`
 							Value uint64 `json:"value"`
 						} `json:"counters"`
-					} `json:"counters"`
+					} `json:"counter_groups"`
 				} `json:"redundancy"`
 			}
 			if _, err = c.Write([]byte(`{"cmd":"show redundancy"}` + "\n")); err == nil {

@@ -379,7 +379,7 @@ func consoleCounters(socket, cmd, name string) (uint64, error) {
 			Counters []struct {
 				Key      string    `json:"key"`
 				Counters []counter `json:"counters"`
-			} `json:"counters"`
+			} `json:"counter_groups"`
 		} `json:"redundancy"`
 	}
 	if err := json.Unmarshal(line, &resp); err != nil {

@@ -266,6 +266,8 @@ func (a *Agent) groupActions() {
 			}
 		case hasync.ActPeerDown:
 			a.peerDown(act.To)
+		case hasync.ActPeerAlive:
+			a.peerAlive(act.To)
 		case hasync.ActInitialized:
 			a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
 			if g.elector != nil {

@@ -90,6 +90,7 @@ type fakeElector struct {
 	addr         netip.Addr
 	silent, iv   time.Duration
 	hints        int
+	alive        []netip.Addr
 	role.Elector // not called
 }
 
@@ -97,6 +98,8 @@ func (f *fakeElector) PeerSilent(addr netip.Addr, silent, interval time.Duration
 	f.addr, f.silent, f.iv = addr, silent, interval
 	f.hints++
 }
+
+func (f *fakeElector) PeerAlive(addr netip.Addr) { f.alive = append(f.alive, addr) }
 
 // The election hears of the dead peer (heartbeat_failover), with the
 // silence measured and the heartbeat interval; not with the failover off.
@@ -116,5 +119,19 @@ func TestPeerDeathTellsElection(t *testing.T) {
 		if f.hints != 1 || f.addr != peerAddr || f.iv != 100*time.Millisecond || f.silent < 300*time.Millisecond {
 			t.Fatalf("hint: %d, addr %v, silent %v, interval %v", f.hints, f.addr, f.silent, f.iv)
 		}
+	}
+}
+
+// A member declared dead that speaks again in the same session makes the
+// election undo a takeover made on its silence.
+func TestPeerAliveTellsElection(t *testing.T) {
+	h := newHeartbeatHarness(t, false)
+	f := &fakeElector{}
+	h.a.grp.elector = f
+	h.detect()
+	h.out = h.peer.Tick(h.a.now()+int64(time.Second), h.out[:0]) // its next heartbeat, same session
+	h.peerSays(h.out)
+	if len(f.alive) != 1 || f.alive[0] != peerAddr {
+		t.Fatalf("alive hints %v", f.alive)
 	}
 }

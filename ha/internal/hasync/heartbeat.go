@@ -95,12 +95,13 @@ func (h *Heartbeat) UnmarshalBinary(b []byte) error {
 // hbPeer is what a member knows of one peer's heartbeat, for the peer's
 // current session (cleared when it restarts).
 type hbPeer struct {
-	prio   uint8 // its election priority
-	demand bool  // it is in demand mode: down only while it owes an ack
-	owed   int64 // when its oldest outstanding update was sent (demand mode)
-	mult   uint8
-	tx     int64 // ns: the peer's transmit interval
-	rx     int64 // ns: the slowest the peer wants to receive at
+	declared bool  // the heartbeat declared it down, and it has not spoken since
+	prio     uint8 // its election priority
+	demand   bool  // it is in demand mode: down only while it owes an ack
+	owed     int64 // when its oldest outstanding update was sent (demand mode)
+	mult     uint8
+	tx       int64 // ns: the peer's transmit interval
+	rx       int64 // ns: the slowest the peer wants to receive at
 	// graceFor is the peer's last-heard time for which the verdict was
 	// postponed once (see checkLiveness); graceUntil when that ends.
 	graceFor, graceUntil int64
@@ -250,12 +251,27 @@ func (m *Machine) checkLiveness(now int64, out []Action) []Action {
 			continue
 		}
 		p.up, p.inSync, p.acking = false, false, false
+		p.hb.declared = true
 		m.C.PeersDetectedDown++
 		m.log.Warn("hasync: peer down (heartbeat silent)", "peer", p.addr, "id", p.id,
 			"silent", time.Duration(now-p.heard), "detect", time.Duration(p.detect()), "demand", p.hb.demand)
 		out = append(out, Action{Kind: ActPeerDown, To: p.addr})
 	}
 	return out
+}
+
+// revived reports (ActPeerAlive) a peer the heartbeat declared down that
+// speaks again in the same session: the verdict was wrong (it was stalled,
+// or its messages were lost), and whatever was done on it — an election's
+// fast takeover — must be undone. A restarted peer is a new incarnation:
+// the old one did die.
+func (m *Machine) revived(pi int, restarted bool, out []Action) []Action {
+	p := &m.peers[pi]
+	if p.up || restarted || !p.hb.declared {
+		return out
+	}
+	p.hb.declared = false
+	return append(out, Action{Kind: ActPeerAlive, To: p.addr})
 }
 
 // heartbeatDeadline is the earliest heartbeat timer: the next transmission

@@ -360,3 +360,31 @@ func TestHeartbeatFirstInLine(t *testing.T) {
 		t.Fatalf("%+v %v", h, err)
 	}
 }
+
+// A peer declared down that speaks again in the same session was alive:
+// reported once (ActPeerAlive); a restarted one is not (the old one died).
+func TestHeartbeatPeerAlive(t *testing.T) {
+	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
+	m := s.nodes[0].m
+	deaf := true
+	s.drop = func(from, to int, typ uint8) bool { return deaf && to == 0 }
+	if stepUntilDown(s, 0, s.now+sec) == 0 {
+		t.Fatal("not declared down")
+	}
+	deaf = false
+	for end := s.now + sec; s.now < end && m.UpPeers() == 0; {
+		s.run(s.now + ms)
+	}
+	if m.UpPeers() != 1 || m.peers[0].hb.declared {
+		t.Fatalf("peer not back up, or still marked declared: up %d", m.UpPeers())
+	}
+	// Direct: a same-session message after a declaration yields ActPeerAlive.
+	m.peers[0].up, m.peers[0].hb.declared = false, true
+	if out := m.revived(0, false, nil); len(out) != 1 || out[0].Kind != ActPeerAlive {
+		t.Fatalf("revived: %+v", out)
+	}
+	m.peers[0].hb.declared = true
+	if out := m.revived(0, true, nil); len(out) != 0 {
+		t.Fatalf("a restarted peer reported alive: %+v", out)
+	}
+}

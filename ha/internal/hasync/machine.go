@@ -119,6 +119,9 @@ const (
 	// ActPeerDown: the peer at To fell silent for its heartbeat detection
 	// time and is down: no acknowledgement from it is waited for any more.
 	ActPeerDown
+	// ActPeerAlive: the peer at To, declared down by the heartbeat, spoke
+	// again in the same session: it was alive all along.
+	ActPeerAlive
 )
 
 // Action is one thing the caller does after a Machine call. Pkt aliases a
@@ -786,6 +789,7 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 	if src.IsValid() {
 		p.addr = src
 	}
+	out = m.revived(pi, false, out)
 	m.heard(now, pi, false)
 	switch h.Type {
 	case TypeChallenge:

@@ -122,6 +122,7 @@ const (
 	EvPriority                      // tracking changed the priority: Priority
 	EvHold                          // Hold = true: not yet initialized from the group
 	EvSilent                        // the group heartbeat of Src stopped (silent.go)
+	EvAlive                         // Src, reported silent, spoke again (silent.go)
 )
 
 // Event is one input. For EvAdvert: Src (IP source), Priority, Interval.
@@ -199,6 +200,8 @@ type Machine struct {
 	masterPrio     uint8         // the master's advertised priority as last heard
 	silent         bool          // down timer was set to skew by EvSilent
 	heardAt        time.Duration // Backup: when the master's advert was last learnt
+	// Master after EvSilent: the master it replaced (invalid otherwise).
+	replaced, silentFrom netip.Addr
 }
 
 // New returns a machine in Initialize. cfg must have passed Validate.
@@ -305,6 +308,8 @@ func (m *Machine) Handle(now time.Duration, ev Event, out []Action) ([]Action, t
 		out = m.priorityChanged(now, old, out)
 	case EvSilent:
 		m.peerSilent(now, ev)
+	case EvAlive:
+		out = m.peerAlive(now, ev, out)
 	}
 	return out, m.deadline()
 }
@@ -472,6 +477,10 @@ func (m *Machine) timer(now time.Duration, out []Action) []Action {
 				reason = ReasonSilent
 			} else if m.lowerSeen {
 				reason = ReasonPreempt
+			}
+			m.replaced = netip.Addr{}
+			if m.silent {
+				m.replaced = m.silentFrom
 			}
 			m.lowerSeen, m.resigned, m.silent = false, false, false
 			return m.becomeMaster(now, reason, netip.Addr{}, out)

@@ -1,6 +1,9 @@
 package vrrp
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // ReasonSilent is the role change reason of a takeover the group heartbeat
 // brought forward.
@@ -34,6 +37,29 @@ func (m *Machine) peerSilent(now time.Duration, ev Event) {
 	at := now + time.Duration(256-int64(m.Priority()))*ev.Interval/256
 	if at < m.masterDownTimer {
 		m.masterDownTimer = at
-		m.silent = true
+		m.silent, m.silentFrom = true, ev.Src
 	}
+}
+
+// ReasonAlive is the role change reason of a takeover undone.
+const ReasonAlive = "the master taken over on its heartbeat's silence spoke again"
+
+// peerAlive undoes a takeover the heartbeat caused, when the master it
+// replaced turns out to be alive (its group messages resumed in the same
+// session: it was stalled or its messages were lost, not dead): this
+// router goes back to Backup at once, following that master, instead of
+// staying a second master until its next advertisement (up to a whole
+// advertisement interval, 1 s by default, measured). Before its takeover
+// (Master_Down_Timer pulled in to the skew) the hint is simply withdrawn:
+// the timer goes back to Master_Down_Interval from now.
+func (m *Machine) peerAlive(now time.Duration, ev Event, out []Action) []Action {
+	switch {
+	case m.state == Master && m.replaced.IsValid() && ev.Src == m.replaced:
+		m.replaced = netip.Addr{}
+		return m.becomeBackup(now, Event{Src: ev.Src}, ReasonAlive, out)
+	case m.state == Backup && m.silent && ev.Src == m.silentFrom:
+		m.silent = false
+		m.masterDownTimer = now + m.MasterDownInterval()
+	}
+	return out
 }

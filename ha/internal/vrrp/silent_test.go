@@ -68,3 +68,39 @@ func TestSilentHintIgnoredOrCancelled(t *testing.T) {
 		t.Fatalf("no master known: state %v deadline %v", h.m.State(), h.dl)
 	}
 }
+
+// A takeover made on the heartbeat's silence is undone as soon as the
+// replaced master speaks again; before the takeover the hint is withdrawn.
+func TestSilentTakeoverUndone(t *testing.T) {
+	h := silentBackup(t)
+	h.do(350*ms, Event{Kind: EvSilent, Src: upper, Silent: 300 * ms, Interval: 100 * ms})
+	h.do(h.dl, Event{Kind: EvTimer})
+	if h.m.State() != Master {
+		t.Fatal("no takeover")
+	}
+	acts := h.do(450*ms, Event{Kind: EvAlive, Src: lower})
+	if h.m.State() != Master || len(acts) != 0 {
+		t.Fatal("another member's revival undid the takeover")
+	}
+	acts = h.do(460*ms, Event{Kind: EvAlive, Src: upper})
+	if h.m.State() != Backup || acts[len(acts)-1].Reason != ReasonAlive || h.m.MasterAddr() != upper {
+		t.Fatalf("state %v, actions %+v", h.m.State(), acts)
+	}
+	mdi := 3*sec + 609375*time.Microsecond
+	if h.dl != 460*ms+mdi {
+		t.Fatalf("deadline %v after the revert", h.dl)
+	}
+	// Withdrawn before the takeover.
+	h = silentBackup(t)
+	h.do(350*ms, Event{Kind: EvSilent, Src: upper, Silent: 300 * ms, Interval: 100 * ms})
+	h.do(360*ms, Event{Kind: EvAlive, Src: upper})
+	if h.dl != 360*ms+mdi {
+		t.Fatalf("hint not withdrawn: deadline %v", h.dl)
+	}
+	// A master elected by the usual timer is not demoted by a revival.
+	h = silentBackup(t)
+	h.do(mdi, Event{Kind: EvTimer})
+	if h.do(mdi+ms, Event{Kind: EvAlive, Src: upper}); h.m.State() != Master {
+		t.Fatal("a master elected by Master_Down_Timer was demoted")
+	}
+}

@@ -34,4 +34,11 @@ if [ "${#need[@]}" -gt 0 ]; then
 	# let install be the judge.
 	apt-get update -qq || echo "deps: apt-get update reported errors; trying the install anyway" >&2
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	# The tests start zebra, bgpd and vrrpd themselves, in their own
+	# namespaces with their own sockets; the service Debian's package
+	# enables would run FRR on the host itself. Keep it off.
+	if [[ " ${need[*]} " == *" frr "* ]] && command -v systemctl >/dev/null 2>&1 &&
+		systemctl is-enabled --quiet frr 2>/dev/null; then
+		systemctl disable --now frr >/dev/null 2>&1 || echo "deps: could not stop the frr service; stop it by hand" >&2
+	fi
 fi

@@ -184,6 +184,28 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 			fail(int(o.owner), fmt.Errorf("datapath: %s the route of mobile network %v: %w", what, p, err))
 		}
 	}
+	if k.rev != nil {
+		// The reverse check's trie follows the routes, as the home map
+		// does in Apply.
+		for i := range adds {
+			if res != nil && res[i] != nil {
+				continue
+			}
+			if err := k.rev.putPrefix(adds[i].Prefix, adds[i].CareOf); err != nil {
+				k.stats.Errors++
+				fail(i, fmt.Errorf("datapath: mobile network %v → %v: %w", adds[i].Prefix, adds[i].CareOf, err))
+			}
+		}
+		for j, p := range dels {
+			if !validPrefix(p) {
+				continue
+			}
+			if err := k.rev.delPrefix(p); err != nil {
+				k.stats.Errors++
+				fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: %w", p, err))
+			}
+		}
+	}
 	// A new prefix whose route failed gives its metric back; a removed one
 	// too. A failed replace keeps the previous route and its metric.
 	for i := range adds {
@@ -307,6 +329,13 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 	wanted := make(map[netip.Prefix]bool)
 	for m := range want {
 		wanted[m.Prefix] = true
+		if k.rev != nil {
+			// the trie is rewritten whole: cheap next to the routes,
+			// and a missing or stale entry is repaired either way
+			if e := k.rev.putPrefix(m.Prefix, m.CareOf); e != nil {
+				err = errors.Join(err, e)
+			}
+		}
 		r, ok := byPrefix[m.Prefix]
 		if _, known := s.metrics[m.Prefix]; ok && !known {
 			// a route left by an earlier run: adopt its metric, so that
@@ -330,6 +359,11 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 				s.adopt(p, r.metric)
 			}
 			dels = append(dels, p)
+		}
+	}
+	if k.rev != nil {
+		if _, e := k.rev.syncPrefixes(wanted); e != nil {
+			err = errors.Join(err, e)
 		}
 	}
 	errs := k.ApplyPrefixes(adds, dels)
@@ -376,6 +410,11 @@ func (k *kernel) WithdrawPrefixes() error {
 		return err
 	}
 	bad := k.delPrefixRoutes(have)
+	if k.rev != nil {
+		if _, err := k.rev.syncPrefixes(nil); err != nil {
+			bad = errors.Join(bad, err)
+		}
+	}
 	if k.prefixes != nil {
 		clear(k.prefixes.metrics)
 		k.prefixes.free, k.prefixes.next = k.prefixes.free[:0], PrefixMetricBase

@@ -5,6 +5,7 @@ package datapath
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // The reverse check's prefix trie against its home hash map, at the issue's
@@ -80,4 +81,49 @@ func BenchmarkRevLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkNetnsInstallPrefixes400k: the scale, 100,000 mobile
+// routers × 4 prefixes (/24s): 400,000 prefix routes into an empty table in
+// one ApplyPrefixes call, with the reverse check's trie (VXLAN stand-in for
+// the tunnel device), then their removal by Withdraw.
+func BenchmarkNetnsInstallPrefixes400k(b *testing.B) {
+	const n = benchRouters * benchPrefixes
+	nets := make([]MobileNet, n)
+	for i := range nets {
+		nets[i] = MobileNet{Prefix: benchPrefix(i), CareOf: netip.AddrFrom4([4]byte{192, 0, 2 + byte(i>>18), byte(i >> 10)}), Encap: IPIP}
+	}
+	var withdraw time.Duration
+	for range b.N {
+		b.StopTimer()
+		ns := newNetns(b)
+		ns.ip(b, "link", "add", "vx0", "type", "vxlan", "external", "dstport", "4789")
+		ns.ip(b, "link", "set", "vx0", "up")
+		dp, err := Open(Config{HomeIfname: "home0", TunnelName: "vx0", Protocol: 77,
+			Local: netip.MustParseAddr("10.0.0.1"), NetNS: ns.fd, anyTunnel: true,
+			ReverseCheck: true, Capacity: benchRouters})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := dp.Setup(); err != nil {
+			b.Fatal(err)
+		}
+		k := dp.(*kernel)
+		b.StartTimer()
+		if errs := k.ApplyPrefixes(nets, nil); errs != nil {
+			b.Fatal(errs[0])
+		}
+		b.StopTimer()
+		if k.PrefixRoutes() != n {
+			b.Fatalf("%d prefix routes, want %d", k.PrefixRoutes(), n)
+		}
+		start := time.Now()
+		if err := dp.Withdraw(); err != nil {
+			b.Fatal(err)
+		}
+		withdraw += time.Since(start)
+		dp.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(withdraw.Milliseconds())/float64(b.N), "withdraw-ms")
 }

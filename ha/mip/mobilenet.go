@@ -17,13 +17,13 @@ import (
 	"strconv"
 )
 
-// ExtMobileNet is the Mobile Network Extension type (RFC 5177 §3). It is
+// ExtMobileNet is the Mobile Network Extension type (RFC 5177). It is
 // skippable: a home agent without network mobility ignores it, registers the
 // router's home address only, and sends no acknowledgement, which tells the
 // router its networks are not routed.
 const ExtMobileNet uint8 = 148
 
-// Sub-types of the Mobile Network Extension (RFC 5177 §3.1–§3.3).
+// Sub-types of the Mobile Network Extension (RFC 5177).
 const (
 	MobileNetSubRequest     uint8 = 0 // Mobile Network Request: one prefix
 	MobileNetSubExplicitAck uint8 = 1 // Explicit Mode Acknowledgement: a requested prefix and its code
@@ -73,11 +73,11 @@ func (p MobileNetPrefix) Exact() bool {
 	return ok && q.Addr() == p.Addr
 }
 
-// MobileNetCode is the code of an Explicit Mode Acknowledgement (RFC 5177
-// §3.2), one per requested prefix.
+// MobileNetCode is the code of a Mobile Network Acknowledgement (RFC 5177),
+// one per acknowledged prefix.
 type MobileNetCode uint8
 
-// Acknowledgement codes (RFC 5177 §3.2).
+// Acknowledgement codes (RFC 5177; the names are the RFC's).
 const (
 	MobileNetSuccess       MobileNetCode = 0 // prefix registered and routed
 	MobileNetInvalidPrefix MobileNetCode = 1 // MOBNET_INVALID_PREFIX_LEN: prefix length invalid

@@ -128,7 +128,7 @@ func TestMobileNetReplyGolden(t *testing.T) {
 	}
 }
 
-// TestMobileNetCodes pins every acknowledgement code of RFC 5177 §3.2 to its
+// TestMobileNetCodes pins every acknowledgement code of RFC 5177 to its
 // value and meaning.
 func TestMobileNetCodes(t *testing.T) {
 	for _, tc := range []struct {

@@ -226,6 +226,8 @@ type Request struct {
 	FHAuth    AuthExt
 	// UDPTunnel is the RFC 3519 UDP Tunnel Request extension.
 	UDPTunnel UDPTunnelRequest
+	// MobileNet holds the RFC 5177 Mobile Network Request extensions.
+	MobileNet MobileNetRequest
 	// IgnoredExt counts unrecognised skippable extensions (types 128-255),
 	// which §1.9 says to skip.
 	IgnoredExt int
@@ -244,6 +246,7 @@ type Reply struct {
 	MFAuth     AuthExt
 	FHAuth     AuthExt
 	UDPTunnel  UDPTunnelReply // RFC 3519 UDP Tunnel Reply extension
+	MobileNet  MobileNetReply // RFC 5177 Mobile Network Acknowledgements
 	IgnoredExt int
 }
 
@@ -254,6 +257,9 @@ type exts struct {
 	utReq      UDPTunnelRequest
 	utRep      UDPTunnelReply
 	utReqEnd   int // where the request extension ends: covered by MH auth?
+	mnReq      MobileNetRequest
+	mnRep      MobileNetReply
+	mnReqEnd   int // where the last Mobile Network Request extension ends
 	ignored    int
 }
 
@@ -330,6 +336,10 @@ func parseExts(b []byte, fixed int, e *exts) error {
 				return err
 			}
 			e.utRep = u
+		case ExtMobileNet:
+			if err := parseMobileNet(b[0], b[body:end], e, end); err != nil {
+				return err
+			}
 		default:
 			if typ < 128 {
 				return ErrUnknownExtension
@@ -339,6 +349,7 @@ func parseExts(b []byte, fixed int, e *exts) error {
 		off = end
 	}
 	e.utReq.Authenticated = e.utReq.Present && e.mh.Present && e.utReqEnd <= e.mh.Covered
+	e.mnReq.Authenticated = e.mnReq.N > 0 && e.mh.Present && e.mnReqEnd <= e.mh.Covered
 	return nil
 }
 
@@ -378,13 +389,15 @@ func (r *Request) UnmarshalBinary(b []byte) error {
 		MFAuth:     e.mf,
 		FHAuth:     e.fh,
 		UDPTunnel:  e.utReq,
+		MobileNet:  e.mnReq,
 		IgnoredExt: e.ignored,
 	}
 	return nil
 }
 
 // AppendBinary appends the fixed part and, when r.NAI is not nil, an NAI
-// extension, then a UDP Tunnel Request extension when r.UDPTunnel.Present.
+// extension, then a UDP Tunnel Request extension when r.UDPTunnel.Present,
+// then one Mobile Network Request extension per prefix in r.MobileNet.
 // Authentication extensions are added by AppendMHAuth.
 func (r *Request) AppendBinary(b []byte) ([]byte, error) {
 	if len(r.NAI) > MaxNAI {
@@ -403,6 +416,9 @@ func (r *Request) AppendBinary(b []byte) ([]byte, error) {
 	b = appendNAI(b, r.NAI)
 	if r.UDPTunnel.Present {
 		b = AppendUDPTunnelRequest(b, r.UDPTunnel)
+	}
+	if b, err = appendMobileNetRequests(b, &r.MobileNet); err != nil {
+		return b[:orig], err
 	}
 	return b, nil
 }
@@ -439,13 +455,15 @@ func (r *Reply) UnmarshalBinary(b []byte) error {
 		MFAuth:     e.mf,
 		FHAuth:     e.fh,
 		UDPTunnel:  e.utRep,
+		MobileNet:  e.mnRep,
 		IgnoredExt: e.ignored,
 	}
 	return nil
 }
 
 // AppendBinary appends the fixed part and, when r.NAI is not nil, an NAI
-// extension, then a UDP Tunnel Reply extension when r.UDPTunnel.Present.
+// extension, then a UDP Tunnel Reply extension when r.UDPTunnel.Present,
+// then r.MobileNet's acknowledgements in order.
 // Authentication extensions are added by AppendMHAuth.
 func (r *Reply) AppendBinary(b []byte) ([]byte, error) {
 	if len(r.NAI) > MaxNAI {
@@ -464,6 +482,9 @@ func (r *Reply) AppendBinary(b []byte) ([]byte, error) {
 	b = appendNAI(b, r.NAI)
 	if r.UDPTunnel.Present {
 		b = AppendUDPTunnelReply(b, r.UDPTunnel)
+	}
+	if b, err = appendMobileNetReply(b, &r.MobileNet); err != nil {
+		return b[:orig], err
 	}
 	return b, nil
 }

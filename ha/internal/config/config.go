@@ -28,11 +28,14 @@ const (
 	MinTombstoneCapacity     = 64
 	DefaultTombstoneLifetime = 5 * time.Minute
 	DefaultMaxLifetime       = 1800
-	DefaultReplayTolerance   = 7 * time.Second // RFC 5944 §5.7 suggests 7 s
-	DefaultConsoleSocket     = "/run/hagent.sock"
-	MinSPI                   = 256 // SPIs 0–255 are reserved (RFC 5944 §3.5.1)
-	DefaultAlgorithm         = "hmac-md5"
-	DefaultReplay            = "timestamp"
+	// MaxFiniteLifetime is the longest lifetime agent.max_lifetime may
+	// grant: 0xffff means infinity on the wire (RFC 5944 §3.4).
+	MaxFiniteLifetime      = 65534
+	DefaultReplayTolerance = 7 * time.Second // RFC 5944 §5.7 suggests 7 s
+	DefaultConsoleSocket   = "/run/hagent.sock"
+	MinSPI                 = 256 // SPIs 0–255 are reserved (RFC 5944 §3.5.1)
+	DefaultAlgorithm       = "hmac-md5"
+	DefaultReplay          = "timestamp"
 
 	// The group protocol has no IANA assignment. Its default is an
 	// unassigned address of the Local Network Control Block (224.0.0.0/24,
@@ -99,7 +102,7 @@ type Agent struct {
 	Capacity             int           // max live bindings, default 10000, 1..4_000_000
 	TombstoneCapacity    int           // default (or 0) max(Capacity/4, 64)
 	TombstoneLifetime    time.Duration // default 5m, 1s..24h
-	MaxLifetime          uint16        // seconds, default 1800, 1..65535
+	MaxLifetime          uint16        // seconds, default 1800, 1..65534 (never 0xffff, infinity)
 	ReplayTolerance      time.Duration // default 7s, 1s..1h
 	SimultaneousBindings bool          // default false: S bit → reply code 1
 	ReverseTunnel        bool          // default true (RFC 3024)

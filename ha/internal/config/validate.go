@@ -79,7 +79,17 @@ func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 		a.TombstoneCapacity = max(a.Capacity/4, MinTombstoneCapacity)
 	}
 	a.TombstoneLifetime = d.durIn(ra.TombstoneLifetime, DefaultTombstoneLifetime, time.Second, 24*time.Hour)
-	a.MaxLifetime = uint16(d.intIn(ra.MaxLifetime, DefaultMaxLifetime, 1, 65535))
+	// A Registration Reply's lifetime 0xffff means infinity (RFC 5944
+	// §3.4), but every binding here expires: granting it would promise a
+	// router a binding that lapses after 65,535 s. Routers that ask for
+	// 65535 (FortiGate's default) get 65534, the longest finite lifetime.
+	if f := ra.MaxLifetime; f.Set && f.V == MaxFiniteLifetime+1 {
+		d.errorf(f.Line, f.Key, "%d is \"infinity\" in a Registration Reply (RFC 5944 §3.4), and hagent expires every binding: a node granted it would count on a binding that lapses after %s; use %d, the longest finite lifetime",
+			f.V, fmtDur(time.Duration(f.V)*time.Second), MaxFiniteLifetime)
+		a.MaxLifetime = DefaultMaxLifetime
+	} else {
+		a.MaxLifetime = uint16(d.intIn(ra.MaxLifetime, DefaultMaxLifetime, 1, MaxFiniteLifetime))
+	}
 	a.ReplayTolerance = d.durIn(ra.ReplayTolerance, DefaultReplayTolerance, time.Second, time.Hour)
 	a.SimultaneousBindings = d.boolOr(ra.SimultaneousBindings, false)
 	a.ReverseTunnel = d.boolOr(ra.ReverseTunnel, true)

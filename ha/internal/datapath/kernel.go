@@ -45,6 +45,8 @@ type kernel struct {
 	next    uint32
 	vips    map[netip.Prefix]bool
 
+	prefixes *prefixState // mobile network routes (prefixes.go), nil until used
+
 	// Reconcile's view of the kernel (scan), sorted, dropped after use
 	// when large (dropScan)
 	kr []kroute
@@ -766,6 +768,9 @@ func (k *kernel) Withdraw() error {
 	}
 	clear(k.metrics)
 	k.free, k.next = k.free[:0], k.cfg.MetricBase
+	if err := k.WithdrawPrefixes(); err != nil {
+		bad = append(bad, err)
+	}
 	if k.rev != nil {
 		// Not active: our filter goes and the map is emptied; the clsact
 		// qdisc stays (it may carry other filters, and an empty one

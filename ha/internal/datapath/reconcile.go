@@ -117,7 +117,9 @@ func (k *kernel) scanInto(c *netlink.Conn, seq *uint32, kr *[]kroute, kn *[][4]b
 			if err != nil {
 				return err
 			}
-			if r.Protocol == k.cfg.Protocol && r.Table == unix.RT_TABLE_MAIN && r.Dst.IsValid() {
+			// A /32 with a metric in the prefix range is a mobile
+			// network's (prefixes.go), not a home address's.
+			if r.Protocol == k.cfg.Protocol && r.Table == unix.RT_TABLE_MAIN && r.Dst.IsValid() && r.Metric < PrefixMetricBase {
 				*kr = append(*kr, krouteOf(&r))
 			}
 			return nil

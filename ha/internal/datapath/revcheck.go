@@ -10,6 +10,7 @@ package datapath
 //	remote := bpf_skb_get_tunnel_key(skb).remote_ipv4  // the outer source
 //	home   := the inner IPv4 source (network header + 12)
 //	coa    := homes[home]      // a hash map the datapath keeps = the table
+//	absent → coa := nets[home] // longest match among mobile networks (revprefix.go)
 //	absent → drop (unknown home); coa != remote → drop (wrong care-of);
 //	else pass; every verdict counted in a per-CPU array.
 //
@@ -56,8 +57,9 @@ const (
 
 // revProgram is the filter, for the given map fds. Stack: fp-8 the tunnel
 // key (tunnel_id, remote_ipv4 — the 8-byte layout every kernel since 4.3
-// accepts for IPv4), fp-12 the inner source, fp-16 the counter index.
-func revProgram(homes, counts int) []insn {
+// accepts for IPv4), fp-12 the inner source, fp-16 the counter index,
+// fp-24 the trie key (prefix length 32, the inner source).
+func revProgram(homes, nets, counts int) []insn {
 	p := []insn{
 		mov64Reg(r6, r1), // r6 = skb, kept across calls
 		ldxW(r1, r6, 16), // __sk_buff.protocol
@@ -81,10 +83,21 @@ func revProgram(homes, counts int) []insn {
 	p = append(p,
 		mov64Reg(r2, r10), add64Imm(r2, -12),
 		call(fnMapLookupElem),
-		jeqImm(r0, 0, "unknown"),
-		ldxW(r1, r0, 0),
+		jeqImm(r0, 0, "nets"),
+		at("found", ldxW(r1, r0, 0)),
 		jneReg(r1, r7, "wrong"),
 		mov64Imm(r8, revPassed), mov64Imm(r9, tcActOK), ja("count"),
+		at("nets", mov64Imm(r1, 32)),
+		stxW(r10, r1, -24),
+		ldxW(r1, r10, -12),
+		stxW(r10, r1, -20),
+	)
+	p = append(p, ldMapFD(r1, nets)...)
+	p = append(p,
+		mov64Reg(r2, r10), add64Imm(r2, -24),
+		call(fnMapLookupElem),
+		jneImm(r0, 0, "found"),
+		ja("unknown"),
 		at("wrong", mov64Imm(r8, revWrongCareOf)), mov64Imm(r9, tcActShot), ja("count"),
 		at("unknown", mov64Imm(r8, revUnknownHome)), mov64Imm(r9, tcActShot), ja("count"),
 		at("malformed", mov64Imm(r8, revMalformed)), mov64Imm(r9, tcActShot),
@@ -105,12 +118,13 @@ func revProgram(homes, counts int) []insn {
 // revFilter owns the maps and the program. Its buffers are fields of a
 // heap object: bpf(2) attrs carry their addresses (see ptr).
 type revFilter struct {
-	homes, counts, prog int
-	ncpu                int
-	attr                elemAttr
-	key, val            [4]byte
-	cnt                 []byte    // ncpu × 8: one per-CPU counter
-	rd                  revReader // the owner's reads (Reconcile, Withdraw)
+	homes, nets, counts, prog int
+	ncpu                      int
+	attr                      elemAttr
+	key, val                  [4]byte
+	lkey                      [lpmKeyLen]byte
+	cnt                       []byte    // ncpu × 8: one per-CPU counter
+	rd                        revReader // the owner's reads (Reconcile, Withdraw)
 }
 
 // kernelOptionBPF names what the check needs, for start-up errors.
@@ -126,15 +140,19 @@ func newRevFilter(capacity int) (*revFilter, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &revFilter{homes: -1, counts: -1, prog: -1, ncpu: ncpu, cnt: heapBytes(8 * ncpu)}
+	f := &revFilter{homes: -1, nets: -1, counts: -1, prog: -1, ncpu: ncpu, cnt: heapBytes(8 * ncpu)}
 	if f.homes, err = mapCreate(bpfMapTypeHash, 4, 4, uint32(capacity), "hagent_homes"); err != nil {
 		return nil, bpfErr("creating the home → care-of map", err)
+	}
+	if f.nets, err = mapCreateLPM(lpmCapacity(capacity), "hagent_nets"); err != nil {
+		f.close()
+		return nil, bpfErr("creating the mobile network → care-of map", err)
 	}
 	if f.counts, err = mapCreate(bpfMapTypePercpuArray, 4, 8, revSlots, "hagent_revcnt"); err != nil {
 		f.close()
 		return nil, bpfErr("creating the counter map", err)
 	}
-	code, err := assemble(revProgram(f.homes, f.counts))
+	code, err := assemble(revProgram(f.homes, f.nets, f.counts))
 	if err != nil {
 		f.close()
 		return nil, err
@@ -157,7 +175,7 @@ func bpfErr(what string, err error) error {
 }
 
 func (f *revFilter) close() {
-	for _, fd := range []*int{&f.prog, &f.counts, &f.homes} {
+	for _, fd := range []*int{&f.prog, &f.counts, &f.nets, &f.homes} {
 		if *fd >= 0 {
 			_ = unix.Close(*fd)
 			*fd = -1

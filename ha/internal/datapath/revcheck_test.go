@@ -76,20 +76,21 @@ func TestAssembleByteOrder(t *testing.T) {
 	}
 }
 
-// revProgramGolden is the filter with map fds 3 and 4, little-endian, one
-// instruction per line. A change to the program must change this on
-// purpose (and pass the kernel's verifier: TestNetnsReverseCheck).
+// revProgramGolden is the filter with map fds 3 (homes), 5 (mobile
+// networks) and 4 (counters), little-endian, one instruction per line. A
+// change to the program must change this on purpose (and pass the kernel's
+// verifier: TestNetnsReverseCheck).
 const revProgramGolden = "" +
 	"bf16000000000000" + // r6 = r1
 	"6161100000000000" + // r1 = *(u32 *)(r6 + 16)   skb->protocol
-	"5501210008000000" + // if r1 != htons(0x0800) goto malformed (+33)
+	"55012c0008000000" + // if r1 != htons(0x0800) goto malformed (+44)
 	"bf61000000000000" + // r1 = r6
 	"bfa2000000000000" + // r2 = r10
 	"07020000f8ffffff" + // r2 += -8
 	"b703000008000000" + // r3 = 8
 	"b704000000000000" + // r4 = 0
 	"8500000014000000" + // call bpf_skb_get_tunnel_key
-	"55001a0000000000" + // if r0 != 0 goto malformed (+26)
+	"5500250000000000" + // if r0 != 0 goto malformed (+37)
 	"61a7fcff00000000" + // r7 = *(u32 *)(r10 - 4)   remote_ipv4
 	"bf61000000000000" + // r1 = r6
 	"b70200000c000000" + // r2 = 12
@@ -98,15 +99,24 @@ const revProgramGolden = "" +
 	"b704000004000000" + // r4 = 4
 	"b705000001000000" + // r5 = BPF_HDR_START_NET
 	"8500000044000000" + // call bpf_skb_load_bytes_relative
-	"5500110000000000" + // if r0 != 0 goto malformed (+17)
+	"55001c0000000000" + // if r0 != 0 goto malformed (+28)
 	"1811000003000000" + "0000000000000000" + // r1 = map[fd 3] (homes)
 	"bfa2000000000000" + // r2 = r10
 	"07020000f4ffffff" + // r2 += -12
 	"8500000001000000" + // call bpf_map_lookup_elem
-	"1500080000000000" + // if r0 == 0 goto unknown (+8)
-	"6101000000000000" + // r1 = *(u32 *)(r0 + 0)
-	"5d71030000000000" + // if r1 != r7 goto wrong (+3)
-	"b708000000000000" + "b709000000000000" + "0500080000000000" + // passed, TC_ACT_OK
+	"1500050000000000" + // if r0 == 0 goto nets (+5)
+	"6101000000000000" + // found: r1 = *(u32 *)(r0 + 0)
+	"5d710e0000000000" + // if r1 != r7 goto wrong (+14)
+	"b708000000000000" + "b709000000000000" + "0500130000000000" + // passed, TC_ACT_OK, goto count
+	"b701000020000000" + // nets: r1 = 32
+	"631ae8ff00000000" + // *(u32 *)(r10 - 24) = r1   trie key: prefix length
+	"61a1f4ff00000000" + // r1 = *(u32 *)(r10 - 12)   the inner source
+	"631aecff00000000" + // *(u32 *)(r10 - 20) = r1   trie key: address
+	"1811000005000000" + "0000000000000000" + // r1 = map[fd 5] (mobile networks)
+	"bfa2000000000000" + "07020000e8ffffff" + // r2 = r10 - 24
+	"8500000001000000" + // call bpf_map_lookup_elem
+	"5500f1ff00000000" + // if r0 != 0 goto found (-15)
+	"0500030000000000" + // goto unknown (+3)
 	"b708000001000000" + "b709000002000000" + "0500050000000000" + // wrong: TC_ACT_SHOT
 	"b708000002000000" + "b709000002000000" + "0500020000000000" + // unknown
 	"b708000003000000" + "b709000002000000" + // malformed
@@ -123,7 +133,7 @@ func TestRevProgramGolden(t *testing.T) {
 	if bigEndian {
 		t.Skip("golden is little-endian; TestAssembleByteOrder covers big-endian")
 	}
-	code, err := assemble(revProgram(3, 4))
+	code, err := assemble(revProgram(3, 5, 4))
 	if err != nil {
 		t.Fatal(err)
 	}

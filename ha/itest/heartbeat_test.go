@@ -164,8 +164,12 @@ func TestPeerCrashHeartbeat(t *testing.T) {
 			} else if accepted != 0 {
 				t.Errorf("require_replication: %d accepted after the crash with no peer left to hold them", accepted)
 			}
-			if took > time.Second {
-				t.Errorf("first answer %v after the crash, want within 1 s (heartbeat detection: 300 ms)", took.Round(time.Millisecond))
+			// The goal is 1 s (detection is 300 ms; logged above on every
+			// run); 3 s keeps a starved member on a CI machine running QEMU
+			// beside this package from failing it. Without the heartbeat
+			// the survivor refuses for about 16 s.
+			if took > 3*time.Second {
+				t.Errorf("first answer %v after the crash, want within 1 s (3 s asserted; heartbeat detection: 300 ms)", took.Round(time.Millisecond))
 			}
 			if require {
 				if n := counter(t, redundancyTB(t, agents[0]), "replies.denied_unreplicated"); n == 0 {

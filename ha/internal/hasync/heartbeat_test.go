@@ -388,3 +388,28 @@ func TestHeartbeatPeerAlive(t *testing.T) {
 		t.Fatalf("a restarted peer reported alive: %+v", out)
 	}
 }
+
+// Sending and receiving heartbeats allocates nothing (an idle group does it
+// all day).
+func TestHeartbeatAllocs(t *testing.T) {
+	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
+	a, b := s.nodes[0].m, s.nodes[1].m
+	out := make([]Action, 0, 16)
+	in := make([]Action, 0, 16)
+	now := s.now
+	n := testing.AllocsPerRun(500, func() {
+		now += 100 * ms
+		out = a.Tick(now, out[:0])
+		for _, act := range out {
+			if act.Kind == ActMulticast && act.Pkt[1] == TypeHeartbeat {
+				in = b.Receive(now, s.nodes[0].addr, RequiredTTL, act.Pkt, in[:0])
+			}
+		}
+	})
+	if n != 0 {
+		t.Errorf("heartbeat sent and received: %v allocs, want 0", n)
+	}
+	if b.Counters().HeartbeatsReceived < 100 {
+		t.Fatalf("only %d heartbeats received", b.Counters().HeartbeatsReceived)
+	}
+}

@@ -84,6 +84,7 @@ const (
 	EvPriority                      // tracking: Priority
 	EvHold                          // Hold: not yet initialized from the group
 	EvSilent                        // the group heartbeat of Src stopped (silent.go)
+	EvAlive                         // Src, reported silent, spoke again (silent.go)
 )
 
 // Event is one input. For EvMessage: Src and Msg.
@@ -163,6 +164,8 @@ type Machine struct {
 	activePrio     uint8         // the active router's priority as last heard
 	heardAt        time.Duration // when the active router's hello last started the active timer
 	silent         bool          // the active timer was cut short by EvSilent
+	// Active after EvSilent: the active router it replaced (else invalid).
+	replaced, silentFrom netip.Addr
 }
 
 // New returns a machine in Initial. cfg must have passed Validate.
@@ -257,6 +260,8 @@ func (m *Machine) Handle(now time.Duration, ev Event, out []Action) ([]Action, t
 		out = m.message(now, ev.Src, &ev.Msg, out)
 	case EvSilent:
 		out = m.peerSilent(now, ev, out)
+	case EvAlive:
+		out = m.peerAlive(now, ev, out)
 	case EvPriority, EvHold:
 		old := m.Priority()
 		if ev.Kind == EvPriority {
@@ -344,8 +349,9 @@ func (m *Machine) timers(now time.Duration, out []Action) []Action {
 			out = m.sendHello(now, out)
 		case Standby:
 			reason := ReasonActiveDown
+			m.replaced = netip.Addr{}
 			if m.silent {
-				reason = ReasonSilent
+				reason, m.replaced = ReasonSilent, m.silentFrom
 			}
 			out = m.becomeActive(now, reason, netip.Addr{}, out)
 		}

@@ -322,7 +322,11 @@ func (a *Agent) activateDataplane(on bool) {
 // reconciled converges to the table as it is when the read comes back.
 func (a *Agent) reconcileDataplane() {
 	d := a.dpl
-	if d == nil || !d.active || d.every <= 0 || d.scanning || d.conv != nil || time.Since(d.recon) < d.every {
+	// The ticker fires every d.every and d.recon is stamped a moment after a
+	// tick was taken, so "less than d.every ago" would skip every other
+	// tick: the check ran once a minute at the default 30 s. Only a full
+	// reconcile in the last half interval (a takeover) makes a tick redundant.
+	if d == nil || !d.active || d.every <= 0 || d.scanning || d.conv != nil || time.Since(d.recon) < d.every/2 {
 		return
 	}
 	d.recon = time.Now()

@@ -13,50 +13,8 @@ import (
 func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 	rg, g := &r.Group, &c.Group
 	g.Enabled = d.boolOr(rg.Enabled, false)
-	g.Address = netip.MustParseAddr(DefaultGroupAddress)
-	if f := rg.Address; f.Set {
-		if a := d.ipv4(f, true, ""); a.IsValid() {
-			if a.IsMulticast() {
-				g.Address = a
-			} else {
-				d.errorf(f.Line, f.Key, "%s is not a multicast address: use one in 224.0.0.0/4, e.g. %s (the default, in RFC 5771's Local Network Control Block 224.0.0.0/24)", a, DefaultGroupAddress)
-			}
-		}
-	}
-	g.Port = uint16(d.intIn(rg.Port, DefaultGroupPort, 1, 65535))
-	// Compare what will be bound, defaults included: listen_port = 4343
-	// with group.port left out clashes as surely as both written. A
-	// disabled group binds nothing, unless its port is written.
-	if g.Port == c.Agent.ListenPort && (g.Enabled || rg.Port.Set) {
-		lp := r.Agent.ListenPort
-		switch {
-		case rg.Port.Set:
-			where := "default"
-			if lp.Set {
-				where = fmt.Sprintf("line %d", lp.Line)
-			}
-			d.errorf(rg.Port.Line, rg.Port.Key, "%d is agent.listen_port (%s): the group protocol needs its own port", g.Port, where)
-		default: // only listen_port can have been written
-			d.errorf(lp.Line, lp.Key, "%d is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port", g.Port)
-		}
-	}
-	if f := rg.Peers; f.Set {
-		for i, s := range f.V {
-			ff := field[string]{V: s, Set: true, Key: fmt.Sprintf("%s[%d]", f.Key, i+1), Line: f.Line}
-			p := d.unicast4(ff, true, "")
-			if !p.IsValid() {
-				continue
-			}
-			switch {
-			case slices.Contains(g.Peers, p):
-				d.errorf(ff.Line, ff.Key, "%s is listed twice", p)
-			case p == c.Agent.Address || p == c.Agent.VirtualAddress:
-				d.errorf(ff.Line, ff.Key, "%s is this agent's own address: list only the other members", p)
-			default:
-				g.Peers = append(g.Peers, p)
-			}
-		}
-	}
+	d.groupAddress(r, c)
+	d.groupPeers(rg, c)
 	g.Key = d.secret(rg.Key, false)
 	if g.Enabled && !rg.Key.Set && !d.mistyped[rg.Key.Key] {
 		line := rg.Line
@@ -92,6 +50,67 @@ func (d *decoder) buildGroup(r *rawConfig, c *Config) {
 			d.errorf(f.Line, f.Key, "is true but group.ack_before_reply is false: replication is proven by holding each reply until a peer's acknowledgement; set ack_before_reply = true or remove the key")
 		}
 	}
+	d.groupAcceptKeys(rg, g)
+}
+
+// groupAddress checks the group's multicast address and port, which must
+// not be the agent's own port.
+func (d *decoder) groupAddress(r *rawConfig, c *Config) {
+	rg, g := &r.Group, &c.Group
+	g.Address = netip.MustParseAddr(DefaultGroupAddress)
+	if f := rg.Address; f.Set {
+		if a := d.ipv4(f, true, ""); a.IsValid() {
+			if a.IsMulticast() {
+				g.Address = a
+			} else {
+				d.errorf(f.Line, f.Key, "%s is not a multicast address: use one in 224.0.0.0/4, e.g. %s (the default, in RFC 5771's Local Network Control Block 224.0.0.0/24)", a, DefaultGroupAddress)
+			}
+		}
+	}
+	g.Port = uint16(d.intIn(rg.Port, DefaultGroupPort, 1, 65535))
+	// Compare what will be bound, defaults included: listen_port = 4343
+	// with group.port left out clashes as surely as both written. A
+	// disabled group binds nothing, unless its port is written.
+	if g.Port == c.Agent.ListenPort && (g.Enabled || rg.Port.Set) {
+		lp := r.Agent.ListenPort
+		switch {
+		case rg.Port.Set:
+			where := "default"
+			if lp.Set {
+				where = fmt.Sprintf("line %d", lp.Line)
+			}
+			d.errorf(rg.Port.Line, rg.Port.Key, "%d is agent.listen_port (%s): the group protocol needs its own port", g.Port, where)
+		default: // only listen_port can have been written
+			d.errorf(lp.Line, lp.Key, "%d is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port", g.Port)
+		}
+	}
+}
+
+// groupPeers checks the unicast peers: each once, none of them this agent.
+func (d *decoder) groupPeers(rg *rawGroup, c *Config) {
+	g := &c.Group
+	if f := rg.Peers; f.Set {
+		for i, s := range f.V {
+			ff := field[string]{V: s, Set: true, Key: fmt.Sprintf("%s[%d]", f.Key, i+1), Line: f.Line}
+			p := d.unicast4(ff, true, "")
+			if !p.IsValid() {
+				continue
+			}
+			switch {
+			case slices.Contains(g.Peers, p):
+				d.errorf(ff.Line, ff.Key, "%s is listed twice", p)
+			case p == c.Agent.Address || p == c.Agent.VirtualAddress:
+				d.errorf(ff.Line, ff.Key, "%s is this agent's own address: list only the other members", p)
+			default:
+				g.Peers = append(g.Peers, p)
+			}
+		}
+	}
+}
+
+// groupAcceptKeys checks the keys accepted besides group.key: each with an
+// id of its own.
+func (d *decoder) groupAcceptKeys(rg *rawGroup, g *Group) {
 	idLines := map[uint8]int{} // accept_keys id -> its line
 	for _, rk := range rg.AcceptKeys {
 		k := GroupKey{ID: uint8(d.intIn(rk.ID, 0, 0, 255)), Key: d.secret(rk.Key, true)}

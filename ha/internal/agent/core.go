@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
-	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -429,19 +429,19 @@ func (c *Core) NodeName(i int32) string {
 // group.require_replication. Settings that shape sockets, devices,
 // the preallocated table or the group (addresses, interface, capacity,
 // encapsulations, [group], [vrrp], [hsrp], [datapath], [advertise]) need a restart: a
-// reload that changes one of them is refused as a whole, naming it, and
-// nothing changes. Bindings stay, except those whose node the new
+// reload that changes any of them (config.RestartNeeded judges) is refused
+// as a whole, naming them, and nothing changes. Bindings stay, except those whose node the new
 // configuration no longer authorizes (revoke.go): the caller removes them
 // with Revoke right after.
 func (c *Core) Reload(cfg *config.Config) error {
-	if what := restartOnly(c.cfg, cfg); what != "" {
-		return fmt.Errorf("agent: reload refused: %s changed, which needs a restart of hagent; nothing was applied", what)
+	if what := config.RestartNeeded(c.cfg, cfg); len(what) > 0 {
+		return fmt.Errorf("agent: reload refused: %s changed, which needs a restart of hagent; nothing was applied", strings.Join(what, ", "))
 	}
 	oldNames := make([]string, len(c.nodes))
 	for i := range c.nodes {
 		oldNames[i] = c.nodes[i].cfg.Name
 	}
-	if c.group != nil && !reflect.DeepEqual(groupKeys(&c.cfg.Group), groupKeys(&cfg.Group)) {
+	if c.group != nil && config.GroupKeysChanged(&c.cfg.Group, &cfg.Group) {
 		// Checked first so that a bad key set refuses the whole reload.
 		if err := c.group.SetKeys(groupKeys(&cfg.Group), cfg.Group.KeyID); err != nil {
 			return fmt.Errorf("agent: reload refused: %w; nothing was applied", err)
@@ -489,60 +489,4 @@ func (c *Core) setPolicy(a *config.Agent) {
 func (c *Core) SetKernelGRE(ok bool) {
 	c.greKernel = ok
 	c.setPolicy(&c.cfg.Agent)
-}
-
-// restartOnly names the first setting that differs between old and new
-// and cannot change while the agent runs ("" when none).
-func restartOnly(old, new *config.Config) string {
-	o, n := &old.Agent, &new.Agent
-	switch {
-	case o.Interface != n.Interface:
-		return "agent.interface"
-	case o.Address != n.Address:
-		return "agent.address"
-	case o.VirtualAddress != n.VirtualAddress:
-		return "agent.virtual_address"
-	case o.HomeNetwork != n.HomeNetwork:
-		return "agent.home_network"
-	case o.ListenPort != n.ListenPort:
-		return "agent.listen_port"
-	case o.Capacity != n.Capacity:
-		return "agent.capacity"
-	case o.TombstoneCapacity != n.TombstoneCapacity:
-		return "agent.tombstone_capacity"
-	case o.ConsoleSocket != n.ConsoleSocket:
-		return "agent.console_socket"
-	case o.AgentID != n.AgentID:
-		return "agent.agent_id"
-	case !sameSet(o.Encapsulations, n.Encapsulations):
-		// The GRE device is created at start only: a reload adding "gre"
-		// would be accepted while G-bit requests kept getting 139.
-		return "agent.encapsulations"
-	case !reflect.DeepEqual(withoutReloadable(old.Group), withoutReloadable(new.Group)):
-		return "[group] (other than its keys and require_replication)"
-	case !reflect.DeepEqual(old.VRRP, new.VRRP):
-		return "[vrrp]"
-	case !reflect.DeepEqual(old.HSRP, new.HSRP):
-		return "[hsrp]"
-	case !reflect.DeepEqual(old.Datapath, new.Datapath):
-		return "[datapath]"
-	case !reflect.DeepEqual(old.Advert, new.Advert):
-		return "[advertise]"
-	}
-	return ""
-}
-
-// sameSet reports whether a and b hold the same strings, in any order.
-func sameSet(a, b []string) bool {
-	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
-}
-
-// withoutReloadable is g minus what a reload may change in it: the group
-// keys, and require_replication (the owner loop reads it from the current
-// config at each decision, so switching it needs no new state; the config
-// check makes sure ack_before_reply, which does, is on when it is).
-func withoutReloadable(g config.Group) config.Group {
-	g.Key, g.KeyID, g.AcceptKeys = nil, 0, nil
-	g.RequireReplication = false
-	return g
 }

@@ -119,10 +119,10 @@ type Core struct {
 	greKernel    bool // the datapath can carry GRE (true without a datapath)
 
 	// Group mode: every table write goes through the group machine, which
-	// multicasts it (claims 1, 23); Acts collects what it asks the owner to
+	// multicasts it (claims 1, 23); acts collects what it asks the owner to
 	// send after each call. nil group: a standalone agent writes directly.
 	group *hasync.Machine
-	Acts  []hasync.Action
+	acts  []hasync.Action
 	// serving is false while this agent must not answer registrations
 	// (standby or passive in its redundancy group).
 	serving bool
@@ -236,7 +236,7 @@ func randUint32() uint32 {
 
 // SetGroup hands table writes to the group machine (which must have been
 // built on c.Table()).
-func (c *Core) SetGroup(m *hasync.Machine) { c.group = m; c.Acts = make([]hasync.Action, 0, 64) }
+func (c *Core) SetGroup(m *hasync.Machine) { c.group = m; c.acts = make([]hasync.Action, 0, 64) }
 
 // SetServing opens or closes the registration service: a standby or passive
 // member of a group receives the group's updates but answers nobody.
@@ -377,7 +377,7 @@ func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
 		// A local delete would come back from the group's anti-entropy: the
 		// operator's clear is a de-registration the group hears about,
 		// versioned just above the binding it removes.
-		c.Acts, _ = c.group.Deregister(now, ch.Entry.Home, ch.Entry.ID+1, c.Acts)
+		c.acts, _ = c.group.Deregister(now, ch.Entry.Home, ch.Entry.ID+1, c.acts)
 	} else {
 		c.table.Delete(ch.Entry.Home)
 	}
@@ -405,8 +405,8 @@ func (c *Core) Withdraw(now int64, home, careOf uint32) (Change, bool) {
 		// Our own write: a tombstone at the same version wins (hasync's
 		// order puts a de-registration above a registration of equal
 		// version and origin); one above it otherwise, as clear binding.
-		if c.Acts, err = c.group.Deregister(now, home, ch.Entry.ID, c.Acts); err != nil {
-			c.Acts, _ = c.group.Deregister(now, home, ch.Entry.ID+1, c.Acts)
+		if c.acts, err = c.group.Deregister(now, home, ch.Entry.ID, c.acts); err != nil {
+			c.acts, _ = c.group.Deregister(now, home, ch.Entry.ID+1, c.acts)
 		}
 	} else {
 		c.table.Tombstone(home, ch.Entry.ID, c.id, now+c.tombLife)

@@ -203,7 +203,7 @@ func (a *Agent) startGroup() {
 	if g.m != nil {
 		a.wg.Add(1)
 		go a.groupReadLoop()
-		a.core.Acts = g.m.Start(a.now(), a.core.Acts[:0])
+		a.core.acts = g.m.Start(a.now(), a.core.acts[:0])
 		a.groupActions()
 	}
 	if g.elector != nil {
@@ -239,7 +239,7 @@ func (a *Agent) groupReadLoop() {
 // groupReceive feeds one datagram to the machine (owner goroutine).
 func (a *Agent) groupReceive(p *gpkt) {
 	g := a.grp
-	a.core.Acts = g.m.Receive(a.now(), p.src, p.ttl, p.buf[:p.n], a.core.Acts[:0])
+	a.core.acts = g.m.Receive(a.now(), p.src, p.ttl, p.buf[:p.n], a.core.acts[:0])
 	g.free <- p
 	a.groupActions()
 }
@@ -247,8 +247,8 @@ func (a *Agent) groupReceive(p *gpkt) {
 // groupActions performs what the machine asked for, then clears the list.
 func (a *Agent) groupActions() {
 	g := a.grp
-	for i := range a.core.Acts {
-		act := &a.core.Acts[i]
+	for i := range a.core.acts {
+		act := &a.core.acts[i]
 		switch act.Kind {
 		case hasync.ActMulticast:
 			var err error
@@ -293,7 +293,7 @@ func (a *Agent) groupActions() {
 			}
 		}
 	}
-	a.core.Acts = a.core.Acts[:0]
+	a.core.acts = a.core.acts[:0]
 }
 
 // setRole applies a role change: serve or not, log it, tell the notify

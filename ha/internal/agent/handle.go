@@ -253,7 +253,7 @@ func (c *Core) deregister(now int64, wall time.Time, src netip.AddrPort, ni int3
 	var e *binding.Entry
 	if c.group != nil {
 		var err error
-		if c.Acts, err = c.group.Deregister(now, home, req.ID, c.Acts); err != nil {
+		if c.acts, err = c.group.Deregister(now, home, req.ID, c.acts); err != nil {
 			// The group holds a newer write for this node.
 			rep.ID = mip.MismatchID(req.ID, wall)
 			rep.Code = mip.CodeIDMismatch
@@ -313,7 +313,7 @@ func (c *Core) register(now int64, wall time.Time, src netip.AddrPort, ni int32,
 	var e *binding.Entry
 	var err error
 	if c.group != nil {
-		if c.Acts, err = c.group.Register(now, ent, c.Acts); err == nil {
+		if c.acts, err = c.group.Register(now, ent, c.acts); err == nil {
 			e = c.table.Get(home)
 		}
 	} else {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -254,9 +255,7 @@ func (c *Core) deregister(now int64, wall time.Time, src netip.AddrPort, ni int3
 	if c.group != nil {
 		var err error
 		if c.acts, err = c.group.Deregister(now, home, req.ID, c.acts); err != nil {
-			// The group holds a newer write for this node.
-			rep.ID = mip.MismatchID(req.ID, wall)
-			rep.Code = mip.CodeIDMismatch
+			c.refuseWrite(err, wall)
 			return Change{}
 		}
 		e = c.table.Get(home)
@@ -319,15 +318,8 @@ func (c *Core) register(now int64, wall time.Time, src netip.AddrPort, ni int32,
 	} else {
 		e, err = c.table.Put(ent)
 	}
-	switch {
-	case err == hasync.ErrStale:
-		// Another member accepted a newer registration of this node.
-		rep.ID = mip.MismatchID(req.ID, wall)
-		rep.Code = mip.CodeIDMismatch
-		return Change{}
-	case err != nil || e == nil:
-		// Table full: 130, and nothing else is evicted.
-		rep.Code = mip.CodeInsufficientResources
+	if err != nil || e == nil {
+		c.refuseWrite(err, wall)
 		return Change{}
 	}
 	c.noteSource(e, src, req.NAI)
@@ -342,4 +334,19 @@ func (c *Core) register(now int64, wall time.Time, src netip.AddrPort, ni int32,
 	rep.Code = code
 	rep.Lifetime = lt
 	return Change{Kind: kind, Entry: *e, Moved: moved}
+}
+
+// refuseWrite answers a write the table or the group refused: the one place
+// where a write's error becomes a reply code. The group holding a newer
+// write of the node (another member accepted a newer request) is, as far as
+// the node can tell, a replay: 133, with our time in the Identification so
+// that it resynchronises. Anything else is the table without room (nothing
+// is evicted to make it): 130.
+func (c *Core) refuseWrite(err error, wall time.Time) {
+	if errors.Is(err, hasync.ErrStale) {
+		c.rep.ID = mip.MismatchID(c.req.ID, wall)
+		c.rep.Code = mip.CodeIDMismatch
+		return
+	}
+	c.rep.Code = mip.CodeInsufficientResources
 }

@@ -158,7 +158,7 @@ type Counters struct {
 
 // Errors of the local write calls.
 var (
-	ErrStale = errors.New("hasync: registration Identification is not newer than the group's binding for this home address: refuse it (RFC 5944 code 133)")
+	ErrStale = errors.New("hasync: registration Identification is not newer than the group's binding for this home address")
 )
 
 // Machine is the group protocol state machine of one member. It owns the

@@ -30,7 +30,8 @@ type hent struct {
 // multicasts it to the group (claim 1). e.Home, CareOf, HomeAgent, ID,
 // Granted, Flags, Node are used; Origin is set to this member's id,
 // Registered to now and Expires to now+Granted. Returns binding.ErrFull
-// (reply 130) or ErrStale (reply 133) and then changes nothing.
+// (no room) or ErrStale (the group holds a newer write of this home) and
+// then changes nothing.
 func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, error) {
 	m.arena = m.arena[:0]
 	e.Origin, e.Registered = m.id, now

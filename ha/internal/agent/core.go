@@ -132,7 +132,12 @@ type Core struct {
 	scratch [64]byte
 	req     mip.Request
 	rep     mip.Reply
-	denied  mip.Reply // Deny's parse of a reply it rewrites
+	// The request Handle is deciding: its phases read these rather than
+	// pass them along (fewer arguments on the registration path).
+	now    int64
+	wall   time.Time
+	src    netip.AddrPort
+	denied mip.Reply // Deny's parse of a reply it rewrites
 	// revoke lists the bindings the last Reload took the authorization of;
 	// Revoke removes them (it needs the clock Reload does not have).
 	revoke []revocation

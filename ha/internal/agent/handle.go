@@ -11,11 +11,13 @@ import (
 	"github.com/hagent/hagent/ha/mip"
 )
 
-// The registration decision, in the order a request meets it: admit the
-// datagram, parse, authenticate, resolve the home address, check replay
-// and the services asked for, write the binding, seal the reply. Every
-// phase that decides fills c.rep; the reply is sealed in one place, at the
-// end of Handle.
+// The registration decision, in the order a request meets it: Handle
+// admits the datagram, parses and authenticates it; decide resolves the
+// home address and checks replay and the services asked for; register or
+// deregister writes the binding; finish seals the reply. Every phase fills
+// c.rep; the reply is sealed in one place, at the end of Handle. The phases
+// are few on purpose: each call on this path costs measurably (the
+// in-process benchmark is about 500 ns, four MD5 blocks of it).
 
 // Handle processes one datagram received on the registration port.
 //
@@ -28,7 +30,18 @@ import (
 // address the request was sent to, unless that was a broadcast).
 func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.Addr, pkt, out []byte) (reply []byte, from netip.Addr, ch Change) {
 	c.Stats.Requests++
-	if !c.admit(src, pkt) {
+	switch { // admit
+	case len(pkt) < fixedLen:
+		c.Stats.Drops[DropTruncated]++
+		return nil, from, ch
+	case pkt[0] != mip.TypeRequest:
+		c.Stats.Drops[DropNotRequest]++
+		return nil, from, ch
+	case !c.serving:
+		c.Stats.Drops[DropNotActive]++
+		return nil, from, ch
+	case src.Port() == 0 || !src.Addr().Is4() || src.Addr().IsMulticast() || src.Addr().IsUnspecified():
+		c.Stats.Drops[DropBadSource]++
 		return nil, from, ch
 	}
 	from = dst
@@ -37,226 +50,174 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		// address, which is also what a 136 reply must carry.
 		from = c.cfg.Agent.Address
 	}
-	ni, ch, ok := c.decide(now, wall, src, pkt)
-	if !ok {
-		return nil, from, ch
-	}
-	return c.finish(out, ni, from, ch)
-}
 
-// admit drops, counting why, a datagram that is not a registration request
-// this agent should answer now.
-func (c *Core) admit(src netip.AddrPort, pkt []byte) bool {
-	switch {
-	case len(pkt) < fixedLen:
-		c.Stats.Drops[DropTruncated]++
-	case pkt[0] != mip.TypeRequest:
-		c.Stats.Drops[DropNotRequest]++
-	case !c.serving:
-		c.Stats.Drops[DropNotActive]++
-	case src.Port() == 0 || !src.Addr().Is4() || src.Addr().IsMulticast() || src.Addr().IsUnspecified():
-		c.Stats.Drops[DropBadSource]++
-	default:
-		return true
-	}
-	return false
-}
-
-// decide parses and judges the request in pkt and, when it is accepted,
-// writes the binding. It fills c.rep and returns the node whose key signs
-// the reply (-1: the request did not authenticate, the reply is unsigned)
-// and the change; ok is false when the datagram is dropped unanswered.
-func (c *Core) decide(now int64, wall time.Time, src netip.AddrPort, pkt []byte) (ni int32, ch Change, ok bool) {
+	// Parse.
 	req, rep := &c.req, &c.rep
 	err := req.UnmarshalBinary(pkt)
 	*rep = mip.Reply{}
 	if err != nil {
 		if err == mip.ErrUnknownExtension {
 			c.Stats.Drops[DropUnknownExt]++
-			return -1, ch, false
+			return nil, from, ch
 		}
-		// The fixed part is intact (length checked by admit) but an
-		// extension is not: RFC 5944 code 134. Nothing authenticated, so no
-		// MN-HA extension on the reply; fields come from the raw fixed part
+		// The fixed part is intact (length checked above) but an extension
+		// is not: RFC 5944 code 134. Nothing authenticated, so no MN-HA
+		// extension on the reply; fields come from the raw fixed part
 		// because a failed parse leaves req partly filled.
 		rep.Code = mip.CodePoorlyFormed
 		rep.HomeAddr = netip.AddrFrom4([4]byte(pkt[4:8]))
 		rep.HomeAgent = netip.AddrFrom4([4]byte(pkt[8:12]))
 		rep.ID = binary.BigEndian.Uint64(pkt[16:24])
-		return -1, ch, true
+		return c.finish(out, -1, from, ch)
 	}
 	rep.HomeAddr = req.HomeAddr
 	rep.HomeAgent = req.HomeAgent
 	rep.ID = req.ID
 	rep.NAI = req.NAI
 
-	if ni, ok = c.authenticate(wall, src, pkt); !ok {
-		return ni, ch, true
-	}
-	n := &c.nodes[ni]
-	home, ok := c.resolveHome(n)
-	if !ok {
-		return ni, ch, true
-	}
-	rep.HomeAddr = binding.U32Addr(home)
-	cur := c.table.Get(home)
-	if ch, done := c.checkReplay(now, wall, n, cur); done {
-		return ni, ch, true
-	}
-	if !c.serviceOffered(n) {
-		return ni, ch, true
-	}
-	code := mip.CodeAccepted
-	if req.Flags&mip.FlagS != 0 && !c.simul {
-		code = mip.CodeAcceptedNoSimultaneous
-	}
-	if req.Lifetime == 0 || binding.AddrU32(req.CareOf) == home {
-		return ni, c.deregister(now, wall, src, ni, home, code), true
-	}
-	return ni, c.register(now, wall, src, ni, home, cur, code), true
-}
-
-// authenticate finds the node's security association and checks the MN-HA
-// authenticator (RFC 5944 §3.8.2.1: before anything else looks at the
-// request) and, from a known foreign agent, the FA-HA one. On failure it
-// records the violation, sets the reply's code and returns ok false with
-// the node whose key signs the reply (-1: none).
-func (c *Core) authenticate(wall time.Time, src netip.AddrPort, pkt []byte) (int32, bool) {
-	req, rep := &c.req, &c.rep
+	// Authenticate (RFC 5944 §3.8.2.1: before anything else looks at the
+	// request).
 	home := binding.AddrU32(req.HomeAddr)
 	ni := c.lookup(req.NAI, home)
 	if ni < 0 {
 		// No security association: we cannot authenticate the reply either.
 		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, violNoSA)
 		rep.Code = mip.CodeAdminProhibited
-		return -1, false
+		return c.finish(out, -1, from, ch)
 	}
-	n := &c.nodes[ni]
-	if v := authFailure(req, n, pkt, &c.scratch); v != numViolReasons {
+	if v := authFailure(req, &c.nodes[ni], pkt, &c.scratch); v != numViolReasons {
 		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, v)
 		rep.Code = mip.CodeMNAuthFailed
-		return -1, false
+		return c.finish(out, -1, from, ch)
 	}
 	if f, ok := c.fas[binding.AddrU32(src.Addr())]; ok {
 		if !req.FHAuth.Present || req.FHAuth.SPI != f.spi || !mip.Verify(pkt, req.FHAuth, f.mac, &c.scratch) {
 			c.viol.record(wall, src, home, req.FHAuth.SPI, req.NAI, violFAAuth)
 			rep.Code = mip.CodeFAAuthFailed
-			return ni, false
+			return c.finish(out, ni, from, ch)
 		}
 	}
-	return ni, true
+
+	// Decide and write, then seal.
+	c.now, c.wall, c.src = now, wall, src
+	c.decide(ni, home, &ch)
+	return c.finish(out, ni, from, ch)
 }
 
-// resolveHome finds the home address the request is for: a NAI node with
-// 0.0.0.0 asks us to assign one. It sets the reply's code and returns false
-// when the node may not have the address it asked for.
-func (c *Core) resolveHome(n *node) (uint32, bool) {
-	rep := &c.rep
-	home := binding.AddrU32(c.req.HomeAddr)
+// decide judges an authenticated request of node ni for home (as the
+// request gave it): the home address, replay, the services asked for; when
+// it is accepted, it writes the binding. It fills
+// c.rep and *ch (the change, written through a pointer: copies of it cost
+// on this path). The request's time and source are in c.now, c.wall and
+// c.src.
+func (c *Core) decide(ni int32, home uint32, ch *Change) {
+	req, rep, n := &c.req, &c.rep, &c.nodes[ni]
+	// Resolve the home address: a NAI node with 0.0.0.0 asks us to assign one.
 	if n.home != 0 {
 		if home == 0 {
 			home = n.home
 		} else if home != n.home {
 			rep.Code = mip.CodeAdminProhibited
-			return 0, false
+			return
 		}
 	} else if n.hi != 0 {
 		if home == 0 {
 			home = c.poolAssign(n)
 			if home == 0 {
 				rep.Code = mip.CodeInsufficientResources
-				return 0, false
+				return
 			}
 		} else if home < n.lo || home > n.hi {
 			rep.Code = mip.CodeAdminProhibited
-			return 0, false
+			return
 		}
 	}
 	if home == c.netLo || home == c.netHi {
 		// The home network's own network and broadcast addresses are
 		// nobody's home address, whatever a pool's bounds say.
 		rep.Code = mip.CodeAdminProhibited
-		return 0, false
+		return
 	}
-	return home, true
-}
+	rep.HomeAddr = binding.U32Addr(home)
+	cur := c.table.Get(home)
 
-// checkReplay is the replay protection (RFC 5944 §5.7). done is true when
-// it decided the reply: a mismatch (133), or a retransmission of a request
-// already accepted, answered again as a duplicate change.
-func (c *Core) checkReplay(now int64, wall time.Time, n *node, cur *binding.Entry) (ch Change, done bool) {
-	req, rep := &c.req, &c.rep
+	// Replay protection (RFC 5944 §5.7).
 	if n.nonceM {
 		if uint32(req.ID>>32) != n.nonce {
 			n.nonce = randUint32()
 			rep.ID = uint64(n.nonce)<<32 | req.ID&0xffffffff
 			rep.Code = mip.CodeIDMismatch
-			return ch, true
+			return
 		}
-		return ch, false
+	} else {
+		last := uint64(0)
+		if n.single {
+			last = n.lastID
+		}
+		if cur != nil && cur.ID > last {
+			last = cur.ID
+		}
+		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 {
+			// The node retransmitted a request we accepted (our reply was
+			// lost). Answering again changes nothing, so it is no replay.
+			c.Stats.Duplicates++
+			rep.Code = mip.CodeAccepted
+			rep.Lifetime = uint16(cur.Remaining(c.now) / time.Second)
+			*ch = Change{Entry: *cur, Dup: true}
+			return
+		}
+		// Seconds compared modulo 2^32 so that the NTP era rollover in
+		// 2036 does not look like a 136-year skew.
+		d := int64(int32(uint32(req.ID>>32) - uint32(mip.Timestamp(c.wall)>>32)))
+		if d < -c.tolerance || d > c.tolerance || req.ID <= last {
+			rep.ID = mip.MismatchID(req.ID, c.wall)
+			rep.Code = mip.CodeIDMismatch
+			return
+		}
 	}
-	last := uint64(0)
-	if n.single {
-		last = n.lastID
-	}
-	if cur != nil && cur.ID > last {
-		last = cur.ID
-	}
-	if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 {
-		// The node retransmitted a request we accepted (our reply was
-		// lost). Answering again changes nothing, so it is no replay.
-		c.Stats.Duplicates++
-		rep.Code = mip.CodeAccepted
-		rep.Lifetime = uint16(cur.Remaining(now) / time.Second)
-		return Change{Entry: *cur, Dup: true}, true
-	}
-	// Seconds compared modulo 2^32 so that the NTP era rollover in
-	// 2036 does not look like a 136-year skew.
-	d := int64(int32(uint32(req.ID>>32) - uint32(mip.Timestamp(wall)>>32)))
-	if d < -c.tolerance || d > c.tolerance || req.ID <= last {
-		rep.ID = mip.MismatchID(req.ID, wall)
-		rep.Code = mip.CodeIDMismatch
-		return ch, true
-	}
-	return ch, false
-}
 
-// serviceOffered checks what the request asks of this agent: to be its
-// home agent, to reverse-tunnel, an encapsulation. It sets the reply's
-// code and returns false when something is not offered.
-func (c *Core) serviceOffered(n *node) bool {
-	req, rep := &c.req, &c.rep
+	// The services asked of this agent: to be its home agent, to
+	// reverse-tunnel, an encapsulation.
 	if !c.ownAddr(binding.AddrU32(req.HomeAgent)) {
 		rep.Code = mip.CodeUnknownHA
 		rep.HomeAgent = c.cfg.Agent.Address
-		return false
+		return
 	}
 	if req.Flags&mip.FlagT != 0 && !(c.revTun && n.revTun) {
 		rep.Code = mip.CodeReverseTunnelUnavailable
-		return false
+		return
 	}
 	// Minimal encapsulation (M, RFC 2004) is never offered: the datapath
 	// tunnels only IP-in-IP and GRE, so accepting it would black-hole the
 	// node's traffic.
 	if (req.Flags&mip.FlagG != 0 && !c.gre) || req.Flags&mip.FlagM != 0 {
 		rep.Code = mip.CodeEncapUnavailable
-		return false
+		return
 	}
-	return true
+
+	code := mip.CodeAccepted
+	if req.Flags&mip.FlagS != 0 && !c.simul {
+		code = mip.CodeAcceptedNoSimultaneous
+	}
+	if req.Lifetime == 0 || binding.AddrU32(req.CareOf) == home {
+		c.deregister(ni, home, code, ch)
+	} else {
+		c.register(ni, home, cur, code, ch)
+	}
 }
 
 // deregister writes a de-registration. It keeps a tombstone: it orders
 // this write against late updates in the group and remembers the
 // Identification.
-func (c *Core) deregister(now int64, wall time.Time, src netip.AddrPort, ni int32, home uint32, code mip.Code) Change {
-	req, rep := &c.req, &c.rep
+func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
+	req, rep, now := &c.req, &c.rep, c.now
 	n := &c.nodes[ni]
 	var e *binding.Entry
 	if c.group != nil {
 		var err error
 		if c.acts, err = c.group.Deregister(now, home, req.ID, c.acts); err != nil {
-			c.refuseWrite(err, wall)
-			return Change{}
+			c.refuseWrite(err)
+			return
 		}
 		e = c.table.Get(home)
 	} else {
@@ -265,8 +226,8 @@ func (c *Core) deregister(now int64, wall time.Time, src netip.AddrPort, ni int3
 	if n.single {
 		n.lastID = req.ID
 	}
-	c.noteSource(e, src, req.NAI)
-	ch := Change{Kind: Deregistered}
+	c.noteSource(e, c.src, req.NAI)
+	*ch = Change{Kind: Deregistered}
 	if e != nil {
 		ch.Entry = *e
 	} else {
@@ -275,13 +236,12 @@ func (c *Core) deregister(now int64, wall time.Time, src netip.AddrPort, ni int3
 	c.Stats.Deregistrations++
 	rep.Code = code
 	rep.Lifetime = 0
-	return ch
 }
 
 // register writes a registration or renewal, its lifetime capped by the
 // agent's and the node's maxima.
-func (c *Core) register(now int64, wall time.Time, src netip.AddrPort, ni int32, home uint32, cur *binding.Entry, code mip.Code) Change {
-	req, rep := &c.req, &c.rep
+func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code, ch *Change) {
+	req, rep, now := &c.req, &c.rep, c.now
 	n := &c.nodes[ni]
 	careOf := binding.AddrU32(req.CareOf)
 	lt := req.Lifetime
@@ -319,10 +279,10 @@ func (c *Core) register(now int64, wall time.Time, src netip.AddrPort, ni int32,
 		e, err = c.table.Put(ent)
 	}
 	if err != nil || e == nil {
-		c.refuseWrite(err, wall)
-		return Change{}
+		c.refuseWrite(err)
+		return
 	}
-	c.noteSource(e, src, req.NAI)
+	c.noteSource(e, c.src, req.NAI)
 	if n.single {
 		n.lastID = req.ID
 	}
@@ -333,7 +293,7 @@ func (c *Core) register(now int64, wall time.Time, src netip.AddrPort, ni int32,
 	}
 	rep.Code = code
 	rep.Lifetime = lt
-	return Change{Kind: kind, Entry: *e, Moved: moved}
+	*ch = Change{Kind: kind, Entry: *e, Moved: moved}
 }
 
 // refuseWrite answers a write the table or the group refused: the one place
@@ -342,9 +302,9 @@ func (c *Core) register(now int64, wall time.Time, src netip.AddrPort, ni int32,
 // the node can tell, a replay: 133, with our time in the Identification so
 // that it resynchronises. Anything else is the table without room (nothing
 // is evicted to make it): 130.
-func (c *Core) refuseWrite(err error, wall time.Time) {
+func (c *Core) refuseWrite(err error) {
 	if errors.Is(err, hasync.ErrStale) {
-		c.rep.ID = mip.MismatchID(c.req.ID, wall)
+		c.rep.ID = mip.MismatchID(c.req.ID, c.wall)
 		c.rep.Code = mip.CodeIDMismatch
 		return
 	}

@@ -30,7 +30,8 @@ func TestRefuseWrite(t *testing.T) {
 		{nil, mip.CodeInsufficientResources}, // the write went in but left no entry
 	} {
 		c.rep = mip.Reply{ID: c.req.ID}
-		c.refuseWrite(tt.err, wall)
+		c.wall = wall
+		c.refuseWrite(tt.err)
 		if c.rep.Code != tt.code {
 			t.Errorf("%v: code %d, want %d", tt.err, c.rep.Code, tt.code)
 		}

@@ -134,10 +134,11 @@ type Core struct {
 	rep     mip.Reply
 	// The request Handle is deciding: its phases read these rather than
 	// pass them along (fewer arguments on the registration path).
-	now    int64
-	wall   time.Time
-	src    netip.AddrPort
-	denied mip.Reply // Deny's parse of a reply it rewrites
+	now     int64  // monotonic
+	ts      uint64 // the time of day as an RFC 5944 timestamp
+	srcAddr uint32
+	srcPort uint16
+	denied  mip.Reply // Deny's parse of a reply it rewrites
 	// revoke lists the bindings the last Reload took the authorization of;
 	// Revoke removes them (it needs the clock Reload does not have).
 	revoke []revocation

@@ -99,7 +99,8 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	}
 
 	// Decide and write, then seal.
-	c.now, c.wall, c.src = now, wall, src
+	c.now, c.ts = now, mip.Timestamp(wall)
+	c.srcAddr, c.srcPort = binding.AddrU32(src.Addr()), src.Port()
 	c.decide(ni, home, &ch)
 	return c.finish(out, ni, from, ch)
 }
@@ -108,8 +109,8 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 // request gave it): the home address, replay, the services asked for; when
 // it is accepted, it writes the binding. It fills
 // c.rep and *ch (the change, written through a pointer: copies of it cost
-// on this path). The request's time and source are in c.now, c.wall and
-// c.src.
+// on this path). The request's time and source are in c.now, c.ts,
+// c.srcAddr and c.srcPort.
 func (c *Core) decide(ni int32, home uint32, ch *Change) {
 	req, rep, n := &c.req, &c.rep, &c.nodes[ni]
 	// Resolve the home address: a NAI node with 0.0.0.0 asks us to assign one.
@@ -168,9 +169,9 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		}
 		// Seconds compared modulo 2^32 so that the NTP era rollover in
 		// 2036 does not look like a 136-year skew.
-		d := int64(int32(uint32(req.ID>>32) - uint32(mip.Timestamp(c.wall)>>32)))
+		d := int64(int32(uint32(req.ID>>32) - uint32(c.ts>>32)))
 		if d < -c.tolerance || d > c.tolerance || req.ID <= last {
-			rep.ID = mip.MismatchID(req.ID, c.wall)
+			rep.ID = c.mismatchID()
 			rep.Code = mip.CodeIDMismatch
 			return
 		}
@@ -226,7 +227,7 @@ func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
 	if n.single {
 		n.lastID = req.ID
 	}
-	c.noteSource(e, c.src, req.NAI)
+	c.noteSource(e, c.srcAddr, c.srcPort, req.NAI)
 	*ch = Change{Kind: Deregistered}
 	if e != nil {
 		ch.Entry = *e
@@ -282,7 +283,7 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 		c.refuseWrite(err)
 		return
 	}
-	c.noteSource(e, c.src, req.NAI)
+	c.noteSource(e, c.srcAddr, c.srcPort, req.NAI)
 	if n.single {
 		n.lastID = req.ID
 	}
@@ -304,9 +305,14 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 // is evicted to make it): 130.
 func (c *Core) refuseWrite(err error) {
 	if errors.Is(err, hasync.ErrStale) {
-		c.rep.ID = mip.MismatchID(c.req.ID, c.wall)
+		c.rep.ID = c.mismatchID()
 		c.rep.Code = mip.CodeIDMismatch
 		return
 	}
 	c.rep.Code = mip.CodeInsufficientResources
 }
+
+// mismatchID is the Identification of a 133 reply (mip.MismatchID): our
+// time of day in the upper half, so that the node resynchronises, the
+// request's lower half kept.
+func (c *Core) mismatchID() uint64 { return c.ts&^0xffffffff | c.req.ID&0xffffffff }

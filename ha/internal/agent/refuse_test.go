@@ -30,7 +30,7 @@ func TestRefuseWrite(t *testing.T) {
 		{nil, mip.CodeInsufficientResources}, // the write went in but left no entry
 	} {
 		c.rep = mip.Reply{ID: c.req.ID}
-		c.wall = wall
+		c.ts = mip.Timestamp(wall)
 		c.refuseWrite(tt.err)
 		if c.rep.Code != tt.code {
 			t.Errorf("%v: code %d, want %d", tt.err, c.rep.Code, tt.code)

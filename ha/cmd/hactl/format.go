@@ -105,57 +105,74 @@ func printRedundancy(w io.Writer, x *console.Redundancy) {
 	fmt.Fprintf(tw, "serving\t%s\nsynced\t%s\n", yesNo(x.Serving), yesNo(x.Synced))
 	tw.Flush()
 	if e := x.Election; e != nil {
-		fmt.Fprintf(w, "\n%s group %d on %s\n", strings.ToUpper(e.Protocol), e.Group, e.Interface)
-		tw = newTab(w)
-		fmt.Fprintf(tw, "  state\t%s\n", dash(e.State))
-		fmt.Fprintf(tw, "  virtual address\t%s\n", e.VirtualAddress)
-		own := ""
-		if e.VirtualMACOwn {
-			own = " (the interface's own)"
-		}
-		fmt.Fprintf(tw, "  virtual MAC\t%s%s\n", dash(e.VirtualMAC), own)
-		fmt.Fprintf(tw, "  priority\t%d (configured %d)\n", e.Priority, e.ConfiguredPriority)
-		master := dash(e.Master)
-		if e.MasterLocal {
-			master += " (local)"
-		}
-		if e.MasterPriority != 0 {
-			master += fmt.Sprintf(", priority %d", e.MasterPriority)
-		}
-		fmt.Fprintf(tw, "  master\t%s\n", master)
-		if e.AdvertInterval != "" {
-			fmt.Fprintf(tw, "  timers\tadvertisement %s, master down %s\n", e.AdvertInterval, e.MasterDownInterval)
-		} else {
-			fmt.Fprintf(tw, "  timers\thello %s, hold %s\n", e.Hello, e.Hold)
-		}
-		pre := "disabled"
-		if e.Preempt {
-			pre = "enabled"
-			if e.PreemptDelay != "" {
-				pre += ", delay " + e.PreemptDelay
-			}
-		}
-		fmt.Fprintf(tw, "  preemption\t%s\n", pre)
-		if len(e.Tracked) == 0 {
-			fmt.Fprintf(tw, "  tracked interfaces\tnone\n")
-		}
-		for i, t := range e.Tracked {
-			label := ""
-			if i == 0 {
-				label = "tracked interfaces"
-			}
-			st := "up"
-			if !t.Up {
-				st = "down"
-			}
-			w := fmt.Sprintf("weight %d", t.Weight)
-			if t.Weight == 0 {
-				w = "resigns when down"
-			}
-			fmt.Fprintf(tw, "  %s\t%s %s, %s\n", label, t.Interface, st, w)
-		}
-		tw.Flush()
+		printElection(w, e)
 	}
+	printReplication(w, x)
+	tw = newTab(w)
+	for _, g := range x.Counters {
+		section(tw, g.Name, g.Counters)
+	}
+	tw.Flush()
+}
+
+// printElection prints the VRRP or HSRP group this agent takes part in.
+func printElection(w io.Writer, e *console.Election) {
+	fmt.Fprintf(w, "\n%s group %d on %s\n", strings.ToUpper(e.Protocol), e.Group, e.Interface)
+	tw := newTab(w)
+	fmt.Fprintf(tw, "  state\t%s\n", dash(e.State))
+	fmt.Fprintf(tw, "  virtual address\t%s\n", e.VirtualAddress)
+	own := ""
+	if e.VirtualMACOwn {
+		own = " (the interface's own)"
+	}
+	fmt.Fprintf(tw, "  virtual MAC\t%s%s\n", dash(e.VirtualMAC), own)
+	fmt.Fprintf(tw, "  priority\t%d (configured %d)\n", e.Priority, e.ConfiguredPriority)
+	master := dash(e.Master)
+	if e.MasterLocal {
+		master += " (local)"
+	}
+	if e.MasterPriority != 0 {
+		master += fmt.Sprintf(", priority %d", e.MasterPriority)
+	}
+	fmt.Fprintf(tw, "  master\t%s\n", master)
+	if e.AdvertInterval != "" {
+		fmt.Fprintf(tw, "  timers\tadvertisement %s, master down %s\n", e.AdvertInterval, e.MasterDownInterval)
+	} else {
+		fmt.Fprintf(tw, "  timers\thello %s, hold %s\n", e.Hello, e.Hold)
+	}
+	pre := "disabled"
+	if e.Preempt {
+		pre = "enabled"
+		if e.PreemptDelay != "" {
+			pre += ", delay " + e.PreemptDelay
+		}
+	}
+	fmt.Fprintf(tw, "  preemption\t%s\n", pre)
+	if len(e.Tracked) == 0 {
+		fmt.Fprintf(tw, "  tracked interfaces\tnone\n")
+	}
+	for i, t := range e.Tracked {
+		label := ""
+		if i == 0 {
+			label = "tracked interfaces"
+		}
+		st := "up"
+		if !t.Up {
+			st = "down"
+		}
+		w := fmt.Sprintf("weight %d", t.Weight)
+		if t.Weight == 0 {
+			w = "resigns when down"
+		}
+		fmt.Fprintf(tw, "  %s\t%s %s, %s\n", label, t.Interface, st, w)
+	}
+	tw.Flush()
+}
+
+// printReplication prints the group protocol's members and the sources of
+// group datagrams that failed authentication.
+func printReplication(w io.Writer, x *console.Redundancy) {
+	var tw *tabwriter.Writer
 	if p := x.Replication; p != nil {
 		fmt.Fprintf(w, "\nreplication: ack before reply %s, require replication %s, send key id %d; peers up %d, acknowledging %d\n",
 			yesNo(p.AckBeforeReply), yesNo(p.RequireReplication), p.SendKeyID, p.PeersUp, p.PeersAcking)
@@ -187,11 +204,6 @@ func printRedundancy(w io.Writer, x *console.Redundancy) {
 		}
 		tw.Flush()
 	}
-	tw = newTab(w)
-	for _, g := range x.Counters {
-		section(tw, g.Name, g.Counters)
-	}
-	tw.Flush()
 }
 
 // printViolations is IOS `show ip mobile violation`: newest first.

@@ -5,15 +5,21 @@ import (
 	"net/netip"
 	"slices"
 	"time"
-
-	"github.com/hagent/hagent/ha/internal/config"
 )
 
-// Config is what the Runner advertises and where.
+// Schedule is when and where advertisements go ([advertise]).
+type Schedule struct {
+	Interval    time.Duration // whole seconds, at least 1s
+	Lifetime    time.Duration // ICMP lifetime: whole seconds, >= Interval, <= 65535s
+	Destination netip.Addr    // 224.0.0.1 or 255.255.255.255
+}
+
+// Config is what the Runner advertises and where. The agent maps its
+// configuration onto it; whether advertisements are enabled at all is the
+// agent's business: it starts a Runner only when they are.
 type Config struct {
-	// Interval, Lifetime and Destination come from [advertise]. Enabled is
-	// the agent's business: it starts a Runner only when it is set.
-	Advert config.Advert
+	// Advert is the schedule, from [advertise].
+	Advert Schedule
 	// Interface is the home interface (agent.interface).
 	Interface string
 	// Address is this agent's own address (agent.address): the source of
@@ -34,18 +40,6 @@ type Config struct {
 	// Preference is the RFC 1256 preference of the advertised router
 	// address (the source address). 0 by default.
 	Preference int32
-}
-
-// ConfigFrom builds a Config from the validated configuration.
-func ConfigFrom(c *config.Config) Config {
-	return Config{
-		Advert:         c.Advert,
-		Interface:      c.Agent.Interface,
-		Address:        c.Agent.Address,
-		HomeNetwork:    c.Agent.HomeNetwork,
-		RegLifetime:    c.Agent.MaxLifetime,
-		Encapsulations: c.Agent.Encapsulations,
-	}
 }
 
 // Flags are the Mobility Agent Advertisement flags this configuration

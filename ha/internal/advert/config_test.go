@@ -5,13 +5,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hagent/hagent/ha/internal/config"
 )
 
 func testConfig() Config {
 	return Config{
-		Advert:      config.Advert{Enabled: true, Interval: 3 * time.Second, Lifetime: 9 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")},
+		Advert:      Schedule{Interval: 3 * time.Second, Lifetime: 9 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")},
 		Interface:   "eth0",
 		Address:     netip.MustParseAddr("192.0.2.2"),
 		HomeNetwork: netip.MustParsePrefix("192.0.2.0/24"),
@@ -69,19 +67,5 @@ func TestTemplateIsGolden(t *testing.T) {
 	}
 	if want := unhex(t, goldenHA); string(b) != string(want) {
 		t.Fatalf("got % x\nwant % x", b, want)
-	}
-}
-
-func TestConfigFrom(t *testing.T) {
-	var cfg config.Config
-	cfg.Agent.Interface = "eth1"
-	cfg.Agent.Address = netip.MustParseAddr("192.0.2.2")
-	cfg.Agent.HomeNetwork = netip.MustParsePrefix("192.0.2.0/24")
-	cfg.Agent.MaxLifetime = 600
-	cfg.Agent.Encapsulations = []string{"ipip", "minimal"}
-	cfg.Advert = testConfig().Advert
-	c := ConfigFrom(&cfg)
-	if c.Interface != "eth1" || c.RegLifetime != 600 || c.Flags() != FlagH|FlagM || c.Validate() != nil {
-		t.Fatalf("%+v", c)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/groupio"
 	"github.com/hagent/hagent/tools/lab"
 	"golang.org/x/sys/unix"
@@ -185,7 +184,7 @@ func TestNetnsAdvertise(t *testing.T) {
 	ls := listen(t, mn)
 
 	cfg := Config{
-		Advert:         config.Advert{Enabled: true, Interval: time.Second, Lifetime: 3 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")},
+		Advert:         Schedule{Interval: time.Second, Lifetime: 3 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")},
 		Interface:      "eth0",
 		HomeNetwork:    netip.MustParsePrefix("192.0.2.0/24"),
 		RegLifetime:    1800,

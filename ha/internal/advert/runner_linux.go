@@ -228,96 +228,125 @@ func (r *Runner) Run(ctx context.Context) error {
 		unix.Close(r.rx)
 	}()
 
-	start := time.Now()
-	now := func() time.Duration { return time.Since(start) }
-	sch := NewScheduler(r.cfg.Advert.Interval)
-	pkt := make([]byte, 0, ipHeaderLen+MaxLen)
-	dst := &unix.SockaddrInet4{Addr: r.cfg.Advert.Destination.As4()}
-	var src netip.Addr
-	var errLogged time.Duration = -time.Hour
-
-	send := func(n time.Duration, s Send) {
-		a := r.tmpl
-		a.Routers[0].Addr = src
-		a.Sequence = s.Sequence
-		a.Lifetime = uint16(r.cfg.Advert.Lifetime / time.Second)
-		if s.Withdraw {
-			a.Lifetime = 0
-		}
-		pkt = appendIPHeader(pkt[:0], src, r.cfg.Advert.Destination, 1, a.Len())
-		var err error
-		if pkt, err = a.AppendBinary(pkt); err == nil {
-			err = unix.Sendto(r.tx, pkt, 0, dst)
-		}
-		if err != nil {
-			r.c.txErr.Add(1)
-			if n-errLogged >= time.Minute { // one line a minute, the counter has the rest
-				errLogged = n
-				r.log.Error("advert: sending advertisement failed", "src", src, "dst", r.cfg.Advert.Destination, "err", err)
-			}
-			return
-		}
-		r.c.tx.Add(1)
-		r.c.txBy[s.Reason].Add(1)
-		r.mu.Lock()
-		r.info.Sent++
-		r.info.LastSent = time.Now()
-		r.mu.Unlock()
-	}
-	step := func() time.Duration {
-		n := now()
-		for {
-			s, ok := sch.Poll(n)
-			if !ok {
-				break
-			}
-			send(n, s)
-		}
-		r.mu.Lock()
-		r.info.Active, r.info.Source, r.info.Sequence = sch.Active(), src, sch.Sequence()
-		r.schedStat = sch.Stats()
-		r.mu.Unlock()
-		if d := sch.Next(); d != NoDeadline {
-			return max(d-n, 0)
-		}
-		return time.Hour
-	}
+	l := &runLoop{r: r, start: time.Now(), sch: NewScheduler(r.cfg.Advert.Interval),
+		pkt: make([]byte, 0, ipHeaderLen+MaxLen), dst: &unix.SockaddrInet4{Addr: r.cfg.Advert.Destination.As4()},
+		errLogged: -time.Hour}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			if s, ok := sch.Shutdown(now()); ok {
-				send(now(), s)
-				r.log.Info("advert: stopped; final advertisement sent (lifetime 0)", "src", src, "seq", s.Sequence)
-			}
-			r.mu.Lock()
-			r.info.Active = false
-			r.mu.Unlock()
+			l.shutdown()
 			return nil
 		case <-r.kick:
-			r.mu.Lock()
-			want, wsrc := r.want, r.wantSrc
-			r.mu.Unlock()
-			if want && wsrc != src && sch.Active() {
-				// A new source while active: nodes see a new agent address;
-				// advertise it at once (as on activation).
-				sch.SetActive(now(), false)
-			}
-			switch {
-			case want && !sch.Active():
-				r.log.Info("advert: advertising", "src", wsrc, "dst", r.cfg.Advert.Destination, "interval", r.cfg.Advert.Interval)
-			case !want && sch.Active():
-				r.log.Info("advert: stopped advertising (standby)")
-			}
-			src = wsrc
-			sch.SetActive(now(), want)
+			l.kicked()
 		case <-r.solicits:
-			sch.Solicit(now())
+			l.sch.Solicit(l.now())
 		case <-timer.C:
 		}
-		timer.Reset(step())
+		timer.Reset(l.step())
 	}
+}
+
+// runLoop is Run's state: the Scheduler it owns and what sending needs.
+type runLoop struct {
+	r         *Runner
+	start     time.Time
+	sch       *Scheduler
+	pkt       []byte
+	dst       *unix.SockaddrInet4
+	src       netip.Addr
+	errLogged time.Duration
+}
+
+func (l *runLoop) now() time.Duration { return time.Since(l.start) }
+
+// send sends one advertisement, counting it, or counting and logging (at
+// most a line a minute) why it could not be sent.
+func (l *runLoop) send(n time.Duration, s Send) {
+	r := l.r
+	a := r.tmpl
+	a.Routers[0].Addr = l.src
+	a.Sequence = s.Sequence
+	a.Lifetime = uint16(r.cfg.Advert.Lifetime / time.Second)
+	if s.Withdraw {
+		a.Lifetime = 0
+	}
+	l.pkt = appendIPHeader(l.pkt[:0], l.src, r.cfg.Advert.Destination, 1, a.Len())
+	var err error
+	if l.pkt, err = a.AppendBinary(l.pkt); err == nil {
+		err = unix.Sendto(r.tx, l.pkt, 0, l.dst)
+	}
+	if err != nil {
+		r.c.txErr.Add(1)
+		if n-l.errLogged >= time.Minute { // one line a minute, the counter has the rest
+			l.errLogged = n
+			r.log.Error("advert: sending advertisement failed", "src", l.src, "dst", r.cfg.Advert.Destination, "err", err)
+		}
+		return
+	}
+	r.c.tx.Add(1)
+	r.c.txBy[s.Reason].Add(1)
+	r.mu.Lock()
+	r.info.Sent++
+	r.info.LastSent = time.Now()
+	r.mu.Unlock()
+}
+
+// step sends what is due, publishes the state for Info and Stats, and
+// returns how long to sleep.
+func (l *runLoop) step() time.Duration {
+	r := l.r
+	n := l.now()
+	for {
+		s, ok := l.sch.Poll(n)
+		if !ok {
+			break
+		}
+		l.send(n, s)
+	}
+	r.mu.Lock()
+	r.info.Active, r.info.Source, r.info.Sequence = l.sch.Active(), l.src, l.sch.Sequence()
+	r.schedStat = l.sch.Stats()
+	r.mu.Unlock()
+	if d := l.sch.Next(); d != NoDeadline {
+		return max(d-n, 0)
+	}
+	return time.Hour
+}
+
+// kicked follows SetActive: start or stop advertising, or advertise a new
+// source at once.
+func (l *runLoop) kicked() {
+	r := l.r
+	r.mu.Lock()
+	want, wsrc := r.want, r.wantSrc
+	r.mu.Unlock()
+	if want && wsrc != l.src && l.sch.Active() {
+		// A new source while active: nodes see a new agent address;
+		// advertise it at once (as on activation).
+		l.sch.SetActive(l.now(), false)
+	}
+	switch {
+	case want && !l.sch.Active():
+		r.log.Info("advert: advertising", "src", wsrc, "dst", r.cfg.Advert.Destination, "interval", r.cfg.Advert.Interval)
+	case !want && l.sch.Active():
+		r.log.Info("advert: stopped advertising (standby)")
+	}
+	l.src = wsrc
+	l.sch.SetActive(l.now(), want)
+}
+
+// shutdown sends the final advertisement (lifetime 0) if one is due.
+func (l *runLoop) shutdown() {
+	r := l.r
+	if s, ok := l.sch.Shutdown(l.now()); ok {
+		l.send(l.now(), s)
+		r.log.Info("advert: stopped; final advertisement sent (lifetime 0)", "src", l.src, "seq", s.Sequence)
+	}
+	r.mu.Lock()
+	r.info.Active = false
+	r.mu.Unlock()
 }
 
 // read receives solicitations, validates them in place and signals the

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/advert"
+	"github.com/hagent/hagent/ha/internal/config"
 )
 
 // advertiser runs Agent Advertisements on the home link (RFC 5944 §2) while
@@ -18,11 +19,25 @@ type advertiser struct {
 	done   chan struct{}
 }
 
+// advertConfig maps the configuration onto what the advertisement runner
+// needs: [advertise] and the agent's address, interface, home network,
+// lifetime cap and encapsulations.
+func advertConfig(c *config.Config) advert.Config {
+	return advert.Config{
+		Advert:         advert.Schedule{Interval: c.Advert.Interval, Lifetime: c.Advert.Lifetime, Destination: c.Advert.Destination},
+		Interface:      c.Agent.Interface,
+		Address:        c.Agent.Address,
+		HomeNetwork:    c.Agent.HomeNetwork,
+		RegLifetime:    c.Agent.MaxLifetime,
+		Encapsulations: c.Agent.Encapsulations,
+	}
+}
+
 func (a *Agent) startAdvert() error {
 	if !a.cfg.Advert.Enabled {
 		return nil
 	}
-	r, err := advert.New(advert.ConfigFrom(a.cfg), a.log.With("sub", "advert"))
+	r, err := advert.New(advertConfig(a.cfg), a.log.With("sub", "advert"))
 	if err != nil {
 		return fmt.Errorf("agent: agent advertisements: %w", err)
 	}

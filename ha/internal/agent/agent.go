@@ -184,7 +184,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.grp.m != nil {
 		// Peers stop waiting for our acknowledgements now, not after the
 		// dead interval (their held replies would otherwise wait too).
-		a.core.Acts = a.grp.m.Leave(a.now(), a.core.Acts[:0])
+		a.core.acts = a.grp.m.Leave(a.now(), a.core.acts[:0])
 		a.groupActions()
 	}
 	if a.stopElector != nil {
@@ -276,7 +276,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			if a.grp.m != nil {
 				// The group machine owns expiry: an expired binding becomes
 				// a tombstone the group agrees on.
-				a.core.Acts = a.grp.m.Tick(now, a.core.Acts[:0])
+				a.core.acts = a.grp.m.Tick(now, a.core.acts[:0])
 				a.groupActions()
 			} else {
 				a.core.Expire(now, a.changed)
@@ -326,7 +326,7 @@ func (a *Agent) handleBatch(b *batch) {
 		if ch.Kind != NoChange {
 			a.changed(ch)
 		}
-		if len(a.core.Acts) > 0 {
+		if len(a.core.acts) > 0 {
 			a.groupActions() // the binding update goes out before the reply (claim 1)
 		}
 		if reply == nil {

@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
-	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -119,10 +119,10 @@ type Core struct {
 	greKernel    bool // the datapath can carry GRE (true without a datapath)
 
 	// Group mode: every table write goes through the group machine, which
-	// multicasts it (claims 1, 23); Acts collects what it asks the owner to
+	// multicasts it (claims 1, 23); acts collects what it asks the owner to
 	// send after each call. nil group: a standalone agent writes directly.
 	group *hasync.Machine
-	Acts  []hasync.Action
+	acts  []hasync.Action
 	// serving is false while this agent must not answer registrations
 	// (standby or passive in its redundancy group).
 	serving bool
@@ -132,6 +132,12 @@ type Core struct {
 	scratch [64]byte
 	req     mip.Request
 	rep     mip.Reply
+	// The request Handle is deciding: its phases read these rather than
+	// pass them along (fewer arguments on the registration path).
+	now     int64  // monotonic
+	ts      uint64 // the time of day as an RFC 5944 timestamp
+	srcAddr uint32
+	srcPort uint16
 	denied  mip.Reply // Deny's parse of a reply it rewrites
 	// revoke lists the bindings the last Reload took the authorization of;
 	// Revoke removes them (it needs the clock Reload does not have).
@@ -236,7 +242,7 @@ func randUint32() uint32 {
 
 // SetGroup hands table writes to the group machine (which must have been
 // built on c.Table()).
-func (c *Core) SetGroup(m *hasync.Machine) { c.group = m; c.Acts = make([]hasync.Action, 0, 64) }
+func (c *Core) SetGroup(m *hasync.Machine) { c.group = m; c.acts = make([]hasync.Action, 0, 64) }
 
 // SetServing opens or closes the registration service: a standby or passive
 // member of a group receives the group's updates but answers nobody.
@@ -250,266 +256,6 @@ func (c *Core) Table() *binding.Table { return c.table }
 
 // ownAddr reports whether a is an address registrations may be sent to.
 func (c *Core) ownAddr(a uint32) bool { return a == c.addr || (c.vaddr != 0 && a == c.vaddr) }
-
-// Handle processes one datagram received on the registration port.
-//
-// now is monotonic nanoseconds (binding lifetimes), wall is the time of day
-// (timestamp replay protection only: routers boot at 1970, and RFC 5944's
-// 133 reply is exactly how a node resynchronises to our clock). dst is the
-// address the datagram was sent to. The reply is appended to out; a nil
-// reply means "silently discard" and the reason has been counted. from is
-// the source address the reply must leave with (RFC 5944 §3.8.3.1: the
-// address the request was sent to, unless that was a broadcast).
-func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.Addr, pkt, out []byte) (reply []byte, from netip.Addr, ch Change) {
-	c.Stats.Requests++
-	if len(pkt) < fixedLen {
-		c.Stats.Drops[DropTruncated]++
-		return nil, from, ch
-	}
-	if pkt[0] != mip.TypeRequest {
-		c.Stats.Drops[DropNotRequest]++
-		return nil, from, ch
-	}
-	if !c.serving {
-		c.Stats.Drops[DropNotActive]++
-		return nil, from, ch
-	}
-	if src.Port() == 0 || !src.Addr().Is4() || src.Addr().IsMulticast() || src.Addr().IsUnspecified() {
-		c.Stats.Drops[DropBadSource]++
-		return nil, from, ch
-	}
-	from = dst
-	if !dst.Is4() || !c.ownAddr(binding.AddrU32(dst)) {
-		// Broadcast or an address we do not own: answer from our unicast
-		// address, which is also what a 136 reply must carry.
-		from = c.cfg.Agent.Address
-	}
-
-	req := &c.req
-	err := req.UnmarshalBinary(pkt)
-	rep := &c.rep
-	*rep = mip.Reply{}
-	if err != nil {
-		if err == mip.ErrUnknownExtension {
-			c.Stats.Drops[DropUnknownExt]++
-			return nil, from, ch
-		}
-		// The fixed part is intact (length checked above) but an extension
-		// is not: RFC 5944 code 134. Nothing authenticated, so no MN-HA
-		// extension on the reply; fields come from the raw fixed part
-		// because a failed parse leaves req partly filled.
-		rep.Code = mip.CodePoorlyFormed
-		rep.HomeAddr = netip.AddrFrom4([4]byte(pkt[4:8]))
-		rep.HomeAgent = netip.AddrFrom4([4]byte(pkt[8:12]))
-		rep.ID = binary.BigEndian.Uint64(pkt[16:24])
-		return c.finish(out, -1, from, ch)
-	}
-	rep.HomeAddr = req.HomeAddr
-	rep.HomeAgent = req.HomeAgent
-	rep.ID = req.ID
-	rep.NAI = req.NAI
-
-	ni := c.lookup(req.NAI, binding.AddrU32(req.HomeAddr))
-	home := binding.AddrU32(req.HomeAddr)
-	if ni < 0 {
-		// No security association: we cannot authenticate the reply either.
-		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, violNoSA)
-		rep.Code = mip.CodeAdminProhibited
-		return c.finish(out, -1, from, ch)
-	}
-	n := &c.nodes[ni]
-
-	// RFC 5944 §3.8.2.1: authenticate before anything else looks at the request.
-	if v := authFailure(req, n, pkt, &c.scratch); v != numViolReasons {
-		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, v)
-		rep.Code = mip.CodeMNAuthFailed
-		return c.finish(out, -1, from, ch)
-	}
-	if f, ok := c.fas[binding.AddrU32(src.Addr())]; ok {
-		if !req.FHAuth.Present || req.FHAuth.SPI != f.spi || !mip.Verify(pkt, req.FHAuth, f.mac, &c.scratch) {
-			c.viol.record(wall, src, home, req.FHAuth.SPI, req.NAI, violFAAuth)
-			rep.Code = mip.CodeFAAuthFailed
-			return c.finish(out, ni, from, ch)
-		}
-	}
-
-	// Resolve the home address: a NAI node with 0.0.0.0 asks us to assign one.
-	var cur *binding.Entry
-	if n.home != 0 {
-		if home == 0 {
-			home = n.home
-		} else if home != n.home {
-			rep.Code = mip.CodeAdminProhibited
-			return c.finish(out, ni, from, ch)
-		}
-	} else if n.hi != 0 {
-		if home == 0 {
-			home = c.poolAssign(n)
-			if home == 0 {
-				rep.Code = mip.CodeInsufficientResources
-				return c.finish(out, ni, from, ch)
-			}
-		} else if home < n.lo || home > n.hi {
-			rep.Code = mip.CodeAdminProhibited
-			return c.finish(out, ni, from, ch)
-		}
-	}
-	if home == c.netLo || home == c.netHi {
-		// The home network's own network and broadcast addresses are
-		// nobody's home address, whatever a pool's bounds say.
-		rep.Code = mip.CodeAdminProhibited
-		return c.finish(out, ni, from, ch)
-	}
-	rep.HomeAddr = binding.U32Addr(home)
-	cur = c.table.Get(home)
-
-	// Replay protection (RFC 5944 §5.7).
-	if n.nonceM {
-		if uint32(req.ID>>32) != n.nonce {
-			n.nonce = randUint32()
-			rep.ID = uint64(n.nonce)<<32 | req.ID&0xffffffff
-			rep.Code = mip.CodeIDMismatch
-			return c.finish(out, ni, from, ch)
-		}
-	} else {
-		last := uint64(0)
-		if n.single {
-			last = n.lastID
-		}
-		if cur != nil && cur.ID > last {
-			last = cur.ID
-		}
-		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 {
-			// The node retransmitted a request we accepted (our reply was
-			// lost). Answering again changes nothing, so it is no replay.
-			c.Stats.Duplicates++
-			rep.Code = mip.CodeAccepted
-			rep.Lifetime = uint16(cur.Remaining(now) / time.Second)
-			ch = Change{Entry: *cur, Dup: true}
-			return c.finish(out, ni, from, ch)
-		}
-		// Seconds compared modulo 2^32 so that the NTP era rollover in
-		// 2036 does not look like a 136-year skew.
-		d := int64(int32(uint32(req.ID>>32) - uint32(mip.Timestamp(wall)>>32)))
-		if d < -c.tolerance || d > c.tolerance || req.ID <= last {
-			rep.ID = mip.MismatchID(req.ID, wall)
-			rep.Code = mip.CodeIDMismatch
-			return c.finish(out, ni, from, ch)
-		}
-	}
-
-	if !c.ownAddr(binding.AddrU32(req.HomeAgent)) {
-		rep.Code = mip.CodeUnknownHA
-		rep.HomeAgent = c.cfg.Agent.Address
-		return c.finish(out, ni, from, ch)
-	}
-	if req.Flags&mip.FlagT != 0 && !(c.revTun && n.revTun) {
-		rep.Code = mip.CodeReverseTunnelUnavailable
-		return c.finish(out, ni, from, ch)
-	}
-	// Minimal encapsulation (M, RFC 2004) is never offered: the datapath
-	// tunnels only IP-in-IP and GRE, so accepting it would black-hole the
-	// node's traffic.
-	if (req.Flags&mip.FlagG != 0 && !c.gre) || req.Flags&mip.FlagM != 0 {
-		rep.Code = mip.CodeEncapUnavailable
-		return c.finish(out, ni, from, ch)
-	}
-
-	code := mip.CodeAccepted
-	if req.Flags&mip.FlagS != 0 && !c.simul {
-		code = mip.CodeAcceptedNoSimultaneous
-	}
-	careOf := binding.AddrU32(req.CareOf)
-	if req.Lifetime == 0 || careOf == home {
-		// De-registration. Keep a tombstone: it orders this write against
-		// late updates in the group and remembers the Identification.
-		var e *binding.Entry
-		if c.group != nil {
-			var err error
-			if c.Acts, err = c.group.Deregister(now, home, req.ID, c.Acts); err != nil {
-				// The group holds a newer write for this node.
-				rep.ID = mip.MismatchID(req.ID, wall)
-				rep.Code = mip.CodeIDMismatch
-				return c.finish(out, ni, from, ch)
-			}
-			e = c.table.Get(home)
-		} else {
-			e = c.table.Tombstone(home, req.ID, c.id, now+c.tombLife)
-		}
-		if n.single {
-			n.lastID = req.ID
-		}
-		c.noteSource(e, src, req.NAI)
-		ch = Change{Kind: Deregistered}
-		if e != nil {
-			ch.Entry = *e
-		} else {
-			ch.Entry = binding.Entry{Home: home, ID: req.ID, Origin: c.id, Node: ni}
-		}
-		c.Stats.Deregistrations++
-		rep.Code = code
-		rep.Lifetime = 0
-		return c.finish(out, ni, from, ch)
-	}
-
-	lt := req.Lifetime
-	if lt > c.maxLt {
-		lt = c.maxLt
-	}
-	if n.maxLt != 0 && lt > n.maxLt {
-		lt = n.maxLt
-	}
-	kind := Registered
-	moved := true
-	if cur != nil && !cur.Tombstone() {
-		kind = Renewed
-		moved = cur.CareOf != careOf || cur.Flags != req.Flags
-	}
-	ent := binding.Entry{
-		Home:       home,
-		CareOf:     careOf,
-		HomeAgent:  binding.AddrU32(req.HomeAgent),
-		Origin:     c.id,
-		ID:         req.ID,
-		Node:       ni,
-		Granted:    lt,
-		Flags:      req.Flags,
-		Registered: now,
-		Expires:    now + int64(lt)*int64(time.Second),
-	}
-	var e *binding.Entry
-	if c.group != nil {
-		if c.Acts, err = c.group.Register(now, ent, c.Acts); err == nil {
-			e = c.table.Get(home)
-		}
-	} else {
-		e, err = c.table.Put(ent)
-	}
-	switch {
-	case err == hasync.ErrStale:
-		// Another member accepted a newer registration of this node.
-		rep.ID = mip.MismatchID(req.ID, wall)
-		rep.Code = mip.CodeIDMismatch
-		return c.finish(out, ni, from, ch)
-	case err != nil || e == nil:
-		// Table full: 130, and nothing else is evicted.
-		rep.Code = mip.CodeInsufficientResources
-		return c.finish(out, ni, from, ch)
-	}
-	c.noteSource(e, src, req.NAI)
-	if n.single {
-		n.lastID = req.ID
-	}
-	if kind == Registered {
-		c.Stats.Registrations++
-	} else {
-		c.Stats.Renewals++
-	}
-	ch = Change{Kind: kind, Entry: *e, Moved: moved}
-	rep.Code = code
-	rep.Lifetime = lt
-	return c.finish(out, ni, from, ch)
-}
 
 // lookup finds the configured node: by NAI first (RFC 2794: the node may
 // not know its home address yet), then by home address or pool, so that a
@@ -637,7 +383,7 @@ func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
 		// A local delete would come back from the group's anti-entropy: the
 		// operator's clear is a de-registration the group hears about,
 		// versioned just above the binding it removes.
-		c.Acts, _ = c.group.Deregister(now, ch.Entry.Home, ch.Entry.ID+1, c.Acts)
+		c.acts, _ = c.group.Deregister(now, ch.Entry.Home, ch.Entry.ID+1, c.acts)
 	} else {
 		c.table.Delete(ch.Entry.Home)
 	}
@@ -665,8 +411,8 @@ func (c *Core) Withdraw(now int64, home, careOf uint32) (Change, bool) {
 		// Our own write: a tombstone at the same version wins (hasync's
 		// order puts a de-registration above a registration of equal
 		// version and origin); one above it otherwise, as clear binding.
-		if c.Acts, err = c.group.Deregister(now, home, ch.Entry.ID, c.Acts); err != nil {
-			c.Acts, _ = c.group.Deregister(now, home, ch.Entry.ID+1, c.Acts)
+		if c.acts, err = c.group.Deregister(now, home, ch.Entry.ID, c.acts); err != nil {
+			c.acts, _ = c.group.Deregister(now, home, ch.Entry.ID+1, c.acts)
 		}
 	} else {
 		c.table.Tombstone(home, ch.Entry.ID, c.id, now+c.tombLife)
@@ -689,19 +435,19 @@ func (c *Core) NodeName(i int32) string {
 // group.require_replication. Settings that shape sockets, devices,
 // the preallocated table or the group (addresses, interface, capacity,
 // encapsulations, [group], [vrrp], [hsrp], [datapath], [advertise]) need a restart: a
-// reload that changes one of them is refused as a whole, naming it, and
-// nothing changes. Bindings stay, except those whose node the new
+// reload that changes any of them (config.RestartNeeded judges) is refused
+// as a whole, naming them, and nothing changes. Bindings stay, except those whose node the new
 // configuration no longer authorizes (revoke.go): the caller removes them
 // with Revoke right after.
 func (c *Core) Reload(cfg *config.Config) error {
-	if what := restartOnly(c.cfg, cfg); what != "" {
-		return fmt.Errorf("agent: reload refused: %s changed, which needs a restart of hagent; nothing was applied", what)
+	if what := config.RestartNeeded(c.cfg, cfg); len(what) > 0 {
+		return fmt.Errorf("agent: reload refused: %s changed, which needs a restart of hagent; nothing was applied", strings.Join(what, ", "))
 	}
 	oldNames := make([]string, len(c.nodes))
 	for i := range c.nodes {
 		oldNames[i] = c.nodes[i].cfg.Name
 	}
-	if c.group != nil && !reflect.DeepEqual(groupKeys(&c.cfg.Group), groupKeys(&cfg.Group)) {
+	if c.group != nil && config.GroupKeysChanged(&c.cfg.Group, &cfg.Group) {
 		// Checked first so that a bad key set refuses the whole reload.
 		if err := c.group.SetKeys(groupKeys(&cfg.Group), cfg.Group.KeyID); err != nil {
 			return fmt.Errorf("agent: reload refused: %w; nothing was applied", err)
@@ -749,60 +495,4 @@ func (c *Core) setPolicy(a *config.Agent) {
 func (c *Core) SetKernelGRE(ok bool) {
 	c.greKernel = ok
 	c.setPolicy(&c.cfg.Agent)
-}
-
-// restartOnly names the first setting that differs between old and new
-// and cannot change while the agent runs ("" when none).
-func restartOnly(old, new *config.Config) string {
-	o, n := &old.Agent, &new.Agent
-	switch {
-	case o.Interface != n.Interface:
-		return "agent.interface"
-	case o.Address != n.Address:
-		return "agent.address"
-	case o.VirtualAddress != n.VirtualAddress:
-		return "agent.virtual_address"
-	case o.HomeNetwork != n.HomeNetwork:
-		return "agent.home_network"
-	case o.ListenPort != n.ListenPort:
-		return "agent.listen_port"
-	case o.Capacity != n.Capacity:
-		return "agent.capacity"
-	case o.TombstoneCapacity != n.TombstoneCapacity:
-		return "agent.tombstone_capacity"
-	case o.ConsoleSocket != n.ConsoleSocket:
-		return "agent.console_socket"
-	case o.AgentID != n.AgentID:
-		return "agent.agent_id"
-	case !sameSet(o.Encapsulations, n.Encapsulations):
-		// The GRE device is created at start only: a reload adding "gre"
-		// would be accepted while G-bit requests kept getting 139.
-		return "agent.encapsulations"
-	case !reflect.DeepEqual(withoutReloadable(old.Group), withoutReloadable(new.Group)):
-		return "[group] (other than its keys and require_replication)"
-	case !reflect.DeepEqual(old.VRRP, new.VRRP):
-		return "[vrrp]"
-	case !reflect.DeepEqual(old.HSRP, new.HSRP):
-		return "[hsrp]"
-	case !reflect.DeepEqual(old.Datapath, new.Datapath):
-		return "[datapath]"
-	case !reflect.DeepEqual(old.Advert, new.Advert):
-		return "[advertise]"
-	}
-	return ""
-}
-
-// sameSet reports whether a and b hold the same strings, in any order.
-func sameSet(a, b []string) bool {
-	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
-}
-
-// withoutReloadable is g minus what a reload may change in it: the group
-// keys, and require_replication (the owner loop reads it from the current
-// config at each decision, so switching it needs no new state; the config
-// check makes sure ack_before_reply, which does, is on when it is).
-func withoutReloadable(g config.Group) config.Group {
-	g.Key, g.KeyID, g.AcceptKeys = nil, 0, nil
-	g.RequireReplication = false
-	return g
 }

@@ -235,7 +235,7 @@ func (a *Agent) settleBatch(now int64, out []udpio.Packet, k int) int {
 			continue
 		}
 		a.changed(ch)
-		if len(a.core.Acts) > 0 {
+		if len(a.core.acts) > 0 {
 			a.groupActions() // the peers hear of the withdrawal too
 		}
 		code := mip.CodeInsufficientResources

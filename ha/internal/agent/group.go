@@ -59,103 +59,14 @@ type group struct {
 // newGroup builds the machine and opens the group socket when group.enabled,
 // and prepares the elector when vrrp or hsrp is enabled. It starts nothing.
 func (a *Agent) newGroup() (*group, error) {
-	cfg := a.cfg
 	g := &group{mode: "standalone", since: time.Now()}
-	if cfg.Group.Enabled {
-		gc := &cfg.Group
-		var sess [4]byte
-		for binary.BigEndian.Uint32(sess[:]) == 0 {
-			_, _ = rand.Read(sess[:])
-		}
-		var entropy [8]byte // session challenge nonces
-		_, _ = rand.Read(entropy[:])
-		// A tombstone must outlive any binding it could meet (hasync
-		// refuses a TTL below the longest lifetime: a stale update could
-		// bring a de-registered binding back).
-		ttl := cfg.Agent.TombstoneLifetime
-		if maxLt := time.Duration(cfg.Agent.MaxLifetime) * time.Second; ttl < maxLt {
-			ttl = maxLt
-		}
-		hc := hasync.Config{
-			ID:           cfg.Agent.AgentID,
-			Addr:         cfg.Agent.Address,
-			Session:      binary.BigEndian.Uint32(sess[:]),
-			Entropy:      binary.BigEndian.Uint64(entropy[:]),
-			MaxPeers:     gc.MaxMembers - 1,
-			Keys:         groupKeys(gc),
-			SendKey:      gc.KeyID,
-			Peers:        gc.Peers,
-			AckTimeout:   gc.AckTimeout,
-			MaxRetries:   gc.MaxRetries,
-			DigestPeriod: gc.AntiEntropyInterval,
-			TombstoneTTL: ttl,
-			MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
-			Admit:        a.core.AdmitHome,
-			Logger:       a.log.With("sub", "group"),
-		}
-		heartbeatConfig(cfg, &hc)
-		m, err := hasync.New(hc, a.core.table)
-		if err != nil {
-			return nil, fmt.Errorf("agent: group protocol: %w", err)
-		}
-		opts := groupio.Options{Interface: cfg.Agent.Interface, Local: cfg.Agent.Address, Port: gc.Port}
-		if len(gc.Peers) == 0 {
-			opts.Group = gc.Address
-		}
-		conn, err := groupio.Open(opts)
-		if err != nil {
-			return nil, fmt.Errorf("agent: group socket: %w", err)
-		}
-		g.m, g.conn, g.peers = m, conn, gc.Peers
-		g.rx = make(chan *gpkt, groupBufs)
-		g.free = make(chan *gpkt, groupBufs)
-		for i := 0; i < groupBufs; i++ {
-			g.free <- &gpkt{buf: make([]byte, groupBufSize)}
-		}
-		a.core.SetGroup(m)
-		g.mode = "group"
-		if gc.AckBeforeReply {
-			ackWait := gc.AckTimeout
-			if ackWait <= 0 {
-				ackWait = 250 * time.Millisecond // hasync's default
-			}
-			a.hold = newHoldQueue(2*int64(ackWait), a.releaseHeld)
+	if a.cfg.Group.Enabled {
+		if err := a.openGroupProtocol(g); err != nil {
+			return nil, err
 		}
 	}
-	prefix := cfg.Agent.HomeNetwork.Bits()
-	log := a.log.With("sub", "election")
-	switch {
-	case cfg.VRRP.Enabled:
-		v := &cfg.VRRP
-		r, err := vrrp.NewRunner(vrrp.RunnerConfig{Interface: cfg.Agent.Interface, PrefixLen: prefix, Logger: log,
-			Machine: vrrp.Config{VRID: v.VRID, Priority: v.Priority, AdvertInterval: v.AdvertInterval,
-				Preempt: v.Preempt, PreemptDelay: v.PreemptDelay, AcceptMode: v.Accept,
-				Primary: cfg.Agent.Address, Addrs: []netip.Addr{cfg.Agent.VirtualAddress},
-				GARPCount: v.GARPCount, GARPRepeat: v.GARPInterval,
-				GARPLowerPrioCount: v.Reclaim.LowerPrioCount, GARPLowerPrioInterval: v.Reclaim.LowerPrioInterval,
-				GARPRefresh: v.Reclaim.Refresh, GARPRefreshCount: v.Reclaim.RefreshCount,
-				UseVirtualMAC: v.UseVirtualMAC}})
-		if err != nil {
-			return nil, fmt.Errorf("agent: vrrp: %w", err)
-		}
-		g.elector, g.mode, g.notify = r, "vrrp", v.NotifyCommand
-	case cfg.HSRP.Enabled:
-		h := &cfg.HSRP
-		auth, err := hsrp.AuthString(h.Auth)
-		if err != nil {
-			return nil, fmt.Errorf("agent: hsrp.auth: %w", err)
-		}
-		r, err := hsrp.NewRunner(hsrp.RunnerConfig{Interface: cfg.Agent.Interface, PrefixLen: prefix, Logger: log,
-			Machine: hsrp.Config{Group: h.Group, Priority: h.Priority, Preempt: h.Preempt,
-				Auth: auth, VIP: cfg.Agent.VirtualAddress,
-				Hellotime: h.Hello, Holdtime: h.Hold, Primary: cfg.Agent.Address,
-				GARPCount: 3, UseVirtualMAC: h.UseVirtualMAC,
-				GARPLowerPrioCount: h.Reclaim.LowerPrioCount, GARPLowerPrioInterval: h.Reclaim.LowerPrioInterval,
-				GARPRefresh: h.Reclaim.Refresh, GARPRefreshCount: h.Reclaim.RefreshCount}})
-		if err != nil {
-			return nil, fmt.Errorf("agent: hsrp: %w", err)
-		}
-		g.elector, g.mode = r, "hsrp"
+	if err := a.newElector(g); err != nil {
+		return nil, err
 	}
 	switch {
 	case g.elector != nil:
@@ -176,6 +87,113 @@ func (a *Agent) newGroup() (*group, error) {
 	return g, nil
 }
 
+// openGroupProtocol builds the group protocol's machine and socket and,
+// with ack_before_reply, the queue of held replies.
+func (a *Agent) openGroupProtocol(g *group) error {
+	cfg := a.cfg
+	gc := &cfg.Group
+	var sess [4]byte
+	for binary.BigEndian.Uint32(sess[:]) == 0 {
+		_, _ = rand.Read(sess[:])
+	}
+	var entropy [8]byte // session challenge nonces
+	_, _ = rand.Read(entropy[:])
+	// A tombstone must outlive any binding it could meet (hasync
+	// refuses a TTL below the longest lifetime: a stale update could
+	// bring a de-registered binding back).
+	ttl := cfg.Agent.TombstoneLifetime
+	if maxLt := time.Duration(cfg.Agent.MaxLifetime) * time.Second; ttl < maxLt {
+		ttl = maxLt
+	}
+	hc := hasync.Config{
+		ID:           cfg.Agent.AgentID,
+		Addr:         cfg.Agent.Address,
+		Session:      binary.BigEndian.Uint32(sess[:]),
+		Entropy:      binary.BigEndian.Uint64(entropy[:]),
+		MaxPeers:     gc.MaxMembers - 1,
+		Keys:         groupKeys(gc),
+		SendKey:      gc.KeyID,
+		Peers:        gc.Peers,
+		AckTimeout:   gc.AckTimeout,
+		MaxRetries:   gc.MaxRetries,
+		DigestPeriod: gc.AntiEntropyInterval,
+		TombstoneTTL: ttl,
+		MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
+		Admit:        a.core.AdmitHome,
+		Logger:       a.log.With("sub", "group"),
+	}
+	heartbeatConfig(cfg, &hc)
+	m, err := hasync.New(hc, a.core.table)
+	if err != nil {
+		return fmt.Errorf("agent: group protocol: %w", err)
+	}
+	opts := groupio.Options{Interface: cfg.Agent.Interface, Local: cfg.Agent.Address, Port: gc.Port}
+	if len(gc.Peers) == 0 {
+		opts.Group = gc.Address
+	}
+	conn, err := groupio.Open(opts)
+	if err != nil {
+		return fmt.Errorf("agent: group socket: %w", err)
+	}
+	g.m, g.conn, g.peers = m, conn, gc.Peers
+	g.rx = make(chan *gpkt, groupBufs)
+	g.free = make(chan *gpkt, groupBufs)
+	for i := 0; i < groupBufs; i++ {
+		g.free <- &gpkt{buf: make([]byte, groupBufSize)}
+	}
+	a.core.SetGroup(m)
+	g.mode = "group"
+	if gc.AckBeforeReply {
+		ackWait := gc.AckTimeout
+		if ackWait <= 0 {
+			ackWait = 250 * time.Millisecond // hasync's default
+		}
+		a.hold = newHoldQueue(2*int64(ackWait), a.releaseHeld)
+	}
+	return nil
+}
+
+// newElector builds the VRRP or HSRP runner, if one is configured.
+func (a *Agent) newElector(g *group) error {
+	cfg := a.cfg
+	prefix := cfg.Agent.HomeNetwork.Bits()
+	log := a.log.With("sub", "election")
+	switch {
+	case cfg.VRRP.Enabled:
+		v := &cfg.VRRP
+		r, err := vrrp.NewRunner(vrrp.RunnerConfig{Interface: cfg.Agent.Interface, PrefixLen: prefix, Logger: log,
+			Machine: vrrp.Config{VRID: v.VRID, Priority: v.Priority, AdvertInterval: v.AdvertInterval,
+				Preempt: v.Preempt, PreemptDelay: v.PreemptDelay, AcceptMode: v.Accept,
+				Primary: cfg.Agent.Address, Addrs: []netip.Addr{cfg.Agent.VirtualAddress},
+				GARPCount: v.GARPCount, GARPRepeat: v.GARPInterval,
+				GARPLowerPrioCount: v.Reclaim.LowerPrioCount, GARPLowerPrioInterval: v.Reclaim.LowerPrioInterval,
+				GARPRefresh: v.Reclaim.Refresh, GARPRefreshCount: v.Reclaim.RefreshCount,
+				UseVirtualMAC: v.UseVirtualMAC}})
+		if err != nil {
+			return fmt.Errorf("agent: vrrp: %w", err)
+		}
+		g.elector, g.mode, g.notify = r, "vrrp", v.NotifyCommand
+	case cfg.HSRP.Enabled:
+		h := &cfg.HSRP
+		auth, err := hsrp.AuthString(h.Auth)
+		if err != nil {
+			return fmt.Errorf("agent: hsrp.auth: %w", err)
+		}
+		r, err := hsrp.NewRunner(hsrp.RunnerConfig{Interface: cfg.Agent.Interface, PrefixLen: prefix, Logger: log,
+			Machine: hsrp.Config{Group: h.Group, Priority: h.Priority, Preempt: h.Preempt,
+				Auth: auth, VIP: cfg.Agent.VirtualAddress,
+				Hellotime: h.Hello, Holdtime: h.Hold, Primary: cfg.Agent.Address,
+				GARPCount: 3, UseVirtualMAC: h.UseVirtualMAC,
+				GARPLowerPrioCount: h.Reclaim.LowerPrioCount, GARPLowerPrioInterval: h.Reclaim.LowerPrioInterval,
+				GARPRefresh: h.Reclaim.Refresh, GARPRefreshCount: h.Reclaim.RefreshCount}})
+		if err != nil {
+			return fmt.Errorf("agent: hsrp: %w", err)
+		}
+		g.elector, g.mode = r, "hsrp"
+	}
+	return nil
+}
+
 // start launches the group reader and the elector, and sends the table
 // request (claim 10). The elector runs on its own context, cancelled by
 // stopElector after the final advertisement has left from the virtual
@@ -185,7 +203,7 @@ func (a *Agent) startGroup() {
 	if g.m != nil {
 		a.wg.Add(1)
 		go a.groupReadLoop()
-		a.core.Acts = g.m.Start(a.now(), a.core.Acts[:0])
+		a.core.acts = g.m.Start(a.now(), a.core.acts[:0])
 		a.groupActions()
 	}
 	if g.elector != nil {
@@ -221,7 +239,7 @@ func (a *Agent) groupReadLoop() {
 // groupReceive feeds one datagram to the machine (owner goroutine).
 func (a *Agent) groupReceive(p *gpkt) {
 	g := a.grp
-	a.core.Acts = g.m.Receive(a.now(), p.src, p.ttl, p.buf[:p.n], a.core.Acts[:0])
+	a.core.acts = g.m.Receive(a.now(), p.src, p.ttl, p.buf[:p.n], a.core.acts[:0])
 	g.free <- p
 	a.groupActions()
 }
@@ -229,8 +247,8 @@ func (a *Agent) groupReceive(p *gpkt) {
 // groupActions performs what the machine asked for, then clears the list.
 func (a *Agent) groupActions() {
 	g := a.grp
-	for i := range a.core.Acts {
-		act := &a.core.Acts[i]
+	for i := range a.core.acts {
+		act := &a.core.acts[i]
 		switch act.Kind {
 		case hasync.ActMulticast:
 			var err error
@@ -277,7 +295,7 @@ func (a *Agent) groupActions() {
 			}
 		}
 	}
-	a.core.Acts = a.core.Acts[:0]
+	a.core.acts = a.core.acts[:0]
 }
 
 // setRole applies a role change: serve or not, log it, tell the notify

@@ -272,7 +272,7 @@ func (a *Agent) gateReply(now int64, ch *Change, reply []byte, to netip.AddrPort
 	if ch.Dup {
 		// The first update may never have been acknowledged (its reply was
 		// then a denial): announce the binding again, and let an ack decide.
-		a.core.Acts = m.Reannounce(now, home, a.core.Acts[:0])
+		a.core.acts = m.Reannounce(now, home, a.core.acts[:0])
 		a.groupActions()
 	}
 	if q.hold(now, home, id, reply, to, from, ifindex) {

@@ -46,7 +46,7 @@ func (h *replHarness) detect() {
 			h.t.Fatal("peer not declared down 5 s after its last heartbeat")
 		}
 		time.Sleep(time.Duration(h.a.grp.m.NextDeadline() - h.a.now()))
-		h.a.core.Acts = h.a.grp.m.Tick(h.a.now(), h.a.core.Acts[:0])
+		h.a.core.acts = h.a.grp.m.Tick(h.a.now(), h.a.core.acts[:0])
 		h.a.groupActions()
 	}
 }

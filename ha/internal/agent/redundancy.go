@@ -7,6 +7,8 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/groupio"
+	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/internal/hsrp"
 	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/vrrp"
@@ -31,7 +33,19 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 	r.Replication = &console.Replication{AckBeforeReply: a.cfg.Group.AckBeforeReply,
 		RequireReplication: a.cfg.Group.RequireReplication, SendKeyID: g.m.SendKey(),
 		PeersUp: g.m.UpPeers(), PeersAcking: g.m.AckingPeers()}
+	a.showPeers(r)
+	r.Counters = groupCounters(g.m.Counters(), g.conn.Stats(), g.sendErrs)
+	if q := a.hold; q != nil {
+		r.Counters = append(r.Counters, holdCounters(q))
+	}
+	r.Counters = append(r.Counters, el)
+	return r
+}
 
+// showPeers fills the group's members and the sources of failed
+// authentications.
+func (a *Agent) showPeers(r *console.Redundancy) {
+	g := a.grp
 	now := a.now()
 	g.pinfo = g.m.Peers(g.pinfo[:0])
 	var byOrigin map[uint32]int
@@ -64,10 +78,11 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		r.AuthFailures = append(r.AuthFailures, console.AuthSource{Address: s.Addr.String(), ClaimedID: s.ID,
 			Failures: s.Failures, LastSeen: time.Duration(now-s.Last).Round(time.Millisecond).String() + " ago"})
 	}
+}
 
-	c := g.m.Counters()
-	gs := g.conn.Stats()
-	r.Counters = []console.CounterGroup{
+// groupCounters are the group protocol's counters, by concern.
+func groupCounters(c hasync.Counters, gs groupio.Stats, sendErrs uint64) []console.CounterGroup {
+	return []console.CounterGroup{
 		counterGroup("updates", "binding updates",
 			console.Counter{Key: "sent", Name: "sent", Value: c.UpdatesSent},
 			console.Counter{Key: "sent_total", Name: "sent incl. retransmissions", Value: c.UpdatesTotal},
@@ -79,7 +94,7 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 			console.Counter{Key: "acks_received", Name: "acks received", Value: c.UpdateAcksReceived},
 			console.Counter{Key: "refused_by_peer", Name: "refused by a peer (ack code 2)", Value: c.UpdatesRefused},
 			console.Counter{Key: "not_tracked_unacking_peer", Name: "not tracked for a peer that never acknowledged", Value: c.PendingRefused},
-			console.Counter{Key: "send_errors", Name: "group send errors", Value: g.sendErrs}),
+			console.Counter{Key: "send_errors", Name: "group send errors", Value: sendErrs}),
 		counterGroup("downloads", "table downloads",
 			console.Counter{Key: "completed", Name: "completed", Value: c.Downloads},
 			console.Counter{Key: "requests_sent", Name: "requests sent", Value: c.TableRequestsSent},
@@ -123,21 +138,21 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 			console.Counter{Key: "wrong_interface", Name: "from another interface", Value: gs.WrongInterface},
 			console.Counter{Key: "oversize", Name: "oversize", Value: gs.Truncated}),
 	}
-	if q := a.hold; q != nil {
-		r.Counters = append(r.Counters, counterGroup("replies", "replies held for a peer's ack",
-			console.Counter{Key: "held", Name: "held", Value: q.Held},
-			console.Counter{Key: "acked", Name: "released by an ack", Value: q.Acked},
-			console.Counter{Key: "timeouts", Name: "wait ended without an ack", Value: q.Timeouts},
-			console.Counter{Key: "superseded", Name: "superseded by a newer request", Value: q.Superseded},
-			console.Counter{Key: "not_held_queue_full", Name: "not held (queue full)", Value: q.Overflow},
-			console.Counter{Key: "denied_no_ack", Name: "denied 130: no peer ack", Value: q.DeniedNoAck},
-			console.Counter{Key: "denied_unreplicated", Name: "denied 130: no peer up (require_replication)", Value: q.DeniedUnreplicated},
-			console.Counter{Key: "denied_queue_full", Name: "denied 130: queue full (require_replication)", Value: q.DeniedFull},
-			console.Counter{Key: "accepted_unreplicated", Name: "accepted unreplicated: no acking peer up", Value: q.AcceptedUnreplicated},
-			console.Counter{Key: "unsigned", Name: "not sent: could not re-sign", Value: q.Unsigned}))
-	}
-	r.Counters = append(r.Counters, el)
-	return r
+}
+
+// holdCounters are the counters of the replies held for a peer's ack.
+func holdCounters(q *holdQueue) console.CounterGroup {
+	return counterGroup("replies", "replies held for a peer's ack",
+		console.Counter{Key: "held", Name: "held", Value: q.Held},
+		console.Counter{Key: "acked", Name: "released by an ack", Value: q.Acked},
+		console.Counter{Key: "timeouts", Name: "wait ended without an ack", Value: q.Timeouts},
+		console.Counter{Key: "superseded", Name: "superseded by a newer request", Value: q.Superseded},
+		console.Counter{Key: "not_held_queue_full", Name: "not held (queue full)", Value: q.Overflow},
+		console.Counter{Key: "denied_no_ack", Name: "denied 130: no peer ack", Value: q.DeniedNoAck},
+		console.Counter{Key: "denied_unreplicated", Name: "denied 130: no peer up (require_replication)", Value: q.DeniedUnreplicated},
+		console.Counter{Key: "denied_queue_full", Name: "denied 130: queue full (require_replication)", Value: q.DeniedFull},
+		console.Counter{Key: "accepted_unreplicated", Name: "accepted unreplicated: no acking peer up", Value: q.AcceptedUnreplicated},
+		console.Counter{Key: "unsigned", Name: "not sent: could not re-sign", Value: q.Unsigned})
 }
 
 func counterGroup(key, name string, cs ...console.Counter) console.CounterGroup {

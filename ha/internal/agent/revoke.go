@@ -114,7 +114,7 @@ func (c *Core) unauthorized(o *node, j int32, home uint32) string {
 
 // Revoke removes the bindings the last Reload revoked (see the top of this
 // file) and returns how many. fn hears each one right after its write, with
-// the entry's old name and the reason; in a group it must send c.Acts before
+// the entry's old name and the reason; in a group it must send c.acts before
 // returning (the group machine reuses its message buffer for the next).
 func (c *Core) Revoke(now int64, fn func(ch Change, node, why string)) int {
 	n := 0
@@ -128,7 +128,7 @@ func (c *Core) Revoke(now int64, fn func(ch Change, node, why string)) int {
 			var err error
 			// Above the live record, as clear binding: the peers' copies of
 			// it lose against this in every merge.
-			if c.Acts, err = c.group.Deregister(now, r.home, e.ID+1, c.Acts); err != nil {
+			if c.acts, err = c.group.Deregister(now, r.home, e.ID+1, c.acts); err != nil {
 				continue // ErrStale: the group holds a newer write already
 			}
 		} else {
@@ -170,7 +170,7 @@ func (a *Agent) applyReload(cfg *config.Config) error {
 				a.sendOne(p)
 			}
 		}
-		if len(a.core.Acts) > 0 {
+		if len(a.core.acts) > 0 {
 			a.groupActions()
 		}
 		t := per[node]

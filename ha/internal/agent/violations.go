@@ -101,9 +101,9 @@ func authFailure(req *mip.Request, n *node, pkt []byte, scratch *[64]byte) uint8
 
 // noteSource records where the request that wrote e came from, for `show
 // bindings` (allocation-free: the Source is preallocated beside e).
-func (c *Core) noteSource(e *binding.Entry, src netip.AddrPort, nai []byte) {
+func (c *Core) noteSource(e *binding.Entry, addr uint32, port uint16, nai []byte) {
 	if s := c.table.SourceOf(e); s != nil {
-		s.Addr, s.Port = binding.AddrU32(src.Addr()), src.Port()
+		s.Addr, s.Port = addr, port
 		s.SetNAI(nai)
 	}
 }

@@ -24,9 +24,8 @@ import (
 )
 
 // ErrFull is returned by Put when a new live binding does not fit. Nothing
-// is evicted to make room: the caller refuses the registration with code 130
-// (insufficient resources).
-var ErrFull = errors.New("binding: table full (live capacity reached): reply 130 (insufficient resources), or raise the configured binding capacity")
+// is evicted to make room; what to answer is the caller's policy.
+var ErrFull = errors.New("binding: table full (live capacity reached): raise the configured binding capacity if this happens under normal load")
 
 const (
 	// tickShift sets the wheel granularity: 2^30 ns ≈ 1.07 s per slot.

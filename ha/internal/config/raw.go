@@ -120,7 +120,18 @@ type rawAdvert struct {
 func readRaw(d *decoder, doc map[string]any) *rawConfig {
 	r := &rawConfig{}
 	root := d.root(doc)
+	readAgent(root, r)
+	readNodes(root, r)
+	readGroup(root, r)
+	readRoles(root, r)
+	readDatapath(root, r)
+	root.done()
+	d.reportUnknown()
+	return r
+}
 
+// readAgent reads [agent].
+func readAgent(root *table, r *rawConfig) {
 	t := root.sub("agent")
 	r.AgentPresent, r.AgentLine = t.present(), t.line
 	r.Agent = rawAgent{
@@ -143,7 +154,10 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		MemoryLimitMiB:       t.integer("memory_limit_mib"),
 	}
 	t.done()
+}
 
+// readNodes reads the [[node]] and [[foreign_agent]] entries.
+func readNodes(root *table, r *rawConfig) {
 	for i, t := range root.tables("node") {
 		r.Nodes = append(r.Nodes, rawNode{
 			Index:         i + 1,
@@ -175,8 +189,11 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		})
 		t.done()
 	}
+}
 
-	t = root.sub("group")
+// readGroup reads [group] and its [[group.accept_keys]].
+func readGroup(root *table, r *rawConfig) {
+	t := root.sub("group")
 	r.Group = rawGroup{
 		Line:                t.line,
 		Enabled:             t.boolean("enabled"),
@@ -203,8 +220,11 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		tt.done()
 	}
 	t.done()
+}
 
-	t = root.sub("vrrp")
+// readRoles reads [vrrp] and [hsrp].
+func readRoles(root *table, r *rawConfig) {
+	t := root.sub("vrrp")
 	r.VRRP = rawVRRP{
 		Line:           t.line,
 		Enabled:        t.boolean("enabled"),
@@ -245,8 +265,11 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		Reclaim:       reclaimKeys(t),
 	}
 	t.done()
+}
 
-	t = root.sub("datapath")
+// readDatapath reads [datapath] and [advertise].
+func readDatapath(root *table, r *rawConfig) {
+	t := root.sub("datapath")
 	r.Datapath = rawDatapath{
 		Line:              t.line,
 		Enabled:           t.boolean("enabled"),
@@ -268,8 +291,4 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 		Destination: t.str("destination"),
 	}
 	t.done()
-
-	root.done()
-	d.reportUnknown()
-	return r
 }

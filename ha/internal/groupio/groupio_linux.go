@@ -157,27 +157,13 @@ func alignedBuf(n int) []byte {
 // InNetNS), binds it, joins the group on the interface and sets TTL 255.
 func Open(o Options) (*Conn, error) {
 	where := fmt.Sprintf("groupio: open %s port %d on %q", o.Local, o.Port, o.Interface)
-	if o.Interface == "" {
-		return nil, fmt.Errorf("%s: no interface given: set the home interface", where)
-	}
-	local := o.Local.Unmap()
-	if !local.Is4() || local.IsUnspecified() || local.IsMulticast() {
-		return nil, fmt.Errorf("%s: local address %v is not a unicast IPv4 address: set this agent's address on the home link", where, o.Local)
-	}
-	group := o.Group.Unmap()
-	if group.IsValid() && (!group.Is4() || !group.IsMulticast()) {
-		return nil, fmt.Errorf("%s: group %v is not an IPv4 multicast address (224.0.0.0/4; the default is 224.0.0.240)", where, o.Group)
-	}
-	if o.Port == 0 {
-		return nil, fmt.Errorf("%s: port 0: set the group port (default 4343), the same on every member", where)
+	local, group, err := checkOptions(o, where)
+	if err != nil {
+		return nil, err
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("%s: socket: %w", where, err)
-	}
-	fail := func(what string, err error) (*Conn, error) {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s: %s: %w", where, what, err)
 	}
 	ifi, err := lookupIf(fd, o.Interface)
 	if err != nil {
@@ -192,6 +178,45 @@ func Open(o Options) (*Conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: interface %s has no MULTICAST flag: `ip link set %s multicast on`, or configure a unicast peer list", where, o.Interface, o.Interface)
 	}
+	granted, what, err := setupSocket(fd, o, ifi, local, group)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %s: %w", where, what, err)
+	}
+	// A non-blocking descriptor makes os.NewFile register it with the
+	// runtime poller: Read parks the goroutine, Close wakes it.
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("groupio:%s:%d", o.Interface, o.Port))
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	return newConn(f, rc, o, ifi, local, group, granted), nil
+}
+
+// checkOptions refuses options no socket could be opened with.
+func checkOptions(o Options, where string) (local, group netip.Addr, err error) {
+	local = o.Local.Unmap()
+	if o.Interface == "" {
+		return local, group, fmt.Errorf("%s: no interface given: set the home interface", where)
+	}
+	if !local.Is4() || local.IsUnspecified() || local.IsMulticast() {
+		return local, group, fmt.Errorf("%s: local address %v is not a unicast IPv4 address: set this agent's address on the home link", where, o.Local)
+	}
+	group = o.Group.Unmap()
+	if group.IsValid() && (!group.Is4() || !group.IsMulticast()) {
+		return local, group, fmt.Errorf("%s: group %v is not an IPv4 multicast address (224.0.0.0/4; the default is 224.0.0.240)", where, o.Group)
+	}
+	if o.Port == 0 {
+		return local, group, fmt.Errorf("%s: port 0: set the group port (default 4343), the same on every member", where)
+	}
+	return local, group, nil
+}
+
+// setupSocket sets fd's options and buffers, binds it and, in multicast
+// mode, joins the group. It returns the receive buffer granted, or what
+// failed and why.
+func setupSocket(fd int, o Options, ifi *net.Interface, local, group netip.Addr) (granted int, what string, err error) {
 	type opt struct {
 		name       string
 		level, opt int
@@ -207,7 +232,7 @@ func Open(o Options) (*Conn, error) {
 		{"IP_PKTINFO", unix.IPPROTO_IP, unix.IP_PKTINFO, 1},
 	} {
 		if err := unix.SetsockoptInt(fd, s.level, s.opt, s.val); err != nil {
-			return fail(s.name, err)
+			return 0, s.name, err
 		}
 	}
 	rcv := o.RcvBuf
@@ -216,13 +241,13 @@ func Open(o Options) (*Conn, error) {
 	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv) != nil {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcv); err != nil {
-			return fail("SO_RCVBUF", err)
+			return 0, "SO_RCVBUF", err
 		}
 	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, DefaultSndBuf) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, DefaultSndBuf) // best effort
 	}
-	granted, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	granted, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
 
 	bindAddr := [4]byte{} // INADDR_ANY: multicast and unicast on one socket
 	if !group.IsValid() {
@@ -233,35 +258,32 @@ func Open(o Options) (*Conn, error) {
 		if err == unix.EADDRINUSE {
 			what += fmt.Sprintf(" (another process or agent in this network namespace holds UDP port %d: `ss -lunp sport = %d`; the group port is exclusive)", o.Port, o.Port)
 		}
-		return fail(what, err)
+		return 0, what, err
 	}
 	if group.IsValid() {
 		// Only in multicast mode: a socket bound to a unicast address gets
 		// no multicast anyway (and qemu-user, where the MIPS tests run,
 		// does not know this option).
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
-			return fail("IP_MULTICAST_ALL 0 (Linux >= 2.6.31)", err)
+			return 0, "IP_MULTICAST_ALL 0 (Linux >= 2.6.31)", err
 		}
 		// ip_mreqn with the ifindex: the interface's address may change, its
 		// index does not (until it is deleted: then reopen).
 		mc := &unix.IPMreqn{Address: local.As4(), Ifindex: int32(ifi.Index)}
 		if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, mc); err != nil {
-			return fail("IP_MULTICAST_IF "+o.Interface, err)
+			return 0, "IP_MULTICAST_IF " + o.Interface, err
 		}
 		join := &unix.IPMreqn{Multiaddr: group.As4(), Ifindex: int32(ifi.Index)}
 		if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, join); err != nil {
-			return fail(fmt.Sprintf("IP_ADD_MEMBERSHIP %v on %s (net.ipv4.igmp_max_memberships reached?)", group, o.Interface), err)
+			return 0, fmt.Sprintf("IP_ADD_MEMBERSHIP %v on %s (net.ipv4.igmp_max_memberships reached?)", group, o.Interface), err
 		}
 	}
+	return granted, "", nil
+}
 
-	// A non-blocking descriptor makes os.NewFile register it with the
-	// runtime poller: Read parks the goroutine, Close wakes it.
-	f := os.NewFile(uintptr(fd), fmt.Sprintf("groupio:%s:%d", o.Interface, o.Port))
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
+// newConn builds the Conn around the opened socket, with its message
+// headers prepared once so that reads and writes allocate nothing.
+func newConn(f *os.File, rc syscall.RawConn, o Options, ifi *net.Interface, local, group netip.Addr, granted int) *Conn {
 	c := &Conn{
 		f: f, rc: rc, ifindex: ifi.Index, local: local, group: group, port: o.Port, rcvbuf: granted,
 		rctl: alignedBuf(rctlSpace),
@@ -285,7 +307,7 @@ func Open(o Options) (*Conn, error) {
 
 	c.readFn = c.recv
 	c.writeFn = c.send
-	return c, nil
+	return c
 }
 
 // ifreq is struct ifreq for SIOCGIFINDEX (int) and SIOCGIFFLAGS (short).

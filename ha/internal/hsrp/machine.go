@@ -425,104 +425,134 @@ func (m *Machine) message(now time.Duration, src netip.Addr, msg *Message, out [
 	higher := m.higher(msg.Priority, src)
 	switch {
 	case msg.OpCode == OpResign && (msg.State == Active || src == m.active): // i
-		if src != m.active && m.active.IsValid() {
-			return out
-		}
-		m.activeTimer, m.active = NoDeadline, netip.Addr{} // C
-		switch m.state {
-		case Standby, Speak:
-			// Speak: we are the best candidate heard (a higher speaker or
-			// standby sends us to Listen, a lower standby makes us
-			// Standby), so nobody else would take over before our standby
-			// timer ran out, and nobody would answer for the address.
-			return m.becomeActive(now, ReasonResign, src, out)
-		case Listen:
-			m.standbyTimer = now + m.hold
-			out = m.to(Speak, ReasonResign, src, out)
-			return m.sendHello(now, out)
-		}
+		return m.onResign(now, src, msg, higher, out)
 	case msg.OpCode == OpCoup: // j
-		if !higher {
-			return out
-		}
-		if m.state == Active {
-			out = append(out, Action{Kind: ActResign, State: Active}) // H
-			m.startActive(now, msg)                                   // A
-			m.standbyTimer = now + m.hold                             // B
-			m.active = src
-			out = m.to(Speak, ReasonCoup, src, out)
-			return m.sendHello(now, out)
-		}
-		m.startActive(now, msg)
-		m.active = src
+		return m.onCoup(now, src, msg, higher, out)
 	case msg.OpCode == OpHello && msg.State == Active:
-		if higher { // g
-			m.learn(msg)
-			m.startActive(now, msg) // A E
-			m.active = src
-			switch m.state {
-			case Learn:
-				if m.vip.IsValid() {
-					return m.to(Listen, ReasonLearned, src, out)
-				}
-			case Active:
-				m.standbyTimer = now + m.hold // B
-				out = m.to(Speak, ReasonHigherActive, src, out)
-				return m.sendHello(now, out)
-			}
-			return out
-		}
-		// h: a lower-priority active router. It may have announced the
-		// address with its own MAC: the Coup makes it resign, silently.
-		if m.state == Active {
-			out = append(out, Action{Kind: ActCoup, State: Active}) // G
-			return m.reclaim(now, ReasonReclaimLower, out)
-		}
-		m.learn(msg)
-		m.startActive(now, msg)
-		m.active = src
-		if m.state == Learn {
-			if m.vip.IsValid() {
-				out = m.to(Listen, ReasonLearned, src, out)
-			}
-			return out
-		}
-		if m.preempt() && m.vip.IsValid() {
-			out = append(out, Action{Kind: ActCoup, State: m.state}) // G
-			return m.becomeActive(now, ReasonPreempt, src, out)
-		}
+		return m.onActiveHello(now, src, msg, higher, out)
 	case msg.OpCode == OpHello && msg.State == Speak: // f
-		if !higher {
-			return out
-		}
-		if m.state == Speak || m.state == Standby {
-			m.standbyTimer = now + m.hold
-			return m.to(Listen, ReasonHigherSpeak, src, out)
-		}
+		return m.onSpeakHello(now, src, msg, higher, out)
 	case msg.OpCode == OpHello && msg.State == Standby:
-		if higher { // k
-			m.startStandby(now, msg)
-			m.standby = src
-			if m.state == Speak || m.state == Standby {
-				return m.to(Listen, ReasonHigherStdby, src, out)
+		return m.onStandbyHello(now, src, msg, higher, out)
+	}
+	return out
+}
+
+// onResign: event i, the active router resigns.
+func (m *Machine) onResign(now time.Duration, src netip.Addr, msg *Message, higher bool, out []Action) []Action {
+	if src != m.active && m.active.IsValid() {
+		return out
+	}
+	m.activeTimer, m.active = NoDeadline, netip.Addr{} // C
+	switch m.state {
+	case Standby, Speak:
+		// Speak: we are the best candidate heard (a higher speaker or
+		// standby sends us to Listen, a lower standby makes us
+		// Standby), so nobody else would take over before our standby
+		// timer ran out, and nobody would answer for the address.
+		return m.becomeActive(now, ReasonResign, src, out)
+	case Listen:
+		m.standbyTimer = now + m.hold
+		out = m.to(Speak, ReasonResign, src, out)
+		return m.sendHello(now, out)
+	}
+	return out
+}
+
+// onCoup: event j, a Coup.
+func (m *Machine) onCoup(now time.Duration, src netip.Addr, msg *Message, higher bool, out []Action) []Action {
+	if !higher {
+		return out
+	}
+	if m.state == Active {
+		out = append(out, Action{Kind: ActResign, State: Active}) // H
+		m.startActive(now, msg)                                   // A
+		m.standbyTimer = now + m.hold                             // B
+		m.active = src
+		out = m.to(Speak, ReasonCoup, src, out)
+		return m.sendHello(now, out)
+	}
+	m.startActive(now, msg)
+	m.active = src
+	return out
+}
+
+// onActiveHello: events g and h, a Hello from an active router.
+func (m *Machine) onActiveHello(now time.Duration, src netip.Addr, msg *Message, higher bool, out []Action) []Action {
+	if higher { // g
+		m.learn(msg)
+		m.startActive(now, msg) // A E
+		m.active = src
+		switch m.state {
+		case Learn:
+			if m.vip.IsValid() {
+				return m.to(Listen, ReasonLearned, src, out)
 			}
-			return out
-		}
-		// l: a lower-priority standby router: we should be standby.
-		if m.state == Speak { // D/Standby
-			m.standbyTimer = NoDeadline
-			m.standby = m.cfg.Primary
-			return m.to(Standby, ReasonLowerStdby, src, out)
-		}
-		if m.state == Listen {
-			m.standbyTimer = now + m.hold
-			out = m.to(Speak, ReasonLowerStdby, src, out)
+		case Active:
+			m.standbyTimer = now + m.hold // B
+			out = m.to(Speak, ReasonHigherActive, src, out)
 			return m.sendHello(now, out)
 		}
-		if m.state == Active {
-			m.startStandby(now, msg)
-			m.standby = src
+		return out
+	}
+	// h: a lower-priority active router. It may have announced the
+	// address with its own MAC: the Coup makes it resign, silently.
+	if m.state == Active {
+		out = append(out, Action{Kind: ActCoup, State: Active}) // G
+		return m.reclaim(now, ReasonReclaimLower, out)
+	}
+	m.learn(msg)
+	m.startActive(now, msg)
+	m.active = src
+	if m.state == Learn {
+		if m.vip.IsValid() {
+			out = m.to(Listen, ReasonLearned, src, out)
 		}
+		return out
+	}
+	if m.preempt() && m.vip.IsValid() {
+		out = append(out, Action{Kind: ActCoup, State: m.state}) // G
+		return m.becomeActive(now, ReasonPreempt, src, out)
+	}
+	return out
+}
+
+// onSpeakHello: event f, a Hello from a speaking router.
+func (m *Machine) onSpeakHello(now time.Duration, src netip.Addr, msg *Message, higher bool, out []Action) []Action {
+	if !higher {
+		return out
+	}
+	if m.state == Speak || m.state == Standby {
+		m.standbyTimer = now + m.hold
+		return m.to(Listen, ReasonHigherSpeak, src, out)
+	}
+	return out
+}
+
+// onStandbyHello: events k and l, a Hello from a standby router.
+func (m *Machine) onStandbyHello(now time.Duration, src netip.Addr, msg *Message, higher bool, out []Action) []Action {
+	if higher { // k
+		m.startStandby(now, msg)
+		m.standby = src
+		if m.state == Speak || m.state == Standby {
+			return m.to(Listen, ReasonHigherStdby, src, out)
+		}
+		return out
+	}
+	// l: a lower-priority standby router: we should be standby.
+	if m.state == Speak { // D/Standby
+		m.standbyTimer = NoDeadline
+		m.standby = m.cfg.Primary
+		return m.to(Standby, ReasonLowerStdby, src, out)
+	}
+	if m.state == Listen {
+		m.standbyTimer = now + m.hold
+		out = m.to(Speak, ReasonLowerStdby, src, out)
+		return m.sendHello(now, out)
+	}
+	if m.state == Active {
+		m.startStandby(now, msg)
+		m.standby = src
 	}
 	return out
 }

@@ -35,9 +35,8 @@ type Stats struct {
 }
 
 type counters struct {
-	rx, tx, reclaims, suppressed               atomic.Uint64
+	// Protocol drop reasons; the counters every runner has are in r.sh.
 	short, version, opcode, state, group, auth atomic.Uint64
-	other                                      atomic.Uint64
 }
 
 // Runner owns the UDP socket (port 1985, group 224.0.0.2) on one interface,
@@ -87,11 +86,11 @@ func (r *Runner) Announce(addrs []netip.Addr) error {
 // Stats returns a snapshot of the counters.
 func (r *Runner) Stats() Stats {
 	c := &r.c
-	return Stats{Rx: c.rx.Load(), Tx: c.tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
-		Reclaims: c.reclaims.Load(), ReclaimsSuppressed: c.suppressed.Load(),
+	return Stats{Rx: r.sh.Rx.Load(), Tx: r.sh.Tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
+		Reclaims: r.sh.Reclaims.Load(), ReclaimsSuppressed: r.sh.Suppressed.Load(),
 		DropShort: c.short.Load(), DropVersion: c.version.Load(), DropOpCode: c.opcode.Load(),
 		DropState: c.state.Load(), DropGroup: c.group.Load(), DropAuth: c.auth.Load(),
-		DropOther: c.other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
+		DropOther: r.sh.Other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
 }
 
 func (r *Runner) count(err error) {
@@ -110,7 +109,7 @@ func (r *Runner) count(err error) {
 	case errors.Is(err, ErrAuth):
 		c.auth.Add(1)
 	default:
-		c.other.Add(1)
+		r.sh.Other.Add(1)
 	}
 }
 
@@ -199,11 +198,11 @@ func (r *Runner) read(fd int, msgs chan<- Event) {
 			r.count(err)
 			continue
 		}
-		r.c.rx.Add(1)
+		r.sh.Rx.Add(1)
 		select {
 		case msgs <- ev:
 		default:
-			r.c.other.Add(1) // owner loop is behind: drop and count, never block
+			r.sh.Other.Add(1) // owner loop is behind: drop and count, never block
 		}
 	}
 }
@@ -227,7 +226,7 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 			err = unix.Sendto(fd, *pkt, 0, dst) // the macvlan is already down (a Resign)
 		}
 		if err == nil {
-			r.c.tx.Add(1)
+			r.sh.Tx.Add(1)
 		}
 		return err
 	}
@@ -256,7 +255,7 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 			err = r.sh.GARP(a.Count, m.VIP())
 			if a.Reason == ReasonReclaimLower || a.Reason == ReasonReclaimStall {
 				// Rate-limited by the machine: one line per burst.
-				r.c.reclaims.Add(1)
+				r.sh.Reclaims.Add(1)
 				r.sh.Log.Info("hsrp: re-announcing the virtual address", "reason", a.Reason, "garps", a.Count)
 			}
 		case ActState:
@@ -266,7 +265,7 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 			r.sh.Failed(a.Kind, err)
 		}
 	}
-	r.c.suppressed.Store(m.Suppressed())
+	r.sh.Suppressed.Store(m.Suppressed())
 	// The hold input changes the role without a state change.
 	if r.sh.Current().Role != roleOf(m) {
 		r.report(m, runner.HoldReason(m.Held()), netip.Addr{})

@@ -37,8 +37,8 @@ type Stats struct {
 }
 
 type counters struct {
-	rx, tx, reclaims, suppressed                                        atomic.Uint64
-	ttl, version, typ, checksum, vrid, addrlist, interval, short, other atomic.Uint64
+	// Protocol drop reasons; the counters every runner has are in r.sh.
+	ttl, version, typ, checksum, vrid, addrlist, interval, short atomic.Uint64
 }
 
 // Runner owns the raw IP socket (protocol 112) on one interface, feeds the
@@ -98,11 +98,11 @@ func (r *Runner) Announce(addrs []netip.Addr) error {
 // Stats returns a snapshot of the counters.
 func (r *Runner) Stats() Stats {
 	c := &r.c
-	return Stats{RxAdverts: c.rx.Load(), TxAdverts: c.tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
-		Reclaims: c.reclaims.Load(), ReclaimsSuppressed: c.suppressed.Load(),
+	return Stats{RxAdverts: r.sh.Rx.Load(), TxAdverts: r.sh.Tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
+		Reclaims: r.sh.Reclaims.Load(), ReclaimsSuppressed: r.sh.Suppressed.Load(),
 		DropTTL: c.ttl.Load(), DropVersion: c.version.Load(), DropType: c.typ.Load(), DropChecksum: c.checksum.Load(),
 		DropVRID: c.vrid.Load(), DropAddrList: c.addrlist.Load(), DropInterval: c.interval.Load(),
-		DropShort: c.short.Load(), DropOther: c.other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
+		DropShort: c.short.Load(), DropOther: r.sh.Other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
 }
 
 func (r *Runner) count(err error) {
@@ -125,7 +125,7 @@ func (r *Runner) count(err error) {
 	case errors.Is(err, ErrTruncated):
 		c.short.Add(1)
 	default:
-		c.other.Add(1)
+		r.sh.Other.Add(1)
 	}
 }
 
@@ -235,11 +235,11 @@ func (r *Runner) read(fd int, adverts chan<- Event) {
 			r.count(err)
 			continue
 		}
-		r.c.rx.Add(1)
+		r.sh.Rx.Add(1)
 		select {
 		case adverts <- Event{Kind: EvAdvert, Src: src, Priority: a.Priority, Interval: a.IntervalDuration()}:
 		default:
-			r.c.other.Add(1) // owner loop is behind: drop and count, never block
+			r.sh.Other.Add(1) // owner loop is behind: drop and count, never block
 		}
 	}
 }
@@ -263,7 +263,7 @@ func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 				err = unix.Sendto(out, *pkt, 0, dst)
 			}
 			if err == nil {
-				r.c.tx.Add(1)
+				r.sh.Tx.Add(1)
 			}
 		case ActAddVIP:
 			if r.vm != nil {
@@ -281,7 +281,7 @@ func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 			err = r.sh.GARP(a.Count, mc.Addrs...)
 			if a.Reason == ReasonReclaimLower || a.Reason == ReasonReclaimStall {
 				// Rate-limited by the machine: one line per burst.
-				r.c.reclaims.Add(1)
+				r.sh.Reclaims.Add(1)
 				r.sh.Log.Info("vrrp: re-announcing the virtual addresses", "reason", a.Reason, "garps", a.Count)
 			}
 		case ActBecomeMaster, ActBecomeBackup, ActBecomeInit:
@@ -291,7 +291,7 @@ func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 			r.sh.Failed(a.Kind, err)
 		}
 	}
-	r.c.suppressed.Store(m.Suppressed())
+	r.sh.Suppressed.Store(m.Suppressed())
 	// The hold input changes the role without a state change.
 	if r.sh.Current().Role != roleOf(m) {
 		r.report(m, runner.HoldReason(m.Held()), netip.Addr{})

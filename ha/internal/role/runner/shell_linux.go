@@ -42,8 +42,14 @@ type Shell struct {
 	Ifi      *net.Interface
 	Primary  netip.Addr // Config.Primary, or the interface's first IPv4 address
 	Log      *slog.Logger
-	// Counters for the runner's Stats.
-	RoleChanges, GARPs, ActionErrors atomic.Uint64
+	// Counters for the runner's Stats. The Shell counts role changes,
+	// GARPs and action errors itself; the counters every runner keeps the
+	// same way (messages received and sent, reclaims and those suppressed,
+	// messages dropped for no protocol reason: an unclassified error, or
+	// the owner loop being behind) live here too, so that the runners keep
+	// only their protocol's drop reasons.
+	RoleChanges, GARPs, ActionErrors    atomic.Uint64
+	Rx, Tx, Reclaims, Suppressed, Other atomic.Uint64
 	// VIPMAC, if set before Open, is the MAC GARP announces the virtual
 	// addresses at (a virtual MAC); nil: the interface's own.
 	VIPMAC net.HardwareAddr

@@ -185,26 +185,7 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 		}
 	}
 	if k.rev != nil {
-		// The reverse check's trie follows the routes, as the home map
-		// does in Apply.
-		for i := range adds {
-			if res != nil && res[i] != nil {
-				continue
-			}
-			if err := k.rev.putPrefix(adds[i].Prefix, adds[i].CareOf); err != nil {
-				k.stats.Errors++
-				fail(i, fmt.Errorf("datapath: mobile network %v → %v: %w", adds[i].Prefix, adds[i].CareOf, err))
-			}
-		}
-		for j, p := range dels {
-			if !validPrefix(p) {
-				continue
-			}
-			if err := k.rev.delPrefix(p); err != nil {
-				k.stats.Errors++
-				fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: %w", p, err))
-			}
-		}
+		k.followPrefixTrie(adds, dels, func(i int) bool { return res != nil && res[i] != nil }, fail)
 	}
 	// A new prefix whose route failed gives its metric back; a removed one
 	// too. A failed replace keeps the previous route and its metric.
@@ -219,6 +200,30 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 		}
 	}
 	return res
+}
+
+// followPrefixTrie keeps the reverse check's trie with the routes
+// ApplyPrefixes installed or removed, as the home map follows them in Apply:
+// an add whose route failed (failed) is left out.
+func (k *kernel) followPrefixTrie(adds []MobileNet, dels []netip.Prefix, failed func(int) bool, fail func(int, error)) {
+	for i := range adds {
+		if failed(i) {
+			continue
+		}
+		if err := k.rev.putPrefix(adds[i].Prefix, adds[i].CareOf); err != nil {
+			k.stats.Errors++
+			fail(i, fmt.Errorf("datapath: mobile network %v → %v: %w", adds[i].Prefix, adds[i].CareOf, err))
+		}
+	}
+	for j, p := range dels {
+		if !validPrefix(p) {
+			continue
+		}
+		if err := k.rev.delPrefix(p); err != nil {
+			k.stats.Errors++
+			fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: %w", p, err))
+		}
+	}
 }
 
 // appendPrefixRoute is appendRouteNew for a prefix of any length.

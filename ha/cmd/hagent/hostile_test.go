@@ -110,7 +110,7 @@ func maxRSS(c *exec.Cmd) int64 {
 	if !ok {
 		return 0
 	}
-	return ru.Maxrss << 10
+	return int64(ru.Maxrss) << 10 // int32 on 32-bit targets
 }
 
 func nodesConfig(n int) []byte {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -18,7 +19,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -338,10 +338,14 @@ func TestConsoleSocketNeverOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for off := 0; off+unix.SizeofInotifyEvent <= n; {
-		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-		name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
-		events[name] = append(events[name], ev.Mask)
-		off += unix.SizeofInotifyEvent + int(ev.Len)
+		// struct inotify_event {int wd; u32 mask, cookie, len; char name[]},
+		// read field by field: no alignment assumed (big-endian MIPS under
+		// qemu-user faults on an unaligned pointer cast).
+		mask := binary.NativeEndian.Uint32(buf[off+4:])
+		ln := int(binary.NativeEndian.Uint32(buf[off+12:]))
+		name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+ln]), "\x00")
+		events[name] = append(events[name], mask)
+		off += unix.SizeofInotifyEvent + ln
 	}
 	name := filepath.Base(cfg.Agent.ConsoleSocket)
 	for _, m := range events[name] {

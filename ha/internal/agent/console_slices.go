@@ -46,7 +46,8 @@ type bindingsWalk struct {
 	// seen: each home visited so far, its row (-1: none; else chunk and
 	// index, sliceEntries per chunk) and its kind, so a home seen twice
 	// counts once.
-	seen map[uint32]seenHome
+	seen    map[uint32]seenHome
+	matched int // homes seen that were asked for
 	// maxVisited is the most entries one slice visited (the loop's pause,
 	// counted in entries; tests and the benchmark read it).
 	maxVisited int
@@ -89,7 +90,9 @@ func (a *Agent) bindingsSlice(w *bindingsWalk) {
 	w.now = a.now()
 	if !w.began {
 		w.began = true
-		w.seen = make(map[uint32]seenHome, t.Len()+t.Tombs())
+		// Grown as the walk goes: the map grows in bounded steps, a table
+		// of a million homes is not allocated in one slice.
+		w.seen = make(map[uint32]seenHome, sliceEntries)
 	}
 	w.rows = append(w.rows, nil)
 	n := 0
@@ -103,29 +106,31 @@ func (a *Agent) bindingsSlice(w *bindingsWalk) {
 		return
 	}
 	w.done = true
+	w.out.Capacity, w.out.TombCap = t.Cap(), t.TombCap()
+	w.out.Truncated = w.matched - w.nrows
+	w.seen = nil
+}
+
+// count adds (d = 1) or takes back (d = -1) one home of kind to the
+// summary, as it is walked: nothing is left to count after the last slice.
+func (w *bindingsWalk) count(kind uint8, d int) {
 	o := w.out
-	o.Capacity, o.TombCap = t.Cap(), t.TombCap()
-	matched := 0
-	for _, s := range w.seen {
-		if s.kind&kindLive == 0 {
-			o.Tombs++
+	if kind&kindLive == 0 {
+		o.Tombs += d
+	} else {
+		o.Live += d
+		if kind&kindGRE != 0 {
+			o.GRE += d
 		} else {
-			o.Live++
-			if s.kind&kindGRE != 0 {
-				o.GRE++
-			} else {
-				o.IPIP++
-			}
-			if s.kind&kindReverse != 0 {
-				o.Reverse++
-			}
+			o.IPIP += d
 		}
-		if s.kind&kindMatch != 0 {
-			matched++
+		if kind&kindReverse != 0 {
+			o.Reverse += d
 		}
 	}
-	o.Truncated = matched - w.nrows
-	w.seen = nil
+	if kind&kindMatch != 0 {
+		w.matched += d
+	}
 }
 
 // assemble joins the chunks into the answer's rows; it runs off the loop,
@@ -159,10 +164,13 @@ func (a *Agent) walkEntry(w *bindingsWalk, e *binding.Entry) {
 		kind |= kindMatch
 	}
 	s, again := w.seen[e.Home]
-	if !again {
+	if again {
+		w.count(s.kind, -1)
+	} else {
 		s.row = -1
 	}
 	s.kind = kind
+	w.count(kind, 1)
 	switch {
 	case !match:
 	case s.row >= 0:

@@ -51,6 +51,7 @@ type reloadReq struct {
 type consoleReq struct {
 	req  console.Request
 	resp chan *console.Response
+	walk *bindingsWalk // non-nil: walk its next slice, answer with nil
 }
 
 // Agent runs one Home Agent: it owns the Core and is the only goroutine that
@@ -74,8 +75,9 @@ type Agent struct {
 	stopElector context.CancelFunc
 	linkDown    map[string]bool // tracked interfaces seen down
 	reload      chan reloadReq
-	done        chan struct{} // closed when the owner loop has returned
-	onReady     func()        // test hook
+	done        chan struct{}       // closed when the owner loop has returned
+	onReady     func()              // test hook
+	onSlice     func(*bindingsWalk) // test hook: after each `show bindings` slice, on the loop
 
 	wg sync.WaitGroup
 }
@@ -284,6 +286,14 @@ func (a *Agent) loop(ctx context.Context) error {
 		case r := <-a.reload:
 			r.resp <- a.applyReload(r.cfg)
 		case r := <-a.cons:
+			if r.walk != nil {
+				a.bindingsSlice(r.walk)
+				if a.onSlice != nil {
+					a.onSlice(r.walk)
+				}
+				r.resp <- nil
+				continue
+			}
 			r.resp <- a.answer(r.req)
 			a.groupActions() // a console command may have written through the group
 		}
@@ -412,9 +422,23 @@ func (a *Agent) consoleLoop() {
 	_ = console.NewServer(a.consoleAnswer, a.log.With("sub", "console")).Serve(a.ln)
 }
 
-// consoleAnswer hands one request to the owner loop and waits for its answer.
+// consoleAnswer hands one request to the owner loop and waits for its
+// answer; `show bindings` is handed over one slice at a time, so that the
+// loop serves registrations between slices (console_slices.go).
 func (a *Agent) consoleAnswer(req console.Request) *console.Response {
 	ch := make(chan *console.Response, 1)
+	if isShowBindings(req) {
+		w := newBindingsWalk(req)
+		for !w.done {
+			select {
+			case a.cons <- consoleReq{walk: w, resp: ch}:
+				<-ch
+			case <-a.done:
+				return &console.Response{Error: "agent is shutting down"}
+			}
+		}
+		return &console.Response{Bindings: w.assemble()}
+	}
 	select {
 	case a.cons <- consoleReq{req: req, resp: ch}:
 		return <-ch

@@ -70,45 +70,6 @@ func (a *Agent) answer(r console.Request) *console.Response {
 	return &console.Response{Error: fmt.Sprintf("unknown command %q; try: show bindings|stats|redundancy|violations|version, clear binding ADDR", r.Cmd)}
 }
 
-func (a *Agent) showBindings(r console.Request) *console.Bindings {
-	t := a.core.table
-	out := &console.Bindings{Live: t.Len(), Tombs: t.Tombs(), Capacity: t.Cap(), TombCap: t.TombCap()}
-	now := a.now()
-	limit := r.Limit
-	if limit == 0 {
-		limit = defaultRows
-	}
-	var only uint32
-	if len(r.Args) > 0 {
-		if ad, err := netip.ParseAddr(r.Args[0]); err == nil && ad.Is4() {
-			only = binding.AddrU32(ad)
-			out.Detail = true
-		}
-	}
-	t.Range(func(e *binding.Entry) bool {
-		if !e.Tombstone() {
-			if e.Flags&mip.FlagG != 0 {
-				out.GRE++
-			} else {
-				out.IPIP++
-			}
-			if e.Flags&mip.FlagT != 0 {
-				out.Reverse++
-			}
-		}
-		if only != 0 && e.Home != only {
-			return true
-		}
-		if limit >= 0 && len(out.Rows) >= limit {
-			out.Truncated++
-			return true
-		}
-		out.Rows = append(out.Rows, a.bindingRow(e, now))
-		return true
-	})
-	return out
-}
-
 // bindingRow is one binding as the console shows it.
 func (a *Agent) bindingRow(e *binding.Entry, now int64) console.Binding {
 	row := console.Binding{

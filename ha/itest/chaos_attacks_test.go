@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -21,12 +19,7 @@ import (
 // Same run by hand: go run ./tools/chaos -attacks -seed 3 -rounds 2.
 func TestChaosAttacks(t *testing.T) {
 	lab.Require(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		if os.Getenv("HAGENT_TEST_STRICT") == "1" {
-			t.Fatal("HAGENT_TEST_STRICT=1 but nft (nftables) is missing: apt-get install nftables")
-		}
-		t.Skip("needs nft (nftables) for loss, partitions and duplication")
-	}
+	requireNft(t)
 	const seed = 3 // round 1: restart + old-session replay, round 2: fake peers
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

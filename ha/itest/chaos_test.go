@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -19,12 +17,7 @@ import (
 // failure with `go run ./tools/chaos -seed N -duration 60s`.
 func TestChaos(t *testing.T) {
 	lab.Require(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		if os.Getenv("HAGENT_TEST_STRICT") == "1" {
-			t.Fatal("HAGENT_TEST_STRICT=1 but nft (nftables) is missing: apt-get install nftables")
-		}
-		t.Skip("needs nft (nftables) for loss, partitions and duplication")
-	}
+	requireNft(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("chaos seed %d (replay: go run ./tools/chaos -seed %d -duration 60s)", seed, seed)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -27,12 +25,7 @@ import (
 // ones were stored on every member.
 func TestMassDeregistration(t *testing.T) {
 	lab.Require(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		if os.Getenv("HAGENT_TEST_STRICT") == "1" {
-			t.Fatal("HAGENT_TEST_STRICT=1 but nft (nftables) is missing: apt-get install nftables")
-		}
-		t.Skip("needs nft (nftables) for the loss")
-	}
+	requireNft(t)
 	const seed = 2
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -105,14 +105,18 @@ func TestRequestGolden(t *testing.T) {
 	}
 }
 
-func TestReplyGolden(t *testing.T) {
-	r := testReply()
+func TestReplyGolden(t *testing.T) { checkReplyGolden(t, testReply(), goldenReplyHex) }
+
+// checkReplyGolden appends r after a prefix byte, seals it with the test
+// key, compares it with golden, and parses the golden back into r.
+func checkReplyGolden(t *testing.T, r Reply, golden string) {
+	t.Helper()
 	b, err := r.AppendBinary([]byte{0xee})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b = AppendMHAuth(b, 1, 256, NewHMACMD5(testKey))
-	want := unhex(t, goldenReplyHex)
+	want := unhex(t, golden)
 	if b[0] != 0xee || !bytes.Equal(b[1:], want) {
 		t.Fatalf("got  %x\nwant ee%x", b, want)
 	}
@@ -127,6 +131,36 @@ func TestReplyGolden(t *testing.T) {
 	if !reflect.DeepEqual(p, r) {
 		t.Fatalf("parsed %+v\nwant   %+v", p, r)
 	}
+}
+
+// sealedRequestGolden appends r after a prefix, seals it with the test key
+// and compares it with golden; it returns the golden parsed back, its
+// authenticator verified and cleared, no extension skipped. The caller
+// checks (and clears) its extension's Authenticated before comparing with r.
+func sealedRequestGolden(t *testing.T, r Request, golden string) Request {
+	t.Helper()
+	prefix := []byte("xyz")
+	b, err := r.AppendBinary(append([]byte(nil), prefix...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = AppendMHAuth(b, len(prefix), 256, NewHMACMD5(testKey))
+	want := unhex(t, golden)
+	if !bytes.HasPrefix(b, prefix) || !bytes.Equal(b[len(prefix):], want) {
+		t.Fatalf("got  %x\nwant xyz%x", b, want)
+	}
+	var p Request
+	if err := p.UnmarshalBinary(want); err != nil {
+		t.Fatal(err)
+	}
+	if !Verify(want, p.MHAuth, NewHMACMD5(testKey), new([64]byte)) {
+		t.Fatal("golden authenticator does not verify")
+	}
+	if p.IgnoredExt != 0 {
+		t.Errorf("IgnoredExt %d: an extension was skipped, not parsed", p.IgnoredExt)
+	}
+	p.MHAuth = AuthExt{}
+	return p
 }
 
 func TestVerifyRejects(t *testing.T) {

@@ -1,7 +1,6 @@
 package mip
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -16,15 +15,7 @@ func TestTsharkMobileNet(t *testing.T) {
 		unhex(t, goldenMobileNetImplicitHex))
 	fields := []string{"mip.type", "mip.ext.type", "mip.ext.mne.subtype", "mip.ext.mne.code",
 		"mip.ext.mne.prefix_length", "mip.ext.mne.prefix", "mip.auth.spi", "_ws.malformed", "_ws.expert"}
-	args := []string{"-n", "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"}
-	for _, f := range fields {
-		args = append(args, "-e", f)
-	}
-	out, err := exec.Command(tshark, args...).Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines := tsharkFields(t, tshark, file, fields)
 	want := []string{
 		// type exts subtype code plen prefix spi malformed expert
 		"1|131,148,148,32|0,0||24,25|10.9.1.0,10.9.2.0|0x00000100||",
@@ -32,7 +23,7 @@ func TestTsharkMobileNet(t *testing.T) {
 		"3|131,148,32|2|0|24|10.9.3.0|0x00000100||",
 	}
 	if len(lines) != len(want) {
-		t.Fatalf("tshark printed %d lines, want %d:\n%s", len(lines), len(want), out)
+		t.Fatalf("tshark printed %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
 	}
 	for i, w := range want {
 		if lines[i] != w {

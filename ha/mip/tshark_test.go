@@ -67,6 +67,23 @@ func writePcap(t *testing.T, payloads ...[]byte) string {
 }
 
 // TestTsharkDecodes checks our goldens against an independent decoder:
+// tsharkFields decodes file with tshark: a line per packet, the fields'
+// values separated by |, repeated ones joined by commas, booleans as 1/0
+// (tshark prints 1/0 or True/False by version).
+func tsharkFields(t *testing.T, tshark, file string, fields []string) []string {
+	t.Helper()
+	args := []string{"-n", "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	out, err := exec.Command(tshark, args...).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	out = []byte(strings.NewReplacer("True", "1", "False", "0").Replace(string(out)))
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
 // Wireshark's Mobile IP dissector must read the same fields we wrote.
 func TestTsharkDecodes(t *testing.T) {
 	tshark := needTshark(t)
@@ -79,15 +96,7 @@ func TestTsharkDecodes(t *testing.T) {
 	file := writePcap(t, unhex(t, goldenRequestHex), unhex(t, goldenReplyHex), withFH)
 	fields := []string{"mip.type", "mip.flags", "mip.t", "mip.g", "mip.life", "mip.homeaddr", "mip.haaddr",
 		"mip.coa", "mip.ident", "mip.code", "mip.ext.type", "mip.auth.spi", "mip.auth.auth", "mip.nai", "_ws.malformed"}
-	args := []string{"-n", "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"}
-	for _, f := range fields {
-		args = append(args, "-e", f)
-	}
-	out, err := exec.Command(tshark, args...).Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines := tsharkFields(t, tshark, file, fields)
 	// Wireshark shows the Identification as an NTP timestamp: an
 	// independent check of TimestampTime.
 	ident := TimestampTime(0xe5a7a441b2f38920).UTC().Format("Jan _2, 2006 15:04:05.000000000 UTC")
@@ -101,12 +110,10 @@ func TestTsharkDecodes(t *testing.T) {
 		"1|0x0a|1|1|1800|10.1.0.5|192.0.2.1|198.51.100.7|" + ident + "||32,34|0x01020304,0x00000009|",
 	}
 	if len(lines) != len(want) {
-		t.Fatalf("tshark printed %d lines, want %d:\n%s", len(lines), len(want), out)
+		t.Fatalf("tshark printed %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
 	}
 	for i, w := range want {
 		got := lines[i]
-		// Normalise: tshark prints booleans as 1/0 or True/False by version.
-		got = strings.NewReplacer("True", "1", "False", "0").Replace(got)
 		if !strings.HasPrefix(got, w) {
 			t.Errorf("packet %d:\n got %s\nwant %s…", i+1, got, w)
 		}

@@ -2,7 +2,6 @@ package mip
 
 import (
 	"encoding/binary"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -45,15 +44,7 @@ func TestTsharkUDPTunnel(t *testing.T) {
 	fields := []string{"mip.type", "mip.ext.type", "mip.ext.utrq.subtype", "mip.ext.utrq.f", "mip.ext.utrq.r",
 		"mip.ext.utrq.encaptype", "mip.ext.utrp.code", "mip.ext.utrp.f", "mip.ext.utrp.keepalive",
 		"mip.auth.spi", "mip.nattt.nexthdr", "ip.src", "icmp.type", "_ws.malformed", "_ws.expert"}
-	args := []string{"-n", "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"}
-	for _, f := range fields {
-		args = append(args, "-e", f)
-	}
-	out, err := exec.Command(tshark, args...).Output()
-	if err != nil {
-		t.Fatalf("tshark: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines := tsharkFields(t, tshark, file, fields)
 	want := []string{
 		// type exts sub f r encap code f keepalive spi nexthdr ip.src icmp malformed expert
 		"1|131,144,32|0|1|0|4||||0x00000100||192.0.2.10|||",
@@ -61,10 +52,10 @@ func TestTsharkUDPTunnel(t *testing.T) {
 		"4||||||||||4|192.0.2.10,203.0.113.9|8||",
 	}
 	if len(lines) != len(want) {
-		t.Fatalf("tshark printed %d lines, want %d:\n%s", len(lines), len(want), out)
+		t.Fatalf("tshark printed %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
 	}
 	for i, w := range want {
-		got := strings.NewReplacer("True", "1", "False", "0").Replace(lines[i])
+		got := lines[i]
 		if got != w {
 			t.Errorf("packet %d:\n got %s\nwant %s", i+1, got, w)
 		}

@@ -48,6 +48,13 @@ func startAgent(t testing.TB, cfg *config.Config) (*Agent, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a, runAgent(t, a, 5*time.Second)
+}
+
+// runAgent runs a's owner loop until it is ready (within wait) and returns
+// the function that stops it (within wait) and checks how Run ended.
+func runAgent(t testing.TB, a *Agent, wait time.Duration) func() {
+	t.Helper()
 	ready := make(chan struct{})
 	a.onReady = func() { close(ready) }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -57,18 +64,18 @@ func startAgent(t testing.TB, cfg *config.Config) (*Agent, func()) {
 	case <-ready:
 	case err := <-done:
 		t.Fatalf("agent stopped before ready: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("agent not ready within 5s")
+	case <-time.After(wait):
+		t.Fatalf("agent not ready within %s", wait)
 	}
-	return a, func() {
+	return func() {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
 				t.Errorf("agent Run: %v", err)
 			}
-		case <-time.After(5 * time.Second):
-			t.Error("agent did not stop within 5s of cancel")
+		case <-time.After(wait):
+			t.Errorf("agent did not stop within %s of cancel", wait)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -152,22 +151,7 @@ func checkWholeTable(t *testing.T, b *console.Bindings, pool int) {
 // startWith runs an agent built by the test (hooks set) until stop.
 func startWith(t *testing.T, a *Agent) (*Agent, func()) {
 	t.Helper()
-	ready := make(chan struct{})
-	a.onReady = func() { close(ready) }
-	stopped := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { stopped <- a.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-stopped:
-		t.Fatalf("agent stopped before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("agent not ready within 10s")
-	}
-	return a, func() {
-		cancel()
-		<-stopped
-	}
+	return a, runAgent(t, a, 10*time.Second)
 }
 
 // A table changing between slices: a home present throughout appears once;

@@ -3,7 +3,6 @@ package agent
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -59,26 +58,7 @@ func startAgentLogged(t *testing.T, cfg *config.Config, prefill func(a *Agent)) 
 	if prefill != nil {
 		prefill(a)
 	}
-	ready := make(chan struct{})
-	a.onReady = func() { close(ready) }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("agent stopped before ready: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("agent not ready within 10s")
-	}
-	return a, logs, func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop within 10s of cancel")
-		}
-	}
+	return a, logs, runAgent(t, a, 10*time.Second)
 }
 
 // One client sending an endless request without a newline costs the agent

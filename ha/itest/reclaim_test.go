@@ -335,26 +335,33 @@ func TestReclaimAfterStallVRRP(t *testing.T) { testSpuriousTakeover(t, "vrrp", 5
 // TestReclaimAfterStallHSRP: the same with HSRP (hold time 3 s).
 func TestReclaimAfterStallHSRP(t *testing.T) { testSpuriousTakeover(t, "hsrp", 10*time.Second) }
 
+// bridgeDrop drops what match selects on the lab bridge (nft table name),
+// until the returned heal, which does its work once however often called.
+func bridgeDrop(t *testing.T, l *lab.Lab, name, match string) (heal func()) {
+	t.Helper()
+	lanNft(t, l, fmt.Sprintf(`
+table bridge %s {
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		%s counter drop
+	}
+}
+`, name, match))
+	healed := false
+	return func() {
+		if !healed {
+			healed = true
+			lanNft(t, l, "delete table bridge "+name+"\n")
+		}
+	}
+}
+
 func testPartitionHeal(t *testing.T, proto, match string, partition time.Duration) {
 	requireNft(t)
 	g := newReclaimLab(t, proto)
 	// Drop member 1's election messages on the bridge: member 2 no longer
 	// hears it and takes over; member 1 still hears member 2.
-	lanNft(t, g.l, fmt.Sprintf(`
-table bridge hagent_reclaim {
-	chain forward {
-		type filter hook forward priority 0; policy accept;
-		ip saddr 192.0.2.11 %s counter drop
-	}
-}
-`, match))
-	healed := false
-	heal := func() {
-		if !healed {
-			healed = true
-			lanNft(t, g.l, "delete table bridge hagent_reclaim\n")
-		}
-	}
+	heal := bridgeDrop(t, g.l, "hagent_reclaim", "ip saddr 192.0.2.11 "+match)
 	defer heal()
 	g.takeover(t, 15*time.Second)
 	time.Sleep(partition)
@@ -456,21 +463,7 @@ func TestVRRPVirtualMACPartitionHeal(t *testing.T) {
 		p := fdbPort(t, g.l, vmac)
 		return p == h1, p
 	})
-	lanNft(t, g.l, `
-table bridge hagent_vmac {
-	chain forward {
-		type filter hook forward priority 0; policy accept;
-		ip protocol 112 counter drop
-	}
-}
-`)
-	healed := false
-	heal := func() {
-		if !healed {
-			healed = true
-			lanNft(t, g.l, "delete table bridge hagent_vmac\n")
-		}
-	}
+	heal := bridgeDrop(t, g.l, "hagent_vmac", "ip protocol 112")
 	defer heal()
 	g.takeover(t, 15*time.Second)
 	time.Sleep(2 * time.Second)

@@ -95,17 +95,7 @@ func TestNetnsReverseCheck(t *testing.T) {
 	var want Stats
 	check := func(what string) {
 		t.Helper()
-		var s Stats
-		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-			s = dp.Stats()
-			if s.ReversePassed == want.ReversePassed && s.ReverseWrongCareOf == want.ReverseWrongCareOf &&
-				s.ReverseUnknownHome == want.ReverseUnknownHome && s.ReverseMalformed == want.ReverseMalformed {
-				return
-			}
-		}
-		t.Fatalf("%s: counters passed/wrong/unknown/malformed = %d/%d/%d/%d, want %d/%d/%d/%d", what,
-			s.ReversePassed, s.ReverseWrongCareOf, s.ReverseUnknownHome, s.ReverseMalformed,
-			want.ReversePassed, want.ReverseWrongCareOf, want.ReverseUnknownHome, want.ReverseMalformed)
+		waitReverseCounters(t, dp, want, what)
 	}
 
 	home := netip.MustParseAddr("10.1.0.5")
@@ -269,4 +259,21 @@ func mustRead(t *testing.T, f *revFilter) []revEntry {
 		t.Fatal(err)
 	}
 	return have
+}
+
+// waitReverseCounters waits up to 3 s for the reverse check's verdict
+// counters to equal want's, and fails t with both sets if they do not.
+func waitReverseCounters(t *testing.T, dp interface{ Stats() Stats }, want Stats, what string) {
+	t.Helper()
+	var s Stats
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		s = dp.Stats()
+		if s.ReversePassed == want.ReversePassed && s.ReverseWrongCareOf == want.ReverseWrongCareOf &&
+			s.ReverseUnknownHome == want.ReverseUnknownHome && s.ReverseMalformed == want.ReverseMalformed {
+			return
+		}
+	}
+	t.Fatalf("%s: counters passed/wrong/unknown/malformed = %d/%d/%d/%d, want %d/%d/%d/%d", what,
+		s.ReversePassed, s.ReverseWrongCareOf, s.ReverseUnknownHome, s.ReverseMalformed,
+		want.ReversePassed, want.ReverseWrongCareOf, want.ReverseUnknownHome, want.ReverseMalformed)
 }

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/hagent/hagent/ha/internal/groupio"
 )
@@ -45,17 +44,7 @@ func TestNetnsReverseCheckPrefixes(t *testing.T) {
 	}
 	check := func(what string) {
 		t.Helper()
-		var s Stats
-		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-			s = dp.Stats()
-			if s.ReversePassed == want.ReversePassed && s.ReverseWrongCareOf == want.ReverseWrongCareOf &&
-				s.ReverseUnknownHome == want.ReverseUnknownHome && s.ReverseMalformed == want.ReverseMalformed {
-				return
-			}
-		}
-		t.Fatalf("%s: counters passed/wrong/unknown/malformed = %d/%d/%d/%d, want %d/%d/%d/%d", what,
-			s.ReversePassed, s.ReverseWrongCareOf, s.ReverseUnknownHome, s.ReverseMalformed,
-			want.ReversePassed, want.ReverseWrongCareOf, want.ReverseUnknownHome, want.ReverseMalformed)
+		waitReverseCounters(t, dp, want, what)
 	}
 
 	lan := mobileNet("10.20.1.0/24", "10.9.0.2")

@@ -5,6 +5,8 @@ import (
 	"math"
 	"net/netip"
 	"time"
+
+	"github.com/hagent/hagent/ha/internal/role"
 )
 
 // NoDeadline is returned when no timer runs.
@@ -156,14 +158,11 @@ type Machine struct {
 	activeTimer, standbyTimer, helloTime time.Duration
 	active, standby                      netip.Addr
 
-	refreshTimer   time.Duration // Active: next periodic announcement
-	reclaimNext    time.Duration // Active: earliest next re-announcement
-	reclaimPending bool
-	reclaimReason  string
-	suppressed     uint64
-	activePrio     uint8         // the active router's priority as last heard
-	heardAt        time.Duration // when the active router's hello last started the active timer
-	silent         bool          // the active timer was cut short by EvSilent
+	refreshTimer time.Duration   // Active: next periodic announcement
+	reann        role.Reannounce // Active: re-announcements, rate-limited
+	activePrio   uint8           // the active router's priority as last heard
+	heardAt      time.Duration   // when the active router's hello last started the active timer
+	silent       bool            // the active timer was cut short by EvSilent
 	// Active after EvSilent: the active router it replaced (else invalid).
 	replaced, silentFrom netip.Addr
 }
@@ -183,7 +182,7 @@ func (m *Machine) State() State { return m.state }
 
 // Suppressed counts the re-announcement triggers that came inside the rate
 // limit's interval and were folded into a later burst.
-func (m *Machine) Suppressed() uint64 { return m.suppressed }
+func (m *Machine) Suppressed() uint64 { return m.reann.Suppressed() }
 
 // VIP is the configured or learned virtual address.
 func (m *Machine) VIP() netip.Addr { return m.vip }
@@ -233,8 +232,8 @@ func secs(d time.Duration) uint8 {
 
 func (m *Machine) deadline() time.Duration {
 	d := min(m.activeTimer, m.standbyTimer, m.helloTime, m.refreshTimer)
-	if m.reclaimPending {
-		d = min(d, m.reclaimNext)
+	if at, ok := m.reann.Deadline(); ok {
+		d = min(d, at)
 	}
 	return d
 }
@@ -281,7 +280,8 @@ func (m *Machine) speaking() bool { return m.state == Speak || m.state == Standb
 func (m *Machine) to(s State, reason string, peer netip.Addr, out []Action) []Action {
 	if m.state == Active && s != Active {
 		out = append(out, Action{Kind: ActRemoveVIP})
-		m.refreshTimer, m.reclaimPending = NoDeadline, false
+		m.refreshTimer = NoDeadline
+		m.reann.Cancel()
 	}
 	m.state = s
 	if !m.speaking() {
@@ -305,7 +305,7 @@ func (m *Machine) becomeActive(now time.Duration, reason string, peer netip.Addr
 		m.refreshTimer = now + m.cfg.GARPRefresh
 	}
 	// The takeover's announcement counts as the last re-announcement.
-	m.reclaimPending, m.reclaimNext = false, now+m.cfg.GARPLowerPrioInterval
+	m.reann.Sent(now, m.cfg.GARPLowerPrioInterval)
 	return append(out, Action{Kind: ActGARP, Count: m.cfg.GARPCount}) // I
 }
 
@@ -315,15 +315,9 @@ func (m *Machine) reclaim(now time.Duration, reason string, out []Action) []Acti
 	if m.cfg.GARPLowerPrioCount <= 0 {
 		return out
 	}
-	if now < m.reclaimNext {
-		m.suppressed++
-		if !m.reclaimPending {
-			m.reclaimPending, m.reclaimReason = true, reason
-		}
+	if !m.reann.Allow(now, m.cfg.GARPLowerPrioInterval, reason) {
 		return out
 	}
-	m.reclaimPending = false
-	m.reclaimNext = now + m.cfg.GARPLowerPrioInterval
 	return append(out, Action{Kind: ActGARP, Count: m.cfg.GARPLowerPrioCount, Reason: reason})
 }
 
@@ -386,8 +380,8 @@ func (m *Machine) timers(now time.Duration, out []Action) []Action {
 			out = m.reclaim(now, ReasonReclaimStall, out)
 		}
 	}
-	if m.state == Active && m.reclaimPending && now >= m.reclaimNext {
-		out = m.reclaim(now, m.reclaimReason, out)
+	if reason, ok := m.reann.Due(now); ok && m.state == Active {
+		out = m.reclaim(now, reason, out)
 	}
 	if m.state == Active && now >= m.refreshTimer {
 		m.refreshTimer = now + m.cfg.GARPRefresh

@@ -5,6 +5,8 @@ import (
 	"math"
 	"net/netip"
 	"time"
+
+	"github.com/hagent/hagent/ha/internal/role"
 )
 
 // State is the RFC 5798 §6.4 state.
@@ -192,14 +194,11 @@ type Machine struct {
 	resigned            bool // down timer was set to skew by a priority-0 advert
 	master              netip.Addr
 
-	refreshTimer   time.Duration // Master: next periodic announcement
-	reclaimNext    time.Duration // Master: earliest next re-announcement
-	reclaimPending bool          // Master: one is due at reclaimNext
-	reclaimReason  string
-	suppressed     uint64
-	masterPrio     uint8         // the master's advertised priority as last heard
-	silent         bool          // down timer was set to skew by EvSilent
-	heardAt        time.Duration // Backup: when the master's advert was last learnt
+	refreshTimer time.Duration   // Master: next periodic announcement
+	reann        role.Reannounce // Master: re-announcements, rate-limited
+	masterPrio   uint8           // the master's advertised priority as last heard
+	silent       bool            // down timer was set to skew by EvSilent
+	heardAt      time.Duration   // Backup: when the master's advert was last learnt
 	// Master after EvSilent: the master it replaced (invalid otherwise).
 	replaced, silentFrom netip.Addr
 }
@@ -213,7 +212,7 @@ func New(cfg Config) *Machine {
 // Suppressed counts the re-announcement triggers (see
 // Config.GARPLowerPrioCount) that came inside the rate limit's interval and
 // were folded into a later burst.
-func (m *Machine) Suppressed() uint64 { return m.suppressed }
+func (m *Machine) Suppressed() uint64 { return m.reann.Suppressed() }
 
 // State is the current state.
 func (m *Machine) State() State { return m.state }
@@ -272,8 +271,8 @@ func (m *Machine) deadline() time.Duration {
 	switch m.state {
 	case Master:
 		d := min(m.adverTimer, m.garpTimer, m.refreshTimer)
-		if m.reclaimPending {
-			d = min(d, m.reclaimNext)
+		if at, ok := m.reann.Deadline(); ok {
+			d = min(d, at)
 		}
 		return d
 	case Backup:
@@ -339,7 +338,7 @@ func (m *Machine) becomeMaster(now time.Duration, reason string, peer netip.Addr
 		m.refreshTimer = now + m.cfg.GARPRefresh
 	}
 	// Our takeover announcement counts as the last re-announcement.
-	m.reclaimPending, m.reclaimNext = false, now+m.cfg.GARPLowerPrioInterval
+	m.reann.Sent(now, m.cfg.GARPLowerPrioInterval)
 	out = append(out,
 		Action{Kind: ActAddVIP},
 		Action{Kind: ActSendAdvert, Priority: m.Priority()},
@@ -351,7 +350,7 @@ func (m *Machine) becomeMaster(now time.Duration, reason string, peer netip.Addr
 func (m *Machine) becomeBackup(now time.Duration, ev Event, reason string, out []Action) []Action {
 	m.state = Backup
 	m.adverTimer, m.garpTimer, m.refreshTimer = NoDeadline, NoDeadline, NoDeadline
-	m.reclaimPending = false
+	m.reann.Cancel()
 	m.learn(now, ev)
 	return append(out, Action{Kind: ActRemoveVIP}, Action{Kind: ActBecomeBackup, Reason: reason, Peer: ev.Src})
 }
@@ -378,7 +377,7 @@ func (m *Machine) shutdown(out []Action) []Action {
 	}
 	m.state = Initialize
 	m.adverTimer, m.masterDownTimer, m.garpTimer, m.refreshTimer = NoDeadline, NoDeadline, NoDeadline, NoDeadline
-	m.reclaimPending = false
+	m.reann.Cancel()
 	m.lowerSeen, m.resigned = false, false
 	return append(out, Action{Kind: ActBecomeInit, Reason: ReasonShutdown})
 }
@@ -450,15 +449,9 @@ func (m *Machine) reclaim(now time.Duration, reason string, advert bool, out []A
 	if m.cfg.GARPLowerPrioCount <= 0 {
 		return out
 	}
-	if now < m.reclaimNext {
-		m.suppressed++
-		if !m.reclaimPending {
-			m.reclaimPending, m.reclaimReason = true, reason
-		}
+	if !m.reann.Allow(now, m.cfg.GARPLowerPrioInterval, reason) {
 		return out
 	}
-	m.reclaimPending = false
-	m.reclaimNext = now + m.cfg.GARPLowerPrioInterval
 	if advert {
 		m.adverTimer = now + m.cfg.AdvertInterval
 		out = append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
@@ -486,8 +479,8 @@ func (m *Machine) timer(now time.Duration, out []Action) []Action {
 			return m.becomeMaster(now, reason, netip.Addr{}, out)
 		}
 	case Master:
-		if m.reclaimPending && now >= m.reclaimNext { // sends the advert too
-			out = m.reclaim(now, m.reclaimReason, true, out)
+		if reason, ok := m.reann.Due(now); ok { // sends the advert too
+			out = m.reclaim(now, reason, true, out)
 		}
 		if now >= m.adverTimer {
 			// The previous advert left one interval before adverTimer. A

@@ -37,6 +37,10 @@ type Encap uint8
 const (
 	IPIP Encap = iota // IP in IP (RFC 2003), the default
 	GRE               // GRE (RFC 2784), when the node set the G bit
+	// UDP is RFC 3519 UDP tunnelling for a node behind NAT: IPv4/UDP(434 →
+	// the NAT's mapped port)/tunnel data header/inner packet, to
+	// Binding.NAT, by eBPF (udptun_*.go); Config.UDPTunnel enables it.
+	UDP
 )
 
 func (e Encap) String() string {
@@ -45,6 +49,8 @@ func (e Encap) String() string {
 		return "ipip"
 	case GRE:
 		return "gre"
+	case UDP:
+		return "udp"
 	}
 	return "encap?"
 }
@@ -60,6 +66,14 @@ type Binding struct {
 	// address of every binding alike: a node that did not ask for reverse
 	// tunnelling may still use it, from its own care-of address only.
 	Reverse bool
+	// NAT is where a UDP-tunnelled binding's tunnel data goes (Encap UDP):
+	// the source address and port its registration arrived from, i.e. the
+	// NAT's mapping. Tunnel data is accepted from exactly there; a
+	// re-registration from a new mapping moves it (a map update: the route
+	// stays). The local end is Src, else Config.Local: the virtual
+	// address, so that after a failover the NAT still accepts the new
+	// member's tunnel data.
+	NAT netip.AddrPort
 }
 
 // Config says what to program. Zero values take the defaults noted.
@@ -90,6 +104,24 @@ type Config struct {
 	Local        netip.Addr // default outer source: the virtual address (or own address)
 	TTL          uint8      // outer TTL, default 64 (0 in the kernel would copy the inner TTL)
 	MetricBase   uint32     // first route metric handed out, default 1024
+	// UDPTunnel loads the RFC 3519 UDP tunnel programs at Setup and
+	// attaches the decapsulating tc filter to UplinkIfname's ingress
+	// (removed at Close); Supports(UDP) says whether that worked.
+	UDPTunnel bool
+	// UplinkIfname is where tunnel data from NATs arrives and the device
+	// of the UDP-tunnelled /32 routes; default HomeIfname.
+	UplinkIfname string
+	// TunnelMTU is the largest inner packet the UDP tunnel carries; zero:
+	// the uplink's MTU less the 32 bytes the tunnel adds. Forwarded packets
+	// above it are fragmented before encapsulation, or, with DF, answered
+	// with ICMP "fragmentation needed" carrying it (RFC 3519 §4.8). The
+	// routes hold it plus 32 as RTAX_MTU: the kernel takes the program's
+	// headroom off.
+	TunnelMTU uint32
+	// TCPMSSClamp lowers the MSS option of TCP SYNs entering or leaving
+	// the UDP tunnel to the tunnel MTU less 40, in the eBPF programs
+	// (udptun_mss.go), for correspondents whose ICMP is filtered.
+	TCPMSSClamp bool
 	// NetNS is an open file descriptor of the network namespace to program
 	// (tests); 0: the caller's namespace.
 	NetNS  int
@@ -182,6 +214,19 @@ type Stats struct {
 	// source that is no registered home, dropped as not IPv4 or without
 	// tunnel metadata.
 	ReversePassed, ReverseWrongCareOf, ReverseUnknownHome, ReverseMalformed uint64
+
+	// The UDP tunnel's verdicts (Config.UDPTunnel), summed over CPUs:
+	// packets encapsulated towards a NAT, dropped for want of an endpoint
+	// (routed to the program but the binding has none) or because the
+	// kernel refused the push; tunnel data decapsulated and forwarded,
+	// keepalives (counted and consumed, never forwarded), and tunnel data
+	// dropped for an outer source address or port other than the
+	// binding's NAT mapping, an inner source with no UDP binding, an inner
+	// protocol other than IPv4 (GRE, minimal), or a refused strip.
+	UDPEncapsulated, UDPNoEndpoint, UDPEncapFailed                            uint64
+	UDPDecapsulated, UDPKeepalives                                            uint64
+	UDPWrongAddr, UDPWrongPort, UDPUnknownHome, UDPNextHeader, UDPDecapFailed uint64
+	UDPMSSClamped                                                             uint64 // TCP SYNs whose MSS was lowered (Config.TCPMSSClamp)
 }
 
 // ErrUnsupported is returned (wrapped) for a binding whose encapsulation has

@@ -43,6 +43,7 @@ type kernel struct {
 	vips    map[netip.Prefix]bool
 
 	prefixes *prefixState // mobile network routes (prefixes.go), nil until used
+	udp      *udpState    // the UDP tunnel (kernel_udptun.go), nil when off
 
 	// Reconcile's view of the kernel (scan), sorted, dropped after use
 	// when large (dropScan)
@@ -178,6 +179,7 @@ func (k *kernel) Stats() Stats {
 		s.ReversePassed, s.ReverseWrongCareOf = c[revPassed], c[revWrongCareOf]
 		s.ReverseUnknownHome, s.ReverseMalformed = c[revUnknownHome], c[revMalformed]
 	}
+	k.udpStats(&s)
 	return s
 }
 
@@ -193,7 +195,11 @@ func (k *kernel) Close() error {
 	if k.rev != nil {
 		k.rev.close() // an attached filter keeps the program and map alive in the kernel
 	}
+	uerr := k.closeUDP()
 	err := k.c.Close()
+	if err == nil {
+		err = uerr
+	}
 	if k.lconn != nil {
 		k.lclosed.Store(true)
 		k.lconn.Close()
@@ -202,7 +208,12 @@ func (k *kernel) Close() error {
 	return err
 }
 
-func (k *kernel) Supports(e Encap) bool { return int(e) < len(k.tun) && k.tun[e] != 0 }
+func (k *kernel) Supports(e Encap) bool {
+	if e == UDP {
+		return k.udp != nil && k.udp.attached != 0
+	}
+	return int(e) < len(k.tun) && k.tun[e] != 0
+}
 
 // Single requests, each answered before the next is sent.
 

@@ -66,6 +66,9 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 	if k.rev != nil {
 		k.followRev(adds, dels, &errs)
 	}
+	if k.udp != nil {
+		k.followUDP(adds, dels, &errs)
+	}
 	k.settle(adds, dels, fresh, &errs)
 	return errs.res
 }
@@ -100,11 +103,19 @@ func (k *kernel) plan(adds []Binding, dels []netip.Addr, fresh map[[4]byte]bool,
 			errs.fail(i, fmt.Errorf("datapath: binding %v → %v: %s: %w", b.Home, b.CareOf, b.Encap, ErrUnsupported))
 			continue
 		}
+		if b.Encap == UDP {
+			if _, err := k.endpointOf(b); err != nil {
+				errs.fail(i, err)
+				continue
+			}
+		}
 		k.touched(b.Home)
 		if _, f := k.metricFor(b.Home.As4()); f {
 			fresh[b.Home.As4()] = true
 		}
-		k.ops = append(k.ops, op{owner: int32(i), what: opRoute, home: b.Home, careOf: b.CareOf})
+		if b.Encap != UDP || !k.udpRouted(b.Home.As4()) { // a UDP route in place: only the endpoint moves
+			k.ops = append(k.ops, op{owner: int32(i), what: opRoute, home: b.Home, careOf: b.CareOf})
+		}
 		if k.entries() {
 			k.ops = append(k.ops, op{owner: int32(i), what: opProxy, home: b.Home})
 		}
@@ -178,6 +189,9 @@ func (k *kernel) build(o *op, adds []Binding, b []byte) []byte {
 	switch o.what {
 	case opRoute:
 		bd := &adds[o.owner]
+		if bd.Encap == UDP {
+			return k.appendUDPRoute(b, bd.Home, k.metrics[h])
+		}
 		src := bd.Src
 		if !src.IsValid() {
 			src = k.cfg.Local

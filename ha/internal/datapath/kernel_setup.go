@@ -43,7 +43,10 @@ func (k *kernel) Setup() error {
 		}
 		k.tun[GRE] = idx
 	}
-	return k.setupRev()
+	if err := k.setupRev(); err != nil {
+		return err
+	}
+	return k.setupUDP()
 }
 
 // setupRev loads the reverse-tunnel check once and attaches it to every

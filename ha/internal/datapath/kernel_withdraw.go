@@ -40,6 +40,9 @@ func (k *kernel) Withdraw() error {
 	if err := k.WithdrawPrefixes(); err != nil {
 		bad = append(bad, err)
 	}
+	if err := k.withdrawUDP(); err != nil {
+		bad = append(bad, err)
+	}
 	if k.rev != nil {
 		// Not active: our filter goes and the map is emptied; the clsact
 		// qdisc stays (it may carry other filters, and an empty one

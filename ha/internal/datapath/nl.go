@@ -167,6 +167,7 @@ func parseRoute(b []byte) (route, error) {
 		return r, errNotIPv4
 	}
 	dstLen := b[1]
+	var enc []byte
 	r.Table = uint32(b[4])
 	r.Protocol = b[5]
 	err := walk(b[rtmsgLen:], func(typ uint16, v []byte) error {
@@ -194,29 +195,35 @@ func parseRoute(b []byte) (route, error) {
 			}
 			r.EncapType = ne.Uint16(v)
 		case unix.RTA_ENCAP:
-			return walk(v, func(typ uint16, v []byte) error {
-				switch typ {
-				case lwtunnelIPDst, lwtunnelIPSrc:
-					if len(v) != 4 {
-						return fmt.Errorf("LWTUNNEL_IP address: %d bytes", len(v))
-					}
-					a := netip.AddrFrom4([4]byte(v))
-					if typ == lwtunnelIPDst {
-						r.EncDst = a
-					} else if !a.IsUnspecified() {
-						r.EncSrc = a
-					}
-				case lwtunnelIPTTL:
-					if len(v) < 1 {
-						return errors.New("LWTUNNEL_IP_TTL: empty")
-					}
-					r.TTL = v[0]
-				}
-				return nil
-			})
+			enc = v // the kernel puts RTA_ENCAP_TYPE after it: parsed below
 		}
 		return nil
 	})
+	// Read as an IP encap unless the type says otherwise: an "encap bpf"
+	// route (the UDP tunnel) nests LWT_BPF_* attributes whose numbers
+	// overlap LWTUNNEL_IP_*.
+	if err == nil && enc != nil && r.EncapType != lwtunnelBPF {
+		err = walk(enc, func(typ uint16, v []byte) error {
+			switch typ {
+			case lwtunnelIPDst, lwtunnelIPSrc:
+				if len(v) != 4 {
+					return fmt.Errorf("LWTUNNEL_IP address: %d bytes", len(v))
+				}
+				a := netip.AddrFrom4([4]byte(v))
+				if typ == lwtunnelIPDst {
+					r.EncDst = a
+				} else if !a.IsUnspecified() {
+					r.EncSrc = a
+				}
+			case lwtunnelIPTTL:
+				if len(v) < 1 {
+					return errors.New("LWTUNNEL_IP_TTL: empty")
+				}
+				r.TTL = v[0]
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return r, err
 	}
@@ -303,6 +310,8 @@ type link struct {
 	Name      string
 	Kind      string
 	CollectMD bool
+	MTU       uint32
+	Type      uint16 // ARPHRD_*
 }
 
 // appendLinkGet appends an ifinfomsg asking for one device by name.
@@ -359,12 +368,17 @@ func parseLink(b []byte) (link, error) {
 	if len(b) < ifinfomsgLen {
 		return l, fmt.Errorf("ifinfomsg: %d bytes, want ≥ %d", len(b), ifinfomsgLen)
 	}
+	l.Type = ne.Uint16(b[2:])
 	l.Index = ne.Uint32(b[4:])
 	l.Flags = ne.Uint32(b[8:])
 	err := walk(b[ifinfomsgLen:], func(typ uint16, v []byte) error {
 		switch typ {
 		case unix.IFLA_IFNAME:
 			l.Name = cstring(v)
+		case unix.IFLA_MTU:
+			x, err := u32(v, "IFLA_MTU")
+			l.MTU = x
+			return err
 		case unix.IFLA_LINKINFO:
 			return walk(v, func(typ uint16, v []byte) error {
 				switch typ {

@@ -291,6 +291,7 @@ func (k *kernel) convergeSome(s *Scan, want iter.Seq[Binding]) {
 			careOfValue(&e.careOf, b.CareOf)
 			s.want = append(s.want, e)
 		}
+		k.udpWanted(s, &b)
 	}
 	k.runWork(s, work)
 }
@@ -305,6 +306,9 @@ func (k *kernel) runWork(s *Scan, work []dumpOp) {
 	for i := range work {
 		if errs != nil && errs[i] != nil {
 			s.bad = append(s.bad, errs[i])
+			if work[i].what == opRoute {
+				k.udpForget(work[i].kr.dst)
+			}
 			if work[i].fresh {
 				k.release(work[i].kr.dst)
 				s.metered--
@@ -346,6 +350,7 @@ func (k *kernel) convergeFinish(s *Scan) (added, removed int, err error) {
 		}
 	}
 	k.runWork(s, dels)
+	k.udpFinish(s)
 	if k.rev != nil {
 		if err := k.attachAllRev(); err != nil {
 			s.bad = append(s.bad, err)
@@ -500,6 +505,10 @@ func (k *kernel) touched(h netip.Addr) {
 
 // compact is the route b needs, with metric, as a dump would show it.
 func (k *kernel) compact(b *Binding, metric uint32) kroute {
+	if b.Encap == UDP {
+		// as parseRoute reads an "encap bpf" route: no IP encap fields
+		return kroute{dst: b.Home.As4(), oif: k.udp.uplink, metric: metric, encap: lwtunnelBPF}
+	}
 	src := b.Src
 	if !src.IsValid() {
 		src = k.cfg.Local
@@ -522,6 +531,9 @@ func (k *kernel) runDump(work []dumpOp) []error {
 		w := &work[o.owner]
 		switch o.what {
 		case opRoute:
+			if w.kr.encap == lwtunnelBPF && k.udp != nil {
+				return k.appendUDPRoute(b, netip.AddrFrom4(w.kr.dst), w.kr.metric)
+			}
 			r := w.kr.route(k.cfg.Protocol)
 			return appendRouteNew(b, &r)
 		case opRouteDel:

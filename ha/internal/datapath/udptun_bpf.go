@@ -37,6 +37,8 @@ const (
 	utDecapUnknown          // inner source is no UDP-tunnelled home
 	utDecapNextHdr          // next header not IPv4 (GRE, minimal: not done in the kernel)
 	utDecapFailed           // bpf_skb_adjust_room refused
+	utDecapKeepalive        // an ICMP echo request to our address: a keepalive, consumed
+	utMSSClamped            // TCP SYNs whose MSS option was lowered (both directions)
 	utSlots
 )
 
@@ -114,10 +116,10 @@ func wire32(b0, b1, b2, b3 byte) int32 {
 // count appends the per-CPU counter increment for the slot in r8 and
 // returns r9: the epilogue both programs share.
 func count(counts int) []insn {
-	p := []insn{at("count", stxW(r10, r8, -52))}
+	p := []insn{at("count", stxW(r10, r8, -60))}
 	p = append(p, ldMapFD(r1, counts)...)
 	return append(p,
-		mov64Reg(r2, r10), add64Imm(r2, -52),
+		mov64Reg(r2, r10), add64Imm(r2, -60),
 		call(fnMapLookupElem),
 		jeqImm(r0, 0, "ret"),
 		ldxDW(r1, r0, 0), add64Imm(r1, 1), stxDW(r0, r1, 0), // per-CPU: no atomics needed
@@ -132,9 +134,11 @@ func verdict(label string, slot, ret int32) []insn {
 }
 
 // utEncapProgram is the LWT xmit program. Stack: fp-4 the inner
-// destination (the map key), fp-40…fp-9 the 32 header bytes, fp-52 the
+// destination (the map key), fp-40…fp-9 the 32 header bytes, fp-60 the
 // counter index. r6 skb, r7 the endpoint, r8 slot, r9 return value.
-func utEncapProgram(endpoints, counts int) []insn {
+//
+// mss > 0 clamps TCP SYNs into the tunnel to it (udptun_mss.go).
+func utEncapProgram(endpoints, counts int, mss uint16) []insn {
 	p := []insn{
 		mov64Reg(r6, r1),
 		mov64Reg(r1, r6), mov64Imm(r2, 16), // iphdr.daddr: at LWT xmit skb->data is the IP header
@@ -149,7 +153,12 @@ func utEncapProgram(endpoints, counts int) []insn {
 		call(fnMapLookupElem),
 		jeqImm(r0, 0, "nobinding"),
 		mov64Reg(r7, r0),
-		ldxW(r8, r6, 0), // __sk_buff.len: the inner packet
+	)
+	if mss > 0 {
+		p = append(p, mssClamp(mss, 0, false, counts, "mss_done")...)
+	}
+	p = append(p,
+		at("mss_done", ldxW(r8, r6, 0)), // __sk_buff.len: the inner packet
 		// IPv4: version/IHL, TOS, total length; ID 0, no DF (the outer
 		// packet may be fragmented, RFC 3519 §4.8); TTL 64, UDP,
 		// checksum 0 (the helper computes it); addresses from the map.
@@ -178,40 +187,60 @@ func utEncapProgram(endpoints, counts int) []insn {
 	return append(p, count(counts)...)
 }
 
-// utDecapProgram is the tc ingress program. It reads the first 48 bytes
-// from the network header to fp-48…fp-1: outer IPv4 (fp-48), UDP (fp-28),
-// tunnel data header (fp-20), inner IPv4 up to its source (fp-16; the
-// source, the map key, lands at fp-4). Anything that is not tunnel data
-// passes untouched and uncounted.
-func utDecapProgram(endpoints, counts int) []insn {
+// utDecapProgram is the tc ingress program. It reads the first 56 bytes
+// from the network header to fp-56…fp-1: outer IPv4 (fp-56), UDP (fp-36),
+// tunnel data header (fp-28), inner IPv4 (fp-24: protocol fp-15, source
+// fp-12, the map key, destination fp-8) and the first bytes of its payload
+// (fp-4: an ICMP type). Anything that is not tunnel data passes untouched
+// and uncounted.
+//
+// A keepalive (RFC 3519: an ICMP echo request the node sends to its
+// agent inside the tunnel to hold the NAT mapping open) is tunnel data from
+// the binding's mapping whose inner packet is an ICMP echo request (type 8)
+// to the endpoint's local address: counted and consumed here, so neither
+// forwarded nor answered as data.
+//
+// mss > 0 clamps TCP SYNs out of the tunnel to it; base is the uplink's
+// link-layer header length (udptun_mss.go).
+func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 	p := []insn{
 		mov64Reg(r6, r1),
 		ldxW(r1, r6, 16), // __sk_buff.protocol
 		jneImm(r1, int32(htons(ethPIP)), "pass"),
 		mov64Reg(r1, r6), mov64Imm(r2, 0),
-		mov64Reg(r3, r10), add64Imm(r3, -48),
-		mov64Imm(r4, 48),
+		mov64Reg(r3, r10), add64Imm(r3, -56),
+		mov64Imm(r4, 56),
 		mov64Imm(r5, bpfHdrStartNet),
 		call(fnSkbLoadBytesRelative),
-		jneImm(r0, 0, "pass"),                        // shorter than any tunnel data: not ours
-		ldxB(r1, r10, -48), jneImm(r1, 0x45, "pass"), // IPv4 without options
-		ldxB(r1, r10, -39), jneImm(r1, 17, "pass"), // UDP
-		ldxH(r1, r10, -42), and64Imm(r1, int32(htons(0x3fff))), jneImm(r1, 0, "pass"), // a fragment: the stack reassembles
-		ldxH(r1, r10, -26), jneImm(r1, int32(htons(mipPort)), "pass"),
-		ldxB(r1, r10, -20), jneImm(r1, mipTunnel, "pass"), // a registration: to the agent
-		ldxB(r1, r10, -19), jneImm(r1, mipTunnel, "nexthdr"),
+		jneImm(r0, 0, "pass"),                        // shorter than any tunnel data we forward: not ours
+		ldxB(r1, r10, -56), jneImm(r1, 0x45, "pass"), // IPv4 without options
+		ldxB(r1, r10, -47), jneImm(r1, 17, "pass"), // UDP
+		ldxH(r1, r10, -50), and64Imm(r1, int32(htons(0x3fff))), jneImm(r1, 0, "pass"), // a fragment: the stack reassembles
+		ldxH(r1, r10, -34), jneImm(r1, int32(htons(mipPort)), "pass"),
+		ldxB(r1, r10, -28), jneImm(r1, mipTunnel, "pass"), // a registration: to the agent
+		ldxB(r1, r10, -27), jneImm(r1, mipTunnel, "nexthdr"),
 	}
 	p = append(p, ldMapFD(r1, endpoints)...)
 	p = append(p,
-		mov64Reg(r2, r10), add64Imm(r2, -4),
+		mov64Reg(r2, r10), add64Imm(r2, -12),
 		call(fnMapLookupElem),
 		jeqImm(r0, 0, "unknown"),
-		ldxW(r1, r0, 0), ldxW(r2, r10, -36), jneReg(r1, r2, "wrongaddr"), // outer source address
-		ldxH(r1, r0, 8), ldxH(r2, r10, -28), jneReg(r1, r2, "wrongport"), // outer source port
-		mov64Reg(r1, r6), mov64Imm(r2, -utOverhead), mov64Imm(r3, bpfAdjRoomMAC), mov64Imm(r4, 0),
+		ldxW(r1, r0, 0), ldxW(r2, r10, -44), jneReg(r1, r2, "wrongaddr"), // outer source address
+		ldxH(r1, r0, 8), ldxH(r2, r10, -36), jneReg(r1, r2, "wrongport"), // outer source port
+		// Keepalive: inner ICMP echo request to our (local) address.
+		ldxB(r1, r10, -15), jneImm(r1, 1, "strip"),
+		ldxB(r1, r10, -4), jneImm(r1, 8, "strip"),
+		ldxW(r1, r0, 4), ldxW(r2, r10, -8), jneReg(r1, r2, "strip"),
+		mov64Imm(r8, utDecapKeepalive), mov64Imm(r9, tcActShot), ja("count"),
+		at("strip", mov64Reg(r1, r6)), mov64Imm(r2, -utOverhead), mov64Imm(r3, bpfAdjRoomMAC), mov64Imm(r4, 0),
 		call(fnSkbAdjustRoom),
 		jneImm(r0, 0, "failed"),
-		mov64Imm(r8, utDecapPassed), mov64Imm(r9, tcActOK), ja("count"),
+	)
+	if mss > 0 {
+		p = append(p, mssClamp(mss, base, true, counts, "mss_done")...)
+	}
+	p = append(p,
+		at("mss_done", mov64Imm(r8, utDecapPassed)), mov64Imm(r9, tcActOK), ja("count"),
 		at("pass", mov64Imm(r0, tcActOK)), exit(),
 	)
 	p = append(p, verdict("nexthdr", utDecapNextHdr, tcActShot)...)

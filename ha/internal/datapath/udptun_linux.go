@@ -1,10 +1,9 @@
 package datapath
 
 // Loading, feeding and attaching the UDP tunnel programs (udptun_bpf.go).
-// Nothing here is wired into the agent yet: the binding gains its NAT
-// endpoint first. What the wiring calls: newUDPTun at Setup, put/del per
-// UDP-tunnelled binding (beside the /32 route appendRouteUDPTun builds),
-// appendFilterUDPTun once on the uplink, counters for `hactl show stats`.
+// kernel_udptun.go drives them from the Datapath: newUDPTun and the filter
+// at Setup, put/del per UDP-tunnelled binding beside the /32 route
+// appendRouteUDPTun builds, counters in Stats.
 
 import (
 	"encoding/binary"
@@ -48,8 +47,10 @@ type udpTun struct {
 	cnt               []byte
 }
 
-// newUDPTun creates the maps (capacity endpoints) and loads both programs.
-func newUDPTun(capacity int) (*udpTun, error) {
+// newUDPTun creates the maps (capacity endpoints) and loads both programs;
+// mss > 0 adds the TCP MSS clamp, macLen being the uplink's link-layer
+// header length.
+func newUDPTun(capacity int, mss uint16, macLen int32) (*udpTun, error) {
 	if capacity <= 0 {
 		capacity = 1
 	}
@@ -71,8 +72,8 @@ func newUDPTun(capacity int) (*udpTun, error) {
 		prog []insn
 		name string
 	}{
-		{&u.encap, bpfProgTypeLWTXmit, utEncapProgram(u.endpoints, u.counts), udpTunEncapName},
-		{&u.decap, bpfProgTypeSchedCls, utDecapProgram(u.endpoints, u.counts), udpTunDecapName},
+		{&u.encap, bpfProgTypeLWTXmit, utEncapProgram(u.endpoints, u.counts, mss), udpTunEncapName},
+		{&u.decap, bpfProgTypeSchedCls, utDecapProgram(u.endpoints, u.counts, mss, macLen), udpTunDecapName},
 	} {
 		code, err := assemble(p.prog)
 		if err == nil {
@@ -157,13 +158,23 @@ func (u *udpTun) counters() (c [utSlots]uint64, err error) {
 
 // appendRouteUDPTun appends an RTM_NEWROUTE body: home/32 through oif,
 // encapsulated by the LWT xmit program, with headroom for the 32 bytes it
-// pushes (so the kernel reserves them up front instead of reallocating).
-func appendRouteUDPTun(b []byte, home netip.Addr, oif, metric uint32, proto uint8, prog int) []byte {
+// pushes (so the kernel reserves them up front instead of reallocating)
+// and, when mtu > 0, that MTU (RTAX_MTU). The kernel forwards against the
+// route's MTU less the headroom: what exceeds mtu-32 is fragmented, or
+// with DF refused with ICMP "fragmentation needed" carrying mtu-32, before
+// the program adds its 32 bytes.
+func appendRouteUDPTun(b []byte, home netip.Addr, oif, metric uint32, proto uint8, prog int, mtu uint32) []byte {
 	b = append(b, unix.AF_INET, 32, 0, 0, unix.RT_TABLE_MAIN, proto, unix.RT_SCOPE_LINK, unix.RTN_UNICAST)
 	b = ne.AppendUint32(b, 0)
 	b = attrIP4(b, unix.RTA_DST, home)
 	b = attrU32(b, unix.RTA_OIF, oif)
 	b = attrU32(b, unix.RTA_PRIORITY, metric)
+	if mtu > 0 {
+		var m int
+		b, m = nest(b, unix.RTA_METRICS)
+		b = attrU32(b, unix.RTAX_MTU, mtu)
+		b = end(b, m)
+	}
 	b = attrU16(b, unix.RTA_ENCAP_TYPE, lwtunnelBPF)
 	b, enc := nest(b, unix.RTA_ENCAP)
 	b, x := nest(b, lwtBPFXmit)

@@ -135,7 +135,7 @@ func readWithin(t *testing.T, c *net.UDPConn, what string) ([]byte, netip.AddrPo
 
 func TestNetnsUDPTunnel(t *testing.T) {
 	n := newUTNet(t)
-	u, err := newUDPTun(16)
+	u, err := newUDPTun(16, 0, 14)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestNetnsUDPTunnel(t *testing.T) {
 	}
 	home := netip.MustParseAddr("10.1.0.5")
 	if _, err := k.exec(unix.RTM_NEWROUTE, netlink.Acknowledge|netlink.Create|netlink.Replace,
-		appendRouteUDPTun(nil, home, pub.Index, 1000, 77, u.encap)); err != nil {
+		appendRouteUDPTun(nil, home, pub.Index, 1000, 77, u.encap, 0)); err != nil {
 		t.Fatalf("adding the encap bpf route: %v", err)
 	}
 	natEP := netip.MustParseAddrPort("192.0.2.50:40000")

@@ -100,16 +100,20 @@ func newUDNet(t *testing.T) udNet {
 
 // openUDP opens the Datapath in ha with the UDP tunnel on pub0 and
 // 192.0.2.1 (standing in for the virtual address) as the local end.
-func (n udNet) openUDP(t *testing.T) *kernel {
+func (n udNet) openUDP(t *testing.T, set ...func(*Config)) *kernel {
 	t.Helper()
 	fd, err := unix.Open("/run/netns/"+n.ha, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fd) })
-	dp, err := Open(Config{HomeIfname: "home0", TunnelName: "mip0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
+	cfg := Config{HomeIfname: "home0", TunnelName: "mip0", Protocol: 77, ProxyARP: true, ProxyByRoute: true,
 		Local: netip.MustParseAddr("192.0.2.1"), NetNS: fd, anyTunnel: true,
-		UDPTunnel: true, UplinkIfname: "pub0", Capacity: 16})
+		UDPTunnel: true, UplinkIfname: "pub0", Capacity: 16}
+	for _, f := range set {
+		f(&cfg)
+	}
+	dp, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,4 +566,66 @@ func tcpThrough(t *testing.T, n udNet, size int) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("TCP through the tunnel: %d bytes back of %d, or different", len(got), size)
 	}
+}
+
+// With the clamp, the node's SYN-ACK (MSS 1460: its route's advmss) leaves
+// the tunnel with 1428, and the correspondent's SYN (1460) enters it with
+// 1428: the correspondent's first segments already fit, no ICMP needed.
+func TestNetnsUDPTunnelMSSClamp(t *testing.T) {
+	n := newUDNet(t)
+	k := n.openUDP(t, func(c *Config) { c.TCPMSSClamp = true })
+	reg := listenIn(t, n.ha, "192.0.2.1:434")
+	mn := newMNTun(t, n, 1500)
+	nat := mn.register(t, reg)
+	if errs := k.Apply([]Binding{{Home: netip.MustParseAddr("10.1.0.5"), CareOf: netip.MustParseAddr("172.16.0.2"), Encap: UDP, NAT: nat}}, nil); errs != nil {
+		t.Fatal(firstErr(errs))
+	}
+	// Both ends' veths compute their checksums: a CHECKSUM_PARTIAL skb
+	// reaching the clamp keeps its old TCP checksum (l4_csum_replace
+	// leaves a partial one alone) and the correspondent, seeing it no
+	// longer partial, drops it. Real uplinks deliver finished checksums.
+	txChecksumOff(t, n.cn, "cn1")
+	txChecksumOff(t, n.mn, "priv1")
+	var ln net.Listener
+	if err := groupio.InNetNS("/run/netns/"+n.mn, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", "10.1.0.5:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			acc <- c
+		}
+	}()
+	var c net.Conn
+	if err := groupio.InNetNS("/run/netns/"+n.cn, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", "10.1.0.5:8080", 10*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("TCP connect through the tunnel: %v (counters %+v)", err, k.Stats())
+	}
+	defer c.Close()
+	var sc net.Conn
+	select {
+	case sc = <-acc:
+		defer sc.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node accepted nothing")
+	}
+	for what, conn := range map[string]net.Conn{"correspondent": c, "node": sc} {
+		rc, _ := conn.(*net.TCPConn).SyscallConn()
+		var mss int
+		var gerr error
+		_ = rc.Control(func(fd uintptr) { mss, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG) })
+		if gerr != nil || mss > 1428 {
+			t.Errorf("%s's MSS %d (%v), want ≤ 1428 (tunnel MTU 1468 − 40)", what, mss, gerr)
+		}
+	}
+	waitUDPCounters(t, k, "after the handshake", func(s Stats) bool { return s.UDPMSSClamped == 2 })
 }

@@ -40,7 +40,7 @@ import (
 
 type udNet struct{ ha, rt, mn, cn string }
 
-func newUDNet(t *testing.T) udNet {
+func newUDNet(t testing.TB) udNet {
 	t.Helper()
 	requireRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -100,7 +100,7 @@ func newUDNet(t *testing.T) udNet {
 
 // openUDP opens the Datapath in ha with the UDP tunnel on pub0 and
 // 192.0.2.1 (standing in for the virtual address) as the local end.
-func (n udNet) openUDP(t *testing.T, set ...func(*Config)) *kernel {
+func (n udNet) openUDP(t testing.TB, set ...func(*Config)) *kernel {
 	t.Helper()
 	fd, err := unix.Open("/run/netns/"+n.ha, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {

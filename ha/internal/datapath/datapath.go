@@ -15,6 +15,9 @@
 //     each tunnel device that drops a decapsulated packet unless its outer
 //     source is the care-of address of its inner source's binding
 //     (revcheck.go, assembled by hand in bpf.go);
+//   - RFC 3519 UDP tunnelling for nodes behind NAT (Config.UDPTunnel): per
+//     binding an "encap bpf" /32 route and a home → NAT endpoint map entry,
+//     and a tc filter on the uplink that decapsulates (kernel_udptun.go);
 //   - reconciliation of all of that with the binding table, and withdrawal
 //     when the agent stops being active;
 //   - link up/down notifications for the role logic.

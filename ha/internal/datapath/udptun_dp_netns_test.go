@@ -398,8 +398,36 @@ func TestNetnsUDPTunnelDatapath(t *testing.T) {
 	if keys, err := k.udp.rd.list(k.udp.tun.endpoints); err != nil || len(keys) != 0 {
 		t.Fatalf("endpoints after Withdraw: %v %v", keys, err)
 	}
-	if out := n.ipOut(t, n.ha, "-d", "link", "show", "pub0"); out == "" {
-		t.Fatal("pub0 gone")
+
+	// Takeover: Reconcile into the empty kernel puts route and endpoint
+	// back, and the periodic check (scan off the owner loop) drops a stray
+	// endpoint while keeping the binding's.
+	seq := func(yield func(Binding) bool) {
+		for _, b := range want {
+			if !yield(b) {
+				return
+			}
+		}
+	}
+	if added, _, err := k.Reconcile(seq); err != nil || added == 0 {
+		t.Fatalf("takeover Reconcile: added %d, %v", added, err)
+	}
+	if out, err := pingFrom(n.cn, "-c", "1", "-W", "5", "10.1.0.5"); err != nil {
+		t.Fatalf("ping after the takeover: %v\n%s", err, out)
+	}
+	if err := k.udp.tun.put(stray, Endpoint{NAT: moved, Local: netip.MustParseAddr("192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	sc := k.BeginScan()
+	k.ScanKernel(sc)
+	if _, _, err := convergeAll(k, sc, seq); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := k.udp.rd.list(k.udp.tun.endpoints); err != nil || len(keys) != 1 || netip.AddrFrom4(keys[0]) != home {
+		t.Fatalf("endpoints after the periodic check: %v %v, want only %v", keys, err, home)
+	}
+	if out, err := pingFrom(n.cn, "-c", "1", "-W", "5", "10.1.0.5"); err != nil {
+		t.Fatalf("ping after the periodic check: %v\n%s", err, out)
 	}
 	if f := tcOut(t, n.ha, "filter", "show", "dev", "pub0", "ingress"); !strings.Contains(f, udpTunDecapName) {
 		t.Fatalf("the decapsulating filter left before Close:\n%s", f)

@@ -6,6 +6,8 @@
 //	mnsim deregister -ha 192.0.2.1 -home 10.1.0.5 -coa-home -spi 256 -key secret
 //	mnsim load       -ha 192.0.2.1 -base 10.1.0.1 -n 10000 -rate 50000 -duration 10s -spi 256 -key secret
 //	mnsim respond    -listen 127.0.0.1:4434 -spi 256 -key secret
+//	mnsim register   -ha 192.0.2.1 -home 10.1.0.5 -coa 198.51.100.7 -spi 256 -key secret -mobile-network 10.9.0.0/24
+//	mnsim register   -ha 192.0.2.1 -home 10.1.0.5 -coa 10.0.0.2 -spi 256 -key secret -udp-tunnel ipip -tun mn0
 //
 // Exit status: 0 accepted (load: every request answered and accepted),
 // 1 denied (load: some timeouts or denials), 2 error or no reply.

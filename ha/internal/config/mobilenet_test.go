@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -144,4 +145,78 @@ func TestMaxMobileNetworksWithoutNetworks(t *testing.T) {
 	if w := ownWarnings(c); len(w) != 1 || !strings.Contains(w[0], "x.toml:9: node[1].max_mobile_networks has no effect without mobile_networks") {
 		t.Errorf("warnings %q", w)
 	}
+}
+
+// The sorted sweep finds exactly the overlaps a pairwise comparison finds:
+// fuzz bytes become prefixes of 10.0.0.0/8 spread over three routers. A
+// claim overlapping an earlier one of its own router is its own error and
+// is dropped; of the rest, a claim is reported once when another router's
+// claim contains it and is wider (or is the same prefix, listed first), and
+// the file loads if and only if nothing is reported.
+func FuzzMobileNetworksDisjoint(f *testing.F) {
+	f.Add([]byte{0, 1, 8, 1, 1, 16, 2, 2, 24})
+	f.Add([]byte{0, 0, 8, 1, 0, 9, 2, 0, 10})
+	f.Add([]byte{0, 0, 0, 1, 0, 8, 2, 0, 8}) // 10/8 holds two /16s of other routers
+	f.Add([]byte{5, 5, 32, 5, 5, 32})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 3*24 {
+			b = b[:3*24]
+		}
+		type claim struct {
+			node int
+			p    netip.Prefix
+		}
+		var kept []claim
+		lists := make([][]string, 3)
+		selfOverlaps := 0
+		for i := 0; i+2 < len(b); i += 3 {
+			bits := 8 + int(b[i+2])%25 // /8../32, inside 10.0.0.0/8
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, b[i], b[i+1], b[i+2]}), bits).Masked()
+			n := int(b[i]) % 3
+			if len(lists[n]) == MaxMobileNetworks {
+				continue
+			}
+			lists[n] = append(lists[n], `"`+p.String()+`"`)
+			if slices.ContainsFunc(kept, func(c claim) bool { return c.node == n && c.p.Overlaps(p) }) {
+				selfOverlaps++
+				continue
+			}
+			kept = append(kept, claim{n, p})
+		}
+		crossed := 0
+		for j, c := range kept {
+			for i, d := range kept {
+				if i != j && d.p.Contains(c.p.Addr()) && (d.p.Bits() < c.p.Bits() || d.p == c.p && i < j) {
+					crossed++
+					break
+				}
+			}
+		}
+		text := base
+		for n, l := range lists {
+			text += router(fmt.Sprintf("192.0.2.%d", 10+n), "mobile_networks = ["+strings.Join(l, ", ")+"]")
+		}
+		c, err := Parse("x.toml", []byte(text))
+		var gotCross, gotSelf int
+		for _, e := range Errors(err) {
+			switch {
+			case strings.Contains(e.Msg, "listed before it"):
+				gotSelf++
+			case strings.Contains(e.Msg, " of node["):
+				gotCross++
+			default:
+				t.Fatalf("unexpected error %v", e)
+			}
+		}
+		if gotCross != crossed || gotSelf != selfOverlaps {
+			t.Fatalf("reported %d across routers and %d within, want %d and %d:\n%v\n%s", gotCross, gotSelf, crossed, selfOverlaps, err, text)
+		}
+		if err == nil {
+			for n := range lists {
+				if len(c.Nodes[n].MobileNetworks) != len(lists[n]) {
+					t.Fatalf("node %d kept %v of %v", n, c.Nodes[n].MobileNetworks, lists[n])
+				}
+			}
+		}
+	})
 }

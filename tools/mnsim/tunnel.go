@@ -49,6 +49,7 @@ type tunnelJSON struct {
 	DataIn         uint64 `json:"data_in,omitempty"`
 	DataOut        uint64 `json:"data_out,omitempty"`
 	Dropped        uint64 `json:"dropped,omitempty"`
+	RenewTimeouts  uint64 `json:"renew_timeouts,omitempty"`
 	Error          string `json:"error,omitempty"`
 }
 
@@ -103,15 +104,16 @@ func runTunnel(ctx context.Context, mode string, o sim.Options, tf *tunFlags, js
 			fmt.Fprintf(stdout, "registered from %v lifetime %d keepalive %v rebinds %d%s\n", e.Local, e.Reply.Lifetime, e.Keepalive, e.Rebinds, note)
 		}}, &st)
 	j := tunnelJSON{Event: "stopped", Rebinds: st.Rebinds.Load(), Registrations: st.Registrations.Load(), Keepalives: st.Keepalives.Load(),
-		KeepaliveEchos: st.KeepaliveEchos.Load(), DataIn: st.DataIn.Load(), DataOut: st.DataOut.Load(), Dropped: st.Dropped.Load()}
+		KeepaliveEchos: st.KeepaliveEchos.Load(), DataIn: st.DataIn.Load(), DataOut: st.DataOut.Load(), Dropped: st.Dropped.Load(),
+		RenewTimeouts: st.RenewTimeouts.Load()}
 	if err != nil {
 		j.Error = err.Error()
 	}
 	if jsonOut {
 		enc.Encode(j)
 	} else {
-		fmt.Fprintf(stdout, "stopped: registrations %d rebinds %d keepalives %d (echoed %d) data in %d out %d dropped %d\n",
-			j.Registrations, j.Rebinds, j.Keepalives, j.KeepaliveEchos, j.DataIn, j.DataOut, j.Dropped)
+		fmt.Fprintf(stdout, "stopped: registrations %d rebinds %d keepalives %d (echoed %d) data in %d out %d dropped %d renewal timeouts %d\n",
+			j.Registrations, j.Rebinds, j.Keepalives, j.KeepaliveEchos, j.DataIn, j.DataOut, j.Dropped, j.RenewTimeouts)
 	}
 	switch {
 	case err == nil:

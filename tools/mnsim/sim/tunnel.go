@@ -66,6 +66,7 @@ type TunnelStats struct {
 	DataIn         atomic.Uint64 // tunnel data messages decapsulated to Dev
 	DataOut        atomic.Uint64 // packets from Dev sent as tunnel data
 	Dropped        atomic.Uint64 // tunnel data not carrying IPv4 (next header other than 4), or short
+	RenewTimeouts  atomic.Uint64 // renewals that got no reply (retried)
 }
 
 // ErrTunnelRefused: the home agent denied the registration, or accepted it
@@ -168,10 +169,20 @@ func (t *tunnel) session(ctx context.Context, c *net.UDPConn) error {
 		case <-rebind:
 			return errRebind
 		case <-renew.C:
-			if rep, err = t.register(ctx, c); err != nil {
+			r, err := t.register(ctx, c)
+			switch {
+			case err == nil:
+				rep = r
+				renew.Reset(renewAfter(rep.Lifetime))
+			case errors.Is(err, ErrTimeout):
+				// The home agent may be failing over: the binding
+				// outlives this renewal by half a lifetime, so keep
+				// trying rather than give the node up.
+				t.st.RenewTimeouts.Add(1)
+				renew.Reset(t.o.Reg.Timeout)
+			default:
 				return err
 			}
-			renew.Reset(renewAfter(rep.Lifetime))
 		case now := <-tick.C:
 			if now.Sub(time.Unix(0, t.lastSent.Load())) >= keep {
 				t.keepalive(c)

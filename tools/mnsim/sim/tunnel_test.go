@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ type fakeHA struct {
 	c        *net.UDPConn
 	key      []byte
 	noTunnel bool
+	mute     atomic.Bool // drop registrations unanswered
 	mu       sync.Mutex
 	from     []netip.AddrPort // source of each accepted registration
 	data     chan []byte      // inner packets received that are not keepalives
@@ -56,6 +58,9 @@ func (f *fakeHA) serve(done chan<- struct{}) {
 		var th mip.TunnelHeader
 		switch {
 		case req.UnmarshalBinary(b) == nil:
+			if f.mute.Load() {
+				continue
+			}
 			rep := mip.Reply{Code: mip.CodeAccepted, Lifetime: req.Lifetime, HomeAddr: req.HomeAddr, HomeAgent: req.HomeAgent, ID: req.ID}
 			if req.UDPTunnel.Present && !f.noTunnel {
 				rep.UDPTunnel = mip.UDPTunnelReply{Present: true, Code: mip.TunnelWillDo, Keepalive: 5}
@@ -271,6 +276,30 @@ func TestRunTunnelRebindEvery(t *testing.T) {
 		if regs[i].Port() == regs[i-1].Port() {
 			t.Fatalf("registration %d from the port of the one before: %v", i+1, regs)
 		}
+	}
+}
+
+// A renewal without a reply (a home agent failing over) is retried, not
+// the end of the node.
+func TestRunTunnelRenewalRetried(t *testing.T) {
+	ha := startFakeHA(t, false)
+	var st TunnelStats
+	o := TunnelOptions{
+		Reg: Options{HA: ha.addr(), Home: netip.MustParseAddr("10.1.0.5"), CareOf: netip.MustParseAddr("172.16.0.2"), SPI: 300,
+			Key: []byte("secret"), Lifetime: 2, Timeout: 100 * time.Millisecond,
+			UDPTunnel: mip.UDPTunnelRequest{Present: true, Encapsulation: mip.NextIPv4}},
+	}
+	ctx, cancel := context_(t)
+	ended := make(chan error, 1)
+	go func() { ended <- RunTunnel(ctx, o, &st) }()
+	waitFor(t, "the first registration", func() bool { return st.Registrations.Load() == 1 })
+	ha.mute.Store(true)
+	waitFor(t, "a renewal timing out", func() bool { return st.RenewTimeouts.Load() >= 2 })
+	ha.mute.Store(false)
+	waitFor(t, "a renewal answered", func() bool { return st.Registrations.Load() >= 2 })
+	cancel()
+	if err := <-ended; err != nil {
+		t.Fatalf("RunTunnel ended with %v", err)
 	}
 }
 

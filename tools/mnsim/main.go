@@ -6,6 +6,8 @@
 //	mnsim deregister -ha 192.0.2.1 -home 10.1.0.5 -coa-home -spi 256 -key secret
 //	mnsim load       -ha 192.0.2.1 -base 10.1.0.1 -n 10000 -rate 50000 -duration 10s -spi 256 -key secret
 //	mnsim respond    -listen 127.0.0.1:4434 -spi 256 -key secret
+//	mnsim register   -ha 192.0.2.1 -home 10.1.0.5 -coa 198.51.100.7 -spi 256 -key secret -mobile-network 10.9.0.0/24
+//	mnsim register   -ha 192.0.2.1 -home 10.1.0.5 -coa 10.0.0.2 -spi 256 -key secret -udp-tunnel ipip -tun mn0
 //
 // Exit status: 0 accepted (load: every request answered and accepted),
 // 1 denied (load: some timeouts or denials), 2 error or no reply.
@@ -208,6 +210,9 @@ type singleJSON struct {
 	Error         string  `json:"error,omitempty"`
 	// UDPTunnel is the reply's RFC 3519 UDP Tunnel Reply extension.
 	UDPTunnel *udpTunnelJSON `json:"udp_tunnel,omitempty"`
+	// MobileNet is the reply's RFC 5177 acknowledgements, with
+	// -mobile-network or -implicit.
+	MobileNet *mobileNetJSON `json:"mobile_networks,omitempty"`
 }
 
 type udpTunnelJSON struct {
@@ -266,6 +271,10 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 	retries := fs.Int("retries", 0, "retransmit this many times after a timeout")
 	resync := fs.Bool("resync", false, "after a 133 (identification mismatch), take the HA's clock from the reply and retry once")
 	udpTunnel := fs.String("udp-tunnel", "", "add an RFC 3519 UDP Tunnel Request: `ENCAP[,force][,fa]` with ENCAP ipip, gre or minimal")
+	var router mobileRouter
+	fs.Func("mobile-network", "mobile router, explicit mode (RFC 5177): claim this `PREFIX` (repeat, at most 8)", router.add)
+	fs.BoolVar(&router.implicit, "implicit", false, "mobile router, implicit mode (RFC 5177): claim no prefix, print those the home agent routes")
+	tun := tunnelFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -321,6 +330,13 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 			return 2, err
 		}
 	}
+	if router.implicit && router.req.N > 0 {
+		return 2, errors.New("give -mobile-network (explicit mode) or -implicit, not both")
+	}
+	o.MobileNet = router.req
+	if tun.enabled() {
+		return runTunnel(ctx, mode, o, tun, c.jsonOut, stdout, stderr)
+	}
 
 	res, err := sim.Exchange(ctx, o)
 	err = explain(err, ha)
@@ -341,6 +357,9 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 			j.UDPTunnel = &udpTunnelJSON{Code: uint8(u.Code), Name: u.Code.String(),
 				Forced: u.Flags&mip.UDPTunnelReplyForced != 0, Keepalive: u.Keepalive}
 		}
+		if router.on() {
+			j.MobileNet = router.json(&r.MobileNet)
+		}
 		if err != nil {
 			j.Error = err.Error()
 		}
@@ -358,6 +377,9 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 		}
 		fmt.Fprintf(stdout, "%d %s lifetime %d home %v ha %v id %#016x rtt %v%s\n",
 			r.Code, r.Code, r.Lifetime, r.HomeAddr, r.HomeAgent, r.ID, res.RTT.Round(time.Microsecond), note)
+		if router.on() {
+			router.print(stdout, &r.MobileNet)
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "mnsim:", strings.TrimPrefix(err.Error(), "mnsim: "))
 		}
@@ -365,7 +387,7 @@ func single(ctx context.Context, mode string, args []string, stdout, stderr io.W
 	switch {
 	case err != nil:
 		return 2, nil
-	case r.Code.Accepted():
+	case r.Code.Accepted() && (!router.on() || router.allRouted(&r.MobileNet)):
 		return 0, nil
 	}
 	return 1, nil

@@ -55,3 +55,18 @@ func TestRegisterCLIUDPTunnel(t *testing.T) {
 		}
 	}
 }
+
+// -tun is the UDP tunnel's: without -udp-tunnel, or for a de-registration,
+// it is refused before any device is created.
+func TestTunFlagNeedsUDPTunnel(t *testing.T) {
+	base := []string{"-ha", "127.0.0.1:9", "-home", "10.1.0.5", "-coa", "172.16.0.2", "-spi", "300", "-key", "secret", "-tun", "mntunx"}
+	for _, args := range [][]string{
+		append([]string{"register"}, base...),
+		append([]string{"deregister", "-udp-tunnel", "ipip"}, base...),
+		append([]string{"register", "-udp-tunnel", "ipip", "-lifetime", "0"}, base...),
+	} {
+		if code, _, errs := mnsim(t, args...); code != 2 || !strings.Contains(errs, "-tun needs") {
+			t.Errorf("%q: exit %d %q", args, code, errs)
+		}
+	}
+}

@@ -86,6 +86,7 @@ type Config struct {
 	HSRP          HSRP           // [hsrp]
 	Datapath      Datapath       // [datapath]
 	Advert        Advert         // [advertise]
+	NAT           NAT            // [nat] RFC 3519 NAT traversal (UDP tunnelling)
 
 	// Warnings are advice that does not stop the agent (a short key, ...);
 	// the daemon logs them at start and `hagent -check` prints them.
@@ -127,6 +128,21 @@ type Node struct {
 	MaxLifetime   uint16       // per-node cap in seconds; 0 = the agent's
 	ReverseTunnel bool         // default true: honour the T bit for this node
 	Line          int          // line of its [[node]] header, for later messages
+
+	// MobileNetworks (RFC 5177) are the networks behind this mobile
+	// router: what its registrations may claim (explicit mode: a prefix
+	// equal to or inside one of them) and, for an entry that is one router
+	// (ImplicitMobileNetworks), what is routed when it claims none
+	// (implicit mode). Valid, masked, IPv4, disjoint from one another,
+	// from agent.home_network and from every other entry's. nil: none.
+	MobileNetworks []netip.Prefix
+	// MaxMobileNetworks is how many prefixes one router of this entry may
+	// have routed at once: default and at most MaxMobileNetworks (8).
+	MaxMobileNetworks int
+	// UDPTunnel: RFC 3519 UDP tunnelling is offered to this node (its UDP
+	// Tunnel Request is answered). Default NAT.UDPTunnel; never true while
+	// NAT.UDPTunnel is false.
+	UDPTunnel bool
 }
 
 // ForeignAgent is one [[foreign_agent]]: an FA-HA security association.

@@ -15,6 +15,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(base + "[vrrp]\ntrack_interfaces = [{interface = \"eth1\", weight = 5}]\n[[vrrp.track_interfaces]]\n"))
 	f.Add([]byte("[agent]\ncapacity = \"ten\"\nx = \"\"\"\na\n\"\"\"\n[[node]]\nkey = 'hex:zz'\n"))
 	f.Add([]byte("a = [\n1,\n2]\n[[b.c]]\n[b]\n"))
+	f.Add([]byte(base + "[nat]\nudp_tunnel = true\nkeepalive_interval = \"25s\"\n" + node(`home_address = "192.0.2.9"`+"\nmobile_networks = [\"10.1.0.0/24\", \"10.1.0.0/16\"]\nudp_tunnel = false")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.toml", data)
 		if err == nil {

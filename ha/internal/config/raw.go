@@ -13,6 +13,7 @@ type rawConfig struct {
 	HSRP          rawHSRP
 	Datapath      rawDatapath
 	Advert        rawAdvert
+	NAT           rawNAT
 }
 
 type rawAgent struct {
@@ -33,6 +34,8 @@ type rawNode struct {
 	SPI, MaxLifetime             field[int64]
 	Key, Algorithm, Replay       field[string]
 	ReverseTunnel                field[bool]
+	MobileNet                    rawNodeMobileNet
+	UDPTunnel                    field[bool]
 }
 
 type rawFA struct {
@@ -125,6 +128,7 @@ func readRaw(d *decoder, doc map[string]any) *rawConfig {
 	readGroup(root, r)
 	readRoles(root, r)
 	readDatapath(root, r)
+	readNAT(root, r)
 	root.done()
 	d.reportUnknown()
 	return r
@@ -173,6 +177,8 @@ func readNodes(root *table, r *rawConfig) {
 			Replay:        t.str("replay"),
 			MaxLifetime:   t.seconds("max_lifetime", 600),
 			ReverseTunnel: t.boolean("reverse_tunnel"),
+			MobileNet:     readNodeMobileNet(t),
+			UDPTunnel:     t.boolean("udp_tunnel"),
 		})
 		t.done()
 	}

@@ -35,6 +35,9 @@ func RestartNeeded(old, new *Config) []string {
 		{!reflect.DeepEqual(old.HSRP, new.HSRP), "[hsrp]"},
 		{!reflect.DeepEqual(old.Datapath, new.Datapath), "[datapath]"},
 		{!reflect.DeepEqual(old.Advert, new.Advert), "[advertise]"},
+		// The UDP tunnel's data path and the advertisements' U flag are
+		// set up at start; the rest of [nat] is read at each registration.
+		{old.NAT.UDPTunnel != new.NAT.UDPTunnel, "nat.udp_tunnel"},
 	} {
 		if c.changed {
 			what = append(what, c.name)

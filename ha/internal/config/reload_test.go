@@ -33,6 +33,13 @@ func TestRestartNeeded(t *testing.T) {
 			c.Agent.ReplayTolerance = time.Second
 			c.Nodes = append(c.Nodes, Node{Name: "n"})
 		}},
+		{name: "mobile networks and node udp tunnel", change: func(c *Config) {
+			c.Nodes = []Node{{Name: "r", MobileNetworks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}, MaxMobileNetworks: 4, UDPTunnel: true}}
+		}},
+		{name: "nat keepalive and accept_forced", change: func(c *Config) {
+			c.NAT.Keepalive = 30 * time.Second
+			c.NAT.AcceptForced = false
+		}},
 		{name: "encapsulations reordered", change: func(c *Config) { c.Agent.Encapsulations = []string{"gre", "ipip"} }},
 		{name: "require_replication", change: func(c *Config) { c.Group.RequireReplication = true }},
 		{name: "group key", change: func(c *Config) { c.Group.Key = []byte("k2") }, keys: true},
@@ -56,11 +63,13 @@ func TestRestartNeeded(t *testing.T) {
 		{name: "hsrp", change: func(c *Config) { c.HSRP.Priority = 200 }, want: []string{"[hsrp]"}},
 		{name: "datapath", change: func(c *Config) { c.Datapath.Enabled = true }, want: []string{"[datapath]"}},
 		{name: "advertise", change: func(c *Config) { c.Advert.Enabled = true }, want: []string{"[advertise]"}},
+		{name: "nat udp_tunnel", change: func(c *Config) { c.NAT.UDPTunnel = true }, want: []string{"nat.udp_tunnel"}},
 		{name: "several, in order", change: func(c *Config) {
 			c.Advert.Enabled = true
 			c.Agent.Capacity = 10
 			c.Agent.Interface = "eth2"
-		}, want: []string{"agent.interface", "agent.capacity", "[advertise]"}},
+			c.NAT.UDPTunnel = true
+		}, want: []string{"agent.interface", "agent.capacity", "[advertise]", "nat.udp_tunnel"}},
 	}
 	for _, tt := range tests {
 		old, new := base(), base()

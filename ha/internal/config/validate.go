@@ -17,6 +17,7 @@ import (
 func (d *decoder) build(r *rawConfig) *Config {
 	c := &Config{}
 	d.buildAgent(r, c)
+	d.buildNAT(r, c) // before the nodes: their udp_tunnel defaults to it
 	d.buildNodes(r, c)
 	d.buildForeignAgents(r, c)
 	d.buildGroup(r, c)

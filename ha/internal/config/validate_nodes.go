@@ -33,9 +33,12 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 		d.nodeAddress(rn, &n, a, &seen)
 		d.nodeNAI(rn, &n, &seen)
 		d.nodeRest(rn, &n, a)
+		d.nodeMobileNet(rn, &n, a, &seen.mobileNets)
+		d.nodeUDPTunnel(rn, &n, &c.NAT)
 		c.Nodes = append(c.Nodes, n)
 	}
 	d.homesOutsidePools(&seen)
+	d.mobileNetsDisjoint(seen.mobileNets)
 }
 
 // nodesSeen is what buildNodes has seen of the entries before the current
@@ -48,6 +51,8 @@ type nodesSeen struct {
 	// Explicit home addresses are checked against every pool after the
 	// loop, because a pool may come after the node entry it swallows.
 	homes []addrAt
+	// Every mobile network claimed, checked for overlaps after the loop.
+	mobileNets []mobileNetAt
 }
 
 type poolAt struct {

@@ -35,6 +35,12 @@ type Options struct {
 	// UDPTunnel, when Present, adds an RFC 3519 UDP Tunnel Request
 	// extension (before the MN-HA authenticator, which covers it).
 	UDPTunnel mip.UDPTunnelRequest
+	// MobileNet holds the prefixes of an RFC 5177 mobile router in
+	// explicit mode: one Mobile Network Request extension each, before
+	// the MN-HA authenticator. Empty: none (a plain node, or a router in
+	// implicit mode); the reply's acknowledgements are in Reply.MobileNet
+	// either way.
+	MobileNet mip.MobileNetRequest
 	Lifetime  uint16 // 0 de-registers
 	Flags     uint8
 	ID        uint64        // Identification; 0: NTP timestamp of Now()
@@ -132,7 +138,7 @@ func Exchange(ctx context.Context, o Options) (Result, error) {
 	}
 	req := mip.Request{
 		Flags: o.Flags, Lifetime: o.Lifetime, HomeAddr: o.Home, HomeAgent: o.HomeAgent,
-		CareOf: o.CareOf, ID: id, NAI: o.NAI, UDPTunnel: o.UDPTunnel,
+		CareOf: o.CareOf, ID: id, NAI: o.NAI, UDPTunnel: o.UDPTunnel, MobileNet: o.MobileNet,
 	}
 	out := make([]byte, 0, 512)
 	in := make([]byte, 2048)

@@ -41,6 +41,10 @@ type ResponderConfig struct {
 	// will do, this keepalive interval in seconds, F echoed from the
 	// request.
 	UDPTunnelKeepalive uint16
+	// MobileNetworks, when set, makes the responder a home agent of
+	// mobile routers (RFC 5177) that may claim these prefixes: see
+	// MobileNetAcks.
+	MobileNetworks []netip.Prefix
 }
 
 // Responder is a running stand-in home agent.
@@ -163,6 +167,9 @@ func (r *Responder) serve(b *batchConn) {
 				if req.UDPTunnel.Flags&mip.UDPTunnelForce != 0 {
 					rep.UDPTunnel.Flags = mip.UDPTunnelReplyForced
 				}
+			}
+			if r.cfg.MobileNetworks != nil && rep.Code.Accepted() {
+				rep.MobileNet = MobileNetAcks(&req.MobileNet, r.cfg.MobileNetworks)
 			}
 			o, err := rep.AppendBinary(out[k].buf[:0])
 			if err != nil {

@@ -53,6 +53,12 @@ type Config struct {
 	// is why it is refused (logged; return a constant). nil admits every
 	// address except this member's and the group members' own (admit.go).
 	Admit func(home uint32) string
+	// AdmitPrefix judges each network a received record claims for home
+	// (a mobile router's prefixes, RFC 5177) against this member's own
+	// configuration, like Admit: "" admits it, anything else is why the
+	// record is refused whole (not stored, ack code 2, RecordsRefused).
+	// nil admits every network.
+	AdmitPrefix func(home uint32, p netip.Prefix) string
 	// HeartbeatInterval > 0 sends a heartbeat that often (jittered) and
 	// declares a peer that sends them down after HeartbeatMultiplier (3)
 	// of its intervals without a message (heartbeat.go). 0: no heartbeat.

@@ -293,7 +293,11 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 		return AckAccepted, out
 	}
 	ne := binding.Entry{Home: r.Home, CareOf: r.CareOf, HomeAgent: r.HomeAgent, Origin: r.Origin, ID: r.ID, Node: -1,
-		Granted: r.Granted, Flags: r.MNFlags, Registered: now, Expires: now + int64(r.Remaining)*int64(time.Millisecond)}
+		Granted: r.Granted, Flags: r.MNFlags, Registered: now, Expires: now + int64(r.Remaining)*int64(time.Millisecond),
+		NATAddr: r.NATAddr, NATPort: r.NATPort, Encap: binding.Encap(r.Encap)}
+	for i := range int(r.Nets) {
+		ne.AddPrefixU32(r.NetAddr[i], r.NetBits[i])
+	}
 	if e != nil && !e.Tombstone() {
 		ne.Node = e.Node
 	}

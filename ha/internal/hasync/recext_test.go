@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"testing"
+
+	"github.com/hagent/hagent/ha/internal/binding"
 )
 
 // Goldens: a binding update whose record carries a NAT endpoint (UDP to
@@ -232,4 +234,12 @@ func FuzzRecordExt(f *testing.F) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", q, r)
 		}
 	})
+}
+
+// The wire's bounds are the table's: a record carries every network and
+// encapsulation an entry can hold.
+func TestRecordMatchesEntry(t *testing.T) {
+	if MaxRecPrefixes != binding.MaxPrefixes || maxEncap != uint8(binding.EncapUDP) || !binding.Encap(maxEncap).Valid() || binding.Encap(maxEncap+1).Valid() {
+		t.Fatalf("record: %d networks, encapsulations up to %d; entry: %d, %d", MaxRecPrefixes, maxEncap, binding.MaxPrefixes, binding.EncapUDP)
+	}
 }

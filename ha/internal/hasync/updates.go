@@ -28,7 +28,8 @@ type hent struct {
 
 // Register records a registration or renewal accepted by this member and
 // multicasts it to the group (claim 1). e.Home, CareOf, HomeAgent, ID,
-// Granted, Flags, Node are used; Origin is set to this member's id,
+// Granted, Flags, Node, the NAT endpoint (NATAddr, NATPort, Encap) and the
+// networks (AddPrefix) are used; Origin is set to this member's id,
 // Registered to now and Expires to now+Granted. Returns binding.ErrFull
 // (no room) or ErrStale (the group holds a newer write of this home) and
 // then changes nothing.

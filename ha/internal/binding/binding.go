@@ -50,25 +50,29 @@ const (
 // entry and change only through Put and Tombstone.
 //
 // An Entry is a value: a copy carries everything the binding is (the NAT
-// endpoint and the mobile router's prefixes included, inline, see nets.go),
-// so it can be queued after the table has moved on. The fields the index
-// and the wheels touch come first, so that a hash chain walk reads one
-// cache line per entry.
+// endpoint and the mobile router's networks included, inline, see nets.go),
+// so it can be queued after the table has moved on.
+//
+// Layout: entries are 112 bytes apart, so every entry starts on a 16-byte
+// boundary and a 16-byte aligned group of fields never spans two cache
+// lines. The first group holds what an expiry walk reads of every entry in
+// a wheel slot (Expires, wnext) and the hash chain link; Home follows.
 type Entry struct {
-	Home         uint32 // home address, IPv4 as uint32 (the key)
-	hnext        int32  // next entry in the hash chain; next free entry when free
-	wprev, wnext int32  // neighbours in the wheel slot list
-	wslot        int32  // wheel slot the entry is linked in (needed to unlink a slot head)
-	state        uint8  // stateFree, stateLive, stateTomb
-	Flags        uint8  // the request's S B D M G r T x flags byte
-	Granted      uint16 // lifetime granted, seconds
-	Expires      int64  // monotonic ns: binding expiry, or for a tombstone its purge time
-	Registered   int64  // monotonic ns of the last accepted (re)registration
-	ID           uint64 // the mobile node's registration Identification (ordering of writes in the group)
-	CareOf       uint32 // IPv4 as uint32
-	HomeAgent    uint32 // address the registration was accepted on
-	Origin       uint32 // identifier of the agent that accepted the registration (tie-break in the group)
-	Node         int32  // index of the configured mobile node (config), -1 if unknown
+	Expires    int64  // monotonic ns: binding expiry, or for a tombstone its purge time
+	wnext      int32  // next entry in the wheel slot list
+	hnext      int32  // next entry in the hash chain; next free entry when free
+	Home       uint32 // home address, IPv4 as uint32 (the key)
+	wprev      int32  // previous entry in the wheel slot list
+	wslot      int32  // wheel slot the entry is linked in (needed to unlink a slot head)
+	state      uint8  // stateFree, stateLive, stateTomb
+	Flags      uint8  // the request's S B D M G r T x flags byte
+	Granted    uint16 // lifetime granted, seconds
+	Registered int64  // monotonic ns of the last accepted (re)registration
+	ID         uint64 // the mobile node's registration Identification (ordering of writes in the group)
+	CareOf     uint32 // IPv4 as uint32
+	HomeAgent  uint32 // address the registration was accepted on
+	Origin     uint32 // identifier of the agent that accepted the registration (tie-break in the group)
+	Node       int32  // index of the configured mobile node (config), -1 if unknown
 
 	// NAT traversal (RFC 3519): the source address and UDP port the
 	// registration came from (the NAT's mapping when there is one), and the

@@ -168,6 +168,11 @@ type Counters struct {
 // Errors of the local write calls.
 var (
 	ErrStale = errors.New("hasync: registration Identification is not newer than the group's binding for this home address")
+	// ErrEndpoint: the entry's NAT endpoint could not replicate (every
+	// peer would drop it as malformed): UDP encapsulation without the NAT
+	// address and port, or an encapsulation binding does not define. A
+	// caller's bug: fill NATAddr and NATPort from the request's source.
+	ErrEndpoint = errors.New("hasync: Register: UDP encapsulation without a NAT address and port, or an undefined encapsulation (fill NATAddr/NATPort from the request's source)")
 )
 
 // Machine is the group protocol state machine of one member. It owns the

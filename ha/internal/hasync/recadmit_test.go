@@ -91,3 +91,20 @@ func TestRefusesUnknownMustUnderstand(t *testing.T) {
 		t.Fatalf("record with a skippable unknown extension: ack %d", code)
 	}
 }
+
+// A local write whose endpoint every peer would drop as malformed (UDP
+// without an address and port, an undefined encapsulation) is refused at
+// Register, before it is stored or sent: it could never replicate.
+func TestRegisterRefusesBadEndpoint(t *testing.T) {
+	s := group(t, 2, nil)
+	for _, e := range []binding.Entry{
+		{Home: 0x0a000005, ID: 10, Granted: 60, Encap: binding.EncapUDP, NATAddr: 0xcb007101},
+		{Home: 0x0a000005, ID: 11, Granted: 60, Encap: binding.EncapUDP, NATPort: 4500},
+		{Home: 0x0a000005, ID: 12, Granted: 60, Encap: 9, NATAddr: 0xcb007101, NATPort: 4500},
+	} {
+		out, err := s.nodes[0].m.Register(s.now, e, nil)
+		if err != ErrEndpoint || len(out) != 0 || s.nodes[0].tab.Get(e.Home) != nil {
+			t.Errorf("%+v: %v, %d actions, stored %v", e, err, len(out), s.nodes[0].tab.Get(e.Home) != nil)
+		}
+	}
+}

@@ -31,10 +31,13 @@ type hent struct {
 // Granted, Flags, Node, the NAT endpoint (NATAddr, NATPort, Encap) and the
 // networks (AddPrefix) are used; Origin is set to this member's id,
 // Registered to now and Expires to now+Granted. Returns binding.ErrFull
-// (no room) or ErrStale (the group holds a newer write of this home) and
-// then changes nothing.
+// (no room), ErrStale (the group holds a newer write of this home) or
+// ErrEndpoint (an endpoint no peer would accept) and then changes nothing.
 func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, error) {
 	m.arena = m.arena[:0]
+	if !e.Encap.Valid() || (e.Encap == binding.EncapUDP && (e.NATAddr == 0 || e.NATPort == 0)) {
+		return out, ErrEndpoint
+	}
 	e.Origin, e.Registered = m.id, now
 	e.Expires = now + int64(e.Granted)*int64(time.Second)
 	if old := m.tab.Get(e.Home); old != nil && !newer(e.ID, e.Origin, false, old.ID, old.Origin, old.Tombstone()) {

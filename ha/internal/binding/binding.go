@@ -48,20 +48,45 @@ const (
 // Entry is one binding (or tombstone). Fields other than Home and Expires may
 // be changed through the pointer Get/Put return; Home and Expires index the
 // entry and change only through Put and Tombstone.
+//
+// An Entry is a value: a copy carries everything the binding is (the NAT
+// endpoint and the mobile router's networks included, inline, see nets.go),
+// so it can be queued after the table has moved on.
+//
+// Layout: entries are 112 bytes apart, so every entry starts on a 16-byte
+// boundary and a 16-byte aligned group of fields never spans two cache
+// lines. The first group holds what an expiry walk reads of every entry in
+// a wheel slot (Expires, wnext) and the hash chain link; Home follows.
 type Entry struct {
-	Home, CareOf, HomeAgent uint32 // IPv4 as uint32; HomeAgent = address the registration was accepted on
-	Origin                  uint32 // identifier of the agent that accepted the registration (tie-break in the group)
-	ID                      uint64 // the mobile node's registration Identification (ordering of writes in the group)
-	Node                    int32  // index of the configured mobile node (config), -1 if unknown
-	Granted                 uint16 // lifetime granted, seconds
-	Flags                   uint8  // the request's S B D M G r T x flags byte
-	state                   uint8  // stateFree, stateLive, stateTomb (fills the padding before Registered)
-	Registered              int64  // monotonic ns of the last accepted (re)registration
-	Expires                 int64  // monotonic ns: binding expiry, or for a tombstone its purge time
+	Expires    int64  // monotonic ns: binding expiry, or for a tombstone its purge time
+	wnext      int32  // next entry in the wheel slot list
+	hnext      int32  // next entry in the hash chain; next free entry when free
+	Home       uint32 // home address, IPv4 as uint32 (the key)
+	wprev      int32  // previous entry in the wheel slot list
+	wslot      int32  // wheel slot the entry is linked in (needed to unlink a slot head)
+	state      uint8  // stateFree, stateLive, stateTomb
+	Flags      uint8  // the request's S B D M G r T x flags byte
+	Granted    uint16 // lifetime granted, seconds
+	Registered int64  // monotonic ns of the last accepted (re)registration
+	ID         uint64 // the mobile node's registration Identification (ordering of writes in the group)
+	CareOf     uint32 // IPv4 as uint32
+	HomeAgent  uint32 // address the registration was accepted on
+	Origin     uint32 // identifier of the agent that accepted the registration (tie-break in the group)
+	Node       int32  // index of the configured mobile node (config), -1 if unknown
 
-	hnext        int32 // next entry in the hash chain; next free entry when free
-	wprev, wnext int32 // neighbours in the wheel slot list
-	wslot        int32 // wheel slot the entry is linked in (needed to unlink a slot head)
+	// NAT traversal (RFC 3519): the source address and UDP port the
+	// registration came from (the NAT's mapping when there is one), and the
+	// encapsulation chosen for the tunnel. Zero: not recorded (a binding as
+	// before NAT traversal: the tunnel goes to CareOf as Flags say).
+	NATAddr uint32
+	NATPort uint16
+	Encap   Encap
+
+	// The mobile router's networks (RFC 5177): nets entries of netAddr and
+	// netBits, masked, at most MaxPrefixes (AddPrefix, Prefix).
+	nets    uint8
+	netAddr [MaxPrefixes]uint32
+	netBits [MaxPrefixes]uint8
 }
 
 // Tombstone reports whether e is a de-registration kept for the group
@@ -76,11 +101,14 @@ func (e *Entry) Remaining(now int64) time.Duration {
 	return time.Duration(e.Expires - now)
 }
 
-// setPublic copies the exported fields of src, keeping e's links and state.
+// setPublic copies the exported fields (and the prefixes) of src, keeping
+// e's links and state.
 func (e *Entry) setPublic(src *Entry) {
 	e.Home, e.CareOf, e.HomeAgent, e.Origin = src.Home, src.CareOf, src.HomeAgent, src.Origin
 	e.ID, e.Node, e.Granted, e.Flags = src.ID, src.Node, src.Granted, src.Flags
 	e.Registered, e.Expires = src.Registered, src.Expires
+	e.NATAddr, e.NATPort, e.Encap = src.NATAddr, src.NATPort, src.Encap
+	e.nets, e.netAddr, e.netBits = src.nets, src.netAddr, src.netBits
 }
 
 // Stats are the table's cumulative counters.

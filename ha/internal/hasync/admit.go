@@ -1,6 +1,7 @@
 package hasync
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -11,14 +12,16 @@ import (
 const (
 	whyOwnAddr    = "home address is this member's own address"
 	whyMemberAddr = "home address is a group member's address"
+	whyMustKnow   = "record carries an extension this member does not know and must understand (upgrade it)"
 )
 
 // admit judges a record received from a peer (Binding Update, table
 // download chunk, anti-entropy repair) against this member's own
 // configuration before merge stores anything: a home address the agent
 // would never bind itself (outside the home network, no configured node or
-// pool holds it, the virtual address: Config.Admit) or a group member's
-// address is refused, whichever version it carries, so that a key holder
+// pool holds it, the virtual address: Config.Admit), a group member's
+// address, a network the home may not claim (Config.AdmitPrefix) or an
+// extension this member cannot understand is refused, whichever version it carries, so that a key holder
 // or a differently configured member cannot plant routes here. The one
 // exception is a de-registration for a home the table holds: it only
 // removes (a node revoked by a reload elsewhere first must still be
@@ -34,8 +37,13 @@ func (m *Machine) admit(now int64, r *Record, held bool) bool {
 		why = whyOwnAddr
 	case m.isMember(r.Home):
 		why = whyMemberAddr
+	case r.Unknown != 0:
+		why = whyMustKnow
 	case m.cfg.Admit != nil:
 		why = m.cfg.Admit(r.Home)
+	}
+	if why == "" && m.cfg.AdmitPrefix != nil && !r.Dereg() {
+		why = m.admitPrefixes(r)
 	}
 	if why == "" {
 		return true
@@ -47,6 +55,20 @@ func (m *Machine) admit(now int64, r *Record, held bool) bool {
 			"home", binding.U32Addr(r.Home), "why", why, "origin", r.Origin, "refused_total", m.C.RecordsRefused)
 	}
 	return false
+}
+
+// admitPrefixes asks AdmitPrefix about every network r claims: one the
+// home may not claim refuses the whole record. Storing the binding without
+// it would acknowledge a write this member does not hold, and after a
+// failover here the router would lose a network without being told.
+func (m *Machine) admitPrefixes(r *Record) string {
+	for i := range int(min(r.Nets, MaxRecPrefixes)) {
+		p := netip.PrefixFrom(binding.U32Addr(r.NetAddr[i]), int(r.NetBits[i]))
+		if why := m.cfg.AdmitPrefix(r.Home, p); why != "" {
+			return why
+		}
+	}
+	return ""
 }
 
 // isMember reports whether home is the address of a known group member.

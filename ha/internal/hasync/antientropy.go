@@ -119,7 +119,7 @@ func (m *Machine) onDigest(now int64, pi int, out []Action) []Action {
 // repair pushes this member's entries in the differing buckets to peer pi.
 func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, out []Action) []Action {
 	to := m.peers[pi].addr
-	start, n, chunks := -1, uint16(0), 0
+	start, n, chunks, room := -1, uint16(0), 0, ReplyRoom
 	flush := func() {
 		if start < 0 {
 			return
@@ -128,7 +128,7 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 		out, _ = m.finish(out, start, to)
 		m.C.RepairsSent++
 		chunks++
-		start, n = -1, 0
+		start, n, room = -1, 0, ReplyRoom
 	}
 	push := func(e *binding.Entry) bool {
 		b := Bucket(e.Home)
@@ -142,8 +142,11 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 		}
 		recordOf(e, now, &m.rec)
 		m.arena = AppendExt(m.arena, &m.rec)
+		room -= ExtSize(&m.rec)
 		n++
-		if n == MaxBindPerReply {
+		// A chunk holds what fits one datagram: 39 plain bindings, or
+		// until the longest record could no longer follow.
+		if n == MaxBindPerReply || room < 4+MaxKnownRecord {
 			flush()
 		}
 		return chunks < m.cfg.MaxRepair

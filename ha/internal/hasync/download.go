@@ -250,8 +250,14 @@ func (m *Machine) onReply(now int64, pi int, out []Action) []Action {
 
 func (m *Machine) mergeAll(now int64, r *TableReply, out []Action) []Action {
 	var rec Record
-	for i := range int(r.NumBind) {
-		if r.Binding(i, &rec) == nil {
+	off := 0
+	for range int(r.NumBind) {
+		next, err := r.Next(off, &rec)
+		if next == off { // cannot happen: UnmarshalBinary validated every extension
+			break
+		}
+		off = next
+		if err == nil {
 			_, out = m.merge(now, &rec, out)
 		}
 	}

@@ -53,6 +53,12 @@ type Config struct {
 	// is why it is refused (logged; return a constant). nil admits every
 	// address except this member's and the group members' own (admit.go).
 	Admit func(home uint32) string
+	// AdmitPrefix judges each network a received record claims for home
+	// (a mobile router's prefixes, RFC 5177) against this member's own
+	// configuration, like Admit: "" admits it, anything else is why the
+	// record is refused whole (not stored, ack code 2, RecordsRefused).
+	// nil admits every network.
+	AdmitPrefix func(home uint32, p netip.Prefix) string
 	// HeartbeatInterval > 0 sends a heartbeat that often (jittered) and
 	// declares a peer that sends them down after HeartbeatMultiplier (3)
 	// of its intervals without a message (heartbeat.go). 0: no heartbeat.
@@ -162,6 +168,11 @@ type Counters struct {
 // Errors of the local write calls.
 var (
 	ErrStale = errors.New("hasync: registration Identification is not newer than the group's binding for this home address")
+	// ErrEndpoint: the entry's NAT endpoint could not replicate (every
+	// peer would drop it as malformed): UDP encapsulation without the NAT
+	// address and port, or an encapsulation binding does not define. A
+	// caller's bug: fill NATAddr and NATPort from the request's source.
+	ErrEndpoint = errors.New("hasync: Register: UDP encapsulation without a NAT address and port, or an undefined encapsulation (fill NATAddr/NATPort from the request's source)")
 )
 
 // Machine is the group protocol state machine of one member. It owns the

@@ -56,9 +56,18 @@ func recordOf(e *binding.Entry, now int64, r *Record) {
 	*r = Record{MNFlags: e.Flags, Granted: e.Granted, Remaining: msOf(e.Expires - now), Home: e.Home,
 		HomeAgent: e.HomeAgent, CareOf: e.CareOf, ID: e.ID, Origin: e.Origin}
 	if e.Tombstone() {
+		// A tombstone's version is all a receiver needs: it withdraws what
+		// its own live copy routed. The endpoint and networks the slot
+		// may still hold are not sent.
 		r.Flags = RecDereg
 		r.Granted = 0
+		return
 	}
+	r.NATAddr, r.NATPort, r.Encap = e.NATAddr, e.NATPort, uint8(e.Encap)
+	for i := range min(e.NumPrefixes(), MaxRecPrefixes) {
+		r.NetAddr[i], r.NetBits[i] = e.PrefixU32(i)
+	}
+	r.Nets = uint8(min(e.NumPrefixes(), MaxRecPrefixes))
 }
 
 // newer reports whether version a is larger than version b (spec §1).

@@ -13,6 +13,7 @@ type serve struct {
 	addr  netip.Addr
 	reqID uint32
 	keys  []uint32
+	ends  []uint32 // chunk c (1..n-1) sends keys[ends[c-2]:ends[c-1]] (ends[-1] = 0)
 	n     uint32
 	base  uint32
 	next  uint32
@@ -80,11 +81,24 @@ func (m *Machine) onRequest(now int64, pi int, out []Action) []Action {
 		return out
 	}
 	s := &serve{peer: int32(pi), addr: p.addr, reqID: r.ID, keys: make([]uint32, 0, m.tab.Len()+m.tab.Tombs())}
+	// Chunks are cut by the records' sizes at the snapshot: as many as fit
+	// one datagram (39 plain bindings, fewer with endpoints and networks).
+	room, n := ReplyRoom, 0
 	m.tab.Range(func(e *binding.Entry) bool {
+		recordOf(e, now, &m.rec)
+		if sz := ExtSize(&m.rec); sz > room || n == MaxBindPerReply {
+			s.ends = append(s.ends, uint32(len(s.keys)))
+			room, n = ReplyRoom, 0
+		}
+		room -= ExtSize(&m.rec)
+		n++
 		s.keys = append(s.keys, e.Home)
 		return true
 	})
-	s.n = 1 + uint32((len(s.keys)+MaxBindPerReply-1)/MaxBindPerReply)
+	if n > 0 {
+		s.ends = append(s.ends, uint32(len(s.keys)))
+	}
+	s.n = 1 + uint32(len(s.ends))
 	s.acked = make([]uint64, (s.n+63)/64)
 	s.due = make([]int64, s.n)
 	s.tries = make([]uint8, s.n)
@@ -168,18 +182,27 @@ func (m *Machine) sendChunk(now int64, s *serve, c uint32, out []Action) []Actio
 		out, _ = m.finish(out, start, s.addr)
 		return out
 	}
-	lo := int(c-1) * MaxBindPerReply
-	hi := min(lo+MaxBindPerReply, len(s.keys))
+	lo, hi := uint32(0), s.ends[c-1]
+	if c >= 2 {
+		lo = s.ends[c-2]
+	}
 	start := m.begin(TypeTableReply)
 	rep := TableReply{Code: ReplyOK, MoreBind: s.n - 1 - c, ID: s.reqID, Chunk: c}
 	m.arena = rep.AppendHeader(m.arena)
-	n := uint16(0)
+	n, room := uint16(0), ReplyRoom
 	for _, home := range s.keys[lo:hi] {
 		e := m.tab.Get(home)
 		if e == nil {
 			continue
 		}
 		recordOf(e, now, &m.rec)
+		if ExtSize(&m.rec) > room {
+			// It grew since the snapshot (networks added by a newer
+			// write), and that write's Binding Update carries it to the
+			// requester; anti-entropy repairs it if that one is lost.
+			continue
+		}
+		room -= ExtSize(&m.rec)
 		m.arena = AppendExt(m.arena, &m.rec)
 		n++
 	}

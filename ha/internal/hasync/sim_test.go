@@ -73,6 +73,7 @@ type simnet struct {
 	table  func() *binding.Table // a member's table at start; nil: 4096 + 4096
 	sent   map[uint8]int
 	acked  []binding.Entry // ActAcked seen, in order
+	nets   bool            // registrations carry a NAT endpoint and networks (simNets)
 }
 
 func newSimnet(t testing.TB, n int, seed uint64, cfg func(*Config)) *simnet {
@@ -220,7 +221,11 @@ func (s *simnet) run(until int64) {
 
 func (s *simnet) register(i int, home uint32, id uint64, coa uint32) error {
 	var err error
-	s.out, err = s.nodes[i].m.Register(s.now, binding.Entry{Home: home, CareOf: coa, HomeAgent: 0xc0a80101, ID: id, Granted: 3600}, s.out[:0])
+	e := binding.Entry{Home: home, CareOf: coa, HomeAgent: 0xc0a80101, ID: id, Granted: 3600}
+	if s.nets {
+		simNets(&e)
+	}
+	s.out, err = s.nodes[i].m.Register(s.now, e, s.out[:0])
 	s.dispatch(i)
 	return err
 }
@@ -240,7 +245,7 @@ func state(tab *binding.Table) string {
 		if e.Tombstone() {
 			rows = append(rows, fmt.Sprintf("%08x tomb id=%d o=%d", e.Home, e.ID, e.Origin))
 		} else {
-			rows = append(rows, fmt.Sprintf("%08x coa=%08x id=%d o=%d", e.Home, e.CareOf, e.ID, e.Origin))
+			rows = append(rows, fmt.Sprintf("%08x coa=%08x id=%d o=%d", e.Home, e.CareOf, e.ID, e.Origin)+netsString(e))
 		}
 		return true
 	})
@@ -255,6 +260,7 @@ type write struct {
 	origin uint32
 	tomb   bool
 	coa    uint32
+	nets   string // netsString of the entry written, "" without networks
 	lost   bool
 }
 
@@ -279,7 +285,7 @@ func (md model) expected() string {
 		if best.tomb {
 			rows = append(rows, fmt.Sprintf("%08x tomb id=%d o=%d", home, best.id, best.origin))
 		} else {
-			rows = append(rows, fmt.Sprintf("%08x coa=%08x id=%d o=%d", home, best.coa, best.id, best.origin))
+			rows = append(rows, fmt.Sprintf("%08x coa=%08x id=%d o=%d", home, best.coa, best.id, best.origin)+best.nets)
 		}
 	}
 	sort.Strings(rows)
@@ -320,6 +326,7 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 		nodes = 2 + rng.IntN(4)
 	}
 	s := newSimnet(t, nodes, seed, nil)
+	s.nets = true // derived from (home, id): the schedule draws nothing more
 	s.static = rng.IntN(4) == 0
 	s.loss = []float64{0, 0.05, 0.2, 0.35}[rng.IntN(4)]
 	s.delay = [2]int64{50_000, 50_000 + rng.Int64N(20*ms)}
@@ -363,7 +370,7 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 			} else {
 				coa := 0xc6336400 + uint32(rng.IntN(200))
 				if err := s.register(i, home, nextID, coa); err == nil {
-					md[home] = append(md[home], write{id: nextID, origin: nd.id, coa: coa})
+					md[home] = append(md[home], write{id: nextID, origin: nd.id, coa: coa, nets: simNetsString(home, nextID)})
 				}
 			}
 		case r < 78: // partition

@@ -28,12 +28,16 @@ type hent struct {
 
 // Register records a registration or renewal accepted by this member and
 // multicasts it to the group (claim 1). e.Home, CareOf, HomeAgent, ID,
-// Granted, Flags, Node are used; Origin is set to this member's id,
+// Granted, Flags, Node, the NAT endpoint (NATAddr, NATPort, Encap) and the
+// networks (AddPrefix) are used; Origin is set to this member's id,
 // Registered to now and Expires to now+Granted. Returns binding.ErrFull
-// (no room) or ErrStale (the group holds a newer write of this home) and
-// then changes nothing.
+// (no room), ErrStale (the group holds a newer write of this home) or
+// ErrEndpoint (an endpoint no peer would accept) and then changes nothing.
 func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, error) {
 	m.arena = m.arena[:0]
+	if !e.Encap.Valid() || (e.Encap == binding.EncapUDP && (e.NATAddr == 0 || e.NATPort == 0)) {
+		return out, ErrEndpoint
+	}
 	e.Origin, e.Registered = m.id, now
 	e.Expires = now + int64(e.Granted)*int64(time.Second)
 	if old := m.tab.Get(e.Home); old != nil && !newer(e.ID, e.Origin, false, old.ID, old.Origin, old.Tombstone()) {
@@ -293,7 +297,11 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 		return AckAccepted, out
 	}
 	ne := binding.Entry{Home: r.Home, CareOf: r.CareOf, HomeAgent: r.HomeAgent, Origin: r.Origin, ID: r.ID, Node: -1,
-		Granted: r.Granted, Flags: r.MNFlags, Registered: now, Expires: now + int64(r.Remaining)*int64(time.Millisecond)}
+		Granted: r.Granted, Flags: r.MNFlags, Registered: now, Expires: now + int64(r.Remaining)*int64(time.Millisecond),
+		NATAddr: r.NATAddr, NATPort: r.NATPort, Encap: binding.Encap(r.Encap)}
+	for i := range int(r.Nets) {
+		ne.AddPrefixU32(r.NetAddr[i], r.NetBits[i])
+	}
 	if e != nil && !e.Tombstone() {
 		ne.Node = e.Node
 	}

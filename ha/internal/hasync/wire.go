@@ -43,9 +43,9 @@ const (
 // Sizes (spec §3, §4).
 const (
 	HeaderLen    = 20
-	ICVLen       = 16 // HMAC-SHA-256 truncated to 128 bits (RFC 4868 style)
-	RecordLen    = 32 // binding record: body of a Binding Update, value of a binding extension
-	ExtLen       = 4 + RecordLen
+	ICVLen       = 16                             // HMAC-SHA-256 truncated to 128 bits (RFC 4868 style)
+	RecordLen    = 32                             // binding record's fixed part: body of a Binding Update, value of a binding extension
+	ExtLen       = 4 + RecordLen                  // a binding extension whose record has no extensions
 	UpdateLen    = HeaderLen + RecordLen + ICVLen // 68
 	AckBodyLen   = 20
 	AckLen       = HeaderLen + AckBodyLen + ICVLen // 56
@@ -56,7 +56,8 @@ const (
 	MaxHAs       = 100
 	ReplyFixed   = 16
 	// MaxBindPerReply is the most binding extensions a Table Reply carries so
-	// that it fits one 1500-byte MTU: (1472-20-16-16)/36 = 39.
+	// that it fits one 1500-byte MTU: (1472-20-16-16)/36 = 39 plain ones
+	// (records with extensions are longer: fewer fit, ReplyRoom).
 	MaxBindPerReply = (MaxDatagram - HeaderLen - ReplyFixed - ICVLen) / ExtLen
 	ReplyAckBody    = 16
 	ReplyAckLen     = HeaderLen + ReplyAckBody + ICVLen // 52
@@ -193,6 +194,8 @@ func Body(b []byte) []byte { return b[HeaderLen : len(b)-ICVLen] }
 //	16..19 Care-of address
 //	20..27 Identification (the mobile node's registration Identification: the write's version)
 //	28..31 Origin agent id (tie-break of the version)
+//	32..   record extensions, type-length-value (recext.go): the NAT
+//	       endpoint, the mobile networks; none for a plain binding
 type Record struct {
 	Flags     uint8
 	MNFlags   uint8
@@ -203,12 +206,25 @@ type Record struct {
 	CareOf    uint32
 	ID        uint64
 	Origin    uint32
+
+	// Extensions. The endpoint is sent when any of its fields is set, the
+	// networks when Nets > 0.
+	NATAddr uint32 // the NAT endpoint: address the registration came from
+	NATPort uint16 // its UDP source port
+	Encap   uint8  // binding.Encap
+	Nets    uint8  // networks in NetAddr/NetBits, at most MaxRecPrefixes
+	NetAddr [MaxRecPrefixes]uint32
+	NetBits [MaxRecPrefixes]uint8
+	// Unknown is the first extension type received that this member does
+	// not know and must understand (RecExtMust), 0 if none: such a record
+	// is refused, not stored.
+	Unknown uint8
 }
 
 // Dereg reports whether r is a de-registration (tombstone).
 func (r *Record) Dereg() bool { return r.Flags&RecDereg != 0 }
 
-// AppendBinary appends the 32-byte record.
+// AppendBinary appends the record: 32 bytes, then its extensions.
 func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, r.Flags, r.MNFlags)
 	b = be.AppendUint16(b, r.Granted)
@@ -218,15 +234,16 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	b = be.AppendUint32(b, r.CareOf)
 	b = be.AppendUint64(b, r.ID)
 	b = be.AppendUint32(b, r.Origin)
-	return b, nil
+	return r.appendExts(b), nil
 }
 
-// UnmarshalBinary parses exactly one 32-byte record.
+// UnmarshalBinary parses exactly one record: the 32 fixed bytes and the
+// extensions that fill the rest of b.
 func (r *Record) UnmarshalBinary(b []byte) error {
 	if len(b) < RecordLen {
 		return ErrTruncated
 	}
-	if len(b) != RecordLen {
+	if len(b) > MaxRecordLen {
 		return ErrLength
 	}
 	r.Flags, r.MNFlags = b[0], b[1]
@@ -243,7 +260,7 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	if r.Home == 0 {
 		return ErrMalformed
 	}
-	return nil
+	return r.parseExts(b[RecordLen:])
 }
 
 // UpdateAck is the body of a Binding Update Acknowledgement (fig. 11).
@@ -417,16 +434,18 @@ func (l *HAList) UnmarshalBinary(b []byte) error {
 //	4..7   MoreBind (chunks that follow this one; 0 = last)
 //	8..11  Identification (of the Table Request answered; 0 for Repair)
 //	12..15 Chunk (1-based position in the download; the HA list is chunk 0)
-//	16..   NumBind binding extensions: type 1, length 34, reserved(2), record(32)
+//	16..   NumBind binding extensions: type 1, length (2 + record length,
+//	       34 for a record without extensions), reserved(2), record
 //
-// Bindings aliases the input after UnmarshalBinary; use Binding(i) to decode.
+// Bindings aliases the input after UnmarshalBinary; use Next (or Binding)
+// to decode.
 type TableReply struct {
 	Code     uint8
 	NumBind  uint16
 	MoreBind uint32
 	ID       uint32
 	Chunk    uint32
-	Bindings []byte // NumBind × ExtLen bytes, validated
+	Bindings []byte // NumBind binding extensions, validated
 }
 
 // AppendHeader appends the fixed part of the body; the caller appends
@@ -439,9 +458,9 @@ func (r *TableReply) AppendHeader(b []byte) []byte {
 	return be.AppendUint32(b, r.Chunk)
 }
 
-// AppendExt appends one binding extension.
+// AppendExt appends one binding extension (ExtSize(rec) bytes).
 func AppendExt(b []byte, rec *Record) []byte {
-	b = append(b, ExtBinding, ExtLen-2, 0, 0)
+	b = append(b, ExtBinding, byte(2+rec.Len()), 0, 0)
 	b, _ = rec.AppendBinary(b)
 	return b
 }
@@ -449,11 +468,11 @@ func AppendExt(b []byte, rec *Record) []byte {
 // AppendBinary appends the fixed part and the bindings in r.Bindings (raw
 // extensions, as produced by AppendExt).
 func (r *TableReply) AppendBinary(b []byte) ([]byte, error) {
-	if len(r.Bindings) != ExtLen*int(r.NumBind) {
-		return b, ErrLength
-	}
-	if r.NumBind > MaxBindPerReply {
+	if r.NumBind > MaxBindPerReply || len(r.Bindings) > ReplyRoom {
 		return b, ErrTooLong
+	}
+	if err := r.check(); err != nil {
+		return b, err
 	}
 	b = r.AppendHeader(b)
 	return append(b, r.Bindings...), nil
@@ -472,33 +491,54 @@ func (r *TableReply) UnmarshalBinary(b []byte) error {
 	if r.NumBind > MaxBindPerReply {
 		return ErrMalformed
 	}
-	n := ReplyFixed + ExtLen*int(r.NumBind)
-	if len(b) != n {
-		if len(b) < n {
-			return ErrTruncated
-		}
-		return ErrLength
-	}
-	r.Bindings = b[ReplyFixed:n]
-	for i := range int(r.NumBind) {
-		var rec Record
-		if err := r.Binding(i, &rec); err != nil {
+	r.Bindings = b[ReplyFixed:]
+	return r.check()
+}
+
+// check validates that Bindings holds exactly NumBind binding extensions.
+func (r *TableReply) check() error {
+	var rec Record
+	off := 0
+	for range int(r.NumBind) {
+		var err error
+		if off, err = r.Next(off, &rec); err != nil {
 			return err
 		}
+	}
+	if off != len(r.Bindings) {
+		return ErrLength
 	}
 	return nil
 }
 
-// Binding decodes binding extension i into rec.
+// Next decodes the binding extension at offset off of Bindings into rec
+// and returns the offset of the next one.
+func (r *TableReply) Next(off int, rec *Record) (int, error) {
+	if off < 0 || off+4 > len(r.Bindings) {
+		return off, ErrTruncated
+	}
+	p := r.Bindings[off:]
+	n := 2 + int(p[1])
+	if p[0] != ExtBinding || n < ExtLen {
+		return off, ErrMalformed
+	}
+	if n > len(p) {
+		return off, ErrTruncated
+	}
+	return off + n, rec.UnmarshalBinary(p[4:n])
+}
+
+// Binding decodes binding extension i into rec (a walk from the first:
+// use Next to decode them all).
 func (r *TableReply) Binding(i int, rec *Record) error {
-	if i < 0 || (i+1)*ExtLen > len(r.Bindings) {
-		return ErrTruncated
+	off := 0
+	for k := 0; k <= i; k++ {
+		var err error
+		if off, err = r.Next(off, rec); err != nil {
+			return err
+		}
 	}
-	p := r.Bindings[i*ExtLen : (i+1)*ExtLen]
-	if p[0] != ExtBinding || p[1] != ExtLen-2 {
-		return ErrMalformed
-	}
-	return rec.UnmarshalBinary(p[4:])
+	return nil
 }
 
 // ReplyAck is the body of a Binding Table Reply Acknowledgement (fig. 14).

@@ -588,7 +588,7 @@ func (r *report) download() error {
 func (r *report) failover() error {
 	// 9 trials per row: the median of a crash at a random phase of the
 	// advertisement cycle needs them (σ of a median of 7 ≈ 15 ms at 100 ms).
-	args := []string{"-bin", r.bin, "-trials", "9", "-kinds", "kill+linkdown,sigterm", "-json", "-heartbeat", "30ms"}
+	args := []string{"-bin", r.bin, "-trials", "9", "-kinds", "kill+linkdown,sigterm", "-json"}
 	if r.quick {
 		args = append(args, "-intervals", "100ms", "-kinds", "kill+linkdown")
 	}
@@ -600,7 +600,8 @@ func (r *report) failover() error {
 	r.p("and its link down; `linkdown` = link down only; `sigterm` = graceful stop. Answer = fault → first\n")
 	r.p("answer on the virtual address to a request sent after the fault (hagent: an accepted renewal;\n")
 	r.p("keepalived: an ICMP echo reply); address = fault → address in the new master's kernel. hagent runs its\n")
-	r.p("group heartbeat at 30 ms × 3 (`-heartbeat 30ms`; the shipped default is 100 ms × 3). Double master =\n")
+	r.p("shipped default heartbeat: a third of the advert interval, at most 100 ms, × 3 (33 ms at 100 ms adverts,\n")
+	r.p("100 ms at 1 s). Double master =\n")
 	r.p("time two or more reachable members held the address at once after the fault (median, max), and in\n")
 	r.p("the steady states before the faults (sum), from each member's address list polled every 4 ms.\n\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -779,7 +780,8 @@ func (r *report) idle() error {
 	shown[2] = "DIR"
 	r.p("```\n%s\n```\n\n", strings.Join(shown, " "))
 	r.p("A pair of each, idle (nothing registering), 100 ms adverts, both pairs at once in two labs; hagent with\n")
-	r.p("its default heartbeat (100 ms × 3; the active member periodic, the standby in demand mode). CPU = time\n")
+	r.p("its default heartbeat (33 ms × 3 at 100 ms adverts; the active member periodic, the standby in demand\n")
+	r.p("mode) and the shipped anti-entropy interval (30 s). CPU = time\n")
 	r.p("on CPU of all threads (/proc/PID/task/*/schedstat) over the span; keepalived: its VRRP child.\n\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

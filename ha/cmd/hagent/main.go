@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -20,7 +21,21 @@ import (
 )
 
 func main() {
+	oneProc()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// oneProc runs Go code on one thread at a time unless the GOMAXPROCS
+// environment variable says otherwise. The agent's work is a few owner
+// loops that hand packets to each other; with more than one P, every
+// hand-over wakes a second thread to look for work (and the runtime's
+// monitor with it), which on an idle group multiplied the context switches
+// per advertisement several times. A router has one or two cores, shared
+// with the kernel's forwarding: the agent needs no parallelism of its own.
+func oneProc() {
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(1)
+	}
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

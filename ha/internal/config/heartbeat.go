@@ -2,11 +2,41 @@ package config
 
 import "time"
 
-// Heartbeat defaults: a peer is down after 300 ms of silence.
+// Heartbeat defaults: a peer is down after 300 ms of silence, or sooner
+// with fast VRRP advertisements (see deriveHeartbeat).
 const (
 	DefaultHeartbeatInterval   = 100 * time.Millisecond
 	DefaultHeartbeatMultiplier = 3
 )
+
+// HeartbeatForAdvert is the default heartbeat interval for an election
+// advertising every advert: a third of it, at most
+// DefaultHeartbeatInterval and at least 10 ms, in whole milliseconds. The
+// heartbeat exists to detect the active member's death sooner than the
+// election's three missed advertisements; at the default multiplier a
+// third of the advertisement interval detects it in about one interval,
+// which with 100 ms advertisements is about a third of VRRP's
+// Master_Down_Interval. With slower advertisements 100 ms is fast enough
+// and costs ten datagrams a second.
+func HeartbeatForAdvert(advert time.Duration) time.Duration {
+	d := min(advert/3, DefaultHeartbeatInterval)
+	return max(d.Truncate(time.Millisecond), 10*time.Millisecond)
+}
+
+// deriveHeartbeat sets the default heartbeat interval from the election's
+// advertisement interval (VRRP's advert_interval, HSRP's hello time) when
+// group.heartbeat_interval is absent. Runs after the elections are built.
+func (d *decoder) deriveHeartbeat(r *rawConfig, c *Config) {
+	if r.Group.HeartbeatInterval.Set {
+		return
+	}
+	switch {
+	case c.VRRP.Enabled:
+		c.Group.HeartbeatInterval = HeartbeatForAdvert(c.VRRP.AdvertInterval)
+	case c.HSRP.Enabled && c.HSRP.Hello > 0:
+		c.Group.HeartbeatInterval = HeartbeatForAdvert(c.HSRP.Hello)
+	}
+}
 
 // buildHeartbeat reads the heartbeat keys of [group]. A member with the
 // heartbeat off still hears its peers' heartbeats (they keep it informed);

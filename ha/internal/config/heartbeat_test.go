@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,5 +30,30 @@ func TestHeartbeatKeys(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.text, err, c.want)
 		}
+	}
+}
+
+// Without heartbeat_interval the heartbeat follows the election's
+// advertisement interval: a third of it, at most 100 ms; a set key wins.
+func TestHeartbeatFollowsAdvert(t *testing.T) {
+	vrrp := base + "virtual_address = \"192.0.2.1\"\n[group]\nenabled = true\nkey = \"text:k\"\n%s[vrrp]\nenabled = true\nadvert_interval = %q\n"
+	for _, c := range []struct {
+		key, advert string
+		want        time.Duration
+	}{
+		{"", "100ms", 33 * time.Millisecond},
+		{"", "1s", 100 * time.Millisecond},
+		{"", "200ms", 66 * time.Millisecond},
+		{"", "20ms", 10 * time.Millisecond},
+		{"heartbeat_interval = \"50ms\"\n", "100ms", 50 * time.Millisecond},
+	} {
+		c2 := mustParse(t, fmt.Sprintf(vrrp, c.key, c.advert))
+		if got := c2.Group.HeartbeatInterval; got != c.want {
+			t.Errorf("advert %s, key %q: heartbeat %v, want %v", c.advert, c.key, got, c.want)
+		}
+	}
+	hsrp := base + "virtual_address = \"192.0.2.1\"\n[group]\nenabled = true\nkey = \"text:k\"\n[hsrp]\nenabled = true\nhello = \"1s\"\nhold = \"3s\"\n"
+	if got := mustParse(t, hsrp).Group.HeartbeatInterval; got != 100*time.Millisecond {
+		t.Errorf("hsrp hello 1s: heartbeat %v, want 100ms", got)
 	}
 }

@@ -23,6 +23,7 @@ func (d *decoder) build(r *rawConfig) *Config {
 	d.buildGroup(r, c)
 	d.buildVRRP(r, c)
 	d.buildHSRP(r, c)
+	d.deriveHeartbeat(r, c)
 	d.buildDatapath(r, c)
 	d.buildAdvert(r, c)
 	if (c.VRRP.Enabled || c.HSRP.Enabled) && !c.Group.Enabled {

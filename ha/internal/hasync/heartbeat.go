@@ -56,6 +56,10 @@ const (
 	// heartbeat (so that a peer that missed it learns its parameters, and
 	// the dead interval never runs out on it).
 	DemandRefresh = time.Second
+	// ReadBack is how long a heartbeat verdict reached on time waits, so
+	// that the owner loop reads what already waits in its socket first
+	// (see checkLiveness). It adds that much to every detection.
+	ReadBack = 2 * time.Millisecond
 )
 
 // AppendBinary appends the 12-byte body.
@@ -234,11 +238,15 @@ func (p *peer) expiry() int64 {
 // any more (AckingPeers no longer counts it), and an election may take
 // over from it.
 //
-// A verdict reached late — this member's own loop ran more than one
-// transmit interval after the peer's expiry — is postponed once, by one
-// interval: a member that was itself stalled (scheduling, a long slice of
-// work) may hold the peer's heartbeats unread in its own queue, and must
-// read them before calling the peer dead.
+// Every verdict is postponed once, so that the peer's messages already
+// queued in this member's socket are read first: by ReadBack when it is
+// reached on time (the owner loop reads its queue before the timer fires
+// again), by one interval when it is reached late — this member's own loop
+// ran more than one transmit interval after the peer's expiry: a member
+// that was itself stalled (scheduling, a long slice of work) may hold many
+// of the peer's heartbeats unread. Without the short postponement a member
+// woken by its timer a few milliseconds late called a live peer dead while
+// its heartbeat waited in the queue (seen at 33 ms × 3 under load).
 func (m *Machine) checkLiveness(now int64, out []Action) []Action {
 	for i := range m.peers {
 		p := &m.peers[i]
@@ -246,8 +254,12 @@ func (m *Machine) checkLiveness(now int64, out []Action) []Action {
 		if e == 0 || now < e {
 			continue
 		}
-		if since := p.silentSince(); p.hb.graceFor != since && now-e > p.hb.tx {
-			p.hb.graceFor, p.hb.graceUntil = since, now+p.hb.tx
+		if since := p.silentSince(); p.hb.graceFor != since {
+			wait := int64(ReadBack)
+			if now-e > p.hb.tx {
+				wait = p.hb.tx
+			}
+			p.hb.graceFor, p.hb.graceUntil = since, now+wait
 			continue
 		}
 		p.up, p.inSync, p.acking = false, false, false

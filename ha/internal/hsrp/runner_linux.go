@@ -168,7 +168,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.sh.Close()
 	msgs := make(chan Event, 64)
-	defer runner.Reader(fd, func() { r.read(fd, msgs) })()
+	stopReader, err := runner.Reader(fd, func(x *runner.RX) { r.read(x, msgs) })
+	if err != nil {
+		return fmt.Errorf("hsrp: %w", err)
+	}
+	defer stopReader()
 
 	m := New(r.cfg.Machine)
 	pkt := make([]byte, 0, Len)
@@ -179,18 +183,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-func (r *Runner) read(fd int, msgs chan<- Event) {
+func (r *Runner) read(x *runner.RX, msgs chan<- Event) {
 	buf := make([]byte, 1500)
 	for {
-		n, from, ok := runner.Recv(fd, buf)
+		n, src, ok := x.Recv(buf)
 		if !ok {
 			return // shut down
 		}
-		sa, isV4 := from.(*unix.SockaddrInet4)
-		if !isV4 {
+		if !src.Is4() {
 			continue
 		}
-		ev := Event{Kind: EvMessage, Src: netip.AddrFrom4(sa.Addr)}
+		ev := Event{Kind: EvMessage, Src: src}
 		if ev.Src == r.cfg.Machine.Primary {
 			continue
 		}
@@ -209,7 +212,6 @@ func (r *Runner) read(fd int, msgs chan<- Event) {
 
 func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 	r.inf.store(m)
-	dst := &unix.SockaddrInet4{Addr: Group.As4(), Port: Port}
 	send := func(op uint8, st State) error {
 		msg := m.Message(op)
 		msg.State = st // the state the action was taken in (a Resign is sent after leaving Active)
@@ -221,9 +223,9 @@ func (r *Runner) do(m *Machine, fd int, acts []Action, pkt *[]byte) {
 		if r.vm != nil && st == Active {
 			out = r.vm.tx // from the virtual MAC (§6.1)
 		}
-		err = unix.Sendto(out, *pkt, 0, dst)
+		err = runner.SendTo(out, *pkt, Group, Port)
 		if err != nil && out != fd {
-			err = unix.Sendto(fd, *pkt, 0, dst) // the macvlan is already down (a Resign)
+			err = runner.SendTo(fd, *pkt, Group, Port) // the macvlan is already down (a Resign)
 		}
 		if err == nil {
 			r.sh.Tx.Add(1)

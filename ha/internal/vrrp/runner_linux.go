@@ -191,7 +191,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.sh.Close()
 	adverts := make(chan Event, 64)
-	defer runner.Reader(rx, func() { r.read(rx, adverts) })()
+	stopReader, err := runner.Reader(rx, func(x *runner.RX) { r.read(x, adverts) })
+	if err != nil {
+		return fmt.Errorf("vrrp: %w", err)
+	}
+	defer stopReader()
 
 	m := New(r.cfg.Machine)
 	pkt := make([]byte, 0, HeaderLen+4*MaxAddrs)
@@ -204,12 +208,12 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // read parses each packet in place and hands over only valid adverts; the
 // buffer is reused, nothing is allocated per packet.
-func (r *Runner) read(fd int, adverts chan<- Event) {
+func (r *Runner) read(x *runner.RX, adverts chan<- Event) {
 	buf := make([]byte, 1500)
 	want := &Expect{VRID: r.cfg.Machine.VRID, Addrs: r.cfg.Machine.Addrs}
 	var a Advertisement
 	for {
-		n, _, ok := runner.Recv(fd, buf)
+		n, _, ok := x.Recv(buf)
 		if !ok {
 			return // shut down
 		}
@@ -247,7 +251,6 @@ func (r *Runner) read(fd int, adverts chan<- Event) {
 func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 	r.inf.store(m)
 	mc := &r.cfg.Machine
-	dst := &unix.SockaddrInet4{Addr: Group.As4()}
 	for _, a := range acts {
 		var err error
 		switch a.Kind {
@@ -260,7 +263,7 @@ func (r *Runner) do(m *Machine, tx int, acts []Action, pkt *[]byte) {
 				if r.vm != nil && r.vm.up {
 					out = r.vm.tx // from the virtual MAC (§7.3)
 				}
-				err = unix.Sendto(out, *pkt, 0, dst)
+				err = runner.SendTo(out, *pkt, Group, 0)
 			}
 			if err == nil {
 				r.sh.Tx.Add(1)

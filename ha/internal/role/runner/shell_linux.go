@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 
 	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/role/vipnet"
@@ -226,29 +229,116 @@ func (s *Shell) Failed(action any, err error) {
 	s.Log.Error(s.Protocol+": action failed", "action", action, "err", err)
 }
 
-// Reader runs read (a loop over Recv on fd) in a goroutine. The returned
-// stop shuts fd down, which wakes the blocked recvfrom, closes fd and
-// waits for read to return.
-func Reader(fd int, read func()) (stop func()) {
-	done := make(chan struct{})
-	go func() { defer close(done); read() }()
-	return func() {
-		unix.Shutdown(fd, unix.SHUT_RDWR)
+// RX is a runner's receiving socket, read through the runtime's network
+// poller. A blocking recvfrom parks a whole thread in a system call: each
+// packet then wakes that thread, the runtime's monitor thread and another
+// thread to run the owner loop, about twenty context switches per
+// advertisement where the poller needs one (an idle group receives ten a
+// second).
+type RX struct {
+	f      *os.File
+	rc     syscall.RawConn
+	readFn func(fd uintptr) bool
+	buf    []byte
+	n      int
+	from   unix.RawSockaddrInet4
+	fromN  uint32
+	errno  unix.Errno
+}
+
+// Reader makes fd non-blocking, hands it to the runtime's poller and runs
+// read (a loop over rx.Recv) in a goroutine. The returned stop closes fd,
+// which wakes the waiting Recv, and waits for read to return. On error fd
+// is closed.
+func Reader(fd int, read func(rx *RX)) (stop func(), err error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
+		return nil, fmt.Errorf("making the socket non-blocking: %w", err)
+	}
+	// A non-blocking descriptor makes os.NewFile register it with the poller.
+	f := os.NewFile(uintptr(fd), "runner")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("the socket's raw connection: %w", err)
+	}
+	rx := &RX{f: f, rc: rc}
+	rx.readFn = rx.recv // one method value: nothing allocated per packet
+	done := make(chan struct{})
+	go func() { defer close(done); read(rx) }()
+	return func() {
+		f.Close()
 		<-done
+	}, nil
+}
+
+// Recv receives one datagram into buf; src is its IPv4 sender (invalid for
+// any other family). ok is false once the socket has been closed (or
+// fails): the reader returns then. A zero-length UDP datagram still has a
+// sender, so it is not mistaken for the end. Allocates nothing.
+func (x *RX) Recv(buf []byte) (n int, src netip.Addr, ok bool) {
+	if len(buf) == 0 {
+		return 0, netip.Addr{}, false
+	}
+	x.buf = buf
+	err := x.rc.Read(x.readFn)
+	x.buf = nil
+	if err != nil || x.errno != 0 {
+		return 0, netip.Addr{}, false
+	}
+	if x.fromN >= unix.SizeofSockaddrInet4 && x.from.Family == unix.AF_INET {
+		src = netip.AddrFrom4(x.from.Addr)
+	}
+	return x.n, src, x.n > 0 || x.fromN > 0
+}
+
+// recv is one recvfrom inside RawConn.Read: false (wait for readiness) on
+// EAGAIN, retried on EINTR. The descriptor is non-blocking, so the call
+// never waits in the kernel; RawSyscall spares the scheduler's system-call
+// bookkeeping, which wakes the runtime's monitor thread at every call (and
+// it then polls every 20 µs until the process is idle again): on an idle
+// group that monitor was two thirds of the process's context switches.
+func (x *RX) recv(fd uintptr) bool {
+	for {
+		x.fromN = unix.SizeofSockaddrInet4
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&x.buf[0])), uintptr(len(x.buf)),
+			0, uintptr(unsafe.Pointer(&x.from)), uintptr(unsafe.Pointer(&x.fromN)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		x.n, x.errno = int(r), e
+		return true
 	}
 }
 
-// Recv is recvfrom on a runner's socket, retried on EINTR. ok is false
-// once the socket has been shut down (or fails): the reader returns then.
-// A zero-length UDP datagram still has a sender, so it is not mistaken
-// for the shutdown.
-func Recv(fd int, buf []byte) (n int, from unix.Sockaddr, ok bool) {
+// SendTo sends pkt on fd to dst (port: for UDP; 0 for raw IP), without
+// waiting: RawSyscall and MSG_DONTWAIT (see RX.recv for why). A full send
+// buffer is rare (a periodic message of a few dozen bytes); only then the
+// blocking, scheduler-aware call is made, so the packet is still sent.
+// Allocates nothing.
+func SendTo(fd int, pkt []byte, dst netip.Addr, port uint16) error {
+	var sa unix.RawSockaddrInet4
+	sa.Family = unix.AF_INET
+	sa.Addr = dst.As4()
+	sa.Port = port<<8 | port>>8 // network byte order
+	var p unsafe.Pointer
+	if len(pkt) > 0 {
+		p = unsafe.Pointer(&pkt[0])
+	}
 	for {
-		n, from, err := unix.Recvfrom(fd, buf, 0)
-		if errors.Is(err, unix.EINTR) {
+		_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(p), uintptr(len(pkt)),
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)
+		switch e {
+		case 0:
+			return nil
+		case unix.EINTR:
 			continue
+		case unix.EAGAIN:
+			return unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: dst.As4(), Port: int(port)})
 		}
-		return n, from, err == nil && (n > 0 || from != nil)
+		return e
 	}
 }

@@ -65,6 +65,10 @@ type prefixState struct {
 	metrics map[netip.Prefix]uint32
 	free    []uint32
 	next    uint32
+	// ApplyPrefixes' buffers, one chunk's worth (prefixChunk)
+	ops   []op
+	fresh []bool
+	order []int32
 }
 
 func (k *kernel) pfx() *prefixState {
@@ -117,6 +121,11 @@ func (k *kernel) PrefixRoutes() int {
 
 func validPrefix(p netip.Prefix) bool { return p.IsValid() && p.Addr().Is4() && p.Masked() == p }
 
+// prefixChunk is how many adds, then removals, ApplyPrefixes plans, sends
+// and follows in the trie at a time: its buffers stay this size whatever the
+// batch's (a 400,000-prefix takeover would otherwise hold 25 MB of requests).
+const prefixChunk = 8 * window
+
 func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 	var res []error
 	fail := func(i int, err error) {
@@ -129,6 +138,7 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 			res[i] = errors.Join(res[i], err)
 		}
 	}
+	failed := func(i int) bool { return res != nil && res[i] != nil }
 	if err := k.needHome(); err != nil {
 		for i := range len(adds) + len(dels) {
 			fail(i, err)
@@ -136,10 +146,31 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 		return res
 	}
 	s := k.pfx()
-	var ops []op
-	fresh := make(map[netip.Prefix]bool)
-	for i := range adds {
+	if len(s.metrics) == 0 && len(adds) > prefixChunk {
+		s.metrics = make(map[netip.Prefix]uint32, len(adds)) // no rehashing on the way up
+	}
+	for lo := 0; lo < len(adds); lo += prefixChunk {
+		k.addPrefixes(adds, lo, min(lo+prefixChunk, len(adds)), fail, failed)
+	}
+	if len(dels) > 0 {
+		order := s.byPrefixDown(dels)
+		for lo := 0; lo < len(order); lo += prefixChunk {
+			k.delPrefixes(adds, dels, order[lo:min(lo+prefixChunk, len(order))], fail, failed)
+		}
+		if cap(s.order) > 4*prefixChunk {
+			s.order = nil
+		}
+	}
+	return res
+}
+
+// addPrefixes installs adds[lo:hi] and follows them in the trie.
+func (k *kernel) addPrefixes(adds []MobileNet, lo, hi int, fail func(int, error), failed func(int) bool) {
+	s := k.pfx()
+	s.ops, s.fresh = s.ops[:0], s.fresh[:0]
+	for i := lo; i < hi; i++ {
 		m := &adds[i]
+		s.fresh = append(s.fresh, false)
 		if !validPrefix(m.Prefix) || !m.CareOf.Is4() {
 			fail(i, fmt.Errorf("datapath: mobile network %v → %v: want a masked IPv4 prefix and an IPv4 care-of address", m.Prefix, m.CareOf))
 			continue
@@ -148,82 +179,92 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 			fail(i, fmt.Errorf("datapath: mobile network %v → %v: %s: %w", m.Prefix, m.CareOf, m.Encap, ErrUnsupported))
 			continue
 		}
-		if _, f := s.metricFor(m.Prefix); f {
-			fresh[m.Prefix] = true
-		}
-		ops = append(ops, op{owner: int32(i), what: opRoute, home: m.Prefix.Addr(), careOf: m.CareOf})
+		_, s.fresh[i-lo] = s.metricFor(m.Prefix)
+		s.ops = append(s.ops, op{owner: int32(i), what: opRoute, home: m.Prefix.Addr(), careOf: m.CareOf})
 	}
-	for j, p := range dels {
+	errs := k.run(s.ops, func(o *op, b []byte) []byte {
+		m := &adds[o.owner]
+		return k.appendPrefixRoute(b, m, s.metrics[m.Prefix])
+	})
+	for n, err := range errs {
+		if err != nil {
+			p := adds[s.ops[n].owner].Prefix
+			fail(int(s.ops[n].owner), fmt.Errorf("datapath: installing the route of mobile network %v: %w", p, err))
+		}
+	}
+	// The trie follows the routes, as the home map follows them in Apply:
+	// an add whose route failed is left out.
+	if k.rev != nil {
+		k.rev.putPrefixes(hi-lo, func(j int) (netip.Prefix, netip.Addr, bool) {
+			return adds[lo+j].Prefix, adds[lo+j].CareOf, !failed(lo + j)
+		}, func(j int, err error) {
+			k.stats.Errors++
+			fail(lo+j, fmt.Errorf("datapath: mobile network %v → %v: %w", adds[lo+j].Prefix, adds[lo+j].CareOf, err))
+		})
+	}
+	// A new prefix whose route failed gives its metric back. A failed
+	// replace keeps the previous route and its metric.
+	for i := lo; i < hi; i++ {
+		if s.fresh[i-lo] && failed(i) {
+			s.release(adds[i].Prefix)
+		}
+	}
+}
+
+// delPrefixes removes dels[order...] (indices into dels; errors go to
+// len(adds)+index), routes then trie entries.
+func (k *kernel) delPrefixes(adds []MobileNet, dels []netip.Prefix, order []int32, fail func(int, error), failed func(int) bool) {
+	s := k.pfx()
+	s.ops = s.ops[:0]
+	for _, j := range order {
+		p := dels[j]
 		if !validPrefix(p) {
-			fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: not a masked IPv4 prefix", p))
+			fail(len(adds)+int(j), fmt.Errorf("datapath: remove mobile network %v: not a masked IPv4 prefix", p))
 			continue
 		}
 		if _, ok := s.metrics[p]; !ok {
 			continue // not ours (or gone already): nothing to delete by metric
 		}
-		ops = append(ops, op{owner: int32(len(adds) + j), what: opRouteDel, home: p.Addr(), ignore: unix.ESRCH})
+		s.ops = append(s.ops, op{owner: j, what: opRouteDel, home: p.Addr(), ignore: unix.ESRCH})
 	}
-	build := func(o *op, b []byte) []byte {
-		if o.what == opRoute {
-			m := &adds[o.owner]
-			return k.appendPrefixRoute(b, m, s.metrics[m.Prefix])
-		}
-		p := dels[int(o.owner)-len(adds)]
+	errs := k.run(s.ops, func(o *op, b []byte) []byte {
+		p := dels[o.owner]
 		return appendPrefixRouteDel(b, p, s.metrics[p], k.cfg.Protocol)
-	}
-	for n, err := range k.run(ops, build) {
+	})
+	for n, err := range errs {
 		if err != nil {
-			o := &ops[n]
-			what := "installing"
-			var p netip.Prefix
-			if o.what == opRoute {
-				p = adds[o.owner].Prefix
-			} else {
-				what, p = "removing", dels[int(o.owner)-len(adds)]
-			}
-			fail(int(o.owner), fmt.Errorf("datapath: %s the route of mobile network %v: %w", what, p, err))
+			j := int(s.ops[n].owner)
+			fail(len(adds)+j, fmt.Errorf("datapath: removing the route of mobile network %v: %w", dels[j], err))
 		}
 	}
 	if k.rev != nil {
-		k.followPrefixTrie(adds, dels, func(i int) bool { return res != nil && res[i] != nil }, fail)
+		k.rev.delPrefixes(len(order), func(i int) (netip.Prefix, bool) {
+			return dels[order[i]], validPrefix(dels[order[i]])
+		}, func(i int, err error) {
+			k.stats.Errors++
+			j := int(order[i])
+			fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: %w", dels[j], err))
+		})
 	}
-	// A new prefix whose route failed gives its metric back; a removed one
-	// too. A failed replace keeps the previous route and its metric.
-	for i := range adds {
-		if fresh[adds[i].Prefix] && res != nil && res[i] != nil {
-			s.release(adds[i].Prefix)
+	for _, j := range order {
+		if !failed(len(adds) + int(j)) {
+			s.release(dels[j])
 		}
 	}
-	for j, p := range dels {
-		if res == nil || res[len(adds)+j] == nil {
-			s.release(p)
-		}
-	}
-	return res
 }
 
-// followPrefixTrie keeps the reverse check's trie with the routes
-// ApplyPrefixes installed or removed, as the home map follows them in Apply:
-// an add whose route failed (failed) is left out.
-func (k *kernel) followPrefixTrie(adds []MobileNet, dels []netip.Prefix, failed func(int) bool, fail func(int, error)) {
-	for i := range adds {
-		if failed(i) {
-			continue
-		}
-		if err := k.rev.putPrefix(adds[i].Prefix, adds[i].CareOf); err != nil {
-			k.stats.Errors++
-			fail(i, fmt.Errorf("datapath: mobile network %v → %v: %w", adds[i].Prefix, adds[i].CareOf, err))
-		}
+// byPrefixDown returns the indices of ps, highest prefix first. The kernel
+// removes routes from its fib trie far faster from the top down: each
+// removal rescans the emptied node's children from the first one
+// (update_suffix), and removing from the bottom up makes that scan ever
+// longer. Measured on 400,000 /24s: 4.3 s bottom up, 1.5 s top down.
+func (s *prefixState) byPrefixDown(ps []netip.Prefix) []int32 {
+	s.order = s.order[:0]
+	for j := range ps {
+		s.order = append(s.order, int32(j))
 	}
-	for j, p := range dels {
-		if !validPrefix(p) {
-			continue
-		}
-		if err := k.rev.delPrefix(p); err != nil {
-			k.stats.Errors++
-			fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: %w", p, err))
-		}
-	}
+	slices.SortFunc(s.order, func(a, b int32) int { return ps[b].Addr().Compare(ps[a].Addr()) })
+	return s.order
 }
 
 // appendPrefixRoute is appendRouteNew for a prefix of any length.
@@ -331,15 +372,14 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 		removed += len(dups)
 	}
 	var adds []MobileNet
-	wanted := make(map[netip.Prefix]bool)
+	wanted := make(map[netip.Prefix]bool, len(have))
+	trieFail := func(_ int, e error) { err = errors.Join(err, e) }
 	for m := range want {
 		wanted[m.Prefix] = true
 		if k.rev != nil {
-			// the trie is rewritten whole: cheap next to the routes,
-			// and a missing or stale entry is repaired either way
-			if e := k.rev.putPrefix(m.Prefix, m.CareOf); e != nil {
-				err = errors.Join(err, e)
-			}
+			// the trie is rewritten whole, in batches: cheap next to the
+			// routes, and a missing or stale entry is repaired either way
+			k.rev.queuePut(len(wanted), m.Prefix, m.CareOf, trieFail)
 		}
 		r, ok := byPrefix[m.Prefix]
 		if _, known := s.metrics[m.Prefix]; ok && !known {
@@ -356,6 +396,9 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 			continue
 		}
 		adds = append(adds, m)
+	}
+	if k.rev != nil {
+		k.rev.flush(bpfMapUpdateBatch, trieFail)
 	}
 	var dels []netip.Prefix
 	for p, r := range byPrefix {
@@ -390,6 +433,9 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 // delPrefixRoutes deletes dumped routes by their exact metrics, in one
 // batch.
 func (k *kernel) delPrefixRoutes(rs []pRoute) error {
+	// top down, see byPrefixDown (a dump lists them bottom up: the sort
+	// finds that run and reverses it)
+	slices.SortFunc(rs, func(a, b pRoute) int { return b.prefix.Addr().Compare(a.prefix.Addr()) })
 	ops := make([]op, len(rs))
 	for i := range rs {
 		ops[i] = op{owner: int32(i), what: opRouteDel, home: rs[i].prefix.Addr(), ignore: unix.ESRCH}

@@ -32,10 +32,10 @@ func TestNetnsPrefixesAcrossChunks(t *testing.T) {
 	// Drift: three routes gone, one moved to another care-of behind our
 	// back, a stray one of ours; a trie entry lost, a stray one.
 	for _, i := range []int{0, prefixChunk, count - 1} {
-		n.ip(t, "route", "del", nets[i].Prefix.String(), "proto", "77", "metric", fmt.Sprint(k.prefixes.metrics[nets[i].Prefix]))
+		n.ip(t, "route", "del", nets[i].Prefix.String(), "proto", "77", "metric", fmt.Sprint(k.prefixes.metrics[pfxOf(nets[i].Prefix)]))
 	}
 	moved := nets[7]
-	n.ip(t, "route", "replace", moved.Prefix.String(), "proto", "77", "metric", fmt.Sprint(k.prefixes.metrics[moved.Prefix]),
+	n.ip(t, "route", "replace", moved.Prefix.String(), "proto", "77", "metric", fmt.Sprint(k.prefixes.metrics[pfxOf(moved.Prefix)]),
 		"encap", "ip", "dst", "198.51.100.1", "dev", "vx0")
 	n.ip(t, "route", "add", "10.250.0.0/16", "proto", "77", "metric", fmt.Sprint(PrefixMetricBase+count+100),
 		"encap", "ip", "dst", "198.51.100.2", "dev", "vx0")
@@ -189,5 +189,23 @@ func TestRevPrefixBatches(t *testing.T) {
 				t.Fatalf("after removing all: %d left, err %v", len(have), err)
 			}
 		})
+	}
+}
+
+// pfx keys tell apart prefixes that share an address, and give everything
+// that is not a masked IPv4 prefix the one key no route has.
+func TestPfxKey(t *testing.T) {
+	seen := map[pfx]string{}
+	for _, s := range []string{"0.0.0.0/0", "10.0.0.0/8", "10.0.0.0/16", "10.0.0.0/32", "10.0.0.1/32", "255.255.255.255/32"} {
+		k := pfxOf(netip.MustParsePrefix(s))
+		if k == badPfx || seen[k] != "" {
+			t.Fatalf("%s: key %#x (also %q)", s, k, seen[k])
+		}
+		seen[k] = s
+	}
+	for _, p := range []netip.Prefix{{}, netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("2001:db8::/32")} {
+		if k := pfxOf(p); k != badPfx {
+			t.Fatalf("%v: key %#x, want badPfx", p, k)
+		}
 	}
 }

@@ -112,14 +112,14 @@ func (f *revFilter) listPrefixes() ([]netip.Prefix, error) {
 }
 
 // syncPrefixes removes every prefix of the trie not in keep.
-func (f *revFilter) syncPrefixes(keep map[netip.Prefix]bool) (removed int, err error) {
+func (f *revFilter) syncPrefixes(keep map[pfx]bool) (removed int, err error) {
 	have, err := f.listPrefixes()
 	if err != nil {
 		return 0, err
 	}
 	stale := 0
 	for _, p := range have {
-		if !keep[p] {
+		if !keep[pfxOf(p)] {
 			have[stale] = p
 			stale++
 		}

@@ -90,7 +90,7 @@ func newNetns(t testing.TB) *netns {
 }
 
 // netnsKind tags the namespaces of this package's tests (reap.Tag): a
-// killed run cannot remove its own (a 400,000-route one holds some 200 MB of
+// killed run cannot remove its own (a 400,000-route one holds some 270 MB of
 // kernel memory), so the next run removes those whose process is gone.
 const netnsKind = "hdp"
 

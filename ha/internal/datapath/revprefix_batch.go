@@ -4,7 +4,7 @@ package datapath
 // _LOOKUP_BATCH (Linux 5.6; LPM tries have them through the kernel's generic
 // batch code) move up to lpmBatchLen entries per bpf(2) call. A system call
 // costs more than the trie's own work on these machines: 400,000 prefixes
-// took 0.15–0.22 s to insert, delete or read in batches, 0.9–1.7 s one call
+// took 0.15–0.4 s to insert, delete or read in batches, 0.9–2.5 s one call
 // each (docs/performance.md, "Mobile networks at scale"). A kernel without
 // the batch commands (ENOTSUPP, or EINVAL before 5.6) gets one call each.
 

@@ -2,11 +2,12 @@ package datapath
 
 // The prefix trie in batches. BPF_MAP_UPDATE_BATCH, _DELETE_BATCH and
 // _LOOKUP_BATCH (Linux 5.6; LPM tries have them through the kernel's generic
-// batch code) move up to lpmBatchLen entries per bpf(2) call. A system call
-// costs more than the trie's own work on these machines: 400,000 prefixes
-// took 0.15–0.4 s to insert, delete or read in batches, 0.9–2.5 s one call
-// each (docs/performance.md, "Mobile networks at scale"). A kernel without
-// the batch commands (ENOTSUPP, or EINVAL before 5.6) gets one call each.
+// batch code; checked on 6.18) move up to lpmBatchLen entries per bpf(2)
+// call. A system call costs more than the trie's own work on these
+// machines: 400,000 prefixes took 0.15–0.4 s to insert, delete or read in
+// batches, 0.9–2.5 s one call each (docs/performance.md, "Mobile networks
+// at scale"). A kernel without the batch commands (ENOTSUPP, or EINVAL
+// before 5.6) gets one call each.
 
 import (
 	"encoding/binary"
@@ -120,9 +121,12 @@ func (f *revFilter) delPrefixes(n int, get func(i int) (netip.Prefix, bool), fai
 }
 
 // flush sends the staged entries. The kernel stops a batch at the first
-// entry it refuses and reports how many went before it: that one is failed
-// (or, for a removal of an absent prefix, passed over) and the rest sent
-// again.
+// entry it refuses and reports how many went before it: that one is tried
+// on its own, which gives its own error (or, for the removal of an absent
+// prefix, none), and the rest are sent again. If it passes on its own, the
+// batch refused it for a reason of its own: an unknown command (ENOTSUPP,
+// EINVAL) turns batches off for good; anything else (a batch-only failure
+// on some kernel) costs that one entry one more call.
 func (f *revFilter) flush(cmd uintptr, fail func(int, error)) {
 	b := &f.pb
 	for done := 0; done < b.n; {
@@ -135,19 +139,14 @@ func (f *revFilter) flush(cmd uintptr, fail func(int, error)) {
 		if err == nil || done >= b.n {
 			break
 		}
-		if n == 0 && batchUnsupported(err) {
-			// EINVAL is also what a bad entry gets: the batch path is
-			// given up only if that entry passes on its own.
-			if e := f.one(cmd, done); e == nil || errors.Is(e, unix.ENOENT) && cmd == bpfMapDeleteBatch {
+		e := f.one(cmd, done)
+		switch {
+		case e == nil || cmd == bpfMapDeleteBatch && errors.Is(e, unix.ENOENT):
+			if n == 0 && batchUnsupported(err) {
 				b.off = true
-			} else {
-				fail(int(b.idx[done]), prefixMapErr(e))
 			}
-			done++
-			continue
-		}
-		if !(cmd == bpfMapDeleteBatch && errors.Is(err, unix.ENOENT)) {
-			fail(int(b.idx[done]), prefixMapErr(err))
+		default:
+			fail(int(b.idx[done]), prefixMapErr(e))
 		}
 		done++
 	}

@@ -209,3 +209,45 @@ func TestPfxKey(t *testing.T) {
 		}
 	}
 }
+
+// A mobile router's re-registration (its prefixes moved to a new care-of),
+// de-registration and registration allocate nothing once the state has
+// grown, reverse check on, on a real kernel: ApplyPrefixes is on the
+// registration path like Apply.
+func TestNetnsApplyPrefixesAllocatesNothing(t *testing.T) {
+	n := newNetns(t)
+	k := vxlanDatapath(t, n, 1024).(*kernel)
+	if k.raw == nil {
+		t.Fatal("the kernel datapath has no raw socket: the batch path under test is not in use")
+	}
+	nets := benchNets(8)
+	moved := benchNets(8)
+	for i := range moved {
+		moved[i].CareOf = netip.MustParseAddr("198.51.100.9")
+	}
+	sets := [2][]MobileNet{nets[:4], moved[:4]}
+	if errs := k.ApplyPrefixes(nets, nil); errs != nil {
+		t.Fatal(firstErr(errs))
+	}
+	i := 0
+	if a := testing.AllocsPerRun(200, func() {
+		i++
+		if errs := k.ApplyPrefixes(sets[i%2], nil); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+	}); a != 0 {
+		t.Errorf("a re-registration's ApplyPrefixes: %v allocations, want 0", a)
+	}
+	dels := []netip.Prefix{nets[4].Prefix, nets[5].Prefix, nets[6].Prefix, nets[7].Prefix}
+	if a := testing.AllocsPerRun(200, func() {
+		if errs := k.ApplyPrefixes(nil, dels); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+		if errs := k.ApplyPrefixes(nets[4:], nil); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+	}); a != 0 {
+		t.Errorf("a de-registration and a registration: %v allocations, want 0", a)
+	}
+	checkPrefixTable(t, n, k, append(slices.Clone(sets[i%2]), nets[4:]...))
+}

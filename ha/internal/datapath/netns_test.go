@@ -21,9 +21,11 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hagent/hagent/tools/lab/reap"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,9 +58,10 @@ func requireRoot(t testing.TB) {
 func newNetns(t testing.TB) *netns {
 	t.Helper()
 	requireRoot(t)
+	reapNetns(t)
 	var r [3]byte
 	_, _ = rand.Read(r[:])
-	n := &netns{name: "hdp" + hex.EncodeToString(r[:])}
+	n := &netns{name: reap.Tag(netnsKind) + "-" + hex.EncodeToString(r[:])}
 	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
 	}
@@ -84,6 +87,24 @@ func newNetns(t testing.TB) *netns {
 	}
 	n.fd = fd
 	return n
+}
+
+// netnsKind tags the namespaces of this package's tests (reap.Tag): a
+// killed run cannot remove its own (a 400,000-route one holds some 270 MB of
+// kernel memory), so the next run removes those whose process is gone.
+const netnsKind = "hdp"
+
+var reapOnce sync.Once
+
+func reapNetns(t testing.TB) {
+	reapOnce.Do(func() {
+		reap.ExitWithParent() // a killed `go test` takes its test binary with it
+		if gone, err := reap.Netns(netnsKind); err != nil {
+			t.Logf("removing the namespaces of killed runs: %v", err)
+		} else if len(gone) > 0 {
+			t.Logf("removed the namespaces of killed runs: %v", gone)
+		}
+	})
 }
 
 func (n *netns) ip(t testing.TB, args ...string) string {

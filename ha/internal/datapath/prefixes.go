@@ -17,6 +17,7 @@ package datapath
 // the prefix reconciliation below finds its own routes.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -62,19 +63,39 @@ var _ PrefixRouter = (*kernel)(nil)
 // prefixState is kept apart from the home-address state: metric per prefix,
 // free list.
 type prefixState struct {
-	metrics map[netip.Prefix]uint32
+	metrics map[pfx]uint32
 	free    []uint32
 	next    uint32
+	// ApplyPrefixes' buffers, one chunk's worth (prefixChunk)
+	ops   []op
+	fresh []bool
+	order []int32
 }
 
 func (k *kernel) pfx() *prefixState {
 	if k.prefixes == nil {
-		k.prefixes = &prefixState{metrics: make(map[netip.Prefix]uint32), next: PrefixMetricBase}
+		k.prefixes = &prefixState{metrics: make(map[pfx]uint32), next: PrefixMetricBase}
 	}
 	return k.prefixes
 }
 
-func (s *prefixState) metricFor(p netip.Prefix) (uint32, bool) {
+// pfx is an IPv4 prefix as a map key: address << 8 | length. At 400,000
+// prefixes a map keyed by netip.Prefix (32 bytes) held 24 MB; this one
+// holds a third of that, and hashes faster. What is not a masked IPv4
+// prefix gets badPfx, which no route or trie entry has.
+type pfx uint64
+
+const badPfx = pfx(1) << 63
+
+func pfxOf(p netip.Prefix) pfx {
+	if !validPrefix(p) {
+		return badPfx
+	}
+	a := p.Addr().As4()
+	return pfx(binary.BigEndian.Uint32(a[:]))<<8 | pfx(p.Bits())
+}
+
+func (s *prefixState) metricFor(p pfx) (uint32, bool) {
 	if m, ok := s.metrics[p]; ok {
 		return m, false
 	}
@@ -91,7 +112,7 @@ func (s *prefixState) metricFor(p netip.Prefix) (uint32, bool) {
 
 // adopt records a metric found in the kernel, so that no later prefix is
 // handed the same one.
-func (s *prefixState) adopt(p netip.Prefix, m uint32) {
+func (s *prefixState) adopt(p pfx, m uint32) {
 	s.metrics[p] = m
 	if i := slices.Index(s.free, m); i >= 0 {
 		s.free = slices.Delete(s.free, i, i+1)
@@ -101,7 +122,7 @@ func (s *prefixState) adopt(p netip.Prefix, m uint32) {
 	}
 }
 
-func (s *prefixState) release(p netip.Prefix) {
+func (s *prefixState) release(p pfx) {
 	if m, ok := s.metrics[p]; ok {
 		delete(s.metrics, p)
 		s.free = append(s.free, m)
@@ -117,6 +138,11 @@ func (k *kernel) PrefixRoutes() int {
 
 func validPrefix(p netip.Prefix) bool { return p.IsValid() && p.Addr().Is4() && p.Masked() == p }
 
+// prefixChunk is how many adds, then removals, ApplyPrefixes plans, sends
+// and follows in the trie at a time: its buffers stay this size whatever the
+// batch's (a 400,000-prefix takeover would otherwise hold 25 MB of requests).
+const prefixChunk = 8 * window
+
 func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 	var res []error
 	fail := func(i int, err error) {
@@ -129,6 +155,7 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 			res[i] = errors.Join(res[i], err)
 		}
 	}
+	failed := func(i int) bool { return res != nil && res[i] != nil }
 	if err := k.needHome(); err != nil {
 		for i := range len(adds) + len(dels) {
 			fail(i, err)
@@ -136,10 +163,31 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 		return res
 	}
 	s := k.pfx()
-	var ops []op
-	fresh := make(map[netip.Prefix]bool)
-	for i := range adds {
+	if len(s.metrics) == 0 && len(adds) > prefixChunk {
+		s.metrics = make(map[pfx]uint32, len(adds)) // no rehashing on the way up
+	}
+	for lo := 0; lo < len(adds); lo += prefixChunk {
+		k.addPrefixes(adds, lo, min(lo+prefixChunk, len(adds)), fail, failed)
+	}
+	if len(dels) > 0 {
+		order := s.byPrefixDown(dels)
+		for lo := 0; lo < len(order); lo += prefixChunk {
+			k.delPrefixes(adds, dels, order[lo:min(lo+prefixChunk, len(order))], fail, failed)
+		}
+		if cap(s.order) > 4*prefixChunk {
+			s.order = nil
+		}
+	}
+	return res
+}
+
+// addPrefixes installs adds[lo:hi] and follows them in the trie.
+func (k *kernel) addPrefixes(adds []MobileNet, lo, hi int, fail func(int, error), failed func(int) bool) {
+	s := k.pfx()
+	s.ops, s.fresh = s.ops[:0], s.fresh[:0]
+	for i := lo; i < hi; i++ {
 		m := &adds[i]
+		s.fresh = append(s.fresh, false)
 		if !validPrefix(m.Prefix) || !m.CareOf.Is4() {
 			fail(i, fmt.Errorf("datapath: mobile network %v → %v: want a masked IPv4 prefix and an IPv4 care-of address", m.Prefix, m.CareOf))
 			continue
@@ -148,82 +196,92 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 			fail(i, fmt.Errorf("datapath: mobile network %v → %v: %s: %w", m.Prefix, m.CareOf, m.Encap, ErrUnsupported))
 			continue
 		}
-		if _, f := s.metricFor(m.Prefix); f {
-			fresh[m.Prefix] = true
-		}
-		ops = append(ops, op{owner: int32(i), what: opRoute, home: m.Prefix.Addr(), careOf: m.CareOf})
+		_, s.fresh[i-lo] = s.metricFor(pfxOf(m.Prefix))
+		s.ops = append(s.ops, op{owner: int32(i), what: opRoute, home: m.Prefix.Addr(), careOf: m.CareOf})
 	}
-	for j, p := range dels {
+	errs := k.run(s.ops, func(o *op, b []byte) []byte {
+		m := &adds[o.owner]
+		return k.appendPrefixRoute(b, m, s.metrics[pfxOf(m.Prefix)])
+	})
+	for n, err := range errs {
+		if err != nil {
+			p := adds[s.ops[n].owner].Prefix
+			fail(int(s.ops[n].owner), fmt.Errorf("datapath: installing the route of mobile network %v: %w", p, err))
+		}
+	}
+	// The trie follows the routes, as the home map follows them in Apply:
+	// an add whose route failed is left out.
+	if k.rev != nil {
+		k.rev.putPrefixes(hi-lo, func(j int) (netip.Prefix, netip.Addr, bool) {
+			return adds[lo+j].Prefix, adds[lo+j].CareOf, !failed(lo + j)
+		}, func(j int, err error) {
+			k.stats.Errors++
+			fail(lo+j, fmt.Errorf("datapath: mobile network %v → %v: %w", adds[lo+j].Prefix, adds[lo+j].CareOf, err))
+		})
+	}
+	// A new prefix whose route failed gives its metric back. A failed
+	// replace keeps the previous route and its metric.
+	for i := lo; i < hi; i++ {
+		if s.fresh[i-lo] && failed(i) {
+			s.release(pfxOf(adds[i].Prefix))
+		}
+	}
+}
+
+// delPrefixes removes dels[order...] (indices into dels; errors go to
+// len(adds)+index), routes then trie entries.
+func (k *kernel) delPrefixes(adds []MobileNet, dels []netip.Prefix, order []int32, fail func(int, error), failed func(int) bool) {
+	s := k.pfx()
+	s.ops = s.ops[:0]
+	for _, j := range order {
+		p := dels[j]
 		if !validPrefix(p) {
-			fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: not a masked IPv4 prefix", p))
+			fail(len(adds)+int(j), fmt.Errorf("datapath: remove mobile network %v: not a masked IPv4 prefix", p))
 			continue
 		}
-		if _, ok := s.metrics[p]; !ok {
+		if _, ok := s.metrics[pfxOf(p)]; !ok {
 			continue // not ours (or gone already): nothing to delete by metric
 		}
-		ops = append(ops, op{owner: int32(len(adds) + j), what: opRouteDel, home: p.Addr(), ignore: unix.ESRCH})
+		s.ops = append(s.ops, op{owner: j, what: opRouteDel, home: p.Addr(), ignore: unix.ESRCH})
 	}
-	build := func(o *op, b []byte) []byte {
-		if o.what == opRoute {
-			m := &adds[o.owner]
-			return k.appendPrefixRoute(b, m, s.metrics[m.Prefix])
-		}
-		p := dels[int(o.owner)-len(adds)]
-		return appendPrefixRouteDel(b, p, s.metrics[p], k.cfg.Protocol)
-	}
-	for n, err := range k.run(ops, build) {
+	errs := k.run(s.ops, func(o *op, b []byte) []byte {
+		p := dels[o.owner]
+		return appendPrefixRouteDel(b, p, s.metrics[pfxOf(p)], k.cfg.Protocol)
+	})
+	for n, err := range errs {
 		if err != nil {
-			o := &ops[n]
-			what := "installing"
-			var p netip.Prefix
-			if o.what == opRoute {
-				p = adds[o.owner].Prefix
-			} else {
-				what, p = "removing", dels[int(o.owner)-len(adds)]
-			}
-			fail(int(o.owner), fmt.Errorf("datapath: %s the route of mobile network %v: %w", what, p, err))
+			j := int(s.ops[n].owner)
+			fail(len(adds)+j, fmt.Errorf("datapath: removing the route of mobile network %v: %w", dels[j], err))
 		}
 	}
 	if k.rev != nil {
-		k.followPrefixTrie(adds, dels, func(i int) bool { return res != nil && res[i] != nil }, fail)
+		k.rev.delPrefixes(len(order), func(i int) (netip.Prefix, bool) {
+			return dels[order[i]], validPrefix(dels[order[i]])
+		}, func(i int, err error) {
+			k.stats.Errors++
+			j := int(order[i])
+			fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: %w", dels[j], err))
+		})
 	}
-	// A new prefix whose route failed gives its metric back; a removed one
-	// too. A failed replace keeps the previous route and its metric.
-	for i := range adds {
-		if fresh[adds[i].Prefix] && res != nil && res[i] != nil {
-			s.release(adds[i].Prefix)
+	for _, j := range order {
+		if !failed(len(adds) + int(j)) {
+			s.release(pfxOf(dels[j]))
 		}
 	}
-	for j, p := range dels {
-		if res == nil || res[len(adds)+j] == nil {
-			s.release(p)
-		}
-	}
-	return res
 }
 
-// followPrefixTrie keeps the reverse check's trie with the routes
-// ApplyPrefixes installed or removed, as the home map follows them in Apply:
-// an add whose route failed (failed) is left out.
-func (k *kernel) followPrefixTrie(adds []MobileNet, dels []netip.Prefix, failed func(int) bool, fail func(int, error)) {
-	for i := range adds {
-		if failed(i) {
-			continue
-		}
-		if err := k.rev.putPrefix(adds[i].Prefix, adds[i].CareOf); err != nil {
-			k.stats.Errors++
-			fail(i, fmt.Errorf("datapath: mobile network %v → %v: %w", adds[i].Prefix, adds[i].CareOf, err))
-		}
+// byPrefixDown returns the indices of ps, highest prefix first. The kernel
+// removes routes from its fib trie far faster from the top down: each
+// removal rescans the emptied node's children from the first one
+// (update_suffix), and removing from the bottom up makes that scan ever
+// longer. Measured on 400,000 /24s: 4.3 s bottom up, 1.5 s top down.
+func (s *prefixState) byPrefixDown(ps []netip.Prefix) []int32 {
+	s.order = s.order[:0]
+	for j := range ps {
+		s.order = append(s.order, int32(j))
 	}
-	for j, p := range dels {
-		if !validPrefix(p) {
-			continue
-		}
-		if err := k.rev.delPrefix(p); err != nil {
-			k.stats.Errors++
-			fail(len(adds)+j, fmt.Errorf("datapath: remove mobile network %v: %w", p, err))
-		}
-	}
+	slices.SortFunc(s.order, func(a, b int32) int { return ps[b].Addr().Compare(ps[a].Addr()) })
+	return s.order
 }
 
 // appendPrefixRoute is appendRouteNew for a prefix of any length.
@@ -312,18 +370,19 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 		return 0, 0, err
 	}
 	s := k.pfx()
-	byPrefix := make(map[netip.Prefix]pRoute, len(have))
+	byPrefix := make(map[pfx]pRoute, len(have))
 	var dups []pRoute
 	for _, r := range have {
-		if old, dup := byPrefix[r.prefix]; dup {
+		key := pfxOf(r.prefix)
+		if old, dup := byPrefix[key]; dup {
 			// two of ours for one prefix: keep the one the state knows
-			if s.metrics[r.prefix] == r.metric {
-				byPrefix[r.prefix], r = r, old
+			if s.metrics[key] == r.metric {
+				byPrefix[key], r = r, old
 			}
 			dups = append(dups, r)
 			continue
 		}
-		byPrefix[r.prefix] = r
+		byPrefix[key] = r
 	}
 	if e := k.delPrefixRoutes(dups); e != nil {
 		err = e
@@ -331,39 +390,42 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 		removed += len(dups)
 	}
 	var adds []MobileNet
-	wanted := make(map[netip.Prefix]bool)
+	wanted := make(map[pfx]bool, len(have))
+	trieFail := func(_ int, e error) { err = errors.Join(err, e) }
 	for m := range want {
-		wanted[m.Prefix] = true
+		key := pfxOf(m.Prefix)
+		wanted[key] = true
 		if k.rev != nil {
-			// the trie is rewritten whole: cheap next to the routes,
-			// and a missing or stale entry is repaired either way
-			if e := k.rev.putPrefix(m.Prefix, m.CareOf); e != nil {
-				err = errors.Join(err, e)
-			}
+			// the trie is rewritten whole, in batches: cheap next to the
+			// routes, and a missing or stale entry is repaired either way
+			k.rev.queuePut(len(wanted), m.Prefix, m.CareOf, trieFail)
 		}
-		r, ok := byPrefix[m.Prefix]
-		if _, known := s.metrics[m.Prefix]; ok && !known {
+		r, ok := byPrefix[key]
+		if _, known := s.metrics[key]; ok && !known {
 			// a route left by an earlier run: adopt its metric, so that
 			// a replace lands on it instead of adding a second route
-			s.adopt(m.Prefix, r.metric)
+			s.adopt(key, r.metric)
 		}
 		src := m.Src
 		if !src.IsValid() {
 			src = k.cfg.Local
 		}
-		if ok && r.metric == s.metrics[m.Prefix] && r.oif == k.tun[m.Encap] && r.encDst == m.CareOf &&
+		if ok && r.metric == s.metrics[key] && r.oif == k.tun[m.Encap] && r.encDst == m.CareOf &&
 			r.encSrc == src && r.ttl == k.cfg.TTL {
 			continue
 		}
 		adds = append(adds, m)
 	}
+	if k.rev != nil {
+		k.rev.flush(bpfMapUpdateBatch, trieFail)
+	}
 	var dels []netip.Prefix
-	for p, r := range byPrefix {
-		if !wanted[p] {
-			if _, known := s.metrics[p]; !known {
-				s.adopt(p, r.metric)
+	for key, r := range byPrefix {
+		if !wanted[key] {
+			if _, known := s.metrics[key]; !known {
+				s.adopt(key, r.metric)
 			}
-			dels = append(dels, p)
+			dels = append(dels, r.prefix)
 		}
 	}
 	if k.rev != nil {
@@ -390,6 +452,9 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 // delPrefixRoutes deletes dumped routes by their exact metrics, in one
 // batch.
 func (k *kernel) delPrefixRoutes(rs []pRoute) error {
+	// top down, see byPrefixDown (a dump lists them bottom up: the sort
+	// finds that run and reverses it)
+	slices.SortFunc(rs, func(a, b pRoute) int { return b.prefix.Addr().Compare(a.prefix.Addr()) })
 	ops := make([]op, len(rs))
 	for i := range rs {
 		ops[i] = op{owner: int32(i), what: opRouteDel, home: rs[i].prefix.Addr(), ignore: unix.ESRCH}

@@ -63,10 +63,7 @@ func (f *revFilter) putPrefix(p netip.Prefix, careOf netip.Addr) error {
 	lpmKey(&f.lkey, p)
 	careOfValue(&f.val, careOf)
 	if err := f.attr.op(bpfMapUpdate, f.nets, f.lkey[:], f.val[:]); err != nil {
-		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG) {
-			return fmt.Errorf("reverse-tunnel prefix map full: %w", err)
-		}
-		return fmt.Errorf("reverse-tunnel prefix map: %w", err)
+		return prefixMapErr(err)
 	}
 	return nil
 }
@@ -80,8 +77,19 @@ func (f *revFilter) delPrefix(p netip.Prefix) error {
 	return nil
 }
 
-// listPrefixes reads every prefix of the trie (a snapshot, then deletions).
+// listPrefixes reads every prefix of the trie: in batches, or with
+// get-next-key one at a time on a kernel without them.
 func (f *revFilter) listPrefixes() ([]netip.Prefix, error) {
+	if !f.pb.off {
+		out, err := f.listBatch(nil)
+		if err == nil {
+			return out, nil
+		}
+		if !batchUnsupported(err) || len(out) > 0 {
+			return nil, fmt.Errorf("reverse-tunnel prefix map: listing: %w", err)
+		}
+		f.pb.off = true
+	}
 	var out []netip.Prefix
 	var cur, next [lpmKeyLen]byte
 	for first := true; ; first = false {
@@ -104,20 +112,22 @@ func (f *revFilter) listPrefixes() ([]netip.Prefix, error) {
 }
 
 // syncPrefixes removes every prefix of the trie not in keep.
-func (f *revFilter) syncPrefixes(keep map[netip.Prefix]bool) (removed int, err error) {
+func (f *revFilter) syncPrefixes(keep map[pfx]bool) (removed int, err error) {
 	have, err := f.listPrefixes()
 	if err != nil {
 		return 0, err
 	}
+	stale := 0
 	for _, p := range have {
-		if keep[p] {
-			continue
-		}
-		if e := f.delPrefix(p); e != nil {
-			err = errors.Join(err, e)
-		} else {
-			removed++
+		if !keep[pfxOf(p)] {
+			have[stale] = p
+			stale++
 		}
 	}
+	removed = stale
+	f.delPrefixes(stale, func(i int) (netip.Prefix, bool) { return have[i], true }, func(i int, e error) {
+		removed--
+		err = errors.Join(err, e)
+	})
 	return removed, err
 }

@@ -262,11 +262,18 @@ type write struct {
 	coa    uint32
 	nets   string // netsString of the entry written, "" without networks
 	lost   bool
+	// withheld: lost, yet a datagram the attacker captured carries it
+	// (markLost): it may come back.
+	withheld bool
 }
 
 type model map[uint32][]write
 
-func (md model) expected() string {
+// expected is the table the group must converge to: for each home, its
+// newest write not lost. Where tab (a member's table after healing) holds
+// a withheld lost write newer than that, it is expected instead: that
+// write came back the one way markLost allows.
+func (md model) expected(tab *binding.Table) string {
 	var rows []string
 	for home, ws := range md {
 		var best *write
@@ -277,6 +284,15 @@ func (md model) expected() string {
 			}
 			if best == nil || newer(w.id, w.origin, w.tomb, best.id, best.origin, best.tomb) {
 				best = w
+			}
+		}
+		if e := tab.Get(home); e != nil {
+			for i := range ws {
+				w := &ws[i]
+				if w.withheld && w.id == e.ID && w.origin == e.Origin && w.tomb == e.Tombstone() &&
+					(best == nil || newer(w.id, w.origin, w.tomb, best.id, best.origin, best.tomb)) {
+					best = w
+				}
 			}
 		}
 		if best == nil {
@@ -293,8 +309,19 @@ func (md model) expected() string {
 }
 
 // markLost marks the writes that only node i holds (it is about to lose its
-// table): nothing can bring them back.
-func (md model) markLost(s *simnet, i int) {
+// table). Only a datagram can bring one back: the simulated network drops
+// whatever is in flight from or to a stopped node, but the attacker
+// (s.tap) keeps copies of what it saw, also of datagrams the network then
+// lost, and delivers them later. To a member that has not yet proven the
+// crashed member's next session (spec §3.1), such a copy is a fresh
+// sequence number of the session it still holds: a late original, not a
+// replay, which no receiver can tell from a slow network. So a lost write
+// that a captured datagram carries (seen) is withheld: it may come back,
+// and then only where it is newer than every write not lost (expected).
+// That loosens neither promise: a withheld write counts only where it is
+// newer than every write not lost, so no de-registration is undone; and it
+// only lets a lost write survive, never a held write disappear.
+func (md model) markLost(s *simnet, i int, seen map[version]bool) {
 	for home, ws := range md {
 		for k := range ws {
 			w := &ws[k]
@@ -313,6 +340,43 @@ func (md model) markLost(s *simnet, i int) {
 			}
 			if !held {
 				w.lost = true
+				w.withheld = seen[version{home, w.id, w.origin, w.tomb}]
+			}
+		}
+	}
+}
+
+// version identifies a binding record as sent: home address and (ID,
+// Origin, D).
+type version struct {
+	home   uint32
+	id     uint64
+	origin uint32
+	tomb   bool
+}
+
+// carried adds to seen the versions of the binding records that datagram
+// pkt (a Binding Update or a Table Reply) carries.
+func carried(pkt []byte, seen map[version]bool) {
+	var h Header
+	if h.UnmarshalBinary(pkt) != nil {
+		return
+	}
+	var r Record
+	add := func() { seen[version{r.Home, r.ID, r.Origin, r.Dereg() || r.Remaining == 0}] = true }
+	switch h.Type {
+	case TypeBindingUpdate:
+		if r.UnmarshalBinary(Body(pkt)) == nil {
+			add()
+		}
+	case TypeTableReply:
+		var rep TableReply
+		if rep.UnmarshalBinary(Body(pkt)) != nil {
+			return
+		}
+		for i := range int(rep.NumBind) {
+			if rep.Binding(i, &r) == nil {
+				add()
 			}
 		}
 	}
@@ -338,12 +402,16 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 	// acknowledge. Neither may change what the group converges to.
 	frng := rand.New(rand.NewPCG(seed, 99))
 	var captured [][]byte
+	seen := map[version]bool{} // records in what was ever captured (markLost)
 	s.tap = func(from, to int, data []byte) {
 		if len(captured) < 256 {
 			captured = append(captured, append([]byte(nil), data...))
 		} else if i := frng.IntN(4 * len(captured)); i < len(captured) {
 			captured[i] = append(captured[i][:0], data...)
+		} else {
+			return
 		}
+		carried(data, seen)
 	}
 	var fakes []*fakePeer
 	for i := range s.nodes {
@@ -382,7 +450,7 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 		case r < 89: // crash + restart with an empty table
 			i := rng.IntN(nodes)
 			if s.nodes[i].alive {
-				md.markLost(s, i)
+				md.markLost(s, i, seen)
 				s.stop(i)
 				s.run(s.now + rng.Int64N(3*sec))
 				s.start(i)
@@ -430,7 +498,7 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 		}
 	}
 	s.run(s.now + 60*sec)
-	want := md.expected()
+	want := md.expected(s.nodes[0].tab)
 	for i, nd := range s.nodes {
 		if !nd.m.Initialized() {
 			return fmt.Sprintf("node %d not initialized after healing", i), false

@@ -62,15 +62,10 @@ func New() (*Timer, error) {
 		return nil, fmt.Errorf("deadline: timerfd_create: %w (the kernel needs CONFIG_TIMERFD)", err)
 	}
 	t := &Timer{c: make(chan struct{}, 1), fd: fd, done: make(chan struct{})}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+	if err := t.setBase(); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("deadline: clock_gettime: %w", err)
+		return nil, err
 	}
-	// The two readings are taken back to back: Now and the kernel's clock
-	// agree to within the time between them (well under a microsecond).
-	t.start = time.Now()
-	t.base = ts.Nano()
 	t.at.Store(int64(Never))
 	// A non-blocking descriptor makes os.NewFile register it with the poller.
 	t.f = os.NewFile(uintptr(fd), "timerfd")
@@ -81,6 +76,26 @@ func New() (*Timer, error) {
 	t.readFn = t.read
 	go t.run()
 	return t, nil
+}
+
+// setBase reads Go's clock (start) and then the kernel's (base), the same
+// CLOCK_MONOTONIC. In that order the timerfd never fires before Now has
+// reached the deadline (at fire time Now ≥ at: Due holds, the tick is not
+// dropped); it fires late by the gap between the two readings, so a gap
+// longer than maxGap (the goroutine was preempted) is read again.
+func (t *Timer) setBase() error {
+	const maxGap = 20 * time.Microsecond
+	var ts unix.Timespec
+	for try := 0; ; try++ {
+		t.start = time.Now()
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return fmt.Errorf("deadline: clock_gettime: %w", err)
+		}
+		t.base = ts.Nano()
+		if time.Since(t.start) <= maxGap || try == 100 {
+			return nil
+		}
+	}
 }
 
 // C delivers a tick when the armed deadline has passed (see Timer).

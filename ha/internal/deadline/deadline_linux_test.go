@@ -132,3 +132,22 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Now is never behind the kernel's clock as the timerfd reads it: when the
+// timerfd fires for a deadline, Now has reached it, so the tick is not
+// dropped as stale (a clock read in the other order lost ticks: the owner
+// loop then never ran again).
+func TestNowNotBehindKernel(t *testing.T) {
+	for range 100 {
+		tm := newTimer(t)
+		for range 100 {
+			var ts unix.Timespec
+			if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+				t.Fatal(err)
+			}
+			if now := tm.Now(); tm.base+int64(now) < ts.Nano() {
+				t.Fatalf("Now %v + base is %v behind the kernel's clock", now, time.Duration(ts.Nano()-tm.base-int64(now)))
+			}
+		}
+	}
+}

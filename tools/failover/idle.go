@@ -47,8 +47,7 @@ type IdleMember struct {
 	WakeupsPerS float64 `json:"switches_per_s"`
 	RSSKiB      int64   `json:"rss_kib"`
 	// Threads: the same per thread (those alive at both samples), in
-	// thread-id order: for hagent the main thread, then the runtime's
-	// monitor (sysmon), then the worker threads.
+	// thread-id order.
 	Threads []IdleThread `json:"threads,omitempty"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,16 @@ type IdleMember struct {
 	// second (/proc/PID/task/*/status): how often it left the CPU.
 	WakeupsPerS float64 `json:"switches_per_s"`
 	RSSKiB      int64   `json:"rss_kib"`
+	// Threads: the same per thread (those alive at both samples), in
+	// thread-id order.
+	Threads []IdleThread `json:"threads,omitempty"`
+}
+
+// IdleThread is one thread's share of an IdleMember.
+type IdleThread struct {
+	TID         int     `json:"tid"`
+	CPUPercent  float64 `json:"cpu_percent"`
+	WakeupsPerS float64 `json:"switches_per_s"`
 }
 
 // IdleReport is the outcome of Idle.
@@ -180,6 +191,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	}
 	type sample struct {
 		cpu, sw  int64
+		threads  map[int][2]int64 // tid → cpu, switches
 		txB, txP int64
 		err      error
 		at       time.Time
@@ -194,7 +206,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 				defer wg.Done()
 				s := &out[i]
 				s.at = time.Now()
-				s.cpu, s.sw, s.err = procCPU(m.pid)
+				s.cpu, s.sw, s.threads, s.err = procCPU(m.pid)
 				if s.err == nil {
 					s.txB, s.txP, s.err = procTx(m.pid, "eth0")
 				}
@@ -223,7 +235,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 			TxBytesPerS:   float64(b[i].txB-a[i].txB) / s,
 			TxPacketsPerS: float64(b[i].txP-a[i].txP) / s,
 			WakeupsPerS:   float64(b[i].sw-a[i].sw) / s,
-			RSSKiB:        b[i].rss})
+			RSSKiB:        b[i].rss, Threads: threadDeltas(a[i].threads, b[i].threads, s)})
 	}
 	for i, p := range hprocs {
 		lines := strings.Split(p.Output(), "\n")
@@ -254,20 +266,21 @@ func hbString(d time.Duration) string {
 }
 
 // procCPU sums the time on CPU (ns) and the context switches of every
-// thread of pid.
-func procCPU(pid int) (cpu, switches int64, err error) {
+// thread of pid, and gives them per thread too.
+func procCPU(pid int) (cpu, switches int64, threads map[int][2]int64, err error) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
+	threads = make(map[int][2]int64, len(tasks))
 	for _, t := range tasks {
+		var tc, ts int64
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
 		if err != nil {
 			continue // the thread exited meanwhile
 		}
 		if f := strings.Fields(string(b)); len(f) > 0 {
-			n, _ := strconv.ParseInt(f[0], 10, 64)
-			cpu += n
+			tc, _ = strconv.ParseInt(f[0], 10, 64)
 		}
 		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
 		if err != nil {
@@ -276,11 +289,29 @@ func procCPU(pid int) (cpu, switches int64, err error) {
 		for _, l := range strings.Split(string(st), "\n") {
 			if strings.HasPrefix(l, "voluntary_ctxt_switches:") || strings.HasPrefix(l, "nonvoluntary_ctxt_switches:") {
 				n, _ := strconv.ParseInt(strings.TrimSpace(l[strings.IndexByte(l, ':')+1:]), 10, 64)
-				switches += n
+				ts += n
 			}
 		}
+		cpu, switches = cpu+tc, switches+ts
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			threads[tid] = [2]int64{tc, ts}
+		}
 	}
-	return cpu, switches, nil
+	return cpu, switches, threads, nil
+}
+
+// threadDeltas is each thread's CPU share and switches per second between
+// two samples s seconds apart, for the threads in both, by thread id.
+func threadDeltas(a, b map[int][2]int64, s float64) []IdleThread {
+	var out []IdleThread
+	for tid, y := range b {
+		if x, ok := a[tid]; ok {
+			out = append(out, IdleThread{TID: tid, CPUPercent: float64(y[0]-x[0]) / 1e9 / s * 100,
+				WakeupsPerS: float64(y[1]-x[1]) / s})
+		}
+	}
+	slices.SortFunc(out, func(p, q IdleThread) int { return p.TID - q.TID })
+	return out
 }
 
 // procTx reads dev's transmitted bytes and packets in pid's namespace.
@@ -327,6 +358,11 @@ func (r *IdleReport) Table(w io.Writer) {
 	fmt.Fprintf(w, "%-10s %-7s %8s %10s %9s %11s %8s\n", "impl", "role", "cpu", "tx B/s", "tx pkt/s", "switches/s", "RSS")
 	for _, m := range r.Members {
 		fmt.Fprintf(w, "%-10s %-7s %7.3f%% %10.0f %9.1f %11.1f %6.1fMB\n", m.Impl, m.Role, m.CPUPercent, m.TxBytesPerS, m.TxPacketsPerS, m.WakeupsPerS, float64(m.RSSKiB)/1024)
+		for _, t := range m.Threads {
+			if t.WakeupsPerS >= 0.05 {
+				fmt.Fprintf(w, "%-10s %-7s %7.3f%% %10s %9s %11.1f   tid %d\n", "", "", t.CPUPercent, "", "", t.WakeupsPerS, t.TID)
+			}
+		}
 	}
 	fmt.Fprintf(w, "hagent role changes while idle: %d\n", r.RoleChanges)
 	for _, e := range r.Events {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/hagent/hagent/ha/internal/deadline"
 	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/role/runner"
 	"golang.org/x/sys/unix"
@@ -174,11 +175,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer stopReader()
 
+	clk, err := deadline.New()
+	if err != nil {
+		return fmt.Errorf("hsrp: %w", err)
+	}
+	defer clk.Close()
 	m := New(r.cfg.Machine)
 	pkt := make([]byte, 0, Len)
 	loop := runner.Loop[Event, Action]{Machine: m, Received: msgs, Control: r.ctl,
 		Startup: Event{Kind: EvEnable}, Shutdown: Event{Kind: EvDisable}, Timer: Event{Kind: EvTimer},
-		Do: func(acts []Action) { r.do(m, fd, acts, &pkt) }}
+		Clock: clk, Do: func(acts []Action) { r.do(m, fd, acts, &pkt) }}
 	loop.Run(ctx)
 	return nil
 }

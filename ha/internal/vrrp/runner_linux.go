@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/hagent/hagent/ha/internal/deadline"
 	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/role/runner"
 	"golang.org/x/sys/unix"
@@ -197,11 +198,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer stopReader()
 
+	clk, err := deadline.New()
+	if err != nil {
+		return fmt.Errorf("vrrp: %w", err)
+	}
+	defer clk.Close()
 	m := New(r.cfg.Machine)
 	pkt := make([]byte, 0, HeaderLen+4*MaxAddrs)
 	loop := runner.Loop[Event, Action]{Machine: m, Received: adverts, Control: r.ctl,
 		Startup: Event{Kind: EvStartup}, Shutdown: Event{Kind: EvShutdown}, Timer: Event{Kind: EvTimer},
-		Do: func(acts []Action) { r.do(m, tx, acts, &pkt) }}
+		Clock: clk, Do: func(acts []Action) { r.do(m, tx, acts, &pkt) }}
 	loop.Run(ctx)
 	return nil
 }

@@ -36,26 +36,39 @@ type Loop[E, A any] struct {
 	// Do does the actions the machine returned (sends, addresses, ARP,
 	// role reports). acts is reused for the next event.
 	Do func(acts []A)
+	// Clock is the machine's clock and the timer that follows its
+	// deadline: a deadline.Timer in the runners (a timerfd: a deadline
+	// that moves at every packet does not wake the process at its old
+	// time). nil: Go's clock and a time.Timer, which the tests' fake time
+	// (testing/synctest) drives.
+	Clock Clock
 }
 
-// never is the longest timer Run sets: "no deadline" without overflowing
-// the runtime's when = now + d.
-const never = time.Duration(1<<62) - 1
+// Clock is a monotonic clock and one deadline on it (deadline.Timer).
+type Clock interface {
+	Now() time.Duration
+	// Set arms the deadline (at or beyond 1<<62: none).
+	Set(at time.Duration)
+	// C ticks when the deadline may have passed; Due says whether it has
+	// (a tick can be stale: the deadline moved after it fired).
+	C() <-chan struct{}
+	Due(now time.Duration) bool
+}
 
 // Run handles events until ctx is done, then handles Shutdown and returns.
 func (l *Loop[E, A]) Run(ctx context.Context) {
-	// Monotonic time since start: the machines' clock (routers boot at 1970).
-	start := time.Now()
-	now := func() time.Duration { return time.Since(start) }
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	clk := l.Clock
+	if clk == nil {
+		g := newGoClock()
+		defer g.t.Stop()
+		clk = g
+	}
 	out := make([]A, 0, 8)
 	handle := func(ev E) {
 		var dl time.Duration
-		out, dl = l.Machine.Handle(now(), ev, out[:0])
+		out, dl = l.Machine.Handle(clk.Now(), ev, out[:0])
 		l.Do(out)
-		// Measured after the actions: sending and netlink took some of it.
-		timer.Reset(min(max(dl-now(), 0), never))
+		clk.Set(dl)
 	}
 	// Apply SetHold/SetPriority calls made before Run first: a held owner
 	// must not start as master.
@@ -68,6 +81,7 @@ func (l *Loop[E, A]) Run(ctx context.Context) {
 		}
 	}
 	handle(l.Startup)
+	tick := clk.C()
 	for {
 		select {
 		case <-ctx.Done():
@@ -77,8 +91,48 @@ func (l *Loop[E, A]) Run(ctx context.Context) {
 			handle(ev)
 		case ev := <-l.Control:
 			handle(ev)
-		case <-timer.C:
-			handle(l.Timer)
+		case <-tick:
+			if clk.Due(clk.Now()) {
+				handle(l.Timer)
+			}
 		}
 	}
+}
+
+// goClock is Clock on Go's monotonic clock and a time.Timer.
+type goClock struct {
+	start time.Time
+	t     *time.Timer
+	c     chan struct{}
+	at    time.Duration
+}
+
+func newGoClock() *goClock {
+	g := &goClock{start: time.Now(), c: make(chan struct{}, 1), at: -1}
+	g.t = time.AfterFunc(time.Hour, func() {
+		select {
+		case g.c <- struct{}{}:
+		default:
+		}
+	})
+	g.t.Stop()
+	return g
+}
+
+func (g *goClock) Now() time.Duration { return time.Since(g.start) }
+func (g *goClock) C() <-chan struct{} { return g.c }
+
+// Due: at is -1 when no deadline is armed.
+func (g *goClock) Due(now time.Duration) bool { return g.at >= 0 && now >= g.at }
+
+func (g *goClock) Set(at time.Duration) {
+	if at >= 1<<62 {
+		g.t.Stop()
+		g.at = -1
+		return
+	}
+	g.at = max(at, 0)
+	// Measured now, after the machine's actions: sending and netlink took
+	// some of the time.
+	g.t.Reset(max(at-g.Now(), 0))
 }

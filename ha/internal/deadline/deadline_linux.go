@@ -1,0 +1,202 @@
+// Package deadline is an owner loop's one timer on a Linux timerfd
+// (CLOCK_MONOTONIC, absolute, nanosecond), read through the runtime's
+// poller.
+//
+// Why not time.Timer: an idle member's loops move their deadlines at every
+// packet (a peer's heartbeat expiry at each heartbeat, VRRP's
+// Master_Down_Timer at each advertisement), and the runtime's timer heap
+// keeps a moved timer at its old place until it comes due, so the process
+// wakes at the old time to find nothing to do. The runtime also sleeps in
+// epoll_wait with a timeout in whole milliseconds, rounded down, so every
+// timer wakes its thread early and again about 1 ms later; and its monitor
+// thread (sysmon) sleeps only until the next timer, waking with it. A
+// timerfd moves in the kernel (timerfd_settime), fires once at the
+// nanosecond it is set to, and is one more descriptor in the poller: with no
+// Go timer armed the process sleeps in epoll_wait without a timeout and
+// sysmon stays asleep, so it wakes once per deadline that really comes due.
+package deadline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Never disarms the timer (Set(Never)); any deadline at or beyond it does.
+const Never = time.Duration(1<<63 - 1)
+
+// Timer is a one-shot deadline on its own clock (Now: time since New, on
+// CLOCK_MONOTONIC, the clock of Go's monotonic time). Set, Reset, Now and
+// Due belong to one goroutine (the owner loop); the channel C returns may
+// be received from in its select. C may deliver a tick for a deadline that
+// was moved later after it fired: the owner checks Due when it receives
+// one, and the moved deadline fires in its turn.
+type Timer struct {
+	c     chan struct{}
+	fd    int
+	f     *os.File
+	rc    syscall.RawConn
+	start time.Time
+	base  int64        // CLOCK_MONOTONIC at start, ns
+	at    atomic.Int64 // the armed deadline in Now's clock (Never: none)
+	spec  unix.ItimerSpec
+	done  chan struct{}
+
+	// The reader goroutine's: the expiration count and the read callback,
+	// one method value so that nothing is allocated per tick.
+	ticks  uint64
+	readFn func(fd uintptr) bool
+}
+
+// New creates a disarmed timer and its reader goroutine. Close releases
+// both.
+func New() (*Timer, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("deadline: timerfd_create: %w (the kernel needs CONFIG_TIMERFD)", err)
+	}
+	t := &Timer{c: make(chan struct{}, 1), fd: fd, done: make(chan struct{})}
+	if err := t.setBase(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	t.at.Store(int64(Never))
+	// A non-blocking descriptor makes os.NewFile register it with the poller.
+	t.f = os.NewFile(uintptr(fd), "timerfd")
+	if t.rc, err = t.f.SyscallConn(); err != nil {
+		t.f.Close()
+		return nil, fmt.Errorf("deadline: the timerfd's raw connection: %w", err)
+	}
+	t.readFn = t.read
+	go t.run()
+	return t, nil
+}
+
+// setBase reads Go's clock (start) and then the kernel's (base), the same
+// CLOCK_MONOTONIC. In that order the timerfd never fires before Now has
+// reached the deadline (at fire time Now ≥ at: Due holds, the tick is not
+// dropped); it fires late by the gap between the two readings, so a gap
+// longer than maxGap (the goroutine was preempted) is read again.
+func (t *Timer) setBase() error {
+	const maxGap = 20 * time.Microsecond
+	var ts unix.Timespec
+	for try := 0; ; try++ {
+		t.start = time.Now()
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return fmt.Errorf("deadline: clock_gettime: %w", err)
+		}
+		t.base = ts.Nano()
+		if time.Since(t.start) <= maxGap || try == 100 {
+			return nil
+		}
+	}
+}
+
+// C delivers a tick when the armed deadline has passed (see Timer).
+func (t *Timer) C() <-chan struct{} { return t.c }
+
+// Now is the time since New on the timer's clock.
+func (t *Timer) Now() time.Duration { return time.Since(t.start) }
+
+// Due reports whether a deadline is armed and now (Now's clock) has reached
+// it: a tick received while it is false is stale (the deadline moved after
+// it fired) and is ignored.
+func (t *Timer) Due(now time.Duration) bool {
+	at := time.Duration(t.at.Load())
+	return at != Never && now >= at
+}
+
+// Reset arms the timer d from now (d ≤ 0: at once), like time.Timer.Reset.
+func (t *Timer) Reset(d time.Duration) {
+	now := t.Now()
+	if d >= Never-now {
+		t.Set(Never)
+		return
+	}
+	t.Set(now + d)
+}
+
+// Set arms the timer for at, in Now's clock (at ≤ Now: at once; Never:
+// disarmed). A deadline equal to the one already armed, still ahead, costs
+// nothing; otherwise one timerfd_settime, made with RawSyscall (it never
+// blocks, and the scheduler's system-call bookkeeping would wake sysmon).
+// Allocates nothing.
+func (t *Timer) Set(at time.Duration) {
+	old := time.Duration(t.at.Load())
+	if at >= Never || int64(at) > 1<<62 { // beyond any uptime: never
+		if old == Never {
+			return
+		}
+		t.at.Store(int64(Never))
+		t.spec = unix.ItimerSpec{}
+	} else {
+		if at == old && at > t.Now() {
+			return
+		}
+		t.at.Store(int64(at))
+		// An absolute time in the past fires at once; 0 would disarm.
+		t.spec = unix.ItimerSpec{Value: unix.NsecToTimespec(max(t.base+int64(max(at, 0)), 1))}
+	}
+	_, _, e := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(t.fd), unix.TFD_TIMER_ABSTIME,
+		uintptr(unsafe.Pointer(&t.spec)), 0, 0, 0)
+	if e != 0 {
+		// Only a bad descriptor or argument fails, i.e. a bug or a closed
+		// timer: nothing the owner loop could handle.
+		panic(fmt.Sprintf("deadline: timerfd_settime: %v", e))
+	}
+}
+
+// run waits for the timerfd in the poller and turns each expiration into a
+// tick on c (dropped if one is already waiting: one is enough).
+func (t *Timer) run() {
+	defer close(t.done)
+	for {
+		if err := t.rc.Read(t.readFn); err != nil {
+			return // closed
+		}
+		// A tick for a deadline moved later since it fired is dropped here
+		// when the move came first; Due catches the rest.
+		if t.ticks == 0 || !t.Due(t.Now()) {
+			continue
+		}
+		select {
+		case t.c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// read is one read of the expiration count inside RawConn.Read: false
+// (wait for readiness) on EAGAIN, including when the deadline was moved
+// between the poller's wake-up and the read (timerfd_settime resets the
+// count).
+func (t *Timer) read(fd uintptr) bool {
+	for {
+		t.ticks = 0
+		_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&t.ticks)), 8)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		return true
+	}
+}
+
+// Close stops the reader goroutine and closes the timerfd. The timer must
+// not be used after.
+func (t *Timer) Close() error {
+	err := t.f.Close()
+	<-t.done
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}

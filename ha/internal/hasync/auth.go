@@ -113,6 +113,7 @@ type ReplayWindow struct {
 	Session uint32 // proven session, 0: none yet
 	Top     uint32 // highest sequence accepted in Session
 	Bits    uint64 // bit i set: Top-i seen
+	From    uint32 // the sequence of the Response that proved Session
 }
 
 // ahead reports whether seq is after top in serial-number arithmetic:
@@ -154,9 +155,21 @@ func (w *ReplayWindow) Accept(seq uint32) {
 
 // Prove makes session the peer's proven session, seq its first accepted
 // sequence (the Session Response that proved it). Any earlier session is
-// forgotten: its messages fail Check like every unproven one.
+// forgotten: its messages fail Check like every unproven one. So is what
+// the session sent before the Response: only the Response is known to be
+// recent (it echoes a fresh nonce), and a message sent before it, however
+// long ago, may have been held back on the path. When the same session is
+// proven again after a silence (spec §3.1 rule 5), this is what keeps a
+// copy withheld since before the silence from being accepted after it.
 func (w *ReplayWindow) Prove(session, seq uint32) {
-	w.Session, w.Top, w.Bits = session, seq, 1
+	w.Session, w.Top, w.Bits, w.From = session, seq, ^uint64(0), seq
+}
+
+// Stale reports whether seq, refused by Check, was sent before the
+// Response that proved the session, within the window: a message older
+// than the proof (a late or withheld one), not a duplicate.
+func (w *ReplayWindow) Stale(seq uint32) bool {
+	return !ahead(seq, w.Top) && w.Top-seq < 64 && ahead(w.From, seq)
 }
 
 // SetKeys replaces the group keys while the machine runs (key rotation by

@@ -219,6 +219,12 @@ func TestReplayWindow(t *testing.T) {
 	if w.Check(7, 10) {
 		t.Error("duplicate accepted")
 	}
+	// Sent before the Response that proved the session: of unknown age
+	// (perhaps withheld on the path), never fresh, and stale, not a
+	// duplicate.
+	if w.Check(7, 9) || !w.Stale(9) || w.Stale(10) {
+		t.Errorf("before the proof: fresh %v, stale %v; the proof itself stale %v", w.Check(7, 9), w.Stale(9), w.Stale(10))
+	}
 	for _, s := range []uint32{12, 11, 74} {
 		if !w.Check(7, s) {
 			t.Errorf("fresh %d rejected", s)
@@ -228,6 +234,9 @@ func TestReplayWindow(t *testing.T) {
 	// The window holds Top and the 63 below it: 74-63 = 11 is the oldest.
 	if w.Check(7, 11) || w.Check(7, 10) || w.Check(7, 74) {
 		t.Error("replay or too old accepted")
+	}
+	if w.Stale(12) || w.Stale(74) {
+		t.Error("a duplicate after the proof counted as stale")
 	}
 	if !w.Check(7, 73) || !w.Check(7, 13) {
 		t.Error("in-window fresh rejected")
@@ -246,8 +255,8 @@ func TestReplayWindow(t *testing.T) {
 // window spans it.
 func TestReplayWindowWrap(t *testing.T) {
 	var w ReplayWindow
-	w.Prove(7, 0xfffffffe)
-	for _, s := range []uint32{0xffffffff, 0, 1, 2} {
+	w.Prove(7, 0xfffffffc)
+	for _, s := range []uint32{0xfffffffe, 0xffffffff, 0, 1, 2} {
 		if !w.Check(7, s) {
 			t.Fatalf("fresh %#x after the wrap rejected", s)
 		}

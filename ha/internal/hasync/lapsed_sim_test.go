@@ -102,3 +102,38 @@ func TestWithheldUpdateAfterTombstonePurge(t *testing.T) {
 		})
 	}
 }
+
+// TestLapsedSessionProvenAgainIsNoRestart: a member cut off for longer
+// than the dead interval proves its session again when it is heard, and
+// that proof is no restart: the peer that the heartbeat declared down is
+// reported alive again (what was done on its death is undone), it keeps
+// being known as initialized, and its table is not downloaded anew.
+func TestLapsedSessionProvenAgainIsNoRestart(t *testing.T) {
+	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
+	m1 := s.nodes[1].m
+	proven, downloads := m1.Counters().SessionsProven, s.nodes[0].m.Counters().Downloads
+	s.side[0] = 1
+	s.run(s.now + 20*sec) // > DeadInterval (18 s)
+	if m1.UpPeers() != 0 {
+		t.Fatalf("member 0 still up at member 1 after 20 s cut off: %+v", m1.Peers(nil))
+	}
+	s.alive = nil
+	clear(s.side)
+	s.run(s.now + 2*sec)
+	if got := m1.Counters().SessionsProven - proven; got != 1 {
+		t.Fatalf("member 1 proved %d sessions of member 0 after the cut, want 1 (the same session, again)", got)
+	}
+	if ps := m1.Peers(nil); len(ps) != 1 || !ps[0].Up || !ps[0].Initialized {
+		t.Fatalf("member 1's view of member 0 after the heal: %+v, want up and initialized", ps)
+	}
+	found := false
+	for _, i := range s.alive {
+		found = found || i == 1
+	}
+	if !found {
+		t.Fatalf("member 1 did not report member 0 alive again (ActPeerAlive from members %v)", s.alive)
+	}
+	if got := s.nodes[0].m.Counters().Downloads - downloads; got != 0 {
+		t.Fatalf("member 0 downloaded its table %d times after the cut", got)
+	}
+}

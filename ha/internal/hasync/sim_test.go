@@ -73,6 +73,7 @@ type simnet struct {
 	table  func() *binding.Table // a member's table at start; nil: 4096 + 4096
 	sent   map[uint8]int
 	acked  []binding.Entry // ActAcked seen, in order
+	alive  []int           // ActPeerAlive seen: the member that reported it, in order
 	nets   bool            // registrations carry a NAT endpoint and networks (simNets)
 }
 
@@ -180,6 +181,8 @@ func (s *simnet) dispatch(i int) {
 			s.send(i, s.byAddr(a.To), a.Pkt)
 		case ActAcked:
 			s.acked = append(s.acked, a.Entry)
+		case ActPeerAlive:
+			s.alive = append(s.alive, i)
 		}
 	}
 	s.out = s.out[:0]

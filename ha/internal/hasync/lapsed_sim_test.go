@@ -137,3 +137,72 @@ func TestLapsedSessionProvenAgainIsNoRestart(t *testing.T) {
 		t.Fatalf("member 0 downloaded its table %d times after the cut", got)
 	}
 }
+
+// TestWithheldUpdateBehindDelayedStream: the sender stays alive, and the
+// attacker on the path, instead of silencing it (its session would lapse),
+// delays everything it sends to member 1 after its de-registration and
+// lets one message through every 15 s (less than the dead interval), so
+// member 1 keeps hearing a live session that never gets 64 messages past
+// the copy. After the tombstone is purged the copy is delivered: it was
+// passed by a later sequence minutes before, so it is no reordered
+// datagram but a withheld one, and is refused.
+func TestWithheldUpdateBehindDelayedStream(t *testing.T) {
+	const h = 0x0a000018
+	s := group(t, 2, func(c *Config) { c.TombstoneTTL = 2 * time.Minute })
+	var held []byte
+	var delayed [][]byte
+	holding := false
+	s.tap = func(from, to int, data []byte) {
+		switch {
+		case from == 0 && data[1] == TypeBindingUpdate && held == nil:
+			held = append([]byte(nil), data...)
+		case holding && from == 0 && to == 1:
+			delayed = append(delayed, append([]byte(nil), data...))
+		}
+	}
+	s.drop = func(from, to int, typ uint8) bool {
+		return from == 0 && to == 1 && (typ == TypeBindingUpdate || holding)
+	}
+	var err error
+	s.out, err = s.nodes[0].m.Register(s.now, binding.Entry{Home: h, CareOf: 0xc6336455, HomeAgent: 0xc0a80101, ID: 5, Granted: 60}, s.out[:0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dispatch(0)
+	s.run(s.now + 100*ms)
+	if held == nil {
+		t.Fatal("the attacker captured no Binding Update")
+	}
+	s.drop = func(from, to int, typ uint8) bool { return holding && from == 0 && to == 1 }
+	if err := s.deregister(0, h, 6); err != nil {
+		t.Fatal(err)
+	}
+	s.run(s.now + 300*ms)
+	if e := s.nodes[1].tab.Get(h); e == nil || !e.Tombstone() || e.ID != 6 {
+		t.Fatalf("member 1 holds %+v, want the tombstone of id 6", e)
+	}
+	holding = true
+	m1 := s.nodes[1].m
+	end := s.now + 3*time.Minute.Nanoseconds()
+	for next := 0; s.now < end; next++ {
+		s.run(s.now + 15*sec)
+		if next < len(delayed) {
+			s.out = m1.Receive(s.now, s.nodes[0].addr, RequiredTTL, delayed[next], s.out[:0])
+			s.dispatch(1)
+		}
+	}
+	if m1.UpPeers() != 1 || m1.Counters().SessionsProven != 1 {
+		t.Fatalf("member 1 lost member 0's session during the trickle (up %d, proven %d): the test needs it kept", m1.UpPeers(), m1.Counters().SessionsProven)
+	}
+	if e := s.nodes[1].tab.Get(h); e != nil {
+		t.Fatalf("member 1 still holds %+v: the test needs the tombstone purged", e)
+	}
+	if d := m1.peers[0].rw.Top - binary.BigEndian.Uint32(held[16:]); d >= 64 {
+		t.Fatalf("the copy is %d messages behind: outside the window, the test exercises nothing", d)
+	}
+	s.out = m1.Receive(s.now, s.nodes[0].addr, RequiredTTL, held, s.out[:0])
+	s.dispatch(1)
+	if e := s.nodes[1].tab.Get(h); e != nil && !e.Tombstone() {
+		t.Fatalf("member 1: de-registered binding live again, 3 min after its de-registration: %+v", e)
+	}
+}

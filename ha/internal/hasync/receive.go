@@ -40,10 +40,12 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		// applied and its source is not taken (spec §3.1).
 		return m.unproven(now, pi, &h, src, out)
 	}
+	p.rw.Age(now, int64(m.cfg.DeadInterval))
 	if !p.rw.Check(h.Session, h.Seq) {
 		if p.rw.Stale(h.Seq) {
-			// Sent before the proof: late (reordered) or withheld, never
-			// applied; not counted as a replay.
+			// Sent before the proof, or passed by a later message of the
+			// sender long ago: withheld (or very late), never applied; not
+			// counted as a replay.
 			m.C.Unproven++
 			return out
 		}

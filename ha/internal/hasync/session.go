@@ -22,7 +22,7 @@ func (m *Machine) unproven(now int64, pi int, h *Header, src netip.Addr, out []A
 			// The proven session itself, proven again after a silence, is
 			// no restart: the peer is alive again (revived).
 			restarted := p.rw.Session != 0 && p.rw.Session != h.Session
-			p.rw.Prove(h.Session, h.Seq)
+			p.rw.Prove(h.Session, h.Seq, now)
 			p.nonce = 0
 			if src.IsValid() {
 				p.addr = src

@@ -113,6 +113,12 @@ type ReplayWindow struct {
 	Session uint32 // proven session, 0: none yet
 	Top     uint32 // highest sequence accepted in Session
 	Bits    uint64 // bit i set: Top-i seen
+	From    uint32 // the sequence of the Response that proved Session
+	// Old is a Top of at least the late limit ago (Age): a sequence behind
+	// it was passed by a later one of the same sender that long ago. Mark
+	// is the Top taken at MarkAt, the next Old.
+	Old, Mark uint32
+	MarkAt    int64
 }
 
 // ahead reports whether seq is after top in serial-number arithmetic:
@@ -132,7 +138,23 @@ func (w *ReplayWindow) Check(session, seq uint32) bool {
 		return true
 	}
 	d := w.Top - seq
-	return d < 64 && w.Bits&(1<<d) == 0
+	return d < 64 && w.Bits&(1<<d) == 0 && !ahead(w.Old, seq)
+}
+
+// Age moves the window's marks to now: a sequence passed by a later one
+// of the sender at least late ago (late: a bound on benign reordering) is
+// no longer fresh, unseen or not. Without it an unseen sequence stays
+// fresh until 64 later ones have arrived, which a sender that says
+// little, or an attacker who delays what it says and lets one message
+// through now and then, can stretch beyond a tombstone's lifetime: a
+// Binding Update withheld that long would bring back the binding a later
+// de-registration removed. With it, an accepted message arrives at most
+// about 2 × late plus the longest gap between the sender's messages after
+// a later one of its sender (spec §3 step 6).
+func (w *ReplayWindow) Age(now, late int64) {
+	if now-w.MarkAt >= late {
+		w.Old, w.Mark, w.MarkAt = w.Mark, w.Top, now
+	}
 }
 
 // Accept records seq in the proven session; call it only after Check,
@@ -154,9 +176,26 @@ func (w *ReplayWindow) Accept(seq uint32) {
 
 // Prove makes session the peer's proven session, seq its first accepted
 // sequence (the Session Response that proved it). Any earlier session is
-// forgotten: its messages fail Check like every unproven one.
-func (w *ReplayWindow) Prove(session, seq uint32) {
-	w.Session, w.Top, w.Bits = session, seq, 1
+// forgotten: its messages fail Check like every unproven one. So is what
+// the session sent before the Response: only the Response is known to be
+// recent (it echoes a fresh nonce), and a message sent before it, however
+// long ago, may have been held back on the path. When the same session is
+// proven again after a silence (spec §3.1 rule 5), this is what keeps a
+// copy withheld since before the silence from being accepted after it.
+func (w *ReplayWindow) Prove(session, seq uint32, now int64) {
+	w.Session, w.Top, w.Bits, w.From = session, seq, ^uint64(0), seq
+	w.Old, w.Mark, w.MarkAt = seq, seq, now
+}
+
+// Stale reports whether seq, refused by Check, is within the window and
+// late rather than a duplicate: sent before the Response that proved the
+// session, or unseen and passed by a later sequence too long ago (Age).
+func (w *ReplayWindow) Stale(seq uint32) bool {
+	d := w.Top - seq
+	if ahead(seq, w.Top) || d >= 64 {
+		return false
+	}
+	return ahead(w.From, seq) || (ahead(w.Old, seq) && w.Bits&(1<<d) == 0)
 }
 
 // SetKeys replaces the group keys while the machine runs (key rotation by

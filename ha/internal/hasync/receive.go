@@ -33,13 +33,22 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		return out
 	}
 	p := &m.peers[pi]
-	if h.Session != p.rw.Session {
+	if h.Session != p.rw.Session || m.lapsed(now, p) {
 		// A session this member has not proven: the peer restarted, is new,
-		// or this is a replay of an earlier session. Nothing in it is
+		// or this is a replay of an earlier session; or the proven one,
+		// silent for longer than the dead interval. Nothing in it is
 		// applied and its source is not taken (spec §3.1).
 		return m.unproven(now, pi, &h, src, out)
 	}
+	p.rw.Age(now, int64(m.cfg.DeadInterval))
 	if !p.rw.Check(h.Session, h.Seq) {
+		if p.rw.Stale(h.Seq) {
+			// Sent before the proof, or passed by a later message of the
+			// sender long ago: withheld (or very late), never applied; not
+			// counted as a replay.
+			m.C.Unproven++
+			return out
+		}
 		m.C.Replay++
 		m.C.SecViolations++
 		return out

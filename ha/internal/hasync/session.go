@@ -19,14 +19,17 @@ func (m *Machine) unproven(now int64, pi int, h *Header, src netip.Addr, out []A
 	switch h.Type {
 	case TypeResponse:
 		if m.rxChal.Peer == m.id && p.nonce != 0 && m.rxChal.Nonce == p.nonce {
-			restarted := p.rw.Session != 0
-			p.rw.Prove(h.Session, h.Seq)
+			// The proven session itself, proven again after a silence, is
+			// no restart: the peer is alive again (revived).
+			restarted := p.rw.Session != 0 && p.rw.Session != h.Session
+			p.rw.Prove(h.Session, h.Seq, now)
 			p.nonce = 0
 			if src.IsValid() {
 				p.addr = src
 			}
 			m.C.SessionsProven++
 			m.log.Info("hasync: peer session proven", "peer", p.addr, "id", p.id, "restarted", restarted)
+			out = m.revived(pi, restarted, out)
 			m.heard(now, pi, restarted)
 			return out
 		}
@@ -37,6 +40,18 @@ func (m *Machine) unproven(now int64, pi int, h *Header, src netip.Addr, out []A
 	}
 	m.C.Unproven++
 	return m.challenge(now, pi, out)
+}
+
+// lapsed reports whether peer p's proven session has been silent for
+// longer than DeadInterval: its next message must prove it again (spec
+// §3.1 rule 5). A member that crashed or left stays silent, and a
+// datagram of its last session that never arrived (lost, or held back by
+// an attacker on the path) would otherwise stay fresh in the window for
+// ever: delivered after the tombstones of what it carries were purged, it
+// would bring back a de-registered binding. A member that was only cut
+// off answers the challenge, and Prove refuses what it sent before.
+func (m *Machine) lapsed(now int64, p *peer) bool {
+	return p.rw.Session != 0 && now-p.heard > int64(m.cfg.DeadInterval)
 }
 
 // challenge asks peer pi to prove its current session, at most once per

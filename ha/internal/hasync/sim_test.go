@@ -18,6 +18,7 @@ var (
 	simSeed  = flag.Int64("seed", -1, "TestSim: run only this seed (reproduce a failure)")
 	simRuns  = flag.Int("sim.n", 0, "TestSim: number of seeded schedules (default 400, 100 with -short)")
 	simNodes = flag.Int("sim.nodes", 0, "TestSim: members per schedule (default: 2..5 by seed)")
+	simDead  = flag.Duration("sim.dead", 0, "TestSim: every member's DeadInterval (default 18 s); a few seconds makes the schedules' partitions lapse sessions, proven again after the heal")
 )
 
 const ms = int64(time.Millisecond)
@@ -73,6 +74,7 @@ type simnet struct {
 	table  func() *binding.Table // a member's table at start; nil: 4096 + 4096
 	sent   map[uint8]int
 	acked  []binding.Entry // ActAcked seen, in order
+	alive  []int           // ActPeerAlive seen: the member that reported it, in order
 	nets   bool            // registrations carry a NAT endpoint and networks (simNets)
 }
 
@@ -180,6 +182,8 @@ func (s *simnet) dispatch(i int) {
 			s.send(i, s.byAddr(a.To), a.Pkt)
 		case ActAcked:
 			s.acked = append(s.acked, a.Entry)
+		case ActPeerAlive:
+			s.alive = append(s.alive, i)
 		}
 	}
 	s.out = s.out[:0]
@@ -389,7 +393,11 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 	if nodes <= 0 {
 		nodes = 2 + rng.IntN(4)
 	}
-	s := newSimnet(t, nodes, seed, nil)
+	var cfg func(*Config)
+	if *simDead > 0 {
+		cfg = func(c *Config) { c.DeadInterval = *simDead }
+	}
+	s := newSimnet(t, nodes, seed, cfg)
 	s.nets = true // derived from (home, id): the schedule draws nothing more
 	s.static = rng.IntN(4) == 0
 	s.loss = []float64{0, 0.05, 0.2, 0.35}[rng.IntN(4)]

@@ -215,9 +215,15 @@ func TestReplayWindow(t *testing.T) {
 	if w.Check(7, 10) {
 		t.Fatal("a session never proven accepted")
 	}
-	w.Prove(7, 10)
+	w.Prove(7, 10, 0)
 	if w.Check(7, 10) {
 		t.Error("duplicate accepted")
+	}
+	// Sent before the Response that proved the session: of unknown age
+	// (perhaps withheld on the path), never fresh, and stale, not a
+	// duplicate.
+	if w.Check(7, 9) || !w.Stale(9) || w.Stale(10) {
+		t.Errorf("before the proof: fresh %v, stale %v; the proof itself stale %v", w.Check(7, 9), w.Stale(9), w.Stale(10))
 	}
 	for _, s := range []uint32{12, 11, 74} {
 		if !w.Check(7, s) {
@@ -229,13 +235,16 @@ func TestReplayWindow(t *testing.T) {
 	if w.Check(7, 11) || w.Check(7, 10) || w.Check(7, 74) {
 		t.Error("replay or too old accepted")
 	}
+	if w.Stale(12) || w.Stale(74) {
+		t.Error("a duplicate after the proof counted as stale")
+	}
 	if !w.Check(7, 73) || !w.Check(7, 13) {
 		t.Error("in-window fresh rejected")
 	}
 	if w.Check(9, 1) || w.Check(0, 5) {
 		t.Error("an unproven session (a restart or an earlier one) or session 0 accepted")
 	}
-	w.Prove(9, 1)
+	w.Prove(9, 1, 0)
 	if w.Check(7, 100) || !w.Check(9, 2) {
 		t.Error("after proving a new session: the old one accepted or the new one refused")
 	}
@@ -246,8 +255,8 @@ func TestReplayWindow(t *testing.T) {
 // window spans it.
 func TestReplayWindowWrap(t *testing.T) {
 	var w ReplayWindow
-	w.Prove(7, 0xfffffffe)
-	for _, s := range []uint32{0xffffffff, 0, 1, 2} {
+	w.Prove(7, 0xfffffffc, 0)
+	for _, s := range []uint32{0xfffffffe, 0xffffffff, 0, 1, 2} {
 		if !w.Check(7, s) {
 			t.Fatalf("fresh %#x after the wrap rejected", s)
 		}
@@ -422,4 +431,29 @@ func FuzzMessage(f *testing.F) {
 		}
 		_ = k.Open(in)
 	})
+}
+
+// An unseen sequence is fresh while the later one that passed it is
+// recent (reordering); once that was at least the late limit ago it is
+// withheld, not reordered: refused, and stale rather than a duplicate.
+func TestReplayWindowAges(t *testing.T) {
+	const late = 5 * sec
+	var w ReplayWindow
+	w.Prove(7, 10, 0)
+	w.Age(1*sec, late)
+	w.Accept(12) // 11 skipped at 1 s
+	w.Age(6*sec, late)
+	if !w.Check(7, 11) {
+		t.Fatal("an unseen sequence passed 5 s ago, within one aging step, refused")
+	}
+	w.Age(11*sec, late)
+	if w.Check(7, 11) || !w.Stale(11) {
+		t.Errorf("sequence 11, passed 10 s ago: fresh %v, stale %v; want refused as stale", w.Check(7, 11), w.Stale(11))
+	}
+	if w.Check(7, 12) || w.Stale(12) {
+		t.Error("a duplicate accepted or counted stale")
+	}
+	if !w.Check(7, 13) {
+		t.Error("a later sequence refused")
+	}
 }

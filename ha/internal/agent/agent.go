@@ -40,6 +40,7 @@ const (
 type batch struct {
 	in  []udpio.Packet
 	out []udpio.Packet
+	v   []Verdict // out[i]'s verdict, until it is sealed into out[i].Buf
 	n   int
 }
 
@@ -101,7 +102,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		reload: make(chan reloadReq),
 	}
 	for i := 0; i < numBatches; i++ {
-		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize)}
+		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize), v: make([]Verdict, batchSize)}
 		for j := range b.in {
 			b.in[j].Buf = make([]byte, rxBufSize)
 			b.out[j].Buf = make([]byte, 0, ReplyBufLen)
@@ -331,32 +332,32 @@ func (a *Agent) handleBatch(b *batch) {
 			a.core.Stats.Drops[DropOversize]++
 			continue
 		}
-		o := &b.out[k]
-		reply, from, ch := a.core.Handle(now, wall, p.Src, p.Dst, p.Buf[:p.N], o.Buf[:0])
+		v := &b.v[k]
+		ch := a.core.Handle(now, wall, p.Src, p.Dst, p.Buf[:p.N], v)
 		if ch.Kind != NoChange {
 			a.changed(ch)
 		}
 		if len(a.core.acts) > 0 {
 			a.groupActions() // the binding update goes out before the reply (claim 1)
 		}
-		if reply == nil {
+		if !v.Answer {
 			continue
 		}
-		if a.hold != nil && (ch.Kind != NoChange || ch.Dup) && !a.gateReply(now, &ch, reply, p.Src, from, p.Ifindex) {
-			continue // held until a peer acknowledges (or the wait ends), or dropped
+		if a.hold != nil && (ch.Kind != NoChange || ch.Dup) && !a.gateReply(now, &ch, v, p.Src, p.Ifindex) {
+			continue // held until a peer acknowledges (or the wait ends)
 		}
-		o.Buf = reply
-		o.N = len(reply)
+		o := &b.out[k]
 		o.Src = p.Src
-		o.Dst = from
+		o.Dst = v.From
 		o.Ifindex = p.Ifindex
 		k++
 	}
 	// The kernel hears of the batch before its nodes do: a binding it
 	// refuses is withdrawn and its node told so (issue 5).
 	if a.dpl != nil {
-		k = a.settleBatch(now, b.out, k)
+		a.settleBatch(now, b.v[:k])
 	}
+	k = a.sealBatch(b, k)
 	// On an error WriteBatch stops at the packet that failed: count it, skip
 	// it, and send the rest (one unroutable node must not silence a batch).
 	for off := 0; off < k; {
@@ -372,6 +373,26 @@ func (a *Agent) handleBatch(b *batch) {
 	}
 	b.n = 0
 	a.free <- b
+}
+
+// sealBatch seals the batch's k verdicts into their packets, once each, and
+// returns how many are to be sent (a reply that does not encode is counted
+// and left out; its buffer stays in the batch).
+func (a *Agent) sealBatch(b *batch, k int) int {
+	n := 0
+	for j := 0; j < k; j++ {
+		o := &b.out[j]
+		buf, err := a.core.Seal(&b.v[j], o.Buf[:0])
+		if err != nil {
+			continue
+		}
+		o.Buf, o.N = buf, len(buf)
+		if n != j {
+			b.out[n], b.out[j] = b.out[j], b.out[n]
+		}
+		n++
+	}
+	return n
 }
 
 // changed hears about every table change. The redundancy protocol and the

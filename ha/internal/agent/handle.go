@@ -14,8 +14,9 @@ import (
 // The registration decision, in the order a request meets it: Handle
 // admits the datagram, parses and authenticates it; decide resolves the
 // home address and checks replay and the services asked for; register or
-// deregister writes the binding; finish seals the reply. Every phase fills
-// c.rep; the reply is sealed in one place, at the end of Handle. The phases
+// deregister writes the binding. Every phase fills the caller's verdict
+// (c.v points to it); nothing is encoded or signed here: the reply is
+// sealed once, when it is sent (Core.Seal, verdict.go). The phases
 // are few on purpose: each call on this path costs measurably (the
 // in-process benchmark is about 500 ns, four MD5 blocks of it).
 
@@ -24,27 +25,32 @@ import (
 // now is monotonic nanoseconds (binding lifetimes), wall is the time of day
 // (timestamp replay protection only: routers boot at 1970, and RFC 5944's
 // 133 reply is exactly how a node resynchronises to our clock). dst is the
-// address the datagram was sent to. The reply is appended to out; a nil
-// reply means "silently discard" and the reason has been counted. from is
-// the source address the reply must leave with (RFC 5944 §3.8.3.1: the
-// address the request was sent to, unless that was a broadcast).
-func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.Addr, pkt, out []byte) (reply []byte, from netip.Addr, ch Change) {
+// address the datagram was sent to. The verdict says what to answer; one
+// without Answer means "silently discard" and the reason has been counted.
+// Its From is the source address the reply must leave with (RFC 5944
+// §3.8.3.1: the address the request was sent to, unless that was a
+// broadcast). It is written into *v (the caller's: a copy per request
+// costs on this path). Its NAI aliases pkt: a verdict kept beyond pkt's
+// life must be kept with Keep.
+func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.Addr, pkt []byte, v *Verdict) (ch Change) {
 	c.Stats.Requests++
+	v.Answer = false
+	c.v = v
 	switch { // admit
 	case len(pkt) < fixedLen:
 		c.Stats.Drops[DropTruncated]++
-		return nil, from, ch
+		return ch
 	case pkt[0] != mip.TypeRequest:
 		c.Stats.Drops[DropNotRequest]++
-		return nil, from, ch
+		return ch
 	case !c.serving:
 		c.Stats.Drops[DropNotActive]++
-		return nil, from, ch
+		return ch
 	case src.Port() == 0 || !src.Addr().Is4() || src.Addr().IsMulticast() || src.Addr().IsUnspecified():
 		c.Stats.Drops[DropBadSource]++
-		return nil, from, ch
+		return ch
 	}
-	from = dst
+	from := dst
 	if !dst.Is4() || !c.ownAddr(binding.AddrU32(dst)) {
 		// Broadcast or an address we do not own: answer from our unicast
 		// address, which is also what a 136 reply must carry.
@@ -52,13 +58,13 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	}
 
 	// Parse.
-	req, rep := &c.req, &c.rep
+	req, rep := &c.req, c.v
 	err := req.UnmarshalBinary(pkt)
-	*rep = mip.Reply{}
+	*rep = Verdict{}
 	if err != nil {
 		if err == mip.ErrUnknownExtension {
 			c.Stats.Drops[DropUnknownExt]++
-			return nil, from, ch
+			return ch
 		}
 		// The fixed part is intact (length checked above) but an extension
 		// is not: RFC 5944 code 134. Nothing authenticated, so no MN-HA
@@ -68,7 +74,8 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		rep.HomeAddr = netip.AddrFrom4([4]byte(pkt[4:8]))
 		rep.HomeAgent = netip.AddrFrom4([4]byte(pkt[8:12]))
 		rep.ID = binary.BigEndian.Uint64(pkt[16:24])
-		return c.finish(out, -1, from, ch)
+		c.verdict(-1, from)
+		return ch
 	}
 	rep.HomeAddr = req.HomeAddr
 	rep.HomeAgent = req.HomeAgent
@@ -83,18 +90,21 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		// No security association: we cannot authenticate the reply either.
 		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, violNoSA)
 		rep.Code = mip.CodeAdminProhibited
-		return c.finish(out, -1, from, ch)
+		c.verdict(-1, from)
+		return ch
 	}
 	if v := authFailure(req, &c.nodes[ni], pkt, &c.scratch); v != numViolReasons {
 		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, v)
 		rep.Code = mip.CodeMNAuthFailed
-		return c.finish(out, -1, from, ch)
+		c.verdict(-1, from)
+		return ch
 	}
 	if f, ok := c.fas[binding.AddrU32(src.Addr())]; ok {
 		if !req.FHAuth.Present || req.FHAuth.SPI != f.spi || !mip.Verify(pkt, req.FHAuth, f.mac, &c.scratch) {
 			c.viol.record(wall, src, home, req.FHAuth.SPI, req.NAI, violFAAuth)
 			rep.Code = mip.CodeFAAuthFailed
-			return c.finish(out, ni, from, ch)
+			c.verdict(ni, from)
+			return ch
 		}
 	}
 
@@ -102,17 +112,18 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	c.now, c.ts = now, mip.Timestamp(wall)
 	c.srcAddr, c.srcPort = binding.AddrU32(src.Addr()), src.Port()
 	c.decide(ni, home, &ch)
-	return c.finish(out, ni, from, ch)
+	c.verdict(ni, from)
+	return ch
 }
 
 // decide judges an authenticated request of node ni for home (as the
 // request gave it): the home address, replay, the services asked for; when
 // it is accepted, it writes the binding. It fills
-// c.rep and *ch (the change, written through a pointer: copies of it cost
+// c.v and *ch (the change, written through a pointer: copies of it cost
 // on this path). The request's time and source are in c.now, c.ts,
 // c.srcAddr and c.srcPort.
 func (c *Core) decide(ni int32, home uint32, ch *Change) {
-	req, rep, n := &c.req, &c.rep, &c.nodes[ni]
+	req, rep, n := &c.req, c.v, &c.nodes[ni]
 	// Resolve the home address: a NAI node with 0.0.0.0 asks us to assign one.
 	if n.home != 0 {
 		if home == 0 {
@@ -211,7 +222,7 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 // this write against late updates in the group and remembers the
 // Identification.
 func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
-	req, rep, now := &c.req, &c.rep, c.now
+	req, rep, now := &c.req, c.v, c.now
 	n := &c.nodes[ni]
 	var e *binding.Entry
 	if c.group != nil {
@@ -242,7 +253,7 @@ func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
 // register writes a registration or renewal, its lifetime capped by the
 // agent's and the node's maxima.
 func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code, ch *Change) {
-	req, rep, now := &c.req, &c.rep, c.now
+	req, rep, now := &c.req, c.v, c.now
 	n := &c.nodes[ni]
 	careOf := binding.AddrU32(req.CareOf)
 	lt := req.Lifetime
@@ -305,11 +316,11 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 // is evicted to make it): 130.
 func (c *Core) refuseWrite(err error) {
 	if errors.Is(err, hasync.ErrStale) {
-		c.rep.ID = c.mismatchID()
-		c.rep.Code = mip.CodeIDMismatch
+		c.v.ID = c.mismatchID()
+		c.v.Code = mip.CodeIDMismatch
 		return
 	}
-	c.rep.Code = mip.CodeInsufficientResources
+	c.v.Code = mip.CodeInsufficientResources
 }
 
 // mismatchID is the Identification of a 133 reply (mip.MismatchID): our

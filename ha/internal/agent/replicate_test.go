@@ -375,8 +375,9 @@ func TestHoldQueueFull(t *testing.T) {
 		h.peerAcking()
 		q := h.a.hold
 		to := netip.MustParseAddrPort("127.0.0.1:9")
+		x := &Verdict{Answer: true, From: peerAddr, node: -1}
 		for i := 0; i < holdSlots; i++ {
-			if !q.hold(h.a.now(), uint32(0x0a000000+i), 1, []byte("x"), to, peerAddr, 0) {
+			if !q.hold(h.a.now(), uint32(0x0a000000+i), 1, x, to, 0) {
 				t.Fatal("hold refused with free slots")
 			}
 		}

@@ -166,8 +166,9 @@ func (a *Agent) applyReload(cfg *config.Config) error {
 			// A reply still held for its acknowledgement must not say
 			// "accepted" any more: a denial if the node still has a key
 			// here, else nothing (the node retries and hears 129).
-			if p := a.hold.take(ch.Entry.Home); p != nil && a.core.Deny(p.Buf[:p.N], mip.CodeAdminProhibited) {
-				a.sendOne(p)
+			if h := a.hold.take(ch.Entry.Home); h != nil {
+				h.v.Deny(mip.CodeAdminProhibited)
+				a.sendOne(&h.v, h.to, h.ifindex)
 			}
 		}
 		if len(a.core.acts) > 0 {

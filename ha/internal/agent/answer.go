@@ -64,6 +64,7 @@ func (a *Agent) answer(r console.Request) *console.Response {
 			return &console.Response{Error: fmt.Sprintf("clear binding: no binding for %s", addr)}
 		}
 		a.changed(ch)
+		a.perform(a.now(), a.reg.Handle(a.now(), Event{Kind: EvWritten}, a.acts[:0])) // the group hears of it
 		a.log.Info("binding cleared by operator", "home", addr)
 		return &console.Response{Message: fmt.Sprintf("binding for %s cleared", addr)}
 	}

@@ -209,66 +209,6 @@ func refusedHome(rs []refusal, h netip.Addr) bool {
 	return false
 }
 
-// settleBatch programs the kernel with what one batch of registrations
-// changed, before any of its replies leaves (one netlink batch per UDP
-// batch, as before), and undoes what the kernel refused (issue 5): the
-// binding is withdrawn through the normal path (the group hears of it), and
-// its node's verdict becomes a denial: 139 (encapsulation unavailable) when
-// the kernel lacks the node's encapsulation, else 130 (insufficient
-// resources; the node retries). vs are the batch's verdicts still to be
-// sealed; a held reply (ack_before_reply) is taken out of the hold queue
-// and sent at once, denied, since no ack can make it true. Allocation-free
-// apart from the rate-limited log line.
-func (a *Agent) settleBatch(now int64, vs []Verdict) {
-	refused := a.applyDataplane()
-	for i := range refused {
-		r := &refused[i]
-		if r.later {
-			continue // a later request of the node in this batch decides
-		}
-		home, careOf := binding.AddrU32(r.b.Home), binding.AddrU32(r.b.CareOf)
-		ch, ok := a.core.Withdraw(now, home, careOf)
-		if !ok {
-			continue
-		}
-		a.changed(ch)
-		if len(a.core.acts) > 0 {
-			a.groupActions() // the peers hear of the withdrawal too
-		}
-		code := mip.CodeInsufficientResources
-		if errors.Is(r.err, datapath.ErrUnsupported) {
-			code = mip.CodeEncapUnavailable
-		}
-		a.denyVerdict(vs, home, ch.Entry.ID, code)
-		if d := a.dpl; time.Since(d.lastRef) > time.Second {
-			d.lastRef = time.Now()
-			a.log.Warn("kernel refused a new binding: withdrawn, the node answered with a denial",
-				"home", r.b.Home, "care_of", r.b.CareOf, "code", uint8(code), "withdrawn_total", a.core.Stats.Withdrawn, "err", r.err)
-		}
-	}
-}
-
-// denyVerdict turns the batch's accepting verdict for home (the last one: a
-// node's later request in the same batch answers last) into code; when the
-// reply is held instead, it leaves the hold queue now, denied.
-func (a *Agent) denyVerdict(vs []Verdict, home uint32, id uint64, code mip.Code) {
-	for j := len(vs) - 1; j >= 0; j-- {
-		v := &vs[j]
-		if binding.AddrU32(v.HomeAddr) != home {
-			continue
-		}
-		if v.Code.Accepted() { // else already a denial (require_replication with nobody up)
-			v.Deny(code)
-		}
-		return
-	}
-	if q := a.hold; q != nil && q.holding(home, id) {
-		h := q.take(home)
-		h.v.Deny(code)
-		a.sendOne(&h.v, h.to, h.ifindex)
-	}
-}
-
 // want yields every live binding as the kernel should hold it, straight
 // from the table (Reconcile walks it once; at 100,000 bindings a copied
 // slice would be 8 MB of garbage per periodic reconcile).

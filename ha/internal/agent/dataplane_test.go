@@ -110,7 +110,9 @@ func newDPHarness(t *testing.T) *dpHarness {
 		t.Fatal(err)
 	}
 	a.grp = &group{mode: "standalone"}
+	a.newRegistrar()
 	a.dpl = &dataplane{dp: h.dp, active: true, ifname: noIf}
+	a.reg.kernel = true
 	if h.mn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -260,6 +262,7 @@ func TestKernelRefusalInAGroup(t *testing.T) {
 	h := newReplHarness(t, false)
 	fdp := newFakeDP()
 	h.a.dpl = &dataplane{dp: fdp, active: true, ifname: noIf}
+	h.r.kernel = true
 	h.peerAcking()
 	fdp.refuse[home1] = errors.New("no buffer space")
 	// A new care-of, so that the kernel is asked.

@@ -7,7 +7,6 @@ import (
 	"iter"
 	"log/slog"
 	"math"
-	"net"
 	"net/netip"
 	"runtime/debug"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/console"
 	"github.com/hagent/hagent/ha/internal/datapath"
-	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/mip"
 )
 
@@ -80,10 +78,8 @@ var (
 // dpHarness is a standalone agent driven by hand (as replHarness) whose
 // datapath is a fakeDP. Two nodes: 127.0.0.10 and 127.0.0.11.
 type dpHarness struct {
-	t   *testing.T
-	a   *Agent
+	scripted
 	dp  *fakeDP
-	mn  *net.UDPConn
 	ids map[netip.Addr]uint64
 }
 
@@ -105,18 +101,12 @@ func newDPHarness(t *testing.T) *dpHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &dpHarness{t: t, a: a, dp: newFakeDP(), ids: map[netip.Addr]uint64{}}
-	if a.conn, err = udpio.Listen(netip.AddrPortFrom(cfg.Agent.Address, cfg.Agent.ListenPort), udpio.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	h := &dpHarness{scripted: scripted{t: t, a: a, now: int64(time.Second)}, dp: newFakeDP(), ids: map[netip.Addr]uint64{}}
 	a.grp = &group{mode: "standalone"}
 	a.newRegistrar()
+	h.r = a.reg
 	a.dpl = &dataplane{dp: h.dp, active: true, ifname: noIf}
 	a.reg.kernel = true
-	if h.mn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.conn.Close(); h.mn.Close() })
 	return h
 }
 
@@ -132,44 +122,23 @@ func reqFor(t testing.TB, ids map[netip.Addr]uint64, a *Agent, home, coa netip.A
 	return r.bytes(t)
 }
 
-// sendBatch hands the datagrams to the owner as one batch.
-func sendBatch(a *Agent, src netip.AddrPort, pkts ...[]byte) {
-	b := <-a.free
-	for i, pkt := range pkts {
-		p := &b.in[i]
-		p.N = copy(p.Buf, pkt)
-		p.Src, p.Dst = src, a.cfg.Agent.VirtualAddress
-		p.Trunc, p.Ifindex = false, 0
-	}
-	b.n = len(pkts)
-	a.handleBatch(b)
-}
-
-// replies reads n replies, by home address.
+// replies takes the n replies sent, by home address; there must be no more.
 func (h *dpHarness) replies(n int) map[netip.Addr]mip.Reply {
 	h.t.Helper()
+	if len(h.sent) != n {
+		h.t.Fatalf("%d replies, want %d", len(h.sent), n)
+	}
 	got := map[netip.Addr]mip.Reply{}
-	buf := make([]byte, 1500)
-	for len(got) < n {
-		_ = h.mn.SetReadDeadline(time.Now().Add(time.Second))
-		k, err := h.mn.Read(buf)
-		if err != nil {
-			h.t.Fatalf("%d of %d replies: %v", len(got), n, err)
-		}
-		r := verifyReply(h.t, append([]byte(nil), buf[:k]...), key1)
+	for _, b := range h.sent {
+		r := verifyReply(h.t, b, key1)
 		if _, dup := got[r.HomeAddr]; dup {
 			h.t.Fatalf("two replies for %s", r.HomeAddr)
 		}
 		got[r.HomeAddr] = r
 	}
-	_ = h.mn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := h.mn.Read(buf); err == nil {
-		h.t.Fatal("more replies than requests")
-	}
+	h.sent = h.sent[:0]
 	return got
 }
-
-func (h *dpHarness) src() netip.AddrPort { return h.mn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 // Issue 5: a batch of two registrations, the kernel refuses one route. Both
 // go to the kernel in one Apply, before any reply leaves; the refused node
@@ -179,7 +148,7 @@ func (h *dpHarness) src() netip.AddrPort { return h.mn.LocalAddr().(*net.UDPAddr
 func TestKernelRefusalDeniesTheNode(t *testing.T) {
 	h := newDPHarness(t)
 	h.dp.refuse[home2] = errors.New("file exists")
-	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home1, coa, 0), reqFor(t, h.ids, h.a, home2, coa, 0))
+	h.batch(reqFor(t, h.ids, h.a, home1, coa, 0), reqFor(t, h.ids, h.a, home2, coa, 0))
 	if h.dp.applies != 1 || len(h.dp.adds) != 2 {
 		t.Fatalf("kernel saw %d batches (last: %d adds), want the batch's 2 adds in 1", h.dp.applies, len(h.dp.adds))
 	}
@@ -212,7 +181,7 @@ func TestKernelRefusalDeniesTheNode(t *testing.T) {
 	}
 	// The node retries and the kernel takes it now.
 	delete(h.dp.refuse, home2)
-	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home2, coa, 0))
+	h.batch(reqFor(t, h.ids, h.a, home2, coa, 0))
 	if r := h.replies(1)[home2]; r.Code != mip.CodeAccepted {
 		t.Fatalf("retry: code %d", r.Code)
 	}
@@ -222,7 +191,7 @@ func TestKernelRefusalDeniesTheNode(t *testing.T) {
 func TestKernelWithoutEncapsulationAnswers139(t *testing.T) {
 	h := newDPHarness(t)
 	h.dp.refuse[home1] = fmt.Errorf("datapath: binding: gre: %w", datapath.ErrUnsupported)
-	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home1, coa, 0))
+	h.batch(reqFor(t, h.ids, h.a, home1, coa, 0))
 	if r := h.replies(1)[home1]; r.Code != mip.CodeEncapUnavailable {
 		t.Fatalf("code %d, want 139", r.Code)
 	}
@@ -236,16 +205,13 @@ func TestKernelRefusalOfASupersededAdd(t *testing.T) {
 	second := reqFor(t, h.ids, h.a, home1, coa2, 0)
 	// The fake refuses by home: both adds fail; the second decides.
 	h.dp.refuse[home1] = errors.New("no route")
-	sendBatch(h.a, h.src(), first, second)
-	buf := make([]byte, 1500)
+	h.batch(first, second)
 	var codes []mip.Code
-	for range 2 {
-		_ = h.mn.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := h.mn.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		codes = append(codes, verifyReply(t, buf[:n], key1).Code)
+	if len(h.sent) != 2 {
+		t.Fatalf("%d replies, want 2", len(h.sent))
+	}
+	for _, b := range h.sent {
+		codes = append(codes, verifyReply(t, b, key1).Code)
 	}
 	if codes[0] != mip.CodeAccepted || codes[1] != mip.CodeInsufficientResources {
 		t.Fatalf("codes %v: want the older request accepted (superseded in the same batch) and the newer denied", codes)
@@ -295,11 +261,11 @@ func TestRefusedBatchAllocatesNothing(t *testing.T) {
 	for i := range reqs {
 		reqs[i] = [2][]byte{reqFor(t, h.ids, h.a, home1, netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), 0), reqFor(t, h.ids, h.a, home2, coa, 0)}
 	}
-	src := h.src()
 	i := 0
+	h.discard = true
 	allocs := testing.AllocsPerRun(50, func() {
 		h.a.flushDataplane() // the loop's top: last batch's withdrawal
-		sendBatch(h.a, src, reqs[i%len(reqs)][0], reqs[i%len(reqs)][1])
+		h.batch(reqs[i%len(reqs)][0], reqs[i%len(reqs)][1])
 		i++
 	})
 	if allocs != 0 {

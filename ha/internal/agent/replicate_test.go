@@ -22,25 +22,14 @@ import (
 // peer is a hasync Machine in the test that hears what the member sent it
 // only when the test delivers it, and answers as events.
 type replHarness struct {
-	t       *testing.T
-	a       *Agent // built by New, with its group machine but no socket
-	r       *Registrar
-	now     int64 // the fake monotonic clock, nanoseconds
+	scripted
 	peer    *hasync.Machine
 	peerTab *binding.Table
 	out     []hasync.Action
-	acts    []Action
-	id      uint64          // last request Identification
-	toPeerQ [][]byte        // what the member sent the peer, not yet delivered
-	sent    [][]byte        // replies the member sent, not yet read
-	events  []hasync.Action // the group actions the loop would perform (peer down, alive, initialized)
-	discard bool            // collect nothing (the allocation test)
+	id      uint64 // last request Identification
 }
 
-var (
-	peerAddr = netip.MustParseAddr("127.0.0.3")
-	mnSrc4   = netip.MustParseAddrPort("127.0.0.1:49152")
-)
+var peerAddr = netip.MustParseAddr("127.0.0.3")
 
 func newReplHarness(t *testing.T, require bool) *replHarness {
 	t.Helper()
@@ -63,7 +52,7 @@ func newReplHarnessWith(t *testing.T, require bool, tune func(*config.Config)) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &replHarness{t: t, a: a, id: mip.Timestamp(time.Now()), peerTab: binding.New(8, 8), now: int64(time.Second)}
+	h := &replHarness{scripted: scripted{t: t, a: a, now: int64(time.Second)}, id: mip.Timestamp(time.Now()), peerTab: binding.New(8, 8)}
 	m, err := a.newGroupMachine()
 	if err != nil {
 		t.Fatal(err)
@@ -82,45 +71,6 @@ func newReplHarnessWith(t *testing.T, require bool, tune func(*config.Config)) *
 		t.Fatal(err)
 	}
 	return h
-}
-
-// handle gives the registrar one event at the harness's time and collects
-// what it asks for, as the loop would perform it.
-func (h *replHarness) handle(ev Event) {
-	h.acts = h.r.Handle(h.now, ev, h.acts[:0])
-	if h.discard {
-		return
-	}
-	program := false
-	for i := range h.acts {
-		switch act := &h.acts[i]; act.Kind {
-		case ActSend:
-			for _, p := range act.Pkts {
-				if p.Src != mnSrc4 {
-					h.t.Fatalf("reply to %s, want %s", p.Src, mnSrc4)
-				}
-				h.sent = append(h.sent, append([]byte(nil), p.Buf[:p.N]...))
-			}
-		case ActGroup:
-			switch act.Group.Kind {
-			case hasync.ActMulticast, hasync.ActUnicast:
-				h.toPeerQ = append(h.toPeerQ, append([]byte(nil), act.Group.Pkt...))
-			default: // peer down or alive, initialized: as the loop does
-				h.events = append(h.events, act.Group)
-				h.a.groupAction(h.now, &act.Group)
-			}
-		case ActChange:
-			h.a.changed(act.Change) // the kernel follows (a fake one, when the test gave one)
-		case ActProgram:
-			if h.a.dpl == nil {
-				h.t.Fatal("no kernel here, yet the registrar asked to program it")
-			}
-			program = true
-		}
-	}
-	if program {
-		h.handle(Event{Kind: EvKernel, Refused: h.a.applyDataplane()})
-	}
 }
 
 // peerSays delivers the peer's output to the member.
@@ -188,18 +138,7 @@ func (h *replHarness) request(again bool) []byte {
 }
 
 // send hands one datagram to the registrar as a batch of one.
-func (h *replHarness) send(pkt []byte) {
-	b := <-h.a.free
-	p := &b.in[0]
-	p.N = copy(p.Buf, pkt)
-	p.Src = mnSrc4
-	p.Dst = h.a.cfg.Agent.VirtualAddress
-	p.Trunc, p.Ifindex = false, 0
-	b.n = 1
-	h.handle(Event{Kind: EvBatch, Batch: b, Wall: time.Now()})
-	b.n = 0
-	h.a.free <- b
-}
+func (h *replHarness) send(pkt []byte) { h.batch(pkt) }
 
 // reply is the node's next reply; nil when none was sent.
 func (h *replHarness) reply() *mip.Reply {
@@ -235,21 +174,6 @@ func (h *replHarness) wantNoReply() {
 	if r := h.reply(); r != nil {
 		h.t.Fatalf("reply code %d sent, want it held", r.Code)
 	}
-}
-
-// reload applies cfg as SIGHUP would; the error of a refused reload.
-func (h *replHarness) reload(cfg *config.Config) error {
-	h.handle(Event{Kind: EvReload, Cfg: cfg})
-	for _, act := range h.acts {
-		if act.Kind == ActReloaded {
-			if act.Err == nil {
-				h.a.cfg = cfg
-			}
-			return act.Err
-		}
-	}
-	h.t.Fatal("the reload was not answered")
-	return nil
 }
 
 // waitOver lets the hold's wait (2 × ack_timeout) run out: the clock moves

@@ -207,8 +207,7 @@ func (a *Agent) startGroup() {
 	if g.m != nil {
 		a.wg.Add(1)
 		go a.groupReadLoop()
-		a.core.acts = g.m.Start(a.now(), a.core.acts[:0])
-		a.perform(a.now(), a.reg.Handle(a.now(), Event{Kind: EvWritten}, a.acts[:0]))
+		a.perform(a.now(), a.reg.Handle(a.now(), Event{Kind: EvStart}, a.acts[:0]))
 	}
 	if g.elector != nil {
 		ctx, cancel := context.WithCancel(context.Background())

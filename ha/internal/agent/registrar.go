@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -39,9 +40,10 @@ const (
 	EvTimer
 	// EvRole: this member became active or stopped being active (Active).
 	EvRole
-	// EvWritten: the Core wrote through the group machine outside an event
-	// (a console command, the group's start): its messages are pending.
-	EvWritten
+	// EvStart: the group protocol starts (its table request).
+	EvStart
+	// EvClear: the operator's `clear binding` of Home. ActCleared answers.
+	EvClear
 	// EvReload: a new validated configuration (Cfg). ActReloaded answers.
 	EvReload
 	// EvStop: the agent stops: nothing held waits any more, and the group
@@ -60,6 +62,7 @@ type Event struct {
 	Pkt     []byte
 	Active  bool
 	Cfg     *config.Config
+	Home    netip.Addr
 }
 
 // ActionKind says what the loop must do.
@@ -83,6 +86,8 @@ const (
 	ActRevoked
 	// ActReloaded: the reload's outcome (Err: refused, nothing applied).
 	ActReloaded
+	// ActCleared: the outcome of EvClear (Change; Err: no such binding).
+	ActCleared
 )
 
 // Action is one output of the registrar.
@@ -170,8 +175,13 @@ func (r *Registrar) Handle(now int64, ev Event, out []Action) []Action {
 			// to the member that is active now).
 			r.hold.expire(noDeadline)
 		}
-	case EvWritten:
-		r.groupActs()
+	case EvStart:
+		if r.m != nil {
+			r.core.acts = r.m.Start(now, r.core.acts[:0])
+			r.groupActs()
+		}
+	case EvClear:
+		r.clear(ev.Home)
 	case EvReload:
 		r.reload(ev.Cfg)
 	case EvStop:
@@ -204,6 +214,21 @@ func (r *Registrar) NextDeadline() int64 {
 	}
 	return dl
 }
+
+// clear removes a binding on the operator's request: a de-registration
+// the group hears of (Core.Clear).
+func (r *Registrar) clear(home netip.Addr) {
+	ch, ok := r.core.Clear(r.now, home)
+	if !ok {
+		r.out = append(r.out, Action{Kind: ActCleared, Err: errNoBinding})
+		return
+	}
+	r.change(ch)
+	r.groupActs()
+	r.out = append(r.out, Action{Kind: ActCleared, Change: ch})
+}
+
+var errNoBinding = errors.New("agent: no binding for that home address")
 
 func (r *Registrar) change(ch Change) {
 	r.out = append(r.out, Action{Kind: ActChange, Change: ch})

@@ -11,7 +11,7 @@ import (
 // ack_before_reply): the node hears "accepted" only once the acceptance
 // survives this member's death. The slots are preallocated. What a reply
 // becomes when no acknowledgement comes is the owner's policy
-// (group.require_replication, see Agent.unacked), not the queue's.
+// (group.require_replication, see Registrar.unacked), not the queue's.
 const holdSlots = 1024
 
 // held is one reply waiting: its verdict (not bytes: it is sealed when it
@@ -45,7 +45,7 @@ type holdQueue struct {
 	send func(h *held, acked bool)
 
 	Held, Acked, Timeouts, Overflow, Superseded uint64
-	// What became of replies no peer acknowledged (Agent.unacked).
+	// What became of replies no peer acknowledged (Registrar.unacked).
 	AcceptedUnreplicated uint64 // sent "accepted" with no peer up, or none acking (served alone)
 	DeniedNoAck          uint64 // held, no ack in time, answered 130 instead
 	DeniedUnreplicated   uint64 // require_replication, no peer up: answered 130 at once

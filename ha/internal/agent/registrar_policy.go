@@ -10,7 +10,7 @@ import (
 // when no peer acknowledged it (group.ack_before_reply,
 // group.require_replication; docs/architecture.md "What accepted promises").
 
-// releaseHeld sends a reply leaving the hold queue (owner goroutine); one
+// releaseHeld seals and sends a reply leaving the hold queue; one
 // no peer acknowledged goes through the replication policy first.
 func (r *Registrar) releaseHeld(h *held, acked bool) {
 	if !acked {

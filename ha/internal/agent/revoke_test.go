@@ -218,7 +218,7 @@ func TestReloadRevocationReplicates(t *testing.T) {
 	}
 	// The peer's old live record (as a retransmission or a repair would
 	// carry it) does not bring the binding back.
-	if _, err := h.a.grp.m.Register(h.a.now(), old, nil); err == nil {
+	if _, err := h.a.grp.m.Register(h.now, old, nil); err == nil {
 		t.Fatal("the old live record was accepted over the revocation")
 	}
 	if e := h.a.core.table.Get(home); e == nil || !e.Tombstone() {

@@ -204,8 +204,11 @@ func (r *Registrar) NextDeadline() int64 {
 	dl := noDeadline
 	if r.m != nil {
 		dl = r.m.NextDeadline()
-	} else if d, ok := r.core.table.DeadlineBound(); ok { // O(1) under renewal storms
-		dl = d
+	}
+	if dl == noDeadline {
+		if d, ok := r.core.table.DeadlineBound(); ok { // O(1) under renewal storms
+			dl = d
+		}
 	}
 	if r.hold != nil {
 		if h, ok := r.hold.next(); ok && h < dl {

@@ -41,6 +41,8 @@ type batch struct {
 	in  []udpio.Packet
 	out []udpio.Packet
 	v   []Verdict // out[i]'s verdict, until it is sealed into out[i].Buf
+	it  []intent  // v[i]'s staged write, while the kernel is asked first
+	ch  []Change  // and the change it made or asked for
 	n   int
 }
 
@@ -104,7 +106,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		reload: make(chan reloadReq),
 	}
 	for i := 0; i < numBatches; i++ {
-		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize), v: make([]Verdict, batchSize)}
+		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize), v: make([]Verdict, batchSize), it: make([]intent, batchSize), ch: make([]Change, batchSize)}
 		for j := range b.in {
 			b.in[j].Buf = make([]byte, rxBufSize)
 			b.out[j].Buf = make([]byte, 0, ReplyBufLen)

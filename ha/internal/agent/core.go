@@ -124,6 +124,13 @@ type Core struct {
 	// send after each call. nil group: a standalone agent writes directly.
 	group *hasync.Machine
 	acts  []hasync.Action
+	// Staged writes (stage.go): with stage, Handle records its write in
+	// *staged instead of making it; pend are the batch's staged writes a
+	// later decision must not read past (suspended: it stopped there).
+	stage     bool
+	staged    *intent
+	suspended bool
+	pend      []pendRef
 	// serving is false while this agent must not answer registrations
 	// (standby or passive in its redundancy group).
 	serving bool
@@ -136,12 +143,9 @@ type Core struct {
 	rep     mip.Reply // Seal's encoding of a verdict
 	// The request Handle is deciding: its phases read these rather than
 	// pass them along (fewer arguments on the registration path).
-	now     int64  // monotonic
-	ts      uint64 // the time of day as an RFC 5944 timestamp
-	srcAddr uint32
-	srcPort uint16
-	gens    uint32 // the last key generation given out (verdict.go)
-	epoch   uint32 // the node list's version: a verdict of an older one finds its node again
+	rq    reqCtx
+	gens  uint32 // the last key generation given out (verdict.go)
+	epoch uint32 // the node list's version: a verdict of an older one finds its node again
 	// revoke lists the bindings the last Reload took the authorization of;
 	// Revoke removes them (it needs the clock Reload does not have).
 	revoke []revocation
@@ -158,6 +162,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		id:        a.AgentID,
 		serving:   true,
 		greKernel: true,
+		pend:      make([]pendRef, 0, batchSize),
 	}
 	if a.VirtualAddress.IsValid() {
 		c.vaddr = binding.AddrU32(a.VirtualAddress)
@@ -360,36 +365,6 @@ func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
 		c.table.Delete(ch.Entry.Home)
 	}
 	c.Stats.Cleared++
-	return ch, true
-}
-
-// Withdraw undoes a binding this member accepted a moment ago because the
-// kernel refused to program it (issue 5): its node is about to hear a
-// denial instead of "accepted", so the table must not keep it either. The
-// binding becomes a tombstone at its own version, through the group machine
-// in a group (the peers learn of it like of any de-registration; a local
-// delete would come back with the next repair), and the tombstone keeps the
-// node's Identification for replay protection. Only the binding to careOf is
-// withdrawn: false when the table has moved on (another request of the node
-// replaced it, or it is gone).
-func (c *Core) Withdraw(now int64, home, careOf uint32) (Change, bool) {
-	e := c.table.Get(home)
-	if e == nil || e.Tombstone() || e.CareOf != careOf {
-		return Change{}, false
-	}
-	ch := Change{Kind: Withdrawn, Entry: *e}
-	if c.group != nil {
-		var err error
-		// Our own write: a tombstone at the same version wins (hasync's
-		// order puts a de-registration above a registration of equal
-		// version and origin); one above it otherwise, as clear binding.
-		if c.acts, err = c.group.Deregister(now, home, ch.Entry.ID, c.acts); err != nil {
-			c.acts, _ = c.group.Deregister(now, home, ch.Entry.ID+1, c.acts)
-		}
-	} else {
-		c.table.Tombstone(home, ch.Entry.ID, c.id, now+c.tombLife)
-	}
-	c.Stats.Withdrawn++
 	return ch, true
 }
 

@@ -36,6 +36,7 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	c.Stats.Requests++
 	v.Answer = false
 	c.v = v
+	c.suspended = false
 	switch { // admit
 	case len(pkt) < fixedLen:
 		c.Stats.Drops[DropTruncated]++
@@ -109,9 +110,12 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	}
 
 	// Decide and write, then seal.
-	c.now, c.ts = now, mip.Timestamp(wall)
-	c.srcAddr, c.srcPort = binding.AddrU32(src.Addr()), src.Port()
+	c.rq = reqCtx{now: now, ts: mip.Timestamp(wall), srcAddr: binding.AddrU32(src.Addr()), srcPort: src.Port(), nai: req.NAI}
 	c.decide(ni, home, &ch)
+	if c.suspended {
+		c.Stats.Requests-- // it is handled again, and counted then
+		return Change{}
+	}
 	c.verdict(ni, from)
 	return ch
 }
@@ -120,8 +124,7 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 // request gave it): the home address, replay, the services asked for; when
 // it is accepted, it writes the binding. It fills
 // c.v and *ch (the change, written through a pointer: copies of it cost
-// on this path). The request's time and source are in c.now, c.ts,
-// c.srcAddr and c.srcPort.
+// on this path). The request's time, source and NAI are in c.rq.
 func (c *Core) decide(ni int32, home uint32, ch *Change) {
 	req, rep, n := &c.req, c.v, &c.nodes[ni]
 	// Resolve the home address: a NAI node with 0.0.0.0 asks us to assign one.
@@ -151,6 +154,10 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		return
 	}
 	rep.HomeAddr = binding.U32Addr(home)
+	if c.stage && c.conflicts(ni, home) { // (a pool's first free address too: it is a home)
+		c.suspended = true // decided again once the staged writes are made
+		return
+	}
 	cur := c.table.Get(home)
 
 	// Replay protection (RFC 5944 §5.7).
@@ -174,13 +181,13 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 			// lost). Answering again changes nothing, so it is no replay.
 			c.Stats.Duplicates++
 			rep.Code = mip.CodeAccepted
-			rep.Lifetime = uint16(cur.Remaining(c.now) / time.Second)
+			rep.Lifetime = uint16(cur.Remaining(c.rq.now) / time.Second)
 			*ch = Change{Entry: *cur, Dup: true}
 			return
 		}
 		// Seconds compared modulo 2^32 so that the NTP era rollover in
 		// 2036 does not look like a 136-year skew.
-		d := int64(int32(uint32(req.ID>>32) - uint32(c.ts>>32)))
+		d := int64(int32(uint32(req.ID>>32) - uint32(c.rq.ts>>32)))
 		if d < -c.tolerance || d > c.tolerance || req.ID <= last {
 			rep.ID = c.mismatchID()
 			rep.Code = mip.CodeIDMismatch
@@ -218,42 +225,22 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 	}
 }
 
-// deregister writes a de-registration. It keeps a tombstone: it orders
-// this write against late updates in the group and remembers the
-// Identification.
+// deregister writes a de-registration (or, staged, asks for it). It keeps
+// a tombstone: it orders this write against late updates in the group and
+// remembers the Identification.
 func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
-	req, rep, now := &c.req, c.v, c.now
-	n := &c.nodes[ni]
-	var e *binding.Entry
-	if c.group != nil {
-		var err error
-		if c.acts, err = c.group.Deregister(now, home, req.ID, c.acts); err != nil {
-			c.refuseWrite(err)
-			return
-		}
-		e = c.table.Get(home)
-	} else {
-		e = c.table.Tombstone(home, req.ID, c.id, now+c.tombLife)
+	in := intent{kind: Deregistered, ni: ni, code: code, ent: binding.Entry{Home: home, ID: c.req.ID, Origin: c.id, Node: ni}}
+	if c.stage {
+		c.stash(&in, ch)
+		return
 	}
-	if n.single {
-		n.lastID = req.ID
-	}
-	c.noteSource(e, c.srcAddr, c.srcPort, req.NAI)
-	*ch = Change{Kind: Deregistered}
-	if e != nil {
-		ch.Entry = *e
-	} else {
-		ch.Entry = binding.Entry{Home: home, ID: req.ID, Origin: c.id, Node: ni}
-	}
-	c.Stats.Deregistrations++
-	rep.Code = code
-	rep.Lifetime = 0
+	c.commit(&in, &c.rq, c.v, ch)
 }
 
-// register writes a registration or renewal, its lifetime capped by the
-// agent's and the node's maxima.
+// register writes a registration or renewal (or, staged, asks for it), its
+// lifetime capped by the agent's and the node's maxima.
 func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code, ch *Change) {
-	req, rep, now := &c.req, c.v, c.now
+	req, now := &c.req, c.rq.now
 	n := &c.nodes[ni]
 	careOf := binding.AddrU32(req.CareOf)
 	lt := req.Lifetime
@@ -263,67 +250,49 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 	if n.maxLt != 0 && lt > n.maxLt {
 		lt = n.maxLt
 	}
-	kind := Registered
-	moved := true
+	in := intent{kind: Registered, moved: true, ni: ni, code: code, lt: lt,
+		ent: binding.Entry{
+			Home:       home,
+			CareOf:     careOf,
+			HomeAgent:  binding.AddrU32(req.HomeAgent),
+			Origin:     c.id,
+			ID:         req.ID,
+			Node:       ni,
+			Granted:    lt,
+			Flags:      req.Flags,
+			Registered: now,
+			Expires:    now + int64(lt)*int64(time.Second),
+		}}
 	if cur != nil && !cur.Tombstone() {
-		kind = Renewed
-		moved = cur.CareOf != careOf || cur.Flags != req.Flags
+		in.kind = Renewed
+		in.moved = cur.CareOf != careOf || cur.Flags != req.Flags
 	}
-	ent := binding.Entry{
-		Home:       home,
-		CareOf:     careOf,
-		HomeAgent:  binding.AddrU32(req.HomeAgent),
-		Origin:     c.id,
-		ID:         req.ID,
-		Node:       ni,
-		Granted:    lt,
-		Flags:      req.Flags,
-		Registered: now,
-		Expires:    now + int64(lt)*int64(time.Second),
-	}
-	var e *binding.Entry
-	var err error
-	if c.group != nil {
-		if c.acts, err = c.group.Register(now, ent, c.acts); err == nil {
-			e = c.table.Get(home)
-		}
-	} else {
-		e, err = c.table.Put(ent)
-	}
-	if err != nil || e == nil {
-		c.refuseWrite(err)
+	if c.stage {
+		c.stash(&in, ch)
 		return
 	}
-	c.noteSource(e, c.srcAddr, c.srcPort, req.NAI)
-	if n.single {
-		n.lastID = req.ID
-	}
-	if kind == Registered {
-		c.Stats.Registrations++
-	} else {
-		c.Stats.Renewals++
-	}
-	rep.Code = code
-	rep.Lifetime = lt
-	*ch = Change{Kind: kind, Entry: *e, Moved: moved}
+	c.commit(&in, &c.rq, c.v, ch)
 }
 
 // refuseWrite answers a write the table or the group refused: the one place
 // where a write's error becomes a reply code. The group holding a newer
 // write of the node (another member accepted a newer request) is, as far as
-// the node can tell, a replay: 133, with our time in the Identification so
-// that it resynchronises. Anything else is the table without room (nothing
-// is evicted to make it): 130.
-func (c *Core) refuseWrite(err error) {
+// the node can tell, a replay: 133, with our time (ts) in the
+// Identification so that it resynchronises. Anything else is the table
+// without room (nothing is evicted to make it): 130. id is the request's
+// Identification.
+func refuseWrite(v *Verdict, err error, ts, id uint64) {
 	if errors.Is(err, hasync.ErrStale) {
-		c.v.ID = c.mismatchID()
-		c.v.Code = mip.CodeIDMismatch
+		v.ID = mismatchAt(ts, id)
+		v.Deny(mip.CodeIDMismatch)
 		return
 	}
-	c.v.Code = mip.CodeInsufficientResources
+	v.Deny(mip.CodeInsufficientResources)
 }
 
 // mismatchID is the Identification of a 133 reply (mip.MismatchID): our
 // time of day in the upper half, so that the node resynchronises, the
 // request's lower half kept.
-func (c *Core) mismatchID() uint64 { return c.ts&^0xffffffff | c.req.ID&0xffffffff }
+func (c *Core) mismatchID() uint64 { return mismatchAt(c.rq.ts, c.req.ID) }
+
+func mismatchAt(ts, id uint64) uint64 { return ts&^0xffffffff | id&0xffffffff }

@@ -29,9 +29,12 @@ func TestRefuseWrite(t *testing.T) {
 		{binding.ErrFull, mip.CodeInsufficientResources},
 		{nil, mip.CodeInsufficientResources}, // the write went in but left no entry
 	} {
-		c.v = &Verdict{ID: c.req.ID}
-		c.ts = mip.Timestamp(wall)
-		c.refuseWrite(tt.err)
+		c.v = &Verdict{ID: c.req.ID, Lifetime: 300}
+		c.rq.ts = mip.Timestamp(wall)
+		refuseWrite(c.v, tt.err, c.rq.ts, c.req.ID)
+		if c.v.Lifetime != 0 {
+			t.Errorf("%v: lifetime %d in a denial", tt.err, c.v.Lifetime)
+		}
 		if c.v.Code != tt.code {
 			t.Errorf("%v: code %d, want %d", tt.err, c.v.Code, tt.code)
 		}

@@ -123,9 +123,13 @@ type Registrar struct {
 	arena   []byte         // copies of the group machine's messages of this call
 	sends   []udpio.Packet // sealed replies of this call that left the hold queue
 	nsends  int
-	pending *batch // the batch waiting for EvKernel
-	npend   int    // its replies to send (b.v[:npend])
-	lastRef int64  // rate limit of the kernel-refusal log line
+	pending *batch // the batch being answered
+	npend   int    // its verdicts so far (b.v[:npend])
+	// With a kernel: the next datagram to decide, and the verdicts
+	// whose staged writes are made (b.v[:committed]).
+	cursor, committed int
+	wall              time.Time
+	lastRef           int64 // rate limit of the kernel-refusal log line
 }
 
 func newRegistrar(core *Core, m *hasync.Machine, cfg *config.Config, log *slog.Logger) *Registrar {
@@ -239,8 +243,15 @@ func (r *Registrar) change(ch Change) {
 
 // batch decides every datagram of b. Each decision's group messages go out
 // before any reply (claim 1: the group hears of a registration no later
-// than the node). With a kernel the replies wait for its answer.
+// than the node). With a kernel the decisions only stage their writes
+// (staged.go): the kernel is programmed first (ActProgram, answered by
+// EvKernel), and only what it holds is written and replicated.
 func (r *Registrar) batch(b *batch, wall time.Time) {
+	r.pending, r.npend, r.cursor, r.committed, r.wall = b, 0, 0, 0, wall
+	if r.kernel {
+		r.decideStaged()
+		return
+	}
 	now := r.now
 	k := 0
 	for i := 0; i < b.n; i++ {
@@ -268,14 +279,42 @@ func (r *Registrar) batch(b *batch, wall time.Time) {
 		o.Src, o.Dst, o.Ifindex = p.Src, v.From, p.Ifindex
 		k++
 	}
-	r.pending, r.npend = b, k
-	if r.kernel {
-		// The kernel hears of the batch before its nodes do: a binding it
-		// refuses is withdrawn and its node told so (EvKernel).
-		r.out = append(r.out, Action{Kind: ActProgram})
-		return
-	}
+	r.npend = k
 	r.sendBatch()
+}
+
+// decideStaged decides the pending batch from its cursor, staging the
+// writes, until its end or a request that depends on a staged write; then
+// the kernel is asked.
+func (r *Registrar) decideStaged() {
+	b, now, c := r.pending, r.now, r.core
+	for ; r.cursor < b.n; r.cursor++ {
+		p := &b.in[r.cursor]
+		if p.Trunc {
+			c.Stats.Requests++
+			c.Stats.Drops[DropOversize]++
+			continue
+		}
+		k := r.npend
+		v := &b.v[k]
+		c.Stage(&b.it[k])
+		ch := c.Handle(now, r.wall, p.Src, p.Dst, p.Buf[:p.N], v)
+		c.Stage(nil)
+		if c.Suspended() {
+			break // decided again once the staged writes are made
+		}
+		if ch.Kind != NoChange {
+			r.change(ch) // what the kernel is to hold
+		}
+		if !v.Answer {
+			continue
+		}
+		b.ch[k] = ch
+		o := &b.out[k]
+		o.Src, o.Dst, o.Ifindex = p.Src, v.From, p.Ifindex
+		r.npend++
+	}
+	r.out = append(r.out, Action{Kind: ActProgram})
 }
 
 // sendBatch seals the pending batch's verdicts, once each, and sends them.
@@ -288,6 +327,9 @@ func (r *Registrar) sendBatch() {
 	n := 0
 	for j := 0; j < k; j++ {
 		o := &b.out[j]
+		if !b.v[j].Answer {
+			continue // held
+		}
 		buf, err := r.core.Seal(&b.v[j], o.Buf[:0])
 		if err != nil {
 			continue // counted; its buffer stays in the batch

@@ -9,65 +9,83 @@ import (
 	"github.com/hagent/hagent/ha/mip"
 )
 
-// settle takes the kernel's answer to the batch's programming (EvKernel)
-// and undoes what it refused (issue 5): the binding is withdrawn through
-// the normal path (the group hears of it), and its node's verdict becomes
-// a denial: 139 (encapsulation unavailable) when the kernel lacks the
-// node's encapsulation, else 130 (insufficient resources; the node
-// retries). A held reply (ack_before_reply) leaves the hold queue at once,
-// denied, since no ack can make it true. Then the batch's replies are
-// sealed and sent. Allocation-free apart from the rate-limited log line.
+// settle takes the kernel's answer (EvKernel) to the staged writes of the
+// batch: a binding the kernel refused is not written, so the group never
+// hears of it, and its node's verdict becomes a denial: 139 (encapsulation
+// unavailable) when the kernel lacks the node's encapsulation, else 130
+// (insufficient resources; the node retries). What the refused add may
+// have left in the kernel is undone by the next flush (the binding the
+// table holds, or none). The other writes are made and replicated, and
+// meet the hold gate. Then the batch's next datagrams are decided, or its
+// replies are sealed and sent. Allocation-free apart from the rate-limited
+// log line.
 func (r *Registrar) settle(refused []refusal) {
-	var vs []Verdict
-	if b := r.pending; b != nil {
-		vs = b.v[:r.npend]
+	b, c := r.pending, r.core
+	if b == nil {
+		return
 	}
-	for i := range refused {
-		rf := &refused[i]
-		if rf.later {
-			continue // a later request of the node in this batch decides
+	for j := r.committed; j < r.npend; j++ {
+		v, in, ch := &b.v[j], &b.it[j], &b.ch[j]
+		if in.kind != NoChange {
+			if rf := refusalOf(refused, in.ent.Home); rf != nil && in.moved {
+				code := mip.CodeInsufficientResources
+				if errors.Is(rf.err, datapath.ErrUnsupported) {
+					code = mip.CodeEncapUnavailable
+				}
+				c.refused(in, v, code)
+				r.restore(in.ent.Home)
+				r.logRefusal(rf, code)
+				continue
+			}
+			if !c.commit(in, &in.ctx, v, ch) {
+				r.restore(in.ent.Home)
+				continue
+			}
+			if len(c.acts) > 0 {
+				r.groupActs() // replicated once the kernel holds it
+			}
 		}
-		home, careOf := binding.AddrU32(rf.b.Home), binding.AddrU32(rf.b.CareOf)
-		ch, ok := r.core.Withdraw(r.now, home, careOf)
-		if !ok {
-			continue
+		if r.hold != nil && (ch.Kind != NoChange || ch.Dup) && v.Code.Accepted() {
+			o := &b.out[j]
+			if !r.gateReply(r.now, ch, v, o.Src, o.Ifindex) {
+				v.Answer = false // held (a copy), or not answered
+			}
 		}
-		r.change(ch)
-		if len(r.core.acts) > 0 {
-			r.groupActs() // the peers hear of the withdrawal too
-		}
-		code := mip.CodeInsufficientResources
-		if errors.Is(rf.err, datapath.ErrUnsupported) {
-			code = mip.CodeEncapUnavailable
-		}
-		r.denyVerdict(vs, home, ch.Entry.ID, code)
-		if r.now-r.lastRef >= int64(logEvery) {
-			r.lastRef = r.now
-			r.log.Warn("kernel refused a new binding: withdrawn, the node answered with a denial",
-				"home", rf.b.Home, "care_of", rf.b.CareOf, "code", uint8(code), "withdrawn_total", r.core.Stats.Withdrawn, "err", rf.err)
-		}
+	}
+	r.committed = r.npend
+	c.Unstage()
+	if r.cursor < b.n {
+		r.decideStaged() // the rest of the batch, after the writes it depends on
+		return
 	}
 	r.sendBatch()
 }
 
-// denyVerdict turns the batch's accepting verdict for home (the last one: a
-// node's later request in the same batch answers last) into code; when the
-// reply is held instead, it leaves the hold queue now, denied.
-func (r *Registrar) denyVerdict(vs []Verdict, home uint32, id uint64, code mip.Code) {
-	for j := len(vs) - 1; j >= 0; j-- {
-		v := &vs[j]
-		if binding.AddrU32(v.HomeAddr) != home {
-			continue
+// refusalOf is the kernel's refusal of the add for home, if any.
+func refusalOf(refused []refusal, home uint32) *refusal {
+	for i := range refused {
+		if rf := &refused[i]; !rf.later && binding.AddrU32(rf.b.Home) == home {
+			return rf
 		}
-		if v.Code.Accepted() { // else already a denial (require_replication with nobody up)
-			v.Deny(code)
-		}
+	}
+	return nil
+}
+
+// restore has the kernel follow the table again for home after an add it
+// was asked for was not written: the binding the table holds, or none.
+func (r *Registrar) restore(home uint32) {
+	if e := r.core.table.Get(home); e != nil && !e.Tombstone() {
+		r.change(Change{Kind: Renewed, Entry: *e, Moved: true})
 		return
 	}
-	if q := r.hold; q != nil && q.holding(home, id) {
-		h := q.take(home)
-		h.v.Deny(code)
-		r.sendOne(&h.v, h.to, h.ifindex)
+	r.change(Change{Kind: Withdrawn, Entry: binding.Entry{Home: home}})
+}
+
+func (r *Registrar) logRefusal(rf *refusal, code mip.Code) {
+	if r.now-r.lastRef >= int64(logEvery) {
+		r.lastRef = r.now
+		r.log.Warn("kernel refused a new binding: not written, the node answered with a denial",
+			"home", rf.b.Home, "care_of", rf.b.CareOf, "code", uint8(code), "refused_total", r.core.Stats.Withdrawn, "err", rf.err)
 	}
 }
 

@@ -31,6 +31,37 @@ type replHarness struct {
 
 var peerAddr = netip.MustParseAddr("127.0.0.3")
 
+// replWithKernel builds the harness's member with a (fake) kernel datapath:
+// its writes are then staged until the kernel answered (stage.go).
+var replWithKernel bool
+
+// Every rule of "what accepted promises" holds the same when the member
+// programs a kernel first: the rule tests again, on that shape.
+func TestAcceptedRulesWithAKernel(t *testing.T) {
+	replWithKernel = true
+	defer func() { replWithKernel = false }()
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"ReplyAfterPeerAck", TestReplyAfterPeerAck},
+		{"NoAckWhilePeerUpIsDenied", TestNoAckWhilePeerUpIsDenied},
+		{"SilentPeerDoesNotStopService", TestSilentPeerDoesNotStopService},
+		{"RetransmissionOfHeldRequestIsAnsweredOnce", TestRetransmissionOfHeldRequestIsAnsweredOnce},
+		{"NoPeerUp", TestNoPeerUp},
+		{"HoldQueueFull", TestHoldQueueFull},
+		{"RequireReplicationReloads", TestRequireReplicationReloads},
+		{"HeldDenialAllocatesNothing", TestHeldDenialAllocatesNothing},
+		{"PeerDeathDecidesHeldRepliesAtOnce", TestPeerDeathDecidesHeldRepliesAtOnce},
+		{"UpdateBeforeReply", TestUpdateBeforeReply},
+		{"ClearBindingReachesTheGroup", TestClearBindingReachesTheGroup},
+		{"ReloadRevocationReplicates", TestReloadRevocationReplicates},
+		{"ReloadRevocationHeldReply", TestReloadRevocationHeldReply},
+	} {
+		t.Run(tc.name, tc.f)
+	}
+}
+
 func newReplHarness(t *testing.T, require bool) *replHarness {
 	t.Helper()
 	return newReplHarnessWith(t, require, nil)
@@ -60,6 +91,12 @@ func newReplHarnessWith(t *testing.T, require bool, tune func(*config.Config)) *
 	a.grp = &group{m: m, mode: "group", peers: cfg.Group.Peers}
 	a.newRegistrar()
 	h.r = a.reg
+	if replWithKernel {
+		// As a member with a datapath: the kernel is asked before each
+		// write (it takes everything here).
+		a.dpl = &dataplane{dp: newFakeDP(), active: true, ifname: noIf}
+		h.r.kernel = true
+	}
 	a.core.SetServing(true) // as once the table is initialized
 	hc := hasync.Config{ID: 2, Addr: peerAddr, Session: 7, Keys: []hasync.Key{{ID: 1, Secret: cfg.Group.Key}},
 		SendKey: 1, Peers: []netip.Addr{cfg.Agent.Address}, MaxLifetime: time.Duration(cfg.Agent.MaxLifetime) * time.Second,

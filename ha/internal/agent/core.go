@@ -36,7 +36,7 @@ const (
 	Deregistered            // the node de-registered (lifetime 0 or care-of = home)
 	Expired                 // lifetime ran out
 	Cleared                 // removed by the operator
-	Withdrawn               // accepted, then undone: the kernel refused to program it
+	Withdrawn               // not written: the kernel refused its add, and drops what it may have left
 	Revoked                 // a reload took away its node's authorization (revoke.go)
 )
 

@@ -72,6 +72,7 @@ func (c *Core) conflicts(ni int32, home uint32) bool {
 func (c *Core) stash(in *intent, ch *Change) {
 	*c.staged = *in
 	c.staged.ctx = c.rq
+	c.staged.ctx.nai = c.req.NAI
 	ni := int32(-1)
 	if n := &c.nodes[in.ni]; n.single || n.nonceM {
 		ni = in.ni
@@ -87,9 +88,10 @@ func (c *Core) stash(in *intent, ch *Change) {
 // Unstage ends a staged round: its writes were committed or dropped.
 func (c *Core) Unstage() { c.pend = c.pend[:0] }
 
-// commit makes the write of in and fills v (its verdict) and *ch. A write
-// the table or the group refuses turns v into its denial (refuseWrite);
-// false then.
+// commit makes the write of a staged intent and fills v (its verdict) and
+// *ch: the write register and deregister make at once when not staged
+// (keep the two alike). A write the table or the group refuses turns v
+// into its denial (refuseWrite); false then.
 func (c *Core) commit(in *intent, rq *reqCtx, v *Verdict, ch *Change) bool {
 	n := &c.nodes[in.ni]
 	home := in.ent.Home

@@ -21,6 +21,7 @@ import (
 	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/console"
 	"github.com/hagent/hagent/ha/internal/datapath"
+	"github.com/hagent/hagent/ha/internal/deadline"
 	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/internal/version"
@@ -206,8 +207,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // loop is the owner: every mutation of the Core happens here.
 func (a *Agent) loop(ctx context.Context) error {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	// A timerfd, not a Go timer: the registrar's deadline moves at every
+	// heartbeat, and a Go timer would still wake the process at the old
+	// time (docs/performance.md, "Idle cost").
+	timer, err := deadline.New()
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer timer.Close()
 	// nil channels block forever: a standalone agent simply never selects them.
 	var grx chan *gpkt
 	var roles <-chan role.Change
@@ -270,7 +277,10 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.reconciled(s)
 		case <-more:
 			a.convergeSlice()
-		case <-timer.C:
+		case <-timer.C():
+			if !timer.Due(timer.Now()) {
+				continue // a tick for a deadline that moved later meanwhile
+			}
 			now := a.now()
 			a.perform(now, a.reg.Handle(now, Event{Kind: EvTimer}, a.acts[:0]))
 		case r := <-a.reload:
@@ -289,12 +299,13 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) armTimer(t *time.Timer) {
-	d := time.Hour
-	if dl := a.reg.NextDeadline(); dl != noDeadline {
-		d = max(time.Duration(dl-a.now()), 0)
+func (a *Agent) armTimer(t *deadline.Timer) {
+	dl := a.reg.NextDeadline()
+	if dl == noDeadline {
+		t.Set(deadline.Never)
+		return
 	}
-	t.Reset(d)
+	t.Reset(time.Duration(dl - a.now())) // negative: at once
 }
 
 // handleBatch hands one batch of datagrams to the registrar and performs

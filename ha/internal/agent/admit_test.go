@@ -19,7 +19,7 @@ func TestPeerRecordsAreAdmittedByOwnConfig(t *testing.T) {
 	h.peerUp()
 	h.toPeer(true) // the peer hears the member: it expects acks from it
 	homes := []string{"8.8.8.8", "127.0.0.2", "127.0.0.1", "127.0.0.3", "127.0.0.99", "127.255.255.255", "127.0.0.10"}
-	now := h.a.now()
+	now := h.now
 	for i, s := range homes {
 		e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr(s)), CareOf: 0xc6336401, HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress),
 			ID: uint64(1000 + i), Granted: 300}

@@ -40,6 +40,9 @@ const (
 type batch struct {
 	in  []udpio.Packet
 	out []udpio.Packet
+	v   []Verdict // out[i]'s verdict, until it is sealed into out[i].Buf
+	it  []intent  // v[i]'s staged write, while the kernel is asked first
+	ch  []Change  // and the change it made or asked for
 	n   int
 }
 
@@ -71,7 +74,9 @@ type Agent struct {
 	grp         *group
 	dpl         *dataplane  // nil: [datapath] disabled
 	adv         *advertiser // nil: [advertise] disabled
-	hold        *holdQueue  // nil: replies are not held for a peer's ack
+	reg         *Registrar  // the registration path; the loop performs its actions
+	acts        []Action    // what the registrar asked for, being performed
+	hold        *holdQueue  // the registrar's (nil: replies are not held for a peer's ack), for the console
 	stopElector context.CancelFunc
 	linkDown    map[string]bool // tracked interfaces seen down
 	reload      chan reloadReq
@@ -101,7 +106,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 		reload: make(chan reloadReq),
 	}
 	for i := 0; i < numBatches; i++ {
-		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize)}
+		b := &batch{in: make([]udpio.Packet, batchSize), out: make([]udpio.Packet, batchSize), v: make([]Verdict, batchSize), it: make([]intent, batchSize), ch: make([]Change, batchSize)}
 		for j := range b.in {
 			b.in[j].Buf = make([]byte, rxBufSize)
 			b.out[j].Buf = make([]byte, 0, ReplyBufLen)
@@ -138,6 +143,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.closeGroup()
+	a.newRegistrar()
 	if err := a.startAdvert(); err != nil {
 		return err
 	}
@@ -146,6 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.closeDataplane()
+	a.reg.kernel = a.dpl != nil
 	if a.grp.m == nil && a.grp.elector == nil {
 		// Standalone: active from the start.
 		if vip := ac.VirtualAddress; vip.IsValid() && a.dpl != nil {
@@ -176,19 +183,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	err = a.loop(ctx)
-	if a.hold != nil {
-		a.hold.expire(int64(^uint64(0) >> 1)) // nobody waits forever (nor hears "accepted" unacknowledged)
-	}
 	close(a.done)
+	// Nothing held waits any more, and the peers hear that we leave.
+	a.perform(a.now(), a.reg.Handle(a.now(), Event{Kind: EvStop}, a.acts[:0]))
 	// Order matters: the final advertisement (lifetime 0) leaves from the
 	// virtual address, so advertisements stop before the election resigns.
 	a.stopAdvert()
-	if a.grp.m != nil {
-		// Peers stop waiting for our acknowledgements now, not after the
-		// dead interval (their held replies would otherwise wait too).
-		a.core.acts = a.grp.m.Leave(a.now(), a.core.acts[:0])
-		a.groupActions()
-	}
 	if a.stopElector != nil {
 		a.stopElector()
 	}
@@ -272,17 +272,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.convergeSlice()
 		case <-timer.C:
 			now := a.now()
-			if a.hold != nil {
-				a.hold.expire(now)
-			}
-			if a.grp.m != nil {
-				// The group machine owns expiry: an expired binding becomes
-				// a tombstone the group agrees on.
-				a.core.acts = a.grp.m.Tick(now, a.core.acts[:0])
-				a.groupActions()
-			} else {
-				a.core.Expire(now, a.changed)
-			}
+			a.perform(now, a.reg.Handle(now, Event{Kind: EvTimer}, a.acts[:0]))
 		case r := <-a.reload:
 			r.resp <- a.applyReload(r.cfg)
 		case r := <-a.cons:
@@ -295,81 +285,23 @@ func (a *Agent) loop(ctx context.Context) error {
 				continue
 			}
 			r.resp <- a.answer(r.req)
-			a.groupActions() // a console command may have written through the group
 		}
 	}
 }
 
 func (a *Agent) armTimer(t *time.Timer) {
-	dl, ok := a.groupDeadline()
-	if !ok {
-		dl, ok = a.core.table.DeadlineBound() // O(1) under renewal storms
-	}
-	if a.hold != nil {
-		if h, hok := a.hold.next(); hok && (!ok || h < dl) {
-			dl, ok = h, true
-		}
-	}
 	d := time.Hour
-	if ok {
-		d = time.Duration(dl - a.now())
-		if d < 0 {
-			d = 0
-		}
+	if dl := a.reg.NextDeadline(); dl != noDeadline {
+		d = max(time.Duration(dl-a.now()), 0)
 	}
 	t.Reset(d)
 }
 
-// handleBatch answers one batch of datagrams. It allocates nothing.
+// handleBatch hands one batch of datagrams to the registrar and performs
+// what it answers. It allocates nothing.
 func (a *Agent) handleBatch(b *batch) {
-	now, wall := a.now(), time.Now()
-	k := 0
-	for i := 0; i < b.n; i++ {
-		p := &b.in[i]
-		if p.Trunc {
-			a.core.Stats.Requests++
-			a.core.Stats.Drops[DropOversize]++
-			continue
-		}
-		o := &b.out[k]
-		reply, from, ch := a.core.Handle(now, wall, p.Src, p.Dst, p.Buf[:p.N], o.Buf[:0])
-		if ch.Kind != NoChange {
-			a.changed(ch)
-		}
-		if len(a.core.acts) > 0 {
-			a.groupActions() // the binding update goes out before the reply (claim 1)
-		}
-		if reply == nil {
-			continue
-		}
-		if a.hold != nil && (ch.Kind != NoChange || ch.Dup) && !a.gateReply(now, &ch, reply, p.Src, from, p.Ifindex) {
-			continue // held until a peer acknowledges (or the wait ends), or dropped
-		}
-		o.Buf = reply
-		o.N = len(reply)
-		o.Src = p.Src
-		o.Dst = from
-		o.Ifindex = p.Ifindex
-		k++
-	}
-	// The kernel hears of the batch before its nodes do: a binding it
-	// refuses is withdrawn and its node told so (issue 5).
-	if a.dpl != nil {
-		k = a.settleBatch(now, b.out, k)
-	}
-	// On an error WriteBatch stops at the packet that failed: count it, skip
-	// it, and send the rest (one unroutable node must not silence a batch).
-	for off := 0; off < k; {
-		sent, err := a.conn.WriteBatch(b.out[off:k])
-		off += sent
-		if err != nil {
-			a.core.Stats.SendErrors++
-			off++
-		} else if sent == 0 {
-			a.core.Stats.SendErrors += uint64(k - off)
-			break
-		}
-	}
+	now := a.now()
+	a.perform(now, a.reg.Handle(now, Event{Kind: EvBatch, Batch: b, Wall: time.Now()}, a.acts[:0]))
 	b.n = 0
 	a.free <- b
 }

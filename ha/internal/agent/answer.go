@@ -59,11 +59,17 @@ func (a *Agent) answer(r console.Request) *console.Response {
 		if err != nil || !addr.Is4() {
 			return &console.Response{Error: fmt.Sprintf("clear binding: %q is not an IPv4 address", r.Args[0])}
 		}
-		ch, ok := a.core.Clear(a.now(), addr)
-		if !ok {
+		acts := a.reg.Handle(a.now(), Event{Kind: EvClear, Home: addr}, a.acts[:0])
+		var none error
+		for i := range acts {
+			if acts[i].Kind == ActCleared {
+				none = acts[i].Err
+			}
+		}
+		a.perform(a.now(), acts)
+		if none != nil {
 			return &console.Response{Error: fmt.Sprintf("clear binding: no binding for %s", addr)}
 		}
-		a.changed(ch)
 		a.log.Info("binding cleared by operator", "home", addr)
 		return &console.Response{Message: fmt.Sprintf("binding for %s cleared", addr)}
 	}

@@ -34,7 +34,7 @@ func bigPoolHome(i int) netip.Addr {
 // owner loop must not be running).
 func registerPool(t testing.TB, a *Agent, home netip.Addr, flags uint8) {
 	r := rq{Request: mip.Request{Flags: flags, Lifetime: 600, HomeAddr: home, HomeAgent: a.cfg.Agent.Address, CareOf: coa, ID: mip.Timestamp(time.Now())}, spi: 400, key: keyPool}
-	out, _, _ := a.core.Handle(a.now(), time.Now(), mnSrc, a.cfg.Agent.Address, r.bytes(t), make([]byte, 0, ReplyBufLen))
+	out, _, _ := sealed(a.core, a.now(), time.Now(), mnSrc, a.cfg.Agent.Address, r.bytes(t), make([]byte, 0, ReplyBufLen))
 	var rep mip.Reply
 	if err := rep.UnmarshalBinary(out); err != nil || rep.Code != 0 {
 		t.Fatalf("register %s: %v code %d", home, err, rep.Code)

@@ -142,7 +142,7 @@ func fillPool(t testing.TB, n int) func(a *Agent) {
 		for i := range n {
 			home := netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)})
 			r := rq{Request: mip.Request{Lifetime: 600, HomeAddr: home, HomeAgent: a.cfg.Agent.Address, CareOf: coa, ID: mip.Timestamp(time.Now())}, spi: 400, key: keyPool}
-			out, _, _ := a.core.Handle(a.now(), time.Now(), mnSrc, a.cfg.Agent.Address, r.bytes(t), make([]byte, 0, ReplyBufLen))
+			out, _, _ := sealed(a.core, a.now(), time.Now(), mnSrc, a.cfg.Agent.Address, r.bytes(t), make([]byte, 0, ReplyBufLen))
 			var rep mip.Reply
 			if err := rep.UnmarshalBinary(out); err != nil || rep.Code != 0 {
 				t.Fatalf("prefill %s: %v code %d", home, err, rep.Code)

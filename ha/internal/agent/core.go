@@ -36,7 +36,7 @@ const (
 	Deregistered            // the node de-registered (lifetime 0 or care-of = home)
 	Expired                 // lifetime ran out
 	Cleared                 // removed by the operator
-	Withdrawn               // accepted, then undone: the kernel refused to program it
+	Withdrawn               // not written: the kernel refused its add, and drops what it may have left
 	Revoked                 // a reload took away its node's authorization (revoke.go)
 )
 
@@ -88,6 +88,7 @@ type node struct {
 	nonceM bool
 	maxLt  uint16
 	revTun bool
+	gen    uint32 // key generation: a verdict is sealed only with the key it was decided under
 }
 
 type fa struct {
@@ -123,6 +124,13 @@ type Core struct {
 	// send after each call. nil group: a standalone agent writes directly.
 	group *hasync.Machine
 	acts  []hasync.Action
+	// Staged writes (stage.go): with stage, Handle records its write in
+	// *staged instead of making it; pend are the batch's staged writes a
+	// later decision must not read past (suspended: it stopped there).
+	stage     bool
+	staged    *intent
+	suspended bool
+	pend      []pendRef
 	// serving is false while this agent must not answer registrations
 	// (standby or passive in its redundancy group).
 	serving bool
@@ -131,14 +139,13 @@ type Core struct {
 	viol    violations // the last authentication failures (show violations)
 	scratch [64]byte
 	req     mip.Request
-	rep     mip.Reply
+	v       *Verdict  // the verdict Handle is filling (the caller's)
+	rep     mip.Reply // Seal's encoding of a verdict
 	// The request Handle is deciding: its phases read these rather than
 	// pass them along (fewer arguments on the registration path).
-	now     int64  // monotonic
-	ts      uint64 // the time of day as an RFC 5944 timestamp
-	srcAddr uint32
-	srcPort uint16
-	denied  mip.Reply // Deny's parse of a reply it rewrites
+	rq    reqCtx
+	gens  uint32 // the last key generation given out (verdict.go)
+	epoch uint32 // the node list's version: a verdict of an older one finds its node again
 	// revoke lists the bindings the last Reload took the authorization of;
 	// Revoke removes them (it needs the clock Reload does not have).
 	revoke []revocation
@@ -155,6 +162,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		id:        a.AgentID,
 		serving:   true,
 		greKernel: true,
+		pend:      make([]pendRef, 0, batchSize),
 	}
 	if a.VirtualAddress.IsValid() {
 		c.vaddr = binding.AddrU32(a.VirtualAddress)
@@ -223,15 +231,35 @@ func (c *Core) setNodes(cfg *config.Config) error {
 		f := &cfg.ForeignAgents[i]
 		c.fas[binding.AddrU32(f.Address)] = &fa{mac: mip.NewHMACMD5(f.Key), spi: f.SPI}
 	}
+	// A key keeps its generation across a reload, whichever node carries
+	// it: what was decided under it may still be sealed with it.
+	gens := make(map[string]uint32, len(old))
+	for _, o := range old {
+		gens[keyIdentity(o.cfg)] = o.gen
+	}
+	c.epoch++
 	for i := range c.nodes {
-		if o := old[c.nodes[i].cfg.Name]; o != nil {
-			c.nodes[i].lastID = o.lastID
-			if c.nodes[i].nonceM && o.nonceM {
-				c.nodes[i].nonce = o.nonce
+		n := &c.nodes[i]
+		if o := old[n.cfg.Name]; o != nil {
+			n.lastID = o.lastID
+			if n.nonceM && o.nonceM {
+				n.nonce = o.nonce
 			}
+		}
+		if g, ok := gens[keyIdentity(n.cfg)]; ok {
+			n.gen = g
+		} else {
+			c.gens++
+			n.gen = c.gens
+			gens[keyIdentity(n.cfg)] = n.gen
 		}
 	}
 	return nil
+}
+
+// keyIdentity is what makes two nodes' keys the same key: SPI and secret.
+func keyIdentity(n *config.Node) string {
+	return fmt.Sprintf("%d/%x", n.SPI, n.Key)
 }
 
 func randUint32() uint32 {
@@ -306,57 +334,6 @@ func (c *Core) poolAssign(n *node) uint32 {
 	return 0
 }
 
-// finish encodes c.rep into out, authenticated with node ni's key when the
-// request authenticated (ni >= 0), and counts it.
-func (c *Core) finish(out []byte, ni int32, from netip.Addr, ch Change) ([]byte, netip.Addr, Change) {
-	start := len(out)
-	b, err := c.rep.AppendBinary(out)
-	if err != nil {
-		c.Stats.Drops[DropReplyTooBig]++
-		return nil, from, ch
-	}
-	if ni >= 0 {
-		n := &c.nodes[ni]
-		b = mip.AppendMHAuth(b, start, n.cfg.SPI, n.mac)
-	}
-	c.Stats.Replies++
-	c.Stats.Codes[c.rep.Code]++
-	return b, from, ch
-}
-
-// Deny rewrites an authenticated "accepted" reply that Handle produced into
-// a denial with code, in place: lifetime 0 (RFC 5944 §3.4: a denial's
-// lifetime is ignored) and the MN-HA authenticator recomputed with the
-// node's key. It allocates nothing. The reply is found the way Handle found
-// it (NAI, then home address) and must still verify with that node's key:
-// false, and b unchanged, when it does not (a reload replaced the key or
-// removed the node meanwhile), when b is not an accepted reply, or when the
-// MN-HA extension is not its last one. The caller then must not send b.
-func (c *Core) Deny(b []byte, code mip.Code) bool {
-	r := &c.denied
-	if r.UnmarshalBinary(b) != nil || !r.Code.Accepted() || !r.MHAuth.Present {
-		return false
-	}
-	old := r.Code
-	ni := c.lookup(r.NAI, binding.AddrU32(r.HomeAddr))
-	if ni < 0 {
-		return false
-	}
-	n := &c.nodes[ni]
-	a := r.MHAuth
-	if a.SPI != n.cfg.SPI || a.Covered+len(a.Authenticator) != len(b) || !mip.Verify(b, a, n.mac, &c.scratch) {
-		return false
-	}
-	b[1] = uint8(code)
-	b[2], b[3] = 0, 0
-	n.mac.Reset()
-	n.mac.Write(b[:a.Covered])
-	copy(a.Authenticator, n.mac.Sum(c.scratch[:0]))
-	c.Stats.Codes[old]--
-	c.Stats.Codes[code]++
-	return true
-}
-
 // Expire drops bindings whose lifetime has run out and purges old
 // tombstones; fn hears about each expired live binding (not about purged
 // tombstones: they were never bindings).
@@ -388,36 +365,6 @@ func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
 		c.table.Delete(ch.Entry.Home)
 	}
 	c.Stats.Cleared++
-	return ch, true
-}
-
-// Withdraw undoes a binding this member accepted a moment ago because the
-// kernel refused to program it (issue 5): its node is about to hear a
-// denial instead of "accepted", so the table must not keep it either. The
-// binding becomes a tombstone at its own version, through the group machine
-// in a group (the peers learn of it like of any de-registration; a local
-// delete would come back with the next repair), and the tombstone keeps the
-// node's Identification for replay protection. Only the binding to careOf is
-// withdrawn: false when the table has moved on (another request of the node
-// replaced it, or it is gone).
-func (c *Core) Withdraw(now int64, home, careOf uint32) (Change, bool) {
-	e := c.table.Get(home)
-	if e == nil || e.Tombstone() || e.CareOf != careOf {
-		return Change{}, false
-	}
-	ch := Change{Kind: Withdrawn, Entry: *e}
-	if c.group != nil {
-		var err error
-		// Our own write: a tombstone at the same version wins (hasync's
-		// order puts a de-registration above a registration of equal
-		// version and origin); one above it otherwise, as clear binding.
-		if c.acts, err = c.group.Deregister(now, home, ch.Entry.ID, c.acts); err != nil {
-			c.acts, _ = c.group.Deregister(now, home, ch.Entry.ID+1, c.acts)
-		}
-	} else {
-		c.table.Tombstone(home, ch.Entry.ID, c.id, now+c.tombLife)
-	}
-	c.Stats.Withdrawn++
 	return ch, true
 }
 

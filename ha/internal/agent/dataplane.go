@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -11,7 +10,6 @@ import (
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/datapath"
-	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/mip"
 )
 
@@ -209,75 +207,6 @@ func refusedHome(rs []refusal, h netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// settleBatch programs the kernel with what one batch of registrations
-// changed, before any of its replies leaves (one netlink batch per UDP
-// batch, as before), and undoes what the kernel refused (issue 5): the
-// binding is withdrawn through the normal path (the group hears of it), and
-// its node's "accepted" becomes a denial, re-signed: 139 (encapsulation
-// unavailable) when the kernel lacks the node's encapsulation, else 130
-// (insufficient resources; the node retries). out[:k] are the batch's
-// replies; a held reply (ack_before_reply) is taken out of the hold queue
-// and sent at once, since no ack can make it true. It returns the new k (a
-// reply that could not be re-signed is not sent). Allocation-free apart
-// from the rate-limited log line.
-func (a *Agent) settleBatch(now int64, out []udpio.Packet, k int) int {
-	refused := a.applyDataplane()
-	for i := range refused {
-		r := &refused[i]
-		if r.later {
-			continue // a later request of the node in this batch decides
-		}
-		home, careOf := binding.AddrU32(r.b.Home), binding.AddrU32(r.b.CareOf)
-		ch, ok := a.core.Withdraw(now, home, careOf)
-		if !ok {
-			continue
-		}
-		a.changed(ch)
-		if len(a.core.acts) > 0 {
-			a.groupActions() // the peers hear of the withdrawal too
-		}
-		code := mip.CodeInsufficientResources
-		if errors.Is(r.err, datapath.ErrUnsupported) {
-			code = mip.CodeEncapUnavailable
-		}
-		k = a.denyReply(out, k, home, ch.Entry.ID, code)
-		if d := a.dpl; time.Since(d.lastRef) > time.Second {
-			d.lastRef = time.Now()
-			a.log.Warn("kernel refused a new binding: withdrawn, the node answered with a denial",
-				"home", r.b.Home, "care_of", r.b.CareOf, "code", uint8(code), "withdrawn_total", a.core.Stats.Withdrawn, "err", r.err)
-		}
-	}
-	return k
-}
-
-// denyReply turns the batch's accepted reply for home (the last one: a
-// node's later request in the same batch answers last) into code; when the
-// reply is held instead, it leaves the hold queue now, denied. A reply that
-// cannot be re-signed is not sent (moved past k).
-func (a *Agent) denyReply(out []udpio.Packet, k int, home uint32, id uint64, code mip.Code) int {
-	for j := k - 1; j >= 0; j-- {
-		b := out[j].Buf[:out[j].N]
-		if len(b) < 8 || binary.BigEndian.Uint32(b[4:8]) != home {
-			continue
-		}
-		if !mip.Code(b[1]).Accepted() {
-			return k // already a denial (require_replication with nobody up)
-		}
-		if a.core.Deny(b, code) {
-			return k
-		}
-		k--
-		out[j], out[k] = out[k], out[j]
-		return k
-	}
-	if q := a.hold; q != nil && q.holding(home, id) {
-		if p := q.take(home); a.core.Deny(p.Buf[:p.N], code) {
-			a.sendOne(p)
-		}
-	}
-	return k
 }
 
 // want yields every live binding as the kernel should hold it, straight

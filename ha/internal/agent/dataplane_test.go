@@ -7,7 +7,6 @@ import (
 	"iter"
 	"log/slog"
 	"math"
-	"net"
 	"net/netip"
 	"runtime/debug"
 	"testing"
@@ -17,14 +16,14 @@ import (
 	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/console"
 	"github.com/hagent/hagent/ha/internal/datapath"
-	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/mip"
 )
 
 // fakeDP is a datapath that refuses the adds of chosen home addresses and
 // records what it was asked, allocation-free.
 type fakeDP struct {
-	refuse  map[netip.Addr]error
+	refuse  map[netip.Addr]error // by home address
+	byCoA   map[netip.Addr]error // by care-of address
 	errs    []error
 	applies int
 	adds    []datapath.Binding // of the last Apply
@@ -34,7 +33,7 @@ type fakeDP struct {
 }
 
 func newFakeDP() *fakeDP {
-	return &fakeDP{refuse: map[netip.Addr]error{}, errs: make([]error, 0, 256),
+	return &fakeDP{refuse: map[netip.Addr]error{}, byCoA: map[netip.Addr]error{}, errs: make([]error, 0, 256),
 		adds: make([]datapath.Binding, 0, 256), dels: make([]netip.Addr, 0, 256)}
 }
 
@@ -46,7 +45,11 @@ func (f *fakeDP) Apply(adds []datapath.Binding, dels []netip.Addr) []error {
 	f.dels = append(f.dels[:0], dels...)
 	var res []error
 	for i, b := range adds {
-		if err, ok := f.refuse[b.Home]; ok {
+		err, ok := f.refuse[b.Home]
+		if !ok {
+			err, ok = f.byCoA[b.CareOf]
+		}
+		if ok {
 			if res == nil {
 				res = f.errs[:len(adds)+len(dels)]
 				clear(res)
@@ -80,10 +83,8 @@ var (
 // dpHarness is a standalone agent driven by hand (as replHarness) whose
 // datapath is a fakeDP. Two nodes: 127.0.0.10 and 127.0.0.11.
 type dpHarness struct {
-	t   *testing.T
-	a   *Agent
+	scripted
 	dp  *fakeDP
-	mn  *net.UDPConn
 	ids map[netip.Addr]uint64
 }
 
@@ -105,16 +106,12 @@ func newDPHarness(t *testing.T) *dpHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &dpHarness{t: t, a: a, dp: newFakeDP(), ids: map[netip.Addr]uint64{}}
-	if a.conn, err = udpio.Listen(netip.AddrPortFrom(cfg.Agent.Address, cfg.Agent.ListenPort), udpio.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	h := &dpHarness{scripted: scripted{t: t, a: a, now: int64(time.Second)}, dp: newFakeDP(), ids: map[netip.Addr]uint64{}}
 	a.grp = &group{mode: "standalone"}
+	a.newRegistrar()
+	h.r = a.reg
 	a.dpl = &dataplane{dp: h.dp, active: true, ifname: noIf}
-	if h.mn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.conn.Close(); h.mn.Close() })
+	a.reg.kernel = true
 	return h
 }
 
@@ -130,54 +127,34 @@ func reqFor(t testing.TB, ids map[netip.Addr]uint64, a *Agent, home, coa netip.A
 	return r.bytes(t)
 }
 
-// sendBatch hands the datagrams to the owner as one batch.
-func sendBatch(a *Agent, src netip.AddrPort, pkts ...[]byte) {
-	b := <-a.free
-	for i, pkt := range pkts {
-		p := &b.in[i]
-		p.N = copy(p.Buf, pkt)
-		p.Src, p.Dst = src, a.cfg.Agent.VirtualAddress
-		p.Trunc, p.Ifindex = false, 0
-	}
-	b.n = len(pkts)
-	a.handleBatch(b)
-}
-
-// replies reads n replies, by home address.
+// replies takes the n replies sent, by home address; there must be no more.
 func (h *dpHarness) replies(n int) map[netip.Addr]mip.Reply {
 	h.t.Helper()
+	if len(h.sent) != n {
+		h.t.Fatalf("%d replies, want %d", len(h.sent), n)
+	}
 	got := map[netip.Addr]mip.Reply{}
-	buf := make([]byte, 1500)
-	for len(got) < n {
-		_ = h.mn.SetReadDeadline(time.Now().Add(time.Second))
-		k, err := h.mn.Read(buf)
-		if err != nil {
-			h.t.Fatalf("%d of %d replies: %v", len(got), n, err)
-		}
-		r := verifyReply(h.t, append([]byte(nil), buf[:k]...), key1)
+	for _, b := range h.sent {
+		r := verifyReply(h.t, b, key1)
 		if _, dup := got[r.HomeAddr]; dup {
 			h.t.Fatalf("two replies for %s", r.HomeAddr)
 		}
 		got[r.HomeAddr] = r
 	}
-	_ = h.mn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := h.mn.Read(buf); err == nil {
-		h.t.Fatal("more replies than requests")
-	}
+	h.sent = h.sent[:0]
 	return got
 }
 
-func (h *dpHarness) src() netip.AddrPort { return h.mn.LocalAddr().(*net.UDPAddr).AddrPort() }
-
 // Issue 5: a batch of two registrations, the kernel refuses one route. Both
-// go to the kernel in one Apply, before any reply leaves; the refused node
-// hears 130 (authenticated, lifetime 0), the other "accepted"; the refused
-// binding is withdrawn (a tombstone: replay state kept) and its leftovers
-// removed by the next flush; the counter moves.
+// go to the kernel in one Apply, before any write and any reply; the
+// refused node hears 130 (authenticated, lifetime 0), the other "accepted";
+// the refused binding is never written (the kernel is asked first), its
+// node's Identification still counts for replay, and what the refused add
+// may have left is removed by the next flush; the counter moves.
 func TestKernelRefusalDeniesTheNode(t *testing.T) {
 	h := newDPHarness(t)
 	h.dp.refuse[home2] = errors.New("file exists")
-	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home1, coa, 0), reqFor(t, h.ids, h.a, home2, coa, 0))
+	h.batch(reqFor(t, h.ids, h.a, home1, coa, 0), reqFor(t, h.ids, h.a, home2, coa, 0))
 	if h.dp.applies != 1 || len(h.dp.adds) != 2 {
 		t.Fatalf("kernel saw %d batches (last: %d adds), want the batch's 2 adds in 1", h.dp.applies, len(h.dp.adds))
 	}
@@ -192,8 +169,8 @@ func TestKernelRefusalDeniesTheNode(t *testing.T) {
 	if e := tab.Get(binding.AddrU32(home1)); e == nil || e.Tombstone() {
 		t.Fatal("the accepted binding is gone")
 	}
-	if e := tab.Get(binding.AddrU32(home2)); e == nil || !e.Tombstone() || e.ID != h.ids[home2] {
-		t.Fatalf("the refused binding was not withdrawn to a tombstone: %+v", e)
+	if e := tab.Get(binding.AddrU32(home2)); e != nil {
+		t.Fatalf("the refused binding was written: %+v", e)
 	}
 	s := &h.a.core.Stats
 	if s.Withdrawn != 1 || s.Codes[mip.CodeAccepted] != 1 || s.Codes[mip.CodeInsufficientResources] != 1 {
@@ -208,9 +185,15 @@ func TestKernelRefusalDeniesTheNode(t *testing.T) {
 	if h.dp.applies != 2 || len(h.dp.dels) != 1 || h.dp.dels[0] != home2 {
 		t.Fatalf("after the flush: %d batches, dels %v", h.dp.applies, h.dp.dels)
 	}
-	// The node retries and the kernel takes it now.
+	// A replay of the refused request is still a replay.
 	delete(h.dp.refuse, home2)
-	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home2, coa, 0))
+	h.ids[home2]--
+	h.batch(reqFor(t, h.ids, h.a, home2, coa, 0))
+	if r := h.replies(1)[home2]; r.Code != mip.CodeIDMismatch {
+		t.Fatalf("replay of the refused request: code %d, want 133", r.Code)
+	}
+	// The node retries and the kernel takes it now.
+	h.batch(reqFor(t, h.ids, h.a, home2, coa, 0))
 	if r := h.replies(1)[home2]; r.Code != mip.CodeAccepted {
 		t.Fatalf("retry: code %d", r.Code)
 	}
@@ -220,46 +203,55 @@ func TestKernelRefusalDeniesTheNode(t *testing.T) {
 func TestKernelWithoutEncapsulationAnswers139(t *testing.T) {
 	h := newDPHarness(t)
 	h.dp.refuse[home1] = fmt.Errorf("datapath: binding: gre: %w", datapath.ErrUnsupported)
-	sendBatch(h.a, h.src(), reqFor(t, h.ids, h.a, home1, coa, 0))
+	h.batch(reqFor(t, h.ids, h.a, home1, coa, 0))
 	if r := h.replies(1)[home1]; r.Code != mip.CodeEncapUnavailable {
 		t.Fatalf("code %d, want 139", r.Code)
 	}
 }
 
-// Two requests of one node in one batch: only the last one's fate counts.
-func TestKernelRefusalOfASupersededAdd(t *testing.T) {
+// Two requests of one node in one batch: the second is decided after the
+// first's write (its replay check and whether the route moves depend on
+// it), each programmed first and answered by the kernel's own answer.
+func TestTwoRequestsOfANodeInOneBatch(t *testing.T) {
 	h := newDPHarness(t)
 	coa2 := netip.MustParseAddr("198.51.100.99")
 	first := reqFor(t, h.ids, h.a, home1, coa, 0)
 	second := reqFor(t, h.ids, h.a, home1, coa2, 0)
-	// The fake refuses by home: both adds fail; the second decides.
-	h.dp.refuse[home1] = errors.New("no route")
-	sendBatch(h.a, h.src(), first, second)
-	buf := make([]byte, 1500)
+	h.dp.byCoA[coa2] = errors.New("no route")
+	h.batch(first, second)
+	if h.dp.applies != 2 {
+		t.Fatalf("%d kernel batches, want 2: the second request waits for the first's write", h.dp.applies)
+	}
 	var codes []mip.Code
-	for range 2 {
-		_ = h.mn.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := h.mn.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		codes = append(codes, verifyReply(t, buf[:n], key1).Code)
+	if len(h.sent) != 2 {
+		t.Fatalf("%d replies, want 2", len(h.sent))
+	}
+	for _, b := range h.sent {
+		codes = append(codes, verifyReply(t, b, key1).Code)
 	}
 	if codes[0] != mip.CodeAccepted || codes[1] != mip.CodeInsufficientResources {
-		t.Fatalf("codes %v: want the older request accepted (superseded in the same batch) and the newer denied", codes)
+		t.Fatalf("codes %v: want the first accepted and the second (refused by the kernel) denied", codes)
 	}
-	if e := h.a.core.Table().Get(binding.AddrU32(home1)); e == nil || !e.Tombstone() || h.a.core.Stats.Withdrawn != 1 {
-		t.Fatalf("entry %+v withdrawn %d", e, h.a.core.Stats.Withdrawn)
+	e := h.a.core.Table().Get(binding.AddrU32(home1))
+	if e == nil || e.Tombstone() || e.CareOf != binding.AddrU32(coa) || h.a.core.Stats.Withdrawn != 1 {
+		t.Fatalf("entry %+v refused %d: want the first binding kept", e, h.a.core.Stats.Withdrawn)
+	}
+	// The kernel is given the table's binding back (a failed replace may
+	// have left the other care-of).
+	h.a.flushDataplane()
+	if len(h.dp.adds) != 1 || h.dp.adds[0].CareOf != coa {
+		t.Fatalf("after the flush: adds %v, want the kept binding again", h.dp.adds)
 	}
 }
 
-// In a group the withdrawal goes through the group machine (the peer
-// learns it as a de-registration), and a reply held for the peer's ack
-// leaves at once, denied: no ack can make it true.
+// In a group the kernel is asked before the group: a binding it refuses is
+// never written, so the peer never hears of it, and its node hears 130 at
+// once (no ack is waited for: nothing was replicated).
 func TestKernelRefusalInAGroup(t *testing.T) {
 	h := newReplHarness(t, false)
 	fdp := newFakeDP()
 	h.a.dpl = &dataplane{dp: fdp, active: true, ifname: noIf}
+	h.r.kernel = true
 	h.peerAcking()
 	fdp.refuse[home1] = errors.New("no buffer space")
 	// A new care-of, so that the kernel is asked.
@@ -268,18 +260,21 @@ func TestKernelRefusalInAGroup(t *testing.T) {
 		CareOf: netip.MustParseAddr("198.51.100.99"), ID: h.id}, spi: 256, key: key1}
 	h.send(r.bytes(t))
 	h.wantReply(mip.CodeInsufficientResources) // at once, not after the wait
-	if n := h.a.hold.Held - h.a.hold.Acked; n != 1 || h.a.hold.Timeouts != 0 {
-		t.Fatalf("hold: held %d acked %d timeouts %d", h.a.hold.Held, h.a.hold.Acked, h.a.hold.Timeouts)
+	if n := h.a.hold.Held - h.a.hold.Acked; n != 0 || h.a.hold.Timeouts != 0 {
+		t.Fatalf("hold: held %d acked %d timeouts %d: nothing to wait for", h.a.hold.Held, h.a.hold.Acked, h.a.hold.Timeouts)
 	}
 	if _, ok := h.a.hold.next(); ok {
-		t.Fatal("the denied reply is still held")
+		t.Fatal("the denied reply is held")
 	}
-	if e := h.a.core.Table().Get(binding.AddrU32(home1)); e == nil || !e.Tombstone() {
-		t.Fatalf("not withdrawn: %+v", e)
+	before := h.id - 1 // the binding peerAcking registered and the peer acknowledged
+	if e := h.a.core.Table().Get(binding.AddrU32(home1)); e == nil || e.Tombstone() || e.ID != before || e.CareOf != binding.AddrU32(coa) {
+		t.Fatalf("member's binding after the refusal: %+v, want the acknowledged one (id %#x)", e, before)
 	}
-	h.toPeer(true)
-	if e := h.peerTab.Get(binding.AddrU32(home1)); e == nil || !e.Tombstone() || e.ID != h.id {
-		t.Fatalf("the peer did not learn the withdrawal: %+v", e)
+	if n := h.toPeer(true); n != 0 {
+		t.Fatalf("the member sent the peer %d messages about a binding the kernel refused", n)
+	}
+	if e := h.peerTab.Get(binding.AddrU32(home1)); e == nil || e.Tombstone() || e.ID != before {
+		t.Fatalf("peer's binding after the refusal: %+v, want the acknowledged one (id %#x)", e, before)
 	}
 }
 
@@ -292,11 +287,11 @@ func TestRefusedBatchAllocatesNothing(t *testing.T) {
 	for i := range reqs {
 		reqs[i] = [2][]byte{reqFor(t, h.ids, h.a, home1, netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), 0), reqFor(t, h.ids, h.a, home2, coa, 0)}
 	}
-	src := h.src()
 	i := 0
+	h.discard = true
 	allocs := testing.AllocsPerRun(50, func() {
 		h.a.flushDataplane() // the loop's top: last batch's withdrawal
-		sendBatch(h.a, src, reqs[i%len(reqs)][0], reqs[i%len(reqs)][1])
+		h.batch(reqs[i%len(reqs)][0], reqs[i%len(reqs)][1])
 		i++
 	})
 	if allocs != 0 {

@@ -87,9 +87,35 @@ func (a *Agent) newGroup() (*group, error) {
 	return g, nil
 }
 
-// openGroupProtocol builds the group protocol's machine and socket and,
-// with ack_before_reply, the queue of held replies.
+// openGroupProtocol builds the group protocol's machine and socket.
 func (a *Agent) openGroupProtocol(g *group) error {
+	m, err := a.newGroupMachine()
+	if err != nil {
+		return err
+	}
+	cfg := a.cfg
+	gc := &cfg.Group
+	opts := groupio.Options{Interface: cfg.Agent.Interface, Local: cfg.Agent.Address, Port: gc.Port}
+	if len(gc.Peers) == 0 {
+		opts.Group = gc.Address
+	}
+	conn, err := groupio.Open(opts)
+	if err != nil {
+		return fmt.Errorf("agent: group socket: %w", err)
+	}
+	g.m, g.conn, g.peers = m, conn, gc.Peers
+	g.rx = make(chan *gpkt, groupBufs)
+	g.free = make(chan *gpkt, groupBufs)
+	for i := 0; i < groupBufs; i++ {
+		g.free <- &gpkt{buf: make([]byte, groupBufSize)}
+	}
+	g.mode = "group"
+	return nil
+}
+
+// newGroupMachine builds the group protocol's machine on the Core's table
+// and hands the Core's table writes to it.
+func (a *Agent) newGroupMachine() (*hasync.Machine, error) {
 	cfg := a.cfg
 	gc := &cfg.Group
 	var sess [4]byte
@@ -125,32 +151,10 @@ func (a *Agent) openGroupProtocol(g *group) error {
 	heartbeatConfig(cfg, &hc)
 	m, err := hasync.New(hc, a.core.table)
 	if err != nil {
-		return fmt.Errorf("agent: group protocol: %w", err)
-	}
-	opts := groupio.Options{Interface: cfg.Agent.Interface, Local: cfg.Agent.Address, Port: gc.Port}
-	if len(gc.Peers) == 0 {
-		opts.Group = gc.Address
-	}
-	conn, err := groupio.Open(opts)
-	if err != nil {
-		return fmt.Errorf("agent: group socket: %w", err)
-	}
-	g.m, g.conn, g.peers = m, conn, gc.Peers
-	g.rx = make(chan *gpkt, groupBufs)
-	g.free = make(chan *gpkt, groupBufs)
-	for i := 0; i < groupBufs; i++ {
-		g.free <- &gpkt{buf: make([]byte, groupBufSize)}
+		return nil, fmt.Errorf("agent: group protocol: %w", err)
 	}
 	a.core.SetGroup(m)
-	g.mode = "group"
-	if gc.AckBeforeReply {
-		ackWait := gc.AckTimeout
-		if ackWait <= 0 {
-			ackWait = 250 * time.Millisecond // hasync's default
-		}
-		a.hold = newHoldQueue(2*int64(ackWait), a.releaseHeld)
-	}
-	return nil
+	return m, nil
 }
 
 // newElector builds the VRRP or HSRP runner, if one is configured.
@@ -203,8 +207,7 @@ func (a *Agent) startGroup() {
 	if g.m != nil {
 		a.wg.Add(1)
 		go a.groupReadLoop()
-		a.core.acts = g.m.Start(a.now(), a.core.acts[:0])
-		a.groupActions()
+		a.perform(a.now(), a.reg.Handle(a.now(), Event{Kind: EvStart}, a.acts[:0]))
 	}
 	if g.elector != nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -236,66 +239,57 @@ func (a *Agent) groupReadLoop() {
 	}
 }
 
-// groupReceive feeds one datagram to the machine (owner goroutine).
+// groupReceive feeds one datagram to the registrar (owner goroutine).
 func (a *Agent) groupReceive(p *gpkt) {
-	g := a.grp
-	a.core.acts = g.m.Receive(a.now(), p.src, p.ttl, p.buf[:p.n], a.core.acts[:0])
-	g.free <- p
-	a.groupActions()
+	now := a.now()
+	acts := a.reg.Handle(now, Event{Kind: EvGroup, Src: p.src, TTL: p.ttl, Pkt: p.buf[:p.n]}, a.acts[:0])
+	a.grp.free <- p
+	a.perform(now, acts)
 }
 
-// groupActions performs what the machine asked for, then clears the list.
-func (a *Agent) groupActions() {
+// groupAction performs one of the group machine's actions the registrar
+// passed on.
+func (a *Agent) groupAction(now int64, act *hasync.Action) (initialized bool) {
 	g := a.grp
-	for i := range a.core.acts {
-		act := &a.core.acts[i]
-		switch act.Kind {
-		case hasync.ActMulticast:
-			var err error
-			if len(g.peers) > 0 {
-				for _, p := range g.peers {
-					if e := g.conn.SendTo(act.Pkt, p); e != nil {
-						err = e
-					}
+	switch act.Kind {
+	case hasync.ActMulticast:
+		var err error
+		if len(g.peers) > 0 {
+			for _, p := range g.peers {
+				if e := g.conn.SendTo(act.Pkt, p); e != nil {
+					err = e
 				}
-			} else {
-				err = g.conn.SendGroup(act.Pkt)
 			}
-			if err != nil {
-				g.sendErrs++
-			}
-		case hasync.ActUnicast:
-			if err := g.conn.SendTo(act.Pkt, act.To); err != nil {
-				g.sendErrs++
-			}
-		case hasync.ActBinding:
-			// The group's record names no configured node (indexes differ
-			// per member): resolve ours, for the console and pool ownership.
-			if e := a.core.table.Get(act.Entry.Home); e != nil && e.Node < 0 {
-				e.Node = a.core.lookup(nil, e.Home)
-				act.Entry.Node = e.Node
-			}
-			a.changed(Change{Kind: Registered, Entry: act.Entry, Moved: true})
-		case hasync.ActUnbind:
-			a.changed(Change{Kind: Deregistered, Entry: act.Entry})
-		case hasync.ActAcked:
-			if a.hold != nil {
-				a.hold.acked(act.Entry.Home, act.Entry.ID)
-			}
-		case hasync.ActPeerDown:
-			a.peerDown(act.To)
-		case hasync.ActPeerAlive:
-			a.peerAlive(act.To)
-		case hasync.ActInitialized:
-			a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
-			if g.elector != nil {
-				g.elector.SetHold(false)
-			} else {
-				a.setRole(role.Change{Role: role.Active, Protocol: "group", Reason: "table initialized"})
-			}
+		} else {
+			err = g.conn.SendGroup(act.Pkt)
 		}
+		if err != nil {
+			g.sendErrs++
+		}
+	case hasync.ActUnicast:
+		if err := g.conn.SendTo(act.Pkt, act.To); err != nil {
+			g.sendErrs++
+		}
+	case hasync.ActPeerDown:
+		a.peerDown(now, act.To)
+	case hasync.ActPeerAlive:
+		a.peerAlive(act.To)
+	case hasync.ActInitialized:
+		return true
 	}
-	a.core.acts = a.core.acts[:0]
+	return false
+}
+
+// initialized: the table is initialized from the group (or this member is
+// alone): the election may take mastership, or a group without one serves.
+func (a *Agent) initialized() {
+	g := a.grp
+	a.log.Info("binding table initialized from the group", "bindings", a.core.table.Len(), "peers", len(g.m.Peers(g.pinfo[:0])))
+	if g.elector != nil {
+		g.elector.SetHold(false)
+	} else {
+		a.setRole(role.Change{Role: role.Active, Protocol: "group", Reason: "table initialized"})
+	}
 }
 
 // setRole applies a role change: serve or not, log it, tell the notify
@@ -307,18 +301,12 @@ func (a *Agent) setRole(ch role.Change) {
 	g.since = time.Now()
 	g.changes++
 	active := ch.Role == role.Active
-	a.core.SetServing(active)
-	a.heartbeatRole(active)
+	// Serve or not; what is held is answered now when we stop.
+	a.perform(a.now(), a.reg.Handle(a.now(), Event{Kind: EvRole, Active: active}, a.acts[:0]))
 	// Program every binding before the gratuitous ARPs pull the traffic
 	// to us (takeover), or withdraw when we stop being active.
 	a.activateDataplane(active)
 	a.advertise(active)
-	if !active && a.hold != nil {
-		// Everything held is answered now; what no peer acknowledged goes
-		// through the replication policy (a denial sends the node to the
-		// member that is active now).
-		a.hold.expire(int64(^uint64(0) >> 1))
-	}
 	a.log.Info("role change", "from", prev, "to", ch.Role, "protocol", ch.Protocol, "state", ch.State,
 		"reason", ch.Reason, "peer", ch.Peer, "bindings", a.core.table.Len())
 	if active && g.elector != nil {
@@ -344,15 +332,6 @@ func (a *Agent) setRole(ch role.Change) {
 			}
 		}()
 	}
-}
-
-// groupDeadline is the group machine's next timer (0, false when none).
-func (a *Agent) groupDeadline() (int64, bool) {
-	if a.grp == nil || a.grp.m == nil {
-		return 0, false
-	}
-	d := a.grp.m.NextDeadline()
-	return d, d != int64(^uint64(0)>>1)
 }
 
 // closeGroup closes the group socket so that its reader returns.

@@ -14,8 +14,9 @@ import (
 // The registration decision, in the order a request meets it: Handle
 // admits the datagram, parses and authenticates it; decide resolves the
 // home address and checks replay and the services asked for; register or
-// deregister writes the binding; finish seals the reply. Every phase fills
-// c.rep; the reply is sealed in one place, at the end of Handle. The phases
+// deregister writes the binding. Every phase fills the caller's verdict
+// (c.v points to it); nothing is encoded or signed here: the reply is
+// sealed once, when it is sent (Core.Seal, verdict.go). The phases
 // are few on purpose: each call on this path costs measurably (the
 // in-process benchmark is about 500 ns, four MD5 blocks of it).
 
@@ -24,27 +25,33 @@ import (
 // now is monotonic nanoseconds (binding lifetimes), wall is the time of day
 // (timestamp replay protection only: routers boot at 1970, and RFC 5944's
 // 133 reply is exactly how a node resynchronises to our clock). dst is the
-// address the datagram was sent to. The reply is appended to out; a nil
-// reply means "silently discard" and the reason has been counted. from is
-// the source address the reply must leave with (RFC 5944 §3.8.3.1: the
-// address the request was sent to, unless that was a broadcast).
-func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.Addr, pkt, out []byte) (reply []byte, from netip.Addr, ch Change) {
+// address the datagram was sent to. The verdict says what to answer; one
+// without Answer means "silently discard" and the reason has been counted.
+// Its From is the source address the reply must leave with (RFC 5944
+// §3.8.3.1: the address the request was sent to, unless that was a
+// broadcast). It is written into *v (the caller's: a copy per request
+// costs on this path). Its NAI aliases pkt: a verdict kept beyond pkt's
+// life must be kept with Keep.
+func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.Addr, pkt []byte, v *Verdict) (ch Change) {
 	c.Stats.Requests++
+	v.Answer = false
+	c.v = v
+	c.suspended = false
 	switch { // admit
 	case len(pkt) < fixedLen:
 		c.Stats.Drops[DropTruncated]++
-		return nil, from, ch
+		return ch
 	case pkt[0] != mip.TypeRequest:
 		c.Stats.Drops[DropNotRequest]++
-		return nil, from, ch
+		return ch
 	case !c.serving:
 		c.Stats.Drops[DropNotActive]++
-		return nil, from, ch
+		return ch
 	case src.Port() == 0 || !src.Addr().Is4() || src.Addr().IsMulticast() || src.Addr().IsUnspecified():
 		c.Stats.Drops[DropBadSource]++
-		return nil, from, ch
+		return ch
 	}
-	from = dst
+	from := dst
 	if !dst.Is4() || !c.ownAddr(binding.AddrU32(dst)) {
 		// Broadcast or an address we do not own: answer from our unicast
 		// address, which is also what a 136 reply must carry.
@@ -52,13 +59,13 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 	}
 
 	// Parse.
-	req, rep := &c.req, &c.rep
+	req, rep := &c.req, c.v
 	err := req.UnmarshalBinary(pkt)
-	*rep = mip.Reply{}
+	*rep = Verdict{}
 	if err != nil {
 		if err == mip.ErrUnknownExtension {
 			c.Stats.Drops[DropUnknownExt]++
-			return nil, from, ch
+			return ch
 		}
 		// The fixed part is intact (length checked above) but an extension
 		// is not: RFC 5944 code 134. Nothing authenticated, so no MN-HA
@@ -68,7 +75,8 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		rep.HomeAddr = netip.AddrFrom4([4]byte(pkt[4:8]))
 		rep.HomeAgent = netip.AddrFrom4([4]byte(pkt[8:12]))
 		rep.ID = binary.BigEndian.Uint64(pkt[16:24])
-		return c.finish(out, -1, from, ch)
+		c.verdict(-1, from)
+		return ch
 	}
 	rep.HomeAddr = req.HomeAddr
 	rep.HomeAgent = req.HomeAgent
@@ -83,36 +91,42 @@ func (c *Core) Handle(now int64, wall time.Time, src netip.AddrPort, dst netip.A
 		// No security association: we cannot authenticate the reply either.
 		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, violNoSA)
 		rep.Code = mip.CodeAdminProhibited
-		return c.finish(out, -1, from, ch)
+		c.verdict(-1, from)
+		return ch
 	}
 	if v := authFailure(req, &c.nodes[ni], pkt, &c.scratch); v != numViolReasons {
 		c.viol.record(wall, src, home, req.MHAuth.SPI, req.NAI, v)
 		rep.Code = mip.CodeMNAuthFailed
-		return c.finish(out, -1, from, ch)
+		c.verdict(-1, from)
+		return ch
 	}
 	if f, ok := c.fas[binding.AddrU32(src.Addr())]; ok {
 		if !req.FHAuth.Present || req.FHAuth.SPI != f.spi || !mip.Verify(pkt, req.FHAuth, f.mac, &c.scratch) {
 			c.viol.record(wall, src, home, req.FHAuth.SPI, req.NAI, violFAAuth)
 			rep.Code = mip.CodeFAAuthFailed
-			return c.finish(out, ni, from, ch)
+			c.verdict(ni, from)
+			return ch
 		}
 	}
 
 	// Decide and write, then seal.
-	c.now, c.ts = now, mip.Timestamp(wall)
-	c.srcAddr, c.srcPort = binding.AddrU32(src.Addr()), src.Port()
+	c.rq = reqCtx{now: now, ts: mip.Timestamp(wall), srcAddr: binding.AddrU32(src.Addr()), srcPort: src.Port(), nai: req.NAI}
 	c.decide(ni, home, &ch)
-	return c.finish(out, ni, from, ch)
+	if c.suspended {
+		c.Stats.Requests-- // it is handled again, and counted then
+		return Change{}
+	}
+	c.verdict(ni, from)
+	return ch
 }
 
 // decide judges an authenticated request of node ni for home (as the
 // request gave it): the home address, replay, the services asked for; when
 // it is accepted, it writes the binding. It fills
-// c.rep and *ch (the change, written through a pointer: copies of it cost
-// on this path). The request's time and source are in c.now, c.ts,
-// c.srcAddr and c.srcPort.
+// c.v and *ch (the change, written through a pointer: copies of it cost
+// on this path). The request's time, source and NAI are in c.rq.
 func (c *Core) decide(ni int32, home uint32, ch *Change) {
-	req, rep, n := &c.req, &c.rep, &c.nodes[ni]
+	req, rep, n := &c.req, c.v, &c.nodes[ni]
 	// Resolve the home address: a NAI node with 0.0.0.0 asks us to assign one.
 	if n.home != 0 {
 		if home == 0 {
@@ -140,6 +154,10 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		return
 	}
 	rep.HomeAddr = binding.U32Addr(home)
+	if c.stage && c.conflicts(ni, home) { // (a pool's first free address too: it is a home)
+		c.suspended = true // decided again once the staged writes are made
+		return
+	}
 	cur := c.table.Get(home)
 
 	// Replay protection (RFC 5944 §5.7).
@@ -163,13 +181,13 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 			// lost). Answering again changes nothing, so it is no replay.
 			c.Stats.Duplicates++
 			rep.Code = mip.CodeAccepted
-			rep.Lifetime = uint16(cur.Remaining(c.now) / time.Second)
+			rep.Lifetime = uint16(cur.Remaining(c.rq.now) / time.Second)
 			*ch = Change{Entry: *cur, Dup: true}
 			return
 		}
 		// Seconds compared modulo 2^32 so that the NTP era rollover in
 		// 2036 does not look like a 136-year skew.
-		d := int64(int32(uint32(req.ID>>32) - uint32(c.ts>>32)))
+		d := int64(int32(uint32(req.ID>>32) - uint32(c.rq.ts>>32)))
 		if d < -c.tolerance || d > c.tolerance || req.ID <= last {
 			rep.ID = c.mismatchID()
 			rep.Code = mip.CodeIDMismatch
@@ -207,42 +225,22 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 	}
 }
 
-// deregister writes a de-registration. It keeps a tombstone: it orders
-// this write against late updates in the group and remembers the
-// Identification.
+// deregister writes a de-registration (or, staged, asks for it). It keeps
+// a tombstone: it orders this write against late updates in the group and
+// remembers the Identification.
 func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
-	req, rep, now := &c.req, &c.rep, c.now
-	n := &c.nodes[ni]
-	var e *binding.Entry
-	if c.group != nil {
-		var err error
-		if c.acts, err = c.group.Deregister(now, home, req.ID, c.acts); err != nil {
-			c.refuseWrite(err)
-			return
-		}
-		e = c.table.Get(home)
-	} else {
-		e = c.table.Tombstone(home, req.ID, c.id, now+c.tombLife)
+	in := intent{kind: Deregistered, ni: ni, code: code, ent: binding.Entry{Home: home, ID: c.req.ID, Origin: c.id, Node: ni}}
+	if c.stage {
+		c.stash(&in, ch)
+		return
 	}
-	if n.single {
-		n.lastID = req.ID
-	}
-	c.noteSource(e, c.srcAddr, c.srcPort, req.NAI)
-	*ch = Change{Kind: Deregistered}
-	if e != nil {
-		ch.Entry = *e
-	} else {
-		ch.Entry = binding.Entry{Home: home, ID: req.ID, Origin: c.id, Node: ni}
-	}
-	c.Stats.Deregistrations++
-	rep.Code = code
-	rep.Lifetime = 0
+	c.commit(&in, &c.rq, c.v, ch)
 }
 
-// register writes a registration or renewal, its lifetime capped by the
-// agent's and the node's maxima.
+// register writes a registration or renewal (or, staged, asks for it), its
+// lifetime capped by the agent's and the node's maxima.
 func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code, ch *Change) {
-	req, rep, now := &c.req, &c.rep, c.now
+	req, now := &c.req, c.rq.now
 	n := &c.nodes[ni]
 	careOf := binding.AddrU32(req.CareOf)
 	lt := req.Lifetime
@@ -252,67 +250,49 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 	if n.maxLt != 0 && lt > n.maxLt {
 		lt = n.maxLt
 	}
-	kind := Registered
-	moved := true
+	in := intent{kind: Registered, moved: true, ni: ni, code: code, lt: lt,
+		ent: binding.Entry{
+			Home:       home,
+			CareOf:     careOf,
+			HomeAgent:  binding.AddrU32(req.HomeAgent),
+			Origin:     c.id,
+			ID:         req.ID,
+			Node:       ni,
+			Granted:    lt,
+			Flags:      req.Flags,
+			Registered: now,
+			Expires:    now + int64(lt)*int64(time.Second),
+		}}
 	if cur != nil && !cur.Tombstone() {
-		kind = Renewed
-		moved = cur.CareOf != careOf || cur.Flags != req.Flags
+		in.kind = Renewed
+		in.moved = cur.CareOf != careOf || cur.Flags != req.Flags
 	}
-	ent := binding.Entry{
-		Home:       home,
-		CareOf:     careOf,
-		HomeAgent:  binding.AddrU32(req.HomeAgent),
-		Origin:     c.id,
-		ID:         req.ID,
-		Node:       ni,
-		Granted:    lt,
-		Flags:      req.Flags,
-		Registered: now,
-		Expires:    now + int64(lt)*int64(time.Second),
-	}
-	var e *binding.Entry
-	var err error
-	if c.group != nil {
-		if c.acts, err = c.group.Register(now, ent, c.acts); err == nil {
-			e = c.table.Get(home)
-		}
-	} else {
-		e, err = c.table.Put(ent)
-	}
-	if err != nil || e == nil {
-		c.refuseWrite(err)
+	if c.stage {
+		c.stash(&in, ch)
 		return
 	}
-	c.noteSource(e, c.srcAddr, c.srcPort, req.NAI)
-	if n.single {
-		n.lastID = req.ID
-	}
-	if kind == Registered {
-		c.Stats.Registrations++
-	} else {
-		c.Stats.Renewals++
-	}
-	rep.Code = code
-	rep.Lifetime = lt
-	*ch = Change{Kind: kind, Entry: *e, Moved: moved}
+	c.commit(&in, &c.rq, c.v, ch)
 }
 
 // refuseWrite answers a write the table or the group refused: the one place
 // where a write's error becomes a reply code. The group holding a newer
 // write of the node (another member accepted a newer request) is, as far as
-// the node can tell, a replay: 133, with our time in the Identification so
-// that it resynchronises. Anything else is the table without room (nothing
-// is evicted to make it): 130.
-func (c *Core) refuseWrite(err error) {
+// the node can tell, a replay: 133, with our time (ts) in the
+// Identification so that it resynchronises. Anything else is the table
+// without room (nothing is evicted to make it): 130. id is the request's
+// Identification.
+func refuseWrite(v *Verdict, err error, ts, id uint64) {
 	if errors.Is(err, hasync.ErrStale) {
-		c.rep.ID = c.mismatchID()
-		c.rep.Code = mip.CodeIDMismatch
+		v.ID = mismatchAt(ts, id)
+		v.Deny(mip.CodeIDMismatch)
 		return
 	}
-	c.rep.Code = mip.CodeInsufficientResources
+	v.Deny(mip.CodeInsufficientResources)
 }
 
 // mismatchID is the Identification of a 133 reply (mip.MismatchID): our
 // time of day in the upper half, so that the node resynchronises, the
 // request's lower half kept.
-func (c *Core) mismatchID() uint64 { return c.ts&^0xffffffff | c.req.ID&0xffffffff }
+func (c *Core) mismatchID() uint64 { return mismatchAt(c.rq.ts, c.req.ID) }
+
+func mismatchAt(ts, id uint64) uint64 { return ts&^0xffffffff | id&0xffffffff }

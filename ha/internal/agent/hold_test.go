@@ -3,26 +3,30 @@ package agent
 import (
 	"net/netip"
 	"testing"
-
-	"github.com/hagent/hagent/ha/internal/udpio"
 )
 
 func TestHoldQueue(t *testing.T) {
 	var sent []string
 	var unacked int
-	send := func(p *udpio.Packet, acked bool) {
-		sent = append(sent, string(p.Buf[:p.N]))
+	send := func(h *held, acked bool) {
+		sent = append(sent, string(h.v.NAI))
 		if !acked {
 			unacked++
 		}
 	}
 	q := newHoldQueue(100, send)
 	to := netip.MustParseAddrPort("198.51.100.7:434")
-	from := netip.MustParseAddr("192.0.2.1")
+	// Verdicts told apart by their NAI, which the queue must copy: the
+	// request's buffer it aliases is reused once the batch is answered.
+	vd := func(nai string) *Verdict {
+		return &Verdict{Answer: true, NAI: []byte(nai), From: netip.MustParseAddr("192.0.2.1")}
+	}
 	for i, r := range []string{"a", "b", "c"} {
-		if !q.hold(int64(i), uint32(i+1), 10, []byte(r), to, from, 0) {
+		v := vd(r)
+		if !q.hold(int64(i), uint32(i+1), 10, v, to, 0) {
 			t.Fatal("hold refused with free slots")
 		}
+		v.NAI[0] = 'X' // the batch's buffer is reused
 	}
 	q.acked(2, 9) // an older version is not this reply's ack
 	if len(sent) != 0 {
@@ -36,7 +40,7 @@ func TestHoldQueue(t *testing.T) {
 		t.Fatalf("next deadline %d %v, want 100 (home 1's)", d, ok)
 	}
 	// A newer request for home 3 sends the older reply at once.
-	q.hold(50, 3, 11, []byte("c2"), to, from, 0)
+	q.hold(50, 3, 11, vd("c2"), to, 0)
 	if sent[len(sent)-1] != "c" || q.Superseded != 1 {
 		t.Fatalf("superseded: sent %v", sent)
 	}
@@ -60,9 +64,9 @@ func TestHoldQueue(t *testing.T) {
 		t.Fatalf("%d replies released unacknowledged, want 3", unacked)
 	}
 	// take removes a held reply without sending it.
-	q.hold(200, 7, 1, []byte("t"), to, from, 0)
-	if p := q.take(7); p == nil || string(p.Buf[:p.N]) != "t" || q.holding(7, 1) {
-		t.Fatalf("take: %v", p)
+	q.hold(200, 7, 1, vd("t"), to, 0)
+	if h := q.take(7); h == nil || string(h.v.NAI) != "t" || q.holding(7, 1) {
+		t.Fatalf("take: %v", h)
 	}
 	if q.take(7) != nil {
 		t.Fatal("take twice")
@@ -72,16 +76,17 @@ func TestHoldQueue(t *testing.T) {
 	}
 	q2 := newHoldQueue(100, send)
 	for i := 0; i < holdSlots; i++ {
-		if !q2.hold(0, uint32(i+1), 1, []byte("x"), to, from, 0) {
+		if !q2.hold(0, uint32(i+1), 1, vd("x"), to, 0) {
 			t.Fatalf("slot %d refused", i)
 		}
 	}
-	if q2.hold(0, 1<<30, 1, []byte("x"), to, from, 0) || q2.Overflow != 1 {
+	if q2.hold(0, 1<<30, 1, vd("x"), to, 0) || q2.Overflow != 1 {
 		t.Fatal("a full queue accepted a reply")
 	}
+	y := vd("y")
 	allocs := testing.AllocsPerRun(100, func() {
 		q2.acked(5, 1)
-		q2.hold(1, 5, 1, []byte("y"), to, from, 0)
+		q2.hold(1, 5, 1, y, to, 0)
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per hold/ack", allocs)

@@ -36,7 +36,7 @@ func TestHostileRequestsAllAccounted(t *testing.T) {
 				pkt, kind = g.Flood(nil)
 			}
 			before := c.Stats
-			reply, _, _ := c.Handle(now, wall, src, haAddr, pkt, out[:0])
+			reply, _, _ := sealed(c, now, wall, src, haAddr, pkt, out[:0])
 			now += int64(100 * time.Microsecond)
 			var drops uint64
 			for r := range c.Stats.Drops {

@@ -32,16 +32,6 @@ func electionPriority(cfg *config.Config) uint8 {
 	return 0
 }
 
-// heartbeatRole puts the heartbeat in periodic mode while this member is
-// active (a standby must detect its death to take over), in demand mode
-// otherwise (it is judged by its acknowledgements; a standby that sends ten
-// heartbeats a second only costs CPU and bandwidth on every member).
-func (a *Agent) heartbeatRole(active bool) {
-	if g := a.grp; g != nil && g.m != nil && g.elector != nil {
-		g.m.SetHeartbeatDemand(!active)
-	}
-}
-
 // silenceHearer is the fast failure detector's hook of an election
 // (vrrp.Runner, hsrp.Runner): told that the member at addr has been silent
 // for silent, it takes over if that member is the one it follows.
@@ -52,9 +42,9 @@ type silenceHearer interface {
 // peerDown acts on a peer the group heartbeat declared down (owner
 // goroutine).
 //
-// Replies held for an acknowledgement are decided now rather than at the
-// end of their wait, if no acknowledging peer is left: they go through the
-// replication policy (Agent.unacked), so by default this member serves
+// The registrar has already decided the replies held for an
+// acknowledgement if no acknowledging peer is left: they went through the
+// replication policy (Registrar.unacked), so by default this member serves
 // alone at once and counts it, and with group.require_replication it
 // answers 130 at once. Either way the nodes hear within the detection time,
 // not after 2 × ack_timeout, and no later registration is held for the dead
@@ -63,11 +53,8 @@ type silenceHearer interface {
 // With group.heartbeat_failover the election hears of it too: if the dead
 // member is the master it follows, it takes over after a skew on the
 // heartbeat's scale instead of three advertisements (vrrp/silent.go).
-func (a *Agent) peerDown(addr netip.Addr) {
+func (a *Agent) peerDown(now int64, addr netip.Addr) {
 	g := a.grp
-	if a.hold != nil && g.m.AckingPeers() == 0 {
-		a.hold.expire(int64(^uint64(0) >> 1))
-	}
 	if !a.cfg.Group.HeartbeatFailover || g.elector == nil {
 		return
 	}
@@ -76,7 +63,7 @@ func (a *Agent) peerDown(addr netip.Addr) {
 	// reached them (measured: 5-11 ms of two masters, and the losers'
 	// gratuitous ARP pointing the LAN at a member about to step down).
 	if e, ok := g.elector.(silenceHearer); ok && g.m.FirstInLine(electionPriority(a.cfg)) {
-		silent := time.Duration(a.now() - g.m.LastHeard(addr))
+		silent := time.Duration(now - g.m.LastHeard(addr))
 		e.PeerSilent(addr, silent, a.cfg.Group.HeartbeatInterval)
 	}
 }

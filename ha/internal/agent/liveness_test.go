@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hagent/hagent/ha/internal/hasync"
+	"github.com/hagent/hagent/ha/internal/config"
 	"github.com/hagent/hagent/ha/internal/role"
 	"github.com/hagent/hagent/ha/mip"
 )
@@ -15,39 +15,30 @@ import (
 // member (one heartbeat delivered) and the peer acknowledging.
 func newHeartbeatHarness(t *testing.T, require bool) *replHarness {
 	t.Helper()
-	h := newReplHarness(t, require)
-	h.a.cfg.Group.Heartbeat, h.a.cfg.Group.HeartbeatInterval, h.a.cfg.Group.HeartbeatMultiplier = true, 100*time.Millisecond, 3
-	h.a.cfg.Group.HeartbeatFailover = true
-	var err error
-	h.a.closeGroup()
-	if h.a.grp, err = h.a.newGroup(); err != nil { // again, with the heartbeat on
-		t.Fatal(err)
-	}
-	h.a.core.SetServing(true)
-	h.peer, err = hasync.New(hasync.Config{ID: 2, Addr: peerAddr, Session: 7, Keys: []hasync.Key{{ID: 1, Secret: h.a.cfg.Group.Key}},
-		SendKey: 1, Peers: []netip.Addr{h.a.cfg.Agent.Address}, MaxLifetime: time.Duration(h.a.cfg.Agent.MaxLifetime) * time.Second,
-		TombstoneTTL: time.Hour, HeartbeatInterval: 100 * time.Millisecond}, h.peerTab)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newReplHarnessWith(t, require, func(cfg *config.Config) {
+		cfg.Group.Heartbeat, cfg.Group.HeartbeatInterval, cfg.Group.HeartbeatMultiplier = true, 100*time.Millisecond, 3
+		cfg.Group.HeartbeatFailover = true
+		// The default: a held reply waits 500 ms, longer than the
+		// heartbeat's detection (300 ms), as in a shipped configuration.
+		cfg.Group.AckTimeout = 250 * time.Millisecond
+	})
 	h.peerAcking()
-	h.out = h.peer.Tick(h.a.now(), h.out[:0]) // its first heartbeat
+	h.out = h.peer.Tick(h.now, h.out[:0]) // its first heartbeat
 	h.peerSays(h.out)
 	return h
 }
 
-// detect waits (in real time: the agent measures the silence with its own
-// clock) until the member's group timers, run as the owner loop's timer
-// would, have declared the silent peer down.
+// detect moves the fake clock from one of the member's deadlines to the
+// next, firing its timer as the owner loop would, until the silent peer
+// is declared down (no sleep: the registrar's time is the harness's).
 func (h *replHarness) detect() {
 	h.t.Helper()
-	for end := time.Now().Add(5 * time.Second); h.a.grp.m.UpPeers() != 0; {
-		if time.Now().After(end) {
+	for end := h.now + int64(5*time.Second); h.a.grp.m.UpPeers() != 0; {
+		if h.now > end {
 			h.t.Fatal("peer not declared down 5 s after its last heartbeat")
 		}
-		time.Sleep(time.Duration(h.a.grp.m.NextDeadline() - h.a.now()))
-		h.a.core.acts = h.a.grp.m.Tick(h.a.now(), h.a.core.acts[:0])
-		h.a.groupActions()
+		h.now = max(h.now+1, h.r.NextDeadline())
+		h.handle(Event{Kind: EvTimer})
 	}
 }
 
@@ -129,7 +120,7 @@ func TestPeerAliveTellsElection(t *testing.T) {
 	f := &fakeElector{}
 	h.a.grp.elector = f
 	h.detect()
-	h.out = h.peer.Tick(h.a.now()+int64(time.Second), h.out[:0]) // its next heartbeat, same session
+	h.out = h.peer.Tick(h.now+int64(time.Second), h.out[:0]) // its next heartbeat, same session
 	h.peerSays(h.out)
 	if len(f.alive) != 1 || f.alive[0] != peerAddr {
 		t.Fatalf("alive hints %v", f.alive)

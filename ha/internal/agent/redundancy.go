@@ -34,7 +34,11 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		RequireReplication: a.cfg.Group.RequireReplication, SendKeyID: g.m.SendKey(),
 		PeersUp: g.m.UpPeers(), PeersAcking: g.m.AckingPeers()}
 	a.showPeers(r)
-	r.Counters = groupCounters(g.m.Counters(), g.conn.Stats(), g.sendErrs)
+	var gs groupio.Stats
+	if g.conn != nil { // nil only in tests that drive the registrar without sockets
+		gs = g.conn.Stats()
+	}
+	r.Counters = groupCounters(g.m.Counters(), gs, g.sendErrs)
 	if q := a.hold; q != nil {
 		r.Counters = append(r.Counters, holdCounters(q))
 	}

@@ -29,18 +29,21 @@ func TestRefuseWrite(t *testing.T) {
 		{binding.ErrFull, mip.CodeInsufficientResources},
 		{nil, mip.CodeInsufficientResources}, // the write went in but left no entry
 	} {
-		c.rep = mip.Reply{ID: c.req.ID}
-		c.ts = mip.Timestamp(wall)
-		c.refuseWrite(tt.err)
-		if c.rep.Code != tt.code {
-			t.Errorf("%v: code %d, want %d", tt.err, c.rep.Code, tt.code)
+		c.v = &Verdict{ID: c.req.ID, Lifetime: 300}
+		c.rq.ts = mip.Timestamp(wall)
+		refuseWrite(c.v, tt.err, c.rq.ts, c.req.ID)
+		if c.v.Lifetime != 0 {
+			t.Errorf("%v: lifetime %d in a denial", tt.err, c.v.Lifetime)
+		}
+		if c.v.Code != tt.code {
+			t.Errorf("%v: code %d, want %d", tt.err, c.v.Code, tt.code)
 		}
 		wantID := c.req.ID
 		if tt.code == mip.CodeIDMismatch {
 			wantID = mip.MismatchID(c.req.ID, wall)
 		}
-		if c.rep.ID != wantID {
-			t.Errorf("%v: Identification %#x, want %#x", tt.err, c.rep.ID, wantID)
+		if c.v.ID != wantID {
+			t.Errorf("%v: Identification %#x, want %#x", tt.err, c.v.ID, wantID)
 		}
 	}
 }

@@ -1,33 +1,28 @@
 package agent
 
 import (
-	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/console"
+	"github.com/hagent/hagent/ha/internal/groupio"
 	"github.com/hagent/hagent/ha/internal/hasync"
-	"github.com/hagent/hagent/ha/internal/udpio"
 	"github.com/hagent/hagent/ha/mip"
 )
 
-// replHarness drives one group member's owner code by hand, without Run:
-// registrations go through handleBatch, its replies come back on a real
-// loopback socket (the mobile node's), and the only peer is a hasync
-// Machine in the test that hears what the member sends it over loopback
-// and answers only when the test delivers its output. No root needed.
+// replHarness drives one group member's registrar with scripted events and
+// fake time: no socket, no sleep. The mobile node's replies and the
+// messages for the peer are the registrar's actions, collected; the only
+// peer is a hasync Machine in the test that hears what the member sent it
+// only when the test delivers it, and answers as events.
 type replHarness struct {
-	t       *testing.T
-	a       *Agent
-	mn      *net.UDPConn // the mobile node
-	peerRx  *net.UDPConn // what the member sends to the peer
+	scripted
 	peer    *hasync.Machine
 	peerTab *binding.Table
 	out     []hasync.Action
@@ -36,44 +31,82 @@ type replHarness struct {
 
 var peerAddr = netip.MustParseAddr("127.0.0.3")
 
+// replWithKernel builds the harness's member with a (fake) kernel datapath:
+// its writes are then staged until the kernel answered (stage.go).
+var replWithKernel bool
+
+// Every rule of "what accepted promises" holds the same when the member
+// programs a kernel first: the rule tests again, on that shape.
+func TestAcceptedRulesWithAKernel(t *testing.T) {
+	replWithKernel = true
+	defer func() { replWithKernel = false }()
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"ReplyAfterPeerAck", TestReplyAfterPeerAck},
+		{"NoAckWhilePeerUpIsDenied", TestNoAckWhilePeerUpIsDenied},
+		{"SilentPeerDoesNotStopService", TestSilentPeerDoesNotStopService},
+		{"RetransmissionOfHeldRequestIsAnsweredOnce", TestRetransmissionOfHeldRequestIsAnsweredOnce},
+		{"NoPeerUp", TestNoPeerUp},
+		{"HoldQueueFull", TestHoldQueueFull},
+		{"RequireReplicationReloads", TestRequireReplicationReloads},
+		{"HeldDenialAllocatesNothing", TestHeldDenialAllocatesNothing},
+		{"PeerDeathDecidesHeldRepliesAtOnce", TestPeerDeathDecidesHeldRepliesAtOnce},
+		{"UpdateBeforeReply", TestUpdateBeforeReply},
+		{"ClearBindingReachesTheGroup", TestClearBindingReachesTheGroup},
+		{"ReloadRevocationReplicates", TestReloadRevocationReplicates},
+		{"ReloadRevocationHeldReply", TestReloadRevocationHeldReply},
+	} {
+		t.Run(tc.name, tc.f)
+	}
+}
+
 func newReplHarness(t *testing.T, require bool) *replHarness {
 	t.Helper()
+	return newReplHarnessWith(t, require, nil)
+}
+
+// newReplHarnessWith lets tune change the configuration before the
+// registrar is built.
+func newReplHarnessWith(t *testing.T, require bool, tune func(*config.Config)) *replHarness {
+	t.Helper()
 	cfg := loopbackConfig(t, 8)
-	gport := freeUDPPort(t)
-	cfg.Group = config.Group{Enabled: true, Port: gport, Peers: []netip.Addr{peerAddr},
+	cfg.Group = config.Group{Enabled: true, Port: 4435, Peers: []netip.Addr{peerAddr},
 		Key: []byte("group-key-0123456789"), KeyID: 1, AckTimeout: 20 * time.Millisecond, MaxRetries: 3,
 		AntiEntropyInterval: time.Hour, AckBeforeReply: true, RequireReplication: require}
 	cfg.Agent.AgentID = 1
+	if tune != nil {
+		tune(cfg)
+	}
 	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &replHarness{t: t, a: a, id: mip.Timestamp(time.Now()), peerTab: binding.New(8, 8)}
-	if a.conn, err = udpio.Listen(netip.AddrPortFrom(cfg.Agent.Address, cfg.Agent.ListenPort), udpio.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if a.grp, err = a.newGroup(); err != nil {
-		t.Fatal(err)
-	}
-	a.core.SetServing(true) // as once the table is initialized
-	if h.mn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	if h.peerRx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: peerAddr.AsSlice(), Port: int(gport)}); err != nil {
-		t.Fatal(err)
-	}
-	h.peer, err = hasync.New(hasync.Config{ID: 2, Addr: peerAddr, Session: 7, Keys: []hasync.Key{{ID: 1, Secret: cfg.Group.Key}},
-		SendKey: 1, Peers: []netip.Addr{cfg.Agent.Address}, MaxLifetime: time.Duration(cfg.Agent.MaxLifetime) * time.Second,
-		TombstoneTTL: time.Hour}, h.peerTab)
+	h := &replHarness{scripted: scripted{t: t, a: a, now: int64(time.Second)}, id: mip.Timestamp(time.Now()), peerTab: binding.New(8, 8)}
+	m, err := a.newGroupMachine()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		a.conn.Close()
-		a.closeGroup()
-		h.mn.Close()
-		h.peerRx.Close()
-	})
+	a.grp = &group{m: m, mode: "group", peers: cfg.Group.Peers}
+	a.newRegistrar()
+	h.r = a.reg
+	if replWithKernel {
+		// As a member with a datapath: the kernel is asked before each
+		// write (it takes everything here).
+		a.dpl = &dataplane{dp: newFakeDP(), active: true, ifname: noIf}
+		h.r.kernel = true
+	}
+	a.core.SetServing(true) // as once the table is initialized
+	hc := hasync.Config{ID: 2, Addr: peerAddr, Session: 7, Keys: []hasync.Key{{ID: 1, Secret: cfg.Group.Key}},
+		SendKey: 1, Peers: []netip.Addr{cfg.Agent.Address}, MaxLifetime: time.Duration(cfg.Agent.MaxLifetime) * time.Second,
+		TombstoneTTL: time.Hour}
+	if cfg.Group.Heartbeat {
+		hc.HeartbeatInterval = cfg.Group.HeartbeatInterval
+	}
+	if h.peer, err = hasync.New(hc, h.peerTab); err != nil {
+		t.Fatal(err)
+	}
 	return h
 }
 
@@ -83,10 +116,7 @@ func (h *replHarness) peerSays(acts []hasync.Action) {
 		if act.Kind != hasync.ActMulticast && act.Kind != hasync.ActUnicast {
 			continue
 		}
-		p := <-h.a.grp.free
-		p.n = copy(p.buf, act.Pkt)
-		p.src, p.ttl = peerAddr, hasync.RequiredTTL
-		h.a.groupReceive(p)
+		h.handle(Event{Kind: EvGroup, Src: peerAddr, TTL: hasync.RequiredTTL, Pkt: act.Pkt})
 	}
 }
 
@@ -94,7 +124,7 @@ func (h *replHarness) peerSays(acts []hasync.Action) {
 // the member answers with a session challenge; the peer's answer proves
 // its session (hasync spec §3.1).
 func (h *replHarness) peerUp() {
-	h.out = h.peer.Start(h.a.now(), h.out[:0])
+	h.out = h.peer.Start(h.now, h.out[:0])
 	h.peerSays(h.out)
 	h.toPeer(true)
 	if h.a.grp.m.UpPeers() != 1 {
@@ -115,23 +145,22 @@ func (h *replHarness) peerAcking() {
 	}
 }
 
-// toPeer reads what the member sent the peer; deliver: the peer processes
-// it and its answers (update acks) go back to the member; else it is lost.
+// toPeer takes what the member sent the peer, and what it sends while the
+// peer's answers are delivered; deliver: the peer processes it and its
+// answers (update acks) go back to the member; else it is lost. It returns
+// how many messages the member sent.
 func (h *replHarness) toPeer(deliver bool) int {
 	n := 0
-	buf := make([]byte, 2048)
-	for {
-		_ = h.peerRx.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		k, _, err := h.peerRx.ReadFromUDP(buf)
-		if err != nil {
-			return n
-		}
+	for len(h.toPeerQ) > 0 {
+		msg := h.toPeerQ[0]
+		h.toPeerQ = h.toPeerQ[1:]
 		n++
 		if deliver {
-			h.out = h.peer.Receive(h.a.now(), h.a.cfg.Agent.Address, hasync.RequiredTTL, buf[:k], h.out[:0])
+			h.out = h.peer.Receive(h.now, h.a.cfg.Agent.Address, hasync.RequiredTTL, msg, h.out[:0])
 			h.peerSays(h.out)
 		}
 	}
+	return n
 }
 
 // request builds a registration of the configured node (127.0.0.10) with a
@@ -145,32 +174,18 @@ func (h *replHarness) request(again bool) []byte {
 	return r.bytes(h.t)
 }
 
-// send hands one datagram to the owner as a batch of one.
-func (h *replHarness) send(pkt []byte) {
-	b := <-h.a.free
-	p := &b.in[0]
-	p.N = copy(p.Buf, pkt)
-	p.Src = h.mn.LocalAddr().(*net.UDPAddr).AddrPort()
-	p.Dst = h.a.cfg.Agent.VirtualAddress
-	p.Trunc, p.Ifindex = false, 0
-	b.n = 1
-	h.a.handleBatch(b)
-}
+// send hands one datagram to the registrar as a batch of one.
+func (h *replHarness) send(pkt []byte) { h.batch(pkt) }
 
-// reply waits briefly for the node's reply; nil when none came.
+// reply is the node's next reply; nil when none was sent.
 func (h *replHarness) reply() *mip.Reply {
 	h.t.Helper()
-	buf := make([]byte, 1500)
-	_ = h.mn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	n, err := h.mn.Read(buf)
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil
-		}
-		h.t.Fatal(err)
+	if len(h.sent) == 0 {
+		return nil
 	}
-	r := verifyReply(h.t, buf[:n], key1)
+	b := h.sent[0]
+	h.sent = h.sent[1:]
+	r := verifyReply(h.t, b, key1)
 	if r.ID != h.id {
 		h.t.Fatalf("reply for id %#x, want %#x", r.ID, h.id)
 	}
@@ -198,17 +213,23 @@ func (h *replHarness) wantNoReply() {
 	}
 }
 
-// waitOver ends every hold's wait.
-func (h *replHarness) waitOver() { h.a.hold.expire(h.a.now() + int64(time.Hour)) }
+// waitOver lets the hold's wait (2 × ack_timeout) run out: the clock moves
+// on by that much and the timer fires.
+func (h *replHarness) waitOver() {
+	h.now += h.r.hold.wait
+	h.handle(Event{Kind: EvTimer})
+}
 
 func (h *replHarness) live() bool {
 	e := h.a.core.Table().Get(binding.AddrU32(h.a.cfg.Nodes[0].HomeAddress))
 	return e != nil && !e.Tombstone() && e.ID == h.id
 }
 
+// counter is a group or hold counter as `show redundancy` names it.
 func counter(t *testing.T, a *Agent, key string) uint64 {
 	t.Helper()
-	for _, c := range a.showRedundancy().Flat() {
+	g := console.Redundancy{Counters: append(groupCounters(a.grp.m.Counters(), groupio.Stats{}, 0), holdCounters(a.hold))}
+	for _, c := range g.Flat() {
 		if c.Key == key {
 			return c.Value
 		}
@@ -330,7 +351,7 @@ func TestNoPeerUp(t *testing.T) {
 		h.peerAcking()
 		h.send(h.request(false))
 		h.toPeer(false)
-		h.out = h.peer.Leave(h.a.now(), h.out[:0])
+		h.out = h.peer.Leave(h.now, h.out[:0])
 		h.peerSays(h.out)
 		h.waitOver()
 		h.wantReply(mip.CodeAccepted)
@@ -357,7 +378,7 @@ func TestNoPeerUp(t *testing.T) {
 		h.wantReply(mip.CodeAccepted) // acknowledged
 		h.send(h.request(false))
 		h.toPeer(false)
-		h.out = h.peer.Leave(h.a.now(), h.out[:0])
+		h.out = h.peer.Leave(h.now, h.out[:0])
 		h.peerSays(h.out)
 		h.waitOver()
 		h.wantReply(mip.CodeInsufficientResources)
@@ -375,8 +396,9 @@ func TestHoldQueueFull(t *testing.T) {
 		h.peerAcking()
 		q := h.a.hold
 		to := netip.MustParseAddrPort("127.0.0.1:9")
+		x := &Verdict{Answer: true, From: peerAddr, node: -1}
 		for i := 0; i < holdSlots; i++ {
-			if !q.hold(h.a.now(), uint32(0x0a000000+i), 1, []byte("x"), to, peerAddr, 0) {
+			if !q.hold(h.now, uint32(0x0a000000+i), 1, x, to, 0) {
 				t.Fatal("hold refused with free slots")
 			}
 		}
@@ -398,16 +420,15 @@ func TestRequireReplicationReloads(t *testing.T) {
 	h := newReplHarness(t, false)
 	cfg := *h.a.cfg
 	cfg.Group.RequireReplication = true
-	if err := h.a.core.Reload(&cfg); err != nil {
+	if err := h.reload(&cfg); err != nil {
 		t.Fatalf("reload of require_replication refused: %v", err)
 	}
-	h.a.cfg = &cfg
 	h.send(h.request(false))
 	h.wantReply(mip.CodeInsufficientResources)
 	cfg2 := cfg
 	cfg2.Group.AckBeforeReply = false
 	cfg2.Group.RequireReplication = false
-	if err := h.a.core.Reload(&cfg2); err == nil || !strings.Contains(err.Error(), "[group]") {
+	if err := h.reload(&cfg2); err == nil || !strings.Contains(err.Error(), "[group]") {
 		t.Fatalf("reload of ack_before_reply: %v, want a refusal naming [group]", err)
 	}
 }
@@ -421,6 +442,7 @@ func TestHeldDenialAllocatesNothing(t *testing.T) {
 		reqs[i] = h.request(false)
 	}
 	i := 0
+	h.discard = true // what the loop would send is not collected
 	allocs := testing.AllocsPerRun(50, func() {
 		h.send(reqs[i%len(reqs)])
 		i++

@@ -5,7 +5,6 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
-	"github.com/hagent/hagent/ha/mip"
 )
 
 // Revocation. A binding was accepted under a [[node]] entry: its name, its
@@ -148,11 +147,7 @@ func (c *Core) Revoke(now int64, fn func(ch Change, node, why string)) int {
 // goroutine: the Core's reload, then the revocations it found, each sent to
 // the group and the kernel like a de-registration, logged once per node.
 func (a *Agent) applyReload(cfg *config.Config) error {
-	if err := a.core.Reload(cfg); err != nil {
-		return err
-	}
-	a.cfg = cfg
-	setMemoryLimit(cfg.Agent.MemoryLimitMiB)
+	acts := a.reg.Handle(a.now(), Event{Kind: EvReload, Cfg: cfg}, a.acts[:0])
 	type tally struct {
 		n     int
 		why   string
@@ -160,27 +155,29 @@ func (a *Agent) applyReload(cfg *config.Config) error {
 	}
 	var names []string
 	per := map[string]*tally{}
-	total := a.core.Revoke(a.now(), func(ch Change, node, why string) {
-		a.changed(ch)
-		if a.hold != nil {
-			// A reply still held for its acknowledgement must not say
-			// "accepted" any more: a denial if the node still has a key
-			// here, else nothing (the node retries and hears 129).
-			if p := a.hold.take(ch.Entry.Home); p != nil && a.core.Deny(p.Buf[:p.N], mip.CodeAdminProhibited) {
-				a.sendOne(p)
+	var err error
+	total := 0
+	for i := range acts {
+		switch act := &acts[i]; act.Kind {
+		case ActReloaded:
+			err = act.Err
+		case ActRevoked:
+			total++
+			t := per[act.Node]
+			if t == nil {
+				t = &tally{why: act.Why, first: binding.U32Addr(act.Change.Entry.Home)}
+				per[act.Node] = t
+				names = append(names, act.Node)
 			}
+			t.n++
 		}
-		if len(a.core.acts) > 0 {
-			a.groupActions()
-		}
-		t := per[node]
-		if t == nil {
-			t = &tally{why: why, first: binding.U32Addr(ch.Entry.Home)}
-			per[node] = t
-			names = append(names, node)
-		}
-		t.n++
-	})
+	}
+	a.perform(a.now(), acts)
+	if err != nil {
+		return err
+	}
+	a.cfg = cfg
+	setMemoryLimit(cfg.Agent.MemoryLimitMiB)
 	for _, name := range names {
 		t := per[name]
 		a.log.Warn("bindings revoked: the reload took away their node's authorization",

@@ -202,7 +202,7 @@ func TestReloadRevocationReplicates(t *testing.T) {
 	cfg := *h.a.cfg
 	cfg.Nodes = []config.Node{cfg.Nodes[0]}
 	cfg.Nodes[0].Name, cfg.Nodes[0].HomeAddress = "other", netip.MustParseAddr("127.0.0.11")
-	if err := h.a.applyReload(&cfg); err != nil {
+	if err := h.reload(&cfg); err != nil {
 		t.Fatal(err)
 	}
 	e := h.a.core.table.Get(home)
@@ -218,7 +218,7 @@ func TestReloadRevocationReplicates(t *testing.T) {
 	}
 	// The peer's old live record (as a retransmission or a repair would
 	// carry it) does not bring the binding back.
-	if _, err := h.a.grp.m.Register(h.a.now(), old, nil); err == nil {
+	if _, err := h.a.grp.m.Register(h.now, old, nil); err == nil {
 		t.Fatal("the old live record was accepted over the revocation")
 	}
 	if e := h.a.core.table.Get(home); e == nil || !e.Tombstone() {
@@ -252,7 +252,7 @@ func TestReloadRevocationHeldReply(t *testing.T) {
 			h.wantNoReply() // held for the peer's ack
 			cfg := *h.a.cfg
 			cfg.Nodes = tc.change(append([]config.Node(nil), cfg.Nodes...))
-			if err := h.a.applyReload(&cfg); err != nil {
+			if err := h.reload(&cfg); err != nil {
 				t.Fatal(err)
 			}
 			if tc.want != 0 {

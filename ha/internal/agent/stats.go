@@ -47,6 +47,6 @@ type Stats struct {
 	Expired         uint64 // bindings whose lifetime ran out
 	Cleared         uint64 // bindings removed by the operator
 	Revoked         uint64 // bindings removed because a reload took their node's authorization away
-	Withdrawn       uint64 // accepted bindings the kernel refused: undone, the node answered 130 (or 139)
+	Withdrawn       uint64 // bindings the kernel refused: not written, the node answered 130 (or 139)
 	SendErrors      uint64 // replies the kernel refused to send
 }

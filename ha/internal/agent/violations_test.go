@@ -44,7 +44,7 @@ func TestViolationsRecorded(t *testing.T) {
 	}
 	pkt := badKey.bytes(t)
 	out := make([]byte, 0, ReplyBufLen)
-	if a := testing.AllocsPerRun(200, func() { c.Handle(1, wall0, mnSrc, haVIP, pkt, out) }); a != 0 {
+	if a := testing.AllocsPerRun(200, func() { sealed(c, 1, wall0, mnSrc, haVIP, pkt, out) }); a != 0 {
 		t.Fatalf("an authentication failure allocates %v", a)
 	}
 	v = c.viol.show(0)

@@ -176,12 +176,13 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		if cur != nil && cur.ID > last {
 			last = cur.ID
 		}
-		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 {
+		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 && c.natSameSource(cur) {
 			// The node retransmitted a request we accepted (our reply was
 			// lost). Answering again changes nothing, so it is no replay.
 			c.Stats.Duplicates++
 			rep.Code = mip.CodeAccepted
 			rep.Lifetime = uint16(cur.Remaining(c.rq.now) / time.Second)
+			c.natDupReply(cur)
 			*ch = Change{Entry: *cur, Dup: true}
 			return
 		}
@@ -211,6 +212,9 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 	// node's traffic.
 	if (req.Flags&mip.FlagG != 0 && !c.gre) || req.Flags&mip.FlagM != 0 {
 		rep.Code = mip.CodeEncapUnavailable
+		return
+	}
+	if !c.natDecide(n) { // RFC 3519 UDP tunnelling (nat.go)
 		return
 	}
 
@@ -263,9 +267,10 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 			Registered: now,
 			Expires:    now + int64(lt)*int64(time.Second),
 		}}
+	c.natEntry(&in.ent)
 	if cur != nil && !cur.Tombstone() {
 		in.kind = Renewed
-		in.moved = cur.CareOf != careOf || cur.Flags != req.Flags
+		in.moved = cur.CareOf != careOf || cur.Flags != req.Flags || natMoved(cur, &in.ent)
 	}
 	if c.stage {
 		c.stash(&in, ch)

@@ -122,6 +122,7 @@ type Core struct {
 	greKernel    bool // the datapath can carry GRE (true without a datapath)
 	udpKernel    bool // the datapath can carry the RFC 3519 UDP tunnel (true without a datapath)
 	udp          bool // the request being decided is UDP-tunnelled (nat.go)
+	noIPIPKernel bool // the datapath has no IP-in-IP device: only UDP tunnels (nat.go)
 
 	// Group mode: every table write goes through the group machine, which
 	// multicasts it (claims 1, 23); acts collects what it asks the owner to

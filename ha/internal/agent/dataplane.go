@@ -101,6 +101,7 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 	// Offer GRE only when the kernel has it (else the node gets 139).
 	a.core.SetKernelGRE(dp.Supports(datapath.GRE))
 	a.core.SetKernelUDP(dp.Supports(datapath.UDP))
+	a.core.SetKernelIPIP(dp.Supports(datapath.IPIP))
 	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface, scanned: make(chan *datapath.Scan, 1), more: make(chan struct{}, 1)}, nil
 }
 

@@ -214,7 +214,7 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		rep.Code = mip.CodeEncapUnavailable
 		return
 	}
-	if !c.natDecide(n) { // RFC 3519 UDP tunnelling (nat.go)
+	if !c.natDecide(n) || c.noIPIP() { // RFC 3519 UDP tunnelling (nat.go)
 		return
 	}
 

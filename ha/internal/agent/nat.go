@@ -106,3 +106,19 @@ func (c *Core) natDupReply(cur *binding.Entry) {
 // SetKernelUDP records whether the datapath can carry the UDP tunnel;
 // without it a request that would be UDP-tunnelled gets 142.
 func (c *Core) SetKernelUDP(ok bool) { c.udpKernel = ok }
+
+// noIPIP denies (139) a registration that would be tunnelled IP in IP when
+// the kernel has no IP-in-IP device: a home agent for nodes behind NATs
+// only may run without the driver (the datapath then serves UDP tunnels
+// alone), and accepting the node would black-hole its traffic.
+func (c *Core) noIPIP() bool {
+	req := &c.req
+	if !c.noIPIPKernel || c.udp || req.Flags&mip.FlagG != 0 || req.Lifetime == 0 || req.CareOf == req.HomeAddr {
+		return false
+	}
+	c.v.Code = mip.CodeEncapUnavailable
+	return true
+}
+
+// SetKernelIPIP records whether the datapath has its IP-in-IP device.
+func (c *Core) SetKernelIPIP(ok bool) { c.noIPIPKernel = !ok }

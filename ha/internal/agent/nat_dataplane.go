@@ -12,10 +12,11 @@ import (
 // when [nat] offers it: the eBPF programs and the uplink's filter. Tunnel
 // data leaves from dc.Local (the virtual address with one), so that after a
 // failover the NAT still accepts the new active member's; the uplink is
-// the home interface, the tunnel MTU the uplink's less 32, no MSS clamp
+// nat.uplink_interface; the tunnel MTU the uplink's less 32, no MSS clamp
 // (the datapath's defaults).
 func natDatapathConfig(cfg *config.Config, dc *datapath.Config) {
 	dc.UDPTunnel = cfg.NAT.UDPTunnel
+	dc.UplinkIfname = cfg.NAT.Uplink
 }
 
 // natBinding makes b a UDP-tunnelled binding when e is one: tunnel data to

@@ -317,3 +317,22 @@ func TestDatapathBindingCarriesTheNATEndpoint(t *testing.T) {
 		t.Fatalf("GRE binding programmed as %+v", b)
 	}
 }
+
+// Without an IP-in-IP device (a kernel without the driver, serving nodes
+// behind NATs only) a registration that would be tunnelled IP in IP is
+// denied 139; a UDP-tunnelled one and a de-registration are not.
+func TestNoIPIPKernelServesUDPOnly(t *testing.T) {
+	c := natCore(t, natConfig(4))
+	c.SetKernelIPIP(false)
+	if r := handle(t, c, 0, mnSrc, haVIP, req1(ts(0)).bytes(t)); r.rep.Code != mip.CodeEncapUnavailable {
+		t.Fatalf("plain registration: code %d, want 139", r.rep.Code)
+	}
+	if r := handle(t, c, 0, natMapped, haVIP, udpReq(ts(time.Second), 0, mip.NextIPv4).bytes(t)); r.rep.Code != mip.CodeAccepted || r.ch.Entry.Encap != binding.EncapUDP {
+		t.Fatalf("UDP-tunnelled registration: code %d encap %s, want accepted, udp", r.rep.Code, r.ch.Entry.Encap)
+	}
+	d := req1(ts(2 * time.Second))
+	d.Lifetime = 0
+	if r := handle(t, c, 0, mnSrc, haVIP, d.bytes(t)); r.rep.Code != mip.CodeAccepted || r.ch.Kind != Deregistered {
+		t.Fatalf("de-registration: code %d %s, want accepted", r.rep.Code, r.ch.Kind)
+	}
+}

@@ -2,6 +2,7 @@ package itest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -234,6 +235,28 @@ func TestNATTraversalNetns(t *testing.T) {
 	s2 := showStats(t, a)
 	if s2["udp tunnel encapsulated"] < s["udp tunnel encapsulated"]+3 || s2["udp tunnel decapsulated"] < s["udp tunnel decapsulated"]+3 {
 		t.Fatalf("UDP tunnel counters after the re-bind's pings: before %v after %v", s, s2)
+	}
+
+	// Tunnel data for the node's home address from another port of the
+	// NAT (a stale mapping, or a spoofer beside it; 2999 is below the
+	// ephemeral range the node's mappings come from) is dropped and counted.
+	forged := "04040000" + // tunnel data header, next header IPv4
+		"4500004000000000400100" + "00c000020ac000021e" + // 192.0.2.10 → 192.0.2.30, ICMP
+		"0800" + strings.Repeat("00", 42)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Log("python3 not installed: the wrong-port check was skipped")
+	} else {
+		if out, err := n.nat.Run("python3", "-c", `import socket,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+s.bind(("198.51.100.50",2999))
+s.sendto(bytes.fromhex(sys.argv[1]),("192.0.2.1",434))`, forged); err != nil {
+			t.Fatalf("sending forged tunnel data from the NAT: %v %s", err, out)
+		}
+		eventually(t, 5*time.Second, "the forged tunnel data counted as from the wrong port", func() (bool, string) {
+			s3 := showStats(t, a)
+			return s3["udp tunnel dropped in: wrong NAT port"] == s2["udp tunnel dropped in: wrong NAT port"]+1,
+				fmt.Sprint(s3["udp tunnel dropped in: wrong NAT port"])
+		})
 	}
 
 	_ = node.Signal(syscall.SIGTERM)

@@ -214,6 +214,12 @@ func TestNATTraversalNetns(t *testing.T) {
 		}
 	}
 	ping("first mapping")
+	// A 1,500-byte packet with DF does not fit the tunnel (1,500 − 32): the
+	// agent answers "fragmentation needed" with the tunnel MTU (RFC 3519
+	// §4.8; docs/datapath.md "Tunnel MTU").
+	if out, _ := n.cn.Run("ping", "-M", "do", "-s", "1472", "-c", "1", "-W", "3", "192.0.2.10"); !strings.Contains(out, "mtu = 1468") {
+		t.Fatalf("a 1,500-byte DF ping through the UDP tunnel, want fragmentation needed with mtu = 1468:\n%s", out)
+	}
 	s := showStats(t, a)
 	if s["udp tunnel encapsulated"] < 3 || s["udp tunnel decapsulated"] < 3 {
 		t.Fatalf("UDP tunnel counters after 3 pings: %v", s)

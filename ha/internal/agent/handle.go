@@ -214,9 +214,6 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		rep.Code = mip.CodeEncapUnavailable
 		return
 	}
-	if !c.natDecide(n) || c.noIPIP() { // RFC 3519 UDP tunnelling (nat.go)
-		return
-	}
 
 	code := mip.CodeAccepted
 	if req.Flags&mip.FlagS != 0 && !c.simul {
@@ -242,10 +239,14 @@ func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
 }
 
 // register writes a registration or renewal (or, staged, asks for it), its
-// lifetime capped by the agent's and the node's maxima.
+// lifetime capped by the agent's and the node's maxima, once the tunnel it
+// needs is agreed (a UDP Tunnel Request may deny it: 129, 142).
 func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code, ch *Change) {
 	req, now := &c.req, c.rq.now
 	n := &c.nodes[ni]
+	if !c.natDecide(n) || c.noIPIP() { // the tunnel: RFC 3519 UDP or the kernel's (nat.go)
+		return
+	}
 	careOf := binding.AddrU32(req.CareOf)
 	lt := req.Lifetime
 	if lt > c.maxLt {

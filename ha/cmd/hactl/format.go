@@ -15,8 +15,8 @@ func newTab(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0,
 // a table of their own (they have no care-of address and are purged, not
 // expired). The first nine live columns keep their order for scripts.
 func printBindings(w io.Writer, b *console.Bindings) {
-	fmt.Fprintf(w, "bindings: %d live of %d (ipip %d, gre %d, reverse-tunnelled %d), %d tombstones of %d\n",
-		b.Live, b.Capacity, b.IPIP, b.GRE, b.Reverse, b.Tombs, b.TombCap)
+	fmt.Fprintf(w, "bindings: %d live of %d (ipip %d, gre %d, udp %d, reverse-tunnelled %d), %d tombstones of %d\n",
+		b.Live, b.Capacity, b.IPIP, b.GRE, b.UDP, b.Reverse, b.Tombs, b.TombCap)
 	var live, tombs []console.Binding
 	for _, x := range b.Rows {
 		if x.State == "tombstone" {
@@ -27,11 +27,11 @@ func printBindings(w io.Writer, b *console.Bindings) {
 	}
 	if len(live) > 0 {
 		tw := newTab(w)
-		fmt.Fprintln(tw, "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE\tTUNNEL\tAGE\tSOURCE\tNAI\tORIGIN")
+		fmt.Fprintln(tw, "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE\tTUNNEL\tAGE\tSOURCE\tNAI\tORIGIN\tNAT")
 		for _, x := range live {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\t%s\t%ds\t%s\t%s\t%d\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\t%s\t%ds\t%s\t%s\t%d\t%s\n",
 				x.Home, dash(x.CareOf), dash(x.HomeAgent), x.State, x.Granted, x.Remaining, dash(x.Flags), x.ID,
-				dash(x.Node), dash(x.Tunnel), x.Age, dash(x.Source), dash(x.NAI), x.Origin)
+				dash(x.Node), dash(x.Tunnel), x.Age, dash(x.Source), dash(x.NAI), x.Origin, dash(x.NAT))
 		}
 		tw.Flush()
 	}
@@ -75,6 +75,9 @@ func printBindingDetail(w io.Writer, b *console.Bindings) {
 			fmt.Fprintf(tw, "  Home agent address\t%s\n", x.HomeAgent)
 			fmt.Fprintf(tw, "  Lifetime\tgranted %ds, remaining %ds, registered %ds ago\n", x.Granted, x.Remaining, x.Age)
 			tun := x.Tunnel
+			if x.NAT != "" {
+				tun += " to NAT mapping " + x.NAT
+			}
 			if strings.Contains(" "+x.Flags+" ", " T ") {
 				tun += ", reverse tunnel"
 			}

@@ -17,13 +17,16 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden with the curr
 // operator reads (text) and what scripts parse (-json). A change to either
 // shows up as a diff here, reviewed like code.
 var goldenAnswers = map[string]console.Response{
-	"bindings": {Bindings: &console.Bindings{Live: 2, Tombs: 1, Capacity: 10000, TombCap: 2500, IPIP: 1, GRE: 1, Reverse: 1,
+	"bindings": {Bindings: &console.Bindings{Live: 3, Tombs: 1, Capacity: 10000, TombCap: 2500, IPIP: 1, GRE: 1, UDP: 1, Reverse: 2,
 		Rows: []console.Binding{
 			{Home: "192.0.2.10", CareOf: "198.51.100.7", HomeAgent: "192.0.2.1", Node: "laptop-1", NAI: "laptop-1@example.net",
 				Source: "198.51.100.7:434", State: "live", Granted: 600, Remaining: 599, Age: 1, Tunnel: "ipip", Flags: "T",
 				ID: 0xe9a1b2c300000001, Origin: 3221225986},
 			{Home: "192.0.2.11", CareOf: "203.0.113.9", HomeAgent: "192.0.2.1", Node: "truck-7", State: "live", Granted: 1800,
 				Remaining: 1200, Age: 600, Tunnel: "gre", Flags: "G", ID: 0xe9a1b2c300000002, Origin: 3221225987},
+			{Home: "192.0.2.13", CareOf: "10.0.0.7", HomeAgent: "192.0.2.1", Node: "bus-12", Source: "203.0.113.5:40000",
+				State: "live", Granted: 600, Remaining: 540, Age: 60, Tunnel: "udp", NAT: "203.0.113.5:40000", Flags: "T",
+				ID: 0xe9a1b2c300000004, Origin: 3221225986},
 			{Home: "192.0.2.12", Node: "pool", Source: "198.51.100.8:434", State: "tombstone", Remaining: 290, Age: 10,
 				ID: 0xe9a1b2c300000003, Origin: 3221225986},
 		}, Truncated: 5}},
@@ -32,6 +35,12 @@ var goldenAnswers = map[string]console.Response{
 			{Home: "192.0.2.10", CareOf: "198.51.100.7", HomeAgent: "192.0.2.1", Node: "laptop-1", NAI: "laptop-1@example.net",
 				Source: "198.51.100.7:434", State: "live", Granted: 600, Remaining: 599, Age: 1, Tunnel: "ipip", Flags: "T",
 				ID: 0xe9a1b2c300000001, Origin: 3221225986},
+		}}},
+	"udp-binding-detail": {Bindings: &console.Bindings{Live: 3, Tombs: 1, Capacity: 10000, TombCap: 2500, UDP: 1, Reverse: 1, Detail: true,
+		Rows: []console.Binding{
+			{Home: "192.0.2.13", CareOf: "10.0.0.7", HomeAgent: "192.0.2.1", Node: "bus-12", Source: "203.0.113.5:40000",
+				State: "live", Granted: 600, Remaining: 540, Age: 60, Tunnel: "udp", NAT: "203.0.113.5:40000", Flags: "T",
+				ID: 0xe9a1b2c300000004, Origin: 3221225986},
 		}}},
 	"tombstone-detail": {Bindings: &console.Bindings{Live: 2, Tombs: 1, Capacity: 10000, TombCap: 2500, Detail: true,
 		Rows: []console.Binding{

@@ -40,14 +40,18 @@ type Config struct {
 	// Preference is the RFC 1256 preference of the advertised router
 	// address (the source address). 0 by default.
 	Preference int32
+	// UDPTunnel sets U: the agent offers RFC 3519 UDP tunnelling to nodes
+	// behind a NAT (nat.udp_tunnel).
+	UDPTunnel bool
 }
 
 // Flags are the Mobility Agent Advertisement flags this configuration
 // advertises: H always (a home agent, RFC 5944 §2.1.1); M and G for the
-// encapsulations it receives; never F, so never R, B or T either (they are
-// foreign-agent bits: §2.1.1 forbids R and B without F, and T means "this
-// foreign agent supports reverse tunnelling", RFC 3024 §3.1; reverse
-// tunnelling at the home agent is agreed per registration instead).
+// encapsulations it receives; U when it offers UDP tunnelling (RFC 3519);
+// never F, so never R, B or T either (they are foreign-agent bits: §2.1.1
+// forbids R and B without F, and T means "this foreign agent supports
+// reverse tunnelling", RFC 3024 §3.1; reverse tunnelling at the home agent
+// is agreed per registration instead).
 func (c *Config) Flags() Flags {
 	f := FlagH
 	if slices.Contains(c.Encapsulations, "minimal") {
@@ -55,6 +59,9 @@ func (c *Config) Flags() Flags {
 	}
 	if slices.Contains(c.Encapsulations, "gre") {
 		f |= FlagG
+	}
+	if c.UDPTunnel {
+		f |= FlagU
 	}
 	return f
 }

@@ -29,6 +29,11 @@ func TestConfigFlags(t *testing.T) {
 			t.Errorf("%s: flags %s, want %s", encaps, got, want)
 		}
 	}
+	c := testConfig()
+	c.UDPTunnel = true
+	if got := c.Flags().String(); got != "H U" {
+		t.Errorf("UDP tunnelling offered: flags %s, want H U", got)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -30,6 +30,7 @@ func advertConfig(c *config.Config) advert.Config {
 		HomeNetwork:    c.Agent.HomeNetwork,
 		RegLifetime:    c.Agent.MaxLifetime,
 		Encapsulations: c.Agent.Encapsulations,
+		UDPTunnel:      c.NAT.UDPTunnel,
 	}
 }
 

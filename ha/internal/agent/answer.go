@@ -105,6 +105,7 @@ func (a *Agent) bindingRow(e *binding.Entry, now int64) console.Binding {
 	if e.Flags&mip.FlagG != 0 {
 		row.Tunnel = "gre"
 	}
+	natRow(e, &row)
 	return row
 }
 
@@ -191,6 +192,7 @@ func (a *Agent) showStats() *console.Stats {
 			{Name: "reverse tunnel dropped: unknown home", Value: ds.ReverseUnknownHome},
 			{Name: "reverse tunnel dropped: malformed", Value: ds.ReverseMalformed},
 		}
+		st.Datapath = append(st.Datapath, natCounters(&ds)...)
 	}
 	m := memStats()
 	st.Runtime = []console.Counter{
@@ -208,7 +210,7 @@ func knownCode(c mip.Code) bool {
 	case mip.CodeAccepted, mip.CodeAcceptedNoSimultaneous, mip.CodeUnspecified, mip.CodeAdminProhibited,
 		mip.CodeInsufficientResources, mip.CodeMNAuthFailed, mip.CodeFAAuthFailed, mip.CodeIDMismatch,
 		mip.CodePoorlyFormed, mip.CodeUnknownHA, mip.CodeReverseTunnelUnavailable,
-		mip.CodeReverseTunnelMandatory, mip.CodeEncapUnavailable:
+		mip.CodeReverseTunnelMandatory, mip.CodeEncapUnavailable, mip.CodeUDPEncapUnavailable:
 		return true
 	}
 	return false

@@ -63,6 +63,7 @@ const (
 	kindGRE
 	kindReverse
 	kindMatch // the home asked for (or any, when all are)
+	kindUDP   // RFC 3519 UDP tunnelling to a NAT mapping
 )
 
 func newBindingsWalk(r console.Request) *bindingsWalk {
@@ -119,7 +120,9 @@ func (w *bindingsWalk) count(kind uint8, d int) {
 		o.Tombs += d
 	} else {
 		o.Live += d
-		if kind&kindGRE != 0 {
+		if kind&kindUDP != 0 {
+			o.UDP += d
+		} else if kind&kindGRE != 0 {
 			o.GRE += d
 		} else {
 			o.IPIP += d
@@ -154,6 +157,9 @@ func (a *Agent) walkEntry(w *bindingsWalk, e *binding.Entry) {
 		kind |= kindLive
 		if e.Flags&mip.FlagG != 0 {
 			kind |= kindGRE
+		}
+		if e.Encap == binding.EncapUDP {
+			kind |= kindUDP
 		}
 		if e.Flags&mip.FlagT != 0 {
 			kind |= kindReverse

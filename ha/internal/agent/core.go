@@ -89,6 +89,8 @@ type node struct {
 	maxLt  uint16
 	revTun bool
 	gen    uint32 // key generation: a verdict is sealed only with the key it was decided under
+
+	udpTun bool // its UDP Tunnel Request is answered (nat.go)
 }
 
 type fa struct {
@@ -118,6 +120,9 @@ type Core struct {
 	revTun       bool
 	gre          bool
 	greKernel    bool // the datapath can carry GRE (true without a datapath)
+	udpKernel    bool // the datapath can carry the RFC 3519 UDP tunnel (true without a datapath)
+	udp          bool // the request being decided is UDP-tunnelled (nat.go)
+	noIPIPKernel bool // the datapath has no IP-in-IP device: only UDP tunnels (nat.go)
 
 	// Group mode: every table write goes through the group machine, which
 	// multicasts it (claims 1, 23); acts collects what it asks the owner to
@@ -162,6 +167,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 		id:        a.AgentID,
 		serving:   true,
 		greKernel: true,
+		udpKernel: true,
 		pend:      make([]pendRef, 0, batchSize),
 	}
 	if a.VirtualAddress.IsValid() {
@@ -208,6 +214,7 @@ func (c *Core) setNodes(cfg *config.Config) error {
 		st.maxLt = n.MaxLifetime
 		st.revTun = n.ReverseTunnel // effective only with agent.reverse_tunnel too (checked in Handle)
 		st.nonceM = n.Replay == "nonce"
+		st.udpTun = n.UDPTunnel && cfg.NAT.UDPTunnel
 		if st.nonceM {
 			st.nonce = randUint32()
 		}

@@ -84,6 +84,7 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 		Local:        local,
 		Logger:       a.log.With("sub", "datapath"),
 	}
+	natDatapathConfig(a.cfg, &dc)
 	for _, e := range a.cfg.Agent.Encapsulations {
 		if e == "gre" {
 			dc.GRETunnelName = cfg.TunnelDevice + "gre"
@@ -99,6 +100,8 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 	}
 	// Offer GRE only when the kernel has it (else the node gets 139).
 	a.core.SetKernelGRE(dp.Supports(datapath.GRE))
+	a.core.SetKernelUDP(dp.Supports(datapath.UDP))
+	a.core.SetKernelIPIP(dp.Supports(datapath.IPIP))
 	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface, scanned: make(chan *datapath.Scan, 1), more: make(chan struct{}, 1)}, nil
 }
 
@@ -107,6 +110,7 @@ func dpBinding(e *binding.Entry) datapath.Binding {
 	if e.Flags&mip.FlagG != 0 {
 		b.Encap = datapath.GRE
 	}
+	natBinding(e, &b)
 	return b
 }
 

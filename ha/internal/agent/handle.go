@@ -177,12 +177,13 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		if cur != nil && cur.ID > last {
 			last = cur.ID
 		}
-		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 {
+		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 && c.natSameSource(cur) {
 			// The node retransmitted a request we accepted (our reply was
 			// lost). Answering again changes nothing, so it is no replay.
 			c.Stats.Duplicates++
 			rep.Code = mip.CodeAccepted
 			rep.Lifetime = uint16(cur.Remaining(c.rq.now) / time.Second)
+			c.natDupReply(cur)
 			*ch = Change{Entry: *cur, Dup: true}
 			return
 		}
@@ -265,11 +266,16 @@ func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
 }
 
 // register writes a registration or renewal (or, staged, asks for it), its
-// lifetime capped by the agent's and the node's maxima. As deregister, it
-// writes here, and commit makes the same write for a staged intent.
+// lifetime capped by the agent's and the node's maxima, once the tunnel it
+// needs is agreed (a UDP Tunnel Request may deny it: 129, 142). As
+// deregister, it writes here, and commit makes the same write for a staged
+// intent.
 func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code, ch *Change) {
 	req, rep, now := &c.req, c.v, c.rq.now
 	n := &c.nodes[ni]
+	if !c.natDecide(n) || c.noIPIP() { // the tunnel: RFC 3519 UDP or the kernel's (nat.go)
+		return
+	}
 	careOf := binding.AddrU32(req.CareOf)
 	lt := req.Lifetime
 	if lt > c.maxLt {
@@ -277,12 +283,6 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 	}
 	if n.maxLt != 0 && lt > n.maxLt {
 		lt = n.maxLt
-	}
-	kind := Registered
-	moved := true
-	if cur != nil && !cur.Tombstone() {
-		kind = Renewed
-		moved = cur.CareOf != careOf || cur.Flags != req.Flags
 	}
 	ent := binding.Entry{
 		Home:       home,
@@ -295,6 +295,13 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 		Flags:      req.Flags,
 		Registered: now,
 		Expires:    now + int64(lt)*int64(time.Second),
+	}
+	c.natEntry(&ent)
+	kind := Registered
+	moved := true
+	if cur != nil && !cur.Tombstone() {
+		kind = Renewed
+		moved = cur.CareOf != careOf || cur.Flags != req.Flags || natMoved(cur, &ent)
 	}
 	if c.stage {
 		c.stash(&intent{kind: kind, moved: moved, ni: ni, code: code, lt: lt, ent: ent}, ch)

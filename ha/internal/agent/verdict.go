@@ -31,6 +31,10 @@ type Verdict struct {
 	node  int32  // the node whose key signs the reply; -1: not authenticated, not signed
 	gen   uint32 // that node's key generation when the verdict was made
 	epoch uint32 // the Core's node list then (a reload makes a new one)
+
+	// Tunnel is the RFC 3519 UDP Tunnel Reply extension (nat.go); not
+	// Present: none. Sealed inside what the MN-HA authenticator covers.
+	Tunnel mip.UDPTunnelReply
 }
 
 // Deny turns the verdict into a denial with code: RFC 5944 §3.4, a
@@ -39,6 +43,7 @@ type Verdict struct {
 func (v *Verdict) Deny(code mip.Code) {
 	v.Code = code
 	v.Lifetime = 0
+	v.Tunnel = mip.UDPTunnelReply{} // no tunnel is set up for a denied request
 }
 
 // Keep copies the verdict's NAI into nai (the caller's storage, at least
@@ -84,6 +89,7 @@ func (c *Core) Seal(v *Verdict, out []byte) ([]byte, error) {
 	}
 	r := &c.rep
 	r.Code, r.Lifetime, r.HomeAddr, r.HomeAgent, r.ID, r.NAI = v.Code, v.Lifetime, v.HomeAddr, v.HomeAgent, v.ID, v.NAI
+	r.UDPTunnel = v.Tunnel
 	start := len(out)
 	b, err := r.AppendBinary(out)
 	if err != nil {

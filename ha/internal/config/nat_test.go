@@ -8,12 +8,12 @@ import (
 
 func TestNATDefaults(t *testing.T) {
 	c := mustParse(t, base+router("192.0.2.9", ""))
-	if c.NAT != (NAT{AcceptForced: true, Keepalive: 110 * time.Second}) || c.NAT.KeepaliveSeconds() != 110 || c.Nodes[0].UDPTunnel {
+	if c.NAT != (NAT{AcceptForced: true, Keepalive: 110 * time.Second, Uplink: c.Agent.Interface}) || c.NAT.KeepaliveSeconds() != 110 || c.Nodes[0].UDPTunnel {
 		t.Fatalf("defaults: %+v, node udp_tunnel %v", c.NAT, c.Nodes[0].UDPTunnel)
 	}
-	c = mustParse(t, base+"[nat]\nudp_tunnel = true\naccept_forced = false\nkeepalive_interval = \"25s\"\n"+
+	c = mustParse(t, base+"[nat]\nudp_tunnel = true\naccept_forced = false\nkeepalive_interval = \"25s\"\nuplink_interface = \"wan0\"\n"+
 		router("192.0.2.9", "")+router("192.0.2.10", "udp_tunnel = false"))
-	if c.NAT != (NAT{UDPTunnel: true, Keepalive: 25 * time.Second}) || c.NAT.KeepaliveSeconds() != 25 {
+	if c.NAT != (NAT{UDPTunnel: true, Keepalive: 25 * time.Second, Uplink: "wan0"}) || c.NAT.KeepaliveSeconds() != 25 {
 		t.Fatalf("set: %+v", c.NAT)
 	}
 	// A node follows nat.udp_tunnel unless it says otherwise.
@@ -40,6 +40,7 @@ func TestNATErrors(t *testing.T) {
 		{"[nat]\nkeepalive_interval = 110", `x.toml:6: nat.keepalive_interval must be a duration string with a unit, e.g. "110s"`},
 		{"[nat]\nudp_tunnel = \"yes\"", `x.toml:6: nat.udp_tunnel must be true or false`},
 		{"[nat]\naccept_forced = 1", `x.toml:6: nat.accept_forced must be true or false`},
+		{"[nat]\nuplink_interface = \"a/b\"", `x.toml:6: nat.uplink_interface "a/b" is not a valid interface name`},
 		{"[nat]\nkeepalive_intervl = \"10s\"", `x.toml:6: nat.keepalive_intervl unknown key in [nat]; did you mean "keepalive_interval"?`},
 		{router("192.0.2.9", "udp_tunnel = true"), `x.toml:9: node[1].udp_tunnel is true but nat.udp_tunnel is false: the UDP tunnel is not set up at all; set nat.udp_tunnel = true`},
 		{"[nat]\nudp_tunnel = false\n" + router("192.0.2.9", "udp_tunnel = true"), `x.toml:11: node[1].udp_tunnel is true but nat.udp_tunnel is false`},

@@ -38,6 +38,7 @@ func RestartNeeded(old, new *Config) []string {
 		// The UDP tunnel's data path and the advertisements' U flag are
 		// set up at start; the rest of [nat] is read at each registration.
 		{old.NAT.UDPTunnel != new.NAT.UDPTunnel, "nat.udp_tunnel"},
+		{old.NAT.Uplink != new.NAT.Uplink, "nat.uplink_interface"},
 	} {
 		if c.changed {
 			what = append(what, c.name)

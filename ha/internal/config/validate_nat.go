@@ -25,6 +25,12 @@ type NAT struct {
 	// default; 1s..65535s (the field is 16 bits; 0 on the wire would tell
 	// the node to use its own default).
 	Keepalive time.Duration
+	// Uplink is the interface tunnel data arrives on and leaves by (the UDP
+	// tunnel's routes go out of it); default agent.interface. Correspondents
+	// on the home link reach a UDP-tunnelled node only when it is another
+	// interface: the kernel answers proxy ARP only for an address routed
+	// out of an interface other than the one the request came in on.
+	Uplink string
 }
 
 // KeepaliveSeconds is Keepalive as the UDP Tunnel Reply carries it.
@@ -45,6 +51,7 @@ type rawNAT struct {
 	UDPTunnel    field[bool]
 	AcceptForced field[bool]
 	Keepalive    field[string]
+	Uplink       field[string]
 }
 
 // readNAT reads [nat].
@@ -55,6 +62,7 @@ func readNAT(root *table, r *rawConfig) {
 		UDPTunnel:    t.boolean("udp_tunnel"),
 		AcceptForced: t.boolean("accept_forced"),
 		Keepalive:    t.duration("keepalive_interval"),
+		Uplink:       t.str("uplink_interface"),
 	}
 	t.done()
 }
@@ -64,6 +72,10 @@ func (d *decoder) buildNAT(r *rawConfig, c *Config) {
 	n.UDPTunnel = d.boolOr(rn.UDPTunnel, false)
 	n.AcceptForced = d.boolOr(rn.AcceptForced, true)
 	n.Keepalive = d.durIn(rn.Keepalive, DefaultNATKeepalive, time.Second, MaxNATKeepalive)
+	n.Uplink = c.Agent.Interface
+	if rn.Uplink.Set {
+		n.Uplink = d.ifname(rn.Uplink, c.Agent.Interface, "")
+	}
 	if f := rn.Keepalive; f.Set {
 		switch {
 		case n.Keepalive%time.Second != 0:

@@ -48,10 +48,13 @@ type Binding struct {
 	// Remaining: lifetime left; for a tombstone, the time until it is purged.
 	Remaining uint32 `json:"remaining_s"`
 	Age       uint32 `json:"age_s"`            // since the last accepted (re)registration
-	Tunnel    string `json:"tunnel,omitempty"` // "ipip" or "gre" (the G bit); empty for a tombstone
+	Tunnel    string `json:"tunnel,omitempty"` // "ipip", "gre" (the G bit) or "udp" (RFC 3519); empty for a tombstone
 	Flags     string `json:"flags"`            // e.g. "T G" (the request's S B D M G r T x bits)
 	ID        uint64 `json:"id"`
 	Origin    uint32 `json:"origin"` // agent id of the member that accepted it
+	// NAT is a UDP-tunnelled binding's tunnel endpoint: the address:port
+	// its registration came from (the NAT's mapping).
+	NAT string `json:"nat,omitempty"`
 }
 
 // Bindings is the payload of `show bindings`. The summary counts cover the
@@ -63,6 +66,7 @@ type Bindings struct {
 	TombCap   int       `json:"tombstone_capacity"`
 	IPIP      int       `json:"ipip"`             // live bindings tunnelled IP-in-IP
 	GRE       int       `json:"gre"`              // live bindings tunnelled in GRE
+	UDP       int       `json:"udp"`              // live bindings tunnelled in UDP to a NAT mapping (RFC 3519)
 	Reverse   int       `json:"reverse_tunnel"`   // live bindings with the T bit
 	Detail    bool      `json:"detail,omitempty"` // one home address was asked for
 	Rows      []Binding `json:"rows"`

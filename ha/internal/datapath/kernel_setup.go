@@ -32,7 +32,13 @@ func (k *kernel) Setup() error {
 		return err
 	}
 	idx, err := k.tunnel(k.cfg.TunnelName, IPIP)
-	if err != nil {
+	switch {
+	case err != nil && k.cfg.UDPTunnel && errors.Is(err, errNoTunnelDriver):
+		// A home agent for nodes behind NATs only (RFC 3519) needs no
+		// IP-in-IP device: it tunnels in UDP, by eBPF. Supports(IPIP) is
+		// false; the agent denies the others 139 instead of black-holing them.
+		k.log.Warn("IP-in-IP tunnelling unavailable: only UDP-tunnelled nodes can be served; the others get reply code 139", "err", err)
+	case err != nil:
 		return err
 	}
 	k.tun[IPIP] = idx
@@ -107,6 +113,9 @@ func (k *kernel) proxyARP(on bool) error {
 // entries reports whether bindings get NTF_PROXY entries.
 func (k *kernel) entries() bool { return k.cfg.ProxyARP && !k.cfg.ProxyByRoute }
 
+// errNoTunnelDriver: the kernel cannot create the tunnel device at all.
+var errNoTunnelDriver = errors.New("the kernel has no driver for this tunnel")
+
 var kernelOption = [2]string{
 	IPIP: "CONFIG_NET_IPIP (module ipip) and CONFIG_NET_IP_TUNNEL",
 	GRE:  "CONFIG_NET_IPGRE (module ip_gre) and CONFIG_NET_IPGRE_DEMUX",
@@ -125,7 +134,7 @@ func (k *kernel) tunnel(name string, e Encap) (uint32, error) {
 		_, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge|netlink.Create|netlink.Excl, appendTunnelNew(nil, name, e))
 		switch {
 		case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT):
-			return 0, fmt.Errorf("datapath: cannot create %s device %s: the kernel has no %s tunnel driver: enable %s, or load the module", e, name, e, kernelOption[e])
+			return 0, fmt.Errorf("datapath: cannot create %s device %s: %w: enable %s, or load the module", e, name, errNoTunnelDriver, kernelOption[e])
 		case errors.Is(err, unix.EEXIST):
 			return 0, fmt.Errorf("datapath: cannot create %s device %s: another external-mode %s device exists in this namespace (only one is allowed); delete it or set datapath.tunnel_device to its name", e, name, e)
 		case err != nil:

@@ -48,7 +48,7 @@ func (k *kernel) setupUDP() error {
 		return fmt.Errorf("datapath: looking up the UDP tunnel uplink %s: %w", name, err)
 	}
 	if l.Index == 0 {
-		return fmt.Errorf("datapath: the UDP tunnel uplink %s does not exist (check datapath.uplink)", name)
+		return fmt.Errorf("datapath: the UDP tunnel uplink %s does not exist (check nat.uplink_interface)", name)
 	}
 	tmtu := k.cfg.TunnelMTU
 	if tmtu == 0 {
@@ -71,6 +71,12 @@ func (k *kernel) setupUDP() error {
 	}
 	u := k.udp
 	u.uplink, u.name = l.Index, name
+	// Decapsulated packets arrive on the uplink and are forwarded from
+	// there: the kernel routes them only if the uplink forwards (like the
+	// home interface and the tunnel devices, whatever ip_forward says).
+	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, l.Index, [][2]uint32{{devconfForwarding, 1}})); err != nil {
+		return fmt.Errorf("datapath: enabling forwarding on the UDP tunnel uplink %s: %w", name, err)
+	}
 	// The kernel takes the LWT headroom (utOverhead) off a route's MTU
 	// when it forwards (ip_dst_mtu_maybe_forward): RTAX_MTU is the tunnel
 	// MTU plus the headroom. Measured: RTAX_MTU 1468 on a 1500 uplink

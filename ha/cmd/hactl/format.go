@@ -27,11 +27,23 @@ func printBindings(w io.Writer, b *console.Bindings) {
 	}
 	if len(live) > 0 {
 		tw := newTab(w)
-		fmt.Fprintln(tw, "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE\tTUNNEL\tAGE\tSOURCE\tNAI\tORIGIN")
+		nets := false
 		for _, x := range live {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\t%s\t%ds\t%s\t%s\t%d\n",
+			nets = nets || len(x.Networks) > 0
+		}
+		head := "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE\tTUNNEL\tAGE\tSOURCE\tNAI\tORIGIN"
+		if nets { // a column only when some router has networks
+			head += "\tNETWORKS"
+		}
+		fmt.Fprintln(tw, head)
+		for _, x := range live {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\t%s\t%ds\t%s\t%s\t%d",
 				x.Home, dash(x.CareOf), dash(x.HomeAgent), x.State, x.Granted, x.Remaining, dash(x.Flags), x.ID,
 				dash(x.Node), dash(x.Tunnel), x.Age, dash(x.Source), dash(x.NAI), x.Origin)
+			if nets {
+				fmt.Fprintf(tw, "\t%s", dash(strings.Join(x.Networks, ",")))
+			}
+			fmt.Fprintln(tw)
 		}
 		tw.Flush()
 	}
@@ -79,6 +91,9 @@ func printBindingDetail(w io.Writer, b *console.Bindings) {
 				tun += ", reverse tunnel"
 			}
 			fmt.Fprintf(tw, "  Tunnel\t%s\n", tun)
+			if len(x.Networks) > 0 {
+				fmt.Fprintf(tw, "  Mobile networks\t%s\n", strings.Join(x.Networks, ", "))
+			}
 		}
 		fmt.Fprintf(tw, "  NAI\t%s\n", dash(x.NAI))
 		fmt.Fprintf(tw, "  Request source\t%s\n", dash(x.Source))

@@ -105,6 +105,7 @@ func (a *Agent) bindingRow(e *binding.Entry, now int64) console.Binding {
 	if e.Flags&mip.FlagG != 0 {
 		row.Tunnel = "gre"
 	}
+	row.Networks = netStrings(e)
 	return row
 }
 

@@ -263,9 +263,10 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 			Registered: now,
 			Expires:    now + int64(lt)*int64(time.Second),
 		}}
+	c.mobileNets(n, home, &in.ent)
 	if cur != nil && !cur.Tombstone() {
 		in.kind = Renewed
-		in.moved = cur.CareOf != careOf || cur.Flags != req.Flags
+		in.moved = cur.CareOf != careOf || cur.Flags != req.Flags || !sameNets(cur, &in.ent)
 	}
 	if c.stage {
 		c.stash(&in, ch)

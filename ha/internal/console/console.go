@@ -52,6 +52,8 @@ type Binding struct {
 	Flags     string `json:"flags"`            // e.g. "T G" (the request's S B D M G r T x bits)
 	ID        uint64 `json:"id"`
 	Origin    uint32 `json:"origin"` // agent id of the member that accepted it
+	// Networks: the mobile networks (RFC 5177) routed into its tunnel.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // Bindings is the payload of `show bindings`. The summary counts cover the

@@ -153,7 +153,8 @@ type Core struct {
 	// Revoke removes them (it needs the clock Reload does not have).
 	revoke []revocation
 	// claims: the mobile networks of shared pools' bindings (mobilenet.go)
-	claims map[uint64]uint32
+	claims    map[uint64]uint32
+	claimLens uint64 // bit n: some claim has length n
 }
 
 // NewCore builds the run-time indexes from a validated config and allocates

@@ -153,6 +153,9 @@ func (c *Core) heldByOther(p netip.Prefix, home uint32) bool {
 	}
 	a := binding.AddrU32(p.Addr())
 	for bits := p.Bits(); bits >= 1; bits-- {
+		if c.claimLens&(1<<bits) == 0 {
+			continue // no claim of that length: no lookup
+		}
 		m := uint32(0xffffffff) << (32 - bits)
 		h, ok := c.claims[netKey(a&m, uint8(bits))]
 		if !ok || h == home {
@@ -179,6 +182,7 @@ func (c *Core) noteClaims(e *binding.Entry) {
 	for i := 0; i < e.NumPrefixes(); i++ {
 		a, b := e.PrefixU32(i)
 		c.claims[netKey(a, b)] = e.Home
+		c.claimLens |= 1 << b
 	}
 }
 

@@ -183,6 +183,7 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 			rep.Code = mip.CodeAccepted
 			rep.Lifetime = uint16(cur.Remaining(c.rq.now) / time.Second)
 			*ch = Change{Entry: *cur, Dup: true}
+			c.dupNets(n, home, cur)
 			return
 		}
 		// Seconds compared modulo 2^32 so that the NTP era rollover in

@@ -267,3 +267,18 @@ func netStrings(e *binding.Entry) []string {
 	}
 	return s
 }
+
+// dupNets acknowledges the networks of a retransmitted request (its first
+// reply was lost) as the binding it wrote holds them: decided again, and a
+// network decided 0 that the binding does not carry was refused by the
+// kernel (3).
+func (c *Core) dupNets(n *node, home uint32, cur *binding.Entry) {
+	var scratch binding.Entry
+	c.mobileNets(n, home, &scratch)
+	a := &c.v.nets
+	for i := 0; i < int(a.n); i++ {
+		if a.code[i] == mip.MobileNetSuccess && netIndex(cur, netip.PrefixFrom(binding.U32Addr(a.addr[i]), int(a.bits[i]))) < 0 {
+			a.code[i] = mip.MobileNetFwdSetupFail
+		}
+	}
+}

@@ -546,3 +546,27 @@ func TestMobileNetShownInBindings(t *testing.T) {
 		t.Fatalf("row networks %v", row.Networks)
 	}
 }
+
+// A retransmission of an accepted request (its reply was lost) is
+// acknowledged as the first was: a network the kernel refused still 3.
+func TestMobileNetRetransmission(t *testing.T) {
+	h, f := newNetHarness(t)
+	f.refuse[pfx("10.9.2.0/24")] = true
+	req := routerFor(t, h, coa, 300, "10.9.1.0/24", "10.9.2.0/24", "10.11.0.0/24")
+	want := []mip.MobileNetCode{0, mip.MobileNetFwdSetupFail, mip.MobileNetUnauthorized}
+	for round := 0; round < 2; round++ {
+		h.batch(req)
+		r := h.netReply()
+		if r.Code != mip.CodeAccepted || r.MobileNet.N != 3 {
+			t.Fatalf("round %d: code %d acks %+v", round, r.Code, r.MobileNet.List())
+		}
+		for i, w := range want {
+			if r.MobileNet.Acks[i].Code != w {
+				t.Fatalf("round %d: acks %+v, want codes %v", round, r.MobileNet.List(), want)
+			}
+		}
+	}
+	if h.a.core.Stats.Duplicates != 1 {
+		t.Fatalf("%d duplicates: the second round was not a retransmission", h.a.core.Stats.Duplicates)
+	}
+}

@@ -570,3 +570,18 @@ func TestMobileNetRetransmission(t *testing.T) {
 		t.Fatalf("%d duplicates: the second round was not a retransmission", h.a.core.Stats.Duplicates)
 	}
 }
+
+// A binding the kernel refuses is not written: the network routes its add
+// may have installed are removed by the next flush, with the home route.
+func TestMobileNetRefusedBindingLeavesNoNetwork(t *testing.T) {
+	h, f := newNetHarness(t)
+	h.dp.refuse[home1] = errors.New("no buffer space")
+	h.batch(routerFor(t, h, coa, 300, "10.9.1.0/24"))
+	if r := h.netReply(); r.Code != mip.CodeInsufficientResources || r.MobileNet.N != 0 {
+		t.Fatalf("code %d acks %+v, want 130 without acknowledgements", r.Code, r.MobileNet.List())
+	}
+	h.a.flushDataplane()
+	if len(f.routes) != 0 {
+		t.Fatalf("after the flush, kernel routes %v", f.routes)
+	}
+}

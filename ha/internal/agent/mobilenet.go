@@ -146,7 +146,8 @@ func netKey(addr uint32, bits uint8) uint64 { return uint64(addr)<<8 | uint64(bi
 // prefix containing it, among the claims of shared pools (their routers
 // share one entry, so the configuration cannot tell whose a network is).
 // The index is checked against the table when read: a claim whose binding
-// went, or no longer carries it, is stale and ignored.
+// went, or no longer carries it, is stale, ignored and removed (the index
+// holds at most one entry per distinct network claimed).
 func (c *Core) heldByOther(p netip.Prefix, home uint32) bool {
 	if len(c.claims) == 0 {
 		return false
@@ -157,7 +158,8 @@ func (c *Core) heldByOther(p netip.Prefix, home uint32) bool {
 			continue // no claim of that length: no lookup
 		}
 		m := uint32(0xffffffff) << (32 - bits)
-		h, ok := c.claims[netKey(a&m, uint8(bits))]
+		k := netKey(a&m, uint8(bits))
+		h, ok := c.claims[k]
 		if !ok || h == home {
 			continue
 		}
@@ -165,6 +167,7 @@ func (c *Core) heldByOther(p netip.Prefix, home uint32) bool {
 		if e := c.table.Get(h); e != nil && !e.Tombstone() && netIndex(e, q) >= 0 {
 			return true
 		}
+		delete(c.claims, k) // stale: its holder went or dropped it
 	}
 	return false
 }

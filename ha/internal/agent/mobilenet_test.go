@@ -4,6 +4,7 @@ import (
 	"errors"
 	"iter"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -584,4 +585,65 @@ func TestMobileNetRefusedBindingLeavesNoNetwork(t *testing.T) {
 	if len(f.routes) != 0 {
 		t.Fatalf("after the flush, kernel routes %v", f.routes)
 	}
+}
+
+// BenchmarkRegister100kRouters registers 100,000 routers of a shared pool
+// with 4 networks each (400,000 claims) into one Core, in-process (no
+// kernel, no group): the agent's side of the scale goal. It reports the
+// time per router and the Go heap the table and the pool's claim index
+// hold afterwards beyond the preallocated table (the pool's claim index).
+func BenchmarkRegister100kRouters(b *testing.B) {
+	const routers = 100000
+	cfg := testConfig(routers)
+	cfg.Nodes = cfg.Nodes[2:3]
+	cfg.Agent.HomeNetwork = netip.MustParsePrefix("10.128.0.0/9")
+	cfg.Agent.Address, cfg.Agent.VirtualAddress = netip.MustParseAddr("10.128.0.1"), netip.MustParseAddr("10.128.0.2")
+	cfg.Nodes[0].Pool = netip.MustParsePrefix("10.130.0.0/15")
+	cfg.Nodes[0].MobileNetworks = []netip.Prefix{pfx("10.0.0.0/10")}
+	cfg.Nodes[0].MaxMobileNetworks = 8
+	h := mip.NewHMACMD5(keyPool)
+	reqs := make([][]byte, routers)
+	base := ts(0)
+	for i := range reqs {
+		home := uint32(10)<<24 + 130<<16 + uint32(i+2)
+		r := mip.Request{Lifetime: 300, HomeAddr: binding.U32Addr(home), HomeAgent: cfg.Agent.VirtualAddress, CareOf: coa, ID: base}
+		for j := 0; j < 4; j++ {
+			n := uint32(i*4 + j)
+			r.MobileNet.Add(mip.MobileNetPrefix{Bits: 30, Addr: binding.U32Addr(uint32(10)<<24 | n<<2)})
+		}
+		buf, _ := r.AppendBinary(nil)
+		reqs[i] = mip.AppendMHAuth(buf, 0, 400, h)
+	}
+	out := make([]byte, 0, ReplyBufLen)
+	var heap uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		b.StopTimer()
+		c, err := NewCore(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		for i, q := range reqs {
+			if reply, _, _ := sealed(c, int64(i), wall0, netip.AddrPortFrom(coa, 434), cfg.Agent.VirtualAddress, q, out); reply == nil {
+				b.Fatal("no reply")
+			}
+		}
+		b.StopTimer()
+		if c.Stats.Codes[0] != routers || c.Table().Len() != routers {
+			b.Fatalf("accepted %d, table %d, want %d", c.Stats.Codes[0], c.Table().Len(), routers)
+		}
+		var after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap = after.HeapAlloc - before.HeapAlloc
+		runtime.KeepAlive(c)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*routers), "ns/router")
+	b.ReportMetric(float64(heap)/(1<<20), "MiB-claim-index")
 }

@@ -590,8 +590,8 @@ func TestMobileNetRefusedBindingLeavesNoNetwork(t *testing.T) {
 // BenchmarkRegister100kRouters registers 100,000 routers of a shared pool
 // with 4 networks each (400,000 claims) into one Core, in-process (no
 // kernel, no group): the agent's side of the scale goal. It reports the
-// time per router and the Go heap the table and the pool's claim index
-// hold afterwards beyond the preallocated table (the pool's claim index).
+// time per router and the Go heap held afterwards beyond the preallocated
+// table (the pool's claim index).
 func BenchmarkRegister100kRouters(b *testing.B) {
 	const routers = 100000
 	cfg := testConfig(routers)

@@ -58,14 +58,15 @@ type Event struct {
 	Batch   *batch
 	Wall    time.Time
 	Refused []refusal
+	Src     netip.Addr
+	TTL     uint8
+	Pkt     []byte
+	Active  bool
+	Cfg     *config.Config
+	Home    netip.Addr
+
 	// RefusedNets: with EvKernel, the mobile network routes it refused.
 	RefusedNets []datapath.MobileNet
-	Src         netip.Addr
-	TTL         uint8
-	Pkt         []byte
-	Active      bool
-	Cfg         *config.Config
-	Home        netip.Addr
 }
 
 // ActionKind says what the loop must do.
@@ -132,8 +133,9 @@ type Registrar struct {
 	// whose staged writes are made (b.v[:committed]).
 	cursor, committed int
 	wall              time.Time
-	lastRef           int64                // rate limit of the kernel-refusal log line
-	refusedNets       []datapath.MobileNet // the kernel's refusals of mobile network routes (EvKernel)
+	lastRef           int64 // rate limit of the kernel-refusal log line
+
+	refusedNets []datapath.MobileNet // the kernel's refusals of mobile network routes (EvKernel)
 }
 
 func newRegistrar(core *Core, m *hasync.Machine, cfg *config.Config, log *slog.Logger) *Registrar {

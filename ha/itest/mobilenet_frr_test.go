@@ -105,8 +105,9 @@ func (f *frr) vtysh(cmd string) string {
 	return string(out)
 }
 
-// learnt is the enterprise's BGP table: prefix → next hop.
-func (f *frr) learnt() map[string]string {
+// learnt is the enterprise's BGP table: prefix → the next hops of its
+// paths, in order.
+func (f *frr) learnt() map[string][]string {
 	var v struct {
 		Routes map[string][]struct {
 			Nexthops []struct {
@@ -117,10 +118,12 @@ func (f *frr) learnt() map[string]string {
 	if err := json.Unmarshal([]byte(f.vtysh("show ip bgp json")), &v); err != nil {
 		return nil
 	}
-	out := map[string]string{}
+	out := map[string][]string{}
 	for p, paths := range v.Routes {
-		if len(paths) > 0 && len(paths[0].Nexthops) > 0 {
-			out[p] = paths[0].Nexthops[0].IP
+		for _, path := range paths {
+			for _, nh := range path.Nexthops {
+				out[p] = append(out[p], nh.IP)
+			}
 		}
 	}
 	return out
@@ -184,7 +187,6 @@ func TestNetnsFRRAnnouncesAcrossFailover(t *testing.T) {
 	ent := l.HostT(t, "ent", "192.0.2.100/24")
 	var hosts [2]*lab.Host
 	var agents [2]*Agent
-	var frrs [2]*frr
 	for i := range hosts {
 		hosts[i] = l.HostT(t, fmt.Sprintf("ha%d", i+1), fmt.Sprintf("192.0.2.1%d/24", i+1))
 		adoptTunnel(t, hosts[i])
@@ -206,7 +208,7 @@ exit
 `)
 	for i := range hosts {
 		agents[i] = StartAgent(t, hosts[i], mnGroupConfig(i+1))
-		frrs[i] = startFRRIn(t, hosts[i], memberFRR(t, i+1))
+		startFRRIn(t, hosts[i], memberFRR(t, i+1))
 	}
 	eventually(t, 60*time.Second, "both eBGP sessions", func() (bool, string) {
 		s := entFRR.vtysh("show ip bgp summary")
@@ -223,17 +225,18 @@ exit
 		t.Fatalf("register: exit %d\n%s", code, out)
 	}
 	nets := []string{"10.9.1.0/24", "10.9.2.0/24"}
-	learnt := func(via string) func() (bool, string) {
+	// learnt: the enterprise has exactly the two networks, each by paths
+	// through the members in vias and no other.
+	learnt := func(vias ...string) func() (bool, string) {
 		return func() (bool, string) {
 			got := entFRR.learnt()
-			var ps []string
-			for p, nh := range got {
-				if nh == via || via == "" {
-					ps = append(ps, p)
-				}
+			ok := len(got) == len(nets)
+			for _, p := range nets {
+				hops := slices.Clone(got[p])
+				slices.Sort(hops)
+				ok = ok && slices.Equal(hops, vias)
 			}
-			slices.Sort(ps)
-			return slices.Equal(ps, nets) && len(got) == len(nets), fmt.Sprintf("enterprise table %v\n%s", got, entFRR.vtysh("show ip bgp"))
+			return ok, fmt.Sprintf("enterprise table %v\n%s", got, entFRR.vtysh("show ip bgp"))
 		}
 	}
 	start := time.Now()
@@ -248,11 +251,12 @@ exit
 		return row != nil && strings.Join(row.Networks, ",") == strings.Join(nets, ","), fmt.Sprintf("%+v", row)
 	})
 
-	// The active member dies (SIGKILL: no withdrawal of its own; its
-	// namespace's routes stay, but its bgpd goes with its host's link).
+	// The active member's host dies: its agent is SIGKILLed (no withdrawal
+	// of its own) and its cable pulled, so its bgpd, still running, goes
+	// silent and the enterprise drops that session only at its hold time.
 	_ = agents[0].Proc.Signal(syscall.SIGKILL)
-	for _, p := range frrs[0].procs {
-		_ = p.Signal(syscall.SIGKILL)
+	if err := hosts[0].LinkDown(); err != nil {
+		t.Fatal(err)
 	}
 	start = time.Now()
 	eventually(t, 20*time.Second, "member 2 active", func() (bool, string) {
@@ -263,8 +267,10 @@ exit
 		r := protoRoutes(t, hosts[1])
 		return strings.Contains(r, "10.9.1.0/24") && strings.Contains(r, "10.9.2.0/24"), r
 	})
-	eventually(t, 60*time.Second, "the enterprise learning both networks from member 2", learnt("192.0.2.12"))
-	t.Logf("announced by member 2 %v after the crash (informational: VRRP takeover + BGP hold time of the dead session + update)", time.Since(start).Round(10*time.Millisecond))
+	// Member 2 announces them; the dead member's paths go at the
+	// enterprise's hold time (9 s) for its silent session.
+	eventually(t, 60*time.Second, "the enterprise learning both networks from member 2 (and member 1's paths gone)", learnt("192.0.2.12"))
+	t.Logf("announced by member 2 alone %v after the crash (informational: VRRP takeover and BGP's update, then the enterprise's 9 s hold time for the silent session)", time.Since(start).Round(10*time.Millisecond))
 
 	// De-registration, on the virtual address (now member 2), withdraws them.
 	time.Sleep(10 * time.Millisecond)

@@ -27,11 +27,32 @@ func printBindings(w io.Writer, b *console.Bindings) {
 	}
 	if len(live) > 0 {
 		tw := newTab(w)
-		fmt.Fprintln(tw, "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE\tTUNNEL\tAGE\tSOURCE\tNAI\tORIGIN\tNAT")
+		nat, nets := false, false
 		for _, x := range live {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\t%s\t%ds\t%s\t%s\t%d\t%s\n",
+			nat = nat || x.NAT != ""
+			nets = nets || len(x.Networks) > 0
+		}
+		// NAT and NETWORKS are columns only when some binding has one: a Home
+		// Agent without NAT'd nodes or mobile routers shows what it always did.
+		head := "HOME\tCARE-OF\tHOME-AGENT\tSTATE\tGRANTED\tREMAINING\tFLAGS\tIDENTIFICATION\tNODE\tTUNNEL\tAGE\tSOURCE\tNAI\tORIGIN"
+		if nat {
+			head += "\tNAT"
+		}
+		if nets {
+			head += "\tNETWORKS"
+		}
+		fmt.Fprintln(tw, head)
+		for _, x := range live {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\t%ds\t%s\t%#016x\t%s\t%s\t%ds\t%s\t%s\t%d",
 				x.Home, dash(x.CareOf), dash(x.HomeAgent), x.State, x.Granted, x.Remaining, dash(x.Flags), x.ID,
-				dash(x.Node), dash(x.Tunnel), x.Age, dash(x.Source), dash(x.NAI), x.Origin, dash(x.NAT))
+				dash(x.Node), dash(x.Tunnel), x.Age, dash(x.Source), dash(x.NAI), x.Origin)
+			if nat {
+				fmt.Fprintf(tw, "\t%s", dash(x.NAT))
+			}
+			if nets {
+				fmt.Fprintf(tw, "\t%s", dash(strings.Join(x.Networks, ",")))
+			}
+			fmt.Fprintln(tw)
 		}
 		tw.Flush()
 	}
@@ -82,6 +103,9 @@ func printBindingDetail(w io.Writer, b *console.Bindings) {
 				tun += ", reverse tunnel"
 			}
 			fmt.Fprintf(tw, "  Tunnel\t%s\n", tun)
+			if len(x.Networks) > 0 {
+				fmt.Fprintf(tw, "  Mobile networks\t%s\n", strings.Join(x.Networks, ", "))
+			}
 		}
 		fmt.Fprintf(tw, "  NAI\t%s\n", dash(x.NAI))
 		fmt.Fprintf(tw, "  Request source\t%s\n", dash(x.Source))

@@ -42,6 +42,20 @@ var goldenAnswers = map[string]console.Response{
 				State: "live", Granted: 600, Remaining: 540, Age: 60, Tunnel: "udp", NAT: "203.0.113.5:40000", Flags: "T",
 				ID: 0xe9a1b2c300000004, Origin: 3221225986},
 		}}},
+	"bindings-routers": {Bindings: &console.Bindings{Live: 2, Capacity: 10000, TombCap: 2500, IPIP: 2,
+		Rows: []console.Binding{
+			{Home: "192.0.2.10", CareOf: "198.51.100.7", HomeAgent: "192.0.2.1", Node: "laptop-1", State: "live", Granted: 600,
+				Remaining: 599, Age: 1, Tunnel: "ipip", ID: 0xe9a1b2c300000001, Origin: 3221225986},
+			{Home: "192.0.2.20", CareOf: "203.0.113.9", HomeAgent: "192.0.2.1", Node: "bus-7", State: "live", Granted: 1800,
+				Remaining: 1200, Age: 600, Tunnel: "ipip", ID: 0xe9a1b2c300000002, Origin: 3221225987,
+				Networks: []string{"10.9.1.0/24", "10.9.2.0/25"}},
+		}}},
+	"router-detail": {Bindings: &console.Bindings{Live: 1, Capacity: 10000, TombCap: 2500, IPIP: 1, Detail: true,
+		Rows: []console.Binding{
+			{Home: "192.0.2.20", CareOf: "203.0.113.9", HomeAgent: "192.0.2.1", Node: "bus-7", State: "live", Granted: 1800,
+				Remaining: 1200, Age: 600, Tunnel: "ipip", ID: 0xe9a1b2c300000002, Origin: 3221225987,
+				Networks: []string{"10.9.1.0/24", "10.9.2.0/25"}},
+		}}},
 	"tombstone-detail": {Bindings: &console.Bindings{Live: 2, Tombs: 1, Capacity: 10000, TombCap: 2500, Detail: true,
 		Rows: []console.Binding{
 			{Home: "192.0.2.12", Node: "pool", Source: "198.51.100.8:434", State: "tombstone", Remaining: 290, Age: 10,

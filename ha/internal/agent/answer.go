@@ -106,6 +106,7 @@ func (a *Agent) bindingRow(e *binding.Entry, now int64) console.Binding {
 		row.Tunnel = "gre"
 	}
 	natRow(e, &row)
+	row.Networks = netStrings(e)
 	return row
 }
 

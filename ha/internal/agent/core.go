@@ -74,6 +74,9 @@ type Change struct {
 	// same proof of replication as the first one: the first reply may have
 	// been a denial because no peer acknowledged the write.
 	Dup bool
+	// Gone: mobile networks the kernel must stop routing besides what
+	// Kind implies (a renewal that dropped some, a write not made).
+	Gone netList
 }
 
 // node is the run-time state of one configured [[node]] entry.
@@ -154,6 +157,9 @@ type Core struct {
 	// revoke lists the bindings the last Reload took the authorization of;
 	// Revoke removes them (it needs the clock Reload does not have).
 	revoke []revocation
+	// claims: the mobile networks of shared pools' bindings (mobilenet.go)
+	claims    map[uint64]uint32
+	claimLens uint64 // bit n: some claim has length n
 }
 
 // NewCore builds the run-time indexes from a validated config and allocates

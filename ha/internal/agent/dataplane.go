@@ -47,6 +47,7 @@ type dataplane struct {
 	ifname    string
 	lastLog   time.Time // rate limit of error logs
 	lastRef   time.Time // rate limit of the refused-registration log
+	nets      *netPlane // mobile networks' routes (dataplane_nets.go)
 }
 
 // refusal is one add the kernel refused: the binding and why.
@@ -102,7 +103,7 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 	a.core.SetKernelGRE(dp.Supports(datapath.GRE))
 	a.core.SetKernelUDP(dp.Supports(datapath.UDP))
 	a.core.SetKernelIPIP(dp.Supports(datapath.IPIP))
-	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface, scanned: make(chan *datapath.Scan, 1), more: make(chan struct{}, 1)}, nil
+	return &dataplane{dp: dp, every: cfg.ReconcileInterval, ifname: a.cfg.Agent.Interface, scanned: make(chan *datapath.Scan, 1), more: make(chan struct{}, 1), nets: newNetPlane(dp)}, nil
 }
 
 func dpBinding(e *binding.Entry) datapath.Binding {
@@ -119,6 +120,7 @@ func (d *dataplane) queue(ch Change) {
 	if d == nil || !d.active {
 		return
 	}
+	d.nets.queue(&ch)
 	switch ch.Kind {
 	case Registered, Renewed:
 		if !ch.Moved {
@@ -157,7 +159,11 @@ func (a *Agent) flushDataplane() {
 // bindings the kernel accepted are announced by gratuitous ARP.
 func (a *Agent) applyDataplane() []refusal {
 	d := a.dpl
-	if d == nil || !d.active || len(d.adds)+len(d.dels) == 0 {
+	if d == nil || !d.active {
+		return nil
+	}
+	d.nets.apply(a)
+	if len(d.adds)+len(d.dels) == 0 {
 		return nil
 	}
 	d.refused = d.refused[:0]
@@ -247,6 +253,7 @@ func (a *Agent) activateDataplane(on bool) {
 		return
 	}
 	a.log.Info("datapath programmed", "bindings", a.core.table.Len(), "added", added, "removed", removed, "took", time.Since(start).Round(time.Microsecond))
+	a.activateNets()
 }
 
 // reconcileDataplane starts the periodic check every [datapath]

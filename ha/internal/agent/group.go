@@ -146,6 +146,7 @@ func (a *Agent) newGroupMachine() (*hasync.Machine, error) {
 		TombstoneTTL: ttl,
 		MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
 		Admit:        a.core.AdmitHome,
+		AdmitPrefix:  a.core.AdmitPrefix,
 		Logger:       a.log.With("sub", "group"),
 	}
 	heartbeatConfig(cfg, &hc)

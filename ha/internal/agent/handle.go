@@ -178,13 +178,7 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 			last = cur.ID
 		}
 		if cur != nil && !cur.Tombstone() && req.ID == cur.ID && binding.AddrU32(req.CareOf) == cur.CareOf && req.Lifetime != 0 && c.natSameSource(cur) {
-			// The node retransmitted a request we accepted (our reply was
-			// lost). Answering again changes nothing, so it is no replay.
-			c.Stats.Duplicates++
-			rep.Code = mip.CodeAccepted
-			rep.Lifetime = uint16(cur.Remaining(c.rq.now) / time.Second)
-			c.natDupReply(cur)
-			*ch = Change{Entry: *cur, Dup: true}
+			c.answerDup(n, home, cur, ch)
 			return
 		}
 		// Seconds compared modulo 2^32 so that the NTP era rollover in
@@ -265,6 +259,18 @@ func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
 	rep.Lifetime = 0
 }
 
+// answerDup answers a retransmission of a request already accepted (our
+// reply was lost): answering again changes nothing, so it is no replay. The
+// reply is the first one's, extensions included.
+func (c *Core) answerDup(n *node, home uint32, cur *binding.Entry, ch *Change) {
+	c.Stats.Duplicates++
+	c.v.Code = mip.CodeAccepted
+	c.v.Lifetime = uint16(cur.Remaining(c.rq.now) / time.Second)
+	c.natDupReply(cur)
+	*ch = Change{Entry: *cur, Dup: true}
+	c.dupNets(n, home, cur)
+}
+
 // register writes a registration or renewal (or, staged, asks for it), its
 // lifetime capped by the agent's and the node's maxima, once the tunnel it
 // needs is agreed (a UDP Tunnel Request may deny it: 129, 142). As
@@ -297,11 +303,12 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 		Expires:    now + int64(lt)*int64(time.Second),
 	}
 	c.natEntry(&ent)
+	c.mobileNets(n, home, &ent)
 	kind := Registered
 	moved := true
 	if cur != nil && !cur.Tombstone() {
 		kind = Renewed
-		moved = cur.CareOf != careOf || cur.Flags != req.Flags || natMoved(cur, &ent)
+		moved = cur.CareOf != careOf || cur.Flags != req.Flags || natMoved(cur, &ent) || !sameNets(cur, &ent)
 	}
 	if c.stage {
 		c.stash(&intent{kind: kind, moved: moved, ni: ni, code: code, lt: lt, ent: ent}, ch)
@@ -332,6 +339,7 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 	rep.Code = code
 	rep.Lifetime = lt
 	*ch = Change{Kind: kind, Entry: *e, Moved: moved}
+	c.noteClaims(e)
 }
 
 // refuseWrite answers a write the table or the group refused: the one place

@@ -32,7 +32,7 @@ func (a *Agent) perform(now int64, acts []Action) {
 	a.acts = acts[:0]
 	if program {
 		refused := a.applyDataplane()
-		a.perform(now, a.reg.Handle(now, Event{Kind: EvKernel, Refused: refused}, a.acts[:0]))
+		a.perform(now, a.reg.Handle(now, Event{Kind: EvKernel, Refused: refused, RefusedNets: a.dpl.refusedNets()}, a.acts[:0]))
 	}
 	if initialized {
 		a.initialized()

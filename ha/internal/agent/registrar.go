@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/datapath"
 	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/internal/udpio"
 )
@@ -63,6 +64,9 @@ type Event struct {
 	Active  bool
 	Cfg     *config.Config
 	Home    netip.Addr
+
+	// RefusedNets: with EvKernel, the mobile network routes it refused.
+	RefusedNets []datapath.MobileNet
 }
 
 // ActionKind says what the loop must do.
@@ -130,6 +134,8 @@ type Registrar struct {
 	cursor, committed int
 	wall              time.Time
 	lastRef           int64 // rate limit of the kernel-refusal log line
+
+	refusedNets []datapath.MobileNet // the kernel's refusals of mobile network routes (EvKernel)
 }
 
 func newRegistrar(core *Core, m *hasync.Machine, cfg *config.Config, log *slog.Logger) *Registrar {
@@ -152,6 +158,7 @@ func (r *Registrar) Handle(now int64, ev Event, out []Action) []Action {
 	case EvBatch:
 		r.batch(ev.Batch, ev.Wall)
 	case EvKernel:
+		r.refusedNets = ev.RefusedNets
 		r.settle(ev.Refused)
 	case EvGroup:
 		r.core.acts = r.m.Receive(now, ev.Src, ev.TTL, ev.Pkt, r.core.acts[:0])
@@ -367,6 +374,7 @@ func (r *Registrar) groupActs() {
 				e.Node = r.core.lookup(nil, e.Home)
 				act.Entry.Node = e.Node
 			}
+			r.core.noteClaims(&act.Entry)
 			r.change(Change{Kind: Registered, Entry: act.Entry, Moved: true})
 		case hasync.ActUnbind:
 			r.change(Change{Kind: Deregistered, Entry: act.Entry})

@@ -33,12 +33,13 @@ func (r *Registrar) settle(refused []refusal) {
 					code = mip.CodeEncapUnavailable
 				}
 				c.refused(in, v, code)
-				r.restore(in.ent.Home)
+				r.restore(in.ent.Home, &in.ent)
 				r.logRefusal(rf, code)
 				continue
 			}
+			dropRefusedNets(r.refusedNets, in, v)
 			if !c.commit(in, &in.ctx, v, ch) {
-				r.restore(in.ent.Home)
+				r.restore(in.ent.Home, &in.ent)
 				continue
 			}
 			if len(c.acts) > 0 {
@@ -73,12 +74,16 @@ func refusalOf(refused []refusal, home uint32) *refusal {
 
 // restore has the kernel follow the table again for home after an add it
 // was asked for was not written: the binding the table holds, or none.
-func (r *Registrar) restore(home uint32) {
+func (r *Registrar) restore(home uint32, asked *binding.Entry) {
 	if e := r.core.table.Get(home); e != nil && !e.Tombstone() {
-		r.change(Change{Kind: Renewed, Entry: *e, Moved: true})
+		ch := Change{Kind: Renewed, Entry: *e, Moved: true}
+		ch.Gone.gone(asked, e) // networks the unwritten add routed
+		r.change(ch)
 		return
 	}
-	r.change(Change{Kind: Withdrawn, Entry: binding.Entry{Home: home}})
+	ch := Change{Kind: Withdrawn, Entry: binding.Entry{Home: home}}
+	ch.Gone.gone(asked, &ch.Entry)
+	r.change(ch)
 }
 
 func (r *Registrar) logRefusal(rf *refusal, code mip.Code) {

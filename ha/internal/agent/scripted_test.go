@@ -67,7 +67,8 @@ func (h *scripted) handle(ev Event) {
 		}
 	}
 	if program {
-		h.handle(Event{Kind: EvKernel, Refused: h.a.applyDataplane()})
+		refused := h.a.applyDataplane()
+		h.handle(Event{Kind: EvKernel, Refused: refused, RefusedNets: h.a.dpl.refusedNets()})
 	}
 }
 

@@ -83,6 +83,9 @@ func (c *Core) stash(in *intent, ch *Change) {
 		c.v.Lifetime = 0
 	}
 	*ch = Change{Kind: in.kind, Entry: in.ent, Moved: in.moved}
+	if old := c.table.Get(in.ent.Home); old != nil && !old.Tombstone() {
+		ch.Gone.gone(old, &in.ent) // the kernel drops what the write drops
+	}
 }
 
 // Unstage ends a staged round: its writes were committed or dropped.
@@ -140,6 +143,7 @@ func (c *Core) commit(in *intent, rq *reqCtx, v *Verdict, ch *Change) bool {
 		c.Stats.Renewals++
 	}
 	*ch = Change{Kind: in.kind, Entry: *e, Moved: in.moved}
+	c.noteClaims(e)
 	return true
 }
 

@@ -28,9 +28,10 @@ type Verdict struct {
 	NAI []byte
 	// From is the address the reply leaves from (RFC 5944 §3.8.3.1).
 	From  netip.Addr
-	node  int32  // the node whose key signs the reply; -1: not authenticated, not signed
-	gen   uint32 // that node's key generation when the verdict was made
-	epoch uint32 // the Core's node list then (a reload makes a new one)
+	node  int32   // the node whose key signs the reply; -1: not authenticated, not signed
+	gen   uint32  // that node's key generation when the verdict was made
+	epoch uint32  // the Core's node list then (a reload makes a new one)
+	nets  netAcks // RFC 5177 acknowledgements (mobilenet.go)
 
 	// Tunnel is the RFC 3519 UDP Tunnel Reply extension (nat.go); not
 	// Present: none. Sealed inside what the MN-HA authenticator covers.
@@ -44,6 +45,7 @@ func (v *Verdict) Deny(code mip.Code) {
 	v.Code = code
 	v.Lifetime = 0
 	v.Tunnel = mip.UDPTunnelReply{} // no tunnel is set up for a denied request
+	v.nets.n = 0                    // no network is routed by a denial
 }
 
 // Keep copies the verdict's NAI into nai (the caller's storage, at least
@@ -90,6 +92,7 @@ func (c *Core) Seal(v *Verdict, out []byte) ([]byte, error) {
 	r := &c.rep
 	r.Code, r.Lifetime, r.HomeAddr, r.HomeAgent, r.ID, r.NAI = v.Code, v.Lifetime, v.HomeAddr, v.HomeAgent, v.ID, v.NAI
 	r.UDPTunnel = v.Tunnel
+	v.nets.fill(&r.MobileNet) // before the authenticator, which covers it (RFC 5177)
 	start := len(out)
 	b, err := r.AppendBinary(out)
 	if err != nil {

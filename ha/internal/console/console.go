@@ -55,6 +55,8 @@ type Binding struct {
 	// NAT is a UDP-tunnelled binding's tunnel endpoint: the address:port
 	// its registration came from (the NAT's mapping).
 	NAT string `json:"nat,omitempty"`
+	// Networks: the mobile networks (RFC 5177) routed into its tunnel.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // Bindings is the payload of `show bindings`. The summary counts cover the

@@ -105,6 +105,7 @@ const (
 // Open dials rtnetlink (and a second socket subscribed to link
 // notifications). Call Setup next.
 func Open(cfg Config) (Datapath, error) {
+	adoptFromEnv(&cfg)
 	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: cfg.NetNS, MessageBufferSize: 64 << 10})
 	if err != nil {
 		return nil, fmt.Errorf("datapath: rtnetlink socket: %w", err)

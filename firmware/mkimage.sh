@@ -177,9 +177,11 @@ for d in "$stage"/*; do
 done
 # u-root keeps its temp dir on failure. It holds Go sources, so it must not
 # live inside the module: `go vet ./...` or `go test ./...` running during an
-# image build would pick up half a GOPATH of vendored code.
-tmp=${TMPDIR:-/tmp}/hagent-mkimage-$board
-rm -rf "$tmp" && mkdir -p "$tmp"
+# image build would pick up half a GOPATH of vendored code. One per run: two
+# builds of the same board at once (two checkouts, a test beside the demo)
+# must not empty each other's build directory.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hagent-mkimage-$board.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
 say "u-root ($GOARCH${GOARM:+ GOARM=$GOARM}${GOMIPS:+ GOMIPS=$GOMIPS}${GOAMD64:+ GOAMD64=$GOAMD64})"
 env GOOS=linux GOARCH="$GOARCH" ${GOARM:+GOARM=$GOARM} ${GOMIPS:+GOMIPS=$GOMIPS} ${GOAMD64:+GOAMD64=$GOAMD64} CGO_ENABLED=0 TMPDIR="$tmp" \
 	build/tools/u-root "${args[@]}" \

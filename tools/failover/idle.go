@@ -260,7 +260,7 @@ func hbString(d time.Duration) string {
 	case d < 0:
 		return "off"
 	case d == 0:
-		return "default (a third of the advert interval, at most 100ms)"
+		return "default (the advert interval, at most 100ms)"
 	}
 	return d.String()
 }

@@ -10,16 +10,16 @@ const (
 )
 
 // HeartbeatForAdvert is the default heartbeat interval for an election
-// advertising every advert: a third of it, at most
-// DefaultHeartbeatInterval and at least 10 ms, in whole milliseconds. The
-// heartbeat exists to detect the active member's death sooner than the
-// election's three missed advertisements; at the default multiplier a
-// third of the advertisement interval detects it in about one interval,
-// which with 100 ms advertisements is about a third of VRRP's
-// Master_Down_Interval. With slower advertisements 100 ms is fast enough
-// and costs ten datagrams a second.
+// advertising every advert: the advertisement interval, at most
+// DefaultHeartbeatInterval and at least 10 ms, in whole milliseconds. With
+// slow advertisements the heartbeat detects the active member's death in
+// 300 ms instead of three missed advertisements. A third of the
+// advertisement interval would detect it in about one interval, but then a
+// loop stalled for a hundred milliseconds on a loaded router (a fleet
+// re-registering) is taken for dead and two members serve at once: that is
+// an operator's choice (group.heartbeat_interval), not the default.
 func HeartbeatForAdvert(advert time.Duration) time.Duration {
-	d := min(advert/3, DefaultHeartbeatInterval)
+	d := min(advert, DefaultHeartbeatInterval)
 	return max(d.Truncate(time.Millisecond), 10*time.Millisecond)
 }
 

@@ -41,10 +41,10 @@ func TestHeartbeatFollowsAdvert(t *testing.T) {
 		key, advert string
 		want        time.Duration
 	}{
-		{"", "100ms", 33 * time.Millisecond},
+		{"", "100ms", 100 * time.Millisecond},
 		{"", "1s", 100 * time.Millisecond},
-		{"", "200ms", 66 * time.Millisecond},
-		{"", "20ms", 10 * time.Millisecond},
+		{"", "50ms", 50 * time.Millisecond},
+		{"", "20ms", 20 * time.Millisecond},
 		{"heartbeat_interval = \"50ms\"\n", "100ms", 50 * time.Millisecond},
 	} {
 		c2 := mustParse(t, fmt.Sprintf(vrrp, c.key, c.advert))

@@ -177,8 +177,12 @@ for d in "$stage"/*; do
 done
 # u-root keeps its temp dir on failure. It holds Go sources, so it must not
 # live inside the module: `go vet ./...` or `go test ./...` running during an
-# image build would pick up half a GOPATH of vendored code.
-tmp=${TMPDIR:-/tmp}/hagent-mkimage-$board
+# image build would pick up half a GOPATH of vendored code. Named after the
+# output directory (its absolute path, hashed): two builds at once into two
+# outputs (the demo's image and a test's, or two checkouts) must not empty
+# each other's, and the next build into the same output removes what a
+# failed one left.
+tmp=${TMPDIR:-/tmp}/hagent-mkimage-$board-$(realpath -m "$out" | cksum | cut -d' ' -f1)
 rm -rf "$tmp" && mkdir -p "$tmp"
 say "u-root ($GOARCH${GOARM:+ GOARM=$GOARM}${GOMIPS:+ GOMIPS=$GOMIPS}${GOAMD64:+ GOAMD64=$GOAMD64})"
 env GOOS=linux GOARCH="$GOARCH" ${GOARM:+GOARM=$GOARM} ${GOMIPS:+GOMIPS=$GOMIPS} ${GOAMD64:+GOAMD64=$GOAMD64} CGO_ENABLED=0 TMPDIR="$tmp" \

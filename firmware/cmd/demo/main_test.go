@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hagent/hagent/firmware/vm"
 )
 
 func TestDescriptions(t *testing.T) {
@@ -24,5 +28,44 @@ func TestDescriptions(t *testing.T) {
 	}
 	if got, want := (&failure{"takeover", "ha2 did not become active within 20s"}).Error(), "takeover: ha2 did not become active within 20s"; got != want {
 		t.Errorf("failure: %q", got)
+	}
+}
+
+// The demo's image turns nat.udp_tunnel on in both members' configs and
+// changes nothing else: in particular not the per-node udp_tunnel keys,
+// which the reference config sets too.
+func TestDemoConfigs(t *testing.T) {
+	ref, err := os.ReadFile(filepath.Join("..", "..", "..", "rootfs", "etc", "hagent.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ga, gb, err := vm.GroupConfigs(string(ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, err := demoConfigs(string(ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct{ name, group, demo string }{{"a", ga, a}, {"b", gb, b}} {
+		gl, dl := strings.Split(x.group, "\n"), strings.Split(x.demo, "\n")
+		if len(gl) != len(dl) {
+			t.Fatalf("%s: %d lines, the group config has %d", x.name, len(dl), len(gl))
+		}
+		var changed []string
+		for i := range gl {
+			if gl[i] != dl[i] {
+				changed = append(changed, gl[i]+" → "+dl[i])
+			}
+		}
+		if len(changed) != 1 || changed[0] != "udp_tunnel = false → udp_tunnel = true" {
+			t.Errorf("%s: changed lines %q, want only [nat] udp_tunnel turned on", x.name, changed)
+		}
+		if _, nat, _ := strings.Cut(x.demo, "\n[nat]\n"); !strings.Contains(nat, "\nudp_tunnel = true\n") {
+			t.Errorf("%s: [nat] has no udp_tunnel = true", x.name)
+		}
+	}
+	if _, err := setKey("[nat]\nkeepalive_interval = \"110s\"\n[[node]]\nudp_tunnel = false\n", "nat", "udp_tunnel", "true"); err == nil {
+		t.Error("setKey found udp_tunnel in [nat] where only [[node]] has it")
 	}
 }

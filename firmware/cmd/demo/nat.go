@@ -153,8 +153,11 @@ func (d *demo) natLAN(ctx context.Context) error {
 		{"ip", "-n", n.nodeNS, "addr", "add", natCoA + "/24", "dev", "eth0"},
 		{"ip", "-n", n.nodeNS, "link", "set", "eth0", "up"},
 		{"ip", "-n", n.nodeNS, "route", "add", "default", "via", natInside},
-		// The correspondent's packets come in on the TUN device.
-		{"ip", "netns", "exec", n.nodeNS, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"},
+		// The correspondent's packets come in on the TUN device. No IPv6:
+		// the TUN device's router solicitations would go into the tunnel
+		// and be counted as data the agent drops.
+		{"ip", "netns", "exec", n.nodeNS, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+			"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"},
 		{"ip", "netns", "exec", n.natNS, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
 		{"ip", "netns", "exec", n.natNS, "nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; }; add rule ip nat post oifname eth0 masquerade"},
 		// One interface per Home Agent: the agent does not answer proxy
@@ -167,7 +170,7 @@ func (d *demo) natLAN(ctx context.Context) error {
 		{"ip", "netns", "exec", d.cnNS, "sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0", "net.ipv4.conf.eth0.accept_redirects=0"},
 	} {
 		if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
-			return fail("setup", "%s: %v: %s (the NAT needs nftables: apt-get install nftables)", strings.Join(c, " "), err, strings.TrimSpace(string(out)))
+			return fail("setup", "%s: %v: %s (the NAT needs nftables: tools/ci/deps.sh demo installs it)", strings.Join(c, " "), err, strings.TrimSpace(string(out)))
 		}
 	}
 	d.say("namespace %s: NAT router %s, masquerading %s/24 (nftables)", n.natNS, natPublic, natInside)

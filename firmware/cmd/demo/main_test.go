@@ -69,3 +69,20 @@ func TestDemoConfigs(t *testing.T) {
 		t.Error("setKey found udp_tunnel in [nat] where only [[node]] has it")
 	}
 }
+
+// The NAT capture's check compares the outer header only: tshark decodes
+// the tunnelled ICMP packet too and lists its addresses after the outer ones.
+func TestParseNATFrame(t *testing.T) {
+	out := "192.0.2.1,192.0.2.100\t434\t198.51.100.50,192.0.2.130\t42259\t52:54:00:4a:00:02\n"
+	f, ok := parseNATFrame(out)
+	want := natFrame{src: "192.0.2.1:434", dst: "198.51.100.50:42259", eth: "52:54:00:4a:00:02"}
+	if !ok || f != want {
+		t.Errorf("parseNATFrame: %+v %v, want %+v", f, ok, want)
+	}
+	if got := f.String(); got != "UDP 192.0.2.1:434 → 198.51.100.50:42259 from MAC 52:54:00:4a:00:02" {
+		t.Errorf("String: %q", got)
+	}
+	if f, ok := parseNATFrame(""); ok || f.String() != "nothing" {
+		t.Errorf("nothing captured: %+v %v %q", f, ok, f.String())
+	}
+}

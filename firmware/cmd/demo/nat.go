@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hagent/hagent/firmware/vm"
+	"github.com/hagent/hagent/tools/lab/reap"
 )
 
 const (
@@ -331,9 +332,13 @@ func (d *demo) natPing(ctx context.Context, step string, by int) error {
 	if err != nil {
 		return err
 	}
-	c, cancel := context.WithTimeout(ctx, natTimeout)
-	out, perr := vm.Exec(c, d.cnNS, "ping", "-c", fmt.Sprint(natPings), "-W", "3", natHome)
-	cancel()
+	var out string
+	var perr error
+	seen, capErr := d.natCapture(ctx, func() {
+		c, cancel := context.WithTimeout(ctx, natTimeout)
+		out, perr = vm.Exec(c, d.cnNS, "ping", "-c", fmt.Sprint(natPings), "-W", "3", natHome)
+		cancel()
+	})
 	m := pingReceived.FindStringSubmatch(out)
 	if m == nil || m[2] != fmt.Sprint(natPings) {
 		got := "no answer"
@@ -353,7 +358,16 @@ func (d *demo) natPing(ctx context.Context, step string, by int) error {
 		return fail(step, "%s should have tunnelled the %d echo requests in UDP and decapsulated the %d replies; its counters moved by %d and %d (hactl show stats)",
 			name, natPings, natPings, e1-e0, x1-x0)
 	}
+	if capErr != nil {
+		return fail(step, "capturing at the NAT's address %s: %v", natPublic, capErr)
+	}
+	want := natFrame{src: vip + ":434", dst: d.natMap, eth: d.macs[by]}
+	if seen != want {
+		return fail(step, "tunnel data should reach the NAT from the virtual address %s, port 434, to the mapping %s, sent by %s (MAC %s); tshark at %s saw %s",
+			vip, d.natMap, name, d.macs[by], natPublic, seen)
+	}
 	d.say("ping -c %d %s from the correspondent %s: %s/%s answered through the NAT", natPings, natHome, cn, m[2], m[1])
+	d.detail("captured at the NAT: UDP %s → %s, Ethernet source %s (%s)", seen.src, seen.dst, seen.eth, name)
 	d.detail("%s: udp tunnel encapsulated %d → %d, decapsulated %d → %d (hactl show stats)", name, e0, e1, x0, x1)
 	return nil
 }
@@ -400,3 +414,72 @@ func (n *natNode) stop() string {
 	lines := strings.Split(strings.TrimSpace(n.output()), "\n")
 	return lines[len(lines)-1]
 }
+
+// natFrame is the first tunnel packet the NAT received: outer UDP source
+// and destination ("192.0.2.1:434") and Ethernet source.
+type natFrame struct{ src, dst, eth string }
+
+func (f natFrame) String() string {
+	if f == (natFrame{}) {
+		return "nothing"
+	}
+	return fmt.Sprintf("UDP %s → %s from MAC %s", f.src, f.dst, f.eth)
+}
+
+// natCapture listens with tshark on the NAT's LAN side for UDP from port
+// 434 to the NAT's address while trigger runs, and returns the first such
+// packet. Only the outer header is read: tshark decodes the tunnelled
+// packet too, and its fields come after the outer ones.
+func (d *demo) natCapture(ctx context.Context, trigger func()) (natFrame, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", d.nat.natNS, "tshark", "-i", "eth0", "-n", "-l",
+		"-c", "1", "-a", "duration:15", "-f", "udp src port 434 and dst host "+natPublic,
+		"-T", "fields", "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport", "-e", "eth.src")
+	var out, errb strings.Builder
+	var mu sync.Mutex
+	cmd.Stdout = &out
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return errb.Write(p) })
+	if err := reap.Start(cmd); err != nil { // dies with the demo
+		return natFrame{}, fmt.Errorf("tshark in %s: %w", d.nat.natNS, err)
+	}
+	// tshark prints "Capturing on" once its filter is in place.
+	for i := 0; i < 100; i++ {
+		mu.Lock()
+		ready := strings.Contains(errb.String(), "Capturing on")
+		mu.Unlock()
+		if ready {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	trigger()
+	err := cmd.Wait()
+	if f, ok := parseNATFrame(out.String()); ok {
+		return f, nil
+	}
+	if err != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		return natFrame{}, fmt.Errorf("tshark in %s: %v: %s", d.nat.natNS, err, strings.TrimSpace(errb.String()))
+	}
+	return natFrame{}, nil
+}
+
+// parseNATFrame reads the first line natCapture's tshark printed: ip.src,
+// udp.srcport, ip.dst, udp.dstport, eth.src, tab-separated, each field
+// listing the outer header's value first (and the tunnelled packet's after
+// a comma, when tshark decodes it).
+func parseNATFrame(out string) (natFrame, bool) {
+	first := func(s string) string { v, _, _ := strings.Cut(strings.TrimSpace(s), ","); return v }
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Split(l, "\t"); len(f) >= 5 {
+			return natFrame{src: first(f[0]) + ":" + first(f[1]), dst: first(f[2]) + ":" + first(f[3]), eth: first(f[4])}, true
+		}
+	}
+	return natFrame{}, false
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -2,10 +2,11 @@
 # tools/ci/deps.sh [TARGET] — installs what one make target needs on a fresh
 # Debian machine (CI is root there), and nothing more:
 #   demo [BOARD]  make demo / make vmtest: the board's QEMU, kmod, cpio, xz,
-#                 tshark, iproute2, ping (BOARD defaults to qemu-arm64)
+#                 tshark, iproute2, ping, nftables (the demo's NAT)
+#                 (BOARD defaults to qemu-arm64)
 #   test          make test (the default): every test tier — the demo's set,
-#                 every board's QEMU, qemu-user (MIPS unit tests), nftables,
-#                 and keepalived and frr (the VRRP interop peers)
+#                 every board's QEMU, qemu-user (MIPS unit tests), and
+#                 keepalived and frr (the VRRP interop peers)
 # Idempotent and quick when everything is present: it only calls apt-get for
 # commands that are missing, so a warm machine pays nothing.
 #
@@ -49,6 +50,7 @@ demo_set() {
 	want depmod kmod
 	want cpio cpio
 	want xz xz-utils
+	want nft nftables
 	want_board "$1"
 }
 
@@ -61,7 +63,6 @@ test)
 		b=${b%/board.conf}
 		demo_set "${b##*/}"
 	done
-	want nft nftables
 	want qemu-mips-static qemu-user-static
 	want keepalived keepalived
 	want /usr/lib/frr/vrrpd frr

@@ -6,8 +6,11 @@
 // care-of address, kills the active guest and checks that the other one
 // takes over with the binding, answers the node's renewal itself (its
 // counters, and the node's ARP entry for the virtual address on its MAC) and
-// tunnels from its own MAC. Then it removes everything it
-// made (guests by PID, namespaces, taps). Run it as root.
+// tunnels from its own MAC. Beside the plain node, a node behind a
+// masquerading router (nat.go) registers with RFC 3519 UDP tunnelling; the
+// correspondent reaches it through the NAT, and after the failover through
+// the new active member with no new registration. Then it removes
+// everything it made (guests by PID, namespaces, taps). Run it as root.
 //
 // Every step is a check: the first one that does not hold ends the demo with
 // "FAILED: <step>: <what was expected, what was seen>" and exit status 1.
@@ -104,7 +107,7 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	d.say("done in %v: election, registration, replication, tunnel, takeover with the binding, the renewal answered and the tunnel sent by the new active member; everything the demo made is removed",
+	d.say("done in %v: election, registration, replication, tunnel, takeover with the binding, the renewal answered and the tunnel sent by the new active member, the node behind NAT reached through it with no new registration; everything the demo made is removed",
 		time.Since(d.start).Round(time.Second))
 }
 
@@ -130,6 +133,8 @@ type demo struct {
 	mnNS, cnNS string
 	mnsim      string
 	tmp        string
+	nat        *natNode // the node behind NAT
+	natMap     string   // its NAT mapping, as the first member recorded it
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -183,9 +188,16 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.register(ctx, active, standby); err != nil {
 		return err
 	}
+	if err := d.natRegister(ctx, active, standby); err != nil {
+		return err
+	}
 
 	d.section("5. a packet from the correspondent, tunnelled to the care-of address")
 	if err := d.tunnel(ctx, "tunnel", active); err != nil {
+		return err
+	}
+	d.section("5b. a ping to the node behind NAT, tunnelled in UDP to its NAT mapping")
+	if err := d.natPing(ctx, "NAT tunnel", active); err != nil {
 		return err
 	}
 
@@ -198,8 +210,12 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.tunnel(ctx, "tunnel after takeover", standby); err != nil {
 		return err
 	}
+	if err := d.natAfterTakeover(ctx, standby); err != nil {
+		return err
+	}
 
 	d.section("7. clean up")
+	d.say("mnsim behind the NAT, %s", d.nat.stop())
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := d.guests[standby].Poweroff(c); err != nil {
@@ -232,7 +248,7 @@ func (d *demo) build(ctx context.Context, root string) error {
 	done := make(chan struct{})
 	go d.progress("building", done)
 	t0 := time.Now()
-	img, err := vm.BuildGroup(ctx, root, d.board, w)
+	img, err := buildImage(ctx, root, d.board, w)
 	close(done)
 	if err != nil {
 		return fail("build", "%v", err)
@@ -252,7 +268,7 @@ func (d *demo) build(ctx context.Context, root string) error {
 }
 
 func (d *demo) boot(ctx context.Context) error {
-	d.section("2. the LAN: bridge, two Home Agent guests, a mobile node, a correspondent")
+	d.section("2. the LAN: bridge, two Home Agent guests, a mobile node, a correspondent, a node behind NAT")
 	var err error
 	if d.lab, err = vm.NewLab(ctx, vm.LabPrefix()); err != nil {
 		return fail("setup", "%v", err)
@@ -271,6 +287,9 @@ func (d *demo) boot(ctx context.Context) error {
 		return fail("setup", "%v", err)
 	}
 	d.say("namespace %s: correspondent %s", d.cnNS, cn)
+	if err := d.natLAN(ctx); err != nil {
+		return err
+	}
 	type g struct{ name, addr, foreign, cfg, file string }
 	for i, gg := range []g{
 		{"ha1", haA, "198.51.100.2/24", "", "/etc/hagent.toml, VRRP priority 200"},
@@ -281,6 +300,7 @@ func (d *demo) boot(ctx context.Context) error {
 			return fail("setup", "%v", err)
 		}
 		app := []string{"hagent.ip=eth0:" + gg.addr + "/24,eth0:" + gg.foreign, "hagent.hostname=" + gg.name}
+		app = append(app, noRedirects...)
 		if gg.cfg != "" {
 			app = append(app, gg.cfg)
 		}
@@ -620,6 +640,7 @@ func oneLine(out string, err error) string {
 
 // cleanup runs on success, failure and Ctrl-C: guests by PID, then the lab.
 func (d *demo) cleanup() error {
+	d.nat.stop()
 	for i, m := range d.guests {
 		if !m.Exited() {
 			d.say("killing QEMU pid %d (%s)", m.PID(), d.names[i])

@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,13 +37,15 @@ type nodeState struct {
 	confirmed *write
 	uncertain []write // IDs above confirmed's, in sending order
 	lastID    uint64
+	perished  []uint64 // writes every holder of which died (perish.go): an acceptance confirms none of them
 }
 
 // Model is the test's own account of the binding table, built only from
 // mnsim's replies. It shares no code with the agents.
 type Model struct {
-	mu    sync.Mutex
-	nodes map[netip.Addr]*nodeState
+	mu     sync.Mutex
+	nodes  map[netip.Addr]*nodeState
+	deaths []death // every member killed so far (perish.go)
 }
 
 // NewModel returns an empty model.
@@ -86,6 +89,9 @@ func (m *Model) Accepted(home netip.Addr, id uint64, granted time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := m.node(home)
+	if slices.Contains(n.perished, id) {
+		return // its reply outlived every table that held it
+	}
 	for i, w := range n.uncertain {
 		if w.ID != id {
 			continue

@@ -235,3 +235,80 @@ func TestPlanRoundDrawsEveryKind(t *testing.T) {
 		}
 	}
 }
+
+// The history of seed 1796515228077364482, round 3: 30 % loss on ha3, ha1
+// (active) crashed at +2.1 s, ha2 (active after it) killed at +4 s while ha1
+// was still down. An acceptance ha1 sent just before its crash, acknowledged
+// by ha2 while ha3's copy was dropped, died with ha2: the double failure the
+// promise leaves out. The checker reported it lost on all three members.
+func TestDoubleFailureMayLoseAnAcceptance(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const sl = 2 * time.Second
+	h3 := netip.MustParseAddr("10.1.4.3")
+	h4 := netip.MustParseAddr("10.1.4.4")
+	m := NewModel()
+	old := reg(m, h2, c2, time.Minute, t0.Add(time.Second), true)                 // on every member
+	w1 := reg(m, h1, c1, time.Minute, t0.Add(2*time.Second), true)                // ha1 accepted, ha2 acked, ha3 lost it
+	inFlight := reg(m, h4, c1, time.Minute, t0.Add(2050*time.Millisecond), false) // accepted by ha1; the reply is still on its way
+	ha3 := []Row{{h2, c2, old}}
+
+	// ha1 dies: ha2 still holds w1 and h4's write. One death never excuses.
+	if got := m.Killed(0, t0.Add(2100*time.Millisecond), [][]Row{{{h1, c1, w1}, {h2, c2, old}, {h4, c1, inFlight}}, ha3}); len(got) != 0 {
+		t.Fatalf("writes a survivor holds perished: %v", got)
+	}
+	if d := m.Diff(ha3, t0.Add(3*time.Second), sl); len(d) != 1 || !strings.Contains(d[0], "10.1.4.1: missing") {
+		t.Fatalf("an acceptance lost to a single death not reported: %v", d)
+	}
+	// ha2, active now, accepts h3 (ha3 acked it, but say ha3's table lacks
+	// it: then the promise was broken, one death after it was sent).
+	w3 := reg(m, h3, c1, time.Minute, t0.Add(3*time.Second), true)
+
+	// ha2 dies too, ha1 still down: ha3 alone, without w1 and h4's write.
+	got := m.Killed(1, t0.Add(4*time.Second), [][]Row{ha3})
+	if want := []netip.Addr{h1, h4}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("perished %v, want %v", got, want)
+	}
+	m.Accepted(h4, inFlight, time.Minute) // the reply ha1 sent before dying arrives
+	now := t0.Add(5 * time.Second)
+	d := m.Diff(ha3, now, sl)
+	if len(d) != 1 || !strings.Contains(d[0], "10.1.4.3: missing") {
+		t.Fatalf("after the double failure want only h3's acceptance (sent after ha1's death) reported, got %v", d)
+	}
+	// Lost or not, w1 and h4's write stay possible (a dead member's datagram
+	// may still arrive) and uncertain, so that settle re-sends them.
+	if d := m.Diff([]Row{{h1, c1, w1}, {h2, c2, old}, {h3, c1, w3}, {h4, c1, inFlight}}, now, sl); len(d) != 0 {
+		t.Fatal(d)
+	}
+	if u := m.Uncertain(); !reflect.DeepEqual(u, []netip.Addr{h1, h4}) {
+		t.Fatalf("uncertain %v, want h1 and h4 (settle re-sends them)", u)
+	}
+	// The re-sent write's acceptance makes the check exact again.
+	again := reg(m, h1, c1, time.Minute, now, true)
+	if d := m.Diff([]Row{{h1, c1, w1}, {h2, c2, old}, {h3, c1, w3}}, now, sl); len(d) != 1 || !strings.Contains(d[0], "10.1.4.1") {
+		t.Fatalf("the perished write accepted again is required again: %v", d)
+	}
+	if d := m.Diff([]Row{{h1, c1, again}, {h2, c2, old}, {h3, c1, w3}}, now, sl); len(d) != 0 {
+		t.Fatal(d)
+	}
+}
+
+// A de-registration is held by a survivor only when it lost the binding: a
+// survivor still holding the older binding proves the de-registration gone;
+// a survivor without a row may have it.
+func TestDoubleFailureDeregistration(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	m := NewModel()
+	live := reg(m, h1, c1, time.Minute, t0, true)
+	reg(m, h1, h1, 0, t0.Add(2*time.Second), true)
+	m.Killed(0, t0.Add(3*time.Second), [][]Row{nil, nil})
+	if got := m.Killed(1, t0.Add(4*time.Second), [][]Row{nil}); len(got) != 0 {
+		t.Fatalf("a de-registration a row-less survivor may hold perished: %v", got)
+	}
+	m2 := NewModel()
+	live = reg(m2, h1, c1, time.Minute, t0, true)
+	reg(m2, h1, h1, 0, t0.Add(2*time.Second), true)
+	m2.Killed(0, t0.Add(3*time.Second), [][]Row{{{h1, c1, live}}, {{h1, c1, live}}})
+	if got := m2.Killed(1, t0.Add(4*time.Second), [][]Row{{{h1, c1, live}}}); !reflect.DeepEqual(got, []netip.Addr{h1}) {
+		t.Fatalf("perished %v, want h1", got)
+	}
+}

@@ -33,13 +33,14 @@ type death struct {
 // dead member may still be under way) and the node's state is uncertain
 // until its next acceptance, so that settle re-sends it. survivors nil: not
 // known (a table could not be read), the death is only recorded. It returns
-// the homes whose writes perished, sorted.
-func (m *Model) Killed(member int, at time.Time, survivors [][]Row) []netip.Addr {
+// the homes whose confirmed write perished and those where only unanswered
+// writes did, each sorted.
+func (m *Model) Killed(member int, at time.Time, survivors [][]Row) (accepted, unanswered []netip.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.deaths = append(m.deaths, death{member, at})
 	if survivors == nil {
-		return nil
+		return nil, nil
 	}
 	tables := make([]map[netip.Addr]Row, len(survivors))
 	for i, rows := range survivors {
@@ -48,16 +49,15 @@ func (m *Model) Killed(member int, at time.Time, survivors [][]Row) []netip.Addr
 			tables[i][r.Home] = r
 		}
 	}
-	var out []netip.Addr
 	for h, n := range m.nodes {
-		lost := false
+		confirmed, lost := false, false
 		if n.confirmed != nil && m.perishes(h, *n.confirmed, tables, at) {
 			n.perished = append(n.perished, n.confirmed.ID)
 			// Still possible, no longer required: back among the writes
 			// of unknown fate (IDs in order: it is below every one of them).
 			n.uncertain = append([]write{*n.confirmed}, n.uncertain...)
 			n.confirmed = nil
-			lost = true
+			confirmed = true
 		}
 		for _, w := range n.uncertain {
 			// An unanswered write whose acceptance may still be on its way
@@ -67,12 +67,17 @@ func (m *Model) Killed(member int, at time.Time, survivors [][]Row) []netip.Addr
 				lost = true
 			}
 		}
-		if lost {
-			out = append(out, h)
+		switch {
+		case confirmed:
+			accepted = append(accepted, h)
+		case lost:
+			unanswered = append(unanswered, h)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
-	return out
+	for _, l := range [][]netip.Addr{accepted, unanswered} {
+		sort.Slice(l, func(i, j int) bool { return l[i].Less(l[j]) })
+	}
+	return accepted, unanswered
 }
 
 // perishes reports whether w of home is held by no survivor and at least
@@ -125,7 +130,9 @@ func (r *run) killed(m *member, at time.Time) {
 		}
 		survivors = append(survivors, rows)
 	}
-	if lost := r.model.Killed(m.i, at, survivors); len(lost) > 0 {
-		r.note("    killing ha%d took the last copy of %d writes whose acceptor and acknowledging peer both died (e.g. %v): no longer required", m.i+1, len(lost), lost[0])
+	acc, unans := r.model.Killed(m.i, at, survivors)
+	if len(acc)+len(unans) > 0 {
+		r.note("    killing ha%d took the last copy of the writes of %d nodes, %d of them accepted %v, that two dead members held: no longer required",
+			m.i+1, len(acc)+len(unans), len(acc), acc)
 	}
 }

@@ -3,7 +3,6 @@ package chaos
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ type write struct {
 	ID     uint64
 	Sent   time.Time // expiry is measured from here: the agent starts the lifetime later, never earlier
 	Life   time.Duration
+	seq    uint64 // Model.seq when its acceptance was recorded; 0: none
 }
 
 func (w write) expiry() time.Time { return w.Sent.Add(w.Life) }
@@ -37,7 +37,6 @@ type nodeState struct {
 	confirmed *write
 	uncertain []write // IDs above confirmed's, in sending order
 	lastID    uint64
-	perished  []uint64 // writes every holder of which died (perish.go): an acceptance confirms none of them
 }
 
 // Model is the test's own account of the binding table, built only from
@@ -46,6 +45,7 @@ type Model struct {
 	mu     sync.Mutex
 	nodes  map[netip.Addr]*nodeState
 	deaths []death // every member killed so far (perish.go)
+	seq    uint64  // acceptances recorded so far (perish.go: which ones a table read may show)
 }
 
 // NewModel returns an empty model.
@@ -89,9 +89,6 @@ func (m *Model) Accepted(home netip.Addr, id uint64, granted time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := m.node(home)
-	if slices.Contains(n.perished, id) {
-		return // its reply outlived every table that held it
-	}
 	for i, w := range n.uncertain {
 		if w.ID != id {
 			continue
@@ -99,6 +96,8 @@ func (m *Model) Accepted(home netip.Addr, id uint64, granted time.Duration) {
 		if w.Live {
 			w.Life = granted
 		}
+		m.seq++
+		w.seq = m.seq
 		if n.confirmed == nil || w.ID > n.confirmed.ID {
 			n.confirmed = &w
 		}

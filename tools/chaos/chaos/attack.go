@@ -311,11 +311,13 @@ func (r *run) applyAttack(f Fault) error {
 // restartSynced kills m, starts it again and waits until its table is
 // initialized from the group.
 func (r *run) restartSynced(m *member) error {
+	at := time.Now()
 	if err := m.proc.Signal(syscall.SIGKILL); err != nil {
 		return fmt.Errorf("chaos: SIGKILL ha%d: %w", m.i+1, err)
 	}
 	<-m.proc.Done()
 	m.dead = true
+	r.killed(m, at)
 	if err := r.startAgent(m); err != nil {
 		return err
 	}
@@ -333,11 +335,13 @@ func (r *run) clearAttack(f Fault, round int) error {
 	if f.Kind == OldSessionReplay {
 		// What ha1 accepted meanwhile now lives only on the others.
 		m := r.ms[0]
+		at := time.Now()
 		if err := m.proc.Signal(syscall.SIGKILL); err != nil {
 			return fmt.Errorf("chaos: SIGKILL ha1: %w", err)
 		}
 		<-m.proc.Done()
 		m.dead = true
+		r.killed(m, at)
 		r.note("    killed ha1 (restarted at the heal)")
 	}
 	a.mu.Lock()

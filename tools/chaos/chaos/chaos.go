@@ -502,11 +502,13 @@ func (r *run) apply(f Fault, round, idx int) error {
 		return r.applyAttack(f)
 	case KillRestart, Crash:
 		m := r.ms[f.Target]
+		at := time.Now()
 		if err := m.proc.Signal(syscall.SIGKILL); err != nil {
 			return fmt.Errorf("chaos: SIGKILL ha%d: %w", f.Target+1, err)
 		}
 		<-m.proc.Done()
 		m.dead = true
+		r.killed(m, at)
 		if f.Kind == Crash {
 			m.down = true
 			return h.LinkDown()

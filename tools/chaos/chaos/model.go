@@ -16,6 +16,7 @@ type write struct {
 	ID     uint64
 	Sent   time.Time // expiry is measured from here: the agent starts the lifetime later, never earlier
 	Life   time.Duration
+	seq    uint64 // Model.seq when its acceptance was recorded; 0: none
 }
 
 func (w write) expiry() time.Time { return w.Sent.Add(w.Life) }
@@ -41,8 +42,10 @@ type nodeState struct {
 // Model is the test's own account of the binding table, built only from
 // mnsim's replies. It shares no code with the agents.
 type Model struct {
-	mu    sync.Mutex
-	nodes map[netip.Addr]*nodeState
+	mu     sync.Mutex
+	nodes  map[netip.Addr]*nodeState
+	deaths []death // every member killed so far (perish.go)
+	seq    uint64  // acceptances recorded so far (perish.go: which ones a table read may show)
 }
 
 // NewModel returns an empty model.
@@ -93,6 +96,8 @@ func (m *Model) Accepted(home netip.Addr, id uint64, granted time.Duration) {
 		if w.Live {
 			w.Life = granted
 		}
+		m.seq++
+		w.seq = m.seq
 		if n.confirmed == nil || w.ID > n.confirmed.ID {
 			n.confirmed = &w
 		}

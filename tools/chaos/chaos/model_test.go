@@ -235,3 +235,98 @@ func TestPlanRoundDrawsEveryKind(t *testing.T) {
 		}
 	}
 }
+
+// The history of seed 1796515228077364482, round 3: 30 % loss on ha3, ha1
+// (active) crashed at +2.1 s, ha2 (active after it) killed at +4 s while ha1
+// was still down. An acceptance ha1 sent just before its crash, acknowledged
+// by ha2 while ha3's copy was dropped, died with ha2: the double failure the
+// promise leaves out. The checker reported it lost on all three members.
+func TestDoubleFailureMayLoseAnAcceptance(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const sl = 2 * time.Second
+	h3 := netip.MustParseAddr("10.1.4.3")
+	h4 := netip.MustParseAddr("10.1.4.4")
+	m := NewModel()
+	old := reg(m, h2, c2, time.Minute, t0.Add(time.Second), true)                   // on every member
+	w1 := reg(m, h1, c1, time.Minute, t0.Add(2*time.Second), true)                  // ha1 accepted, ha2 acked, ha3 lost it
+	unanswered := reg(m, h4, c1, time.Minute, t0.Add(2050*time.Millisecond), false) // its request may reach a survivor yet
+	ha3 := []Row{{h2, c2, old}}
+
+	// ha1 dies: ha2 still holds w1. One death never excuses.
+	if got := m.Killed(0, t0.Add(2100*time.Millisecond), m.Mark(), [][]Row{{{h1, c1, w1}, {h2, c2, old}}, ha3}); len(got) != 0 {
+		t.Fatalf("a write a survivor holds perished: %v", got)
+	}
+	if d := m.Diff(ha3, t0.Add(3*time.Second), sl); len(d) != 1 || !strings.Contains(d[0], "10.1.4.1: missing") {
+		t.Fatalf("an acceptance lost to a single death not reported: %v", d)
+	}
+	// ha2, active now, accepts h3 (ha3 acked it, but say ha3's table lacks
+	// it: then the promise was broken, one death after it was sent).
+	w3 := reg(m, h3, c1, time.Minute, t0.Add(3*time.Second), true)
+
+	// ha2 dies too, ha1 still down: ha3 alone, without w1.
+	mark := m.Mark()
+	m.Accepted(h4, unanswered, time.Minute) // recorded after the mark: ha3's table read may predate its write
+	if got := m.Killed(1, t0.Add(4*time.Second), mark, [][]Row{ha3}); !reflect.DeepEqual(got, []netip.Addr{h1}) {
+		t.Fatalf("perished %v, want only h1", got)
+	}
+	now := t0.Add(5 * time.Second)
+	d := m.Diff(ha3, now, sl)
+	if len(d) != 2 || !strings.Contains(d[0], "10.1.4.3: missing") || !strings.Contains(d[1], "10.1.4.4: missing") {
+		t.Fatalf("after the double failure want h3's acceptance (sent after ha1's death) and h4's (recorded after the mark) reported, got %v", d)
+	}
+	// Lost or not, w1 stays possible (a dead member's datagram may still
+	// arrive) and uncertain, so that settle re-sends it.
+	if d := m.Diff([]Row{{h1, c1, w1}, {h2, c2, old}, {h3, c1, w3}, {h4, c1, unanswered}}, now, sl); len(d) != 0 {
+		t.Fatal(d)
+	}
+	if u := m.Uncertain(); !reflect.DeepEqual(u, []netip.Addr{h1}) {
+		t.Fatalf("uncertain %v, want h1 (settle re-sends it)", u)
+	}
+	// The re-sent write's acceptance makes the check exact again.
+	again := reg(m, h1, c1, time.Minute, now, true)
+	if d := m.Diff([]Row{{h1, c1, w1}, {h2, c2, old}, {h3, c1, w3}, {h4, c1, unanswered}}, now, sl); len(d) != 1 || !strings.Contains(d[0], "10.1.4.1") {
+		t.Fatalf("the perished write accepted again is required again: %v", d)
+	}
+	if d := m.Diff([]Row{{h1, c1, again}, {h2, c2, old}, {h3, c1, w3}, {h4, c1, unanswered}}, now, sl); len(d) != 0 {
+		t.Fatal(d)
+	}
+}
+
+// A survivor holds a write when it has a row, live or a tombstone, of that
+// write or a later one; a de-registration also when it has no row at all.
+func TestDoubleFailureHeldRows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	twoDeaths := func(m *Model, survivor []Row) []netip.Addr {
+		m.Killed(0, t0.Add(3*time.Second), m.Mark(), [][]Row{survivor, survivor})
+		return m.Killed(1, t0.Add(4*time.Second), m.Mark(), [][]Row{survivor})
+	}
+	// A later de-registration, its reply not yet recorded: the survivor's
+	// tombstone holds the live write it replaced.
+	m := NewModel()
+	live := reg(m, h1, c1, time.Minute, t0, true)
+	dereg := reg(m, h1, h1, 0, t0.Add(2*time.Second), false)
+	if got := twoDeaths(m, []Row{{Home: h1, ID: dereg}}); len(got) != 0 {
+		t.Fatalf("a write a later tombstone replaced perished: %v", got)
+	}
+	// A de-registration: a row-less survivor may hold it (purged tombstone).
+	m = NewModel()
+	reg(m, h1, c1, time.Minute, t0, true)
+	reg(m, h1, h1, 0, t0.Add(2*time.Second), true)
+	if got := twoDeaths(m, nil); len(got) != 0 {
+		t.Fatalf("a de-registration a row-less survivor may hold perished: %v", got)
+	}
+	// A survivor still holding the older binding proves it gone.
+	m = NewModel()
+	live = reg(m, h1, c1, time.Minute, t0, true)
+	reg(m, h1, h1, 0, t0.Add(2*time.Second), true)
+	if got := twoDeaths(m, []Row{{h1, c1, live}}); !reflect.DeepEqual(got, []netip.Addr{h1}) {
+		t.Fatalf("perished %v, want h1", got)
+	}
+	// One member killed twice is one death: the other holder may live.
+	m = NewModel()
+	reg(m, h1, c1, time.Minute, t0, true)
+	m.Killed(0, t0.Add(3*time.Second), m.Mark(), [][]Row{nil, nil})
+	if got := m.Killed(0, t0.Add(4*time.Second), m.Mark(), [][]Row{nil, nil}); len(got) != 0 {
+		t.Fatalf("one member's two deaths excused a write: %v", got)
+	}
+}

@@ -63,6 +63,9 @@ func (k *kernel) setupUDP() error {
 			}
 			mss = uint16(tmtu - 40)
 		}
+		if !known {
+			macLen = -1 // the decapsulation's partial-checksum fix needs it (utStrip)
+		}
 		t, err := newUDPTun(k.cfg.Capacity, mss, macLen)
 		if err != nil {
 			return fmt.Errorf("datapath: %w", err)

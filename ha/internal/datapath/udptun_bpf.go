@@ -50,16 +50,17 @@ const (
 	fnSkbAdjustRoom = 50
 	fnLWTPushEncap  = 73
 
-	bpfLWTEncapIP  = 2   // BPF_LWT_ENCAP_IP: the pushed header starts with an IP header
-	bpfLWTReroute  = 128 // BPF_LWT_REROUTE: route the packet again by its new destination
-	bpfOK          = 0
-	bpfDrop        = 2
-	bpfAdjRoomMAC  = 1 // BPF_ADJ_ROOM_MAC: add or remove room between L2 and L3
-	lwtunnelBPF    = 6 // LWTUNNEL_ENCAP_BPF
-	lwtBPFXmit     = 3 // LWT_BPF_XMIT
-	lwtBPFHeadroom = 4 // LWT_BPF_XMIT_HEADROOM
-	lwtBPFProgFD   = 1 // LWT_BPF_PROG_FD
-	lwtBPFProgName = 2 // LWT_BPF_PROG_NAME
+	bpfLWTEncapIP     = 2   // BPF_LWT_ENCAP_IP: the pushed header starts with an IP header
+	bpfLWTReroute     = 128 // BPF_LWT_REROUTE: route the packet again by its new destination
+	bpfOK             = 0
+	bpfDrop           = 2
+	bpfAdjRoomMAC     = 1 // BPF_ADJ_ROOM_MAC: add or remove room between L2 and L3
+	bpfFRecomputeCsum = 1 // BPF_F_RECOMPUTE_CSUM: bpf_skb_store_bytes updates a CHECKSUM_COMPLETE sum
+	lwtunnelBPF       = 6 // LWTUNNEL_ENCAP_BPF
+	lwtBPFXmit        = 3 // LWT_BPF_XMIT
+	lwtBPFHeadroom    = 4 // LWT_BPF_XMIT_HEADROOM
+	lwtBPFProgFD      = 1 // LWT_BPF_PROG_FD
+	lwtBPFProgName    = 2 // LWT_BPF_PROG_NAME
 
 	// utOverhead is what the tunnel adds: IPv4 20 + UDP 8 + tunnel data 4.
 	utOverhead = 32
@@ -201,7 +202,7 @@ func utEncapProgram(endpoints, counts int, mss uint16) []insn {
 // forwarded nor answered as data.
 //
 // mss > 0 clamps TCP SYNs out of the tunnel to it; base is the uplink's
-// link-layer header length (udptun_mss.go).
+// link-layer header length (udptun_mss.go), negative when unknown.
 func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 	p := []insn{
 		mov64Reg(r6, r1),
@@ -232,10 +233,8 @@ func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 		ldxB(r1, r10, -4), jneImm(r1, 8, "strip"),
 		ldxW(r1, r0, 4), ldxW(r2, r10, -8), jneReg(r1, r2, "strip"),
 		mov64Imm(r8, utDecapKeepalive), mov64Imm(r9, tcActShot), ja("count"),
-		at("strip", mov64Reg(r1, r6)), mov64Imm(r2, -utOverhead), mov64Imm(r3, bpfAdjRoomMAC), mov64Imm(r4, 0),
-		call(fnSkbAdjustRoom),
-		jneImm(r0, 0, "failed"),
 	)
+	p = append(p, utStrip(base)...)
 	if mss > 0 {
 		p = append(p, mssClamp(mss, base, true, counts, "mss_done")...)
 	}
@@ -249,4 +248,41 @@ func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 	p = append(p, verdict("wrongport", utDecapWrongPort, tcActShot)...)
 	p = append(p, verdict("failed", utDecapFailed, tcActShot)...)
 	return append(p, count(counts)...)
+}
+
+// utStrip removes the 32 outer bytes of tunnel data at label strip (r6 =
+// skb, the inner IPv4 header's first word at fp-24) and falls through.
+//
+// A packet whose outer UDP checksum its sender left to offload arrives
+// CHECKSUM_PARTIAL (a virtio NIC hands them over so, from a VM or a
+// container on the same host), csum_start on the outer UDP header. The
+// kernel drops that state when a pull passes csum_start, but
+// bpf_skb_adjust_room pulls from the MAC header and then moves the MAC
+// header forward: after a 32-byte strip csum_start points 2 bytes into
+// the new MAC header, the forwarded packet is still "partial" there, and
+// the next virtio or tap device refuses it (a real NIC would write a
+// checksum into the source MAC). So, when the link-layer header length is
+// known, strip 36 bytes (past csum_start: the kernel resets the state to
+// CHECKSUM_NONE, right, as the inner packet's checksums are the sender's
+// own) and put the inner header's first word back.
+func utStrip(base int32) []insn {
+	if base < 0 {
+		return []insn{
+			at("strip", mov64Reg(r1, r6)), mov64Imm(r2, -utOverhead), mov64Imm(r3, bpfAdjRoomMAC), mov64Imm(r4, 0),
+			call(fnSkbAdjustRoom),
+			jneImm(r0, 0, "failed"),
+		}
+	}
+	return []insn{
+		at("strip", mov64Reg(r1, r6)), mov64Imm(r2, -(utOverhead + 4)), mov64Imm(r3, bpfAdjRoomMAC), mov64Imm(r4, 0),
+		call(fnSkbAdjustRoom),
+		jneImm(r0, 0, "failed"),
+		mov64Reg(r1, r6), mov64Imm(r2, 4), mov64Imm(r3, bpfAdjRoomMAC), mov64Imm(r4, 0),
+		call(fnSkbAdjustRoom),
+		jneImm(r0, 0, "failed"), // the inner header lost its first word: drop it
+		mov64Reg(r1, r6), mov64Imm(r2, base), mov64Reg(r3, r10), add64Imm(r3, -24), mov64Imm(r4, 4),
+		mov64Imm(r5, bpfFRecomputeCsum), // CHECKSUM_COMPLETE follows the write
+		call(fnSkbStoreBytes),
+		jneImm(r0, 0, "failed"),
+	}
 }

@@ -49,7 +49,7 @@ type udpTun struct {
 
 // newUDPTun creates the maps (capacity endpoints) and loads both programs;
 // mss > 0 adds the TCP MSS clamp, macLen being the uplink's link-layer
-// header length.
+// header length (negative: unknown, see utStrip).
 func newUDPTun(capacity int, mss uint16, macLen int32) (*udpTun, error) {
 	if capacity <= 0 {
 		capacity = 1

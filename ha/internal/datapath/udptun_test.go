@@ -20,7 +20,7 @@ func TestEndpointValueWireOrder(t *testing.T) {
 // Both programs assemble (labels resolve) and stay small enough to read.
 func TestUDPTunAssemble(t *testing.T) {
 	for name, p := range map[string][]insn{
-		"encap": utEncapProgram(3, 4, 0), "decap": utDecapProgram(3, 4, 0, 14),
+		"encap": utEncapProgram(3, 4, 0), "decap": utDecapProgram(3, 4, 0, 14), "decap, link unknown": utDecapProgram(3, 4, 0, -1),
 		"encap+mss": utEncapProgram(3, 4, 1428), "decap+mss": utDecapProgram(3, 4, 1428, 14),
 	} {
 		code, err := assemble(p)

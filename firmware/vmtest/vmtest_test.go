@@ -39,7 +39,7 @@ const (
 
 // need skips (or, with HAGENT_TEST_STRICT=1, fails) when a prerequisite is
 // missing, and always skips under -short.
-func need(t *testing.T, root bool, cmds ...string) {
+func need(t testing.TB, root bool, cmds ...string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots QEMU guests: not under -short")
@@ -63,7 +63,7 @@ func need(t *testing.T, root bool, cmds ...string) {
 	t.Skip(msg)
 }
 
-func buildImage(t *testing.T, board string, o vm.BuildOptions) vm.Image {
+func buildImage(t testing.TB, board string, o vm.BuildOptions) vm.Image {
 	t.Helper()
 	root, err := vm.Root()
 	if err != nil {
@@ -81,7 +81,7 @@ func buildImage(t *testing.T, board string, o vm.BuildOptions) vm.Image {
 	return img
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -97,7 +97,7 @@ type consoleLog struct {
 
 func (c *consoleLog) Write(p []byte) (int, error) { return c.b.Write(p) }
 
-func boot(t *testing.T, o vm.Options) *vm.Machine {
+func boot(t testing.TB, o vm.Options) *vm.Machine {
 	t.Helper()
 	log := &consoleLog{name: o.Name}
 	o.Log = log
@@ -116,7 +116,7 @@ func boot(t *testing.T, o vm.Options) *vm.Machine {
 }
 
 // waitReady waits for the agent's ready line.
-func waitReady(t *testing.T, m *vm.Machine, name string) time.Duration {
+func waitReady(t testing.TB, m *vm.Machine, name string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -129,7 +129,7 @@ func waitReady(t *testing.T, m *vm.Machine, name string) time.Duration {
 	return d
 }
 
-func run(t *testing.T, m *vm.Machine, cmd string) string {
+func run(t testing.TB, m *vm.Machine, cmd string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -144,7 +144,7 @@ func run(t *testing.T, m *vm.Machine, cmd string) string {
 	return out
 }
 
-func poweroff(t *testing.T, m *vm.Machine, name string) {
+func poweroff(t testing.TB, m *vm.Machine, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -180,7 +180,7 @@ type lab struct {
 	mnsim, mnNS, cnNS string
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	ctx := context.Background()
 	l, err := vm.NewLab(ctx, vm.LabPrefix())
@@ -335,7 +335,7 @@ func TestFailover(t *testing.T) {
 
 // waitRole polls `hactl show redundancy` on m until its role starts with
 // want.
-func waitRole(t *testing.T, m *vm.Machine, name, want string, within time.Duration) {
+func waitRole(t testing.TB, m *vm.Machine, name, want string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

@@ -46,7 +46,6 @@ type dataplane struct {
 	every     time.Duration
 	ifname    string
 	lastLog   time.Time // rate limit of error logs
-	lastRef   time.Time // rate limit of the refused-registration log
 	nets      *netPlane // mobile networks' routes (dataplane_nets.go)
 }
 

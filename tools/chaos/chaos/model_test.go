@@ -303,7 +303,7 @@ func TestDoubleFailureHeldRows(t *testing.T) {
 	// A later de-registration, its reply not yet recorded: the survivor's
 	// tombstone holds the live write it replaced.
 	m := NewModel()
-	live := reg(m, h1, c1, time.Minute, t0, true)
+	reg(m, h1, c1, time.Minute, t0, true)
 	dereg := reg(m, h1, h1, 0, t0.Add(2*time.Second), false)
 	if got := twoDeaths(m, []Row{{Home: h1, ID: dereg}}); len(got) != 0 {
 		t.Fatalf("a write a later tombstone replaced perished: %v", got)
@@ -317,7 +317,7 @@ func TestDoubleFailureHeldRows(t *testing.T) {
 	}
 	// A survivor still holding the older binding proves it gone.
 	m = NewModel()
-	live = reg(m, h1, c1, time.Minute, t0, true)
+	live := reg(m, h1, c1, time.Minute, t0, true)
 	reg(m, h1, h1, 0, t0.Add(2*time.Second), true)
 	if got := twoDeaths(m, []Row{{h1, c1, live}}); !reflect.DeepEqual(got, []netip.Addr{h1}) {
 		t.Fatalf("perished %v, want h1", got)

@@ -327,17 +327,25 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 		refuseWrite(rep, err, c.rq.ts, req.ID)
 		return
 	}
-	c.noteSource(e, c.rq.srcAddr, c.rq.srcPort, req.NAI)
+	c.written(n, e, kind, moved, code, lt, req.ID, &c.rq, req.NAI, rep, ch)
+}
+
+// written completes a registration or renewal the table now holds as e:
+// the node's replay state, the source the console shows, the verdict, the
+// counters, the change and the pool's claims. The inline write (register)
+// and the staged one (commit) both end here, so that they cannot drift
+// apart.
+func (c *Core) written(n *node, e *binding.Entry, kind ChangeKind, moved bool, code mip.Code, lt uint16, id uint64, rq *reqCtx, nai []byte, v *Verdict, ch *Change) {
 	if n.single {
-		n.lastID = req.ID
+		n.lastID = id
 	}
+	c.noteSource(e, rq.srcAddr, rq.srcPort, nai)
+	v.Code, v.Lifetime = code, lt
 	if kind == Registered {
 		c.Stats.Registrations++
 	} else {
 		c.Stats.Renewals++
 	}
-	rep.Code = code
-	rep.Lifetime = lt
 	*ch = Change{Kind: kind, Entry: *e, Moved: moved}
 	c.noteClaims(e)
 }

@@ -123,27 +123,20 @@ func (c *Core) commit(in *intent, rq *reqCtx, v *Verdict, ch *Change) bool {
 		refuseWrite(v, err, rq.ts, in.ent.ID)
 		return false
 	}
+	if in.kind != Deregistered {
+		c.written(n, e, in.kind, in.moved, in.code, in.lt, in.ent.ID, rq, rq.nai, v, ch)
+		return true
+	}
 	if n.single {
 		n.lastID = in.ent.ID
 	}
 	c.noteSource(e, rq.srcAddr, rq.srcPort, rq.nai)
-	v.Code, v.Lifetime = in.code, in.lt
-	switch in.kind {
-	case Deregistered:
-		v.Lifetime = 0
-		c.Stats.Deregistrations++
-		*ch = Change{Kind: Deregistered, Entry: in.ent}
-		if e != nil {
-			ch.Entry = *e
-		}
-		return true
-	case Registered:
-		c.Stats.Registrations++
-	default:
-		c.Stats.Renewals++
+	v.Code, v.Lifetime = in.code, 0
+	c.Stats.Deregistrations++
+	*ch = Change{Kind: Deregistered, Entry: in.ent}
+	if e != nil {
+		ch.Entry = *e
 	}
-	*ch = Change{Kind: in.kind, Entry: *e, Moved: in.moved}
-	c.noteClaims(e)
 	return true
 }
 

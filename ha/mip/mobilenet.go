@@ -77,12 +77,16 @@ func (p MobileNetPrefix) Exact() bool {
 // one per acknowledged prefix.
 type MobileNetCode uint8
 
-// Acknowledgement codes (RFC 5177; the names are the RFC's).
+// Acknowledgement codes (RFC 5177; the constants' names in the comments
+// are the RFC's). These four are all RFC 5177 defines, and it adds no
+// Registration Reply code: a prefix is refused in its acknowledgement while
+// the registration itself is accepted (checked against Wireshark's copy of
+// the IANA registries, TestTsharkMobileNetCodes and TestTsharkReplyCodes).
 const (
-	MobileNetSuccess       MobileNetCode = 0 // prefix registered and routed
-	MobileNetInvalidPrefix MobileNetCode = 1 // MOBNET_INVALID_PREFIX_LEN: prefix length invalid
-	MobileNetUnauthorized  MobileNetCode = 2 // MOBNET_UNAUTHORIZED: router not authorised for the prefix
-	MobileNetFwdSetupFail  MobileNetCode = 3 // MOBNET_FWDING_SETUP_FAILED: forwarding could not be set up
+	MobileNetSuccess       MobileNetCode = 0 // Success: prefix registered and routed
+	MobileNetInvalidPrefix MobileNetCode = 1 // MOBNET_INVALID_PREFIX_LEN: "Invalid prefix" (length over 32, /0, host bits set)
+	MobileNetUnauthorized  MobileNetCode = 2 // MOBNET_UNAUTHORIZED: "Mobile Router is not authorized for prefix"
+	MobileNetFwdSetupFail  MobileNetCode = 3 // MOBNET_FWDING_SETUP_FAILED: "Forwarding setup failed"
 )
 
 // String returns the RFC's wording; unknown codes print as "mobile network
@@ -92,9 +96,9 @@ func (c MobileNetCode) String() string {
 	case MobileNetSuccess:
 		return "success"
 	case MobileNetInvalidPrefix:
-		return "invalid prefix length"
+		return "invalid prefix"
 	case MobileNetUnauthorized:
-		return "mobile router not authorized for prefix"
+		return "mobile router is not authorized for prefix"
 	case MobileNetFwdSetupFail:
 		return "forwarding setup failed"
 	}

@@ -96,8 +96,8 @@ func TestMobileNetCodes(t *testing.T) {
 		want string
 	}{
 		{MobileNetSuccess, 0, "success"},
-		{MobileNetInvalidPrefix, 1, "invalid prefix length"},
-		{MobileNetUnauthorized, 2, "mobile router not authorized for prefix"},
+		{MobileNetInvalidPrefix, 1, "invalid prefix"},
+		{MobileNetUnauthorized, 2, "mobile router is not authorized for prefix"},
 		{MobileNetFwdSetupFail, 3, "forwarding setup failed"},
 		{4, 4, "mobile network code 4"},
 	} {

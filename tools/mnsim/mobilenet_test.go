@@ -23,8 +23,8 @@ func TestRegisterCLIMobileRouter(t *testing.T) {
 	code, out, _ = mnsim(t, append(base, "-mobile-network", "10.1.2.0/24", "-mobile-network", "10.2.0.0/24", "-mobile-network", "10.9.0.1/24")...)
 	for _, want := range []string{
 		"mobile-network 10.1.2.0/24 explicit: 0 success\n",
-		"mobile-network 10.2.0.0/24 explicit: 2 mobile router not authorized for prefix\n",
-		"mobile-network 10.9.0.1/24 explicit: 1 invalid prefix length\n",
+		"mobile-network 10.2.0.0/24 explicit: 2 mobile router is not authorized for prefix\n",
+		"mobile-network 10.9.0.1/24 explicit: 1 invalid prefix\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("mixed: no %q in %q", want, out)

@@ -157,9 +157,11 @@ type Core struct {
 	// revoke lists the bindings the last Reload took the authorization of;
 	// Revoke removes them (it needs the clock Reload does not have).
 	revoke []revocation
-	// claims: the mobile networks of shared pools' bindings (mobilenet.go)
-	claims    map[uint64]uint32
-	claimLens uint64 // bit n: some claim has length n
+	// claims: the mobile networks of shared pools' bindings
+	// (mobilenet_claims.go); nil when no such pool has networks
+	claims     *claimIndex
+	claimsLive func(home, addr uint32, bits uint8) bool
+	ClaimsFull uint64 // claims not indexed: the index was full of live ones
 }
 
 // NewCore builds the run-time indexes from a validated config and allocates
@@ -184,6 +186,7 @@ func NewCore(cfg *config.Config) (*Core, error) {
 	if err := c.setNodes(cfg); err != nil {
 		return nil, err
 	}
+	c.sizeClaims()
 	return c, nil
 }
 
@@ -436,6 +439,7 @@ func (c *Core) Reload(cfg *config.Config) error {
 	})
 	c.cfg = cfg
 	c.setPolicy(&cfg.Agent)
+	c.sizeClaims()
 	return nil
 }
 

@@ -139,56 +139,6 @@ func netIndex(e *binding.Entry, p netip.Prefix) int {
 	return -1
 }
 
-// netKey is a prefix as a map key: address << 8 | length.
-func netKey(addr uint32, bits uint8) uint64 { return uint64(addr)<<8 | uint64(bits) }
-
-// heldByOther reports whether a live binding other than home's holds p or a
-// prefix containing it, among the claims of shared pools (their routers
-// share one entry, so the configuration cannot tell whose a network is).
-// The index is checked against the table when read: a claim whose binding
-// went, or no longer carries it, is stale, ignored and removed (the index
-// holds at most one entry per distinct network claimed).
-func (c *Core) heldByOther(p netip.Prefix, home uint32) bool {
-	if len(c.claims) == 0 {
-		return false
-	}
-	a := binding.AddrU32(p.Addr())
-	for bits := p.Bits(); bits >= 1; bits-- {
-		if c.claimLens&(1<<bits) == 0 {
-			continue // no claim of that length: no lookup
-		}
-		m := uint32(0xffffffff) << (32 - bits)
-		k := netKey(a&m, uint8(bits))
-		h, ok := c.claims[k]
-		if !ok || h == home {
-			continue
-		}
-		q := netip.PrefixFrom(binding.U32Addr(a&m), bits)
-		if e := c.table.Get(h); e != nil && !e.Tombstone() && netIndex(e, q) >= 0 {
-			return true
-		}
-		delete(c.claims, k) // stale: its holder went or dropped it
-	}
-	return false
-}
-
-// noteClaims records e's networks as its home's when e belongs to a shared
-// pool (see heldByOther). Called when a binding is written, here or by a
-// peer.
-func (c *Core) noteClaims(e *binding.Entry) {
-	if e.NumPrefixes() == 0 || e.Node < 0 || int(e.Node) >= len(c.nodes) || c.nodes[e.Node].single {
-		return
-	}
-	if c.claims == nil {
-		c.claims = make(map[uint64]uint32)
-	}
-	for i := 0; i < e.NumPrefixes(); i++ {
-		a, b := e.PrefixU32(i)
-		c.claims[netKey(a, b)] = e.Home
-		c.claimLens |= 1 << b
-	}
-}
-
 // netList is a short list of networks (a Change's Gone): compact, because
 // a Change is copied into every action.
 type netList struct {

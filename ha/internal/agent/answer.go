@@ -184,6 +184,8 @@ func (a *Agent) showStats() *console.Stats {
 			{Name: "binding programming errors", Value: d.errs},
 			{Name: "periodic checks done", Value: d.checks},
 			{Name: "periodic checks dropped: kernel changed while read", Value: d.stale},
+			{Name: "periodic checks: home entries repaired", Value: d.repaired},
+			{Name: "periodic checks: mobile network routes repaired", Value: d.netsRepaired()},
 			{Name: "last periodic check: kernel read (ms, off the loop)", Value: uint64(d.lastRead.Milliseconds())},
 			{Name: "last periodic check: longest pause on the loop (ms)", Value: uint64(d.lastConv.Milliseconds())},
 			{Name: "link events", Value: ds.LinkEvents},

@@ -41,6 +41,7 @@ type dataplane struct {
 	more      chan struct{}
 	stale     uint64        // periodic checks dropped: the kernel changed too much while read
 	checks    uint64        // periodic checks completed
+	repaired  uint64        // routes, proxy and map entries they added or removed
 	lastRead  time.Duration // the last one's kernel read (off the owner loop)
 	lastConv  time.Duration // and its pause on the owner loop
 	every     time.Duration
@@ -320,9 +321,13 @@ func (a *Agent) convergeSlice() {
 				return true
 			}
 			n++
+			d.nets.collect(e)
 			return yield(dpBinding(e)) && n < convSlice
 		})
 	})
+	if err == nil {
+		err = d.nets.converge(s)
+	}
 	if err != nil {
 		d.conv = nil
 		a.checkEnded(s, 0, 0, err)
@@ -337,6 +342,7 @@ func (a *Agent) convergeSlice() {
 		}
 		return
 	}
+	d.nets.finish(a, s)
 	added, removed, err := d.dp.ConvergeFinish(s)
 	d.convPause = max(d.convPause, time.Since(start))
 	d.conv = nil
@@ -355,6 +361,7 @@ func (a *Agent) checkEnded(s *datapath.Scan, added, removed int, err error) {
 	case err != nil:
 		a.log.Warn("datapath reconcile failed", "err", err)
 	case added+removed > 0:
+		d.repaired += uint64(added + removed)
 		a.log.Info("datapath reconciled: the kernel had drifted", "added", added, "removed", removed,
 			"read", s.Took().Round(time.Millisecond), "longest_pause", d.convPause.Round(time.Millisecond),
 			"converged_in", time.Since(d.convStart).Round(time.Millisecond))

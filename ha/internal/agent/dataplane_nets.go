@@ -23,6 +23,10 @@ type netPlane struct {
 	refused []datapath.MobileNet // adds the kernel refused in the last flush
 	errs    uint64
 	lastLog time.Time
+	// the periodic check (datapath.PrefixChecker; nil: none)
+	pc       datapath.PrefixChecker
+	checkBuf []datapath.MobileNet // one slice's networks
+	repaired uint64               // routes the periodic checks added or removed
 }
 
 // errNoPrefixRoutes: the datapath in use has no prefix routes.
@@ -31,6 +35,7 @@ var errNoPrefixRoutes = errors.New("agent: this datapath cannot route mobile net
 func newNetPlane(dp datapath.Datapath) *netPlane {
 	n := &netPlane{}
 	n.pr, _ = dp.(datapath.PrefixRouter)
+	n.pc, _ = dp.(datapath.PrefixChecker)
 	return n
 }
 
@@ -203,4 +208,49 @@ func netRefused(refused []datapath.MobileNet, p netip.Prefix, careOf netip.Addr)
 		}
 	}
 	return false
+}
+
+// collect notes e's networks for the periodic check's slice.
+func (n *netPlane) collect(e *binding.Entry) {
+	if n == nil || n.pc == nil {
+		return
+	}
+	for i := 0; i < e.NumPrefixes(); i++ {
+		n.checkBuf = append(n.checkBuf, mobileNet(e, i))
+	}
+}
+
+// converge repairs the routes of the slice's networks collect noted.
+func (n *netPlane) converge(s *datapath.Scan) error {
+	if n == nil || n.pc == nil {
+		return nil
+	}
+	err := n.pc.ConvergePrefixes(s, n.checkBuf)
+	n.checkBuf = n.checkBuf[:0]
+	return err
+}
+
+// finish removes the network routes no binding wants, before the home
+// routes' ConvergeFinish, and counts and logs what the check repaired.
+func (n *netPlane) finish(a *Agent, s *datapath.Scan) {
+	if n == nil || n.pc == nil {
+		return
+	}
+	added, removed, err := n.pc.FinishPrefixes(s)
+	n.repaired += uint64(added + removed)
+	switch {
+	case errors.Is(err, datapath.ErrScanStale):
+	case err != nil:
+		a.log.Warn("reconciling the mobile network routes failed; the next periodic check retries", "err", err)
+	case added+removed > 0:
+		a.log.Info("mobile network routes reconciled: the kernel had drifted", "added", added, "removed", removed)
+	}
+}
+
+// netsRepaired is what the periodic checks repaired of the networks' routes.
+func (d *dataplane) netsRepaired() uint64 {
+	if d == nil || d.nets == nil {
+		return 0
+	}
+	return d.nets.repaired
 }

@@ -60,6 +60,7 @@ type kernel struct {
 	gen       uint64               // bumped by Reconcile and Withdraw: a scan begun before is stale
 	scanning  bool                 // between BeginScan and ConvergeFinish
 	dirty     map[[4]byte]struct{} // homes Apply changed while scanning
+	pdirty    map[pfx]struct{}     // networks ApplyPrefixes changed while scanning
 	dirtyOver bool
 
 	// one batch's working set, reused
@@ -156,6 +157,7 @@ func newKernel(cfg Config, c *netlink.Conn) *kernel {
 	}
 	k := &kernel{
 		cfg: cfg, log: cfg.Logger, c: c, seq: 1 << 20, sc: c, dirty: make(map[[4]byte]struct{}, dirtyPrealloc),
+		pdirty:  make(map[pfx]struct{}),
 		metrics: make(map[[4]byte]uint32), next: cfg.MetricBase,
 		vips:  make(map[netip.Prefix]bool),
 		links: make(chan LinkEvent, 64),

@@ -162,6 +162,7 @@ func (k *kernel) ApplyPrefixes(adds []MobileNet, dels []netip.Prefix) []error {
 		}
 		return res
 	}
+	k.touchedPrefixes(adds, dels)
 	s := k.pfx()
 	if len(s.metrics) == 0 && len(adds) > prefixChunk {
 		s.metrics = make(map[pfx]uint32, len(adds)) // no rehashing on the way up

@@ -104,8 +104,17 @@ func dump(c *netlink.Conn, seq *uint32, typ uint16, body []byte, reset func(), e
 // scanInto lists the kernel's routes and proxy entries carrying our
 // protocol over c into kr (sorted by destination, then metric, exact
 // duplicates dropped) and kn (sorted). intr: a dump stayed interrupted.
-func (k *kernel) scanInto(c *netlink.Conn, seq *uint32, kr *[]kroute, kn *[][4]byte) (intr bool, err error) {
-	i1, err := dump(c, seq, unix.RTM_GETROUTE, appendRouteDump(nil, k.cfg.Protocol), func() { *kr = (*kr)[:0] },
+//
+// kp, when not nil, gets the mobile networks' routes of the same dump
+// (prefixes_check.go), sorted by prefix.
+func (k *kernel) scanInto(c *netlink.Conn, seq *uint32, kr *[]kroute, kn *[][4]byte, kp *[]kpRoute) (intr bool, err error) {
+	reset := func() {
+		*kr = (*kr)[:0]
+		if kp != nil {
+			*kp = (*kp)[:0]
+		}
+	}
+	i1, err := dump(c, seq, unix.RTM_GETROUTE, appendRouteDump(nil, k.cfg.Protocol), reset,
 		func(typ uint16, data []byte) error {
 			if typ != unix.RTM_NEWROUTE {
 				return nil
@@ -121,6 +130,8 @@ func (k *kernel) scanInto(c *netlink.Conn, seq *uint32, kr *[]kroute, kn *[][4]b
 			// network's (prefixes.go), not a home address's.
 			if r.Protocol == k.cfg.Protocol && r.Table == unix.RT_TABLE_MAIN && r.Dst.IsValid() && r.Metric < PrefixMetricBase {
 				*kr = append(*kr, krouteOf(&r))
+			} else if kp != nil && r.Protocol == k.cfg.Protocol && r.Table == unix.RT_TABLE_MAIN && r.Metric >= PrefixMetricBase {
+				*kp = append(*kp, kpRouteOf(data, &r))
 			}
 			return nil
 		})
@@ -158,12 +169,16 @@ func (k *kernel) scanInto(c *netlink.Conn, seq *uint32, kr *[]kroute, kn *[][4]b
 	*kr = slices.Compact(*kr)
 	slices.SortFunc(*kn, cmp4)
 	*kn = slices.Compact(*kn)
+	if kp != nil {
+		sortKP(*kp)
+		*kp = slices.Compact(*kp)
+	}
 	return i1 || i2, nil
 }
 
 // scan fills k.kr and k.kn on the owner's socket.
 func (k *kernel) scan() error {
-	_, err := k.scanInto(k.c, &k.seq, &k.kr, &k.kn)
+	_, err := k.scanInto(k.c, &k.seq, &k.kr, &k.kn, nil)
 	return err
 }
 
@@ -238,6 +253,8 @@ func (k *kernel) convergeStart(s *Scan) {
 	s.usedN = make([]bool, len(s.kn))
 	s.wanted, s.want, s.bad = s.wanted[:0], s.want[:0], nil
 	s.added, s.removed, s.requests, s.metered = 0, 0, 0, 0
+	s.usedP = make([]bool, len(s.kp))
+	s.pAdded, s.pRemoved, s.pbad = 0, 0, nil
 }
 
 func (k *kernel) convergeSome(s *Scan, want iter.Seq[Binding]) {
@@ -398,6 +415,13 @@ type Scan struct {
 	added, removed int
 	requests       int
 	metered        int // wanted homes given a metric in k.metrics
+
+	// mobile networks (prefixes_check.go)
+	kp               []kpRoute
+	usedP            []bool
+	padds            []MobileNet
+	pAdded, pRemoved int
+	pbad             []error
 }
 
 // Took is how long ScanKernel read.
@@ -420,6 +444,7 @@ const (
 func (k *kernel) BeginScan() *Scan {
 	k.scanning, k.dirtyOver = true, false
 	clear(k.dirty)
+	clear(k.pdirty)
 	return &Scan{gen: k.gen}
 }
 
@@ -432,7 +457,7 @@ func (k *kernel) ScanKernel(s *Scan) {
 		s.err = errors.New("datapath: closed")
 		return
 	}
-	intr, err := k.scanInto(k.sc, &k.sseq, &s.kr, &s.kn)
+	intr, err := k.scanInto(k.sc, &k.sseq, &s.kr, &s.kn, &s.kp)
 	if err == nil && intr {
 		err = ErrScanStale
 	}

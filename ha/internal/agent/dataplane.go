@@ -320,8 +320,7 @@ func (a *Agent) convergeSlice() {
 			if e.Tombstone() {
 				return true
 			}
-			n++
-			d.nets.collect(e)
+			n += 1 + d.nets.collect(e) // a network costs the slice what a binding does
 			return yield(dpBinding(e)) && n < convSlice
 		})
 	})

@@ -210,14 +210,16 @@ func netRefused(refused []datapath.MobileNet, p netip.Prefix, careOf netip.Addr)
 	return false
 }
 
-// collect notes e's networks for the periodic check's slice.
-func (n *netPlane) collect(e *binding.Entry) {
+// collect notes e's networks for the periodic check's slice and returns
+// how many.
+func (n *netPlane) collect(e *binding.Entry) int {
 	if n == nil || n.pc == nil {
-		return
+		return 0
 	}
 	for i := 0; i < e.NumPrefixes(); i++ {
 		n.checkBuf = append(n.checkBuf, mobileNet(e, i))
 	}
+	return e.NumPrefixes()
 }
 
 // converge repairs the routes of the slice's networks collect noted.

@@ -126,8 +126,9 @@ func (k *kernel) ConvergePrefixes(s *Scan, nets []MobileNet) error {
 			if !known {
 				// a route left by an earlier run: adopt its metric
 				st.adopt(key, r.metric)
+				metric = r.metric
 			}
-			if k.samePrefixRoute(r, &m) {
+			if k.samePrefixRoute(r, &m, metric) {
 				continue
 			}
 		}
@@ -148,7 +149,7 @@ func (k *kernel) ConvergePrefixes(s *Scan, nets []MobileNet) error {
 
 // samePrefixRoute reports whether the dumped route is what m needs, at
 // the metric the state holds for it.
-func (k *kernel) samePrefixRoute(r *kpRoute, m *MobileNet) bool {
+func (k *kernel) samePrefixRoute(r *kpRoute, m *MobileNet, metric uint32) bool {
 	src := m.Src
 	if !src.IsValid() {
 		src = k.cfg.Local
@@ -157,7 +158,7 @@ func (k *kernel) samePrefixRoute(r *kpRoute, m *MobileNet) bool {
 	if src.Is4() && !src.IsUnspecified() {
 		encSrc = src.As4()
 	}
-	return r.metric == k.pfx().metrics[r.key] && r.oif == k.tun[m.Encap] && r.encDst == m.CareOf.As4() &&
+	return r.metric == metric && r.oif == k.tun[m.Encap] && r.encDst == m.CareOf.As4() &&
 		r.encSrc == encSrc && r.ttl == k.cfg.TTL
 }
 

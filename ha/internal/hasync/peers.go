@@ -42,6 +42,7 @@ type peer struct {
 	rw          ReplayWindow
 	nonce       uint64 // outstanding session challenge, 0: none
 	chalAt      int64  // last challenge sent
+	nonceAt     int64  // first challenge with nonce sent: what its Response proves recent
 	answered    uint64 // nonce of the last challenge of this peer we answered
 	answeredAt  int64
 	// acking: it acknowledged an update of ours since it was last marked up
@@ -185,3 +186,4 @@ func (m *Machine) AckingPeers() int {
 	}
 	return n
 }
+

@@ -48,6 +48,9 @@ type peer struct {
 	// acking: it acknowledged an update of ours since it was last marked up
 	// (AckingPeers). Cleared when it goes down, leaves or restarts.
 	acking bool
+	// failed: an update to it ran out of retries since its session was
+	// last proven and it has not acknowledged one since (AwaitedPeers).
+	failed bool
 	hb     hbPeer // its heartbeat, this session
 }
 
@@ -187,3 +190,22 @@ func (m *Machine) AckingPeers() int {
 	return n
 }
 
+// AwaitedPeers is how many up peers are expected to acknowledge this
+// member's next update: the acking ones, and those whose session was
+// proven (they answered a fresh challenge: a live member, not a replay)
+// and that have not acknowledged anything yet, unless an update to them
+// has run out of retries since. A member that just started or restarted
+// is such a peer: it acknowledges updates while it downloads the table.
+// The agent holds a registration reply for an ack while one is up, so
+// that the acceptances of a member serving right after its peer
+// restarted are replicated before they are answered.
+func (m *Machine) AwaitedPeers() int {
+	n := 0
+	for i := range m.peers {
+		p := &m.peers[i]
+		if p.up && (p.acking || (p.rw.Session != 0 && !p.failed)) {
+			n++
+		}
+	}
+	return n
+}

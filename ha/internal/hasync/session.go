@@ -24,7 +24,7 @@ func (m *Machine) unproven(now int64, pi int, h *Header, src netip.Addr, out []A
 			restarted := p.rw.Session != 0 && p.rw.Session != h.Session
 			p.rw.Prove(h.Session, h.Seq, now)
 			p.rw.Recent(h.Seq, p.nonceAt)
-			p.nonce = 0
+			p.nonce, p.failed = 0, false
 			if src.IsValid() {
 				p.addr = src
 			}

@@ -66,10 +66,10 @@ func TestPeerDeathDecidesHeldRepliesAtOnce(t *testing.T) {
 			}
 			h.send(h.request(false))
 			h.wantReply(want)
-			// (default: the first, before the peer acknowledged anything, was
-			// unreplicated too)
+			// (default: the first, before the peer acknowledged anything,
+			// waited for its ack)
 			q := h.a.hold
-			if require && q.DeniedUnreplicated != 1 || !require && q.AcceptedUnreplicated != 3 {
+			if require && q.DeniedUnreplicated != 1 || !require && q.AcceptedUnreplicated != 2 {
 				t.Fatalf("accepted_unreplicated %d, denied_unreplicated %d", q.AcceptedUnreplicated, q.DeniedUnreplicated)
 			}
 		})

@@ -92,15 +92,17 @@ func (r *Registrar) gateReply(now int64, ch *Change, v *Verdict, to netip.AddrPo
 		r.refuse(now, v, &q.DeniedUnreplicated, "registration answered 130: no peer is up to replicate it (group.require_replication)")
 		return true
 	}
-	if m.AckingPeers() == 0 && !r.cfg.Group.RequireReplication {
-		// Peers are heard but none has acknowledged anything (one just
-		// joined, or a replayed group message made one up): holding would
-		// delay every reply by 2 × ack_timeout and then send it anyway
-		// (unacked: no acking peer, so it is accepted alone). Send it now,
-		// counted as unreplicated; the update still goes out and is
-		// retransmitted. Not logged: under a hostile replay that would be a
-		// line a second for as long as the bogus peer stays up.
-		q.AcceptedUnreplicated++
+	if m.AwaitedPeers() == 0 && !r.cfg.Group.RequireReplication {
+		// Peers are up but none is expected to acknowledge: none proved
+		// its session (known from a Home Agent List only), or every one
+		// let an update run out of retries since. Holding would delay the
+		// reply by 2 × ack_timeout and then send it anyway (unacked: no
+		// acking peer, so it is accepted alone). Send it now, counted and
+		// logged as unreplicated; the update still goes out and is
+		// retransmitted. A peer that proved its session and has not
+		// acknowledged yet (it just started or restarted) is awaited: the
+		// reply waits for its ack.
+		r.acceptAlone()
 		return true
 	}
 	if ch.Dup {

@@ -12,7 +12,8 @@ import (
 // reply (the loop performs actions in order).
 func TestUpdateBeforeReply(t *testing.T) {
 	h := newReplHarness(t, false)
-	h.peerUp() // up, not acknowledging yet: the reply is not held
+	// The configured peer is not up: the reply is not held, and the
+	// update still goes to the peer's address.
 	h.send(h.request(false))
 	update, reply := -1, -1
 	for i, act := range h.acts {

@@ -119,6 +119,14 @@ type ReplayWindow struct {
 	// is the Top taken at MarkAt, the next Old.
 	Old, Mark uint32
 	MarkAt    int64
+	// Anchor is the sequence of the latest Response of Session that
+	// echoed a nonce of ours, AnchorAt when that nonce was first sent:
+	// every sequence after Anchor was sent after AnchorAt. Prev and
+	// PrevAt are the anchor before it, and Floor the sequence a fresh one
+	// must be after: Prev while PrevAt is recent (Age), else Anchor.
+	Anchor, Prev     uint32
+	AnchorAt, PrevAt int64
+	Floor            uint32
 }
 
 // ahead reports whether seq is after top in serial-number arithmetic:
@@ -138,7 +146,7 @@ func (w *ReplayWindow) Check(session, seq uint32) bool {
 		return true
 	}
 	d := w.Top - seq
-	return d < 64 && w.Bits&(1<<d) == 0 && !ahead(w.Old, seq)
+	return d < 64 && w.Bits&(1<<d) == 0 && !ahead(w.Old, seq) && ahead(seq, w.Floor)
 }
 
 // Age moves the window's marks to now: a sequence passed by a later one
@@ -151,10 +159,29 @@ func (w *ReplayWindow) Check(session, seq uint32) bool {
 // de-registration removed. With it, an accepted message arrives at most
 // about 2 × late plus the longest gap between the sender's messages after
 // a later one of its sender (spec §3 step 6).
+//
+// Age also moves Floor: a sequence at or before the latest anchor is
+// fresh only while the anchor before it is recent, since it may have been
+// sent before that anchor's challenge only.
 func (w *ReplayWindow) Age(now, late int64) {
 	if now-w.MarkAt >= late {
 		w.Old, w.Mark, w.MarkAt = w.Mark, w.Top, now
 	}
+	w.Floor = w.Prev
+	if now-w.PrevAt > late {
+		w.Floor = w.Anchor
+	}
+}
+
+// Recent records that seq, a Response accepted in the proven session,
+// echoes a nonce first sent at asked: every later sequence of the session
+// was sent after asked. A receiver that accepts a sequence only while the
+// anchor it follows is at most a late limit old (Machine.lapsed, Age)
+// accepts nothing sent longer ago than that, however the path delayed
+// it, without a clock shared with the sender.
+func (w *ReplayWindow) Recent(seq uint32, asked int64) {
+	w.Prev, w.PrevAt = w.Anchor, w.AnchorAt
+	w.Anchor, w.AnchorAt = seq, asked
 }
 
 // Accept records seq in the proven session; call it only after Check,
@@ -185,6 +212,8 @@ func (w *ReplayWindow) Accept(seq uint32) {
 func (w *ReplayWindow) Prove(session, seq uint32, now int64) {
 	w.Session, w.Top, w.Bits, w.From = session, seq, ^uint64(0), seq
 	w.Old, w.Mark, w.MarkAt = seq, seq, now
+	w.Anchor, w.Prev, w.Floor = seq, seq, seq
+	w.AnchorAt, w.PrevAt = now, now
 }
 
 // Stale reports whether seq, refused by Check, is within the window and
@@ -195,7 +224,7 @@ func (w *ReplayWindow) Stale(seq uint32) bool {
 	if ahead(seq, w.Top) || d >= 64 {
 		return false
 	}
-	return ahead(w.From, seq) || (ahead(w.Old, seq) && w.Bits&(1<<d) == 0)
+	return ahead(w.From, seq) || (w.Bits&(1<<d) == 0 && (ahead(w.Old, seq) || !ahead(seq, w.Floor)))
 }
 
 // SetKeys replaces the group keys while the machine runs (key rotation by

@@ -148,7 +148,9 @@ func TestLapsedSessionProvenAgainIsNoRestart(t *testing.T) {
 // datagram but a withheld one, and is refused.
 func TestWithheldUpdateBehindDelayedStream(t *testing.T) {
 	const h = 0x0a000018
-	s := group(t, 2, func(c *Config) { c.TombstoneTTL = 2 * time.Minute })
+	// Digests every 15 s: fewer than 64 messages of member 0 in the 3
+	// minutes, each session proof asked again every DeadInterval/4 included.
+	s := group(t, 2, func(c *Config) { c.TombstoneTTL, c.DigestPeriod = 2*time.Minute, 15*time.Second })
 	var held []byte
 	var delayed [][]byte
 	holding := false
@@ -156,7 +158,7 @@ func TestWithheldUpdateBehindDelayedStream(t *testing.T) {
 		switch {
 		case from == 0 && data[1] == TypeBindingUpdate && held == nil:
 			held = append([]byte(nil), data...)
-		case holding && from == 0 && to == 1:
+		case holding && from == 0 && to == 1 && data[1] != TypeResponse:
 			delayed = append(delayed, append([]byte(nil), data...))
 		}
 	}
@@ -173,7 +175,10 @@ func TestWithheldUpdateBehindDelayedStream(t *testing.T) {
 	if held == nil {
 		t.Fatal("the attacker captured no Binding Update")
 	}
-	s.drop = func(from, to int, typ uint8) bool { return holding && from == 0 && to == 1 }
+	// Session Responses go through: member 1 dates the session by them
+	// (spec §3.1 rule 6), and an attacker who held them back too would
+	// only make it lapse; this test is about the window.
+	s.drop = func(from, to int, typ uint8) bool { return holding && from == 0 && to == 1 && typ != TypeResponse }
 	if err := s.deregister(0, h, 6); err != nil {
 		t.Fatal(err)
 	}
@@ -184,11 +189,15 @@ func TestWithheldUpdateBehindDelayedStream(t *testing.T) {
 	holding = true
 	m1 := s.nodes[1].m
 	end := s.now + 3*time.Minute.Nanoseconds()
-	for next := 0; s.now < end; next++ {
+	for s.now < end {
 		s.run(s.now + 15*sec)
-		if next < len(delayed) {
-			s.out = m1.Receive(s.now, s.nodes[0].addr, RequiredTTL, delayed[next], s.out[:0])
+		if len(delayed) > 0 {
+			// The newest only: one delayed by minutes is older than the
+			// session's latest proof allows (spec §3.1 rule 6) and would
+			// make the session lapse.
+			s.out = m1.Receive(s.now, s.nodes[0].addr, RequiredTTL, delayed[len(delayed)-1], s.out[:0])
 			s.dispatch(1)
+			delayed = delayed[:0]
 		}
 	}
 	if m1.UpPeers() != 1 || m1.Counters().SessionsProven != 1 {

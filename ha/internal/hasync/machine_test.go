@@ -577,6 +577,9 @@ func TestMachineAllocs(t *testing.T) {
 	s := group(t, 3, nil)
 	m := s.nodes[0].m
 	out := make([]Action, 0, 16)
+	// The update leaves m's buffer before m receives an ack: what m sends
+	// then (a session challenge, say) may reuse it.
+	upd := make([]byte, 0, MaxDatagram)
 	id := uint64(100)
 	n := testing.AllocsPerRun(500, func() {
 		id++
@@ -586,8 +589,9 @@ func TestMachineAllocs(t *testing.T) {
 			panic(err)
 		}
 		// acks settle the outstanding updates
+		upd = append(upd[:0], out[0].Pkt...)
 		for _, p := range s.nodes[1:] {
-			out = p.m.Receive(s.now, s.nodes[0].addr, 255, out[0].Pkt, out[:1])
+			out = p.m.Receive(s.now, s.nodes[0].addr, 255, upd, out[:1])
 			out = m.Receive(s.now, p.addr, 255, out[len(out)-1].Pkt, out[:1]) // the ack (after ActBinding)
 		}
 	})
@@ -601,13 +605,17 @@ func BenchmarkRegisterReplicate(b *testing.B) {
 	s := group(t, 3, nil)
 	m := s.nodes[0].m
 	out := make([]Action, 0, 16)
+	// The update leaves m's buffer before m receives an ack: what m sends
+	// then (a session challenge, say) may reuse it.
+	upd := make([]byte, 0, MaxDatagram)
 	id := uint64(100)
 	b.ReportAllocs()
 	for b.Loop() {
 		id++
 		out, _ = m.Register(s.now, binding.Entry{Home: 0x0a000000 + uint32(id%1024) + 1, CareOf: 1, ID: id, Granted: 600}, out[:0])
+		upd = append(upd[:0], out[0].Pkt...)
 		for _, p := range s.nodes[1:] {
-			out = p.m.Receive(s.now, s.nodes[0].addr, 255, out[0].Pkt, out[:1])
+			out = p.m.Receive(s.now, s.nodes[0].addr, 255, upd, out[:1])
 			out = m.Receive(s.now, p.addr, 255, out[len(out)-1].Pkt, out[:1]) // the ack (after ActBinding)
 		}
 	}

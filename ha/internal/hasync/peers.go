@@ -42,11 +42,15 @@ type peer struct {
 	rw          ReplayWindow
 	nonce       uint64 // outstanding session challenge, 0: none
 	chalAt      int64  // last challenge sent
+	nonceAt     int64  // first challenge with nonce sent: what its Response proves recent
 	answered    uint64 // nonce of the last challenge of this peer we answered
 	answeredAt  int64
 	// acking: it acknowledged an update of ours since it was last marked up
 	// (AckingPeers). Cleared when it goes down, leaves or restarts.
 	acking bool
+	// failed: an update to it ran out of retries since its session was
+	// last proven and it has not acknowledged one since (AwaitedPeers).
+	failed bool
 	hb     hbPeer // its heartbeat, this session
 }
 
@@ -180,6 +184,26 @@ func (m *Machine) AckingPeers() int {
 	n := 0
 	for i := range m.peers {
 		if m.peers[i].up && m.peers[i].acking {
+			n++
+		}
+	}
+	return n
+}
+
+// AwaitedPeers is how many up peers are expected to acknowledge this
+// member's next update: the acking ones, and those whose session was
+// proven (they answered a fresh challenge: a live member, not a replay)
+// and that have not acknowledged anything yet, unless an update to them
+// has run out of retries since. A member that just started or restarted
+// is such a peer: it acknowledges updates while it downloads the table.
+// The agent holds a registration reply for an ack while one is up, so
+// that the acceptances of a member serving right after its peer
+// restarted are replicated before they are answered.
+func (m *Machine) AwaitedPeers() int {
+	n := 0
+	for i := range m.peers {
+		p := &m.peers[i]
+		if p.up && (p.acking || (p.rw.Session != 0 && !p.failed)) {
 			n++
 		}
 	}

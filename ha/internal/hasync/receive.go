@@ -54,6 +54,9 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 		return out
 	}
 	p.rw.Accept(h.Seq)
+	if h.Type == TypeResponse {
+		m.answeredInSession(now, p, h.Seq)
+	}
 	// Only a fresh message moves the peer: a replay sent from elsewhere
 	// must not redirect its acks, retransmissions and table replies.
 	if src.IsValid() {
@@ -61,6 +64,10 @@ func (m *Machine) Receive(now int64, src netip.Addr, ttl uint8, pkt []byte, out 
 	}
 	out = m.revived(pi, false, out)
 	m.heard(now, pi, false)
+	if h.Type != TypeLeave && m.refreshDue(now, p) {
+		// Date the session again while it speaks (spec §3.1 rule 6).
+		out = m.challenge(now, pi, out)
+	}
 	return m.dispatch(now, pi, h.Type, out)
 }
 
@@ -149,9 +156,7 @@ func (m *Machine) dispatch(now int64, pi int, typ uint8, out []Action) []Action 
 	case TypeChallenge:
 		out = m.onChallenge(now, pi, out)
 	case TypeResponse:
-		if m.rxChal.Peer == m.id && m.rxChal.Nonce == p.nonce {
-			p.nonce = 0 // answered from the session already proven
-		}
+		// Taken as the session's anchor in Receive (answeredInSession).
 	case TypeLeave:
 		m.C.LeavesReceived++
 		m.left(pi)

@@ -22,6 +22,9 @@ func TestMachineAllocsRouter(t *testing.T) {
 	s := group(t, 3, func(c *Config) { c.AdmitPrefix = admitNets })
 	m := s.nodes[0].m
 	out := make([]Action, 0, 16)
+	// The update leaves m's buffer before m receives an ack: what m sends
+	// then (a session challenge, say) may reuse it.
+	upd := make([]byte, 0, MaxDatagram)
 	id := uint64(100)
 	n := testing.AllocsPerRun(500, func() {
 		id++
@@ -30,8 +33,9 @@ func TestMachineAllocsRouter(t *testing.T) {
 		if err != nil || len(out) != 1 {
 			panic(err)
 		}
+		upd = append(upd[:0], out[0].Pkt...)
 		for _, p := range s.nodes[1:] {
-			out = p.m.Receive(s.now, s.nodes[0].addr, 255, out[0].Pkt, out[:1])
+			out = p.m.Receive(s.now, s.nodes[0].addr, 255, upd, out[:1])
 			if e := p.tab.Get(0x0a800000 + uint32(id%64) + 1); e == nil || e.NumPrefixes() != binding.MaxPrefixes || e.ID != id {
 				panic("not stored with its networks")
 			}
@@ -50,13 +54,17 @@ func BenchmarkRegisterReplicateRouter(b *testing.B) {
 	s := group(t, 3, nil)
 	m := s.nodes[0].m
 	out := make([]Action, 0, 16)
+	// The update leaves m's buffer before m receives an ack: what m sends
+	// then (a session challenge, say) may reuse it.
+	upd := make([]byte, 0, MaxDatagram)
 	id := uint64(100)
 	b.ReportAllocs()
 	for b.Loop() {
 		id++
 		out, _ = m.Register(s.now, routerEntry(0x0a000000+uint32(id%1024)+1, id, binding.MaxPrefixes), out[:0])
+		upd = append(upd[:0], out[0].Pkt...)
 		for _, p := range s.nodes[1:] {
-			out = p.m.Receive(s.now, s.nodes[0].addr, 255, out[0].Pkt, out[:1])
+			out = p.m.Receive(s.now, s.nodes[0].addr, 255, upd, out[:1])
 			out = m.Receive(s.now, p.addr, 255, out[len(out)-1].Pkt, out[:1])
 		}
 	}

@@ -18,12 +18,13 @@ func (m *Machine) unproven(now int64, pi int, h *Header, src netip.Addr, out []A
 	p := &m.peers[pi]
 	switch h.Type {
 	case TypeResponse:
-		if m.rxChal.Peer == m.id && p.nonce != 0 && m.rxChal.Nonce == p.nonce {
+		if m.rxChal.Peer == m.id && p.nonce != 0 && m.rxChal.Nonce == p.nonce && now-p.nonceAt <= int64(m.cfg.DeadInterval) {
 			// The proven session itself, proven again after a silence, is
 			// no restart: the peer is alive again (revived).
 			restarted := p.rw.Session != 0 && p.rw.Session != h.Session
 			p.rw.Prove(h.Session, h.Seq, now)
-			p.nonce = 0
+			p.rw.Recent(h.Seq, p.nonceAt)
+			p.nonce, p.failed = 0, false
 			if src.IsValid() {
 				p.addr = src
 			}
@@ -43,30 +44,64 @@ func (m *Machine) unproven(now int64, pi int, h *Header, src netip.Addr, out []A
 }
 
 // lapsed reports whether peer p's proven session has been silent for
-// longer than DeadInterval: its next message must prove it again (spec
-// §3.1 rule 5). A member that crashed or left stays silent, and a
+// longer than DeadInterval, or its latest answered challenge was first
+// sent longer ago than that: its next message must prove it again (spec
+// §3.1 rules 5 and 6). A member that crashed or left stays silent, and a
 // datagram of its last session that never arrived (lost, or held back by
 // an attacker on the path) would otherwise stay fresh in the window for
 // ever: delivered after the tombstones of what it carries were purged, it
 // would bring back a de-registered binding. A member that was only cut
-// off answers the challenge, and Prove refuses what it sent before.
+// off answers the challenge, and Prove refuses what it sent before. A
+// member whose whole stream an attacker delays, in order, is never
+// silent and never overtaken; only the age of its latest answer tells
+// how late its messages are.
 func (m *Machine) lapsed(now int64, p *peer) bool {
-	return p.rw.Session != 0 && now-p.heard > int64(m.cfg.DeadInterval)
+	dead := int64(m.cfg.DeadInterval)
+	return p.rw.Session != 0 && (now-p.heard > dead || now-p.rw.AnchorAt > dead)
+}
+
+// refreshDue reports whether peer p's proven session, having just sent a
+// fresh message, should be challenged again: its latest answered
+// challenge is a quarter of DeadInterval old, so that the answer comes
+// back (retried for another half) long before the session lapses. Only a
+// peer that speaks is asked: a silent one has nothing to date.
+func (m *Machine) refreshDue(now int64, p *peer) bool {
+	return now-p.rw.AnchorAt >= int64(m.cfg.DeadInterval)/4
+}
+
+// answeredInSession takes a Response of peer p's proven session, at
+// sequence seq, that echoes the outstanding nonce as the session's newest
+// anchor (ReplayWindow.Recent), if that nonce is recent enough to date
+// anything.
+func (m *Machine) answeredInSession(now int64, p *peer, seq uint32) {
+	if m.rxChal.Peer != m.id || p.nonce == 0 || m.rxChal.Nonce != p.nonce {
+		return
+	}
+	if now-p.nonceAt <= int64(m.cfg.DeadInterval) {
+		p.rw.Recent(seq, p.nonceAt)
+	}
+	p.nonce = 0
 }
 
 // challenge asks peer pi to prove its current session, at most once per
 // AckTimeout whatever arrives (replays cannot make this member flood).
-// The nonce stays the same until it is answered.
+// The nonce stays the same until it is answered, or until it was first
+// sent half a DeadInterval ago: an answer to it would then date what
+// follows too far back to keep the session from lapsing.
 func (m *Machine) challenge(now int64, pi int, out []Action) []Action {
 	p := &m.peers[pi]
 	if p.nonce != 0 && now-p.chalAt < int64(m.cfg.AckTimeout) {
 		return out
+	}
+	if p.nonce != 0 && now-p.nonceAt >= int64(m.cfg.DeadInterval)/2 {
+		p.nonce = 0
 	}
 	if p.nonce == 0 {
 		for p.nonce == 0 {
 			m.nonces++
 			p.nonce = mix(m.nonces) // a bijection: unique within this start
 		}
+		p.nonceAt = now
 	}
 	p.chalAt = now
 	c := Challenge{Peer: p.id, Nonce: p.nonce}

@@ -67,6 +67,7 @@ type simnet struct {
 	side   []int    // partition side per node: delivery only within a side
 	drop   func(from, to int, typ uint8) bool
 	tap    func(from, to int, data []byte) // sees every datagram sent (a capturing attacker)
+	lag    func(from, to int) int64        // extra one-way delay on a link (an attacker who delays a stream)
 	onNew  func(i int, m *Machine)         // called with every new machine before its Start
 	out    []Action
 	cfg    func(*Config)
@@ -163,6 +164,9 @@ func (s *simnet) send(from, to int, data []byte) {
 	d := s.delay[0]
 	if s.delay[1] > s.delay[0] {
 		d += s.rng.Int64N(s.delay[1] - s.delay[0])
+	}
+	if s.lag != nil {
+		d += s.lag(from, to)
 	}
 	s.n++
 	heap.Push(&s.q, inflight{at: s.now + d, n: s.n, from: from, to: to, data: append([]byte(nil), data...)})

@@ -234,7 +234,7 @@ func (m *Machine) retransmit(now int64, out []Action) []Action {
 			// DeadInterval (35 s) marks the peer down; now only until the
 			// retries run out (AckTimeout doubled MaxRetries times: 15.75 s
 			// by default). Its next ack makes it acking again.
-			pr.acking = false
+			pr.acking, pr.failed = false, true
 			m.markResync(p.peer)
 			m.release(h.slot)
 			continue
@@ -333,7 +333,7 @@ func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 		// replication either.
 		m.C.UpdatesRefused++
 	default:
-		m.peers[pi].acking = true
+		m.peers[pi].acking, m.peers[pi].failed = true, false
 		out = append(out, Action{Kind: ActAcked, Entry: binding.Entry{Home: a.Home, ID: p.id, Origin: p.origin}})
 	}
 	m.release(s)

@@ -457,3 +457,29 @@ func TestReplayWindowAges(t *testing.T) {
 		t.Error("a later sequence refused")
 	}
 }
+
+// A sequence at or before the latest anchor (a Response to a challenge of
+// ours) is fresh only while the anchor before it is at most the late limit
+// old: it was sent after that anchor's challenge and no later one is
+// known. After the Response that proved the session, nothing before it is.
+func TestReplayWindowAnchors(t *testing.T) {
+	const late = 5 * sec
+	var w ReplayWindow
+	w.Prove(7, 10, 0)
+	w.Recent(10, 0)
+	w.Age(1*sec, late)
+	w.Accept(12) // 11 skipped
+	w.Accept(13) // the Response to a challenge first sent at 2 s
+	w.Recent(13, 2*sec)
+	w.Age(4*sec, late)
+	if !w.Check(7, 11) || w.Check(7, 9) {
+		t.Fatalf("at 4 s: 11 (sent after the challenge of 0 s) fresh %v, 9 (before the proof) fresh %v", w.Check(7, 11), w.Check(7, 9))
+	}
+	w.Age(5*sec+1, late)
+	if w.Check(7, 11) || !w.Stale(11) {
+		t.Errorf("sequence 11, known only to be sent after 0 s, at 5 s + 1 ns: fresh %v, stale %v; want refused as stale", w.Check(7, 11), w.Stale(11))
+	}
+	if !w.Check(7, 14) {
+		t.Error("a sequence after the latest anchor refused")
+	}
+}

@@ -146,14 +146,14 @@ func StartIPIPGateway(ns, dev string, remote netip.Addr) (*IPIPGateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm: IP-in-IP gateway in %s: %w", ns, err)
 	}
-	go g.copy(g.tun, g.raw, 0, &g.Out)
-	go g.copy(g.raw, g.tun, -1, &g.In)
+	go g.copy(g.tun, g.raw, false, &g.Out)
+	go g.copy(g.raw, g.tun, true, &g.In)
 	return &g, nil
 }
 
-// copy moves packets from src to dst until either is closed. strip < 0:
+// copy moves IPv4 packets from src to dst until either is closed. outer:
 // drop src's IPv4 header (a raw socket delivers the outer header).
-func (g *IPIPGateway) copy(src, dst *os.File, strip int, n *atomic.Uint64) {
+func (g *IPIPGateway) copy(src, dst *os.File, outer bool, n *atomic.Uint64) {
 	buf := make([]byte, 65536)
 	for {
 		m, err := src.Read(buf)
@@ -167,8 +167,11 @@ func (g *IPIPGateway) copy(src, dst *os.File, strip int, n *atomic.Uint64) {
 			continue
 		}
 		p := buf[:m]
-		if strip < 0 {
-			if m < 20 || buf[0]>>4 != 4 || int(buf[0]&0xf)*4 > m {
+		if m == 0 || buf[0]>>4 != 4 {
+			continue // IPv4 only: the TUN device's own IPv6 solicitations stay out of the tunnel
+		}
+		if outer {
+			if m < 20 || int(buf[0]&0xf)*4 > m {
 				continue
 			}
 			p = p[int(buf[0]&0xf)*4:]

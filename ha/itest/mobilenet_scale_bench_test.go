@@ -104,7 +104,8 @@ func mobileRouters(b *testing.B, n, nets int) {
 	registered := time.Since(t0)
 	cpu := procCPU(b, a1.Proc.Cmd.Process.Pid) - cpu0
 	// Interrupted, mnsim load prints its report of what it sent so far
-	// (renewals after the first pass included).
+	// (renewals after the first pass included; the requests outstanding
+	// at the interrupt, a window per worker, count as timeouts).
 	_ = ld.Signal(syscall.SIGINT)
 	select {
 	case <-ld.Done():

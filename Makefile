@@ -25,7 +25,7 @@ help:
 	@echo "make image     the firmware image of BOARD=$(BOARD) into build/firmware/BOARD/"
 	@echo "make images    the firmware image of every board under board/"
 	@echo "make boot      one guest of BOARD=$(BOARD) with its serial console on this terminal (Ctrl-A X quits)"
-	@echo "make demo      the main job: two Home Agent guests, registration, tunnel, a node behind NAT (UDP tunnel), failover (root; V=1 prints everything)"
+	@echo "make demo      the main job: two Home Agent guests, registration, tunnel, a node behind NAT (UDP tunnel), a mobile network, failover (root; V=1 prints everything)"
 	@echo "make soak      chaos test for SOAK=$(SOAK) (SEED=N replays a run)"
 
 build: cross

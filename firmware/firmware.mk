@@ -3,7 +3,7 @@
 #   make images                    every board under board/
 #   make boot   BOARD=qemu-arm64   interactive serial console on one guest
 #   make vmtest                    the boot tests (tier 3) alone
-#   make demo [V=1]                two Home Agent guests, a mobile node, one behind NAT, a failover
+#   make demo [V=1]                two Home Agent guests, a mobile node, one behind NAT, a mobile network, a failover
 #                                  (V=1: also the build, both consoles, hactl's whole answers)
 # HAGENT_CONFIG=path ships another /etc/hagent.toml.
 BOARD ?= qemu-arm64

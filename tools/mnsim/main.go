@@ -409,6 +409,8 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 	dereg := fs.Bool("deregister", false, "send de-registrations (lifetime 0)")
 	noGSO := fs.Bool("no-gso", false, "send batches with sendmmsg, not as UDP GSO trains")
 	resync := fs.Bool("resync", false, "after an authenticated 133, all nodes take the HA's clock from the reply")
+	netsPerNode := fs.Int("nets-per-node", 0, "mobile routers (RFC 5177): each node claims this many networks explicitly, consecutive from -net-base")
+	netBase := fs.String("net-base", "", "with -nets-per-node: the first network `PREFIX`; all have its length (e.g. 32.0.0.0/24)")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
@@ -424,6 +426,11 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) (int, er
 		Deregister: *dereg, NoGSO: *noGSO, Resync: *resync}
 	if *base == "" {
 		return 2, errors.New("-base is required")
+	}
+	if o.NetsPerNode = *netsPerNode; o.NetsPerNode > 0 {
+		if o.NetBase, err = netip.ParsePrefix(*netBase); err != nil {
+			return 2, fmt.Errorf("-net-base: %w", err)
+		}
 	}
 	if o.Base, err = parseAddr4(*base); err != nil {
 		return 2, fmt.Errorf("-base: %w", err)

@@ -9,7 +9,9 @@
 // tunnels from its own MAC. Beside the plain node, a node behind a
 // masquerading router (nat.go) registers with RFC 3519 UDP tunnelling; the
 // correspondent reaches it through the NAT, and after the failover through
-// the new active member with no new registration. Then it removes
+// the new active member with no new registration; likewise a mobile router
+// (mobilenet.go) with two networks behind it, a host in each reached
+// before and after the failover. Then it removes
 // everything it made (guests by PID, namespaces, taps). Run it as root.
 //
 // Every step is a check: the first one that does not hold ends the demo with
@@ -107,7 +109,7 @@ func main() {
 		}
 		os.Exit(1)
 	}
-	d.say("done in %v: election, registration, replication, tunnel, takeover with the binding, the renewal answered and the tunnel sent by the new active member, the node behind NAT reached through it with no new registration; everything the demo made is removed",
+	d.say("done in %v: election, registration, replication, tunnel, takeover with the binding, the renewal answered and the tunnel sent by the new active member, the node behind NAT and the mobile networks reached through it with no new registration; everything the demo made is removed",
 		time.Since(d.start).Round(time.Second))
 }
 
@@ -134,7 +136,9 @@ type demo struct {
 	mnsim      string
 	tmp        string
 	nat        *natNode // the node behind NAT
-	natMap     string   // its NAT mapping, as the first member recorded it
+	mr         *vm.MobileRouter
+	mrID       string // the identification of the mobile router's one registration
+	natMap     string // its NAT mapping, as the first member recorded it
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -191,6 +195,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.natRegister(ctx, active, standby); err != nil {
 		return err
 	}
+	if err := d.mnRegister(ctx, active, standby); err != nil {
+		return err
+	}
 
 	d.section("5. a packet from the correspondent, tunnelled to the care-of address")
 	if err := d.tunnel(ctx, "tunnel", active); err != nil {
@@ -198,6 +205,10 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.section("5b. a ping to the node behind NAT, tunnelled in UDP to its NAT mapping")
 	if err := d.natPing(ctx, "NAT tunnel", active); err != nil {
+		return err
+	}
+	d.section("5c. a ping into the mobile networks, tunnelled IP-in-IP to the router")
+	if err := d.mnPing(ctx, "mobile network", active); err != nil {
 		return err
 	}
 
@@ -211,6 +222,9 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	if err := d.natAfterTakeover(ctx, standby); err != nil {
+		return err
+	}
+	if err := d.mnAfterTakeover(ctx, standby); err != nil {
 		return err
 	}
 
@@ -268,7 +282,7 @@ func (d *demo) build(ctx context.Context, root string) error {
 }
 
 func (d *demo) boot(ctx context.Context) error {
-	d.section("2. the LAN: bridge, two Home Agent guests, a mobile node, a correspondent, a node behind NAT")
+	d.section("2. the LAN: bridge, two Home Agent guests, a mobile node, a correspondent, a node behind NAT, a mobile router")
 	var err error
 	if d.lab, err = vm.NewLab(ctx, vm.LabPrefix()); err != nil {
 		return fail("setup", "%v", err)
@@ -288,6 +302,9 @@ func (d *demo) boot(ctx context.Context) error {
 	}
 	d.say("namespace %s: correspondent %s", d.cnNS, cn)
 	if err := d.natLAN(ctx); err != nil {
+		return err
+	}
+	if err := d.mnLAN(ctx); err != nil {
 		return err
 	}
 	type g struct{ name, addr, foreign, cfg, file string }
@@ -641,6 +658,7 @@ func oneLine(out string, err error) string {
 // cleanup runs on success, failure and Ctrl-C: guests by PID, then the lab.
 func (d *demo) cleanup() error {
 	d.nat.stop()
+	_ = d.mr.Close()
 	for i, m := range d.guests {
 		if !m.Exited() {
 			d.say("killing QEMU pid %d (%s)", m.PID(), d.names[i])

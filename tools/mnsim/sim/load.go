@@ -42,7 +42,14 @@ type LoadOptions struct {
 	// NoGSO sends each batch with sendmmsg instead of as one UDP GSO train
 	// (GSO is used when the kernel has it, Linux ≥ 4.18).
 	NoGSO bool
-	Now   func() time.Time
+	// NetsPerNode > 0 makes every node a mobile router (RFC 5177) that
+	// claims NetsPerNode prefixes explicitly, of NetBase's length, one after
+	// the other from NetBase: node i (its home address Base+i) the
+	// i·NetsPerNode-th to the (i+1)·NetsPerNode−1-th. At most
+	// mip.MaxMobileNetPrefixes.
+	NetsPerNode int
+	NetBase     netip.Prefix
+	Now         func() time.Time
 }
 
 // CodeCount is how many replies carried one code.
@@ -102,6 +109,12 @@ func Load(ctx context.Context, o LoadOptions) (Report, error) {
 		return rep, errors.New("mnsim load: key missing")
 	case o.Duration <= 0:
 		return rep, errors.New("mnsim load: duration must be positive")
+	case o.NetsPerNode < 0 || o.NetsPerNode > mip.MaxMobileNetPrefixes:
+		return rep, fmt.Errorf("mnsim load: %d networks per node, want 0..%d", o.NetsPerNode, mip.MaxMobileNetPrefixes)
+	case o.NetsPerNode > 0 && (!o.NetBase.Addr().Is4() || o.NetBase.Masked() != o.NetBase):
+		return rep, fmt.Errorf("mnsim load: network base %v is not an IPv4 prefix without host bits", o.NetBase)
+	case o.NetsPerNode > 0 && uint64(o.N)*uint64(o.NetsPerNode) > 1<<o.NetBase.Bits()-netIndex(o.NetBase):
+		return rep, fmt.Errorf("mnsim load: %d nodes × %d networks of /%d run past 255.255.255.255", o.N, o.NetsPerNode, o.NetBase.Bits())
 	}
 	b4 := o.Base.Unmap().As4()
 	base := binary.BigEndian.Uint32(b4[:])
@@ -264,6 +277,31 @@ func (w *worker) home(local int) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
+// netIndex is p's position among the prefixes of its length.
+func netIndex(p netip.Prefix) uint64 {
+	a := p.Addr().As4()
+	return uint64(binary.BigEndian.Uint32(a[:])) >> (32 - p.Bits())
+}
+
+// claim fills m with the prefixes of the node at home (none unless
+// NetsPerNode is set).
+func (w *worker) claim(m *mip.MobileNetRequest, home netip.Addr) {
+	m.N = 0
+	k := w.o.NetsPerNode
+	if k <= 0 {
+		return
+	}
+	h := home.As4()
+	i := binary.BigEndian.Uint32(h[:]) - w.base
+	b := w.o.NetBase.Addr().As4()
+	base, shift := binary.BigEndian.Uint32(b[:]), 32-w.o.NetBase.Bits()
+	for j := range k {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], base+(i*uint32(k)+uint32(j))<<shift)
+		m.Add(mip.MobileNetPrefix{Bits: uint8(w.o.NetBase.Bits()), Addr: netip.AddrFrom4(a)})
+	}
+}
+
 // expire pops answered sends off the ring and turns sends older than the
 // timeout (all of them when flush is set) into timeouts.
 func (w *worker) expire(now int64, flush bool) {
@@ -359,6 +397,7 @@ func (w *worker) send(ctx context.Context, start, wallStart time.Time) {
 			}
 			s.lastID = id
 			req.HomeAddr, req.ID = w.home(local), id
+			w.claim(&req.MobileNet, req.HomeAddr)
 			pkt, err := req.AppendBinary(msgs[k].buf[:0])
 			if err != nil {
 				continue

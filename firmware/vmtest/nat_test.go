@@ -302,6 +302,16 @@ func TestNATTraversal(t *testing.T) {
 		t.Fatalf("a 1,500-byte DF ping through the UDP tunnel: want fragmentation needed with mtu = 1468:\n%s", out)
 	}
 	t.Logf("1,500-byte DF ping: %s", strings.TrimSpace(out))
+	// Full-size TCP segments both ways: the correspondent learns the
+	// tunnel MTU from that answer, the node's are sized by its TUN MTU;
+	// a black hole on either path stalls the transfer.
+	before = run(t, a, "hactl show stats")
+	line, err := tcpTransfer(t, n.nodeNS, n.farNS, homeAddr, 5001, 1<<20)
+	if err != nil {
+		st := run(t, a, "hactl show stats")
+		t.Fatalf("1 MiB each way over TCP through the UDP tunnel: %v\nnode:\n%s\nagent before:\n%s\nagent after:\n%s", err, node.Output(), before, st)
+	}
+	t.Logf("TCP through the UDP tunnel: %s", line)
 	// The failover: QEMU killed by PID takes ha1's NIC and the virtual
 	// address with it.
 	a.Kill()

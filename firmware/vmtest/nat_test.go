@@ -348,7 +348,7 @@ func sniff(ns, dev, filter string, fn func()) string {
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "tshark", "-i", dev, "-n", "-l", "-a", "duration:8",
 		"-f", filter, "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
 		"-T", "fields", "-e", "eth.src", "-e", "eth.dst", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type",
-		"-e", "icmp.checksum.status", "-e", "frame.len", "-e", "ip.flags.mf", "-e", "tcp.len", "-e", "tcp.checksum.status", "-e", "tcp.flags.str", "-e", "_ws.expert.message")
+		"-e", "icmp.checksum.status", "-e", "frame.len", "-e", "ip.flags.mf", "-e", "tcp.len", "-e", "tcp.checksum.status", "-e", "tcp.flags.str", "-e", "_ws.expert.message", "-e", "ip.flags.df")
 	p := &proc{cmd: cmd}
 	cmd.Stdout, cmd.Stderr = p, p
 	if err := reap.Start(cmd); err != nil {

@@ -257,8 +257,10 @@ func (n *natLab) farPing(t testing.TB, what string, m *vm.Machine, node *proc) {
 // "fragmentation needed" with the tunnel MTU (the node's tunnel data
 // arrives partially checksummed through virtio: the decapsulation must
 // not leave that state stale, or the host's tap refuses every forwarded
-// reply). Then
-// the active guest dies; the standby takes over and, from the replicated
+// reply), and 1 MiB moves each way over TCP between the correspondent and
+// the node (full-size tunnel data arrives from virtio with its payload in
+// pages: the decapsulation must read past the linear part). Then the
+// active guest dies; the standby takes over and, from the replicated
 // binding, sends to the same NAT mapping from the virtual address and port
 // 434, which the NAT still accepts: the node stays reachable without
 // registering again.

@@ -19,10 +19,21 @@ import (
 // carries the skb over as it is. The program must still decapsulate it:
 // with its headers read by bpf_skb_load_bytes_relative (the linear part
 // only) the packet was passed untouched and uncounted, and the test
-// failed with no packet at the correspondent.
+// failed with no packet at the correspondent. Both ways of reading are
+// tried: at the Ethernet header's known length, and, for a link-layer
+// header of unknown length, after pulling the first bytes linear.
 func TestNetnsUDPTunnelPagedData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		base int32
+	}{{"link header known", 14}, {"link header unknown", -1}} {
+		t.Run(tc.name, func(t *testing.T) { pagedData(t, tc.base) })
+	}
+}
+
+func pagedData(t *testing.T, base int32) {
 	n := newUTNet(t)
-	u, err := newUDPTun(16, 0, 14)
+	u, err := newUDPTun(16, 0, base)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,12 @@ func TestTUNHelper(t *testing.T) {
 		return netip.AddrPort{}
 	}
 	first := waitRegs(1)
+	// The device's MTU is what the tunnel carries unfragmented: the path
+	// towards the home agent (loopback here: 65,536, which an IPv4 route
+	// caps at 65,535) less 32.
+	if o, err := exec.Command("ip", "-o", "link", "show", "mntun0").CombinedOutput(); err != nil || !strings.Contains(string(o), " mtu 65503 ") {
+		t.Errorf("mntun0: want mtu 65503 (the route's 65535 less the tunnel's 32): %v\n%s", err, o)
+	}
 	// The correspondent's network is behind the tunnel.
 	if o, err := exec.Command("ip", "route", "add", "198.51.100.0/24", "dev", "mntun0").CombinedOutput(); err != nil {
 		t.Fatalf("ip route: %v: %s", err, o)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,13 +24,19 @@ type tunFlags struct {
 	dev         string
 	rebindEvery time.Duration
 	keepalive   time.Duration
+	mtu         int
 }
+
+// tunnelOverhead is what the UDP tunnel adds to an inner packet: IPv4 20,
+// UDP 8, the tunnel data header 4.
+const tunnelOverhead = 20 + 8 + 4
 
 func tunnelFlags(fs *flag.FlagSet) *tunFlags {
 	t := &tunFlags{}
 	fs.StringVar(&t.dev, "tun", "", "with -udp-tunnel: stay up, carrying the home address's traffic through TUN device `NAME` (created, given the home address, up) until interrupted")
 	fs.DurationVar(&t.rebindEvery, "rebind-every", 0, "with -tun: move to a new local port (a new NAT mapping) and re-register this often; SIGUSR1 does it once")
 	fs.DurationVar(&t.keepalive, "keepalive", 0, "with -tun: send keepalives after this long without traffic (default: the interval the reply announces)")
+	fs.IntVar(&t.mtu, "tun-mtu", 0, "with -tun: the device's MTU; 0: the path MTU towards the home agent less the tunnel's 32 bytes (1468 on a 1500 uplink), so that no tunnel data leaves fragmented")
 	return t
 }
 
@@ -62,7 +69,17 @@ func runTunnel(ctx context.Context, mode string, o sim.Options, tf *tunFlags, js
 	if mode == "deregister" || o.Lifetime == 0 {
 		return 2, errors.New("-tun needs a registration (a lifetime above 0)")
 	}
-	dev, err := openTUN(tf.dev, o.Home)
+	mtu, err := tf.mtu, error(nil)
+	if mtu == 0 {
+		ha := o.HA
+		if ha.Port() == 0 {
+			ha = netip.AddrPortFrom(ha.Addr(), 434)
+		}
+		if mtu, err = tunnelMTU(ha); err != nil {
+			return 2, fmt.Errorf("-tun %s: %w (or give -tun-mtu)", tf.dev, err)
+		}
+	}
+	dev, err := openTUN(tf.dev, o.Home, mtu)
 	if err != nil {
 		return 2, fmt.Errorf("-tun %s: %w", tf.dev, err)
 	}

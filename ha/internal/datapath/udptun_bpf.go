@@ -49,6 +49,7 @@ const (
 	fnSkbLoadBytes  = 26
 	fnSkbAdjustRoom = 50
 	fnLWTPushEncap  = 73
+	fnSkbPullData   = 39
 
 	bpfLWTEncapIP     = 2   // BPF_LWT_ENCAP_IP: the pushed header starts with an IP header
 	bpfLWTReroute     = 128 // BPF_LWT_REROUTE: route the packet again by its new destination
@@ -79,6 +80,7 @@ const (
 	bpfAND = 0x50
 	bpfEND = 0xd0
 	bpfBE  = 0x08 // BPF_TO_BE: byte swap on little-endian hosts only
+	bpfJLE = 0xb0
 )
 
 func ldxB(dst, src uint8, off int16) insn {
@@ -98,6 +100,9 @@ func stH(dst uint8, off int16, imm int32) insn {
 }
 func stW(dst uint8, off int16, imm int32) insn {
 	return insn{code: bpfST | bpfMEM | bpfW, dst: dst, off: off, imm: imm}
+}
+func jleImm(dst uint8, imm int32, to string) insn {
+	return insn{code: bpfJMP | bpfJLE | bpfK, dst: dst, imm: imm, target: to}
 }
 func and64Imm(dst uint8, imm int32) insn {
 	return insn{code: bpfALU64 | bpfAND | bpfK, dst: dst, imm: imm}
@@ -156,7 +161,7 @@ func utEncapProgram(endpoints, counts int, mss uint16) []insn {
 		mov64Reg(r7, r0),
 	)
 	if mss > 0 {
-		p = append(p, mssClamp(mss, 0, false, counts, "mss_done")...)
+		p = append(p, mssClamp(mss, 0, counts, "mss_done")...)
 	}
 	p = append(p,
 		at("mss_done", ldxW(r8, r6, 0)), // __sk_buff.len: the inner packet
@@ -208,11 +213,9 @@ func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 		mov64Reg(r6, r1),
 		ldxW(r1, r6, 16), // __sk_buff.protocol
 		jneImm(r1, int32(htons(ethPIP)), "pass"),
-		mov64Reg(r1, r6), mov64Imm(r2, 0),
-		mov64Reg(r3, r10), add64Imm(r3, -56),
-		mov64Imm(r4, 56),
-		mov64Imm(r5, bpfHdrStartNet),
-		call(fnSkbLoadBytesRelative),
+	}
+	p = append(p, utLoadHeaders(base)...)
+	p = append(p,
 		jneImm(r0, 0, "pass"),                        // shorter than any tunnel data we forward: not ours
 		ldxB(r1, r10, -56), jneImm(r1, 0x45, "pass"), // IPv4 without options
 		ldxB(r1, r10, -47), jneImm(r1, 17, "pass"), // UDP
@@ -220,7 +223,7 @@ func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 		ldxH(r1, r10, -34), jneImm(r1, int32(htons(mipPort)), "pass"),
 		ldxB(r1, r10, -28), jneImm(r1, mipTunnel, "pass"), // a registration: to the agent
 		ldxB(r1, r10, -27), jneImm(r1, mipTunnel, "nexthdr"),
-	}
+	)
 	p = append(p, ldMapFD(r1, endpoints)...)
 	p = append(p,
 		mov64Reg(r2, r10), add64Imm(r2, -12),
@@ -236,7 +239,7 @@ func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 	)
 	p = append(p, utStrip(base)...)
 	if mss > 0 {
-		p = append(p, mssClamp(mss, base, true, counts, "mss_done")...)
+		p = append(p, mssClamp(mss, base, counts, "mss_done")...)
 	}
 	p = append(p,
 		at("mss_done", mov64Imm(r8, utDecapPassed)), mov64Imm(r9, tcActOK), ja("count"),
@@ -248,6 +251,45 @@ func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 	p = append(p, verdict("wrongport", utDecapWrongPort, tcActShot)...)
 	p = append(p, verdict("failed", utDecapFailed, tcActShot)...)
 	return append(p, count(counts)...)
+}
+
+// utLoadHeaders copies the first 56 bytes from the network header to
+// fp-56 and leaves the helper's result in r0 (0: copied).
+//
+// Not with bpf_skb_load_bytes_relative alone: it reads only the skb's
+// linear part, and a NIC that receives into pages (virtio-net's mergeable
+// buffers) hands a full-size frame over with little more than the outer
+// IPv4 and UDP headers linear. Every full-size tunnel data packet then
+// failed the read, passed untouched to the agent's socket and was lost
+// there, while small ones (a ping, a TCP ACK) went through: a TCP
+// transfer from the node stalled in the guest and never on the host,
+// whose veths hand linear packets over. bpf_skb_load_bytes reads the
+// pages too, from skb->data, which at tc ingress is the link-layer header
+// of known length base. Where that length is unknown, the first 128 bytes
+// (or the whole packet, if shorter) are pulled into the linear part
+// first, which costs a copy on every packet of the uplink.
+func utLoadHeaders(base int32) []insn {
+	if base >= 0 {
+		return []insn{
+			mov64Reg(r1, r6), mov64Imm(r2, base),
+			mov64Reg(r3, r10), add64Imm(r3, -56),
+			mov64Imm(r4, 56),
+			call(fnSkbLoadBytes),
+		}
+	}
+	return []insn{
+		ldxW(r2, r6, 0), // __sk_buff.len
+		jleImm(r2, 128, "pull"),
+		mov64Imm(r2, 128),
+		at("pull", mov64Reg(r1, r6)),
+		call(fnSkbPullData),
+		jneImm(r0, 0, "pass"),
+		mov64Reg(r1, r6), mov64Imm(r2, 0),
+		mov64Reg(r3, r10), add64Imm(r3, -56),
+		mov64Imm(r4, 56),
+		mov64Imm(r5, bpfHdrStartNet),
+		call(fnSkbLoadBytesRelative),
+	}
 }
 
 // utStrip removes the 32 outer bytes of tunnel data at label strip (r6 =

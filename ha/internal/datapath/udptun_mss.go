@@ -45,16 +45,13 @@ func jgtImm(dst uint8, imm int32, to string) insn {
 // mssClamp is the clamp block, entered with r6 = skb and falling through
 // to the label done. base is the offset of the IPv4 header from skb->data
 // (0 in LWT xmit; the uplink's link-layer header length at tc ingress,
-// where cls_bpf runs with the MAC header pushed back); relative reads from
-// the network header (tc) rather than from skb->data (LWT, which has no
-// bpf_skb_load_bytes_relative). It uses r0-r5 and r9 and counts into slot
-// utMSSClamped.
-func mssClamp(mss uint16, base int32, relative bool, counts int, done string) []insn {
-	p := []insn{mov64Reg(r1, r6), mov64Imm(r2, 0), mov64Reg(r3, r10), add64Imm(r3, mssBuf), mov64Imm(r4, 44)}
-	if relative {
-		p = append(p, mov64Imm(r5, bpfHdrStartNet), call(fnSkbLoadBytesRelative))
-	} else {
-		p = append(p, call(fnSkbLoadBytesAbs))
+// where cls_bpf runs with the MAC header pushed back). It reads with
+// bpf_skb_load_bytes from skb->data, which sees the packet's pages as well
+// as its linear part (utLoadHeaders says why that matters). It uses r0-r5
+// and r9 and counts into slot utMSSClamped.
+func mssClamp(mss uint16, base int32, counts int, done string) []insn {
+	p := []insn{mov64Reg(r1, r6), mov64Imm(r2, base), mov64Reg(r3, r10), add64Imm(r3, mssBuf), mov64Imm(r4, 44),
+		call(fnSkbLoadBytesAbs),
 	}
 	p = append(p,
 		jneImm(r0, 0, done), // shorter than IPv4 + TCP + MSS: nothing to clamp

@@ -59,15 +59,15 @@ const (
 // a wheel slot (Expires, wnext) and the hash chain link; Home follows, and
 // Key in the same cache line (a lookup compares both).
 type Entry struct {
-	Expires    int64  // monotonic ns: binding expiry, or for a tombstone its purge time
-	wnext      int32  // next entry in the wheel slot list
-	hnext      int32  // next entry in the hash chain; next free entry when free
-	Home       uint32 // home address, IPv4 as uint32 (the key)
-	wprev      int32  // previous entry in the wheel slot list
-	wslot      int32  // wheel slot the entry is linked in (needed to unlink a slot head)
-	state      uint8  // stateFree, stateLive, stateTomb
-	Flags      uint8  // the request's S B D M G r T x flags byte
-	Granted    uint16 // lifetime granted, seconds
+	Expires int64  // monotonic ns: binding expiry, or for a tombstone its purge time
+	wnext   int32  // next entry in the wheel slot list
+	hnext   int32  // next entry in the hash chain; next free entry when free
+	Home    uint32 // home address, IPv4 as uint32 (the key)
+	wprev   int32  // previous entry in the wheel slot list
+	wslot   int32  // wheel slot the entry is linked in (needed to unlink a slot head)
+	state   uint8  // stateFree, stateLive, stateTomb
+	Flags   uint8  // the request's S B D M G r T x flags byte
+	Granted uint16 // lifetime granted, seconds
 	// Key tells apart the bindings of one shared home address (a fleet of
 	// mobile routers registering with one dummy home address, fleet.go):
 	// FleetKey of the router's NAI. 0: the home address alone identifies

@@ -27,3 +27,38 @@ func FleetKey(nai []byte) uint64 {
 	}
 	return h
 }
+
+// PutNAI is Put for a binding that may be a fleet router's: when e.Key is
+// not 0, nai (its NAI, at most NAIMax bytes) is kept in the entry's Source,
+// where the group protocol reads it to name the binding to the other
+// members. It allocates nothing.
+func (t *Table) PutNAI(e Entry, nai []byte) (*Entry, error) {
+	p, err := t.Put(e)
+	if err == nil && e.Key != 0 {
+		t.SourceOf(p).SetNAI(nai)
+	}
+	return p, err
+}
+
+// TombstoneNAI is TombstoneKey that keeps nai in the tombstone's Source
+// when key is not 0 (see PutNAI): a de-registration is named by its NAI
+// too, so that the other members withdraw that router's binding only.
+func (t *Table) TombstoneNAI(home uint32, key uint64, nai []byte, id uint64, origin uint32, purgeAt int64) *Entry {
+	p := t.TombstoneKey(home, key, id, origin, purgeAt)
+	if p != nil && key != 0 {
+		t.SourceOf(p).SetNAI(nai)
+	}
+	return p
+}
+
+// NAIOf is the NAI kept for a fleet router's binding e (PutNAI), nil for
+// any other binding. The slice aliases the table.
+func (t *Table) NAIOf(e *Entry) []byte {
+	if e == nil || e.Key == 0 {
+		return nil
+	}
+	if s := t.SourceOf(e); s != nil {
+		return s.NAI()
+	}
+	return nil
+}

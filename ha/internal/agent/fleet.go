@@ -8,6 +8,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/mip"
 )
 
 // Fleets on a shared home address (agent.shared_home_addresses): every
@@ -37,13 +38,17 @@ func (c *Core) fleetNode(st *node, cfg *config.Config) bool {
 // fleetClash reports whether cur, the entry router n's key finds, was
 // written for another NAI: two NAIs whose keys collide (a 64-bit hash;
 // below 1e-9 for 100,000 routers on one address). The later router is
-// refused (129) rather than allowed to take the other's binding.
+// refused (129, set in the verdict) rather than allowed to take the
+// other's binding.
 func (c *Core) fleetClash(n *node, cur *binding.Entry) bool {
 	if cur == nil {
 		return false
 	}
-	nai := c.table.NAIOf(cur)
-	return len(nai) > 0 && !bytes.Equal(nai, n.nai)
+	if nai := c.table.NAIOf(cur); len(nai) > 0 && !bytes.Equal(nai, n.nai) {
+		c.v.Code = mip.CodeAdminProhibited
+		return true
+	}
+	return false
 }
 
 // Why a peer's record naming a fleet router is not admitted.

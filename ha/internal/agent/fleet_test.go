@@ -244,3 +244,22 @@ func TestFleetKernelAndConsole(t *testing.T) {
 		t.Fatal("a second clear found a binding")
 	}
 }
+
+// Two NAIs whose keys collide: the binding held under the key is another
+// NAI's (planted here: a real FNV-1a collision is not at hand), so router
+// A is refused 129 and the other's binding is left as it was.
+func TestFleetKeyCollisionRefused(t *testing.T) {
+	c := fleetCore(t)
+	home := binding.AddrU32(fleetHomeAddr)
+	kA := binding.FleetKey([]byte(naiA))
+	other := binding.Entry{Home: home, Key: kA, CareOf: 7, ID: 1, Node: -1, Registered: 1, Expires: int64(300 * time.Second)}
+	if _, err := c.table.PutNAI(other, []byte("collides@fleet.example")); err != nil {
+		t.Fatal(err)
+	}
+	if r := handle(t, c, 0, mnSrc, haVIP, fleetReq(naiA, ts(0), 300, coa).bytes(t)); r.rep.Code != mip.CodeAdminProhibited {
+		t.Fatalf("code %d, want 129", r.rep.Code)
+	}
+	if e := c.table.GetKey(home, kA); e == nil || e.CareOf != 7 || string(c.table.NAIOf(e)) != "collides@fleet.example" {
+		t.Fatalf("the other router's binding: %+v", e)
+	}
+}

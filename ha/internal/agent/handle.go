@@ -160,8 +160,7 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		return
 	}
 	cur := c.table.GetKey(home, n.fleet)
-	if n.fleet != 0 && c.fleetClash(n, cur) {
-		rep.Code = mip.CodeAdminProhibited
+	if n.fleet != 0 && c.fleetClash(n, cur) { // (129)
 		return
 	}
 

@@ -2,6 +2,7 @@ package hasync
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -107,5 +108,68 @@ func TestUpdateAckKey(t *testing.T) {
 	}
 	if q.UnmarshalBinary(got[:24]) != ErrLength {
 		t.Fatal("a 24-byte ack accepted")
+	}
+}
+
+// A fleet write whose key is not its NAI's, or without its NAI, would be
+// filed under another binding by every peer: refused before anything
+// changes.
+func TestRegisterNAIChecksKey(t *testing.T) {
+	s := group(t, 2, nil)
+	nai := []byte("mrA@fleet.example")
+	e := binding.Entry{Home: fleetHome, CareOf: 1, HomeAgent: 0xc0a80101, ID: 5, Granted: 60}
+	for name, c := range map[string]struct {
+		key uint64
+		nai []byte
+	}{"no NAI": {binding.FleetKey(nai), nil}, "wrong key": {binding.FleetKey(nai) + 1, nai}, "NAI, no key": {0, nai},
+		"NAI too long": {binding.FleetKey(bytes.Repeat([]byte{'m'}, 57)), bytes.Repeat([]byte{'m'}, 57)}} {
+		e.Key = c.key
+		if _, err := s.nodes[0].m.RegisterNAI(s.now, e, c.nai, nil); err != ErrFleetKey {
+			t.Errorf("%s: %v, want ErrFleetKey", name, err)
+		}
+	}
+	if s.nodes[0].tab.Len() != 0 {
+		t.Fatal("a refused write was stored")
+	}
+	e.Key = binding.FleetKey(nai)
+	if _, err := s.nodes[0].m.RegisterNAI(s.now, e, nai, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A fleet router's write through replication (register, two peers receive
+// and store it under its key with its NAI, two keyed acks) allocates
+// nothing.
+func TestMachineAllocsFleet(t *testing.T) {
+	s := group(t, 3, func(c *Config) {
+		c.AdmitNAI = func(home uint32, nai []byte, p netip.Prefix) string { return "" }
+	})
+	m := s.nodes[0].m
+	out := make([]Action, 0, 16)
+	nais := [][]byte{[]byte("mrA@fleet.example"), []byte("mrB@fleet.example")}
+	id := uint64(100)
+	n := testing.AllocsPerRun(500, func() {
+		id++
+		nai := nais[id%2]
+		e := routerEntry(fleetHome, id, binding.MaxPrefixes)
+		e.Key = binding.FleetKey(nai)
+		var err error
+		out, err = m.RegisterNAI(s.now, e, nai, out[:0])
+		if err != nil || len(out) != 1 {
+			panic(err)
+		}
+		for _, p := range s.nodes[1:] {
+			out = p.m.Receive(s.now, s.nodes[0].addr, 255, out[0].Pkt, out[:1])
+			if e := p.tab.GetKey(fleetHome, e.Key); e == nil || e.ID != id || !bytes.Equal(p.tab.NAIOf(e), nai) {
+				panic("not stored under its key with its NAI")
+			}
+			out = m.Receive(s.now, p.addr, 255, out[len(out)-1].Pkt, out[:1])
+		}
+	})
+	if n != 0 {
+		t.Errorf("fleet register + 2 peers receive + 2 keyed acks: %v allocs, want 0", n)
+	}
+	if got := m.Counters().UpdateAcksReceived; got == 0 {
+		t.Fatal("no ack came back: the test measured the wrong path")
 	}
 }

@@ -178,6 +178,10 @@ var (
 	// address and port, or an encapsulation binding does not define. A
 	// caller's bug: fill NATAddr and NATPort from the request's source.
 	ErrEndpoint = errors.New("hasync: Register: UDP encapsulation without a NAT address and port, or an undefined encapsulation (fill NATAddr/NATPort from the request's source)")
+	// ErrFleetKey: a fleet router's write whose key is not its NAI's
+	// (binding.FleetKey), or whose NAI does not fit a record: the other
+	// members would file it under another binding.
+	ErrFleetKey = errors.New("hasync: RegisterNAI/DeregisterNAI: the entry's Key is not binding.FleetKey of its NAI, or the NAI is longer than MaxRecNAI (a bug in the caller)")
 )
 
 // Machine is the group protocol state machine of one member. It owns the

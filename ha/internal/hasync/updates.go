@@ -44,6 +44,9 @@ func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, 
 // address, and per router of a shared home address.
 func (m *Machine) RegisterNAI(now int64, e binding.Entry, nai []byte, out []Action) ([]Action, error) {
 	m.arena = m.arena[:0]
+	if (e.Key != 0 || nai != nil) && (len(nai) > MaxRecNAI || e.Key != fleetKey(nai)) {
+		return out, ErrFleetKey
+	}
 	if !e.Encap.Valid() || (e.Encap == binding.EncapUDP && (e.NATAddr == 0 || e.NATPort == 0)) {
 		return out, ErrEndpoint
 	}
@@ -76,6 +79,9 @@ func (m *Machine) Deregister(now int64, home uint32, id uint64, out []Action) ([
 // router's binding only becomes a tombstone.
 func (m *Machine) DeregisterNAI(now int64, home uint32, nai []byte, id uint64, out []Action) ([]Action, error) {
 	m.arena = m.arena[:0]
+	if len(nai) > MaxRecNAI {
+		return out, ErrFleetKey
+	}
 	key := fleetKey(nai)
 	if old := m.tab.GetKey(home, key); old != nil && !newer(id, m.id, true, old.ID, old.Origin, old.Tombstone()) {
 		return out, ErrStale

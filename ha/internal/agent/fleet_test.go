@@ -263,3 +263,38 @@ func TestFleetKeyCollisionRefused(t *testing.T) {
 		t.Fatalf("the other router's binding: %+v", e)
 	}
 }
+
+// A reload that removes router A's entry revokes A's binding only; one
+// learnt from a peer (no node index) is matched to its entry by key, not
+// by the address all the fleet shares.
+func TestFleetReloadRevokesOneRouter(t *testing.T) {
+	for _, learnt := range []bool{false, true} {
+		c := fleetCore(t)
+		for _, nai := range []string{naiA, naiB} {
+			if r := handle(t, c, 0, mnSrc, haVIP, fleetReq(nai, ts(0), 300, coa).bytes(t)); r.rep.Code != mip.CodeAccepted {
+				t.Fatalf("%s: code %d", nai, r.rep.Code)
+			}
+		}
+		home := binding.AddrU32(fleetHomeAddr)
+		kA, kB := binding.FleetKey([]byte(naiA)), binding.FleetKey([]byte(naiB))
+		if learnt {
+			c.table.GetKey(home, kA).Node = -1
+			c.table.GetKey(home, kB).Node = -1
+		}
+		cfg := fleetConfig(fleetHomeAddr)
+		cfg.Nodes = append(cfg.Nodes[:len(cfg.Nodes)-2], cfg.Nodes[len(cfg.Nodes)-1]) // without mrA
+		if err := c.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		var revoked []uint64
+		if n := c.Revoke(sec, func(ch Change, node, why string) { revoked = append(revoked, ch.Entry.Key) }); n != 1 || revoked[0] != kA {
+			t.Fatalf("learnt %v: %d revoked %x, want A's only", learnt, n, revoked)
+		}
+		if e := c.table.GetKey(home, kA); e == nil || !e.Tombstone() {
+			t.Fatalf("learnt %v: A %+v", learnt, e)
+		}
+		if e := c.table.GetKey(home, kB); e == nil || e.Tombstone() {
+			t.Fatalf("learnt %v: B %+v", learnt, e)
+		}
+	}
+}

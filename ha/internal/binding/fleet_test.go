@@ -141,3 +141,27 @@ func TestFleetAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per fleet write", n)
 	}
 }
+
+// BenchmarkGetFleet: n routers on one shared home address, looked up by
+// key: as fast as n distinct homes (BenchmarkGet), the key spreading them
+// over the index.
+func BenchmarkGetFleet(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		tb, _ := benchTable(b, n)
+		keys := make([]uint64, n)
+		for i := range keys {
+			e := fleetEntry(i, t0)
+			keys[i] = e.Key
+			if _, err := tb.Put(e); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if tb.GetKey(fleetHome, keys[i%n]) == nil {
+				b.Fatal("missing")
+			}
+		}
+	})
+}

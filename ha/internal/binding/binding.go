@@ -231,10 +231,28 @@ func (t *Table) find(home uint32, key uint64) int32 {
 	return 0
 }
 
+// find0 is find(home, 0), cheap enough for the inliner: bucket(home, 0)
+// is the home's own bucket.
+func (t *Table) find0(home uint32) int32 {
+	for i := t.hash[((home^t.seed)*0x9E3779B1)>>(32-t.hbits)]; i != 0; i = t.slab[i].hnext {
+		if e := &t.slab[i]; e.Home == home && e.Key == 0 {
+			return i
+		}
+	}
+	return 0
+}
+
 // Get returns the live binding or tombstone for home, nil if none. The
 // pointer is valid until the next mutation of the table. It is GetKey
 // with key 0: the bindings of a shared home address are not among them.
-func (t *Table) Get(home uint32) *Entry { return t.GetKey(home, 0) }
+func (t *Table) Get(home uint32) *Entry {
+	// Not GetKey(home, 0): find0 keeps the lookup inlined in callers, as it
+	// was before fleets (a call more measured ~15 ns at a million bindings).
+	if i := t.find0(home); i != 0 {
+		return &t.slab[i]
+	}
+	return nil
+}
 
 // GetKey returns the live binding or tombstone for home and key (see
 // Entry.Key), nil if none.

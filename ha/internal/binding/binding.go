@@ -219,7 +219,7 @@ func (t *Table) bucket(home uint32, key uint64) uint32 {
 	// purpose. A fleet's key is folded in, so that the routers of one
 	// shared home address spread over the index like distinct homes (0
 	// for every other binding: its bucket is its home's).
-	return ((home ^ uint32(key) ^ uint32(key>>32) ^ t.seed) * 0x9E3779B1) >> (32 - t.hbits)
+	return ((home ^ uint32(key^key>>32) ^ t.seed) * 0x9E3779B1) >> (32 - t.hbits)
 }
 
 func (t *Table) find(home uint32, key uint64) int32 {

@@ -142,3 +142,46 @@ func fleetSame(t *testing.T, s *simnet) {
 		}
 	}
 }
+
+// The randomized simulation (TestSim) writes for three routers of a fleet
+// on fleetHome too: model keys 1<<32 | router.
+var simFleetNAIs = [...]string{"mr0@fleet.example", "mr1@fleet.example", "mr2@fleet.example"}
+
+// modelKey is the binding a model key names: home address, fleet key and
+// NAI (0 and nil for a home address's own binding).
+func modelKey(k uint64) (home uint32, key uint64, nai []byte) {
+	if k>>32 == 0 {
+		return uint32(k), 0, nil
+	}
+	nai = []byte(simFleetNAIs[k&0xff])
+	return fleetHome, binding.FleetKey(nai), nai
+}
+
+// rowName names a binding in state and the model's rows.
+func rowName(home uint32, nai []byte) string {
+	if nai == nil {
+		return fmt.Sprintf("%08x", home)
+	}
+	return fmt.Sprintf("%08x/%s", home, nai)
+}
+
+// simFleetWrite has member i register or de-register a fleet router (the
+// router and care-of derived from home, drawn by the caller) and records
+// the write in md.
+func simFleetWrite(s *simnet, md model, i int, dereg bool, id uint64, home uint32) {
+	r := int(home % uint32(len(simFleetNAIs)))
+	nai := simFleetNAIs[r]
+	k := uint64(1)<<32 | uint64(r)
+	if dereg {
+		if s.deregisterNAI(i, nai, id) == nil {
+			md[k] = append(md[k], write{id: id, origin: s.nodes[i].id, tomb: true})
+		}
+		return
+	}
+	coa := 0xc6337000 + home&0xff
+	if s.registerNAI(i, nai, id, coa) == nil {
+		e := binding.Entry{}
+		e.AddPrefixU32(0x0a100000+uint32(len(nai))<<8+uint32(nai[2]), 32)
+		md[k] = append(md[k], write{id: id, origin: s.nodes[i].id, coa: coa, nets: netsString(&e)})
+	}
+}

@@ -372,7 +372,9 @@ func carried(pkt []byte, seen map[version]bool) {
 		return
 	}
 	var r Record
-	add := func() { seen[version{home: r.Home, key: r.Key, id: r.ID, origin: r.Origin, tomb: r.Dereg() || r.Remaining == 0}] = true }
+	add := func() {
+		seen[version{home: r.Home, key: r.Key, id: r.ID, origin: r.Origin, tomb: r.Dereg() || r.Remaining == 0}] = true
+	}
 	switch h.Type {
 	case TypeBindingUpdate:
 		if r.UnmarshalBinary(Body(pkt)) == nil {

@@ -1,7 +1,7 @@
 // Command hactl is the operator's console client for a running hagent:
 //
 //	hactl show bindings [ADDR] | redundancy | violations | stats | version
-//	hactl clear binding ADDR
+//	hactl clear binding ADDR|NAI
 //
 // It prints tables for people and, with -json, the agent's raw answer.
 package main
@@ -32,7 +32,8 @@ commands (any unambiguous prefix will do, as on IOS: sh red, sh bind 192.0.2.10)
   show violations        the last authentication failures (time, source, home, SPI, reason)
   show stats             counters per reply code and per drop reason, memory
   show version           agent version, addresses, config file
-  clear binding ADDR     remove the binding of home address ADDR (replicated to the group)
+  clear binding ADDR|NAI remove the binding of home address ADDR, or of the node with
+                         NAI (a fleet router on a shared home address); replicated to the group
   help                   this text
 flags (before or after the command):
 `

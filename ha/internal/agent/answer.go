@@ -53,13 +53,14 @@ func (a *Agent) answer(r console.Request) *console.Response {
 		return &console.Response{Info: info}
 	case "clear binding":
 		if len(r.Args) != 1 {
-			return &console.Response{Error: "usage: clear binding HOME-ADDRESS"}
+			return &console.Response{Error: "usage: clear binding HOME-ADDRESS|NAI"}
 		}
-		addr, err := netip.ParseAddr(r.Args[0])
-		if err != nil || !addr.Is4() {
-			return &console.Response{Error: fmt.Sprintf("clear binding: %q is not an IPv4 address", r.Args[0])}
+		ev, what, bad := clearEvent(r.Args[0])
+		if bad != "" {
+			return &console.Response{Error: bad}
 		}
-		acts := a.reg.Handle(a.now(), Event{Kind: EvClear, Home: addr}, a.acts[:0])
+		addr := ev.Home
+		acts := a.reg.Handle(a.now(), ev, a.acts[:0])
 		var none error
 		for i := range acts {
 			if acts[i].Kind == ActCleared {
@@ -68,10 +69,10 @@ func (a *Agent) answer(r console.Request) *console.Response {
 		}
 		a.perform(a.now(), acts)
 		if none != nil {
-			return &console.Response{Error: fmt.Sprintf("clear binding: no binding for %s", addr)}
+			return &console.Response{Error: fmt.Sprintf("clear binding: no binding for %s", what)}
 		}
-		a.log.Info("binding cleared by operator", "home", addr)
-		return &console.Response{Message: fmt.Sprintf("binding for %s cleared", addr)}
+		a.log.Info("binding cleared by operator", "home", addr, "nai", ev.NAI)
+		return &console.Response{Message: fmt.Sprintf("binding for %s cleared", what)}
 	}
 	return &console.Response{Error: fmt.Sprintf("unknown command %q; try: show bindings|stats|redundancy|violations|version, clear binding ADDR", r.Cmd)}
 }
@@ -93,6 +94,9 @@ func (a *Agent) bindingRow(e *binding.Entry, now int64) console.Binding {
 	if s := a.core.table.SourceOf(e); s != nil && s.Addr != 0 {
 		row.Source = netip.AddrPortFrom(binding.U32Addr(s.Addr), s.Port).String()
 		row.NAI = string(s.NAI())
+	}
+	if nai := a.core.table.NAIOf(e); nai != nil {
+		row.NAI = string(nai) // a fleet router's identity: shown on every member
 	}
 	if e.Tombstone() {
 		row.State = "tombstone"

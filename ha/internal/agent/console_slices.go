@@ -46,7 +46,7 @@ type bindingsWalk struct {
 	// seen: each home visited so far, its row (-1: none; else chunk and
 	// index, sliceEntries per chunk) and its kind, so a home seen twice
 	// counts once.
-	seen    map[uint32]seenHome
+	seen    map[bindingKey]seenHome
 	matched int // homes seen that were asked for
 	// maxVisited is the most entries one slice visited (the loop's pause,
 	// counted in entries; tests and the benchmark read it).
@@ -93,7 +93,7 @@ func (a *Agent) bindingsSlice(w *bindingsWalk) {
 		w.began = true
 		// Grown as the walk goes: the map grows in bounded steps, a table
 		// of a million homes is not allocated in one slice.
-		w.seen = make(map[uint32]seenHome, sliceEntries)
+		w.seen = make(map[bindingKey]seenHome, sliceEntries)
 	}
 	w.rows = append(w.rows, nil)
 	n := 0
@@ -169,7 +169,8 @@ func (a *Agent) walkEntry(w *bindingsWalk, e *binding.Entry) {
 	if match {
 		kind |= kindMatch
 	}
-	s, again := w.seen[e.Home]
+	k := bindingKey{e.Home, e.Key} // the routers of a shared home address are rows of their own
+	s, again := w.seen[k]
 	if again {
 		w.count(s.kind, -1)
 	} else {
@@ -190,7 +191,7 @@ func (a *Agent) walkEntry(w *bindingsWalk, e *binding.Entry) {
 		w.rows[c] = append(w.rows[c], a.bindingRow(e, w.now))
 		w.nrows++
 	}
-	w.seen[e.Home] = s
+	w.seen[k] = s
 }
 
 // showBindings is the whole answer in one step: for callers already on the

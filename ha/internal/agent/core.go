@@ -94,6 +94,12 @@ type node struct {
 	gen    uint32 // key generation: a verdict is sealed only with the key it was decided under
 
 	udpTun bool // its UDP Tunnel Request is answered (nat.go)
+
+	// A router of a fleet on a shared home address (fleet.go): its
+	// binding's key (binding.FleetKey of nai) and its NAI; 0 and nil for
+	// every other node.
+	fleet uint64
+	nai   []byte
 }
 
 type fa struct {
@@ -230,10 +236,13 @@ func (c *Core) setNodes(cfg *config.Config) error {
 		if n.HomeAddress.IsValid() {
 			st.home = binding.AddrU32(n.HomeAddress)
 			st.single = true
-			if _, dup := c.byHome[st.home]; dup {
+			if c.fleetNode(st, cfg) {
+				// one of many entries with this home address: found by its NAI
+			} else if _, dup := c.byHome[st.home]; dup {
 				return fmt.Errorf("agent: node %q: home address %s configured twice; the config check should have caught this", n.Name, n.HomeAddress)
+			} else {
+				c.byHome[st.home] = int32(i)
 			}
-			c.byHome[st.home] = int32(i)
 		} else if n.Pool.IsValid() {
 			st.lo, st.hi = prefixBounds(n.Pool)
 			c.pools = append(c.pools, int32(i))
@@ -367,7 +376,13 @@ func (c *Core) Expire(now int64, fn func(Change)) int {
 
 // Clear removes a binding on the operator's request.
 func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
-	e := c.table.Get(binding.AddrU32(home))
+	return c.clearKey(now, binding.AddrU32(home), 0, nil)
+}
+
+// clearKey is Clear for the binding of home and key (a fleet router's,
+// with NAI nai, when key is not 0).
+func (c *Core) clearKey(now int64, home uint32, key uint64, nai []byte) (Change, bool) {
+	e := c.table.GetKey(home, key)
 	if e == nil || e.Tombstone() {
 		return Change{}, false
 	}
@@ -376,9 +391,9 @@ func (c *Core) Clear(now int64, home netip.Addr) (Change, bool) {
 		// A local delete would come back from the group's anti-entropy: the
 		// operator's clear is a de-registration the group hears about,
 		// versioned just above the binding it removes.
-		c.acts, _ = c.group.Deregister(now, ch.Entry.Home, ch.Entry.ID+1, c.acts)
+		c.acts, _ = c.group.DeregisterNAI(now, home, nai, ch.Entry.ID+1, c.acts)
 	} else {
-		c.table.Delete(ch.Entry.Home)
+		c.table.DeleteKey(home, key)
 	}
 	c.Stats.Cleared++
 	return ch, true

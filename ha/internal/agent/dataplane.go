@@ -121,6 +121,9 @@ func (d *dataplane) queue(ch Change) {
 		return
 	}
 	d.nets.queue(&ch)
+	if ch.Entry.Key != 0 {
+		return // a fleet router's: its networks are routed, never the shared home address
+	}
 	switch ch.Kind {
 	case Registered, Renewed:
 		if !ch.Moved {
@@ -225,7 +228,7 @@ func refusedHome(rs []refusal, h netip.Addr) bool {
 func (a *Agent) want() iter.Seq[datapath.Binding] {
 	return func(yield func(datapath.Binding) bool) {
 		a.core.table.Range(func(e *binding.Entry) bool {
-			return e.Tombstone() || yield(dpBinding(e))
+			return e.Tombstone() || e.Key != 0 || yield(dpBinding(e)) // (fleet routers: networks only)
 		})
 	}
 }

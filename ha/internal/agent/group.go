@@ -147,6 +147,7 @@ func (a *Agent) newGroupMachine() (*hasync.Machine, error) {
 		MaxLifetime:  time.Duration(cfg.Agent.MaxLifetime) * time.Second,
 		Admit:        a.core.AdmitHome,
 		AdmitPrefix:  a.core.AdmitPrefix,
+		AdmitNAI:     a.core.AdmitNAI,
 		Logger:       a.log.With("sub", "group"),
 	}
 	heartbeatConfig(cfg, &hc)
@@ -314,7 +315,7 @@ func (a *Agent) setRole(ch role.Change) {
 		// Away mobile nodes' home addresses move with us (RFC 5944 §4.6).
 		var away []netip.Addr
 		a.core.table.Range(func(e *binding.Entry) bool {
-			if !e.Tombstone() {
+			if !e.Tombstone() && e.Key == 0 { // a shared home address is nobody's on the link
 				away = append(away, binding.U32Addr(e.Home))
 			}
 			return true

@@ -159,7 +159,10 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 		c.suspended = true // decided again once the staged writes are made
 		return
 	}
-	cur := c.table.Get(home)
+	cur := c.table.GetKey(home, n.fleet)
+	if n.fleet != 0 && c.fleetClash(n, cur) { // (129)
+		return
+	}
 
 	// Replay protection (RFC 5944 §5.7).
 	if n.nonceM {
@@ -229,20 +232,20 @@ func (c *Core) decide(ni int32, home uint32, ch *Change) {
 func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
 	req, rep, now := &c.req, c.v, c.rq.now
 	if c.stage {
-		c.stash(&intent{kind: Deregistered, ni: ni, code: code, ent: binding.Entry{Home: home, ID: req.ID, Origin: c.id, Node: ni}}, ch)
+		c.stash(&intent{kind: Deregistered, ni: ni, code: code, ent: binding.Entry{Home: home, Key: c.nodes[ni].fleet, ID: req.ID, Origin: c.id, Node: ni}}, ch)
 		return
 	}
 	n := &c.nodes[ni]
 	var e *binding.Entry
 	if c.group != nil {
 		var err error
-		if c.acts, err = c.group.Deregister(now, home, req.ID, c.acts); err != nil {
+		if c.acts, err = c.group.DeregisterNAI(now, home, n.nai, req.ID, c.acts); err != nil {
 			refuseWrite(rep, err, c.rq.ts, req.ID)
 			return
 		}
-		e = c.table.Get(home)
+		e = c.table.GetKey(home, n.fleet)
 	} else {
-		e = c.table.Tombstone(home, req.ID, c.id, now+c.tombLife)
+		e = c.table.TombstoneNAI(home, n.fleet, n.nai, req.ID, c.id, now+c.tombLife)
 	}
 	if n.single {
 		n.lastID = req.ID
@@ -252,7 +255,7 @@ func (c *Core) deregister(ni int32, home uint32, code mip.Code, ch *Change) {
 	if e != nil {
 		ch.Entry = *e
 	} else {
-		ch.Entry = binding.Entry{Home: home, ID: req.ID, Origin: c.id, Node: ni}
+		ch.Entry = binding.Entry{Home: home, Key: n.fleet, ID: req.ID, Origin: c.id, Node: ni}
 	}
 	c.Stats.Deregistrations++
 	rep.Code = code
@@ -292,6 +295,7 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 	}
 	ent := binding.Entry{
 		Home:       home,
+		Key:        n.fleet,
 		CareOf:     careOf,
 		HomeAgent:  binding.AddrU32(req.HomeAgent),
 		Origin:     c.id,
@@ -317,11 +321,11 @@ func (c *Core) register(ni int32, home uint32, cur *binding.Entry, code mip.Code
 	var e *binding.Entry
 	var err error
 	if c.group != nil {
-		if c.acts, err = c.group.Register(now, ent, c.acts); err == nil {
-			e = c.table.Get(home)
+		if c.acts, err = c.group.RegisterNAI(now, ent, n.nai, c.acts); err == nil {
+			e = c.table.GetKey(home, n.fleet)
 		}
 	} else {
-		e, err = c.table.Put(ent)
+		e, err = c.table.PutNAI(ent, n.nai)
 	}
 	if err != nil || e == nil {
 		refuseWrite(rep, err, c.rq.ts, req.ID)

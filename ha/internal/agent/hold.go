@@ -20,6 +20,7 @@ const holdSlots = 1024
 type held struct {
 	used    bool
 	home    uint32
+	key     uint64 // binding.Entry.Key: one reply per router of a shared home address
 	id      uint64
 	due     int64
 	v       Verdict
@@ -35,7 +36,7 @@ type holdQueue struct {
 	slots  []held
 	head   int
 	n      int // slots between head and tail, used or not
-	byHome map[uint32]int32
+	byHome map[bindingKey]int32
 	wait   int64
 	one    []udpio.Packet // scratch for sending one packet
 	// send gets every reply that leaves the queue: acked says whether a
@@ -57,7 +58,7 @@ type holdQueue struct {
 func newHoldQueue(wait int64, send func(h *held, acked bool)) *holdQueue {
 	q := &holdQueue{
 		slots:  make([]held, holdSlots),
-		byHome: make(map[uint32]int32, holdSlots),
+		byHome: make(map[bindingKey]int32, holdSlots),
 		wait:   wait,
 		one:    make([]udpio.Packet, 1),
 		send:   send,
@@ -71,8 +72,8 @@ func newHoldQueue(wait int64, send func(h *held, acked bool)) *holdQueue {
 
 // hold parks a verdict (copied, its NAI too); false when the queue is full
 // (the caller decides what to send instead).
-func (q *holdQueue) hold(now int64, home uint32, id uint64, v *Verdict, to netip.AddrPort, ifindex int) bool {
-	if i, ok := q.byHome[home]; ok {
+func (q *holdQueue) hold(now int64, home uint32, key uint64, id uint64, v *Verdict, to netip.AddrPort, ifindex int) bool {
+	if i, ok := q.byHome[bindingKey{home, key}]; ok {
 		// A newer request for the same node: the older reply leaves now, in
 		// order, unacknowledged (its update was superseded by this one).
 		q.Superseded++
@@ -85,10 +86,10 @@ func (q *holdQueue) hold(now int64, home uint32, id uint64, v *Verdict, to netip
 	}
 	i := (q.head + q.n) % len(q.slots)
 	h := &q.slots[i]
-	h.used, h.home, h.id, h.due = true, home, id, now+q.wait
+	h.used, h.home, h.key, h.id, h.due = true, home, key, id, now+q.wait
 	h.v, h.to, h.ifindex = *v, to, ifindex
 	h.v.Keep(h.nai[:])
-	q.byHome[home] = int32(i)
+	q.byHome[bindingKey{home, key}] = int32(i)
 	q.n++
 	q.Held++
 	return true
@@ -96,14 +97,14 @@ func (q *holdQueue) hold(now int64, home uint32, id uint64, v *Verdict, to netip
 
 // holding reports whether the reply to (home, id) is held: a retransmission
 // of that request is answered by it when it leaves.
-func (q *holdQueue) holding(home uint32, id uint64) bool {
-	i, ok := q.byHome[home]
+func (q *holdQueue) holding(home uint32, key uint64, id uint64) bool {
+	i, ok := q.byHome[bindingKey{home, key}]
 	return ok && q.slots[i].id == id
 }
 
 // acked releases the reply held for (home, id), if any, as acknowledged.
-func (q *holdQueue) acked(home uint32, id uint64) {
-	if i, ok := q.byHome[home]; ok && q.slots[i].id <= id {
+func (q *holdQueue) acked(home uint32, key uint64, id uint64) {
+	if i, ok := q.byHome[bindingKey{home, key}]; ok && q.slots[i].id <= id {
 		q.Acked++
 		q.release(i, true)
 	}
@@ -119,14 +120,14 @@ func (q *holdQueue) expire(now int64) {
 
 // take removes the reply held for home without sending it and returns it
 // (valid until the next hold); nil when none is held.
-func (q *holdQueue) take(home uint32) *held {
-	i, ok := q.byHome[home]
+func (q *holdQueue) take(home uint32, key uint64) *held {
+	i, ok := q.byHome[bindingKey{home, key}]
 	if !ok {
 		return nil
 	}
 	h := &q.slots[i]
 	h.used = false
-	delete(q.byHome, home)
+	delete(q.byHome, bindingKey{home, key})
 	return h
 }
 
@@ -145,7 +146,7 @@ func (q *holdQueue) release(i int32, acked bool) {
 		return
 	}
 	h.used = false
-	delete(q.byHome, h.home)
+	delete(q.byHome, bindingKey{h.home, h.key})
 	q.send(h, acked)
 }
 

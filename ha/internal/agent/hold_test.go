@@ -23,16 +23,16 @@ func TestHoldQueue(t *testing.T) {
 	}
 	for i, r := range []string{"a", "b", "c"} {
 		v := vd(r)
-		if !q.hold(int64(i), uint32(i+1), 10, v, to, 0) {
+		if !q.hold(int64(i), uint32(i+1), 0, 10, v, to, 0) {
 			t.Fatal("hold refused with free slots")
 		}
 		v.NAI[0] = 'X' // the batch's buffer is reused
 	}
-	q.acked(2, 9) // an older version is not this reply's ack
+	q.acked(2, 0, 9) // an older version is not this reply's ack
 	if len(sent) != 0 {
 		t.Fatalf("sent %v before any matching ack", sent)
 	}
-	q.acked(2, 10)
+	q.acked(2, 0, 10)
 	if len(sent) != 1 || sent[0] != "b" {
 		t.Fatalf("ack for home 2: sent %v", sent)
 	}
@@ -40,7 +40,7 @@ func TestHoldQueue(t *testing.T) {
 		t.Fatalf("next deadline %d %v, want 100 (home 1's)", d, ok)
 	}
 	// A newer request for home 3 sends the older reply at once.
-	q.hold(50, 3, 11, vd("c2"), to, 0)
+	q.hold(50, 3, 0, 11, vd("c2"), to, 0)
 	if sent[len(sent)-1] != "c" || q.Superseded != 1 {
 		t.Fatalf("superseded: sent %v", sent)
 	}
@@ -64,11 +64,11 @@ func TestHoldQueue(t *testing.T) {
 		t.Fatalf("%d replies released unacknowledged, want 3", unacked)
 	}
 	// take removes a held reply without sending it.
-	q.hold(200, 7, 1, vd("t"), to, 0)
-	if h := q.take(7); h == nil || string(h.v.NAI) != "t" || q.holding(7, 1) {
+	q.hold(200, 7, 0, 1, vd("t"), to, 0)
+	if h := q.take(7, 0); h == nil || string(h.v.NAI) != "t" || q.holding(7, 0, 1) {
 		t.Fatalf("take: %v", h)
 	}
-	if q.take(7) != nil {
+	if q.take(7, 0) != nil {
 		t.Fatal("take twice")
 	}
 	if _, ok := q.next(); ok {
@@ -76,17 +76,17 @@ func TestHoldQueue(t *testing.T) {
 	}
 	q2 := newHoldQueue(100, send)
 	for i := 0; i < holdSlots; i++ {
-		if !q2.hold(0, uint32(i+1), 1, vd("x"), to, 0) {
+		if !q2.hold(0, uint32(i+1), 0, 1, vd("x"), to, 0) {
 			t.Fatalf("slot %d refused", i)
 		}
 	}
-	if q2.hold(0, 1<<30, 1, vd("x"), to, 0) || q2.Overflow != 1 {
+	if q2.hold(0, 1<<30, 0, 1, vd("x"), to, 0) || q2.Overflow != 1 {
 		t.Fatal("a full queue accepted a reply")
 	}
 	y := vd("y")
 	allocs := testing.AllocsPerRun(100, func() {
-		q2.acked(5, 1)
-		q2.hold(1, 5, 1, y, to, 0)
+		q2.acked(5, 0, 1)
+		q2.hold(1, 5, 0, 1, y, to, 0)
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per hold/ack", allocs)

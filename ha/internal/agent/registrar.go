@@ -64,6 +64,7 @@ type Event struct {
 	Active  bool
 	Cfg     *config.Config
 	Home    netip.Addr
+	NAI     string // EvClear: the node's NAI instead of Home (a fleet router's binding)
 
 	// RefusedNets: with EvKernel, the mobile network routes it refused.
 	RefusedNets []datapath.MobileNet
@@ -192,7 +193,7 @@ func (r *Registrar) Handle(now int64, ev Event, out []Action) []Action {
 			r.groupActs()
 		}
 	case EvClear:
-		r.clear(ev.Home)
+		r.clear(ev.Home, ev.NAI)
 	case EvReload:
 		r.reload(ev.Cfg)
 	case EvStop:
@@ -231,8 +232,12 @@ func (r *Registrar) NextDeadline() int64 {
 
 // clear removes a binding on the operator's request: a de-registration
 // the group hears of (Core.Clear).
-func (r *Registrar) clear(home netip.Addr) {
-	ch, ok := r.core.Clear(r.now, home)
+func (r *Registrar) clear(home netip.Addr, nai string) {
+	clear := func() (Change, bool) { return r.core.Clear(r.now, home) }
+	if nai != "" {
+		clear = func() (Change, bool) { return r.core.ClearNAI(r.now, nai) }
+	}
+	ch, ok := clear()
 	if !ok {
 		r.out = append(r.out, Action{Kind: ActCleared, Err: errNoBinding})
 		return
@@ -370,8 +375,8 @@ func (r *Registrar) groupActs() {
 		case hasync.ActBinding:
 			// The group's record names no configured node (indexes differ
 			// per member): resolve ours, for the console and pool ownership.
-			if e := r.core.table.Get(act.Entry.Home); e != nil && e.Node < 0 {
-				e.Node = r.core.lookup(nil, e.Home)
+			if e := r.core.table.GetKey(act.Entry.Home, act.Entry.Key); e != nil && e.Node < 0 {
+				e.Node = r.core.lookup(r.core.table.NAIOf(e), e.Home)
 				act.Entry.Node = e.Node
 			}
 			r.core.noteClaims(&act.Entry)
@@ -380,7 +385,7 @@ func (r *Registrar) groupActs() {
 			r.change(Change{Kind: Deregistered, Entry: act.Entry})
 		case hasync.ActAcked:
 			if r.hold != nil {
-				r.hold.acked(act.Entry.Home, act.Entry.ID)
+				r.hold.acked(act.Entry.Home, act.Entry.Key, act.Entry.ID)
 			}
 		case hasync.ActPeerDown:
 			// Replies held for an acknowledgement are decided now rather

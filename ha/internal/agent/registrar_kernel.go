@@ -109,7 +109,7 @@ func (r *Registrar) reload(cfg *config.Config) {
 			// A reply still held for its acknowledgement must not say
 			// "accepted" any more: a denial if the node still has its key
 			// here, else nothing (the node retries and hears 129).
-			if h := r.hold.take(ch.Entry.Home); h != nil {
+			if h := r.hold.take(ch.Entry.Home, ch.Entry.Key); h != nil {
 				h.v.Deny(mip.CodeAdminProhibited)
 				r.sendOne(&h.v, h.to, h.ifindex)
 			}

@@ -80,8 +80,8 @@ func (r *Registrar) refuse(now int64, v *Verdict, n *uint64, why string) {
 // denial); false: it is held until a peer acknowledges, or not answered.
 func (r *Registrar) gateReply(now int64, ch *Change, v *Verdict, to netip.AddrPort, ifindex int) bool {
 	q, m := r.hold, r.m
-	home, id := ch.Entry.Home, ch.Entry.ID
-	if ch.Dup && q.holding(home, id) {
+	home, key, id := ch.Entry.Home, ch.Entry.Key, ch.Entry.ID
+	if ch.Dup && q.holding(home, key, id) {
 		return false // the held reply answers the retransmission too: one answer
 	}
 	if m.UpPeers() == 0 {
@@ -108,10 +108,10 @@ func (r *Registrar) gateReply(now int64, ch *Change, v *Verdict, to netip.AddrPo
 	if ch.Dup {
 		// The first update may never have been acknowledged (its reply was
 		// then a denial): announce the binding again, and let an ack decide.
-		r.core.acts = m.Reannounce(now, home, r.core.acts[:0])
+		r.core.acts = m.ReannounceKey(now, home, key, r.core.acts[:0])
 		r.groupActs()
 	}
-	if q.hold(now, home, id, v, to, ifindex) {
+	if q.hold(now, home, key, id, v, to, ifindex) {
 		return false
 	}
 	if !r.cfg.Group.RequireReplication {

@@ -415,7 +415,7 @@ func TestHoldQueueFull(t *testing.T) {
 		to := netip.MustParseAddrPort("127.0.0.1:9")
 		x := &Verdict{Answer: true, From: peerAddr, node: -1}
 		for i := 0; i < holdSlots; i++ {
-			if !q.hold(h.now, uint32(0x0a000000+i), 1, x, to, 0) {
+			if !q.hold(h.now, uint32(0x0a000000+i), 0, 1, x, to, 0) {
 				t.Fatal("hold refused with free slots")
 			}
 		}

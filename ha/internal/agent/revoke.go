@@ -30,6 +30,8 @@ import (
 // revocation is one binding the last reload took the authorization of.
 type revocation struct {
 	home, careOf uint32
+	key          uint64 // a fleet router's binding (fleet.go); nai is its NAI
+	nai          string
 	id           uint64
 	node         string // the entry's name in the old configuration
 	why          string
@@ -59,7 +61,7 @@ func (c *Core) revocations(prev []node, out []revocation) []revocation {
 			why = c.unauthorized(o, j, e.Home)
 		}
 		if why != "" {
-			out = append(out, revocation{home: e.Home, careOf: e.CareOf, id: e.ID, node: o.cfg.Name, why: why})
+			out = append(out, revocation{home: e.Home, careOf: e.CareOf, key: e.Key, nai: string(c.table.NAIOf(e)), id: e.ID, node: o.cfg.Name, why: why})
 		}
 		return true
 	})
@@ -71,13 +73,13 @@ func (c *Core) revocations(prev []node, out []revocation) []revocation {
 // not found by address), the entry whose address or pool covers it.
 func grantedBy(prev []node, e *binding.Entry) *node {
 	if e.Node >= 0 && int(e.Node) < len(prev) {
-		if o := &prev[e.Node]; covers(o, e.Home) {
+		if o := &prev[e.Node]; covers(o, e.Home) && o.fleet == e.Key {
 			return o
 		}
 		return nil
 	}
 	for i := range prev {
-		if covers(&prev[i], e.Home) {
+		if covers(&prev[i], e.Home) && prev[i].fleet == e.Key { // a fleet router's: the entry of its NAI
 			return &prev[i]
 		}
 	}
@@ -118,7 +120,7 @@ func (c *Core) unauthorized(o *node, j int32, home uint32) string {
 func (c *Core) Revoke(now int64, fn func(ch Change, node, why string)) int {
 	n := 0
 	for _, r := range c.revoke {
-		e := c.table.Get(r.home)
+		e := c.table.GetKey(r.home, r.key)
 		if e == nil || e.Tombstone() || e.ID != r.id || e.CareOf != r.careOf {
 			continue // the table moved on since the reload
 		}
@@ -127,11 +129,11 @@ func (c *Core) Revoke(now int64, fn func(ch Change, node, why string)) int {
 			var err error
 			// Above the live record, as clear binding: the peers' copies of
 			// it lose against this in every merge.
-			if c.acts, err = c.group.Deregister(now, r.home, e.ID+1, c.acts); err != nil {
+			if c.acts, err = c.group.DeregisterNAI(now, r.home, naiBytes(r.nai), e.ID+1, c.acts); err != nil {
 				continue // ErrStale: the group holds a newer write already
 			}
 		} else {
-			c.table.Tombstone(r.home, e.ID, c.id, now+c.tombLife)
+			c.table.TombstoneNAI(r.home, r.key, naiBytes(r.nai), e.ID, c.id, now+c.tombLife)
 		}
 		c.Stats.Revoked++
 		n++

@@ -37,7 +37,8 @@ type reqCtx struct {
 // node.
 type pendRef struct {
 	home uint32
-	ni   int32 // -1: the node's replay state is the table's
+	key  uint64 // binding.Entry.Key: the routers of a shared home address do not wait for each other
+	ni   int32  // -1: the node's replay state is the table's
 }
 
 // Stage makes Handle record its writes in *in instead of making them (nil:
@@ -60,7 +61,7 @@ func (c *Core) conflicts(ni int32, home uint32) bool {
 	n := &c.nodes[ni]
 	solo := n.single || n.nonceM
 	for _, p := range c.pend {
-		if p.home == home || solo && p.ni == ni {
+		if p.home == home && p.key == n.fleet || solo && p.ni == ni {
 			return true
 		}
 	}
@@ -77,13 +78,13 @@ func (c *Core) stash(in *intent, ch *Change) {
 	if n := &c.nodes[in.ni]; n.single || n.nonceM {
 		ni = in.ni
 	}
-	c.pend = append(c.pend, pendRef{home: in.ent.Home, ni: ni})
+	c.pend = append(c.pend, pendRef{home: in.ent.Home, key: in.ent.Key, ni: ni})
 	c.v.Code, c.v.Lifetime = in.code, in.lt
 	if in.kind == Deregistered {
 		c.v.Lifetime = 0
 	}
 	*ch = Change{Kind: in.kind, Entry: in.ent, Moved: in.moved}
-	if old := c.table.Get(in.ent.Home); old != nil && !old.Tombstone() {
+	if old := c.table.GetKey(in.ent.Home, in.ent.Key); old != nil && !old.Tombstone() {
 		ch.Gone.gone(old, &in.ent) // the kernel drops what the write drops
 	}
 }
@@ -97,24 +98,24 @@ func (c *Core) Unstage() { c.pend = c.pend[:0] }
 // into its denial (refuseWrite); false then.
 func (c *Core) commit(in *intent, rq *reqCtx, v *Verdict, ch *Change) bool {
 	n := &c.nodes[in.ni]
-	home := in.ent.Home
+	home, key := in.ent.Home, in.ent.Key
 	var e *binding.Entry
 	var err error
 	switch {
 	case in.kind == Deregistered && c.group != nil:
-		if c.acts, err = c.group.Deregister(rq.now, home, in.ent.ID, c.acts); err == nil {
-			e = c.table.Get(home)
+		if c.acts, err = c.group.DeregisterNAI(rq.now, home, n.nai, in.ent.ID, c.acts); err == nil {
+			e = c.table.GetKey(home, key)
 		}
 	case in.kind == Deregistered:
-		e = c.table.Tombstone(home, in.ent.ID, c.id, rq.now+c.tombLife)
+		e = c.table.TombstoneNAI(home, key, n.nai, in.ent.ID, c.id, rq.now+c.tombLife)
 	case c.group != nil:
-		if c.acts, err = c.group.Register(rq.now, in.ent, c.acts); err == nil {
-			if e = c.table.Get(home); e == nil {
+		if c.acts, err = c.group.RegisterNAI(rq.now, in.ent, n.nai, c.acts); err == nil {
+			if e = c.table.GetKey(home, key); e == nil {
 				err = binding.ErrFull
 			}
 		}
 	default:
-		e, err = c.table.Put(in.ent)
+		e, err = c.table.PutNAI(in.ent, n.nai)
 	}
 	if err == nil && e == nil && in.kind != Deregistered {
 		err = binding.ErrFull // the write went in but left no entry

@@ -45,28 +45,34 @@ const (
 	stateTomb
 )
 
-// Entry is one binding (or tombstone). Fields other than Home and Expires may
-// be changed through the pointer Get/Put return; Home and Expires index the
-// entry and change only through Put and Tombstone.
+// Entry is one binding (or tombstone). Fields other than Home, Key and
+// Expires may be changed through the pointer Get/Put return; Home, Key and
+// Expires index the entry and change only through Put and Tombstone.
 //
 // An Entry is a value: a copy carries everything the binding is (the NAT
 // endpoint and the mobile router's networks included, inline, see nets.go),
 // so it can be queued after the table has moved on.
 //
-// Layout: entries are 112 bytes apart, so every entry starts on a 16-byte
+// Layout: entries are 128 bytes apart, so every entry starts on a 16-byte
 // boundary and a 16-byte aligned group of fields never spans two cache
 // lines. The first group holds what an expiry walk reads of every entry in
-// a wheel slot (Expires, wnext) and the hash chain link; Home follows.
+// a wheel slot (Expires, wnext) and the hash chain link; Home follows, and
+// Key in the same cache line (a lookup compares both).
 type Entry struct {
-	Expires    int64  // monotonic ns: binding expiry, or for a tombstone its purge time
-	wnext      int32  // next entry in the wheel slot list
-	hnext      int32  // next entry in the hash chain; next free entry when free
-	Home       uint32 // home address, IPv4 as uint32 (the key)
-	wprev      int32  // previous entry in the wheel slot list
-	wslot      int32  // wheel slot the entry is linked in (needed to unlink a slot head)
-	state      uint8  // stateFree, stateLive, stateTomb
-	Flags      uint8  // the request's S B D M G r T x flags byte
-	Granted    uint16 // lifetime granted, seconds
+	Expires int64  // monotonic ns: binding expiry, or for a tombstone its purge time
+	wnext   int32  // next entry in the wheel slot list
+	hnext   int32  // next entry in the hash chain; next free entry when free
+	Home    uint32 // home address, IPv4 as uint32 (the key)
+	wprev   int32  // previous entry in the wheel slot list
+	wslot   int32  // wheel slot the entry is linked in (needed to unlink a slot head)
+	state   uint8  // stateFree, stateLive, stateTomb
+	Flags   uint8  // the request's S B D M G r T x flags byte
+	Granted uint16 // lifetime granted, seconds
+	// Key tells apart the bindings of one shared home address (a fleet of
+	// mobile routers registering with one dummy home address, fleet.go):
+	// FleetKey of the router's NAI. 0: the home address alone identifies
+	// the binding, as for every binding of an address that is not shared.
+	Key        uint64
 	Registered int64  // monotonic ns of the last accepted (re)registration
 	ID         uint64 // the mobile node's registration Identification (ordering of writes in the group)
 	CareOf     uint32 // IPv4 as uint32
@@ -87,6 +93,7 @@ type Entry struct {
 	nets    uint8
 	netAddr [MaxPrefixes]uint32
 	netBits [MaxPrefixes]uint8
+	_       [8]byte // to 128 bytes: entries stay 16-byte aligned
 }
 
 // Tombstone reports whether e is a de-registration kept for the group
@@ -104,7 +111,7 @@ func (e *Entry) Remaining(now int64) time.Duration {
 // setPublic copies the exported fields (and the prefixes) of src, keeping
 // e's links and state.
 func (e *Entry) setPublic(src *Entry) {
-	e.Home, e.CareOf, e.HomeAgent, e.Origin = src.Home, src.CareOf, src.HomeAgent, src.Origin
+	e.Home, e.Key, e.CareOf, e.HomeAgent, e.Origin = src.Home, src.Key, src.CareOf, src.HomeAgent, src.Origin
 	e.ID, e.Node, e.Granted, e.Flags = src.ID, src.Node, src.Granted, src.Flags
 	e.Registered, e.Expires = src.Registered, src.Expires
 	e.NATAddr, e.NATPort, e.Encap = src.NATAddr, src.NATPort, src.Encap
@@ -206,16 +213,29 @@ func (t *Table) TombCap() int { return t.tombCapacity }
 // Stats returns the cumulative counters.
 func (t *Table) Stats() Stats { return t.stats }
 
-func (t *Table) bucket(home uint32) uint32 {
+func (t *Table) bucket(home uint32, key uint64) uint32 {
 	// Fibonacci hashing: consecutive home addresses (one subnet) spread
 	// evenly; the per-table seed keeps chosen addresses from colliding on
-	// purpose.
-	return ((home ^ t.seed) * 0x9E3779B1) >> (32 - t.hbits)
+	// purpose. A fleet's key is folded in, so that the routers of one
+	// shared home address spread over the index like distinct homes (0
+	// for every other binding: its bucket is its home's).
+	return ((home ^ uint32(key^key>>32) ^ t.seed) * 0x9E3779B1) >> (32 - t.hbits)
 }
 
-func (t *Table) find(home uint32) int32 {
-	for i := t.hash[t.bucket(home)]; i != 0; i = t.slab[i].hnext {
-		if t.slab[i].Home == home {
+func (t *Table) find(home uint32, key uint64) int32 {
+	for i := t.hash[t.bucket(home, key)]; i != 0; i = t.slab[i].hnext {
+		if e := &t.slab[i]; e.Home == home && e.Key == key {
+			return i
+		}
+	}
+	return 0
+}
+
+// find0 is find(home, 0), cheap enough for the inliner: bucket(home, 0)
+// is the home's own bucket.
+func (t *Table) find0(home uint32) int32 {
+	for i := t.hash[((home^t.seed)*0x9E3779B1)>>(32-t.hbits)]; i != 0; i = t.slab[i].hnext {
+		if e := &t.slab[i]; e.Home == home && e.Key == 0 {
 			return i
 		}
 	}
@@ -223,9 +243,21 @@ func (t *Table) find(home uint32) int32 {
 }
 
 // Get returns the live binding or tombstone for home, nil if none. The
-// pointer is valid until the next mutation of the table.
+// pointer is valid until the next mutation of the table. It is GetKey
+// with key 0: the bindings of a shared home address are not among them.
 func (t *Table) Get(home uint32) *Entry {
-	if i := t.find(home); i != 0 {
+	// Not GetKey(home, 0): find0 keeps the lookup inlined in callers, as it
+	// was before fleets (a call more measured ~15 ns at a million bindings).
+	if i := t.find0(home); i != 0 {
+		return &t.slab[i]
+	}
+	return nil
+}
+
+// GetKey returns the live binding or tombstone for home and key (see
+// Entry.Key), nil if none.
+func (t *Table) GetKey(home uint32, key uint64) *Entry {
+	if i := t.find(home, key); i != 0 {
 		return &t.slab[i]
 	}
 	return nil
@@ -254,7 +286,7 @@ func (t *Table) start(now int64) {
 
 // alloc takes a slot from the free list or above the high-water mark and
 // links it into the hash index under home.
-func (t *Table) alloc(home uint32) int32 {
+func (t *Table) alloc(home uint32, key uint64) int32 {
 	i := t.free
 	if i != 0 {
 		t.free = t.slab[i].hnext
@@ -263,9 +295,9 @@ func (t *Table) alloc(home uint32) int32 {
 		t.hw++ // cannot pass len(slab): callers make room first (makeRoom)
 	}
 	e := &t.slab[i]
-	*e = Entry{Home: home, Node: -1}
+	*e = Entry{Home: home, Key: key, Node: -1}
 	t.src[i] = Source{}
-	b := t.bucket(home)
+	b := t.bucket(home, key)
 	e.hnext = t.hash[b]
 	t.hash[b] = i
 	return i
@@ -281,7 +313,7 @@ func (t *Table) release(i int32) {
 		t.tw.remove(t.slab, i)
 		t.tombs--
 	}
-	p := &t.hash[t.bucket(e.Home)]
+	p := &t.hash[t.bucket(e.Home, e.Key)]
 	for *p != i {
 		p = &t.slab[*p].hnext
 	}
@@ -290,8 +322,8 @@ func (t *Table) release(i int32) {
 	t.free = i
 }
 
-// Put inserts or updates the live binding for e.Home (a tombstone for that
-// address becomes live). Returns ErrFull only when inserting a NEW live
+// Put inserts or updates the live binding for e.Home and e.Key (a tombstone
+// for them becomes live). Returns ErrFull only when inserting a NEW live
 // binding into a full table; nothing is evicted then. Put does not judge
 // which write is newer (ID/Origin): the caller does.
 func (t *Table) Put(e Entry) (*Entry, error) {
@@ -304,7 +336,7 @@ func (t *Table) Put(e Entry) (*Entry, error) {
 		t.lw.advance(e.Registered >> tickShift)
 		t.tw.advance(e.Registered >> tickShift)
 	}
-	i := t.find(e.Home)
+	i := t.find(e.Home, e.Key)
 	if i != 0 {
 		p := &t.slab[i]
 		if p.state == stateLive {
@@ -333,7 +365,7 @@ func (t *Table) Put(e Entry) (*Entry, error) {
 		t.stats.Full++
 		return nil, ErrFull
 	}
-	i = t.alloc(e.Home)
+	i = t.alloc(e.Home, e.Key)
 	p := &t.slab[i]
 	p.setPublic(&e)
 	p.state = stateLive
@@ -356,11 +388,16 @@ func (t *Table) Put(e Entry) (*Entry, error) {
 // Tombstone returns nil if that was the new one. With tombCapacity 0 the
 // live binding is deleted and Tombstone returns nil.
 func (t *Table) Tombstone(home uint32, id uint64, origin uint32, purgeAt int64) *Entry {
+	return t.TombstoneKey(home, 0, id, origin, purgeAt)
+}
+
+// TombstoneKey is Tombstone for the binding of home and key (Entry.Key).
+func (t *Table) TombstoneKey(home uint32, key uint64, id uint64, origin uint32, purgeAt int64) *Entry {
 	t.mutating()
 	if !t.started {
 		t.start(purgeAt)
 	}
-	i := t.find(home)
+	i := t.find(home, key)
 	if i != 0 && t.slab[i].state == stateTomb {
 		p := &t.slab[i]
 		old := p.Expires
@@ -382,14 +419,14 @@ func (t *Table) Tombstone(home uint32, id uint64, origin uint32, purgeAt int64) 
 	} else {
 		if t.full() {
 			if at, _, ok := t.tw.min(t.slab); !ok || purgeAt <= at {
-				t.raise(home, id, purgeAt) // the new one is nearest its purge: fold it
+				t.raise(home, key, id, purgeAt) // the new one is nearest its purge: fold it
 				t.stats.TombEvicted++
 				t.stats.Tombstoned++
 				return nil
 			}
 			t.makeRoom()
 		}
-		i = t.alloc(home)
+		i = t.alloc(home, key)
 	}
 	p := &t.slab[i]
 	p.state = stateTomb
@@ -402,9 +439,12 @@ func (t *Table) Tombstone(home uint32, id uint64, origin uint32, purgeAt int64) 
 
 // Delete removes the binding or tombstone for home entirely (the operator's
 // `clear binding`). It reports whether there was one.
-func (t *Table) Delete(home uint32) bool {
+func (t *Table) Delete(home uint32) bool { return t.DeleteKey(home, 0) }
+
+// DeleteKey is Delete for the binding of home and key (Entry.Key).
+func (t *Table) DeleteKey(home uint32, key uint64) bool {
 	t.mutating()
-	i := t.find(home)
+	i := t.find(home, key)
 	if i == 0 {
 		return false
 	}

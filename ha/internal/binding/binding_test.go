@@ -675,8 +675,8 @@ func TestAllocsPerRun(t *testing.T) {
 func TestMemory(t *testing.T) {
 	// 64 bytes of binding (hot fields first: one cache line for the index
 	// and the wheels) + 48 of NAT endpoint and prefixes (nets.go).
-	if s := unsafe.Sizeof(Entry{}); s != 112 {
-		t.Errorf("Entry is %d bytes; keep it at 112 (64 + the 48 bytes of NAT endpoint and %d prefixes)", s, MaxPrefixes)
+	if s := unsafe.Sizeof(Entry{}); s != 128 {
+		t.Errorf("Entry is %d bytes; keep it at 128 (64 + the 48 bytes of NAT endpoint and %d prefixes + a fleet key, padded)", s, MaxPrefixes)
 	}
 	for _, n := range []int{100_000, 1_000_000} {
 		t.Logf("capacity %d (+%d tombs): %.1f MiB preallocated", n, n/10, float64(New(n, n/10).Bytes())/(1<<20))

@@ -30,10 +30,11 @@ func newFloors(tombCapacity int) ([]floor, uint32) {
 	return make([]floor, 1<<fb), fb
 }
 
-func (t *Table) floorOf(home uint32) *floor {
+func (t *Table) floorOf(home uint32, key uint64) *floor {
 	// Not the hash index's buckets: its seed differs by a constant, so the
-	// homes sharing a floor are not the ones sharing a chain.
-	return &t.floors[((home^t.seed^0x5bd1e995)*0x9E3779B1)>>(32-t.fbits)]
+	// homes sharing a floor are not the ones sharing a chain. A fleet's key
+	// is folded in as there (the routers of a shared home spread).
+	return &t.floors[((home^uint32(key)^uint32(key>>32)^t.seed^0x5bd1e995)*0x9E3779B1)>>(32-t.fbits)]
 }
 
 // raise folds a tombstone (id, purge time) into its home's floor. A floor
@@ -42,8 +43,8 @@ func (t *Table) floorOf(home uint32) *floor {
 // never ahead of theirs: a floor may be kept longer, never dropped early.
 // (The wheels' cursors would not do: started by a tombstone, they sit at
 // its purge time, ahead of the clock.)
-func (t *Table) raise(home uint32, id uint64, until int64) {
-	f := t.floorOf(home)
+func (t *Table) raise(home uint32, key uint64, id uint64, until int64) {
+	f := t.floorOf(home, key)
 	if f.until <= t.clock {
 		*f = floor{id: id, until: until}
 		return
@@ -56,7 +57,7 @@ func (t *Table) raise(home uint32, id uint64, until int64) {
 // its floor.
 func (t *Table) fold(i int32) {
 	e := &t.slab[i]
-	t.raise(e.Home, e.ID, e.Expires)
+	t.raise(e.Home, e.Key, e.ID, e.Expires)
 	t.release(i)
 	t.stats.TombEvicted++
 }
@@ -86,9 +87,14 @@ func (t *Table) makeRoom() bool {
 // writer's agent id, so a write at the floor's Identification itself is
 // refused whatever its origin (conservative: a tombstone wins ties).
 func (t *Table) Covered(home uint32, id uint64, now int64) bool {
-	if t.floors == nil || t.find(home) != 0 {
+	return t.CoveredKey(home, 0, id, now)
+}
+
+// CoveredKey is Covered for the binding of home and key (Entry.Key).
+func (t *Table) CoveredKey(home uint32, key uint64, id uint64, now int64) bool {
+	if t.floors == nil || t.find(home, key) != 0 {
 		return false
 	}
-	f := t.floorOf(home)
+	f := t.floorOf(home, key)
 	return now < f.until && id <= f.id
 }

@@ -61,7 +61,7 @@ func TestFloorOutlivesCursorAhead(t *testing.T) {
 	const a = 0x0a000001
 	b := uint32(0)
 	for h := uint32(0x0a000002); h < 0x0a00ffff; h++ {
-		if tb.floorOf(h) == tb.floorOf(a) {
+		if tb.floorOf(h, 0) == tb.floorOf(a, 0) {
 			b = h
 			break
 		}

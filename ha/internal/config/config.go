@@ -112,6 +112,7 @@ type Agent struct {
 	LogLevel             slog.Level    // default info
 	AgentID              uint32        // default (or 0) = Address as a big-endian uint32
 	MemoryLimitMiB       int           // Go heap soft limit (runtime/debug.SetMemoryLimit); 0 = none; 0..65536
+	SharedHomeAddresses  []netip.Addr  // a fleet's dummy home addresses (validate_fleet.go); nil: none
 }
 
 // Node is one [[node]]: a mobile node, or a pool of them sharing one key.

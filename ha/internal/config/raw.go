@@ -25,6 +25,7 @@ type rawAgent struct {
 	SimultaneousBindings, ReverseTunnel             field[bool]
 	Encapsulations                                  field[[]string]
 	ConsoleSocket, LogLevel                         field[string]
+	SharedHomeAddresses                             field[[]string]
 }
 
 type rawNode struct {
@@ -156,6 +157,7 @@ func readAgent(root *table, r *rawConfig) {
 		LogLevel:             t.str("log_level"),
 		AgentID:              t.integer("agent_id"),
 		MemoryLimitMiB:       t.integer("memory_limit_mib"),
+		SharedHomeAddresses:  t.strings("shared_home_addresses"),
 	}
 	t.done()
 }

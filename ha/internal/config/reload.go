@@ -30,6 +30,8 @@ func RestartNeeded(old, new *Config) []string {
 		// would be accepted while G-bit requests kept getting 139. The
 		// order of the list does not matter.
 		{!sameSet(o.Encapsulations, n.Encapsulations), "agent.encapsulations"},
+		// Whether an address is shared decides how its bindings are keyed.
+		{!slices.Equal(o.SharedHomeAddresses, n.SharedHomeAddresses), "agent.shared_home_addresses"},
 		{!reflect.DeepEqual(withoutReloadable(old.Group), withoutReloadable(new.Group)), "[group] (other than its keys and require_replication)"},
 		{!reflect.DeepEqual(old.VRRP, new.VRRP), "[vrrp]"},
 		{!reflect.DeepEqual(old.HSRP, new.HSRP), "[hsrp]"},

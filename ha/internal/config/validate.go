@@ -92,6 +92,7 @@ func (d *decoder) buildAgent(r *rawConfig, c *Config) {
 	a.SimultaneousBindings = d.boolOr(ra.SimultaneousBindings, false)
 	a.ReverseTunnel = d.boolOr(ra.ReverseTunnel, true)
 	a.Encapsulations = d.encapsulations(ra.Encapsulations)
+	a.SharedHomeAddresses = d.sharedHomes(ra.SharedHomeAddresses, a)
 	a.ConsoleSocket = DefaultConsoleSocket
 	if f := ra.ConsoleSocket; f.Set {
 		switch {

@@ -38,6 +38,7 @@ func (d *decoder) buildNodes(r *rawConfig, c *Config) {
 		c.Nodes = append(c.Nodes, n)
 	}
 	d.homesOutsidePools(&seen)
+	d.fleetNodes(r, c, seen.pools)
 	d.mobileNetsDisjoint(seen.mobileNets)
 }
 
@@ -94,7 +95,7 @@ func (d *decoder) nodeAddress(rn *rawNode, n *Node, a *Agent, seen *nodesSeen) {
 		n.HomeAddress = d.unicast4(rn.HomeAddress, true, "")
 		if d.onHomeLink(rn.HomeAddress, n.HomeAddress, a.HomeNetwork, "home addresses belong to agent.home_network") &&
 			d.notAgent(rn.HomeAddress, n.HomeAddress, a, "a mobile node's") {
-			if prev, ok := seen.addrs[n.HomeAddress]; ok {
+			if prev, ok := seen.addrs[n.HomeAddress]; ok && !a.SharedHome(n.HomeAddress) {
 				d.errorf(rn.HomeAddress.Line, rn.HomeAddress.Key, "%s is already the home address of %s: each address belongs to one node", n.HomeAddress, nodeRef(prev))
 			} else {
 				seen.addrs[n.HomeAddress] = rn

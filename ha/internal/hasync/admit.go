@@ -39,10 +39,12 @@ func (m *Machine) admit(now int64, r *Record, held bool) bool {
 		why = whyMemberAddr
 	case r.Unknown != 0:
 		why = whyMustKnow
+	case r.NAILen > 0:
+		why = m.admitFleet(r)
 	case m.cfg.Admit != nil:
 		why = m.cfg.Admit(r.Home)
 	}
-	if why == "" && m.cfg.AdmitPrefix != nil && !r.Dereg() {
+	if why == "" && m.cfg.AdmitPrefix != nil && !r.Dereg() && r.NAILen == 0 {
 		why = m.admitPrefixes(r)
 	}
 	if why == "" {

@@ -36,7 +36,7 @@ func (m *Machine) computeDigest(now int64, d *Digest) {
 			return true
 		}
 		t := e.Tombstone()
-		d.Buckets[Bucket(e.Home)] ^= EntryHash(e.Home, e.Origin, e.ID, t)
+		d.Buckets[digestBucket(e)] ^= entryHash(e)
 		if t {
 			d.Tombs++
 		} else {
@@ -131,7 +131,7 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 		start, n, room = -1, 0, ReplyRoom
 	}
 	push := func(e *binding.Entry) bool {
-		b := Bucket(e.Home)
+		b := digestBucket(e)
 		if diff[b/64]&(1<<(b%64)) == 0 {
 			return true
 		}
@@ -140,7 +140,7 @@ func (m *Machine) repair(now int64, pi int, diff *[DigestBuckets / 64]uint64, ou
 			rep := TableReply{Code: ReplyRepair}
 			m.arena = rep.AppendHeader(m.arena)
 		}
-		recordOf(e, now, &m.rec)
+		m.recordOf(e, now, &m.rec)
 		m.arena = AppendExt(m.arena, &m.rec)
 		room -= ExtSize(&m.rec)
 		n++

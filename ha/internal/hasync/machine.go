@@ -59,6 +59,11 @@ type Config struct {
 	// record is refused whole (not stored, ack code 2, RecordsRefused).
 	// nil admits every network.
 	AdmitPrefix func(home uint32, p netip.Prefix) string
+	// AdmitNAI judges a record that names a fleet router's binding (its
+	// RecExtNAI) in place of Admit and AdmitPrefix: p invalid, the home
+	// address for the router with NAI nai; else each network it claims.
+	// nil admits them all.
+	AdmitNAI func(home uint32, nai []byte, p netip.Prefix) string
 	// HeartbeatInterval > 0 sends a heartbeat that often (jittered) and
 	// declares a peer that sends them down after HeartbeatMultiplier (3)
 	// of its intervals without a message (heartbeat.go). 0: no heartbeat.
@@ -173,6 +178,10 @@ var (
 	// address and port, or an encapsulation binding does not define. A
 	// caller's bug: fill NATAddr and NATPort from the request's source.
 	ErrEndpoint = errors.New("hasync: Register: UDP encapsulation without a NAT address and port, or an undefined encapsulation (fill NATAddr/NATPort from the request's source)")
+	// ErrFleetKey: a fleet router's write whose key is not its NAI's
+	// (binding.FleetKey), or whose NAI does not fit a record: the other
+	// members would file it under another binding.
+	ErrFleetKey = errors.New("hasync: RegisterNAI/DeregisterNAI: the entry's Key is not binding.FleetKey of its NAI, or the NAI is longer than MaxRecNAI (a bug in the caller)")
 )
 
 // Machine is the group protocol state machine of one member. It owns the
@@ -198,7 +207,7 @@ type Machine struct {
 
 	pend  []pending
 	pfree []int32
-	pidx  map[uint64]int32
+	pidx  map[pkey]int32
 	heap  []hent
 
 	dl     download
@@ -256,7 +265,7 @@ func New(cfg Config, tab *binding.Table) (*Machine, error) {
 		rng:   uint64(cfg.Session)<<32 | uint64(cfg.ID) | 1,
 		pend:  make([]pending, cfg.MaxPending),
 		pfree: make([]int32, 0, cfg.MaxPending),
-		pidx:  make(map[uint64]int32, cfg.MaxPending),
+		pidx:  make(map[pkey]int32, cfg.MaxPending),
 		heap:  make([]hent, 0, cfg.MaxPending),
 		arena: make([]byte, 0, 64<<10),
 		peers: make([]peer, 0, cfg.MaxPeers),

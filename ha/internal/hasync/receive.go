@@ -119,7 +119,7 @@ func (m *Machine) decode(typ uint8, body []byte) error {
 	case TypeUpdateAck:
 		var a UpdateAck
 		if err = a.UnmarshalBinary(body); err == nil {
-			m.rec = Record{Home: a.Home, ID: a.ID, Origin: a.Origin, Flags: a.Code}
+			m.rec = Record{Home: a.Home, ID: a.ID, Origin: a.Origin, Flags: a.Code, Key: a.Key}
 		}
 	case TypeTableRequest:
 		err = m.rxReq.UnmarshalBinary(body)
@@ -164,7 +164,7 @@ func (m *Machine) dispatch(now int64, pi int, typ uint8, out []Action) []Action 
 		m.C.UpdatesReceived++
 		code := AckAccepted
 		code, out = m.merge(now, &m.rec, out)
-		a := UpdateAck{Code: code, Home: m.rec.Home, ID: m.rec.ID, Origin: m.rec.Origin}
+		a := UpdateAck{Code: code, Home: m.rec.Home, ID: m.rec.ID, Origin: m.rec.Origin, Key: m.rec.Key}
 		start := m.begin(TypeUpdateAck)
 		m.arena, _ = a.AppendBinary(m.arena)
 		out, _ = m.finish(out, start, p.addr)

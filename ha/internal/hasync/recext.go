@@ -1,5 +1,7 @@
 package hasync
 
+import "github.com/hagent/hagent/ha/internal/binding"
+
 // Record extensions (spec §4.1.1): what a binding carries beyond the 32
 // fixed bytes, as type-length-value items after them, so that a receiver
 // skips what it does not know and a binding that carries nothing more is
@@ -12,7 +14,12 @@ package hasync
 const (
 	RecExtEndpoint uint8 = 1 // NAT endpoint: address(4), UDP port(2), encapsulation(1), reserved(1)
 	RecExtPrefixes uint8 = 2 // mobile networks: 1..8 × (prefix length(1), address(4))
-	RecExtMust     uint8 = 0x80
+	// RecExtNAI names a fleet router's binding on a shared home address:
+	// its NAI, 1..MaxRecNAI bytes. Must be understood (0x80 | 3): a member
+	// that skipped it would take the record for the home address's only
+	// binding and overwrite another router's.
+	RecExtNAI  uint8 = RecExtMust | 3
+	RecExtMust uint8 = 0x80
 )
 
 // Record extension sizes.
@@ -22,11 +29,12 @@ const (
 	prefixLen      = 5
 	MaxRecPrefixes = 8 // binding.MaxPrefixes: the most one record carries
 	MaxRecordExts  = 255 - 2 - 2 - RecordLen
-	MaxRecordLen   = RecordLen + MaxRecordExts                                                  // 251: a record fits one binding extension (length byte)
-	MaxKnownRecord = RecordLen + recExtHdr + endpointLen + recExtHdr + prefixLen*MaxRecPrefixes // 84
-	maxEncap       = 3                                                                          // binding.EncapUDP
+	MaxRecordLen   = RecordLen + MaxRecordExts                                                                          // 251: a record fits one binding extension (length byte)
+	MaxRecNAI      = binding.NAIMax                                                                                     // 56: what a binding keeps of a NAI
+	MaxKnownRecord = RecordLen + recExtHdr + endpointLen + recExtHdr + prefixLen*MaxRecPrefixes + recExtHdr + MaxRecNAI // 142
+	maxEncap       = 3                                                                                                  // binding.EncapUDP
 	// ReplyRoom is the room for binding extensions in one Table Reply: a
-	// chunk holds as many as fit (39 plain ones, at least 16 of the longest
+	// chunk holds as many as fit (39 plain ones, at least 9 of the longest
 	// known kind).
 	ReplyRoom = MaxDatagram - HeaderLen - ReplyFixed - ICVLen // 1420
 )
@@ -49,6 +57,9 @@ func (r *Record) Len() int {
 	if r.Nets > 0 {
 		n += recExtHdr + prefixLen*int(min(r.Nets, MaxRecPrefixes))
 	}
+	if r.NAILen > 0 {
+		n += recExtHdr + int(min(r.NAILen, MaxRecNAI))
+	}
 	return n
 }
 
@@ -67,6 +78,10 @@ func (r *Record) appendExts(b []byte) []byte {
 			b = be.AppendUint32(b, r.NetAddr[i])
 		}
 	}
+	if n := min(r.NAILen, MaxRecNAI); n > 0 {
+		b = append(b, RecExtNAI, n)
+		b = append(b, r.NAI[:n]...)
+	}
 	return b
 }
 
@@ -77,7 +92,7 @@ func (r *Record) appendExts(b []byte) []byte {
 // and port, a prefix longer than 32 bits or with host bits set, is
 // malformed.
 func (r *Record) parseExts(b []byte) error {
-	r.NATAddr, r.NATPort, r.Encap, r.Nets, r.Unknown = 0, 0, 0, 0, 0
+	r.NATAddr, r.NATPort, r.Encap, r.Nets, r.Unknown, r.NAILen, r.Key = 0, 0, 0, 0, 0, 0, 0
 	r.NetAddr, r.NetBits = [MaxRecPrefixes]uint32{}, [MaxRecPrefixes]uint8{}
 	if len(b) > MaxRecordExts {
 		return ErrLength
@@ -115,6 +130,12 @@ func (r *Record) parseExts(b []byte) error {
 				r.NetBits[i], r.NetAddr[i] = bits, addr
 			}
 			r.Nets = uint8(n)
+		case RecExtNAI:
+			if len(v) == 0 || len(v) > MaxRecNAI {
+				return ErrMalformed
+			}
+			r.NAILen = uint8(copy(r.NAI[:], v))
+			r.Key = binding.FleetKey(v)
 		default:
 			if typ&RecExtMust != 0 && r.Unknown == 0 {
 				r.Unknown = typ

@@ -85,7 +85,7 @@ func TestRecordExtRoundTrips(t *testing.T) {
 			if err := q.UnmarshalBinary(b); err != nil || q != r || len(b) != r.Len() {
 				t.Fatalf("%d networks, encap %d: %v, %d bytes, Len %d", n, x, err, len(b), r.Len())
 			}
-			if n == MaxRecPrefixes && len(b) != MaxKnownRecord {
+			if n == MaxRecPrefixes && len(b) != MaxKnownRecord-recExtHdr-MaxRecNAI { // the longest without a NAI
 				t.Errorf("longest record %d bytes, MaxKnownRecord %d", len(b), MaxKnownRecord)
 			}
 		}
@@ -199,7 +199,7 @@ func canonicalRecord(b []byte) []byte {
 		switch v := p[:2+int(p[1])]; v[0] {
 		case RecExtEndpoint:
 			c = append(append(c, v[:len(v)-1]...), 0)
-		case RecExtPrefixes:
+		case RecExtPrefixes, RecExtNAI:
 			c = append(c, v...)
 		}
 	}
@@ -214,6 +214,7 @@ func FuzzRecordExt(f *testing.F) {
 		f.Add(b[HeaderLen : len(b)-ICVLen])
 	}
 	f.Add(append(mustHex(f, goldenBUExt)[HeaderLen:HeaderLen+RecordLen], 0x7f, 1, 0, 0x81, 0))
+	f.Add(append(mustHex(f, goldenBUExt)[HeaderLen:len(mustHex(f, goldenBUExt))-ICVLen], mustHex(f, goldenNAIExt)...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var r, q Record
 		if r.UnmarshalBinary(in) != nil {

@@ -13,6 +13,7 @@ type serve struct {
 	addr  netip.Addr
 	reqID uint32
 	keys  []uint32
+	fkeys []uint64 // beside keys, the fleet keys; nil while the table has no fleet binding (fleet.go)
 	ends  []uint32 // chunk c (1..n-1) sends keys[ends[c-2]:ends[c-1]] (ends[-1] = 0)
 	n     uint32
 	base  uint32
@@ -85,7 +86,7 @@ func (m *Machine) onRequest(now int64, pi int, out []Action) []Action {
 	// one datagram (39 plain bindings, fewer with endpoints and networks).
 	room, n := ReplyRoom, 0
 	m.tab.Range(func(e *binding.Entry) bool {
-		recordOf(e, now, &m.rec)
+		m.recordOf(e, now, &m.rec)
 		if sz := ExtSize(&m.rec); sz > room || n == MaxBindPerReply {
 			s.ends = append(s.ends, uint32(len(s.keys)))
 			room, n = ReplyRoom, 0
@@ -93,6 +94,7 @@ func (m *Machine) onRequest(now int64, pi int, out []Action) []Action {
 		room -= ExtSize(&m.rec)
 		n++
 		s.keys = append(s.keys, e.Home)
+		s.noteKey(e.Key)
 		return true
 	})
 	if n > 0 {
@@ -190,12 +192,12 @@ func (m *Machine) sendChunk(now int64, s *serve, c uint32, out []Action) []Actio
 	rep := TableReply{Code: ReplyOK, MoreBind: s.n - 1 - c, ID: s.reqID, Chunk: c}
 	m.arena = rep.AppendHeader(m.arena)
 	n, room := uint16(0), ReplyRoom
-	for _, home := range s.keys[lo:hi] {
-		e := m.tab.Get(home)
+	for i, home := range s.keys[lo:hi] {
+		e := m.tab.GetKey(home, s.keyAt(int(lo)+i))
 		if e == nil {
 			continue
 		}
-		recordOf(e, now, &m.rec)
+		m.recordOf(e, now, &m.rec)
 		if ExtSize(&m.rec) > room {
 			// It grew since the snapshot (networks added by a newer
 			// write), and that write's Binding Update carries it to the

@@ -251,9 +251,9 @@ func state(tab *binding.Table) string {
 	var rows []string
 	tab.Range(func(e *binding.Entry) bool {
 		if e.Tombstone() {
-			rows = append(rows, fmt.Sprintf("%08x tomb id=%d o=%d", e.Home, e.ID, e.Origin))
+			rows = append(rows, fmt.Sprintf("%s tomb id=%d o=%d", rowName(e.Home, tab.NAIOf(e)), e.ID, e.Origin))
 		} else {
-			rows = append(rows, fmt.Sprintf("%08x coa=%08x id=%d o=%d", e.Home, e.CareOf, e.ID, e.Origin)+netsString(e))
+			rows = append(rows, fmt.Sprintf("%s coa=%08x id=%d o=%d", rowName(e.Home, tab.NAIOf(e)), e.CareOf, e.ID, e.Origin)+netsString(e))
 		}
 		return true
 	})
@@ -275,7 +275,9 @@ type write struct {
 	withheld bool
 }
 
-type model map[uint32][]write
+// model is keyed by home address, or by simRouter for a fleet router's
+// binding (fleet_sim_test.go).
+type model map[uint64][]write
 
 // expected is the table the group must converge to: for each home, its
 // newest write not lost. Where tab (a member's table after healing) holds
@@ -294,7 +296,8 @@ func (md model) expected(tab *binding.Table) string {
 				best = w
 			}
 		}
-		if e := tab.Get(home); e != nil {
+		h, key, nai := modelKey(home)
+		if e := tab.GetKey(h, key); e != nil {
 			for i := range ws {
 				w := &ws[i]
 				if w.withheld && w.id == e.ID && w.origin == e.Origin && w.tomb == e.Tombstone() &&
@@ -307,9 +310,9 @@ func (md model) expected(tab *binding.Table) string {
 			continue
 		}
 		if best.tomb {
-			rows = append(rows, fmt.Sprintf("%08x tomb id=%d o=%d", home, best.id, best.origin))
+			rows = append(rows, fmt.Sprintf("%s tomb id=%d o=%d", rowName(h, nai), best.id, best.origin))
 		} else {
-			rows = append(rows, fmt.Sprintf("%08x coa=%08x id=%d o=%d", home, best.coa, best.id, best.origin)+best.nets)
+			rows = append(rows, fmt.Sprintf("%s coa=%08x id=%d o=%d", rowName(h, nai), best.coa, best.id, best.origin)+best.nets)
 		}
 	}
 	sort.Strings(rows)
@@ -330,7 +333,8 @@ func (md model) expected(tab *binding.Table) string {
 // newer than every write not lost, so no de-registration is undone; and it
 // only lets a lost write survive, never a held write disappear.
 func (md model) markLost(s *simnet, i int, seen map[version]bool) {
-	for home, ws := range md {
+	for mk, ws := range md {
+		home, key, _ := modelKey(mk)
 		for k := range ws {
 			w := &ws[k]
 			if w.lost {
@@ -341,14 +345,14 @@ func (md model) markLost(s *simnet, i int, seen map[version]bool) {
 				if j == i || !nd.alive || nd.m == nil {
 					continue
 				}
-				if e := nd.tab.Get(home); e != nil && !newer(w.id, w.origin, w.tomb, e.ID, e.Origin, e.Tombstone()) {
+				if e := nd.tab.GetKey(home, key); e != nil && !newer(w.id, w.origin, w.tomb, e.ID, e.Origin, e.Tombstone()) {
 					held = true
 					break
 				}
 			}
 			if !held {
 				w.lost = true
-				w.withheld = seen[version{home, w.id, w.origin, w.tomb}]
+				w.withheld = seen[version{home: home, key: key, id: w.id, origin: w.origin, tomb: w.tomb}]
 			}
 		}
 	}
@@ -358,6 +362,7 @@ func (md model) markLost(s *simnet, i int, seen map[version]bool) {
 // Origin, D).
 type version struct {
 	home   uint32
+	key    uint64 // a fleet router's binding: its key
 	id     uint64
 	origin uint32
 	tomb   bool
@@ -371,7 +376,9 @@ func carried(pkt []byte, seen map[version]bool) {
 		return
 	}
 	var r Record
-	add := func() { seen[version{r.Home, r.ID, r.Origin, r.Dereg() || r.Remaining == 0}] = true }
+	add := func() {
+		seen[version{home: r.Home, key: r.Key, id: r.ID, origin: r.Origin, tomb: r.Dereg() || r.Remaining == 0}] = true
+	}
 	switch h.Type {
 	case TypeBindingUpdate:
 		if r.UnmarshalBinary(Body(pkt)) == nil {
@@ -443,14 +450,16 @@ func simOne(t testing.TB, seed uint64, nodes int) (string, bool) {
 			}
 			home := uint32(0x0a000000 + 1 + rng.IntN(homes))
 			nextID++
-			if rng.IntN(4) == 0 {
+			if nextID%4 == 0 { // a fleet router on the shared home address, from what was drawn
+				simFleetWrite(s, md, i, rng.IntN(4) == 0, nextID, home)
+			} else if rng.IntN(4) == 0 {
 				if err := s.deregister(i, home, nextID); err == nil {
-					md[home] = append(md[home], write{id: nextID, origin: nd.id, tomb: true})
+					md[uint64(home)] = append(md[uint64(home)], write{id: nextID, origin: nd.id, tomb: true})
 				}
 			} else {
 				coa := 0xc6336400 + uint32(rng.IntN(200))
 				if err := s.register(i, home, nextID, coa); err == nil {
-					md[home] = append(md[home], write{id: nextID, origin: nd.id, coa: coa, nets: simNetsString(home, nextID)})
+					md[uint64(home)] = append(md[uint64(home)], write{id: nextID, origin: nd.id, coa: coa, nets: simNetsString(home, nextID)})
 				}
 			}
 		case r < 78: // partition

@@ -14,7 +14,7 @@ func (m *Machine) Tick(now int64, out []Action) []Action {
 	m.tab.Expire(now, m.expireFn)
 	for i := range m.expired {
 		e := &m.expired[i]
-		m.tab.Tombstone(e.Home, e.ID, e.Origin, e.Expires+int64(m.cfg.TombstoneTTL))
+		m.tab.TombstoneKey(e.Home, e.Key, e.ID, e.Origin, e.Expires+int64(m.cfg.TombstoneTTL)) // in its own slot: its NAI stays
 		out = append(out, Action{Kind: ActUnbind, Entry: *e})
 	}
 	for i := range m.peers {

@@ -12,6 +12,7 @@ import (
 
 type pending struct {
 	home   uint32
+	key    uint64 // binding.Entry.Key: a fleet router's binding, 0 for others
 	id     uint64
 	origin uint32
 	peer   int32
@@ -34,24 +35,35 @@ type hent struct {
 // (no room), ErrStale (the group holds a newer write of this home) or
 // ErrEndpoint (an endpoint no peer would accept) and then changes nothing.
 func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, error) {
+	return m.RegisterNAI(now, e, nil, out)
+}
+
+// RegisterNAI is Register for a binding that may be a fleet router's
+// (e.Key not 0, fleet.go): nai is its NAI, kept with the binding and sent
+// with every record of it. Writes are ordered per binding: per home
+// address, and per router of a shared home address.
+func (m *Machine) RegisterNAI(now int64, e binding.Entry, nai []byte, out []Action) ([]Action, error) {
 	m.arena = m.arena[:0]
+	if (e.Key != 0 || nai != nil) && (len(nai) > MaxRecNAI || e.Key != fleetKey(nai)) {
+		return out, ErrFleetKey
+	}
 	if !e.Encap.Valid() || (e.Encap == binding.EncapUDP && (e.NATAddr == 0 || e.NATPort == 0)) {
 		return out, ErrEndpoint
 	}
 	e.Origin, e.Registered = m.id, now
 	e.Expires = now + int64(e.Granted)*int64(time.Second)
-	if old := m.tab.Get(e.Home); old != nil && !newer(e.ID, e.Origin, false, old.ID, old.Origin, old.Tombstone()) {
+	if old := m.tab.GetKey(e.Home, e.Key); old != nil && !newer(e.ID, e.Origin, false, old.ID, old.Origin, old.Tombstone()) {
 		return out, ErrStale
 	}
-	if m.tab.Covered(e.Home, e.ID, now) {
+	if m.tab.CoveredKey(e.Home, e.Key, e.ID, now) {
 		m.floored(now, e.Home, e.ID)
 		return out, ErrStale
 	}
-	p, err := m.tab.Put(e)
+	p, err := m.tab.PutNAI(e, nai)
 	if err != nil {
 		return out, err
 	}
-	recordOf(p, now, &m.rec)
+	m.recordOf(p, now, &m.rec)
 	return m.update(now, out), nil
 }
 
@@ -59,15 +71,27 @@ func (m *Machine) Register(now int64, e binding.Entry, out []Action) ([]Action, 
 // Identification id accepted by this member: the binding becomes a
 // tombstone (claim 23) and the group is told.
 func (m *Machine) Deregister(now int64, home uint32, id uint64, out []Action) ([]Action, error) {
+	return m.DeregisterNAI(now, home, nil, id, out)
+}
+
+// DeregisterNAI is Deregister for the binding of a fleet router with NAI
+// nai on the shared home address home (nil nai: Deregister): that
+// router's binding only becomes a tombstone.
+func (m *Machine) DeregisterNAI(now int64, home uint32, nai []byte, id uint64, out []Action) ([]Action, error) {
 	m.arena = m.arena[:0]
-	if old := m.tab.Get(home); old != nil && !newer(id, m.id, true, old.ID, old.Origin, old.Tombstone()) {
+	if len(nai) > MaxRecNAI {
+		return out, ErrFleetKey
+	}
+	key := fleetKey(nai)
+	if old := m.tab.GetKey(home, key); old != nil && !newer(id, m.id, true, old.ID, old.Origin, old.Tombstone()) {
 		return out, ErrStale
 	}
-	p := m.tab.Tombstone(home, id, m.id, now+int64(m.cfg.TombstoneTTL))
+	p := m.tab.TombstoneNAI(home, key, nai, id, m.id, now+int64(m.cfg.TombstoneTTL))
 	if p == nil { // folded for lack of room, or tombstones disabled: still tell the group
 		m.rec = Record{Flags: RecDereg, Remaining: msOf(int64(m.cfg.TombstoneTTL)), Home: home, ID: id, Origin: m.id}
+		m.rec.setNAI(nai)
 	} else {
-		recordOf(p, now, &m.rec)
+		m.recordOf(p, now, &m.rec)
 	}
 	return m.update(now, out), nil
 }
@@ -78,12 +102,18 @@ func (m *Machine) Deregister(now int64, home uint32, id uint64, out []Action) ([
 // acknowledgement (ActAcked) then proves the binding is replicated, whatever
 // happened to the first update. Nothing is sent for an unknown home.
 func (m *Machine) Reannounce(now int64, home uint32, out []Action) []Action {
+	return m.ReannounceKey(now, home, 0, out)
+}
+
+// ReannounceKey is Reannounce for the binding of home and key (a fleet
+// router's when key is not 0).
+func (m *Machine) ReannounceKey(now int64, home uint32, key uint64, out []Action) []Action {
 	m.arena = m.arena[:0]
-	e := m.tab.Get(home)
+	e := m.tab.GetKey(home, key)
 	if e == nil {
 		return out
 	}
-	recordOf(e, now, &m.rec)
+	m.recordOf(e, now, &m.rec)
 	return m.update(now, out)
 }
 
@@ -99,16 +129,22 @@ func (m *Machine) update(now int64, out []Action) []Action {
 	m.C.UpdatesTotal += uint64(n)
 	for i := range m.peers {
 		if m.peers[i].up {
-			m.addPending(now, int32(i), m.rec.Home, m.rec.ID, m.rec.Origin)
+			m.addPending(now, int32(i), m.rec.Home, m.rec.Key, m.rec.ID, m.rec.Origin)
 		}
 	}
 	return out
 }
 
-func pkey(peer int32, home uint32) uint64 { return uint64(peer)<<32 | uint64(home) }
+// pkey names an outstanding update: the peer it waits for and the binding
+// (home address, and fleet key: one per router of a shared home address).
+type pkey struct {
+	peer int32
+	home uint32
+	key  uint64
+}
 
-func (m *Machine) addPending(now int64, peer int32, home uint32, id uint64, origin uint32) {
-	k := pkey(peer, home)
+func (m *Machine) addPending(now int64, peer int32, home uint32, key uint64, id uint64, origin uint32) {
+	k := pkey{peer, home, key}
 	if s, ok := m.pidx[k]; ok {
 		p := &m.pend[s]
 		p.id, p.origin, p.tries = id, origin, 0
@@ -134,7 +170,7 @@ func (m *Machine) addPending(now int64, peer int32, home uint32, id uint64, orig
 	m.pfree = m.pfree[:len(m.pfree)-1]
 	p := &m.pend[s]
 	gen := p.gen + 1
-	*p = pending{home: home, id: id, origin: origin, peer: peer, used: true, gen: gen}
+	*p = pending{home: home, key: key, id: id, origin: origin, peer: peer, used: true, gen: gen}
 	m.pidx[k] = s
 	if m.peers[peer].outstanding++; m.peers[peer].outstanding == 1 {
 		m.peers[peer].hb.owed = now // a debt begins (demand-mode liveness)
@@ -144,7 +180,7 @@ func (m *Machine) addPending(now int64, peer int32, home uint32, id uint64, orig
 
 func (m *Machine) release(s int32) {
 	p := &m.pend[s]
-	delete(m.pidx, pkey(p.peer, p.home))
+	delete(m.pidx, pkey{p.peer, p.home, p.key})
 	m.peers[p.peer].outstanding--
 	p.used = false
 	p.gen++
@@ -239,7 +275,7 @@ func (m *Machine) retransmit(now int64, out []Action) []Action {
 			m.release(h.slot)
 			continue
 		}
-		e := m.tab.Get(p.home)
+		e := m.tab.GetKey(p.home, p.key)
 		if e == nil { // purged meanwhile: nothing left to tell
 			m.release(h.slot)
 			continue
@@ -247,7 +283,7 @@ func (m *Machine) retransmit(now int64, out []Action) []Action {
 		p.tries++
 		p.id, p.origin = e.ID, e.Origin
 		m.push(hent{due: now + int64(m.cfg.AckTimeout)<<p.tries, slot: h.slot, gen: p.gen})
-		recordOf(e, now, &m.rec)
+		m.recordOf(e, now, &m.rec)
 		start := m.begin(TypeBindingUpdate)
 		m.arena, _ = m.rec.AppendBinary(m.arena)
 		out, _ = m.finish(out, start, m.peers[p.peer].addr)
@@ -259,7 +295,7 @@ func (m *Machine) retransmit(now int64, out []Action) []Action {
 // merge applies one record with the group's merge rule (spec §1) and
 // returns the Update Ack code.
 func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
-	e := m.tab.Get(r.Home)
+	e := m.tab.GetKey(r.Home, r.Key)
 	dead := r.Dereg() || r.Remaining == 0
 	if !m.admit(now, r, e != nil) {
 		return AckRefused, out
@@ -271,7 +307,7 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 		m.C.Superseded++
 		return AckSuperseded, out
 	}
-	if !dead && m.tab.Covered(r.Home, r.ID, now) {
+	if !dead && m.tab.CoveredKey(r.Home, r.Key, r.ID, now) {
 		// A tombstone that may be newer was folded for lack of room:
 		// storing this could undo a de-registration. Not stored, so not a
 		// replication either: refused, not superseded.
@@ -288,7 +324,7 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 		if wasLive {
 			old = *e
 		}
-		if t := m.tab.Tombstone(r.Home, r.ID, r.Origin, purge); t != nil && !wasLive {
+		if t := m.tab.TombstoneNAI(r.Home, r.Key, r.NAI[:r.NAILen], r.ID, r.Origin, purge); t != nil && !wasLive {
 			t.CareOf, t.HomeAgent, t.Flags = r.CareOf, r.HomeAgent, r.MNFlags
 		}
 		if wasLive {
@@ -296,7 +332,7 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 		}
 		return AckAccepted, out
 	}
-	ne := binding.Entry{Home: r.Home, CareOf: r.CareOf, HomeAgent: r.HomeAgent, Origin: r.Origin, ID: r.ID, Node: -1,
+	ne := binding.Entry{Home: r.Home, Key: r.Key, CareOf: r.CareOf, HomeAgent: r.HomeAgent, Origin: r.Origin, ID: r.ID, Node: -1,
 		Granted: r.Granted, Flags: r.MNFlags, Registered: now, Expires: now + int64(r.Remaining)*int64(time.Millisecond),
 		NATAddr: r.NATAddr, NATPort: r.NATPort, Encap: binding.Encap(r.Encap)}
 	for i := range int(r.Nets) {
@@ -305,7 +341,7 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 	if e != nil && !e.Tombstone() {
 		ne.Node = e.Node
 	}
-	p, err := m.tab.Put(ne)
+	p, err := m.tab.PutNAI(ne, r.NAI[:r.NAILen])
 	if err != nil {
 		m.C.TableFull++
 		return AckTableFull, out
@@ -315,7 +351,7 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 
 func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 	a := &m.rec // Flags holds the code
-	s, ok := m.pidx[pkey(int32(pi), a.Home)]
+	s, ok := m.pidx[pkey{int32(pi), a.Home, a.Key}]
 	if !ok {
 		return out
 	}
@@ -334,7 +370,7 @@ func (m *Machine) onUpdateAck(pi int, out []Action) []Action {
 		m.C.UpdatesRefused++
 	default:
 		m.peers[pi].acking, m.peers[pi].failed = true, false
-		out = append(out, Action{Kind: ActAcked, Entry: binding.Entry{Home: a.Home, ID: p.id, Origin: p.origin}})
+		out = append(out, Action{Kind: ActAcked, Entry: binding.Entry{Home: a.Home, Key: a.Key, ID: p.id, Origin: p.origin}})
 	}
 	m.release(s)
 	return out

@@ -215,6 +215,13 @@ type Record struct {
 	Nets    uint8  // networks in NetAddr/NetBits, at most MaxRecPrefixes
 	NetAddr [MaxRecPrefixes]uint32
 	NetBits [MaxRecPrefixes]uint8
+	// A fleet router's binding (a shared home address): its NAI, and the
+	// key the table knows it by (binding.FleetKey of the NAI, computed on
+	// receipt, never sent). NAILen 0: the home address alone names the
+	// binding.
+	NAILen uint8
+	NAI    [MaxRecNAI]byte
+	Key    uint64
 	// Unknown is the first extension type received that this member does
 	// not know and must understand (RecExtMust), 0 if none: such a record
 	// is refused, not stored.
@@ -275,29 +282,43 @@ type UpdateAck struct {
 	Home   uint32
 	ID     uint64
 	Origin uint32
+	// Key: the acknowledged record names a fleet router's binding (its
+	// RecExtNAI): binding.FleetKey of that NAI, sent after the 20 bytes
+	// (spec §4.3). 0: an ordinary binding, the 20-byte body.
+	Key uint64
 }
 
-// AppendBinary appends the 20-byte body.
+// AppendBinary appends the 20-byte body, 28 bytes with a Key.
 func (a *UpdateAck) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, a.Code, 0, 0, 0)
 	b = be.AppendUint32(b, a.Home)
 	b = be.AppendUint64(b, a.ID)
 	b = be.AppendUint32(b, a.Origin)
+	if a.Key != 0 {
+		b = be.AppendUint64(b, a.Key)
+	}
 	return b, nil
 }
 
-// UnmarshalBinary parses exactly one 20-byte body.
+// UnmarshalBinary parses exactly one body: 20 bytes, or 28 with a Key
+// (a key of 0 is malformed: that is the 20-byte body).
 func (a *UpdateAck) UnmarshalBinary(b []byte) error {
 	if len(b) < AckBodyLen {
 		return ErrTruncated
 	}
-	if len(b) != AckBodyLen {
+	if len(b) != AckBodyLen && len(b) != AckBodyLen+8 {
 		return ErrLength
 	}
 	a.Code = b[0]
 	a.Home = be.Uint32(b[4:])
 	a.ID = be.Uint64(b[8:])
 	a.Origin = be.Uint32(b[16:])
+	a.Key = 0
+	if len(b) > AckBodyLen {
+		if a.Key = be.Uint64(b[20:]); a.Key == 0 {
+			return ErrMalformed
+		}
+	}
 	return nil
 }
 

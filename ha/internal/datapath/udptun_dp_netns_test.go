@@ -324,6 +324,15 @@ func TestNetnsUDPTunnelDatapath(t *testing.T) {
 		be.Uint16(reply[32+24:]) != be.Uint16(ka[24:]) || be.Uint16(reply[32+26:]) != be.Uint16(ka[26:]):
 		t.Fatalf("keepalive answer's inner packet % x is not the reply to % x", reply[32:], ka)
 	}
+	// An echo request in the tunnel to anyone else is no keepalive: it is
+	// data, decapsulated and forwarded to the correspondent.
+	toCN := icmpEcho(home, netip.MustParseAddr("203.0.113.9"))
+	if _, err := mn.conn.WriteToUDP(append([]byte{mipTunnel, mipTunnel, 0, 0}, toCN...), mn.ha); err != nil {
+		t.Fatal(err)
+	}
+	s = waitUDPCounters(t, k, "after an echo request to the correspondent", func(x Stats) bool {
+		return x.UDPDecapsulated == s.UDPDecapsulated+1 && x.UDPKeepalives == s.UDPKeepalives
+	})
 
 	// Tunnel data from another socket of the node (so another NAT port):
 	// dropped and counted; the good one after it is the first to arrive.

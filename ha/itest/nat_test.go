@@ -107,12 +107,14 @@ func newNATLab(t *testing.T) *natLab {
 
 // startNode runs mnsim as the NAT'd node, its traffic through TUN mnt0,
 // and waits for its first registration. The correspondent is routed
-// through the tunnel; the home agent through the NAT.
+// through the tunnel; the home agent through the NAT. Keepalives leave
+// after a second without traffic (not the 20 s the agent announces), so
+// the test sees them answered.
 func (n *natLab) startNode(t *testing.T) *lab.Proc {
 	t.Helper()
 	p, err := n.mn.Start(filepath.Join(Bins(t), "mnsim"), "register", "-ha", "192.0.2.1", "-home", "192.0.2.10",
 		"-coa", "10.0.0.7", "-spi", "256", "-key", "bus12-secret-01234", "-lifetime", "600", "-flags", "T",
-		"-udp-tunnel", "ipip", "-tun", "mnt0", "-json")
+		"-udp-tunnel", "ipip", "-tun", "mnt0", "-keepalive", "1s", "-json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,12 +267,23 @@ s.sendto(bytes.fromhex(sys.argv[1]),("192.0.2.1",434))`, forged); err != nil {
 		})
 	}
 
+	// Keepalives: the agent counts them (not as data) and answers each
+	// (an echo reply through the tunnel, which refreshes the mapping from
+	// its side too). Two counted: the first one's answer, a round trip in
+	// namespaces, is back long before the second leaves a second later.
+	eventually(t, 15*time.Second, "two keepalives counted by the agent", func() (bool, string) {
+		n := showStats(t, a)["udp tunnel keepalives"]
+		return n >= 2, fmt.Sprint(n)
+	})
+
 	_ = node.Signal(syscall.SIGTERM)
 	<-node.Done()
 	var stopped struct {
-		Event   string `json:"event"`
-		DataIn  uint64 `json:"data_in"`
-		DataOut uint64 `json:"data_out"`
+		Event          string `json:"event"`
+		DataIn         uint64 `json:"data_in"`
+		DataOut        uint64 `json:"data_out"`
+		Keepalives     uint64 `json:"keepalives"`
+		KeepaliveEchos uint64 `json:"keepalive_echos"`
 	}
 	for _, l := range strings.Split(node.Output(), "\n") {
 		if strings.Contains(l, `"stopped"`) {
@@ -279,6 +292,9 @@ s.sendto(bytes.fromhex(sys.argv[1]),("192.0.2.1",434))`, forged); err != nil {
 	}
 	if stopped.DataIn < 6 || stopped.DataOut < 6 {
 		t.Errorf("the node carried %d packets in, %d out through its TUN, want ≥ 6 each:\n%s", stopped.DataIn, stopped.DataOut, node.Output())
+	}
+	if stopped.Keepalives < 2 || stopped.KeepaliveEchos == 0 {
+		t.Errorf("the node sent %d keepalives and got %d echo replies, want ≥ 2 and > 0 (the Home Agent answers keepalives):\n%s", stopped.Keepalives, stopped.KeepaliveEchos, node.Output())
 	}
 
 	if !needTshark {

@@ -222,10 +222,11 @@ type Stats struct {
 	// packets encapsulated towards a NAT, dropped for want of an endpoint
 	// (routed to the program but the binding has none) or because the
 	// kernel refused the push; tunnel data decapsulated and forwarded,
-	// keepalives (counted and consumed, never forwarded), and tunnel data
-	// dropped for an outer source address or port other than the
-	// binding's NAT mapping, an inner source with no UDP binding, an inner
-	// protocol other than IPv4 (GRE, minimal), or a refused strip.
+	// keepalives (counted apart and answered by the local stack, never
+	// forwarded), and tunnel data dropped for an outer source address or
+	// port other than the binding's NAT mapping, an inner source with no
+	// UDP binding, an inner protocol other than IPv4 (GRE, minimal), or a
+	// refused strip.
 	UDPEncapsulated, UDPNoEndpoint, UDPEncapFailed                            uint64
 	UDPDecapsulated, UDPKeepalives                                            uint64
 	UDPWrongAddr, UDPWrongPort, UDPUnknownHome, UDPNextHeader, UDPDecapFailed uint64

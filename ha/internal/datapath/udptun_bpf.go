@@ -19,7 +19,8 @@ package datapath
 // untouched); its inner source must be a UDP-tunnelled home whose binding
 // names exactly the outer source address and port, else it is dropped and
 // counted; a good one loses its 32 outer bytes (bpf_skb_adjust_room at the
-// MAC layer) and the stack forwards the inner packet.
+// MAC layer) and the stack forwards the inner packet (or, a keepalive to
+// our own address, answers it).
 //
 // This file holds the programs; udptun_linux.go loads and attaches them.
 
@@ -37,7 +38,7 @@ const (
 	utDecapUnknown          // inner source is no UDP-tunnelled home
 	utDecapNextHdr          // next header not IPv4 (GRE, minimal: not done in the kernel)
 	utDecapFailed           // bpf_skb_adjust_room refused
-	utDecapKeepalive        // an ICMP echo request to our address: a keepalive, consumed
+	utDecapKeepalive        // an ICMP echo request to our address: a keepalive, stripped and answered by the stack
 	utMSSClamped            // TCP SYNs whose MSS option was lowered (both directions)
 	utSlots
 )
@@ -203,8 +204,17 @@ func utEncapProgram(endpoints, counts int, mss uint16) []insn {
 // A keepalive (RFC 3519: an ICMP echo request the node sends to its
 // agent inside the tunnel to hold the NAT mapping open) is tunnel data from
 // the binding's mapping whose inner packet is an ICMP echo request (type 8)
-// to the endpoint's local address: counted and consumed here, so neither
-// forwarded nor answered as data.
+// to the endpoint's local address. It is counted as a keepalive, not as
+// data, and stripped like data: the inner destination is our own address,
+// so the stack delivers it locally (never forwards it) and answers it
+// (RFC 1122 §3.2.2.6) from that address to the home address, whose /32
+// route is the encapsulating one: the reply leaves as tunnel data from
+// port 434 to the NAT mapping, refreshing the mapping in that direction
+// too, which is why RFC 3519 makes the keepalive an echo request. The
+// local delivery passes rp_filter exactly as forwarded data does (the
+// inner source, a home address, routes back out of the uplink through its
+// /32), so nothing else is needed: no redirect, no mark. An echo request
+// to any other address is data and follows the data rules.
 //
 // mss > 0 clamps TCP SYNs out of the tunnel to it; base is the uplink's
 // link-layer header length (udptun_mss.go), negative when unknown.
@@ -231,18 +241,21 @@ func utDecapProgram(endpoints, counts int, mss uint16, base int32) []insn {
 		jeqImm(r0, 0, "unknown"),
 		ldxW(r1, r0, 0), ldxW(r2, r10, -44), jneReg(r1, r2, "wrongaddr"), // outer source address
 		ldxH(r1, r0, 8), ldxH(r2, r10, -36), jneReg(r1, r2, "wrongport"), // outer source port
-		// Keepalive: inner ICMP echo request to our (local) address.
+		// Keepalive: inner ICMP echo request to our (local) address. It
+		// is stripped like data and only counted apart (r8 survives the
+		// strip and the clamp); the stack delivers it locally.
+		mov64Imm(r8, utDecapPassed),
 		ldxB(r1, r10, -15), jneImm(r1, 1, "strip"),
 		ldxB(r1, r10, -4), jneImm(r1, 8, "strip"),
 		ldxW(r1, r0, 4), ldxW(r2, r10, -8), jneReg(r1, r2, "strip"),
-		mov64Imm(r8, utDecapKeepalive), mov64Imm(r9, tcActShot), ja("count"),
+		mov64Imm(r8, utDecapKeepalive),
 	)
 	p = append(p, utStrip(base)...)
 	if mss > 0 {
 		p = append(p, mssClamp(mss, base, counts, "mss_done")...)
 	}
 	p = append(p,
-		at("mss_done", mov64Imm(r8, utDecapPassed)), mov64Imm(r9, tcActOK), ja("count"),
+		at("mss_done", mov64Imm(r9, tcActOK)), ja("count"),
 		at("pass", mov64Imm(r0, tcActOK)), exit(),
 	)
 	p = append(p, verdict("nexthdr", utDecapNextHdr, tcActShot)...)

@@ -296,13 +296,42 @@ func TestNetnsUDPTunnelDatapath(t *testing.T) {
 	s := waitUDPCounters(t, k, "after the ping", func(s Stats) bool { return s.UDPEncapsulated >= 2 && s.UDPDecapsulated >= 2 })
 
 	// A keepalive (an ICMP echo request to our address inside the tunnel)
-	// is counted and consumed: not decapsulated, not answered.
+	// is counted as one, not as data forwarded, and answered: the echo
+	// reply leaves encapsulated towards the NAT mapping, from our address
+	// and port 434, so that it refreshes the mapping too.
+	natSide := captureIn(t, n.rt, "pub1")
 	ka := icmpEcho(home, netip.MustParseAddr("192.0.2.1"))
 	if _, err := mn.conn.WriteToUDP(append([]byte{mipTunnel, mipTunnel, 0, 0}, ka...), mn.ha); err != nil {
 		t.Fatal(err)
 	}
 	s = waitUDPCounters(t, k, "after a keepalive", func(x Stats) bool {
 		return x.UDPKeepalives == s.UDPKeepalives+1 && x.UDPDecapsulated == s.UDPDecapsulated
+	})
+	reply := natSide.next(t, func(p []byte) bool {
+		// UDP carrying an ICMP echo reply from our address (the capture
+		// also sees the keepalive itself go by, and nothing else answers)
+		return len(p) >= 32+28 && p[9] == 17 && p[32+9] == 1 && p[32+20] == 0 && bytes.Equal(p[32+12:32+16], []byte{192, 0, 2, 1})
+	})
+	natA := nat.Addr().As4()
+	switch be := binary.BigEndian; {
+	case !bytes.Equal(reply[12:16], []byte{192, 0, 2, 1}) || !bytes.Equal(reply[16:20], natA[:]):
+		t.Fatalf("keepalive answer %v → %v, want 192.0.2.1 → the NAT's %v", netip.AddrFrom4([4]byte(reply[12:16])), netip.AddrFrom4([4]byte(reply[16:20])), nat.Addr())
+	case be.Uint16(reply[20:]) != mipPort || be.Uint16(reply[22:]) != nat.Port():
+		t.Fatalf("keepalive answer from port %d to %d, want %d to the mapping's %d", be.Uint16(reply[20:]), be.Uint16(reply[22:]), mipPort, nat.Port())
+	case reply[28] != mipTunnel || reply[29] != mipTunnel:
+		t.Fatalf("keepalive answer's tunnel data header % x", reply[28:32])
+	case !bytes.Equal(reply[32+16:32+20], []byte{10, 1, 0, 5}) ||
+		be.Uint16(reply[32+24:]) != be.Uint16(ka[24:]) || be.Uint16(reply[32+26:]) != be.Uint16(ka[26:]):
+		t.Fatalf("keepalive answer's inner packet % x is not the reply to % x", reply[32:], ka)
+	}
+	// An echo request in the tunnel to anyone else is no keepalive: it is
+	// data, decapsulated and forwarded to the correspondent.
+	toCN := icmpEcho(home, netip.MustParseAddr("203.0.113.9"))
+	if _, err := mn.conn.WriteToUDP(append([]byte{mipTunnel, mipTunnel, 0, 0}, toCN...), mn.ha); err != nil {
+		t.Fatal(err)
+	}
+	s = waitUDPCounters(t, k, "after an echo request to the correspondent", func(x Stats) bool {
+		return x.UDPDecapsulated == s.UDPDecapsulated+1 && x.UDPKeepalives == s.UDPKeepalives
 	})
 
 	// Tunnel data from another socket of the node (so another NAT port):

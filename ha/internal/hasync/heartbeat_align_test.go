@@ -1,0 +1,51 @@
+package hasync
+
+import (
+	"testing"
+	"time"
+)
+
+// With an election, the active member's heartbeats ride on the election's
+// wake-ups: a heartbeat due within a quarter interval of an advertisement
+// leaves with it, and the next is timed from there, unjittered, so that
+// it is again due at an advertisement. At an interval equal to the
+// advertisement interval no heartbeat then needs a wake-up of its own; at
+// a third of it, two in three do.
+func TestHeartbeatAlignedWithElection(t *testing.T) {
+	const advert = 100 * ms
+	for _, tc := range []struct {
+		iv       time.Duration
+		perCycle uint64 // heartbeats per advertisement interval on the member's own timer
+	}{{100 * time.Millisecond, 0}, {time.Duration(advert / 3), 2}} {
+		s := group(t, 2, hbConfig(tc.iv, 3))
+		m := s.nodes[0].m
+		s.run(s.now + sec)
+		var own, aligned uint64
+		const cycles = 50
+		wake := s.now
+		// The election's timer fires every advert; the owner loop runs
+		// AlignHeartbeat a little later in the same wake-up (eps).
+		eps := int64(50 * time.Microsecond)
+		for k := range cycles + 5 {
+			wake += advert
+			before := m.C.HeartbeatsSent
+			s.run(wake + eps - 1)
+			if k >= 5 {
+				own += m.C.HeartbeatsSent - before
+			}
+			before = m.C.HeartbeatsSent
+			s.out = m.AlignHeartbeat(wake+eps, advert, s.out[:0])
+			s.dispatch(0)
+			if k >= 5 {
+				aligned += m.C.HeartbeatsSent - before
+			}
+		}
+		if aligned != cycles || own != tc.perCycle*cycles {
+			t.Errorf("interval %v: %d heartbeats with the advertisements and %d on the member's own timer in %d cycles, want %d and %d",
+				tc.iv, aligned, own, cycles, cycles, tc.perCycle*cycles)
+		}
+		if c := s.nodes[1].m.Counters(); c.PeersDetectedDown != 0 {
+			t.Errorf("interval %v: the peer declared the member down %d times", tc.iv, c.PeersDetectedDown)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/groupio"
@@ -70,16 +69,20 @@ func (a *Agent) armAwake() {
 	if g == nil || g.awake == nil || g.period <= 0 {
 		return
 	}
-	want := int64(math.MaxInt64)
-	switch {
-	case g.m.HeartbeatPeriodic():
-		want = 0
-	default:
-		if e := g.m.NextHeartbeatExpiry(); e != 0 {
-			want = e - g.period - g.period/4
-		}
+	g.wantAwake.Store(awakeFrom(g.m.HeartbeatPeriodic(), g.m.NextHeartbeatExpiry(), g.period))
+}
+
+// awakeFrom is armAwake's rule: from when the election's wake-ups are
+// wanted, given whether this member heartbeats periodically, the earliest
+// peer expiry (0: none) and the advertisement interval. With no expiry
+// pending every wake-up is wanted: a peer may just have begun to heartbeat
+// periodically (it became active), and until its heartbeat is read there is
+// nothing to detect its death by.
+func awakeFrom(periodic bool, expiry, period int64) int64 {
+	if periodic || expiry == 0 {
+		return 0
 	}
-	g.wantAwake.Store(want)
+	return expiry - period - period/4
 }
 
 // electionAwake: the election advertised or heard an advertisement (owner

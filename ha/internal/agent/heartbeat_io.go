@@ -62,24 +62,28 @@ func (a *Agent) awakeFn(g *group) func() {
 // (owner goroutine, after every event): at every one while this member
 // sends periodic heartbeats (they leave with the advertisement,
 // hasync.AlignHeartbeat); otherwise from when the next advertisement could
-// come after a peer's heartbeat expiry, so that the heartbeats queued are
-// read in an advertisement's wake-up rather than in one of their own.
+// come after the active peer's heartbeat expiry, so that the heartbeats
+// queued are read in an advertisement's wake-up rather than in one of
+// their own.
 func (a *Agent) armAwake() {
 	g := a.grp
 	if g == nil || g.awake == nil || g.period <= 0 {
 		return
 	}
-	g.wantAwake.Store(awakeFrom(g.m.HeartbeatPeriodic(), g.m.NextHeartbeatExpiry(), g.period))
+	e, known := g.m.HeartbeatWatch()
+	g.wantAwake.Store(awakeFrom(g.m.HeartbeatPeriodic(), known, e, g.period))
 }
 
 // awakeFrom is armAwake's rule: from when the election's wake-ups are
-// wanted, given whether this member heartbeats periodically, the earliest
-// peer expiry (0: none) and the advertisement interval. With no expiry
-// pending every wake-up is wanted: a peer may just have begun to heartbeat
-// periodically (it became active), and until its heartbeat is read there is
-// nothing to detect its death by.
-func awakeFrom(periodic bool, expiry, period int64) int64 {
-	if periodic || expiry == 0 {
+// wanted, given whether this member heartbeats periodically, whether every
+// up peer's heartbeat parameters are known, the earliest expiry of a peer
+// heartbeating periodically (0: none) and the advertisement interval. With
+// a peer unknown or no periodic peer every wake-up is wanted: a peer that
+// just restarted or became active heartbeats from now on, and its
+// heartbeat must be read at once, not at this member's next timer up to a
+// second later (hasync.Machine.HeartbeatWatch).
+func awakeFrom(periodic, known bool, expiry, period int64) int64 {
+	if periodic || !known || expiry == 0 {
 		return 0
 	}
 	return expiry - period - period/4

@@ -50,15 +50,31 @@ func (m *Machine) HeartbeatPeriodic() bool {
 	return m.heartbeatOn() && len(m.peers) > 0 && !m.hb.demand
 }
 
-// NextHeartbeatExpiry is the earliest time a peer is declared down if
-// nothing more is heard from it (0: none pending). A member reading its
-// heartbeat socket lazily must read it before then.
-func (m *Machine) NextHeartbeatExpiry() int64 {
-	var t int64
+// HeartbeatWatch is what a member reading its heartbeat socket lazily must
+// watch: the earliest expiry of a peer that heartbeats periodically (an
+// active member whose death a standby must detect; 0: none), and whether
+// the heartbeat parameters of every up peer are known. Until they are (a
+// peer just came up or restarted, or one became active: its first periodic
+// heartbeat is still unread) the socket must be read at every chance: the
+// first-in-line rule counts a peer of unknown priority as outranking, and
+// a peer not known to heartbeat periodically cannot be detected.
+func (m *Machine) HeartbeatWatch() (expiry int64, known bool) {
+	known = true
 	for i := range m.peers {
-		if e := m.peers[i].expiry(); e != 0 && (t == 0 || e < t) {
-			t = e
+		p := &m.peers[i]
+		if !p.up || p.id == 0 {
+			continue
+		}
+		if p.hb.mult == 0 {
+			known = false
+			continue
+		}
+		if p.hb.demand {
+			continue
+		}
+		if e := p.expiry(); e != 0 && (expiry == 0 || e < expiry) {
+			expiry = e
 		}
 	}
-	return t
+	return expiry, known
 }

@@ -49,3 +49,28 @@ func TestHeartbeatAlignedWithElection(t *testing.T) {
 		}
 	}
 }
+
+// What a lazily reading member must watch: a periodic peer's expiry, and
+// whether every up peer's heartbeat is known. A restarted peer whose new
+// incarnation sent no heartbeat yet is unknown (read at every chance); a
+// peer in demand mode gives no expiry to watch.
+func TestHeartbeatWatch(t *testing.T) {
+	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
+	m := s.nodes[0].m
+	s.run(s.now + sec)
+	if e, known := m.HeartbeatWatch(); e != m.LastHeard(s.nodes[1].addr)+300*ms || !known {
+		t.Fatalf("periodic peer: expiry %d known %v, want last heard + 300 ms and known", e, known)
+	}
+	s.nodes[1].m.SetHeartbeatDemand(true)
+	s.run(s.now + sec)
+	if e, known := m.HeartbeatWatch(); e != 0 || !known {
+		t.Fatalf("demand peer: expiry %d known %v, want none and known", e, known)
+	}
+	s.cfg = nil // the new incarnation sends no heartbeat
+	s.stop(1)
+	s.start(1)
+	s.run(s.now + sec)
+	if e, known := m.HeartbeatWatch(); e != 0 || known || m.UpPeers() != 1 {
+		t.Fatalf("restarted peer, no heartbeat yet: expiry %d known %v up %d, want none, unknown, up", e, known, m.UpPeers())
+	}
+}

@@ -289,6 +289,9 @@ func (a *Agent) loop(ctx context.Context) error {
 			now := a.now()
 			a.perform(now, a.reg.Handle(now, Event{Kind: EvTimer}, a.acts[:0]))
 		case r := <-a.reload:
+			// Heartbeats queued before the reload are judged by the keys
+			// they arrived under (a rotation may drop the key they carry).
+			a.drainHeartbeats()
 			r.resp <- a.applyReload(r.cfg)
 		case r := <-a.cons:
 			if r.walk != nil {

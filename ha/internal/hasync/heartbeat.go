@@ -194,13 +194,14 @@ func (m *Machine) sendHeartbeat(now int64, out []Action) []Action {
 	switch {
 	case m.hb.demand:
 		m.hb.next = now + m.jittered(max(int64(DemandRefresh), tx))
-	case m.hb.step > 0: // on the election's grid (AlignHeartbeat): unjittered
+	case m.hb.step >= tx: // on the election's grid (AlignHeartbeat): unjittered
 		m.hb.next += m.hb.step
 		if m.hb.next <= now {
 			m.hb.next = now + m.hb.step
 		}
-		tx = max(tx, m.hb.step)
-	default:
+		tx = m.hb.step
+	default: // not aligned, or a peer asked for a slower interval since
+		m.hb.step = 0
 		m.hb.next = now + m.jittered(tx)
 	}
 	return m.emitHeartbeat(now, tx, out)

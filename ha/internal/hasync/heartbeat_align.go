@@ -8,8 +8,8 @@ package hasync
 // performance.md, "Idle cost"). AlignHeartbeat, called when the election
 // was awake anyway (it just advertised), sends a heartbeat in that wake-up
 // and puts the following ones on a grid that divides the advertisement
-// interval evenly (a spacing at most 5 % above the configured interval,
-// announced as the transmit interval when it is above), so that the last one of each interval falls due just
+// interval evenly (the spacing, at least the transmit interval, is
+// announced as the transmit interval), so that the last one of each interval falls due just
 // after the next advertisement (both timers are re-armed from the same
 // wake-up, the heartbeat's a little later) and leaves with it. At an
 // interval equal to the advertisement's no heartbeat wakes the member; at
@@ -29,9 +29,15 @@ func (m *Machine) AlignHeartbeat(now, period int64, out []Action) []Action {
 		return out
 	}
 	tx := m.txInterval()
-	// n heartbeats per advertisement interval, spaced at most 5 % beyond
-	// the configured interval (33 ms at 100 ms advertisements: 3, not 4).
-	n := max((period*100+tx*105-1)/(tx*105), 1)
+	// n heartbeats per advertisement interval, never closer than the
+	// transmit interval (a peer's RxInterval is a floor): 33 ms at 100 ms
+	// advertisements gives 3 at 33.3 ms. An interval longer than the
+	// advertisement's keeps its own, jittered schedule.
+	n := period / tx
+	if n == 0 {
+		m.hb.step = 0
+		return out
+	}
 	step := (period + n - 1) / n // n × step ≥ period: due just after the next advertisement
 	if m.hb.last == 0 || now-m.hb.last >= step-step/4 {
 		m.arena = m.arena[:0]

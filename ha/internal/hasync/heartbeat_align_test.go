@@ -74,3 +74,22 @@ func TestHeartbeatWatch(t *testing.T) {
 		t.Fatalf("restarted peer, no heartbeat yet: expiry %d known %v up %d, want none, unknown, up", e, known, m.UpPeers())
 	}
 }
+
+// An interval longer than the advertisement's is not aligned: the
+// heartbeat never leaves faster than its transmit interval (a peer's
+// RxInterval is a floor).
+func TestHeartbeatAlignNeverFaster(t *testing.T) {
+	s := group(t, 2, hbConfig(time.Second, 3))
+	m := s.nodes[0].m
+	s.run(s.now + 2*sec)
+	before := m.C.HeartbeatsSent
+	start := s.now
+	for range 100 {
+		s.run(s.now + 100*ms)
+		s.out = m.AlignHeartbeat(s.now, 100*ms, s.out[:0])
+		s.dispatch(0)
+	}
+	if got, most := m.C.HeartbeatsSent-before, uint64((s.now-start)/(750*ms))+1; got > most {
+		t.Fatalf("%d heartbeats in %v at a 1 s interval (75-100 %% jitter): at most %d", got, time.Duration(s.now-start), most)
+	}
+}

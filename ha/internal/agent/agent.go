@@ -247,9 +247,11 @@ func (a *Agent) loop(ctx context.Context) error {
 	if a.grp.elector != nil {
 		roles = a.grp.elector.Changes()
 	}
+	awake := a.grp.awake // nil without the heartbeat socket
 	for {
 		a.flushDataplane() // what the last iteration changed, in one batch
 		a.armTimer(timer)
+		a.armAwake()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -265,6 +267,8 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.groupReceive(p)
 		case ch := <-roles:
 			a.setRole(ch)
+		case <-awake:
+			a.electionAwake()
 		case ev, ok := <-links:
 			if ok {
 				a.linkEvent(ev)
@@ -281,9 +285,13 @@ func (a *Agent) loop(ctx context.Context) error {
 			if !timer.Due(timer.Now()) {
 				continue // a tick for a deadline that moved later meanwhile
 			}
+			a.drainHeartbeats() // a peer's expiry: what it sent counts first
 			now := a.now()
 			a.perform(now, a.reg.Handle(now, Event{Kind: EvTimer}, a.acts[:0]))
 		case r := <-a.reload:
+			// Heartbeats queued before the reload are judged by the keys
+			// they arrived under (a rotation may drop the key they carry).
+			a.drainHeartbeats()
 			r.resp <- a.applyReload(r.cfg)
 		case r := <-a.cons:
 			if r.walk != nil {

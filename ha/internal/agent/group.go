@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/binding"
@@ -42,9 +43,18 @@ type gpkt struct {
 type group struct {
 	m     *hasync.Machine
 	conn  *groupio.Conn
-	rx    chan *gpkt
-	free  chan *gpkt
-	peers []netip.Addr // unicast-only mode: every message to each of them
+	hb    *groupio.Conn // heartbeat port, lazy (heartbeat_io.go); nil: heartbeat off
+	hbBuf []byte
+	awake chan struct{} // the election was awake: read the heartbeats queued
+	// wantAwake: agent-clock time from which the election's wake-ups are
+	// wanted (armAwake); period: its advertisement interval, ns.
+	wantAwake atomic.Int64
+	period    int64
+	hacts     []hasync.Action
+	hbFailed  bool
+	rx        chan *gpkt
+	free      chan *gpkt
+	peers     []netip.Addr // unicast-only mode: every message to each of them
 
 	elector  role.Elector
 	mode     string // "standalone", "vrrp", "hsrp", "group"
@@ -104,6 +114,11 @@ func (a *Agent) openGroupProtocol(g *group) error {
 		return fmt.Errorf("agent: group socket: %w", err)
 	}
 	g.m, g.conn, g.peers = m, conn, gc.Peers
+	// Also with the heartbeat off: this member still hears its peers'.
+	if err := openHeartbeat(g, opts); err != nil {
+		conn.Close()
+		return err
+	}
 	g.rx = make(chan *gpkt, groupBufs)
 	g.free = make(chan *gpkt, groupBufs)
 	for i := 0; i < groupBufs; i++ {
@@ -174,11 +189,12 @@ func (a *Agent) newElector(g *group) error {
 				GARPCount: v.GARPCount, GARPRepeat: v.GARPInterval,
 				GARPLowerPrioCount: v.Reclaim.LowerPrioCount, GARPLowerPrioInterval: v.Reclaim.LowerPrioInterval,
 				GARPRefresh: v.Reclaim.Refresh, GARPRefreshCount: v.Reclaim.RefreshCount,
-				UseVirtualMAC: v.UseVirtualMAC}})
+				UseVirtualMAC: v.UseVirtualMAC}, Awake: a.awakeFn(g)})
 		if err != nil {
 			return fmt.Errorf("agent: vrrp: %w", err)
 		}
 		g.elector, g.mode, g.notify = r, "vrrp", v.NotifyCommand
+		g.period = int64(v.AdvertInterval)
 	case cfg.HSRP.Enabled:
 		h := &cfg.HSRP
 		auth, err := hsrp.AuthString(h.Auth)
@@ -191,11 +207,12 @@ func (a *Agent) newElector(g *group) error {
 				Hellotime: h.Hello, Holdtime: h.Hold, Primary: cfg.Agent.Address,
 				GARPCount: 3, UseVirtualMAC: h.UseVirtualMAC,
 				GARPLowerPrioCount: h.Reclaim.LowerPrioCount, GARPLowerPrioInterval: h.Reclaim.LowerPrioInterval,
-				GARPRefresh: h.Reclaim.Refresh, GARPRefreshCount: h.Reclaim.RefreshCount}})
+				GARPRefresh: h.Reclaim.Refresh, GARPRefreshCount: h.Reclaim.RefreshCount}, Awake: a.awakeFn(g)})
 		if err != nil {
 			return fmt.Errorf("agent: hsrp: %w", err)
 		}
 		g.elector, g.mode = r, "hsrp"
+		g.period = int64(h.Hello)
 	}
 	return nil
 }
@@ -256,20 +273,28 @@ func (a *Agent) groupAction(now int64, act *hasync.Action) (initialized bool) {
 	switch act.Kind {
 	case hasync.ActMulticast:
 		var err error
+		c := g.conn
+		if g.hb != nil && hasync.IsHeartbeat(act.Pkt) {
+			c = g.hb
+		}
 		if len(g.peers) > 0 {
 			for _, p := range g.peers {
-				if e := g.conn.SendTo(act.Pkt, p); e != nil {
+				if e := c.SendTo(act.Pkt, p); e != nil {
 					err = e
 				}
 			}
 		} else {
-			err = g.conn.SendGroup(act.Pkt)
+			err = c.SendGroup(act.Pkt)
 		}
 		if err != nil {
 			g.sendErrs++
 		}
 	case hasync.ActUnicast:
-		if err := g.conn.SendTo(act.Pkt, act.To); err != nil {
+		c := g.conn
+		if g.hb != nil && hasync.IsHeartbeat(act.Pkt) {
+			c = g.hb
+		}
+		if err := c.SendTo(act.Pkt, act.To); err != nil {
 			g.sendErrs++
 		}
 	case hasync.ActPeerDown:
@@ -340,6 +365,9 @@ func (a *Agent) setRole(ch role.Change) {
 func (a *Agent) closeGroup() {
 	if a.grp != nil && a.grp.conn != nil {
 		_ = a.grp.conn.Close()
+	}
+	if a.grp != nil && a.grp.hb != nil {
+		_ = a.grp.hb.Close()
 	}
 }
 

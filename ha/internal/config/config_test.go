@@ -381,6 +381,8 @@ func TestErrors(t *testing.T) {
 		{"group port", "[group]\nport = 434", false, `x.toml:6: group.port 434 is agent.listen_port (default): the group protocol needs its own port`},
 		{"group port both written", "listen_port = 5000\n[group]\nport = 5000", false, `x.toml:7: group.port 5000 is agent.listen_port (line 5): the group protocol needs its own port`},
 		{"group port default", "listen_port = 4343\n[group]\nenabled = true\nkey = \"text:k\"", false, `x.toml:5: agent.listen_port 4343 is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port`},
+		{"heartbeat port is listen_port", "listen_port = 5001\n[group]\nport = 5000", false, `x.toml:7: group.port 5000 + 1 is agent.listen_port: the group heartbeat uses group.port + 1; choose ports two apart`},
+		{"heartbeat port past 65535", "[group]\nport = 65535", false, `x.toml:6: group.port is 65535: the group heartbeat uses group.port + 1; choose a port below 65535`},
 		{"group peers self", "[group]\npeers = [\"192.0.2.3\", \"192.0.2.2\"]", false, `x.toml:6: group.peers[2] 192.0.2.2 is this agent's own address`},
 		{"group max_members below peers", "[group]\nmax_members = 2\npeers = [\"192.0.2.3\", \"192.0.2.4\"]", false, `x.toml:6: group.max_members is 2 but group.peers lists 2 other members: raise max_members to at least 3`},
 		{"group max_members range", "[group]\nmax_members = 101", false, `x.toml:6: group.max_members 101 out of range 2..100`},

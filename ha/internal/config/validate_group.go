@@ -84,6 +84,19 @@ func (d *decoder) groupAddress(r *rawConfig, c *Config) {
 			d.errorf(lp.Line, lp.Key, "%d is group.port (default): the group protocol needs its own port; choose another listen_port, or set group.port", g.Port)
 		}
 	}
+	// The heartbeat port, group.port + 1 (hasync-spec §2), is bound too.
+	if g.Enabled || rg.Port.Set {
+		f := rg.Port
+		if !f.Set {
+			f = field[int64]{Key: "group.port", Line: rg.Line}
+		}
+		switch {
+		case g.Port == 65535:
+			d.errorf(f.Line, f.Key, "is 65535: the group heartbeat uses group.port + 1; choose a port below 65535")
+		case g.Port+1 == c.Agent.ListenPort:
+			d.errorf(f.Line, f.Key, "%d + 1 is agent.listen_port: the group heartbeat uses group.port + 1; choose ports two apart", g.Port)
+		}
+	}
 }
 
 // groupPeers checks the unicast peers: each once, none of them this agent.

@@ -94,6 +94,11 @@ type Options struct {
 	Group netip.Addr
 	// Port is the group port, source and destination (hasync.DefaultPort).
 	Port uint16
+	// Lazy keeps the socket out of the Go runtime's poller: a datagram
+	// that arrives wakes nobody, and ReadQueued takes what waits, with the
+	// kernel's arrival time, when the owner is awake anyway (the group
+	// heartbeat's socket: groupio_lazy_linux.go). Read must not be used.
+	Lazy bool
 	// RcvBuf is SO_RCVBUF in bytes; 0 means DefaultRcvBuf. SO_RCVBUFFORCE
 	// is tried first (needs CAP_NET_ADMIN), else the kernel caps the value at
 	// net.core.rmem_max: see Conn.RcvBuf for what was granted.
@@ -117,6 +122,7 @@ type Conn struct {
 	group   netip.Addr
 	port    uint16
 	rcvbuf  int
+	lazy    bool
 
 	// Receive state (owned by the reading goroutine).
 	rhdr  unix.Msghdr
@@ -125,6 +131,7 @@ type Conn struct {
 	rctl  []byte
 	rn    int
 	rerr  syscall.Errno
+	rat   int64 // kernel arrival time of the last datagram, Unix ns (0: none)
 
 	// Send state (owned by the sending goroutine).
 	whdr   unix.Msghdr
@@ -141,9 +148,10 @@ type Conn struct {
 }
 
 var (
-	// Receive control room: IP_TTL (int) and IP_PKTINFO, plus slack so an
-	// unexpected message is skipped rather than cut (MSG_CTRUNC).
-	rctlSpace = 2 * (unix.CmsgSpace(4) + unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+	// Receive control room: IP_TTL (int), IP_PKTINFO and, on a lazy
+	// socket, SO_TIMESTAMPNS_NEW (two int64), plus slack so an unexpected
+	// message is skipped rather than cut (MSG_CTRUNC).
+	rctlSpace = 2 * (unix.CmsgSpace(4) + unix.CmsgSpace(unix.SizeofInet4Pktinfo) + unix.CmsgSpace(16))
 	wctlSpace = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
 )
 
@@ -161,7 +169,11 @@ func Open(o Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	nonblock := unix.SOCK_NONBLOCK
+	if o.Lazy {
+		nonblock = 0 // blocking at os.NewFile: not registered with the poller (openLazy)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|nonblock|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("%s: socket: %w", where, err)
 	}
@@ -182,6 +194,9 @@ func Open(o Options) (*Conn, error) {
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: %s: %w", where, what, err)
+	}
+	if o.Lazy {
+		return openLazy(fd, o, ifi, local, group, granted, where)
 	}
 	// A non-blocking descriptor makes os.NewFile register it with the
 	// runtime poller: Read parks the goroutine, Close wakes it.
@@ -464,6 +479,9 @@ func (c *Conn) Read(buf []byte) (n int, src netip.Addr, ttl uint8, err error) {
 		if err := c.rc.Read(c.readFn); err != nil {
 			return 0, netip.Addr{}, 0, c.mapErr(err)
 		}
+		if c.rerr == unix.EAGAIN {
+			return 0, netip.Addr{}, 0, errEmpty
+		}
 		if c.rerr != 0 {
 			return 0, netip.Addr{}, 0, fmt.Errorf("groupio: recvmsg on port %d: %w", c.port, c.rerr)
 		}
@@ -471,11 +489,12 @@ func (c *Conn) Read(buf []byte) (n int, src netip.Addr, ttl uint8, err error) {
 			c.trunc.Add(1)
 			continue
 		}
-		ttl, ifindex, ok := parseCmsgs(c.rctl[:c.rhdr.Controllen])
+		ttl, ifindex, stamp, ok := parseCmsgs(c.rctl[:c.rhdr.Controllen])
 		if !ok || ifindex != c.ifindex {
 			c.wrongIf.Add(1)
 			continue
 		}
+		c.rat = stamp
 		return c.rn, netip.AddrFrom4(c.rname.Addr), ttl, nil
 	}
 }
@@ -491,17 +510,24 @@ func (c *Conn) recv(fd uintptr) bool {
 	case 0:
 		c.rn = int(r)
 		return true
-	case unix.EAGAIN, unix.EINTR:
+	case unix.EINTR:
+		return false
+	case unix.EAGAIN:
+		if c.lazy { // nothing queued: ReadQueued reports it (never waits)
+			c.rerr = e
+			return true
+		}
 		return false
 	}
 	c.rerr = e
 	return true
 }
 
-// parseCmsgs walks the control messages for IP_TTL and IP_PKTINFO.
+// parseCmsgs walks the control messages for IP_TTL and IP_PKTINFO, and the
+// kernel arrival time (SO_TIMESTAMPNS_NEW, Unix ns; 0 when absent).
 // ok is false when either is missing (the kernel always gives both: the
 // socket asked for them).
-func parseCmsgs(b []byte) (ttl uint8, ifindex int, ok bool) {
+func parseCmsgs(b []byte) (ttl uint8, ifindex int, stamp int64, ok bool) {
 	var haveTTL, havePI bool
 	hl := unix.CmsgLen(0)
 	for len(b) >= hl {
@@ -511,6 +537,10 @@ func parseCmsgs(b []byte) (ttl uint8, ifindex int, ok bool) {
 			break
 		}
 		data := b[hl:l]
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_TIMESTAMPNS_NEW && len(data) >= 16 {
+			// struct __kernel_timespec: two 64-bit fields on every arch.
+			stamp = int64(binary.NativeEndian.Uint64(data))*1e9 + int64(binary.NativeEndian.Uint64(data[8:]))
+		}
 		if h.Level == unix.IPPROTO_IP {
 			switch h.Type {
 			case unix.IP_TTL:
@@ -530,7 +560,7 @@ func parseCmsgs(b []byte) (ttl uint8, ifindex int, ok bool) {
 		}
 		b = b[sp:]
 	}
-	return ttl, ifindex, haveTTL && havePI
+	return ttl, ifindex, stamp, haveTTL && havePI
 }
 
 // SendGroup sends pkt to Group:Port on the home interface with TTL 255.

@@ -239,14 +239,14 @@ func TestParseCmsgs(t *testing.T) {
 	nativePut32(b[hl:], 1)
 	off2 := put(off, unix.IP_PKTINFO, unix.SizeofInet4Pktinfo)
 	nativePut32(b[off+hl:], 7)
-	ttl, ifx, ok := parseCmsgs(b[:off2])
+	ttl, ifx, _, ok := parseCmsgs(b[:off2])
 	if !ok || ttl != 1 || ifx != 7 {
 		t.Fatalf("parse = %d %d %v", ttl, ifx, ok)
 	}
-	if _, _, ok := parseCmsgs(b[:off]); ok {
+	if _, _, _, ok := parseCmsgs(b[:off]); ok {
 		t.Fatal("missing pktinfo accepted")
 	}
-	if _, _, ok := parseCmsgs(b[:off+hl+unix.SizeofInet4Pktinfo-1]); ok {
+	if _, _, _, ok := parseCmsgs(b[:off+hl+unix.SizeofInet4Pktinfo-1]); ok {
 		t.Fatal("cut pktinfo accepted")
 	}
 }

@@ -62,6 +62,15 @@ const (
 	ReadBack = 2 * time.Millisecond
 )
 
+// HeartbeatPortOffset: heartbeats travel to and from the group port + 1
+// (spec §2), on a socket of their own that a member reads when it is awake
+// anyway rather than at every arrival; everything else uses the group port.
+const HeartbeatPortOffset = 1
+
+// IsHeartbeat reports whether pkt, a message this member built, is a
+// heartbeat (it leaves from and to the heartbeat port).
+func IsHeartbeat(pkt []byte) bool { return len(pkt) > 1 && pkt[1] == TypeHeartbeat }
+
 // AppendBinary appends the 12-byte body.
 func (h *Heartbeat) AppendBinary(b []byte) ([]byte, error) {
 	f := uint8(0)
@@ -114,6 +123,8 @@ type hbPeer struct {
 // hbState is the machine's own heartbeat state.
 type hbState struct {
 	next   int64 // monotonic ns: next transmission (0: at once)
+	last   int64 // when the last heartbeat was sent (0: none yet)
+	step   int64 // aligned with the election (AlignHeartbeat): the spacing; 0: not aligned
 	prio   uint8 // this member's election priority (SetHeartbeatPriority)
 	demand bool  // this member is in demand mode (SetHeartbeatDemand)
 	rx     Heartbeat
@@ -126,7 +137,7 @@ type hbState struct {
 func (m *Machine) SetHeartbeatDemand(on bool) {
 	if m.hb.demand != on {
 		m.hb.demand = on
-		m.hb.next = 0
+		m.hb.next, m.hb.step = 0, 0
 	}
 }
 
@@ -180,11 +191,25 @@ func (m *Machine) sendHeartbeat(now int64, out []Action) []Action {
 		return out
 	}
 	tx := m.txInterval()
-	if m.hb.demand {
+	switch {
+	case m.hb.demand:
 		m.hb.next = now + m.jittered(max(int64(DemandRefresh), tx))
-	} else {
+	case m.hb.step >= tx: // on the election's grid (AlignHeartbeat): unjittered
+		m.hb.next += m.hb.step
+		if m.hb.next <= now {
+			m.hb.next = now + m.hb.step
+		}
+		tx = m.hb.step
+	default: // not aligned, or a peer asked for a slower interval since
+		m.hb.step = 0
 		m.hb.next = now + m.jittered(tx)
 	}
+	return m.emitHeartbeat(now, tx, out)
+}
+
+// emitHeartbeat builds one heartbeat announcing transmit interval tx.
+func (m *Machine) emitHeartbeat(now, tx int64, out []Action) []Action {
+	m.hb.last = now
 	h := Heartbeat{Demand: m.hb.demand, Priority: m.hb.prio, Mult: uint8(m.cfg.HeartbeatMultiplier), TxInterval: usOf(tx), RxInterval: usOf(int64(m.cfg.HeartbeatInterval))}
 	start := m.begin(TypeHeartbeat)
 	m.arena, _ = h.AppendBinary(m.arena)

@@ -456,3 +456,43 @@ func TestHeartbeatAllocs(t *testing.T) {
 		t.Fatalf("only %d heartbeats received", b.Counters().HeartbeatsReceived)
 	}
 }
+
+// A member that reads its heartbeat socket lazily (the agent drains it when
+// awake, with each datagram's kernel arrival time as now) may read an older
+// heartbeat after a newer message from the same peer: the older arrival
+// must not move the peer's last-heard time back, or the peer's expiry
+// would come early and a live peer be declared down.
+func TestHeartbeatOlderArrivalKeepsLastHeard(t *testing.T) {
+	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
+	m, m1 := s.nodes[0].m, s.nodes[1].m
+	s.run(s.now + sec)
+	// Member 1's next heartbeat is held back (queued in member 0's lazy
+	// socket); the one after it is delivered at once.
+	s.run(m1.hb.next - 1)
+	s.now = m1.hb.next
+	arrived := s.now
+	var held []byte
+	s.out = m1.Tick(s.now, s.out[:0])
+	for _, a := range s.out {
+		if a.Pkt != nil && a.Pkt[1] == TypeHeartbeat {
+			held = bytes.Clone(a.Pkt)
+		}
+	}
+	s.out = s.out[:0]
+	if held == nil {
+		t.Fatal("no heartbeat from member 1")
+	}
+	s.run(m1.hb.next + ms)
+	newer := m.LastHeard(s.nodes[1].addr)
+	if newer <= arrived {
+		t.Fatalf("last heard %v, want after the held heartbeat's %v", newer, arrived)
+	}
+	s.out = m.Receive(arrived, s.nodes[1].addr, RequiredTTL, held, s.out[:0])
+	s.dispatch(0)
+	if got := m.LastHeard(s.nodes[1].addr); got != newer {
+		t.Fatalf("an older arrival read late moved last heard from %v back to %v", newer, got)
+	}
+	if c := m.Counters(); c.HeartbeatsReceived == 0 || c.Replay != 0 {
+		t.Fatalf("counters %+v: the held heartbeat is fresh, not a replay", c)
+	}
+}

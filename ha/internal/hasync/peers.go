@@ -157,7 +157,12 @@ func (m *Machine) heard(now int64, pi int, restarted bool) {
 		p.hb = hbPeer{}
 		m.markResync(int32(pi))
 	}
-	p.up, p.heard = true, now
+	p.up = true
+	// A heartbeat read late from a lazy socket carries its arrival time,
+	// which may precede a message already read: last heard never goes back.
+	if restarted || now > p.heard {
+		p.heard = now
+	}
 }
 
 // UpPeers is how many members of the Home Agent list are up: the number of

@@ -22,6 +22,9 @@ type RunnerConfig struct {
 	Interface string
 	PrefixLen int          // of the virtual address when added (32 if 0)
 	Logger    *slog.Logger // nil: discard
+	// Awake, if set, is called in the runner's loop after each packet
+	// received and each timer handled (runner.Loop.Awake).
+	Awake func()
 }
 
 // Stats are the runner's counters.
@@ -184,7 +187,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	pkt := make([]byte, 0, Len)
 	loop := runner.Loop[Event, Action]{Machine: m, Received: msgs, Control: r.ctl,
 		Startup: Event{Kind: EvEnable}, Shutdown: Event{Kind: EvDisable}, Timer: Event{Kind: EvTimer},
-		Clock: clk, Do: func(acts []Action) { r.do(m, fd, acts, &pkt) }}
+		Clock: clk, Awake: r.cfg.Awake, Do: func(acts []Action) { r.do(m, fd, acts, &pkt) }}
 	loop.Run(ctx)
 	return nil
 }

@@ -23,6 +23,9 @@ type RunnerConfig struct {
 	// PrefixLen of the virtual address when added to the interface (32 if 0).
 	PrefixLen int
 	Logger    *slog.Logger // nil: slog.New(slog.DiscardHandler)
+	// Awake, if set, is called in the runner's loop after each packet
+	// received and each timer handled (runner.Loop.Awake).
+	Awake func()
 }
 
 // Stats are the runner's counters (read with Runner.Stats).
@@ -207,7 +210,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	pkt := make([]byte, 0, HeaderLen+4*MaxAddrs)
 	loop := runner.Loop[Event, Action]{Machine: m, Received: adverts, Control: r.ctl,
 		Startup: Event{Kind: EvStartup}, Shutdown: Event{Kind: EvShutdown}, Timer: Event{Kind: EvTimer},
-		Clock: clk, Do: func(acts []Action) { r.do(m, tx, acts, &pkt) }}
+		Clock: clk, Awake: r.cfg.Awake, Do: func(acts []Action) { r.do(m, tx, acts, &pkt) }}
 	loop.Run(ctx)
 	return nil
 }

@@ -36,6 +36,11 @@ type Loop[E, A any] struct {
 	// Do does the actions the machine returned (sends, addresses, ARP,
 	// role reports). acts is reused for the next event.
 	Do func(acts []A)
+	// Awake, if set, is called after each packet received and each timer
+	// handled: the wake-ups the election has anyway (an advertisement sent
+	// or heard), at which the agent reads the group heartbeats queued
+	// meanwhile instead of waking for each (groupio's lazy socket).
+	Awake func()
 	// Clock is the machine's clock and the timer that follows its
 	// deadline: a deadline.Timer in the runners (a timerfd: a deadline
 	// that moves at every packet does not wake the process at its old
@@ -89,13 +94,21 @@ func (l *Loop[E, A]) Run(ctx context.Context) {
 			return
 		case ev := <-l.Received:
 			handle(ev)
+			l.awake()
 		case ev := <-l.Control:
 			handle(ev)
 		case <-tick:
 			if clk.Due(clk.Now()) {
 				handle(l.Timer)
+				l.awake()
 			}
 		}
+	}
+}
+
+func (l *Loop[E, A]) awake() {
+	if l.Awake != nil {
+		l.Awake()
 	}
 }
 

@@ -99,3 +99,35 @@ func TestLoopDeadlines(t *testing.T) {
 		}
 	})
 }
+
+// Awake is called after every advertisement received and every timer the
+// machine handled (the wake-ups the election has anyway, at which the
+// agent reads its heartbeat socket), and after nothing else.
+func TestLoopAwake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &machine{next: time.Duration(math.MaxInt64)}
+		rx, ctl := make(chan event), make(chan event, 4)
+		var awake []time.Duration
+		l := Loop[event, string]{Machine: m, Received: rx, Control: ctl,
+			Startup: event{name: "startup"}, Shutdown: event{name: "shutdown"}, Timer: event{name: "timer"},
+			Do:    func([]string) {},
+			Awake: func() { awake = append(awake, time.Duration(time.Now().UnixNano())) }}
+		start := time.Duration(time.Now().UnixNano())
+		ctx, cancel := context.WithCancel(context.Background())
+		finished := make(chan struct{})
+		go func() { defer close(finished); l.Run(ctx) }()
+		time.Sleep(time.Second)
+		rx <- event{name: "advert", next: 3 * time.Second}
+		time.Sleep(5 * time.Second)
+		ctl <- event{name: "priority"}
+		time.Sleep(time.Second)
+		cancel()
+		<-finished
+		for i := range awake {
+			awake[i] -= start
+		}
+		if want := []time.Duration{time.Second, 3 * time.Second}; !slices.Equal(awake, want) {
+			t.Errorf("Awake called at %v, want %v (the advert and the timer)", awake, want)
+		}
+	})
+}

@@ -144,7 +144,8 @@ func lossTable(name, port string, pct int) string {
 `, name, port, match, port, match)
 }
 
-// dupTable sends a second copy of every group-protocol (UDP groupPort) and
+// dupTable sends a second copy of every group-protocol (UDP groupPort, and
+// groupPort+1 for the heartbeats) and
 // VRRP (IP protocol 112) datagram that port brings into the bridge out of
 // each other agent's port, so each peer receives it twice. Mobile-node
 // traffic is left alone: a duplicated request may rightly get two answers,
@@ -153,7 +154,7 @@ func dupTable(name, port string, others []string, groupPort int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table netdev %s {\n\tchain in {\n\t\ttype filter hook ingress device %q priority 0; policy accept;\n", name, port)
 	for _, o := range others {
-		fmt.Fprintf(&b, "\t\tudp dport %d counter dup to %q\n\t\tip protocol 112 counter dup to %q\n", groupPort, o, o)
+		fmt.Fprintf(&b, "\t\tudp dport { %d, %d } counter dup to %q\n\t\tip protocol 112 counter dup to %q\n", groupPort, groupPort+1, o, o)
 	}
 	b.WriteString("\t}\n}\n")
 	return b.String()

@@ -34,7 +34,7 @@ import (
 type MassOptions struct {
 	Seed uint64
 	N    int // bindings, and each member's capacity; 0: 10,000
-	// LossEvery drops every LossEvery-th group datagram (UDP 4343) sent to
+	// LossEvery drops every LossEvery-th group datagram (UDP 4343/4344) sent to
 	// ha3 while the nodes de-register and 5 s after (20: 5 %); the first
 	// one dropped depends on the seed. 0: no loss.
 	LossEvery int
@@ -265,17 +265,18 @@ func (r *run) writeAll(ctx context.Context, live bool) {
 	wg.Wait()
 }
 
-// groupLossTable drops every every-th group datagram (UDP groupPort) the
+// groupLossTable drops every every-th group datagram (UDP groupPort, and
+// groupPort+1 for the heartbeats) the
 // bridge sends out of port, starting with the k-th: a loss rate that does
 // not depend on a random generator.
 func groupLossTable(name, port string, every, k int) string {
 	return fmt.Sprintf(`table bridge %s {
 	chain filt {
 		type filter hook forward priority -10; policy accept;
-		oifname "%s" udp dport %d numgen inc mod %d %d counter drop
+		oifname "%s" udp dport { %d, %d } numgen inc mod %d %d counter drop
 	}
 }
-`, name, port, groupPort, every, k)
+`, name, port, groupPort, groupPort+1, every, k)
 }
 
 // massFigures counts, from the members' live tables and the model:

@@ -57,10 +57,10 @@ func reorderTable(name, port string, groupPort int) string {
 	return fmt.Sprintf(`table netdev %s {
 	chain out {
 		type filter hook egress device %q priority 0; policy accept;
-		udp dport { 434, %d } numgen random mod 100 < 30 counter meta priority set 1:20
+		udp dport { 434, %d, %d } numgen random mod 100 < 30 counter meta priority set 1:20
 		udp sport 434 numgen random mod 100 < 30 counter meta priority set 1:20
 		ip protocol 112 numgen random mod 100 < 30 counter meta priority set 1:20
 	}
 }
-`, name, port, groupPort)
+`, name, port, groupPort, groupPort+1)
 }

@@ -21,11 +21,15 @@ import (
 //     big for the tunnel, which is what lets the sender's path MTU
 //     discovery work;
 //   - the largest DF packet that fits (the tunnel MTU) arrives at the
-//     care-of address as one 1,500-byte outer packet;
+//     care-of address as one 1,500-byte outer packet with DF set in the
+//     outer header as in the inner one (RFC 2003 §3.1: an inner DF MUST
+//     be copied to the outer header);
 //   - without DF the kernel fragments the inner packet at the tunnel MTU
 //     before encapsulating (ip_forward sees the route's MTU) and tunnels
-//     each fragment whole: the outer packets are never fragments, and
-//     the node reassembles the inner one.
+//     each fragment whole, the outer header with DF set (the route's
+//     flag, not per packet: RFC 2003 §3.1 lets the encapsulator set it):
+//     the outer packets are never fragments, and the node reassembles
+//     the inner one.
 func TestTunnelDF(t *testing.T) {
 	need(t, true, "ip", "depmod", "xz", "tshark", "ping")
 	img := buildImage(t, defaultBoard, vm.BuildOptions{})
@@ -37,6 +41,10 @@ func TestTunnelDF(t *testing.T) {
 	checkTunnelDF(t, l, "IP in IP", "4", 1480)
 	l.mnsimOnce(t, "register", "-flags", "G")
 	checkTunnelDF(t, l, "GRE", "47", 1476)
+	far := narrowPath(t, l)
+	checkTunnelPMTU(t, l, far, "GRE", "47", 24)
+	l.registerFrom(t, far)
+	checkTunnelPMTU(t, l, far, "IP in IP", "4", 20)
 	poweroff(t, m, "ha1")
 }
 
@@ -68,12 +76,18 @@ func checkTunnelDF(t *testing.T, l *lab, name, proto string, mtu int) {
 	if !hasFrame(fits, 1514, "0,0") {
 		t.Fatalf("%s: a %d-byte DF ping: want one 1,500-byte outer packet unfragmented at %s:\n%s\nping:\n%s", name, mtu, coa, fits, pinged)
 	}
+	if !hasDF(fits, 1514, "1,1") || hasDF(fits, 0, "0,1") {
+		t.Fatalf("%s: a %d-byte DF ping: want DF set in the outer header as in the inner one (RFC 2003 §3.1) at %s (ip.flags.df, outer first, is the last column):\n%s", name, mtu, coa, fits)
+	}
 	t.Logf("%s: the %d-byte DF packet at the care-of address (DF flags outer,inner last): %s", name, mtu, firstFrame(fits, 1514))
 	frag := sniff(l.mnNS, "eth0", filter, func() { pinged = cnPing("5", "-M", "dont", "-s", "1472") })
 	if !hasFrame(frag, 0, "0,1") || hasFrame(frag, 0, "1,0") || hasFrame(frag, 0, "1,1") {
 		t.Fatalf("%s: a 1,500-byte ping without DF: want inner fragments, each in a whole outer packet, at %s:\n%s\nping:\n%s", name, coa, frag, pinged)
 	}
-	t.Logf("%s: %d bytes with DF arrive as one outer packet; 1,500 without DF as inner fragments, each tunnelled whole", name, mtu)
+	if !hasDF(frag, 0, "1,0") || hasDF(frag, 0, "0,0") {
+		t.Fatalf("%s: a 1,500-byte ping without DF: want the outer header of each tunnelled fragment with DF set at %s (ip.flags.df, outer first, is the last column):\n%s", name, coa, frag)
+	}
+	t.Logf("%s: %d bytes with DF arrive as one outer packet, outer DF set; 1,500 without DF as inner fragments, each tunnelled whole with outer DF set", name, mtu)
 }
 
 // hasFrame reports whether sniff's output holds a frame of length n (0:
@@ -87,6 +101,22 @@ func hasFrame(out string, n int, mf string) bool {
 			continue
 		}
 		if (n == 0 || f[6] == itoa(n)) && f[7] == mf {
+			return true
+		}
+	}
+	return false
+}
+
+// hasDF reports whether sniff's output holds a frame of length n (0: any)
+// whose don't-fragment flags (ip.flags.df, the last column, the outer
+// header first) are df.
+func hasDF(out string, n int, df string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 13 {
+			continue
+		}
+		if (n == 0 || f[6] == itoa(n)) && strings.TrimSpace(f[12]) == df {
 			return true
 		}
 	}

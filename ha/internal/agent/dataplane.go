@@ -83,6 +83,7 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 		ReverseCheck: cfg.ReverseCheck,
 		Capacity:     a.cfg.Agent.Capacity,
 		Local:        local,
+		TunnelDF:     cfg.TunnelDF,
 		Logger:       a.log.With("sub", "datapath"),
 	}
 	natDatapathConfig(a.cfg, &dc)

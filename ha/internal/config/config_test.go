@@ -79,7 +79,7 @@ func TestDefaults(t *testing.T) {
 	if h != (HSRP{Priority: 100, Auth: "cisco", UseVirtualMAC: true, Reclaim: Reclaim{LowerPrioCount: 3, LowerPrioInterval: time.Second, RefreshCount: 1}}) {
 		t.Errorf("hsrp defaults: %+v", h)
 	}
-	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ProxyARPMode: "entries", ReverseCheck: true, ReconcileInterval: 30 * time.Second}) {
+	if d := c.Datapath; d != (Datapath{Enabled: true, TunnelDevice: "mip0", RouteProtocol: 77, ProxyARP: true, ProxyARPMode: "entries", ReverseCheck: true, TunnelDF: true, ReconcileInterval: 30 * time.Second}) {
 		t.Errorf("datapath defaults: %+v", d)
 	}
 	if ad := c.Advert; ad != (Advert{Interval: 3 * time.Second, Lifetime: 9 * time.Second, Destination: netip.MustParseAddr("224.0.0.1")}) {
@@ -649,5 +649,12 @@ func TestWrongTypeOfRequiredKeyIsOneError(t *testing.T) {
 				t.Errorf("error = %q, want it to contain %q", errs[0], c.want)
 			}
 		})
+	}
+}
+
+func TestTunnelDFOff(t *testing.T) {
+	c := mustParse(t, base+"[datapath]\ntunnel_df = false\n")
+	if c.Datapath.TunnelDF || !c.Datapath.ReverseCheck {
+		t.Fatalf("datapath: %+v", c.Datapath)
 	}
 }

@@ -106,6 +106,7 @@ type rawDatapath struct {
 	Line              int
 	Enabled, ProxyARP field[bool]
 	ReverseCheck      field[bool]
+	TunnelDF          field[bool]
 	TunnelDevice      field[string]
 	ProxyARPMode      field[string]
 	RouteProtocol     field[int64]
@@ -285,6 +286,7 @@ func readDatapath(root *table, r *rawConfig) {
 		RouteProtocol:     t.integer("route_protocol"),
 		ProxyARP:          t.boolean("proxy_arp"),
 		ReverseCheck:      t.boolean("reverse_check"),
+		TunnelDF:          t.boolean("tunnel_df"),
 		ProxyARPMode:      t.str("proxy_arp_mode"),
 		ReconcileInterval: t.duration("reconcile_interval"),
 	}

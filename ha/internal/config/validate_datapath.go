@@ -61,5 +61,6 @@ func (d *decoder) buildDatapath(r *rawConfig, c *Config) {
 			ProxyARPEntries, c.Agent.Capacity, ProxyARPInterface, ProxyEntriesAdvice)
 	}
 	p.ReverseCheck = d.boolOr(rd.ReverseCheck, true)
+	p.TunnelDF = d.boolOr(rd.TunnelDF, true)
 	p.ReconcileInterval = d.durIn(rd.ReconcileInterval, DefaultReconcileInterval, time.Second, time.Hour)
 }

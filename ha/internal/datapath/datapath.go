@@ -107,6 +107,16 @@ type Config struct {
 	Local        netip.Addr // default outer source: the virtual address (or own address)
 	TTL          uint8      // outer TTL, default 64 (0 in the kernel would copy the inner TTL)
 	MetricBase   uint32     // first route metric handed out, default 1024
+	// TunnelDF sets Don't Fragment in the outer header of every packet the
+	// IP-in-IP and GRE routes encapsulate. RFC 2003 §3.1 requires it when
+	// the inner packet has DF, and the kernel's encap routes cannot copy it
+	// per packet, so it is on for all: inner packets without DF are already
+	// fragmented to the tunnel MTU before encapsulation. With it the
+	// tunnel devices learn the path MTU to the care-of address from ICMP
+	// and answer DF senders with it, and Setup has forwarding cut packets
+	// without DF at that MTU (tunneldf.go); without it a narrower hop
+	// beyond the agent fragments the outer packets instead.
+	TunnelDF bool
 	// UDPTunnel loads the RFC 3519 UDP tunnel programs at Setup and
 	// attaches the decapsulating tc filter to UplinkIfname's ingress
 	// (removed at Close); Supports(UDP) says whether that worked.

@@ -28,14 +28,17 @@ const window = 128
 const ackTimeout = 10 * time.Second
 
 type kernel struct {
-	cfg   Config
-	log   *slog.Logger
-	c     *netlink.Conn
-	seq   uint32
-	home  uint32     // ifindex
-	tun   [2]uint32  // ifindex per Encap, 0: none
-	rev   *revFilter // reverse-tunnel check, nil when off
-	revOn [2]uint32  // ifindex per Encap our filter is attached to, 0: none
+	cfg Config
+	log *slog.Logger
+	c   *netlink.Conn
+	// sysctl writes a /proc/sys file of the datapath's namespace
+	// (writeSysctl, set by Open; nil with a test's fake connection)
+	sysctl func(path, val string) error
+	seq    uint32
+	home   uint32     // ifindex
+	tun    [2]uint32  // ifindex per Encap, 0: none
+	rev    *revFilter // reverse-tunnel check, nil when off
+	revOn  [2]uint32  // ifindex per Encap our filter is attached to, 0: none
 
 	metrics map[[4]byte]uint32 // home address → the metric its route holds
 	free    []uint32           // released metrics, reused first
@@ -124,6 +127,7 @@ func Open(cfg Config) (Datapath, error) {
 	}
 	_ = sc.SetOption(netlink.GetStrictCheck, true)
 	k := newKernel(cfg, c)
+	k.sysctl = func(path, val string) error { return writeSysctl(cfg.NetNS, path, val) }
 	k.sc = sc
 	k.lconn = lc
 	k.ldone = make(chan struct{})

@@ -197,7 +197,7 @@ func (k *kernel) build(o *op, adds []Binding, b []byte) []byte {
 			src = k.cfg.Local
 		}
 		r := route{Dst: bd.Home, Oif: k.tun[bd.Encap], Metric: k.metrics[h], Protocol: k.cfg.Protocol,
-			EncDst: bd.CareOf, EncSrc: src, TTL: k.cfg.TTL}
+			EncDst: bd.CareOf, EncSrc: src, TTL: k.cfg.TTL, DF: k.cfg.TunnelDF}
 		return appendRouteNew(b, &r)
 	case opRouteDel:
 		return appendRouteDel(b, o.home, k.metrics[h], k.cfg.Protocol)

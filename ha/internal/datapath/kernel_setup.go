@@ -49,6 +49,7 @@ func (k *kernel) Setup() error {
 		}
 		k.tun[GRE] = idx
 	}
+	k.setupTunnelDF()
 	if err := k.setupRev(); err != nil {
 		return err
 	}

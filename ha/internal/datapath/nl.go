@@ -18,11 +18,16 @@ var ne = binary.NativeEndian
 
 // Kernel UAPI numbers x/sys/unix does not carry.
 const (
-	lwtunnelIPID       = 1 // be64 tunnel key
-	lwtunnelIPDst      = 2
-	lwtunnelIPSrc      = 3
-	lwtunnelIPTTL      = 4
-	lwtunnelIPTOS      = 5
+	lwtunnelIPID    = 1 // be64 tunnel key
+	lwtunnelIPDst   = 2
+	lwtunnelIPSrc   = 3
+	lwtunnelIPTTL   = 4
+	lwtunnelIPTOS   = 5
+	lwtunnelIPFlags = 6 // be16 TUNNEL_* flags
+	// tunnelDontFragment is TUNNEL_DONT_FRAGMENT (linux/if_tunnel.h,
+	// __cpu_to_be16(0x0100)): the first byte of LWTUNNEL_IP_FLAGS, which
+	// is big-endian whatever the host.
+	tunnelDontFragment = 0x0100
 	iflaIPTunCollectMD = 19 // IFLA_IPTUN_COLLECT_METADATA (linux/if_tunnel.h)
 	iflaGRECollectMD   = 18 // IFLA_GRE_COLLECT_METADATA
 	ndaProtocol        = 12 // NDA_PROTOCOL (Linux ≥ 5.8)
@@ -64,6 +69,14 @@ func attrU16(b []byte, typ uint16, v uint16) []byte {
 	b = ne.AppendUint16(b, 6)
 	b = ne.AppendUint16(b, typ)
 	b = ne.AppendUint16(b, v)
+	return append(b, 0, 0)
+}
+
+// attrBE16 is attrU16 for the few attributes the kernel reads as __be16.
+func attrBE16(b []byte, typ uint16, v uint16) []byte {
+	b = ne.AppendUint16(b, 6)
+	b = ne.AppendUint16(b, typ)
+	b = binary.BigEndian.AppendUint16(b, v)
 	return append(b, 0, 0)
 }
 
@@ -116,6 +129,10 @@ type route struct {
 	EncDst    netip.Addr
 	EncSrc    netip.Addr
 	TTL       uint8
+	// DF sets the outer header's Don't Fragment bit of every packet the
+	// route encapsulates (LWTUNNEL_IP_FLAGS TUNNEL_DONT_FRAGMENT): the
+	// kernel takes it per route, never from the inner header.
+	DF bool
 }
 
 // appendRouteNew appends an rtmsg for RTM_NEWROUTE: a unicast /32 in the
@@ -133,6 +150,9 @@ func appendRouteNew(b []byte, r *route) []byte {
 		b = attrIP4(b, lwtunnelIPSrc, r.EncSrc)
 	}
 	b = attrU8(b, lwtunnelIPTTL, r.TTL)
+	if r.DF {
+		b = attrBE16(b, lwtunnelIPFlags, tunnelDontFragment)
+	}
 	return end(b, at)
 }
 
@@ -220,6 +240,13 @@ func parseRoute(b []byte) (route, error) {
 					return errors.New("LWTUNNEL_IP_TTL: empty")
 				}
 				r.TTL = v[0]
+			case lwtunnelIPFlags:
+				if len(v) < 2 {
+					return fmt.Errorf("LWTUNNEL_IP_FLAGS: %d bytes", len(v))
+				}
+				// The kernel dumps every TUNNEL_* flag it holds: only
+				// DF is ours to compare.
+				r.DF = binary.BigEndian.Uint16(v)&tunnelDontFragment != 0
 			}
 			return nil
 		})

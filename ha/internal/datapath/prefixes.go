@@ -292,7 +292,7 @@ func (k *kernel) appendPrefixRoute(b []byte, m *MobileNet, metric uint32) []byte
 		src = k.cfg.Local
 	}
 	r := route{Dst: m.Prefix.Addr(), Oif: k.tun[m.Encap], Metric: metric, Protocol: k.cfg.Protocol,
-		EncDst: m.CareOf, EncSrc: src, TTL: k.cfg.TTL}
+		EncDst: m.CareOf, EncSrc: src, TTL: k.cfg.TTL, DF: k.cfg.TunnelDF}
 	at := len(b)
 	b = appendRouteNew(b, &r)
 	b[at+1] = uint8(m.Prefix.Bits()) // rtm_dst_len
@@ -312,6 +312,7 @@ type pRoute struct {
 	oif, metric    uint32
 	encDst, encSrc netip.Addr
 	ttl            uint8
+	df             bool
 }
 
 // scanPrefixes lists the main table's routes with our protocol and a metric
@@ -341,7 +342,7 @@ func (k *kernel) scanPrefixes() ([]pRoute, error) {
 				dst = v
 			}
 			out = append(out, pRoute{prefix: netip.PrefixFrom(dst, bits), oif: r.Oif, metric: r.Metric,
-				encDst: r.EncDst, encSrc: r.EncSrc, ttl: r.TTL})
+				encDst: r.EncDst, encSrc: r.EncSrc, ttl: r.TTL, df: r.DF})
 			return nil
 		})
 	if err != nil {
@@ -412,7 +413,7 @@ func (k *kernel) ReconcilePrefixes(want iter.Seq[MobileNet]) (added, removed int
 			src = k.cfg.Local
 		}
 		if ok && r.metric == s.metrics[key] && r.oif == k.tun[m.Encap] && r.encDst == m.CareOf &&
-			r.encSrc == src && r.ttl == k.cfg.TTL {
+			r.encSrc == src && r.ttl == k.cfg.TTL && r.df == k.cfg.TunnelDF {
 			continue
 		}
 		adds = append(adds, m)

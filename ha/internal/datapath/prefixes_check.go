@@ -39,6 +39,7 @@ type kpRoute struct {
 	metric, oif    uint32
 	encDst, encSrc [4]byte
 	ttl            uint8
+	df             bool
 }
 
 func kpRouteOf(data []byte, r *route) kpRoute {
@@ -48,7 +49,7 @@ func kpRouteOf(data []byte, r *route) kpRoute {
 	} else if v, ok := rtaDst(data); ok {
 		dst = v
 	}
-	kp := kpRoute{key: pfxOf(netip.PrefixFrom(dst, int(data[1]))), metric: r.Metric, oif: r.Oif, ttl: r.TTL}
+	kp := kpRoute{key: pfxOf(netip.PrefixFrom(dst, int(data[1]))), metric: r.Metric, oif: r.Oif, ttl: r.TTL, df: r.DF}
 	if r.EncDst.Is4() {
 		kp.encDst = r.EncDst.As4()
 	}
@@ -159,7 +160,7 @@ func (k *kernel) samePrefixRoute(r *kpRoute, m *MobileNet, metric uint32) bool {
 		encSrc = src.As4()
 	}
 	return r.metric == metric && r.oif == k.tun[m.Encap] && r.encDst == m.CareOf.As4() &&
-		r.encSrc == encSrc && r.ttl == k.cfg.TTL
+		r.encSrc == encSrc && r.ttl == k.cfg.TTL && r.df == k.cfg.TunnelDF
 }
 
 func (k *kernel) FinishPrefixes(s *Scan) (added, removed int, err error) {

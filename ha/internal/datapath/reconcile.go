@@ -32,10 +32,11 @@ type kroute struct {
 	oif, metric         uint32
 	encap               uint16
 	ttl                 uint8
+	df                  bool // outer Don't Fragment (route.DF)
 }
 
 func krouteOf(r *route) kroute {
-	kr := kroute{dst: r.Dst.As4(), oif: r.Oif, metric: r.Metric, encap: r.EncapType, ttl: r.TTL}
+	kr := kroute{dst: r.Dst.As4(), oif: r.Oif, metric: r.Metric, encap: r.EncapType, ttl: r.TTL, df: r.DF}
 	if r.EncDst.Is4() {
 		kr.encDst = r.EncDst.As4()
 	}
@@ -48,7 +49,7 @@ func krouteOf(r *route) kroute {
 // route expands kr for appendRouteNew.
 func (kr *kroute) route(proto uint8) route {
 	r := route{Dst: netip.AddrFrom4(kr.dst), Oif: kr.oif, Metric: kr.metric, Protocol: proto,
-		EncapType: kr.encap, EncDst: netip.AddrFrom4(kr.encDst), TTL: kr.ttl}
+		EncapType: kr.encap, EncDst: netip.AddrFrom4(kr.encDst), TTL: kr.ttl, DF: kr.df}
 	if kr.encSrc != [4]byte{} {
 		r.EncSrc = netip.AddrFrom4(kr.encSrc)
 	}
@@ -539,7 +540,7 @@ func (k *kernel) compact(b *Binding, metric uint32) kroute {
 		src = k.cfg.Local
 	}
 	kr := kroute{dst: b.Home.As4(), oif: k.tun[b.Encap], metric: metric, encap: unix.LWTUNNEL_ENCAP_IP,
-		encDst: b.CareOf.As4(), ttl: k.cfg.TTL}
+		encDst: b.CareOf.As4(), ttl: k.cfg.TTL, df: k.cfg.TunnelDF}
 	if src.Is4() && !src.IsUnspecified() {
 		kr.encSrc = src.As4()
 	}

@@ -137,15 +137,12 @@ func (k *kernel) plan(adds []Binding, dels []netip.Addr, fresh map[[4]byte]bool,
 // binding whose route went in may send through the tunnel; one that was
 // removed may not.
 func (k *kernel) followRev(adds []Binding, dels []netip.Addr, errs *batchErrs) {
-	for i := range adds {
-		if errs.failed(i) {
-			continue
-		}
-		if err := k.rev.put(adds[i].Home, adds[i].CareOf); err != nil {
-			k.stats.Errors++
-			errs.fail(i, fmt.Errorf("datapath: binding %v → %v: %w", adds[i].Home, adds[i].CareOf, err))
-		}
-	}
+	k.rev.putHomes(len(adds), func(i int) (netip.Addr, netip.Addr, bool) {
+		return adds[i].Home, adds[i].CareOf, !errs.failed(i)
+	}, func(i int, err error) {
+		k.stats.Errors++
+		errs.fail(i, fmt.Errorf("datapath: binding %v → %v: %w", adds[i].Home, adds[i].CareOf, err))
+	})
 	for j, h := range dels {
 		if !h.Is4() {
 			continue

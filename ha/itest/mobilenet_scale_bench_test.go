@@ -32,7 +32,10 @@ import (
 //     hold 100,000 bindings with 400,000 networks;
 //   - dl-MB-sent / dl-MB-acks: the IP bytes of the group datagrams each
 //     member sent during the download, counted on the bridge (nftables);
-//   - rss2-MB: member 2's VmRSS after it.
+//   - rss2-MB: member 2's VmRSS after it;
+//   - cpu1-s / cpu-mnsim-s: the agent's and the load generator's CPU time
+//     (user + system) until every binding was live: on two cores their
+//     sum over two bounds reg-s from below.
 //
 // Run as root: go test -run '^$' -bench MobileRouters100k -benchtime 1x ./ha/itest
 //
@@ -103,6 +106,9 @@ func mobileRouters(b *testing.B, n, nets int) {
 	}
 	registered := time.Since(t0)
 	cpu := procCPU(b, a1.Proc.Cmd.Process.Pid) - cpu0
+	// The load generator shares the machine: the agent's CPU time and its
+	// together over the cores bound the elapsed time from below.
+	cpuLoad := procCPU(b, ld.Cmd.Process.Pid)
 	// Interrupted, mnsim load prints its report of what it sent so far
 	// (renewals after the first pass included; the requests outstanding
 	// at the interrupt, a window per worker, count as timeouts).
@@ -118,8 +124,8 @@ func mobileRouters(b *testing.B, n, nets int) {
 		b.Fatalf("the kernel's main table holds %d routes, want %d (%d before + %d × (1 + %d))", got, want, base, n, nets)
 	}
 	rss1, hwm1 := procMem(b, a1.Proc.Cmd.Process.Pid)
-	b.Logf("member 1: %d routers × %d networks: every route in the kernel %v after the load's start, every binding live %v; the agent's CPU time (user + system) meanwhile %.2f s; VmRSS %.1f MB, VmHWM %.1f MB; load average %s → %s",
-		n, nets, routed.Round(time.Millisecond), registered.Round(time.Millisecond), cpu.Seconds(), rss1, hwm1, load1, load2)
+	b.Logf("member 1: %d routers × %d networks: every route in the kernel %v after the load's start, every binding live %v; the agent's CPU time (user + system) meanwhile %.2f s, mnsim's %.2f s; VmRSS %.1f MB, VmHWM %.1f MB; load average %s → %s",
+		n, nets, routed.Round(time.Millisecond), registered.Round(time.Millisecond), cpu.Seconds(), cpuLoad.Seconds(), rss1, hwm1, load1, load2)
 
 	lanNft(b, l, fmt.Sprintf(`table bridge hagent_itest {
 	chain from1 {
@@ -166,6 +172,7 @@ func mobileRouters(b *testing.B, n, nets int) {
 	}
 	b.ReportMetric(routed.Seconds(), "reg-s")
 	b.ReportMetric(cpu.Seconds(), "cpu1-s")
+	b.ReportMetric(cpuLoad.Seconds(), "cpu-mnsim-s")
 	b.ReportMetric(rss1, "rss1-MB")
 	b.ReportMetric(hwm1, "hwm1-MB")
 	b.ReportMetric(mean(exec), "dl-ms")

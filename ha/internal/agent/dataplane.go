@@ -25,10 +25,11 @@ type dataplane struct {
 	active  bool
 	adds    []datapath.Binding
 	dels    []netip.Addr
-	garp    []netip.Addr // newly registered nodes: announce their home address (RFC 5944 §4.6)
-	refused []refusal    // adds the kernel refused in the last apply
-	errs    uint64       // kernel refusals, per binding
-	recon   time.Time    // last reconcile
+	garp    []netip.Addr        // newly registered nodes: announce their home address (RFC 5944 §4.6)
+	arp     *datapath.Announcer // one socket for every batch's announcements (nil until the first)
+	refused []refusal           // adds the kernel refused in the last apply
+	errs    uint64              // kernel refusals, per binding
+	recon   time.Time           // last reconcile
 	// the periodic check's kernel read runs on its own goroutine
 	// (datapath.ScanKernel); its result comes back on scanned
 	scanning bool
@@ -205,7 +206,10 @@ func (a *Agent) applyDataplane() []refusal {
 		d.garp = keep
 	}
 	if len(d.garp) > 0 {
-		if err := datapath.GratuitousARP(d.ifname, d.garp, 1); err != nil && time.Since(d.lastLog) > time.Second {
+		if d.arp == nil {
+			d.arp = datapath.NewAnnouncer(d.ifname)
+		}
+		if err := d.arp.Announce(d.garp); err != nil && time.Since(d.lastLog) > time.Second {
 			d.lastLog = time.Now()
 			a.log.Warn("gratuitous ARP for new bindings failed", "err", err)
 		}
@@ -381,6 +385,9 @@ func (a *Agent) closeDataplane() {
 			a.log.Warn("withdrawing kernel state at shutdown failed", "err", err)
 		}
 		_ = d.dp.Close()
+		if d.arp != nil {
+			d.arp.Close()
+		}
 	}
 }
 
@@ -398,6 +405,9 @@ func (a *Agent) linkEvent(ev datapath.LinkEvent) {
 	up := ev.Up && ev.Carrier && !ev.Deleted
 	if ev.Name == a.cfg.Agent.Interface {
 		a.log.Info("home interface changed", "if", ev.Name, "up", ev.Up, "carrier", ev.Carrier, "deleted", ev.Deleted)
+		if a.dpl != nil && a.dpl.arp != nil {
+			a.dpl.arp.Close() // the next announcement finds it (and its address) again
+		}
 	}
 	v := &a.cfg.VRRP
 	if a.grp == nil || a.grp.elector == nil || !v.Enabled || len(v.TrackInterfaces) == 0 {

@@ -71,6 +71,7 @@ type kernel struct {
 	msgs  []netlink.Message
 	ops   []op
 	offs  []int
+	fresh map[[4]byte]bool // homes new to the kernel in this Apply (their metric just allocated)
 
 	// The batch path over the socket itself (rawbatch.go): nil under
 	// nltest, whose fake socket has no descriptor (mdlayher's path then).

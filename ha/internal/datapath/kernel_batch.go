@@ -46,7 +46,11 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 		return errs
 	}
 	errs := batchErrs{n: len(adds) + len(dels)}
-	fresh := make(map[[4]byte]bool)
+	if k.fresh == nil {
+		k.fresh = make(map[[4]byte]bool, batchFresh)
+	}
+	fresh := k.fresh
+	clear(fresh) // kept from the last batch: a batch of new homes allocates nothing
 	k.plan(adds, dels, fresh, &errs)
 	opErrs := k.run(k.ops, func(o *op, b []byte) []byte { return k.build(o, adds, b) })
 	for n, err := range opErrs {
@@ -70,8 +74,15 @@ func (k *kernel) Apply(adds []Binding, dels []netip.Addr) []error {
 		k.followUDP(adds, dels, &errs)
 	}
 	k.settle(adds, dels, fresh, &errs)
+	if len(fresh) > 4*batchFresh {
+		k.fresh = nil // a bulk Apply's set is not worth keeping for the next
+	}
 	return errs.res
 }
+
+// batchFresh is the new homes a registration batch may bring (agent's
+// recvmmsg batch), for the reused set of them.
+const batchFresh = 64
 
 // batchErrs collects the errors of one Apply, one per binding (adds first,
 // then dels); the slice is allocated on the first failure only.
@@ -137,15 +148,12 @@ func (k *kernel) plan(adds []Binding, dels []netip.Addr, fresh map[[4]byte]bool,
 // binding whose route went in may send through the tunnel; one that was
 // removed may not.
 func (k *kernel) followRev(adds []Binding, dels []netip.Addr, errs *batchErrs) {
-	for i := range adds {
-		if errs.failed(i) {
-			continue
-		}
-		if err := k.rev.put(adds[i].Home, adds[i].CareOf); err != nil {
-			k.stats.Errors++
-			errs.fail(i, fmt.Errorf("datapath: binding %v → %v: %w", adds[i].Home, adds[i].CareOf, err))
-		}
-	}
+	k.rev.putHomes(len(adds), func(i int) (netip.Addr, netip.Addr, bool) {
+		return adds[i].Home, adds[i].CareOf, !errs.failed(i)
+	}, func(i int, err error) {
+		k.stats.Errors++
+		errs.fail(i, fmt.Errorf("datapath: binding %v → %v: %w", adds[i].Home, adds[i].CareOf, err))
+	})
 	for j, h := range dels {
 		if !h.Is4() {
 			continue

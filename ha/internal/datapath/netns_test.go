@@ -580,3 +580,39 @@ func convergeAll(k *kernel, s *Scan, want iter.Seq[Binding]) (added, removed int
 	}
 	return k.ConvergeFinish(s)
 }
+
+// TestNetnsApplyBatchAllocatesNothing: a full UDP batch of registrations
+// (64 bindings, every one moved to another care-of) is programmed without
+// allocating, as a single one is: the batch's bookkeeping of new homes is
+// reused from one Apply to the next.
+func TestNetnsApplyBatchAllocatesNothing(t *testing.T) {
+	n := newNetns(t)
+	k := n.openReverse(t, 1024)
+	sets := [2][]Binding{bindings(64, 0), bindings(64, 7)}
+	if errs := k.Apply(sets[0], nil); errs != nil {
+		t.Fatal(firstErr(errs))
+	}
+	i := 0
+	if a := testing.AllocsPerRun(50, func() {
+		i++
+		if errs := k.Apply(sets[i%2], nil); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+	}); a != 0 {
+		t.Errorf("a batch of 64 moved bindings: %v allocations per Apply, want 0", a)
+	}
+	dels := make([]netip.Addr, 64)
+	for j := range dels {
+		dels[j] = sets[0][j].Home
+	}
+	if a := testing.AllocsPerRun(50, func() {
+		if errs := k.Apply(nil, dels); errs != nil {
+			t.Fatal(firstErr(errs))
+		}
+		if errs := k.Apply(sets[0], nil); errs != nil { // 64 new homes
+			t.Fatal(firstErr(errs))
+		}
+	}); a != 0 {
+		t.Errorf("64 de-registrations and 64 registrations: %v allocations, want 0", a)
+	}
+}

@@ -126,6 +126,7 @@ type revFilter struct {
 	cnt                       []byte    // ncpu × 8: one per-CPU counter
 	rd                        revReader // the owner's reads (Reconcile, Withdraw)
 	pb                        lpmBatch  // the prefix trie's batches (revprefix_batch.go)
+	hb                        homeBatch // the home map's (revhome_batch.go)
 }
 
 // kernelOptionBPF names what the check needs, for start-up errors.

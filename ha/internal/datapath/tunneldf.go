@@ -34,7 +34,11 @@ func (k *kernel) setupTunnelDF() {
 	if err := k.sysctl(fwdUsePMTU, "1"); err != nil {
 		k.log.Warn("cannot make forwarding honour learned path MTUs: packets without DF larger than a narrower path beyond the agent are lost (set datapath.tunnel_df = false, or net.ipv4.ip_forward_use_pmtu = 1 by hand)",
 			"err", err)
+		return
 	}
+	// A namespace-wide setting changed by a daemon must be visible to the
+	// operator who wonders why forwarding behaves differently.
+	k.log.Info("net.ipv4.ip_forward_use_pmtu = 1 (datapath.tunnel_df): forwarded packets are cut at learned path MTUs")
 }
 
 // writeSysctl writes val to the /proc/sys file path of network namespace

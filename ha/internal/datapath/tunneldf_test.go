@@ -39,6 +39,9 @@ func TestRouteDFGolden(t *testing.T) {
 }
 
 func TestRouteDFRoundTrip(t *testing.T) {
+	// testRoute's RTA_ENCAP header (28 bytes, nested type 22), in the
+	// host's byte order as netlink writes it.
+	encapHeader := ne.AppendUint16(ne.AppendUint16(nil, 0x1c), 0x8016)
 	for _, df := range []bool{false, true} {
 		r := testRoute
 		r.DF = df
@@ -54,7 +57,7 @@ func TestRouteDFRoundTrip(t *testing.T) {
 		flags uint16
 		df    bool
 	}{{0x0004, false}, {0x0100 | 0x0004, true}, {0x0001, false}} {
-		enc := bytes.Index(b, []byte{0x1c, 0x00, 0x16, 0x80}) // RTA_ENCAP
+		enc := bytes.Index(b, encapHeader) // RTA_ENCAP
 		m := append([]byte(nil), b...)
 		m = attrBE16(m, lwtunnelIPFlags, tc.flags)
 		ne.PutUint16(m[enc:], uint16(len(m)-enc))
@@ -64,7 +67,7 @@ func TestRouteDFRoundTrip(t *testing.T) {
 		}
 	}
 	short := attr(appendRouteNew(nil, &testRoute), lwtunnelIPFlags, []byte{1})
-	enc := bytes.Index(short, []byte{0x1c, 0x00, 0x16, 0x80})
+	enc := bytes.Index(short, encapHeader)
 	ne.PutUint16(short[enc:], uint16(len(short)-enc))
 	if _, err := parseRoute(short); err == nil {
 		t.Error("a 1-byte LWTUNNEL_IP_FLAGS parsed")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/mip"
 )
 
@@ -156,6 +157,11 @@ func (l *netList) gone(old, cur *binding.Entry) {
 			l.n++
 		}
 	}
+}
+
+// from sets l to what a peer's write dropped (hasync.Action.Dropped).
+func (l *netList) from(d *hasync.Dropped) {
+	l.n, l.addr, l.bits = d.N, d.Addr, d.Bits
 }
 
 // prefix is network i of l.

@@ -159,9 +159,23 @@ func (l *netList) gone(old, cur *binding.Entry) {
 	}
 }
 
-// from sets l to what a peer's write dropped (hasync.Action.Dropped).
-func (l *netList) from(d *hasync.Dropped) {
-	l.n, l.addr, l.bits = d.N, d.Addr, d.Bits
+// droppedNets sets l to what a peer's write of home dropped
+// (hasync.Action.Dropped), less what another live binding now carries: a
+// router of a shared pool may claim a network another one dropped, and the
+// peer's writes of the two can arrive in either order (a lost update
+// retransmitted); the route is then the other's, not to be removed.
+func (c *Core) droppedNets(l *netList, d *hasync.Dropped, home uint32) {
+	l.n = 0
+	for i := range int(d.N) {
+		a, b := d.Addr[i], d.Bits[i]
+		if c.claims != nil {
+			if h, ok := c.claims.get(a, b); ok && h != home && c.claimLive(h, a, b) {
+				continue
+			}
+		}
+		l.addr[l.n], l.bits[l.n] = a, b
+		l.n++
+	}
 }
 
 // prefix is network i of l.

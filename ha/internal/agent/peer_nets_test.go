@@ -174,3 +174,55 @@ func TestPeerWriteDroppingNetworkAllocatesNothing(t *testing.T) {
 		t.Fatalf("the member holds %+v, want the peer's last write (id %d)", e, h.id)
 	}
 }
+
+// Two routers of a shared pool, R and S: R drops a network and S claims
+// it, and the peer's writes reach the member in the other order (a lost
+// update retransmitted): S's route for the network stands when R's write
+// dropping it arrives.
+func TestPeerWriteDroppingNetworkTakenByAnother(t *testing.T) {
+	h := newReplHarnessWith(t, false, func(cfg *config.Config) {
+		p := testConfig(8).Nodes[2]
+		p.Pool = netip.MustParsePrefix("127.0.0.64/27")
+		p.MobileNetworks = []netip.Prefix{pfx("10.20.0.0/16")}
+		p.MaxMobileNetworks = 8
+		cfg.Nodes = append(cfg.Nodes, p)
+	})
+	f := newFakeNetDP()
+	h.a.dpl = &dataplane{dp: f, active: true, ifname: noIf, nets: newNetPlane(f)}
+	h.r.kernel = true
+	h.peerUp()
+	h.toPeer(true)
+	const coaR, coaS = 0xc6336401, 0xc6336402
+	write := func(home string, careOf uint32, id uint64, nets ...string) {
+		t.Helper()
+		e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr(home)), CareOf: careOf,
+			HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress), ID: id, Granted: 300}
+		for _, n := range nets {
+			e.AddPrefix(pfx(n))
+		}
+		var err error
+		if h.out, err = h.peer.Register(h.now, e, h.out[:0]); err != nil {
+			t.Fatal(err)
+		}
+		h.peerSays(h.out)
+		h.a.flushDataplane()
+	}
+	write("127.0.0.70", coaR, h.id+1, "10.20.1.0/24", "10.20.2.0/24")
+	// S's write claiming 10.20.2.0/24 arrives first, R's dropping it after.
+	write("127.0.0.71", coaS, h.id+1, "10.20.2.0/24")
+	write("127.0.0.70", coaR, h.id+2, "10.20.1.0/24")
+	if len(f.routes) != 2 || f.routes[pfx("10.20.1.0/24")] != binding.U32Addr(coaR) || f.routes[pfx("10.20.2.0/24")] != binding.U32Addr(coaS) {
+		t.Fatalf("kernel routes %v, want 10.20.1.0/24 → R, 10.20.2.0/24 → S", f.routes)
+	}
+	// S's de-registration removes it.
+	h.id += 3
+	var err error
+	if h.out, err = h.peer.Deregister(h.now, binding.AddrU32(netip.MustParseAddr("127.0.0.71")), h.id, h.out[:0]); err != nil {
+		t.Fatal(err)
+	}
+	h.peerSays(h.out)
+	h.a.flushDataplane()
+	if len(f.routes) != 1 || f.routes[pfx("10.20.1.0/24")] != binding.U32Addr(coaR) {
+		t.Fatalf("after S's de-registration, kernel routes %v", f.routes)
+	}
+}

@@ -381,7 +381,7 @@ func (r *Registrar) groupActs() {
 			}
 			r.core.noteClaims(&act.Entry)
 			ch := Change{Kind: Registered, Entry: act.Entry, Moved: true}
-			ch.Gone.from(&act.Dropped) // the networks the peer's write took away
+			r.core.droppedNets(&ch.Gone, &act.Dropped, act.Entry.Home) // the networks the peer's write took away
 			r.change(ch)
 		case hasync.ActUnbind:
 			r.change(Change{Kind: Deregistered, Entry: act.Entry})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/mip"
 )
 
@@ -155,6 +156,25 @@ func (l *netList) gone(old, cur *binding.Entry) {
 			l.addr[l.n], l.bits[l.n] = old.PrefixU32(i)
 			l.n++
 		}
+	}
+}
+
+// droppedNets sets l to what a peer's write of home dropped
+// (hasync.Action.Dropped), less what another live binding now carries: a
+// router of a shared pool may claim a network another one dropped, and the
+// peer's writes of the two can arrive in either order (a lost update
+// retransmitted); the route is then the other's, not to be removed.
+func (c *Core) droppedNets(l *netList, d *hasync.Dropped, home uint32) {
+	l.n = 0
+	for i := range int(d.N) {
+		a, b := d.Addr[i], d.Bits[i]
+		if c.claims != nil {
+			if h, ok := c.claims.get(a, b); ok && h != home && c.claimLive(h, a, b) {
+				continue
+			}
+		}
+		l.addr[l.n], l.bits[l.n] = a, b
+		l.n++
 	}
 }
 

@@ -380,7 +380,9 @@ func (r *Registrar) groupActs() {
 				act.Entry.Node = e.Node
 			}
 			r.core.noteClaims(&act.Entry)
-			r.change(Change{Kind: Registered, Entry: act.Entry, Moved: true})
+			ch := Change{Kind: Registered, Entry: act.Entry, Moved: true}
+			r.core.droppedNets(&ch.Gone, &act.Dropped, act.Entry.Home) // the networks the peer's write took away
+			r.change(ch)
 		case hasync.ActUnbind:
 			r.change(Change{Kind: Deregistered, Entry: act.Entry})
 		case hasync.ActAcked:

@@ -113,7 +113,8 @@ const (
 	// ActUnicast: send Pkt to To (group port, TTL 255).
 	ActUnicast
 	// ActBinding: Entry was set in the table from the group (a peer's
-	// registration): the datapath follows it when this member is active.
+	// registration, a download, a repair): the datapath follows it when
+	// this member is active, Dropped included.
 	ActBinding
 	// ActUnbind: the live binding for Entry.Home is gone (de-registered by a
 	// peer, or expired): remove its routes / proxy ARP.
@@ -140,6 +141,9 @@ type Action struct {
 	To    netip.Addr
 	Pkt   []byte
 	Entry binding.Entry
+	// Dropped (ActBinding): the networks of the live binding Entry
+	// replaced that Entry does not carry; their routes must go.
+	Dropped Dropped
 }
 
 // Counters are the group protocol's cumulative counters (spec §6; names

@@ -77,6 +77,13 @@ type simnet struct {
 	acked  []binding.Entry // ActAcked seen, in order
 	alive  []int           // ActPeerAlive seen: the member that reported it, in order
 	nets   bool            // registrations carry a NAT endpoint and networks (simNets)
+	bound  []boundAct      // ActBinding seen, in order
+}
+
+// boundAct is an ActBinding and the member that reported it.
+type boundAct struct {
+	at int
+	a  Action
 }
 
 func newSimnet(t testing.TB, n int, seed uint64, cfg func(*Config)) *simnet {
@@ -186,6 +193,8 @@ func (s *simnet) dispatch(i int) {
 			s.send(i, s.byAddr(a.To), a.Pkt)
 		case ActAcked:
 			s.acked = append(s.acked, a.Entry)
+		case ActBinding:
+			s.bound = append(s.bound, boundAct{i, a})
 		case ActPeerAlive:
 			s.alive = append(s.alive, i)
 		}

@@ -338,15 +338,17 @@ func (m *Machine) merge(now int64, r *Record, out []Action) (uint8, []Action) {
 	for i := range int(r.Nets) {
 		ne.AddPrefixU32(r.NetAddr[i], r.NetBits[i])
 	}
+	var gone Dropped
 	if e != nil && !e.Tombstone() {
 		ne.Node = e.Node
+		gone.set(e, &ne) // before the write overwrites e's networks
 	}
 	p, err := m.tab.PutNAI(ne, r.NAI[:r.NAILen])
 	if err != nil {
 		m.C.TableFull++
 		return AckTableFull, out
 	}
-	return AckAccepted, append(out, Action{Kind: ActBinding, Entry: *p})
+	return AckAccepted, append(out, Action{Kind: ActBinding, Entry: *p, Dropped: gone})
 }
 
 func (m *Machine) onUpdateAck(pi int, out []Action) []Action {

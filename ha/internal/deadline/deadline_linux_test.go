@@ -175,3 +175,20 @@ func TestEveryExpiryTicks(t *testing.T) {
 		}
 	}
 }
+
+// What a re-arm costs: VRRP's Master_Down_Timer moves later at every
+// advertisement heard, one timerfd_settime each. Keeping the earlier expiry
+// armed instead would trade these for a wake-up per detection interval
+// (docs/performance.md, "Idle cost").
+func BenchmarkSetMoved(b *testing.B) {
+	tm, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tm.Close()
+	at := tm.Now() + time.Hour
+	for b.Loop() {
+		at += time.Millisecond
+		tm.Set(at)
+	}
+}

@@ -215,6 +215,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer timer.Close()
+	skew := timer.Start().Sub(a.start) // agent clock − timer clock, fixed
 	// nil channels block forever: a standalone agent simply never selects them.
 	var grx chan *gpkt
 	var roles <-chan role.Change
@@ -250,7 +251,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	awake := a.grp.awake // nil without the heartbeat socket
 	for {
 		a.flushDataplane() // what the last iteration changed, in one batch
-		a.armTimer(timer)
+		a.armTimer(timer, skew)
 		a.armAwake()
 		select {
 		case <-ctx.Done():
@@ -307,13 +308,17 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 }
 
-func (a *Agent) armTimer(t *deadline.Timer) {
+// armTimer follows the registrar's deadline, converted to the timer's clock
+// by the fixed skew between the two: an unchanged deadline is then the
+// same value and re-arms nothing (a Reset from now would be a new value,
+// and a timerfd_settime, at every turn of the loop).
+func (a *Agent) armTimer(t *deadline.Timer, skew time.Duration) {
 	dl := a.reg.NextDeadline()
 	if dl == noDeadline {
 		t.Set(deadline.Never)
 		return
 	}
-	t.Reset(time.Duration(dl - a.now())) // negative: at once
+	t.Set(time.Duration(dl) - skew) // in the past: at once
 }
 
 // handleBatch hands one batch of datagrams to the registrar and performs

@@ -101,6 +101,11 @@ func (t *Timer) setBase() error {
 // C delivers a tick when the armed deadline has passed (see Timer).
 func (t *Timer) C() <-chan struct{} { return t.c }
 
+// Start is the instant Now counts from. An owner on a clock of its own
+// converts a deadline with it once (at − Start's offset), so that the same
+// deadline is the same value to Set, which then costs nothing.
+func (t *Timer) Start() time.Time { return t.start }
+
 // Now is the time since New on the timer's clock.
 func (t *Timer) Now() time.Duration { return time.Since(t.start) }
 
@@ -153,29 +158,24 @@ func (t *Timer) Set(at time.Duration) {
 }
 
 // run waits for the timerfd in the poller and turns each expiration into a
-// tick on c (dropped if one is already waiting: one is enough).
+// tick on c (dropped if one is already waiting: one is enough). It stays in
+// one RawConn.Read for the timer's life: each Read begins by forgetting the
+// readiness the poller recorded, so a fresh Read must read before it may
+// wait, and an expiration that was just read would cost a second read,
+// EAGAIN, at every tick.
 func (t *Timer) run() {
 	defer close(t.done)
-	for {
-		if err := t.rc.Read(t.readFn); err != nil {
-			return // closed
-		}
-		// A tick for a deadline moved later since it fired is dropped here
-		// when the move came first; Due catches the rest.
-		if t.ticks == 0 || !t.Due(t.Now()) {
-			continue
-		}
-		select {
-		case t.c <- struct{}{}:
-		default:
-		}
-	}
+	_ = t.rc.Read(t.readFn) // returns when the timerfd is closed
 }
 
-// read is one read of the expiration count inside RawConn.Read: false
-// (wait for readiness) on EAGAIN, including when the deadline was moved
-// between the poller's wake-up and the read (timerfd_settime resets the
-// count).
+// read is the callback of run's one RawConn.Read: it reads the expiration
+// count and, when there was one, ticks and asks to wait for the next
+// readiness without a second read. That loses nothing: the read resets the
+// count, and an expiration after it, or a timerfd_settime to a time already
+// past, is a new readiness that the poller records (or wakes this
+// goroutine for) while it is still in the same Read. An expiration between
+// the poller's wake-up and the read is read now and leaves a readiness
+// with nothing behind it: the next call finds EAGAIN and waits again.
 func (t *Timer) read(fd uintptr) bool {
 	for {
 		t.ticks = 0
@@ -183,10 +183,25 @@ func (t *Timer) read(fd uintptr) bool {
 		switch e {
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN:
-			return false
+		case 0:
+			t.tick()
 		}
-		return true
+		// EAGAIN, including when the deadline was moved between the
+		// poller's wake-up and the read (timerfd_settime resets the count);
+		// any other error is a closed descriptor, which the wait reports.
+		return false
+	}
+}
+
+// tick delivers an expiration on c. A tick for a deadline moved later since
+// it fired is dropped here when the move came first; Due catches the rest.
+func (t *Timer) tick() {
+	if t.ticks == 0 || !t.Due(t.Now()) {
+		return
+	}
+	select {
+	case t.c <- struct{}{}:
+	default:
 	}
 }
 

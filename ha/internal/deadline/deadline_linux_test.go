@@ -151,3 +151,44 @@ func TestNowNotBehindKernel(t *testing.T) {
 		}
 	}
 }
+
+// Every expiration ticks, back to back: the reader goroutine reads the
+// timerfd once per expiration and then waits without reading again, so an
+// expiration that came in between must still wake it (each deadline here
+// is set while the reader is between its read and its wait, or waiting).
+func TestEveryExpiryTicks(t *testing.T) {
+	tm := newTimer(t)
+	for i := range 500 {
+		switch i % 3 {
+		case 0:
+			tm.Reset(0) // already past: fires at once
+		case 1:
+			tm.Set(tm.Now() + 50*time.Microsecond)
+		case 2:
+			tm.Set(tm.Now() + time.Millisecond)
+			tm.Set(tm.Now()) // moved earlier, to now
+		}
+		select {
+		case <-tm.C():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("expiration %d: no tick within 5 s", i)
+		}
+	}
+}
+
+// What a re-arm costs: VRRP's Master_Down_Timer moves later at every
+// advertisement heard, one timerfd_settime each. Keeping the earlier expiry
+// armed instead would trade these for a wake-up per detection interval
+// (docs/performance.md, "Idle cost").
+func BenchmarkSetMoved(b *testing.B) {
+	tm, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tm.Close()
+	at := tm.Now() + time.Hour
+	for b.Loop() {
+		at += time.Millisecond
+		tm.Set(at)
+	}
+}

@@ -172,7 +172,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.sh.Close()
 	msgs := make(chan Event, 64)
-	stopReader, err := runner.Reader(fd, func(x *runner.RX) { r.read(x, msgs) })
+	stopReader, err := runner.Reader(fd, 1500, r.reader(msgs))
 	if err != nil {
 		return fmt.Errorf("hsrp: %w", err)
 	}
@@ -192,23 +192,20 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-func (r *Runner) read(x *runner.RX, msgs chan<- Event) {
-	buf := make([]byte, 1500)
-	for {
-		n, src, ok := x.Recv(buf)
-		if !ok {
-			return // shut down
-		}
+// reader checks each message in place and hands over only valid ones;
+// the buffer is reused, nothing is allocated per packet.
+func (r *Runner) reader(msgs chan<- Event) func(b []byte, src netip.Addr) {
+	return func(b []byte, src netip.Addr) {
 		if !src.Is4() {
-			continue
+			return
 		}
 		ev := Event{Kind: EvMessage, Src: src}
 		if ev.Src == r.cfg.Machine.Primary {
-			continue
+			return
 		}
-		if err := Receive(&ev.Msg, buf[:n], r.cfg.Machine.Group, &r.cfg.Machine.Auth); err != nil {
+		if err := Receive(&ev.Msg, b, r.cfg.Machine.Group, &r.cfg.Machine.Auth); err != nil {
 			r.count(err)
-			continue
+			return
 		}
 		r.sh.Rx.Add(1)
 		select {

@@ -195,7 +195,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	defer r.sh.Close()
 	adverts := make(chan Event, 64)
-	stopReader, err := runner.Reader(rx, func(x *runner.RX) { r.read(x, adverts) })
+	stopReader, err := runner.Reader(rx, 1500, r.reader(adverts))
 	if err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
@@ -215,38 +215,32 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// read parses each packet in place and hands over only valid adverts; the
-// buffer is reused, nothing is allocated per packet.
-func (r *Runner) read(x *runner.RX, adverts chan<- Event) {
-	buf := make([]byte, 1500)
+// reader parses each packet in place and hands over only valid adverts;
+// the buffer is reused, nothing is allocated per packet.
+func (r *Runner) reader(adverts chan<- Event) func(b []byte, _ netip.Addr) {
 	want := &Expect{VRID: r.cfg.Machine.VRID, Addrs: r.cfg.Machine.Addrs}
 	var a Advertisement
-	for {
-		n, _, ok := x.Recv(buf)
-		if !ok {
-			return // shut down
-		}
+	return func(b []byte, _ netip.Addr) {
 		// Raw IPv4 sockets deliver the IP header: TTL and addresses come
 		// from it (no IP_RECVTTL needed).
-		b := buf[:n]
 		if len(b) < 20 || b[0]>>4 != 4 {
 			r.c.short.Add(1)
-			continue
+			return
 		}
 		ihl := int(b[0]&0x0f) * 4
 		if ihl < 20 || len(b) < ihl {
 			r.c.short.Add(1)
-			continue
+			return
 		}
 		ttl := int(b[8])
 		src := netip.AddrFrom4([4]byte(b[12:16]))
 		dst := netip.AddrFrom4([4]byte(b[16:20]))
 		if src == r.cfg.Machine.Primary {
-			continue
+			return
 		}
 		if err := Receive(&a, b[ihl:], src, dst, ttl, want); err != nil {
 			r.count(err)
-			continue
+			return
 		}
 		r.sh.Rx.Add(1)
 		select {

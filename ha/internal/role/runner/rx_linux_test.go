@@ -5,6 +5,7 @@ package runner
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,8 +27,8 @@ func udpSocket(t *testing.T) (fd int, port uint16) {
 	return fd, uint16(sa.(*unix.SockaddrInet4).Port)
 }
 
-// Reader's RX and SendTo: datagrams (an empty one included) arrive with
-// their sender, neither side allocates per packet, and stop wakes a Recv
+// Reader and SendTo: datagrams (an empty one included) arrive with their
+// sender, neither side allocates per packet, and stop ends a reader
 // waiting in the poller.
 func TestReaderSendTo(t *testing.T) {
 	rfd, port := udpSocket(t)
@@ -38,17 +39,7 @@ func TestReaderSendTo(t *testing.T) {
 		src netip.Addr
 	}
 	ch := make(chan got, 16)
-	stop, err := Reader(rfd, func(x *RX) {
-		buf := make([]byte, 64)
-		for {
-			n, src, ok := x.Recv(buf)
-			if !ok {
-				close(ch)
-				return
-			}
-			ch <- got{n, src}
-		}
-	})
+	stop, err := Reader(rfd, 64, func(b []byte, src netip.Addr) { ch <- got{len(b), src} })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +62,54 @@ func TestReaderSendTo(t *testing.T) {
 	}); a != 0 {
 		t.Errorf("SendTo + Recv: %v allocations per packet, want 0", a)
 	}
-	stop() // must return: Recv is waiting in the poller
-	if _, open := <-ch; open {
-		t.Error("the reader did not end after stop")
+	stop() // must return: the reader is waiting in the poller
+	select {
+	case g := <-ch:
+		t.Errorf("a datagram after stop: %+v", g)
+	default:
+	}
+}
+
+// No datagram is lost or left behind in the socket: the reader waits for
+// the next readiness only after a recvmmsg that came back with room to
+// spare. Bursts of every size around the batch (several datagrams behind
+// one readiness), each sent while the reader waits in the poller, must all
+// be handed on, in order, before the next burst.
+func TestReaderBursts(t *testing.T) {
+	rfd, port := udpSocket(t)
+	sfd, _ := udpSocket(t)
+	defer unix.Close(sfd)
+	// Room for the largest burst: none may be dropped by the kernel.
+	if err := unix.SetsockoptInt(rfd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan byte, 64)
+	stop, err := Reader(rfd, 8, func(b []byte, _ netip.Addr) { got <- b[0] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	lo := netip.MustParseAddr("127.0.0.1")
+	seq := byte(0)
+	for round := range 20 {
+		for size := 1; size <= 3*rxBatch+1; size++ {
+			first := seq
+			for range size {
+				if err := SendTo(sfd, []byte{seq}, lo, port); err != nil {
+					t.Fatal(err)
+				}
+				seq++
+			}
+			for i := range size {
+				select {
+				case b := <-got:
+					if want := first + byte(i); b != want {
+						t.Fatalf("round %d, burst of %d: datagram %d is #%d, want #%d", round, size, i, b, want)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("round %d, burst of %d: datagram %d of it not handed on within 5 s", round, size, i)
+				}
+			}
+		}
 	}
 }

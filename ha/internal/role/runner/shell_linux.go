@@ -229,28 +229,57 @@ func (s *Shell) Failed(action any, err error) {
 	s.Log.Error(s.Protocol+": action failed", "action", action, "err", err)
 }
 
+// rxBatch is how many datagrams one recvmmsg takes. An idle group's reader
+// gets one per wake-up; what matters is that the batch has room for one
+// more, so that a short batch proves the queue empty (see RX.read).
+const rxBatch = 4
+
+// mmsghdr is struct mmsghdr. Go lays it out as C does on every Linux
+// target (the trailing padding on 64-bit follows Msghdr's alignment); the
+// x/sys version in go.mod predates unix.Mmsghdr.
+type mmsghdr struct {
+	Hdr unix.Msghdr
+	Len uint32
+}
+
 // RX is a runner's receiving socket, read through the runtime's network
 // poller. A blocking recvfrom parks a whole thread in a system call: each
 // packet then wakes that thread, the runtime's monitor thread and another
 // thread to run the owner loop, about twenty context switches per
 // advertisement where the poller needs one (an idle group receives ten a
 // second).
+//
+// The reader goroutine stays in one RawConn.Read for the socket's life and
+// hands each datagram on from inside its callback. Each Read begins by
+// forgetting the readiness the poller recorded, so a Read per datagram
+// must read before it may wait: one recvfrom for the datagram and a second
+// one, EAGAIN, before every wait. In one Read a single recvmmsg does both.
 type RX struct {
 	f      *os.File
 	rc     syscall.RawConn
 	readFn func(fd uintptr) bool
-	buf    []byte
-	n      int
-	from   unix.RawSockaddrInet4
-	fromN  uint32
-	errno  unix.Errno
+	handle func(b []byte, src netip.Addr)
+	done   bool // the socket failed or was shut down: Read returns
+
+	bufs  [rxBatch][]byte
+	iovs  [rxBatch]unix.Iovec
+	names [rxBatch]unix.RawSockaddrInet4
+	hdrs  [rxBatch]mmsghdr
 }
 
-// Reader makes fd non-blocking, hands it to the runtime's poller and runs
-// read (a loop over rx.Recv) in a goroutine. The returned stop closes fd,
-// which wakes the waiting Recv, and waits for read to return. On error fd
-// is closed.
-func Reader(fd int, read func(rx *RX)) (stop func(), err error) {
+// Reader makes fd non-blocking, hands it to the runtime's poller and calls
+// handle in a goroutine of its own for each datagram received, with its
+// payload (at most size bytes, the rest cut) and its IPv4 sender (invalid
+// for any other family). b is reused after handle returns; a zero-length
+// UDP datagram comes with its sender. handle must not block for long: the
+// next datagrams wait behind it. The reading ends when the socket fails;
+// the returned stop closes fd and waits for the goroutine to return. On
+// error fd is closed. Allocates nothing per datagram.
+func Reader(fd, size int, handle func(b []byte, src netip.Addr)) (stop func(), err error) {
+	if size <= 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("reader buffer size %d: want > 0", size)
+	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("making the socket non-blocking: %w", err)
@@ -262,60 +291,82 @@ func Reader(fd int, read func(rx *RX)) (stop func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("the socket's raw connection: %w", err)
 	}
-	rx := &RX{f: f, rc: rc}
-	rx.readFn = rx.recv // one method value: nothing allocated per packet
+	x := &RX{f: f, rc: rc, handle: handle}
+	for i := range x.hdrs {
+		x.bufs[i] = make([]byte, size)
+		x.iovs[i] = unix.Iovec{Base: &x.bufs[i][0]}
+		x.iovs[i].SetLen(size)
+		x.hdrs[i].Hdr.Iov = &x.iovs[i]
+		x.hdrs[i].Hdr.SetIovlen(1)
+	}
+	x.readFn = x.read // one method value: nothing allocated per packet
 	done := make(chan struct{})
-	go func() { defer close(done); read(rx) }()
+	go func() {
+		defer close(done)
+		_ = x.rc.Read(x.readFn) // returns on close or failure
+	}()
 	return func() {
 		f.Close()
 		<-done
 	}, nil
 }
 
-// Recv receives one datagram into buf; src is its IPv4 sender (invalid for
-// any other family). ok is false once the socket has been closed (or
-// fails): the reader returns then. A zero-length UDP datagram still has a
-// sender, so it is not mistaken for the end. Allocates nothing.
-func (x *RX) Recv(buf []byte) (n int, src netip.Addr, ok bool) {
-	if len(buf) == 0 {
-		return 0, netip.Addr{}, false
-	}
-	x.buf = buf
-	err := x.rc.Read(x.readFn)
-	x.buf = nil
-	if err != nil || x.errno != 0 {
-		return 0, netip.Addr{}, false
-	}
-	if x.fromN >= unix.SizeofSockaddrInet4 && x.from.Family == unix.AF_INET {
-		src = netip.AddrFrom4(x.from.Addr)
-	}
-	return x.n, src, x.n > 0 || x.fromN > 0
-}
-
-// recv is one recvfrom inside RawConn.Read: false (wait for readiness) on
-// EAGAIN, retried on EINTR. The descriptor is non-blocking, so the call
-// never waits in the kernel; RawSyscall spares the scheduler's system-call
-// bookkeeping, which wakes the runtime's monitor thread at every call (and
-// it then polls every 20 µs until the process is idle again): on an idle
-// group that monitor was two thirds of the process's context switches.
-func (x *RX) recv(fd uintptr) bool {
-	for {
-		x.fromN = unix.SizeofSockaddrInet4
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&x.buf[0])), uintptr(len(x.buf)),
-			0, uintptr(unsafe.Pointer(&x.from)), uintptr(unsafe.Pointer(&x.fromN)))
+// read is the callback of the reader's one RawConn.Read: recvmmsg, hand
+// every datagram on, and again while the batch came back full. A batch
+// with room to spare proves the queue was empty at that moment; false then
+// waits for the next readiness without another read. Nothing is lost: a
+// datagram queued after that moment is a new readiness, which the poller
+// records (or wakes this goroutine for) while it is still in the same
+// Read. A datagram that arrived between the poller's wake-up and the
+// recvmmsg is taken now and leaves a readiness with nothing behind it: the
+// next call finds EAGAIN and waits again. The descriptor is non-blocking,
+// so the call never waits in the kernel; RawSyscall spares the
+// scheduler's system-call bookkeeping, which wakes the runtime's monitor
+// thread at every call (and it then polls every 20 µs until the process
+// is idle again): on an idle group that monitor was two thirds of the
+// process's context switches.
+func (x *RX) read(fd uintptr) bool {
+	for !x.done {
+		for i := range x.hdrs {
+			h := &x.hdrs[i].Hdr
+			h.Name = (*byte)(unsafe.Pointer(&x.names[i]))
+			h.Namelen = unix.SizeofSockaddrInet4
+			h.Flags = 0
+		}
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&x.hdrs[0])), rxBatch,
+			unix.MSG_DONTWAIT, 0, 0)
 		switch e {
+		case 0:
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false
+		default:
+			x.done = true // closed or failed: the reader ends
+			return true
 		}
-		x.n, x.errno = int(r), e
-		return true
+		n := int(r)
+		for i := range n {
+			h := &x.hdrs[i]
+			var src netip.Addr
+			if h.Hdr.Namelen >= unix.SizeofSockaddrInet4 && x.names[i].Family == unix.AF_INET {
+				src = netip.AddrFrom4(x.names[i].Addr)
+			}
+			if h.Len == 0 && h.Hdr.Namelen == 0 {
+				x.done = true // shut down: no datagram, no sender
+				return true
+			}
+			x.handle(x.bufs[i][:h.Len], src)
+		}
+		if n < rxBatch {
+			return false
+		}
 	}
+	return true
 }
 
 // SendTo sends pkt on fd to dst (port: for UDP; 0 for raw IP), without
-// waiting: RawSyscall and MSG_DONTWAIT (see RX.recv for why). A full send
+// waiting: RawSyscall and MSG_DONTWAIT (see RX.read for why). A full send
 // buffer is rare (a periodic message of a few dozen bytes); only then the
 // blocking, scheduler-aware call is made, so the packet is still sent.
 // Allocates nothing.

@@ -2,6 +2,7 @@ package reap
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"runtime"
@@ -31,21 +32,37 @@ func TestStartOutlivesTheCallersThread(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := func(viaStart bool) *exec.Cmd {
-		cmd := exec.Command("sleep", "30")
-		done := make(chan error)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the runtime ends this thread when the goroutine returns
-			if viaStart {
-				done <- Start(cmd)
-				return
+		// The runtime never ends the main thread (it parks a goroutine that
+		// exits locked to it instead): a goroutine that lands there tries
+		// again, or the plain child would outlive the test's expectation.
+		for range 100 {
+			cmd := exec.Command("sleep", "30")
+			done := make(chan error)
+			go func() {
+				runtime.LockOSThread() // never unlocked: the runtime ends this thread when the goroutine returns
+				if syscall.Gettid() == syscall.Getpid() {
+					runtime.UnlockOSThread()
+					done <- errMainThread
+					return
+				}
+				if viaStart {
+					done <- Start(cmd)
+					return
+				}
+				cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+				done <- cmd.Start()
+			}()
+			err := <-done
+			if err == errMainThread {
+				continue
 			}
-			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-			done <- cmd.Start()
-		}()
-		if err := <-done; err != nil {
-			t.Fatal(err)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cmd
 		}
-		return cmd
+		t.Fatal("every goroutine ran on the main thread")
+		return nil
 	}
 	plain := start(false)
 	ours := start(true)
@@ -62,6 +79,8 @@ func TestStartOutlivesTheCallersThread(t *testing.T) {
 		t.Fatal("Start's child died with the thread of its caller")
 	}
 }
+
+var errMainThread = errors.New("on the main thread")
 
 // TestHelperParent is the process TestChildDiesWithParent kills: it starts
 // a sleep through Start, prints its PID and waits to be killed.

@@ -290,10 +290,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			now := a.now()
 			a.perform(now, a.reg.Handle(now, Event{Kind: EvTimer}, a.acts[:0]))
 		case r := <-a.reload:
-			// Heartbeats queued before the reload are judged by the keys
-			// they arrived under (a rotation may drop the key they carry).
-			a.drainHeartbeats()
-			r.resp <- a.applyReload(r.cfg)
+			r.resp <- a.reloadNow(r.cfg)
 		case r := <-a.cons:
 			if r.walk != nil {
 				a.bindingsSlice(r.walk)
@@ -464,4 +461,12 @@ func rssBytes() uint64 {
 		}
 	}
 	return 0
+}
+
+// reloadNow applies a reload after reading the heartbeats queued before it:
+// they are judged by the keys they arrived under (a rotation may drop the
+// key they carry).
+func (a *Agent) reloadNow(cfg *config.Config) error {
+	a.drainHeartbeats()
+	return a.applyReload(cfg)
 }

@@ -60,9 +60,8 @@ func (x *claimIndex) prio() uint32 {
 	return x.rnd
 }
 
-// get returns the holder of exactly (addr, bits).
-func (x *claimIndex) get(addr uint32, bits uint8) (uint32, bool) {
-	k := claimKey(addr, bits)
+// find returns the node holding key k, or 0.
+func (x *claimIndex) find(k uint64) int32 {
 	for t := x.root; t != 0; {
 		n := &x.nodes[t]
 		switch {
@@ -71,8 +70,16 @@ func (x *claimIndex) get(addr uint32, bits uint8) (uint32, bool) {
 		case k > n.key:
 			t = n.r
 		default:
-			return n.home, true
+			return t
 		}
+	}
+	return 0
+}
+
+// get returns the holder of exactly (addr, bits).
+func (x *claimIndex) get(addr uint32, bits uint8) (uint32, bool) {
+	if t := x.find(claimKey(addr, bits)); t != 0 {
+		return x.nodes[t].home, true
 	}
 	return 0, false
 }
@@ -97,18 +104,9 @@ func (x *claimIndex) next(lo uint64) (key uint64, home uint32, ok bool) {
 // caller sweeps stale claims and tries again).
 func (x *claimIndex) put(addr uint32, bits uint8, home uint32) bool {
 	k := claimKey(addr, bits)
-	// an existing claim changes holder in place
-	for t := x.root; t != 0; {
-		n := &x.nodes[t]
-		switch {
-		case k < n.key:
-			t = n.l
-		case k > n.key:
-			t = n.r
-		default:
-			n.home = home
-			return true
-		}
+	if t := x.find(k); t != 0 { // an existing claim changes holder in place
+		x.nodes[t].home = home
+		return true
 	}
 	if x.free == 0 {
 		return false

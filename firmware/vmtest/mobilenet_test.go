@@ -10,20 +10,6 @@ import (
 	"github.com/hagent/hagent/firmware/vm"
 )
 
-// The mobile router of the reference config: sensor-7 may claim networks
-// inside 203.0.113.0/28; it registers two of them explicitly.
-const (
-	mrHome  = "192.0.2.11"
-	mrNAI   = "sensor-7@example.net"
-	mrSPI   = "257"
-	mrKey   = "example-secret-sensor-7"
-	mrCoA   = "198.51.100.20"
-	mrNetA  = "203.0.113.0/29"
-	mrNetB  = "203.0.113.8/29"
-	mrHostA = "203.0.113.2" // one host address in each network
-	mrHostB = "203.0.113.9"
-)
-
 // TestMobileNetworkFailover: a mobile router (RFC 5177) registers two
 // networks with the group's virtual address; a correspondent on the home
 // link reaches a host inside each through the active guest's IP-in-IP
@@ -40,8 +26,8 @@ func TestMobileNetworkFailover(t *testing.T) {
 	a := l.guest(t, img, "ha1", 0)
 	b := l.guest(t, img, "ha2", 1, "hagent.config=/etc/hagent-b.toml")
 	ctx := context.Background()
-	mr, err := l.AddMobileRouter(ctx, vm.MobileRouterSpec{Name: "mr", CareOf: mrCoA + "/24", HA: netip.MustParseAddr(vip),
-		LAN: []string{"203.0.113.1/29", "203.0.113.14/29"}, Hosts: []string{mrHostA + "/29", mrHostB + "/29"}})
+	mr, err := l.AddMobileRouter(ctx, vm.MobileRouterSpec{Name: "mr", CareOf: vm.Sensor7CoA + "/24", HA: netip.MustParseAddr(vip),
+		LAN: []string{"203.0.113.1/29", "203.0.113.14/29"}, Hosts: []string{vm.Sensor7HostA + "/29", vm.Sensor7HostB + "/29"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,13 +45,13 @@ func TestMobileNetworkFailover(t *testing.T) {
 	// sensor-7 replays by nonce: the first request learns the agent's
 	// (an authenticated 133) and -resync sends it again.
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
-	out, err := vm.Exec(c, mr.NS, l.mnsim, "register", "-ha", vip, "-home", mrHome, "-nai", mrNAI, "-coa", mrCoA,
-		"-spi", mrSPI, "-key", mrKey, "-flags", "T", "-resync", "-timeout", "2s", "-retries", "3",
-		"-mobile-network", mrNetA, "-mobile-network", mrNetB)
+	out, err := vm.Exec(c, mr.NS, l.mnsim, "register", "-ha", vip, "-home", vm.Sensor7Home, "-nai", vm.Sensor7NAI, "-coa", vm.Sensor7CoA,
+		"-spi", vm.Sensor7SPI, "-key", vm.Sensor7Key, "-flags", "T", "-resync", "-timeout", "2s", "-retries", "3",
+		"-mobile-network", vm.Sensor7NetA, "-mobile-network", vm.Sensor7NetB)
 	cancel()
-	if err != nil || !strings.Contains(out, "mobile-network "+mrNetA+" explicit: 0 success") ||
-		!strings.Contains(out, "mobile-network "+mrNetB+" explicit: 0 success") {
-		t.Fatalf("the mobile router's registration with %s and %s: %v\n%s", mrNetA, mrNetB, err, out)
+	if err != nil || !strings.Contains(out, "mobile-network "+vm.Sensor7NetA+" explicit: 0 success") ||
+		!strings.Contains(out, "mobile-network "+vm.Sensor7NetB+" explicit: 0 success") {
+		t.Fatalf("the mobile router's registration with %s and %s: %v\n%s", vm.Sensor7NetA, vm.Sensor7NetB, err, out)
 	}
 	t.Logf("mnsim register (the router's only registration): %s", strings.TrimSpace(out))
 	for _, g := range []struct {
@@ -101,17 +87,17 @@ func waitNetworks(t *testing.T, m *vm.Machine, name string, within time.Duration
 	deadline := time.Now().Add(within)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, _, err := m.Run(ctx, "hactl show bindings "+mrHome)
+		out, _, err := m.Run(ctx, "hactl show bindings "+vm.Sensor7Home)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if line, f, ok := vm.BindingRow(out, mrHome); ok && f[1] == mrCoA && f[3] == "live" && strings.Contains(out, mrNetA+", "+mrNetB) {
+		if line, f, ok := vm.BindingRow(out, vm.Sensor7Home); ok && f[1] == vm.Sensor7CoA && f[3] == "live" && strings.Contains(out, vm.Sensor7NetA+", "+vm.Sensor7NetB) {
 			t.Logf("%s: %s", name, line)
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no live binding %s -> %s with networks %s,%s within %v:\n%s", name, mrHome, mrCoA, mrNetA, mrNetB, within, out)
+			t.Fatalf("%s: no live binding %s -> %s with networks %s,%s within %v:\n%s", name, vm.Sensor7Home, vm.Sensor7CoA, vm.Sensor7NetA, vm.Sensor7NetB, within, out)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -122,7 +108,7 @@ func waitNetworks(t *testing.T, m *vm.Machine, name string, within time.Duration
 func mnPing(t *testing.T, l *lab, mr *vm.MobileRouter, what string, m *vm.Machine) {
 	t.Helper()
 	in, outb := mr.GW.In.Load(), mr.GW.Out.Load()
-	for _, h := range []string{mrHostA, mrHostB} {
+	for _, h := range []string{vm.Sensor7HostA, vm.Sensor7HostB} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		out, err := vm.Exec(ctx, l.cnNS, "ping", "-c", "3", "-i", "0.3", "-W", "3", h)
 		cancel()

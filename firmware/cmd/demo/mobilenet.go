@@ -19,23 +19,12 @@ import (
 	"github.com/hagent/hagent/firmware/vm"
 )
 
-// The reference config's sensor-7 may claim networks inside 203.0.113.0/28.
-const (
-	mrHome  = "192.0.2.11"
-	mrNAI   = "sensor-7@example.net"
-	mrSPI   = "257"
-	mrKey   = "example-secret-sensor-7"
-	mrCoA   = "198.51.100.20"
-	mrNetA  = "203.0.113.0/29"
-	mrNetB  = "203.0.113.8/29"
-	mrHostA = "203.0.113.2"
-	mrHostB = "203.0.113.9"
-	mrPings = 2
-)
+// mrPings: echo requests per host and step.
+const mrPings = 2
 
 func (d *demo) mnLAN(ctx context.Context) error {
-	r, err := d.lab.AddMobileRouter(ctx, vm.MobileRouterSpec{Name: "mr", CareOf: mrCoA + "/24", HA: netip.MustParseAddr(vip),
-		LAN: []string{"203.0.113.1/29", "203.0.113.14/29"}, Hosts: []string{mrHostA + "/29", mrHostB + "/29"}})
+	r, err := d.lab.AddMobileRouter(ctx, vm.MobileRouterSpec{Name: "mr", CareOf: vm.Sensor7CoA + "/24", HA: netip.MustParseAddr(vip),
+		LAN: []string{"203.0.113.1/29", "203.0.113.14/29"}, Hosts: []string{vm.Sensor7HostA + "/29", vm.Sensor7HostB + "/29"}})
 	if err != nil {
 		return fail("setup", "mobile router: %v", err)
 	}
@@ -45,27 +34,27 @@ func (d *demo) mnLAN(ctx context.Context) error {
 	if out, err := vm.Exec(ctx, d.cnNS, "ip", "route", "add", "203.0.113.0/28", "via", vip); err != nil {
 		return fail("setup", "%s", oneLine(out, err))
 	}
-	d.say("namespace %s: mobile router, care-of address %s; behind it %s: hosts %s and %s", r.NS, mrCoA, r.HostNS, mrHostA, mrHostB)
+	d.say("namespace %s: mobile router, care-of address %s; behind it %s: hosts %s and %s", r.NS, vm.Sensor7CoA, r.HostNS, vm.Sensor7HostA, vm.Sensor7HostB)
 	return nil
 }
 
 var networksLine = regexp.MustCompile(`(?m)^  Mobile networks {2,}(\S.*?)\s*$`)
 
-// mnBinding polls `hactl show bindings mrHome` on guest i until the
+// mnBinding polls `hactl show bindings vm.Sensor7Home` on guest i until the
 // router's binding is live with both networks; it returns the row and the
 // networks line.
 func (d *demo) mnBinding(ctx context.Context, i int, within time.Duration) (row []string, nets, out string, ok bool) {
 	deadline := time.Now().Add(within)
 	for {
 		c, cancel := context.WithTimeout(ctx, 30*time.Second)
-		out, _, err := d.guests[i].Run(c, "hactl show bindings "+mrHome)
+		out, _, err := d.guests[i].Run(c, "hactl show bindings "+vm.Sensor7Home)
 		cancel()
 		if err != nil {
 			out = "console: " + err.Error()
 		}
 		out = vm.StripLogs(out)
-		_, f, ok := vm.BindingRow(out, mrHome)
-		if m := networksLine.FindStringSubmatch(out); ok && f[1] == mrCoA && f[3] == "live" && m != nil && m[1] == mrNetA+", "+mrNetB {
+		_, f, ok := vm.BindingRow(out, vm.Sensor7Home)
+		if m := networksLine.FindStringSubmatch(out); ok && f[1] == vm.Sensor7CoA && f[3] == "live" && m != nil && m[1] == vm.Sensor7NetA+", "+vm.Sensor7NetB {
 			return f, m[1], out, true
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
@@ -79,22 +68,22 @@ func (d *demo) mnRegister(ctx context.Context, active, standby int) error {
 	d.section("4c. a mobile router registers two networks behind it (RFC 5177)")
 	c, cancel := context.WithTimeout(ctx, 20*time.Second)
 	// sensor-7 replays by nonce: -resync adopts the agent's from its 133.
-	out, err := vm.Exec(c, d.mr.NS, d.mnsim, "register", "-ha", vip, "-home", mrHome, "-nai", mrNAI, "-coa", mrCoA,
-		"-spi", mrSPI, "-key", mrKey, "-flags", "T", "-resync", "-timeout", "2s", "-retries", "2",
-		"-mobile-network", mrNetA, "-mobile-network", mrNetB)
+	out, err := vm.Exec(c, d.mr.NS, d.mnsim, "register", "-ha", vip, "-home", vm.Sensor7Home, "-nai", vm.Sensor7NAI, "-coa", vm.Sensor7CoA,
+		"-spi", vm.Sensor7SPI, "-key", vm.Sensor7Key, "-flags", "T", "-resync", "-timeout", "2s", "-retries", "2",
+		"-mobile-network", vm.Sensor7NetA, "-mobile-network", vm.Sensor7NetB)
 	cancel()
 	out = strings.TrimSpace(out)
-	for _, n := range []string{mrNetA, mrNetB} {
+	for _, n := range []string{vm.Sensor7NetA, vm.Sensor7NetB} {
 		if err == nil && !strings.Contains(out, "mobile-network "+n+" explicit: 0 success") {
 			err = fmt.Errorf("no acknowledgement 0 for %s", n)
 		}
 	}
 	if err != nil {
 		return fail("mobile network", "mnsim register -mobile-network %s -mobile-network %s should be accepted by %s (active) with both networks acknowledged: %s",
-			mrNetA, mrNetB, d.names[active], oneLine(out, err))
+			vm.Sensor7NetA, vm.Sensor7NetB, d.names[active], oneLine(out, err))
 	}
 	first, rest, _ := strings.Cut(out, "\n")
-	d.say("mnsim register -ha %s -home %s -nai %s -coa %s -mobile-network %s -mobile-network %s: %s", vip, mrHome, mrNAI, mrCoA, mrNetA, mrNetB, first)
+	d.say("mnsim register -ha %s -home %s -nai %s -coa %s -mobile-network %s -mobile-network %s: %s", vip, vm.Sensor7Home, vm.Sensor7NAI, vm.Sensor7CoA, vm.Sensor7NetA, vm.Sensor7NetB, first)
 	for _, l := range strings.Split(rest, "\n") {
 		d.detail("%s", strings.TrimSpace(l))
 	}
@@ -102,7 +91,7 @@ func (d *demo) mnRegister(ctx context.Context, active, standby int) error {
 		f, nets, bout, ok := d.mnBinding(ctx, i, replicaTimeout)
 		if !ok {
 			return fail("mobile network", "%s should list a live binding %s → %s with networks %s, %s within %v; hactl show bindings %s says: %s",
-				d.names[i], mrHome, mrCoA, mrNetA, mrNetB, replicaTimeout, mrHome, oneLine(bout, nil))
+				d.names[i], vm.Sensor7Home, vm.Sensor7CoA, vm.Sensor7NetA, vm.Sensor7NetB, replicaTimeout, vm.Sensor7Home, oneLine(bout, nil))
 		}
 		d.mrID = f[7]
 		d.detail("%s: binding %s, mobile networks %s", d.names[i], describeBinding(f), nets)
@@ -115,14 +104,14 @@ func (d *demo) mnRegister(ctx context.Context, active, standby int) error {
 func (d *demo) mnPing(ctx context.Context, step string, by int) error {
 	in, outb := d.mr.GW.In.Load(), d.mr.GW.Out.Load()
 	var got []string
-	for _, h := range []string{mrHostA, mrHostB} {
+	for _, h := range []string{vm.Sensor7HostA, vm.Sensor7HostB} {
 		c, cancel := context.WithTimeout(ctx, natTimeout)
 		out, err := vm.Exec(c, d.cnNS, "ping", "-c", fmt.Sprint(mrPings), "-i", "0.3", "-W", "3", h)
 		cancel()
 		m := pingReceived.FindStringSubmatch(out)
 		if m == nil || m[2] != fmt.Sprint(mrPings) {
 			return fail(step, "ping -c %d %s (inside %s's network) from the correspondent should be answered through %s's tunnel: %s",
-				mrPings, h, mrHome, d.names[by], oneLine(out, err))
+				mrPings, h, vm.Sensor7Home, d.names[by], oneLine(out, err))
 		}
 		got = append(got, fmt.Sprintf("%s %s/%s", h, m[2], m[1]))
 	}
@@ -145,7 +134,7 @@ func (d *demo) mnAfterTakeover(ctx context.Context, by int) error {
 	f, nets, out, ok := d.mnBinding(ctx, by, 0)
 	if !ok {
 		return fail("mobile network after takeover", "%s should hold the binding %s with networks %s, %s; hactl show bindings %s says: %s",
-			name, mrHome, mrNetA, mrNetB, mrHome, oneLine(out, nil))
+			name, vm.Sensor7Home, vm.Sensor7NetA, vm.Sensor7NetB, vm.Sensor7Home, oneLine(out, nil))
 	}
 	if f[7] != d.mrID {
 		return fail("mobile network after takeover", "the router's binding on %s has identification %s, its one registration had %s: it registered again", name, f[7], d.mrID)

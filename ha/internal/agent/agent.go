@@ -331,6 +331,10 @@ func (a *Agent) handleBatch(b *batch) {
 // datapath attach here; today it logs (at debug level, checked first so that
 // the hot path builds no log attributes when debug is off).
 func (a *Agent) changed(ch Change) {
+	switch ch.Kind {
+	case Deregistered, Expired, Cleared, Withdrawn, Revoked:
+		a.core.keepOthersNets(&ch.Entry)
+	}
 	a.dpl.queue(ch)
 	if a.log.Enabled(context.Background(), slog.LevelDebug) {
 		e := &ch.Entry

@@ -168,13 +168,52 @@ func (c *Core) droppedNets(l *netList, d *hasync.Dropped, home uint32) {
 	l.n = 0
 	for i := range int(d.N) {
 		a, b := d.Addr[i], d.Bits[i]
-		if c.claims != nil {
-			if h, ok := c.claims.get(a, b); ok && h != home && c.claimLive(h, a, b) {
-				continue
-			}
+		if c.netOfOther(a, b, home) {
+			continue
 		}
 		l.addr[l.n], l.bits[l.n] = a, b
 		l.n++
+	}
+}
+
+// netOfOther reports whether a live binding of a shared pool other than
+// home's carries (addr, bits): its route is that binding's, whatever home's
+// change says.
+func (c *Core) netOfOther(addr uint32, bits uint8, home uint32) bool {
+	if c.claims == nil {
+		return false
+	}
+	h, ok := c.claims.get(addr, bits)
+	return ok && h != home && c.claimLive(h, addr, bits)
+}
+
+// keepOthersNets removes from e (a copy: a removal's Change) the networks
+// another live binding now carries. A router's de-registration or expiry
+// lists the networks its binding last held; when writes crossed (a peer's
+// write giving one of them to another router of the pool reached this
+// member first), removing them all would take the other router's route
+// away until the periodic check put it back.
+func (c *Core) keepOthersNets(e *binding.Entry) {
+	if c.claims == nil || e.NumPrefixes() == 0 {
+		return
+	}
+	var keep [binding.MaxPrefixes]struct {
+		a uint32
+		b uint8
+	}
+	n := 0
+	for i := 0; i < e.NumPrefixes(); i++ {
+		if a, b := e.PrefixU32(i); !c.netOfOther(a, b, e.Home) {
+			keep[n].a, keep[n].b = a, b
+			n++
+		}
+	}
+	if n == e.NumPrefixes() {
+		return
+	}
+	e.ClearPrefixes()
+	for _, k := range keep[:n] {
+		e.AddPrefixU32(k.a, k.b)
 	}
 }
 

@@ -226,3 +226,68 @@ func TestPeerWriteDroppingNetworkTakenByAnother(t *testing.T) {
 		t.Fatalf("after S's de-registration, kernel routes %v", f.routes)
 	}
 }
+
+// The same two routers, the other way round: S's write claiming a network
+// reaches the member before R's de-registration, whose entry still lists
+// that network (R dropped it by de-registering; the writes crossed). R's
+// de-registration must not remove S's route.
+func TestPeerDeregistrationOfNetworkTakenByAnother(t *testing.T) {
+	h := newReplHarnessWith(t, false, func(cfg *config.Config) {
+		p := testConfig(8).Nodes[2]
+		p.Pool = netip.MustParsePrefix("127.0.0.64/27")
+		p.MobileNetworks = []netip.Prefix{pfx("10.20.0.0/16")}
+		p.MaxMobileNetworks = 8
+		cfg.Nodes = append(cfg.Nodes, p)
+	})
+	f := newFakeNetDP()
+	h.a.dpl = &dataplane{dp: f, active: true, ifname: noIf, nets: newNetPlane(f)}
+	h.r.kernel = true
+	h.peerUp()
+	h.toPeer(true)
+	const coaR, coaS = 0xc6336401, 0xc6336402
+	write := func(home string, careOf uint32, id uint64, nets ...string) {
+		t.Helper()
+		e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr(home)), CareOf: careOf,
+			HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress), ID: id, Granted: 300}
+		for _, n := range nets {
+			e.AddPrefix(pfx(n))
+		}
+		var err error
+		if h.out, err = h.peer.Register(h.now, e, h.out[:0]); err != nil {
+			t.Fatal(err)
+		}
+		h.peerSays(h.out)
+		h.a.flushDataplane()
+	}
+	deregister := func(home string, id uint64) {
+		t.Helper()
+		var err error
+		if h.out, err = h.peer.Deregister(h.now, binding.AddrU32(netip.MustParseAddr(home)), id, h.out[:0]); err != nil {
+			t.Fatal(err)
+		}
+		h.peerSays(h.out)
+	}
+	write("127.0.0.70", coaR, h.id+1, "10.20.1.0/24", "10.20.2.0/24")
+	write("127.0.0.71", coaS, h.id+1, "10.20.2.0/24")
+	deregister("127.0.0.70", h.id+2)
+	h.a.flushDataplane()
+	if len(f.routes) != 1 || f.routes[pfx("10.20.2.0/24")] != binding.U32Addr(coaS) {
+		t.Fatalf("after R's late de-registration, kernel routes %v, want only 10.20.2.0/24 → S", f.routes)
+	}
+	// In one flush: S's claim and R's de-registration queued together.
+	write("127.0.0.70", coaR, h.id+3, "10.20.3.0/24")
+	e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr("127.0.0.71")), CareOf: coaS,
+		HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress), ID: h.id + 4, Granted: 300}
+	e.AddPrefix(pfx("10.20.2.0/24"))
+	e.AddPrefix(pfx("10.20.3.0/24"))
+	var err error
+	if h.out, err = h.peer.Register(h.now, e, h.out[:0]); err != nil {
+		t.Fatal(err)
+	}
+	h.peerSays(h.out)
+	deregister("127.0.0.70", h.id+5)
+	h.a.flushDataplane()
+	if len(f.routes) != 2 || f.routes[pfx("10.20.3.0/24")] != binding.U32Addr(coaS) || f.routes[pfx("10.20.2.0/24")] != binding.U32Addr(coaS) {
+		t.Fatalf("after S's claim and R's de-registration in one flush, kernel routes %v, want 10.20.2.0/24 and 10.20.3.0/24 → S", f.routes)
+	}
+}

@@ -66,7 +66,7 @@ key = "text:the-rotated-group-secret-4567"
 		addr := fmt.Sprintf("192.0.2.%d", home)
 		home++
 		r, code := mnsimJSON(t, mn, "register", "-ha", "192.0.2.1", "-home", addr, "-coa", "198.51.100.7",
-			"-spi", "300", "-key", "fleet-secret-01234")
+			"-spi", "300", "-key", "fleet-secret-01234", "-retries", "2")
 		if code != 0 || r.Code != 0 {
 			t.Fatalf("%s: register %s: exit %d %+v", step, addr, code, r)
 		}

@@ -119,7 +119,7 @@ func TestSyncForgedAndReplayedChangeNothing(t *testing.T) {
 
 	id1 := agentID(syncAddr(1))
 	r, code := mnsimJSON(t, mn, "register", "-ha", syncAddr(1), "-home", "10.2.0.5", "-coa", "198.51.100.7",
-		"-spi", "300", "-key", syncKey, "-lifetime", "600")
+		"-spi", "300", "-key", syncKey, "-lifetime", "600", "-retries", "2")
 	if code != 0 || r.Code != 0 {
 		t.Fatalf("register: exit %d %+v", code, r)
 	}

@@ -23,11 +23,11 @@ package datapath
 // accept_redirects goes to 0 on the same interfaces: a redirect may move
 // the agent's own routes through a gateway (the outer packets towards
 // care-of addresses and NATs), and a host on the home link that forges one
-// from the router's address would draw a node's tunnel to itself. Routers
-// ignore redirects (RFC 1812 §4.3.3.2). The kernel accepts one on a
-// forwarding interface only if "all" AND the interface say so
-// (IN_DEV_RX_REDIRECTS), so the interface's 0 suffices and "all" stays as
-// the host has it. The /32 routes themselves have no gateway and no
+// from the router's address would draw a node's tunnel to itself; a
+// router takes no routes from redirects (RFC 1812 §4.3.3.2). The kernel
+// accepts one on a forwarding interface only if "all" AND the interface
+// say so (IN_DEV_RX_REDIRECTS), so the interface's 0 suffices and "all"
+// stays as the host has it. The /32 routes themselves have no gateway and no
 // redirect moves them (__ip_do_redirect wants the route's gateway to be the
 // sender).
 //

@@ -105,11 +105,6 @@ func TestNATFailoverNetns(t *testing.T) {
 	run(nat, "nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority srcnat; }; add rule ip nat post oifname eth0 masquerade")
 	ip(cn, "route", "replace", "192.0.2.10/32", "via", "192.0.2.1", "dev", "eth0", "onlink")
 	run(cn, "sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0", "net.ipv4.conf.eth0.accept_redirects=0")
-	for _, h := range []*lab.Host{h1, h2} {
-		// Forwarded in and out of the same interface: a redirect would
-		// send the correspondent to the home address itself.
-		run(h, "sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0")
-	}
 
 	a1 := StartAgent(t, h1, natGroupConfig(1))
 	a2 := StartAgent(t, h2, natGroupConfig(2))
@@ -147,6 +142,12 @@ func TestNATFailoverNetns(t *testing.T) {
 		}
 	}
 	ping("through member 1")
+	// Forwarded in and out of the same interface, both ways: the agent
+	// itself keeps the kernel from redirecting the correspondent to the
+	// home address and the node to the correspondent.
+	if n := outRedirects(t, h1); n != 0 {
+		t.Fatalf("member 1 sent %d ICMP redirects forwarding the pings", n)
+	}
 
 	// Crash the active member and pull its cable (its kernel would keep
 	// the virtual address otherwise).
@@ -165,6 +166,9 @@ func TestNATFailoverNetns(t *testing.T) {
 	// the gratuitous ARP; give it the benefit of one failed probe.
 	_, _ = cn.Run("ping", "-c", "1", "-W", "1", "192.0.2.1")
 	ping("through member 2 after the failover")
+	if n := outRedirects(t, h2); n != 0 {
+		t.Fatalf("member 2 sent %d ICMP redirects forwarding the pings", n)
+	}
 	s := showStats(t, a2)
 	if s["udp tunnel encapsulated"] < 3 || s["udp tunnel decapsulated"] < 3 {
 		t.Fatalf("member 2's UDP tunnel counters after the failover's pings: %v", s)

@@ -88,6 +88,9 @@ func (a *Agent) openDataplane() (*dataplane, error) {
 		Logger:       a.log.With("sub", "datapath"),
 	}
 	natDatapathConfig(a.cfg, &dc)
+	// A one-armed agent forwards out of the interface a packet came in
+	// on: the kernel's redirects would send hosts around it.
+	dc.SendRedirects = cfg.SendRedirects
 	for _, e := range a.cfg.Agent.Encapsulations {
 		if e == "gre" {
 			dc.GRETunnelName = cfg.TunnelDevice + "gre"

@@ -238,6 +238,7 @@ type Datapath struct {
 	ProxyARPMode      string        // "entries" (default): one NTF_PROXY entry per node; "interface": proxy_arp on the home interface
 	ReverseCheck      bool          // default true: reverse-tunnelled packets only from their binding's care-of (RFC 3024 §5.2)
 	TunnelDF          bool          // default true: outer Don't Fragment on IP-in-IP and GRE (RFC 2003 §3.1)
+	SendRedirects     bool          // default false: ICMP redirects off in the agent's namespace; true leaves the host's settings
 	ReconcileInterval time.Duration // default 30s, 1s..1h
 }
 

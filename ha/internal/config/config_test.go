@@ -652,6 +652,16 @@ func TestWrongTypeOfRequiredKeyIsOneError(t *testing.T) {
 	}
 }
 
+// The agent owns the namespace's redirects unless told to leave them.
+func TestSendRedirects(t *testing.T) {
+	if c := mustParse(t, base); c.Datapath.SendRedirects {
+		t.Fatalf("default: %+v", c.Datapath)
+	}
+	if c := mustParse(t, base+"[datapath]\nsend_redirects = true\n"); !c.Datapath.SendRedirects || !c.Datapath.TunnelDF {
+		t.Fatalf("send_redirects = true: %+v", c.Datapath)
+	}
+}
+
 func TestTunnelDFOff(t *testing.T) {
 	c := mustParse(t, base+"[datapath]\ntunnel_df = false\n")
 	if c.Datapath.TunnelDF || !c.Datapath.ReverseCheck {

@@ -107,6 +107,7 @@ type rawDatapath struct {
 	Enabled, ProxyARP field[bool]
 	ReverseCheck      field[bool]
 	TunnelDF          field[bool]
+	SendRedirects     field[bool]
 	TunnelDevice      field[string]
 	ProxyARPMode      field[string]
 	RouteProtocol     field[int64]
@@ -287,6 +288,7 @@ func readDatapath(root *table, r *rawConfig) {
 		ProxyARP:          t.boolean("proxy_arp"),
 		ReverseCheck:      t.boolean("reverse_check"),
 		TunnelDF:          t.boolean("tunnel_df"),
+		SendRedirects:     t.boolean("send_redirects"),
 		ProxyARPMode:      t.str("proxy_arp_mode"),
 		ReconcileInterval: t.duration("reconcile_interval"),
 	}

@@ -62,5 +62,6 @@ func (d *decoder) buildDatapath(r *rawConfig, c *Config) {
 	}
 	p.ReverseCheck = d.boolOr(rd.ReverseCheck, true)
 	p.TunnelDF = d.boolOr(rd.TunnelDF, true)
+	p.SendRedirects = d.boolOr(rd.SendRedirects, false)
 	p.ReconcileInterval = d.durIn(rd.ReconcileInterval, DefaultReconcileInterval, time.Second, time.Hour)
 }

@@ -117,6 +117,12 @@ type Config struct {
 	// without DF at that MTU (tunneldf.go); without it a narrower hop
 	// beyond the agent fragments the outer packets instead.
 	TunnelDF bool
+	// SendRedirects leaves ICMP redirects as the host has them. False (the
+	// default): Setup turns send_redirects off for "all" and, with
+	// accept_redirects, on every interface it forwards on: a one-armed
+	// agent forwards out of the interface a packet came in on, and the
+	// kernel's redirect would tell hosts to bypass it (redirects.go).
+	SendRedirects bool
 	// UDPTunnel loads the RFC 3519 UDP tunnel programs at Setup and
 	// attaches the decapsulating tc filter to UplinkIfname's ingress
 	// (removed at Close); Supports(UDP) says whether that worked.

@@ -25,7 +25,7 @@ func (k *kernel) Setup() error {
 	k.home = h.Index
 	// Forwarding on the home interface: the kernel answers ARP for proxy
 	// entries only on interfaces that forward (arp_process).
-	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, h.Index, [][2]uint32{{devconfForwarding, 1}})); err != nil {
+	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, h.Index, k.forwardConf())); err != nil {
 		return fmt.Errorf("datapath: enabling forwarding on %s: %w", k.cfg.HomeIfname, err)
 	}
 	if err := k.proxyARP(true); err != nil {
@@ -53,7 +53,11 @@ func (k *kernel) Setup() error {
 	if err := k.setupRev(); err != nil {
 		return err
 	}
-	return k.setupUDP()
+	if err := k.setupUDP(); err != nil {
+		return err
+	}
+	k.setupRedirects()
+	return nil
 }
 
 // setupRev loads the reverse-tunnel check once and attaches it to every
@@ -148,8 +152,7 @@ func (k *kernel) tunnel(name string, e Encap) (uint32, error) {
 	} else if !k.cfg.anyTunnel && (l.Kind != e.String() || !l.CollectMD) {
 		return 0, fmt.Errorf("datapath: device %s exists but is not an %s device in external mode (kind %q, external %v): delete it, or set datapath.tunnel_device to a free name", name, e, l.Kind, l.CollectMD)
 	}
-	conf := [][2]uint32{{devconfForwarding, 1}, {devconfRPFilter, 1}}
-	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, l.Index, conf)); err != nil {
+	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, l.Index, k.forwardConf([2]uint32{devconfRPFilter, 1}))); err != nil {
 		return 0, fmt.Errorf("datapath: setting %s up (forwarding, rp_filter): %w", name, err)
 	}
 	return l.Index, nil

@@ -77,7 +77,7 @@ func (k *kernel) setupUDP() error {
 	// Decapsulated packets arrive on the uplink and are forwarded from
 	// there: the kernel routes them only if the uplink forwards (like the
 	// home interface and the tunnel devices, whatever ip_forward says).
-	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, l.Index, [][2]uint32{{devconfForwarding, 1}})); err != nil {
+	if _, err := k.exec(unix.RTM_NEWLINK, netlink.Acknowledge, appendLinkConf(nil, l.Index, k.forwardConf())); err != nil {
 		return fmt.Errorf("datapath: enabling forwarding on the UDP tunnel uplink %s: %w", name, err)
 	}
 	// The kernel takes the LWT headroom (utOverhead) off a route's MTU

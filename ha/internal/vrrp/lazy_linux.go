@@ -77,13 +77,41 @@ type lazy struct {
 
 // openLazy opens the lazy socket beside the polled one (rx), in the same
 // way (device, group), with the filter that accepts nothing until a
-// template is set: the filter comes first, so nothing is queued before.
-// The descriptor is non-blocking and never given to the runtime's poller.
+// template is set. The descriptor is non-blocking and never given to the runtime's poller.
 func (r *Runner) openLazy(rx int, now func() time.Duration) (*lazy, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, IPProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: raw socket (protocol 112) for the lazy reading: %w", err)
 	}
+	z := r.newLazy(fd, rx, now)
+	ferr := z.attach(fd, nil, true) // first: nothing is queued before
+	stamps, err := lazyOptions(fd)
+	mreq := &unix.IPMreqn{Multiaddr: Group.As4(), Ifindex: int32(r.sh.Ifi.Index)}
+	steps := []struct {
+		what string
+		err  error
+	}{
+		{"SO_ATTACH_FILTER", ferr},
+		{"SO_BINDTODEVICE", unix.BindToDevice(fd, r.sh.Ifi.Name)},
+		{"IP_ADD_MEMBERSHIP 224.0.0.18", unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq)},
+		{"SO_RCVBUF", err},
+	}
+	for _, s := range steps {
+		if s.err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("vrrp: lazy socket: %s on %s: %w", s.what, r.sh.Ifi.Name, s.err)
+		}
+	}
+	if !stamps {
+		z.failed = true
+		r.sh.Log.Info("vrrp: the kernel does not stamp arrivals (SO_TIMESTAMPNS_NEW); every advert is read at once")
+	}
+	return z, nil
+}
+
+// newLazy is the reading state of the lazy socket fd beside the polled
+// socket rx.
+func (r *Runner) newLazy(fd, rx int, now func() time.Duration) *lazy {
 	z := &lazy{fd: fd, rx: rx, r: r, now: now, want: Expect{VRID: r.cfg.Machine.VRID, Addrs: r.cfg.Machine.Addrs},
 		prog: make([]Insn, 0, MaxFilter)}
 	for i := range z.hdrs {
@@ -93,25 +121,19 @@ func (r *Runner) openLazy(rx int, now func() time.Duration) (*lazy, error) {
 		z.hdrs[i].Hdr.SetIovlen(1)
 		z.hdrs[i].Hdr.Control = (*byte)(unsafe.Pointer(&z.ctls[i][0]))
 	}
-	mreq := &unix.IPMreqn{Multiaddr: Group.As4(), Ifindex: int32(r.sh.Ifi.Index)}
-	steps := []struct {
-		what string
-		err  error
-	}{
-		{"SO_ATTACH_FILTER", z.attach(fd, nil, true)},
-		{"SO_BINDTODEVICE", unix.BindToDevice(fd, r.sh.Ifi.Name)},
-		{"IP_ADD_MEMBERSHIP 224.0.0.18", unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq)},
-		{"SO_RCVBUF", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, lazyRcvBuf)},
-		{"SO_TIMESTAMPNS_NEW", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1)},
-		{"SO_RXQ_OVFL", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)},
+	return z
+}
+
+// lazyOptions sets the queue's bound, the arrival stamps and the drop
+// count (best effort). Without stamps (kernels before 5.1) an advert read
+// late would count from when it was read, which delays a takeover: the
+// caller then reads everything at once.
+func lazyOptions(fd int) (stamps bool, err error) {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, lazyRcvBuf); err != nil {
+		return false, err
 	}
-	for _, s := range steps {
-		if s.err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("vrrp: lazy socket: %s on %s: %w (the backup reads every advert at once without it)", s.what, r.sh.Ifi.Name, s.err)
-		}
-	}
-	return z, nil
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_NEW, 1) == nil, nil
 }
 
 func (z *lazy) close() { unix.Close(z.fd) }

@@ -273,3 +273,30 @@ func equalIDs(got []uint16, want ...uint16) bool {
 	}
 	return true
 }
+
+// The read path at once allocates nothing either: the polled socket's
+// reader (parse, copy of the packet for the template) and the owner's
+// Handle with the template check.
+func TestLazyReadPathAllocs(t *testing.T) {
+	l := newLoLab(t)
+	r := l.z.r
+	ch := make(chan rxEvent, 1)
+	read := r.reader(ch)
+	pkt := l.packet(200, 1)
+	m := New(Config{VRID: 51, Priority: 100, AdvertInterval: 100 * time.Millisecond, Primary: l.dst, Addrs: []netip.Addr{l.vip}})
+	o := &owner{m: m, lz: l.z}
+	out := make([]Action, 0, 8)
+	out, _ = o.Handle(time.Second, rxEvent{Event: Event{Kind: EvStartup}}, out[:0])
+	now := 2 * time.Second
+	if a := testing.AllocsPerRun(100, func() {
+		read(pkt, l.src)
+		ev := <-ch
+		now += 100 * time.Millisecond
+		out, _ = o.Handle(now, ev, out[:0])
+	}); a != 0 {
+		t.Errorf("read and handle an advert: %v allocations, want 0", a)
+	}
+	if l.z.n == 0 || !m.Follows(l.z.follows) {
+		t.Fatal("the advert did not become the template")
+	}
+}

@@ -166,3 +166,36 @@ func TestLazyBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// keepalived's adverts are constant too: a hagent backup reads them
+// lazily, and takes over when keepalived crashes.
+func TestLazyBackupKeepalived(t *testing.T) {
+	if testing.Short() {
+		t.Skip("netns interop test (not in -short)")
+	}
+	roletest.Need(t, roletest.Have("keepalived"), "keepalived (apt-get install keepalived)")
+	l := newInterop(t)
+	k := l.keepalived(200)
+	l.waitHolder(l.k, 5*time.Second)
+	b := roletest.Start(t, l.a, "TestHelperVRRPLazy", "lazy backup (100)", "IF=eth0", "VIP="+labVIP, "PRIO=100")
+	if err := b.WaitFor("ROLE standby Backup", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	time.Sleep(500 * time.Millisecond)
+	s0 := stats(t, b, &n)
+	time.Sleep(3 * time.Second)
+	s1 := stats(t, b, &n)
+	adverts, wakeups := s1.rx-s0.rx, s1.wakeups-s0.wakeups
+	t.Logf("keepalived master, 3 s: %d adverts (%d read lazily), %d wake-ups", adverts, s1.lazy-s0.lazy, wakeups)
+	if adverts < 20 || wakeups >= adverts/2 || s1.lazy-s0.lazy < adverts/2 {
+		t.Errorf("%d adverts, %d read lazily, %d wake-ups: want ≥ 20, most lazily, wake-ups < half", adverts, s1.lazy-s0.lazy, wakeups)
+	}
+	if strings.Contains(b.Output(), "ROLE active Master") {
+		t.Fatal("the backup took over from a live keepalived")
+	}
+	k.crash()
+	if err := b.WaitFor("ROLE active Master "+ReasonMasterDown, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

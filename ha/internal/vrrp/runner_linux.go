@@ -63,8 +63,6 @@ type Runner struct {
 
 	wakeups atomic.Uint64
 	lz      atomic.Pointer[lazy] // while Run runs
-	// lazyBetween (tests) is called between the two filters of a swap.
-	lazyBetween func()
 }
 
 // rxEvent is what the owner loop handles: the machine's event and, for an
@@ -245,7 +243,6 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	defer z.close()
-	z.between = r.lazyBetween
 	r.lz.Store(z)
 	adverts := make(chan rxEvent, 64)
 	stopReader, err := runner.Reader(rx, 1500, r.reader(adverts))

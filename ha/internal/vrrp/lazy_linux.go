@@ -35,7 +35,8 @@ const lazyBatch = 8
 // for some fifty adverts of accounted size, several Master_Down_Intervals
 // (about 3.6 adverts each), and the socket is read at every one at the
 // latest. Were it ever full, the kernel would drop the newest, which could
-// make a live master look silent: counted (SO_RXQ_OVFL, Stats.LazyDropped).
+// make a live master look silent: counted (SO_RXQ_OVFL, Stats.LazyDropped;
+// the kernel reports its count with the next datagram it queues).
 const lazyRcvBuf = 32 << 10
 
 // lazyCtl is the control room per datagram in uint64s (aligned for

@@ -300,3 +300,36 @@ func TestLazyReadPathAllocs(t *testing.T) {
 		t.Fatal("the advert did not become the template")
 	}
 }
+
+// The lazy queue is bounded: a flood beyond it is dropped by the kernel
+// and counted (SO_RXQ_OVFL); packets its filter rejects are not.
+func TestLazyOverflowCounted(t *testing.T) {
+	l := newLoLab(t)
+	ev := Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}
+	l.z.set(l.packet(200, 1), ev)
+	for i := range 20 {
+		l.sendPkt(l.packet(150, uint16(i))) // rejected by the lazy filter
+	}
+	l.sendPkt(l.packet(200, 99))
+	l.sync()
+	l.z.drain(func(rxEvent) {})
+	if d := l.z.dropped.Load(); d != 0 {
+		t.Fatalf("%d drops counted for packets the filter rejected", d)
+	}
+	const flood = 1000
+	p := l.packet(200, 2)
+	for range flood {
+		l.sendPkt(p)
+	}
+	l.sync()
+	l.z.drain(func(rxEvent) {})
+	// The kernel reports its drop count with the next datagram queued.
+	l.sendPkt(p)
+	l.sync()
+	l.z.drain(func(rxEvent) {})
+	read, dropped := l.z.adverts.Load()-2, l.z.dropped.Load()
+	t.Logf("flood of %d: %d read, %d dropped", flood, read, dropped)
+	if dropped == 0 || read >= flood || read+dropped < flood {
+		t.Errorf("flood of %d: %d read, %d dropped: want the queue bounded and every drop counted", flood, read, dropped)
+	}
+}

@@ -135,6 +135,9 @@ type Event struct {
 	Interval time.Duration
 	Hold     bool
 	Silent   time.Duration // EvSilent: how long Src has been silent
+	// Arrived (EvAdvert) is when an advert read after the fact arrived, on
+	// the machine's clock (the backup's lazy socket: follow.go); 0: now.
+	Arrived time.Duration
 }
 
 // ActionKind is what the runner must do.
@@ -400,6 +403,7 @@ func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
 	}
 	switch m.state {
 	case Backup:
+		at := m.arrival(now, ev)
 		if ev.Priority == 0 {
 			// §6.4.2: the master resigned; take over after Skew_Time.
 			m.masterDownTimer = now + m.SkewTime()
@@ -408,7 +412,7 @@ func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
 		}
 		if !m.preempt() || ev.Priority >= m.Priority() {
 			m.lowerSeen = false
-			m.learn(now, ev)
+			m.learn(at, ev)
 			return out
 		}
 		// Preempt and the master has a lower priority: §6.4.2 discards the
@@ -419,7 +423,7 @@ func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
 				m.lowerSeen, m.lowerSince = true, now
 			}
 			if until := m.lowerSince + m.cfg.PreemptDelay; now < until {
-				m.learn(now, ev)
+				m.learn(at, ev)
 				m.masterDownTimer = min(m.masterDownTimer, until)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/hagent/hagent/ha/internal/deadline"
 	"github.com/hagent/hagent/ha/internal/role"
@@ -38,6 +39,11 @@ type Stats struct {
 	// Drops per reason (RFC 5798 §7.1).
 	DropTTL, DropVersion, DropType, DropChecksum, DropVRID, DropAddrList, DropInterval, DropShort, DropOther uint64
 	ActionErrors                                                                                             uint64
+	// LazyAdverts: adverts of the master a backup follows read from the
+	// lazy socket (lazy_linux.go), included in RxAdverts; LazyDropped:
+	// datagrams the kernel dropped there, its queue full; Wakeups: the
+	// owner loop's wake-ups (packets read at once, timers, control).
+	LazyAdverts, LazyDropped, Wakeups uint64
 }
 
 type counters struct {
@@ -50,10 +56,35 @@ type counters struct {
 type Runner struct {
 	cfg RunnerConfig
 	sh  *runner.Shell // interface, role feed, virtual addresses, gratuitous ARP
-	ctl chan Event
+	ctl chan rxEvent
 	c   counters
 	inf info
 	vm  *vmac // nil: the interface's own MAC (Config.UseVirtualMAC false)
+
+	wakeups atomic.Uint64
+	lz      atomic.Pointer[lazy] // while Run runs
+}
+
+// rxEvent is what the owner loop handles: the machine's event and, for an
+// advert read at once, the IP packet it came in (n bytes; 0: none, or too
+// long to be a template), which may become the lazy reading's template.
+type rxEvent struct {
+	Event
+	n   uint8
+	pkt [MaxTemplate]byte
+}
+
+// owner is the loop's machine: the pure Machine, then the lazy reading's
+// template, which follows what the machine follows.
+type owner struct {
+	m  *Machine
+	lz *lazy
+}
+
+func (o *owner) Handle(now time.Duration, ev rxEvent, out []Action) ([]Action, time.Duration) {
+	out, dl := o.m.Handle(now, ev.Event, out)
+	o.lz.follow(o.m, &ev)
+	return out, dl
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -69,7 +100,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if err := cfg.Machine.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, sh: sh, ctl: make(chan Event, 16)}, nil
+	return &Runner{cfg: cfg, sh: sh, ctl: make(chan rxEvent, 16)}, nil
 }
 
 // Primary is the source address adverts are sent from.
@@ -90,7 +121,7 @@ func (r *Runner) SetPriority(p uint8) { r.send(Event{Kind: EvPriority, Priority:
 func (r *Runner) send(ev Event) {
 	// Blocking on a full control channel is acceptable here: these are rare
 	// operator/tracking events and Run drains the channel continuously.
-	r.ctl <- ev
+	r.ctl <- rxEvent{Event: ev}
 }
 
 // Announce implements role.Elector: gratuitous ARP for addrs (the away mobile
@@ -102,11 +133,16 @@ func (r *Runner) Announce(addrs []netip.Addr) error {
 // Stats returns a snapshot of the counters.
 func (r *Runner) Stats() Stats {
 	c := &r.c
-	return Stats{RxAdverts: r.sh.Rx.Load(), TxAdverts: r.sh.Tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
+	s := Stats{RxAdverts: r.sh.Rx.Load(), TxAdverts: r.sh.Tx.Load(), RoleChanges: r.sh.RoleChanges.Load(), GARPs: r.sh.GARPs.Load(),
 		Reclaims: r.sh.Reclaims.Load(), ReclaimsSuppressed: r.sh.Suppressed.Load(),
 		DropTTL: c.ttl.Load(), DropVersion: c.version.Load(), DropType: c.typ.Load(), DropChecksum: c.checksum.Load(),
 		DropVRID: c.vrid.Load(), DropAddrList: c.addrlist.Load(), DropInterval: c.interval.Load(),
-		DropShort: c.short.Load(), DropOther: r.sh.Other.Load(), ActionErrors: r.sh.ActionErrors.Load()}
+		DropShort: c.short.Load(), DropOther: r.sh.Other.Load(), ActionErrors: r.sh.ActionErrors.Load(),
+		Wakeups: r.wakeups.Load()}
+	if z := r.lz.Load(); z != nil {
+		s.LazyAdverts, s.LazyDropped = z.adverts.Load(), z.dropped.Load()
+	}
+	return s
 }
 
 func (r *Runner) count(err error) {
@@ -194,30 +230,40 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.sh.Close()
-	adverts := make(chan Event, 64)
+	clk, err := deadline.New()
+	if err != nil {
+		unix.Close(rx)
+		return fmt.Errorf("vrrp: %w", err)
+	}
+	defer clk.Close()
+	// Before the reader: the polled socket's filter is set from here on.
+	z, err := r.openLazy(rx, clk.Now)
+	if err != nil {
+		unix.Close(rx)
+		return err
+	}
+	defer z.close()
+	r.lz.Store(z)
+	adverts := make(chan rxEvent, 64)
 	stopReader, err := runner.Reader(rx, 1500, r.reader(adverts))
 	if err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
 	defer stopReader()
 
-	clk, err := deadline.New()
-	if err != nil {
-		return fmt.Errorf("vrrp: %w", err)
-	}
-	defer clk.Close()
 	m := New(r.cfg.Machine)
 	pkt := make([]byte, 0, HeaderLen+4*MaxAddrs)
-	loop := runner.Loop[Event, Action]{Machine: m, Received: adverts, Control: r.ctl,
-		Startup: Event{Kind: EvStartup}, Shutdown: Event{Kind: EvShutdown}, Timer: Event{Kind: EvTimer},
-		Clock: clk, Awake: r.cfg.Awake, Do: func(acts []Action) { r.do(m, tx, acts, &pkt) }}
+	loop := runner.Loop[rxEvent, Action]{Machine: &owner{m: m, lz: z}, Received: adverts, Control: r.ctl,
+		Startup: rxEvent{Event: Event{Kind: EvStartup}}, Shutdown: rxEvent{Event: Event{Kind: EvShutdown}},
+		Timer: rxEvent{Event: Event{Kind: EvTimer}}, Clock: clk, Awake: r.cfg.Awake, Queued: z.drain,
+		Wakeups: &r.wakeups, Do: func(acts []Action) { r.do(m, tx, acts, &pkt) }}
 	loop.Run(ctx)
 	return nil
 }
 
 // reader parses each packet in place and hands over only valid adverts;
 // the buffer is reused, nothing is allocated per packet.
-func (r *Runner) reader(adverts chan<- Event) func(b []byte, _ netip.Addr) {
+func (r *Runner) reader(adverts chan<- rxEvent) func(b []byte, _ netip.Addr) {
 	want := &Expect{VRID: r.cfg.Machine.VRID, Addrs: r.cfg.Machine.Addrs}
 	var a Advertisement
 	return func(b []byte, _ netip.Addr) {
@@ -243,8 +289,12 @@ func (r *Runner) reader(adverts chan<- Event) func(b []byte, _ netip.Addr) {
 			return
 		}
 		r.sh.Rx.Add(1)
+		ev := rxEvent{Event: Event{Kind: EvAdvert, Src: src, Priority: a.Priority, Interval: a.IntervalDuration()}}
+		if TemplateOK(b) {
+			ev.n = uint8(copy(ev.pkt[:], b))
+		}
 		select {
-		case adverts <- Event{Kind: EvAdvert, Src: src, Priority: a.Priority, Interval: a.IntervalDuration()}:
+		case adverts <- ev:
 		default:
 			r.sh.Other.Add(1) // owner loop is behind: drop and count, never block
 		}

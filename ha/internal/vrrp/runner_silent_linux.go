@@ -22,7 +22,7 @@ func (r *Runner) PeerAlive(addr netip.Addr) { r.hint(Event{Kind: EvAlive, Src: a
 
 func (r *Runner) hint(ev Event) {
 	select {
-	case r.ctl <- ev:
+	case r.ctl <- rxEvent{Event: ev}:
 	default:
 	}
 }

@@ -11,6 +11,7 @@ package runner
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,10 +38,19 @@ type Loop[E, A any] struct {
 	// role reports). acts is reused for the next event.
 	Do func(acts []A)
 	// Awake, if set, is called after each packet received and each timer
-	// handled: the wake-ups the election has anyway (an advertisement sent
-	// or heard), at which the agent reads the group heartbeats queued
-	// meanwhile instead of waking for each (groupio's lazy socket).
+	// tick: the wake-ups the election has anyway (an advertisement sent or
+	// heard, the lazily read ones at the deadline), at which the agent
+	// reads the group heartbeats queued meanwhile instead of waking for
+	// each (groupio's lazy socket).
 	Awake func()
+	// Queued, if set, is called at every wake-up before anything else is
+	// handled (the event that woke the loop, or the deadline that passed):
+	// it hands the machine, through handle, the events that were queued
+	// without waking the loop (the VRRP backup's lazy socket), so that a
+	// deadline is acted on only after what arrived before it.
+	Queued func(handle func(E))
+	// Wakeups, if set, counts the loop's wake-ups.
+	Wakeups *atomic.Uint64
 	// Clock is the machine's clock and the timer that follows its
 	// deadline: a deadline.Timer in the runners (a timerfd: a deadline
 	// that moves at every packet does not wake the process at its old
@@ -93,16 +103,29 @@ func (l *Loop[E, A]) Run(ctx context.Context) {
 			handle(l.Shutdown)
 			return
 		case ev := <-l.Received:
+			l.woke(handle)
 			handle(ev)
 			l.awake()
 		case ev := <-l.Control:
+			l.woke(handle)
 			handle(ev)
 		case <-tick:
+			l.woke(handle)
+			// Due after the queued events: they may have moved it.
 			if clk.Due(clk.Now()) {
 				handle(l.Timer)
-				l.awake()
 			}
+			l.awake()
 		}
+	}
+}
+
+func (l *Loop[E, A]) woke(handle func(E)) {
+	if l.Wakeups != nil {
+		l.Wakeups.Add(1)
+	}
+	if l.Queued != nil {
+		l.Queued(handle)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -128,6 +129,51 @@ func TestLoopAwake(t *testing.T) {
 		}
 		if want := []time.Duration{time.Second, 3 * time.Second}; !slices.Equal(awake, want) {
 			t.Errorf("Awake called at %v, want %v (the advert and the timer)", awake, want)
+		}
+	})
+}
+
+// Queued is asked at every wake-up, before the event that woke the loop
+// and before a deadline that passed is acted on: a queued event that moves
+// the deadline (an advert read late) keeps the timer from firing. Every
+// wake-up is counted.
+func TestLoopQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &machine{next: time.Duration(math.MaxInt64)}
+		rx, ctl := make(chan event), make(chan event, 4)
+		var queue []event
+		var wakeups atomic.Uint64
+		l := Loop[event, string]{Machine: m, Received: rx, Control: ctl,
+			Startup: event{name: "startup"}, Shutdown: event{name: "shutdown"}, Timer: event{name: "timer"},
+			Do: func([]string) {}, Wakeups: &wakeups,
+			Queued: func(handle func(event)) {
+				for _, ev := range queue {
+					handle(ev)
+				}
+				queue = queue[:0]
+			}}
+		ctx, cancel := context.WithCancel(context.Background())
+		finished := make(chan struct{})
+		go func() { defer close(finished); l.Run(ctx) }()
+		time.Sleep(time.Second)
+		queue = append(queue, event{name: "late1"})
+		rx <- event{name: "advert", next: 3 * time.Second} // due at 3 s
+		time.Sleep(time.Second)
+		queue = append(queue, event{name: "late2"})
+		ctl <- event{name: "priority"}
+		time.Sleep(time.Second - time.Nanosecond)
+		queue = append(queue, event{name: "late3", next: 5 * time.Second}) // read at the 3 s deadline: moved
+		time.Sleep(4*time.Second + time.Nanosecond)                        // the timer at 5 s
+		cancel()
+		<-finished
+		want := []seen{{0, "startup"}, {time.Second, "late1"}, {time.Second, "advert"}, {2 * time.Second, "late2"},
+			{2 * time.Second, "priority"}, {3 * time.Second, "late3"}, {5 * time.Second, "timer"},
+			{7 * time.Second, "shutdown"}}
+		if !slices.Equal(m.seen, want) {
+			t.Errorf("machine saw %v\nwant %v", m.seen, want)
+		}
+		if w := wakeups.Load(); w != 4 {
+			t.Errorf("%d wake-ups, want 4 (advert, priority, the deadline at 3 s and at 5 s)", w)
 		}
 	})
 }

@@ -52,6 +52,7 @@ type group struct {
 	period    int64
 	hacts     []hasync.Action
 	hbFailed  bool
+	hbMode    string // the active member's heartbeat mode, and why (activeHeartbeat)
 	rx        chan *gpkt
 	free      chan *gpkt
 	peers     []netip.Addr // unicast-only mode: every message to each of them

@@ -32,7 +32,7 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 	r.Synced = g.m.Initialized()
 	r.Replication = &console.Replication{AckBeforeReply: a.cfg.Group.AckBeforeReply,
 		RequireReplication: a.cfg.Group.RequireReplication, SendKeyID: g.m.SendKey(),
-		PeersUp: g.m.UpPeers(), PeersAcking: g.m.AckingPeers()}
+		PeersUp: g.m.UpPeers(), PeersAcking: g.m.AckingPeers(), Heartbeat: g.hbMode}
 	a.showPeers(r)
 	var gs groupio.Stats
 	if g.conn != nil { // nil only in tests that drive the registrar without sockets

@@ -39,6 +39,9 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 		gs = g.conn.Stats()
 	}
 	r.Counters = groupCounters(g.m.Counters(), gs, g.sendErrs)
+	if g.hb != nil {
+		r.Counters = append(r.Counters, heartbeatSocketCounters(&g.hbStats))
+	}
 	if q := a.hold; q != nil {
 		r.Counters = append(r.Counters, holdCounters(q))
 	}

@@ -75,9 +75,24 @@ func (a *Agent) armAwake() {
 		from = 0 // arrivals cannot wake the owner: every wake-up of the election, as before
 	}
 	if g.awake != nil && g.period > 0 {
-		g.wantAwake.Store(from)
+		g.wantAwake.Store(min(from, demandFrom(g.m.DemandDue(), g.period)))
 	}
 }
+
+// demandFrom is from when the election's wake-ups are wanted to send this
+// member's demand-mode refresh due at due (hasync.Machine.DemandDue; -1:
+// none) in one of them (electionAwake): the last advertisement before it
+// and the slack of a late one, as for a peer's expiry.
+func demandFrom(due, period int64) int64 {
+	if due < 0 {
+		return never
+	}
+	return due - demandWindow(period)
+}
+
+// demandWindow is how far ahead of an election wake-up a refresh due then
+// is sent in it.
+func demandWindow(period int64) int64 { return period + period/4 }
 
 // never is "no election wake-up wanted" for wantAwake.
 const never = int64(math.MaxInt64)
@@ -112,16 +127,19 @@ func awakeFrom(periodic, known bool, expiry, period int64) (from int64, eager bo
 
 // electionAwake: the election advertised or heard an advertisement (owner
 // goroutine). Read the heartbeats queued, and send ours with the
-// advertisement if one is due.
+// advertisement if one is due: a periodic one, or a demand-mode refresh
+// due soon (it then needs no wake-up of its own).
 func (a *Agent) electionAwake() {
 	g := a.grp
 	g.hbStats.awakeTurns.Add(1)
 	a.drainHeartbeats()
-	if !g.m.HeartbeatPeriodic() {
-		return
-	}
 	now := a.now()
-	acts := g.m.AlignHeartbeat(now, g.period, g.hacts[:0])
+	var acts []hasync.Action
+	if g.m.HeartbeatPeriodic() {
+		acts = g.m.AlignHeartbeat(now, g.period, g.hacts[:0])
+	} else {
+		acts = g.m.AlignDemand(now, now+demandWindow(g.period), g.hacts[:0])
+	}
 	for i := range acts {
 		a.groupAction(now, &acts[i])
 	}

@@ -30,3 +30,19 @@ func TestAwakeFrom(t *testing.T) {
 		}
 	}
 }
+
+// A demand-mode refresh asks for the election's wake-ups from one
+// advertisement interval and a quarter before it is due (the window
+// electionAwake sends it in), none when none is owed.
+func TestDemandFrom(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	if got := demandFrom(-1, 100*ms); got != never {
+		t.Errorf("no refresh owed: from %d, want never", got)
+	}
+	if got := demandFrom(5000*ms, 100*ms); got != 4875*ms {
+		t.Errorf("refresh due at 5 s: from %v, want 4.875s", time.Duration(got))
+	}
+	if got := demandFrom(0, 100*ms); got > 0 {
+		t.Errorf("refresh due at once: from %v, want every wake-up", time.Duration(got))
+	}
+}

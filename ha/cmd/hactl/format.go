@@ -203,6 +203,9 @@ func printReplication(w io.Writer, x *console.Redundancy) {
 	if p := x.Replication; p != nil {
 		fmt.Fprintf(w, "\nreplication: ack before reply %s, require replication %s, send key id %d; peers up %d, acknowledging %d\n",
 			yesNo(p.AckBeforeReply), yesNo(p.RequireReplication), p.SendKeyID, p.PeersUp, p.PeersAcking)
+		if p.Heartbeat != "" {
+			fmt.Fprintf(w, "heartbeat: %s\n", p.Heartbeat)
+		}
 		if len(x.Peers) == 0 {
 			fmt.Fprintln(w, "no peers heard")
 		} else {

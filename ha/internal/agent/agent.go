@@ -81,9 +81,10 @@ type Agent struct {
 	stopElector context.CancelFunc
 	linkDown    map[string]bool // tracked interfaces seen down
 	reload      chan reloadReq
-	done        chan struct{}       // closed when the owner loop has returned
-	onReady     func()              // test hook
-	onSlice     func(*bindingsWalk) // test hook: after each `show bindings` slice, on the loop
+	done        chan struct{}                   // closed when the owner loop has returned
+	onReady     func()                          // test hook
+	onSlice     func(*bindingsWalk)             // test hook: after each `show bindings` slice, on the loop
+	testElector func(awake func()) role.Elector // test hook: replaces the VRRP runner
 
 	wg sync.WaitGroup
 }
@@ -248,7 +249,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	if a.grp.elector != nil {
 		roles = a.grp.elector.Changes()
 	}
-	awake := a.grp.awake // nil without the heartbeat socket
+	awake, hbReady := a.grp.awake, a.grp.hbReady // nil without the heartbeat socket
 	for {
 		a.flushDataplane() // what the last iteration changed, in one batch
 		a.armTimer(timer, skew)
@@ -270,6 +271,8 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.setRole(ch)
 		case <-awake:
 			a.electionAwake()
+		case <-hbReady:
+			a.heartbeatsReady()
 		case ev, ok := <-links:
 			if ok {
 				a.linkEvent(ev)

@@ -52,9 +52,17 @@ type group struct {
 	period    int64
 	hacts     []hasync.Action
 	hbFailed  bool
-	rx        chan *gpkt
-	free      chan *gpkt
-	peers     []netip.Addr // unicast-only mode: every message to each of them
+	hbMode    string // the active member's heartbeat mode, and why (activeHeartbeat)
+	// hbReady: read the heartbeat socket now (an arrival while eager, or a
+	// drain cut at its bound); hbWatch: the watcher while eager
+	// (heartbeat_watch.go).
+	hbReady       chan struct{}
+	hbWatch       *hbWatch
+	hbWatchBroken atomic.Bool
+	hbStats       hbStats
+	rx            chan *gpkt
+	free          chan *gpkt
+	peers         []netip.Addr // unicast-only mode: every message to each of them
 
 	elector  role.Elector
 	mode     string // "standalone", "vrrp", "hsrp", "group"
@@ -180,6 +188,8 @@ func (a *Agent) newElector(g *group) error {
 	prefix := cfg.Agent.HomeNetwork.Bits()
 	log := a.log.With("sub", "election")
 	switch {
+	case cfg.VRRP.Enabled && a.testElector != nil:
+		g.elector, g.mode, g.period = a.testElector(a.awakeFn(g)), "vrrp", int64(cfg.VRRP.AdvertInterval)
 	case cfg.VRRP.Enabled:
 		v := &cfg.VRRP
 		r, err := vrrp.NewRunner(vrrp.RunnerConfig{Interface: cfg.Agent.Interface, PrefixLen: prefix, Logger: log,
@@ -363,6 +373,7 @@ func (a *Agent) setRole(ch role.Change) {
 
 // closeGroup closes the group socket so that its reader returns.
 func (a *Agent) closeGroup() {
+	a.stopWatch()
 	if a.grp != nil && a.grp.conn != nil {
 		_ = a.grp.conn.Close()
 	}

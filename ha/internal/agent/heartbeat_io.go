@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/hagent/hagent/ha/internal/groupio"
@@ -17,7 +18,9 @@ import (
 // expiry. Each datagram counts as heard at its kernel arrival time, so a
 // verdict is the same as if it had been read at once, and a member that
 // was itself stalled reads the heartbeats that arrived meanwhile before
-// its verdict instead of calling a live peer dead.
+// its verdict instead of calling a live peer dead. That pays while a
+// periodic peer's expiry is pending; while none is, an arrival wakes the
+// owner instead (heartbeat_watch.go).
 
 // heartbeatRcvBuf holds about a second of heartbeats from a few peers
 // between two reads (a heartbeat costs about 1 KiB of buffer with its
@@ -35,6 +38,7 @@ func openHeartbeat(g *group, opts groupio.Options) error {
 	}
 	g.hb, g.hbBuf = hb, make([]byte, groupBufSize)
 	g.awake = make(chan struct{}, 1)
+	g.hbReady = make(chan struct{}, 1)
 	return nil
 }
 
@@ -58,74 +62,121 @@ func (a *Agent) awakeFn(g *group) func() {
 	}
 }
 
-// armAwake tells the election's hook when the owner wants its wake-ups
-// (owner goroutine, after every event): at every one while this member
-// sends periodic heartbeats (they leave with the advertisement,
-// hasync.AlignHeartbeat); otherwise from when the next advertisement could
-// come after the active peer's heartbeat expiry, so that the heartbeats
-// queued are read in an advertisement's wake-up rather than in one of
-// their own.
+// armAwake decides, after every event (owner goroutine), how the queued
+// heartbeats will be read: at the election's wake-ups, from the time
+// awakeFrom says (lazy), or at each arrival (eager: heartbeat_watch.go),
+// and tells the election's hook when the owner wants its wake-ups.
 func (a *Agent) armAwake() {
 	g := a.grp
-	if g == nil || g.awake == nil || g.period <= 0 {
+	if g == nil || g.hb == nil {
 		return
 	}
 	e, known := g.m.HeartbeatWatch()
-	g.wantAwake.Store(awakeFrom(g.m.HeartbeatPeriodic(), known, e, g.period))
+	from, eager := awakeFrom(g.m.HeartbeatPeriodic(), known, e, g.period)
+	if !a.watchArrivals(eager) {
+		from = 0 // arrivals cannot wake the owner: every wake-up of the election, as before
+	}
+	if g.awake != nil && g.period > 0 {
+		g.wantAwake.Store(min(from, demandFrom(g.m.DemandDue(), g.period)))
+	}
 }
 
-// awakeFrom is armAwake's rule: from when the election's wake-ups are
-// wanted, given whether this member heartbeats periodically, whether every
-// up peer's heartbeat parameters are known, the earliest expiry of a peer
-// heartbeating periodically (0: none) and the advertisement interval. With
-// a peer unknown or no periodic peer every wake-up is wanted: a peer that
-// just restarted or became active heartbeats from now on, and its
-// heartbeat must be read at once, not at this member's next timer up to a
-// second later (hasync.Machine.HeartbeatWatch).
-func awakeFrom(periodic, known bool, expiry, period int64) int64 {
-	if periodic || !known || expiry == 0 {
-		return 0
+// demandFrom is from when the election's wake-ups are wanted to send this
+// member's demand-mode refresh due at due (hasync.Machine.DemandDue; -1:
+// none) in one of them (electionAwake): the last advertisement before it
+// and the slack of a late one, as for a peer's expiry.
+func demandFrom(due, period int64) int64 {
+	if due < 0 {
+		return never
 	}
-	return expiry - period - period/4
+	return due - demandWindow(period)
+}
+
+// demandWindow is how far ahead of an election wake-up a refresh due then
+// is sent in it.
+func demandWindow(period int64) int64 { return period + period/4 }
+
+// never is "no election wake-up wanted" for wantAwake.
+const never = int64(math.MaxInt64)
+
+// awakeFrom is armAwake's rule: from when the election's wake-ups are
+// wanted, and whether arrivals should wake the owner instead, given
+// whether this member heartbeats periodically, whether every up peer's
+// heartbeat parameters are known, the earliest expiry of a peer
+// heartbeating periodically (0: none) and the advertisement interval.
+//   - This member heartbeats periodically: every wake-up (its heartbeats
+//     leave with the advertisement, hasync.AlignHeartbeat), and it reads
+//     what is queued then.
+//   - A periodic peer's expiry is pending: from the advertisement after
+//     which the next could come later than that expiry, so that the
+//     heartbeats queued are read in an advertisement's wake-up rather
+//     than in one of their own.
+//   - Otherwise (a peer's parameters unknown, or no peer heartbeats
+//     periodically: a pair at the default, where the active member is in
+//     demand mode): nothing is expected at any particular time, but a
+//     peer that just restarted or became active heartbeats from now on
+//     and must be read at once (hasync.Machine.HeartbeatWatch). An
+//     arrival wakes the owner (eager), and no advertisement does.
+func awakeFrom(periodic, known bool, expiry, period int64) (from int64, eager bool) {
+	switch {
+	case periodic:
+		return 0, false
+	case !known || expiry == 0:
+		return never, true
+	}
+	return expiry - period - period/4, false
 }
 
 // electionAwake: the election advertised or heard an advertisement (owner
 // goroutine). Read the heartbeats queued, and send ours with the
-// advertisement if one is due.
+// advertisement if one is due: a periodic one, or a demand-mode refresh
+// due soon (it then needs no wake-up of its own).
 func (a *Agent) electionAwake() {
-	a.drainHeartbeats()
 	g := a.grp
-	if !g.m.HeartbeatPeriodic() {
-		return
-	}
+	g.hbStats.awakeTurns.Add(1)
+	a.drainHeartbeats()
 	now := a.now()
-	acts := g.m.AlignHeartbeat(now, g.period, g.hacts[:0])
+	var acts []hasync.Action
+	if g.m.HeartbeatPeriodic() {
+		acts = g.m.AlignHeartbeat(now, g.period, g.hacts[:0])
+	} else {
+		acts = g.m.AlignDemand(now, now+demandWindow(g.period), g.hacts[:0])
+	}
 	for i := range acts {
 		a.groupAction(now, &acts[i])
 	}
 	g.hacts = acts[:0]
 }
 
-// drainHeartbeats feeds every queued heartbeat datagram to the registrar,
-// each at its arrival time (owner goroutine). The stamp is on the realtime
+// heartbeatDrainMax bounds one drain: about what the socket's buffer holds
+// (heartbeatRcvBuf). A flood to the heartbeat port then costs the owner
+// loop turns of a bounded length, served in turn with its other events,
+// instead of pinning it for as long as the flood lasts.
+const heartbeatDrainMax = 256
+
+// drainHeartbeats feeds the queued heartbeat datagrams to the registrar,
+// each at its arrival time (owner goroutine), at most heartbeatDrainMax of
+// them; cut reports that it stopped there, and then the owner is nudged
+// (hbReady) to read on at its next turn. The stamp is on the realtime
 // clock; its age, measured now, places it on the monotonic one.
-func (a *Agent) drainHeartbeats() {
+func (a *Agent) drainHeartbeats() (cut bool) {
 	g := a.grp
 	if g == nil || g.hb == nil {
-		return
+		return false
 	}
-	for {
+	for range heartbeatDrainMax {
 		n, src, ttl, at, ok, err := g.hb.ReadQueued(g.hbBuf)
 		if err != nil {
 			if !g.hbFailed {
 				g.hbFailed = true
 				a.log.Error("group heartbeat socket read failed; peers' heartbeats are not read (failover falls back to the election's timers)", "err", err)
 			}
-			return
+			return false
 		}
 		if !ok {
-			return
+			return false
 		}
+		g.hbStats.datagrams.Add(1)
 		now := a.now()
 		heard := now
 		if at != 0 {
@@ -136,4 +187,10 @@ func (a *Agent) drainHeartbeats() {
 		acts := a.reg.Handle(heard, Event{Kind: EvGroup, Src: src, TTL: ttl, Pkt: g.hbBuf[:n]}, a.acts[:0])
 		a.perform(now, acts)
 	}
+	g.hbStats.cut.Add(1)
+	select {
+	case g.hbReady <- struct{}{}:
+	default:
+	}
+	return true
 }

@@ -6,25 +6,43 @@ import (
 )
 
 // When the election's wake-ups are wanted for reading heartbeats: always
-// while this member heartbeats periodically, a peer's heartbeat is not
-// known yet, or no periodic peer's expiry is pending (a peer that just became active heartbeats from now on, and its
-// first heartbeat must be read at once, not at this member's next timer up
-// to a second later); otherwise from the advertisement after which the
-// next one could come later than the expiry.
+// while this member heartbeats periodically; from the advertisement after
+// which the next one could come later than a periodic peer's expiry; and
+// never while no such expiry is pending or a peer's heartbeat is not
+// known yet: arrivals wake the owner then (a peer that just became active
+// heartbeats from now on, and its first heartbeat must be read at once).
 func TestAwakeFrom(t *testing.T) {
 	const ms = int64(time.Millisecond)
 	for _, tc := range []struct {
 		periodic, known bool
 		expiry, period  int64
 		want            int64
+		eager           bool
 	}{
-		{true, true, 5000 * ms, 100 * ms, 0},
-		{false, true, 0, 100 * ms, 0},
-		{false, false, 5000 * ms, 100 * ms, 0},
-		{false, true, 5000 * ms, 100 * ms, 4875 * ms},
+		{true, true, 5000 * ms, 100 * ms, 0, false},
+		{true, false, 0, 100 * ms, 0, false},
+		{false, true, 0, 100 * ms, never, true},
+		{false, false, 5000 * ms, 100 * ms, never, true},
+		{false, true, 5000 * ms, 100 * ms, 4875 * ms, false},
 	} {
-		if got := awakeFrom(tc.periodic, tc.known, tc.expiry, tc.period); got != tc.want {
-			t.Errorf("awakeFrom(%v, %v, %d, %d) = %d, want %d", tc.periodic, tc.known, tc.expiry, tc.period, got, tc.want)
+		if got, eager := awakeFrom(tc.periodic, tc.known, tc.expiry, tc.period); got != tc.want || eager != tc.eager {
+			t.Errorf("awakeFrom(%v, %v, %d, %d) = %d, %v; want %d, %v", tc.periodic, tc.known, tc.expiry, tc.period, got, eager, tc.want, tc.eager)
 		}
+	}
+}
+
+// A demand-mode refresh asks for the election's wake-ups from one
+// advertisement interval and a quarter before it is due (the window
+// electionAwake sends it in), none when none is owed.
+func TestDemandFrom(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	if got := demandFrom(-1, 100*ms); got != never {
+		t.Errorf("no refresh owed: from %d, want never", got)
+	}
+	if got := demandFrom(5000*ms, 100*ms); got != 4875*ms {
+		t.Errorf("refresh due at 5 s: from %v, want 4.875s", time.Duration(got))
+	}
+	if got := demandFrom(0, 100*ms); got > 0 {
+		t.Errorf("refresh due at once: from %v, want every wake-up", time.Duration(got))
 	}
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -10,13 +11,55 @@ import (
 
 // heartbeatConfig passes [group]'s heartbeat keys to the group machine.
 // With an election the member starts in demand mode (it is not active):
-// only the active member heartbeats periodically.
+// only the active member heartbeats periodically, and only when that
+// detects its death sooner than the election (activeHeartbeat; the
+// registrar switches the mode at each role change).
 func heartbeatConfig(cfg *config.Config, hc *hasync.Config) {
 	if gc := &cfg.Group; gc.Heartbeat {
 		hc.HeartbeatInterval, hc.HeartbeatMultiplier = gc.HeartbeatInterval, gc.HeartbeatMultiplier
 		hc.HeartbeatDemand = cfg.VRRP.Enabled || cfg.HSRP.Enabled
 		hc.HeartbeatPriority = electionPriority(cfg)
 	}
+}
+
+// activeHeartbeat decides whether the active member heartbeats
+// periodically: only when that tells a standby of its death sooner than
+// the election's own timers do (its detection time, multiplier ×
+// interval, shorter than VRRP's three advertisement intervals or HSRP's
+// hold time) and a standby may act on it (heartbeat_failover). Otherwise
+// it stays in demand mode like the standbys (RFC 5880 §6.6: liveness is
+// established otherwise, here by the advertisements, and verified on
+// demand: a member that owes an acknowledgement is still declared down
+// after its detection time of silence). At the default, 3 × the
+// advertisement interval at 100 ms adverts, a periodic heartbeat would
+// detect at the same time as the election and cost the master a packet
+// per advertisement. why says which, for the log and the console.
+func activeHeartbeat(cfg *config.Config) (periodic bool, why string) {
+	gc := &cfg.Group
+	if !gc.Heartbeat {
+		return false, "off"
+	}
+	detect := time.Duration(gc.HeartbeatMultiplier) * gc.HeartbeatInterval
+	var election time.Duration
+	var what string
+	switch {
+	case cfg.VRRP.Enabled:
+		election, what = 3*cfg.VRRP.AdvertInterval, "3 × the VRRP advertisement interval"
+	case cfg.HSRP.Enabled:
+		election, what = cfg.HSRP.Hold, "the HSRP hold time"
+	default:
+		return true, fmt.Sprintf("periodic, %v × %d (no election: every member)", gc.HeartbeatInterval, gc.HeartbeatMultiplier)
+	}
+	switch {
+	case !gc.HeartbeatFailover:
+		return false, fmt.Sprintf("demand: heartbeat_failover is off, so no standby acts on the active member's heartbeat (%v × %d)",
+			gc.HeartbeatInterval, gc.HeartbeatMultiplier)
+	case detect < election:
+		return true, fmt.Sprintf("periodic while active: %v × %d = %v detects a dead active member before the election (%s, %v)",
+			gc.HeartbeatInterval, gc.HeartbeatMultiplier, detect, what, election)
+	}
+	return false, fmt.Sprintf("demand: %v × %d = %v detects no sooner than the election (%s, %v), whose advertisements prove the active member alive",
+		gc.HeartbeatInterval, gc.HeartbeatMultiplier, detect, what, election)
 }
 
 // electionPriority is the configured VRRP or HSRP priority (0: no
@@ -88,4 +131,18 @@ func (a *Agent) peerAlive(addr netip.Addr) {
 	if e, ok := g.elector.(aliveHearer); ok {
 		e.PeerAlive(addr)
 	}
+}
+
+// heartbeatMode decides the active member's heartbeat mode at start
+// (activeHeartbeat), logs it once and keeps it for the console.
+func (a *Agent) heartbeatMode() (periodicActive bool) {
+	g := a.grp
+	if g == nil || g.m == nil {
+		return false
+	}
+	periodicActive, g.hbMode = activeHeartbeat(a.cfg)
+	if a.cfg.Group.Heartbeat {
+		a.log.Info("group heartbeat", "mode", g.hbMode)
+	}
+	return periodicActive
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,5 +125,52 @@ func TestPeerAliveTellsElection(t *testing.T) {
 	h.peerSays(h.out)
 	if len(f.alive) != 1 || f.alive[0] != peerAddr {
 		t.Fatalf("alive hints %v", f.alive)
+	}
+}
+
+// The active member heartbeats periodically only when that detects its
+// death before the election does: at 100 ms × 3 with 100 ms adverts both
+// take 300 ms, and the master's heartbeat would be a second packet per
+// advertisement for nothing; at 33 ms × 3, or 100 ms × 3 with 1 s adverts,
+// it is periodic. A standby is in demand mode either way.
+func TestActiveHeartbeatPeriodicOnlyWhenFaster(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		advert, hb   time.Duration
+		mult         int
+		failover     bool
+		wantPeriodic bool
+	}{
+		{"default at 100ms adverts", 100 * time.Millisecond, 100 * time.Millisecond, 3, true, false},
+		{"33ms at 100ms adverts", 100 * time.Millisecond, 33 * time.Millisecond, 3, true, true},
+		{"default at 1s adverts", time.Second, 100 * time.Millisecond, 3, true, true},
+		{"slower than adverts", 100 * time.Millisecond, 200 * time.Millisecond, 3, true, false},
+		{"multiplier 2 at the advert interval", 100 * time.Millisecond, 100 * time.Millisecond, 2, true, true},
+		{"33ms, failover off", 100 * time.Millisecond, 33 * time.Millisecond, 3, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newReplHarnessWith(t, false, func(cfg *config.Config) {
+				cfg.Group.Heartbeat, cfg.Group.HeartbeatInterval, cfg.Group.HeartbeatMultiplier = true, tc.hb, tc.mult
+				cfg.Group.HeartbeatFailover = tc.failover
+				cfg.VRRP.Enabled, cfg.VRRP.AdvertInterval, cfg.VRRP.Priority = true, tc.advert, 100
+			})
+			h.r.elected = true // as with a runner (the harness has none)
+			h.peerAcking()
+			m := h.a.grp.m
+			if m.HeartbeatPeriodic() {
+				t.Fatal("periodic before any role: a member with an election starts in demand mode")
+			}
+			h.handle(Event{Kind: EvRole, Active: true})
+			if got := m.HeartbeatPeriodic(); got != tc.wantPeriodic {
+				t.Fatalf("active: periodic %v, want %v (mode %q)", got, tc.wantPeriodic, h.a.grp.hbMode)
+			}
+			if want := map[bool]string{true: "periodic", false: "demand"}[tc.wantPeriodic]; !strings.HasPrefix(h.a.grp.hbMode, want) {
+				t.Fatalf("mode shown %q, want %s…", h.a.grp.hbMode, want)
+			}
+			h.handle(Event{Kind: EvRole, Active: false})
+			if m.HeartbeatPeriodic() {
+				t.Fatal("periodic after stepping down")
+			}
+		})
 	}
 }

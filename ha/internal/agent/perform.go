@@ -7,6 +7,7 @@ import "github.com/hagent/hagent/ha/internal/udpio"
 func (a *Agent) newRegistrar() {
 	a.reg = newRegistrar(a.core, a.grp.m, a.cfg, a.log)
 	a.reg.elected = a.grp.elector != nil
+	a.reg.periodicActive = a.heartbeatMode()
 	a.hold = a.reg.hold
 	a.acts = make([]Action, 0, 2*batchSize)
 }

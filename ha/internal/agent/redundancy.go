@@ -32,13 +32,16 @@ func (a *Agent) showRedundancy() *console.Redundancy {
 	r.Synced = g.m.Initialized()
 	r.Replication = &console.Replication{AckBeforeReply: a.cfg.Group.AckBeforeReply,
 		RequireReplication: a.cfg.Group.RequireReplication, SendKeyID: g.m.SendKey(),
-		PeersUp: g.m.UpPeers(), PeersAcking: g.m.AckingPeers()}
+		PeersUp: g.m.UpPeers(), PeersAcking: g.m.AckingPeers(), Heartbeat: g.hbMode}
 	a.showPeers(r)
 	var gs groupio.Stats
 	if g.conn != nil { // nil only in tests that drive the registrar without sockets
 		gs = g.conn.Stats()
 	}
 	r.Counters = groupCounters(g.m.Counters(), gs, g.sendErrs)
+	if g.hb != nil {
+		r.Counters = append(r.Counters, heartbeatSocketCounters(&g.hbStats))
+	}
 	if q := a.hold; q != nil {
 		r.Counters = append(r.Counters, holdCounters(q))
 	}

@@ -120,8 +120,9 @@ type Registrar struct {
 	// its answer (EvKernel).
 	kernel bool
 	// elected: an election (VRRP, HSRP) decides the role; the heartbeat
-	// then runs in demand mode while this member is not active.
-	elected bool
+	// then runs in demand mode while this member is not active, and while
+	// it is unless periodicActive (activeHeartbeat).
+	elected, periodicActive bool
 
 	out     []Action       // the actions of the Handle call in progress
 	now     int64          // its time
@@ -179,7 +180,7 @@ func (r *Registrar) Handle(now int64, ev Event, out []Action) []Action {
 	case EvRole:
 		r.core.SetServing(ev.Active)
 		if r.m != nil && r.elected {
-			r.m.SetHeartbeatDemand(!ev.Active)
+			r.m.SetHeartbeatDemand(!ev.Active || !r.periodicActive)
 		}
 		if !ev.Active && r.hold != nil {
 			// Everything held is answered now; what no peer acknowledged

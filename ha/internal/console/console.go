@@ -163,6 +163,10 @@ type Replication struct {
 	SendKeyID          uint8 `json:"send_key_id"`
 	PeersUp            int   `json:"peers_up"`
 	PeersAcking        int   `json:"peers_acking"`
+	// Heartbeat is how the active member heartbeats, and why: "off",
+	// "periodic while active: …" or "demand: …" (the agent's log line
+	// at start says the same).
+	Heartbeat string `json:"heartbeat,omitempty"`
 }
 
 // Flat lists every counter of every group once, each named by its stable

@@ -84,3 +84,31 @@ func (m *Machine) HeartbeatWatch() (expiry int64, known bool) {
 	}
 	return expiry, known
 }
+
+// DemandDue is when this member, in demand mode, owes its next refresh
+// heartbeat (DemandRefresh; 0: at once), or -1 when it owes none (not in
+// demand mode, heartbeat off, no peer). An agent asks for the election's
+// wake-up before it (AlignDemand).
+func (m *Machine) DemandDue() int64 {
+	if !m.heartbeatOn() || len(m.peers) == 0 || !m.hb.demand {
+		return -1
+	}
+	return m.hb.next
+}
+
+// AlignDemand is called when the election was awake at now (an
+// advertisement sent or heard): a member in demand mode whose refresh
+// falls due by before sends it now rather than on a timer of its own, so
+// that the refresh costs no wake-up (the refresh only keeps its
+// parameters known and DeadInterval from running out: how early does not
+// matter, and the next is timed from here). On the active member it
+// leaves with the advertisement; on a standby, in the wake-up of the
+// advertisement it heard.
+func (m *Machine) AlignDemand(now, before int64, out []Action) []Action {
+	if due := m.DemandDue(); due < 0 || due > before {
+		return out
+	}
+	m.arena = m.arena[:0]
+	m.hb.next = now
+	return m.sendHeartbeat(now, out)
+}

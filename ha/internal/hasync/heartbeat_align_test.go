@@ -93,3 +93,47 @@ func TestHeartbeatAlignNeverFaster(t *testing.T) {
 		t.Fatalf("%d heartbeats in %v at a 1 s interval (75-100 %% jitter): at most %d", got, time.Duration(s.now-start), most)
 	}
 }
+
+// A member in demand mode sends its refresh (about one a second) in a
+// wake-up of its election when it falls due within the window asked for,
+// never on a timer of its own: an idle pair at the default then wakes
+// for its advertisements only. Without AlignDemand every refresh was a
+// wake-up of its own on each member.
+func TestDemandRefreshRidesElection(t *testing.T) {
+	const advert = 100 * ms
+	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
+	m := s.nodes[0].m
+	m.SetHeartbeatDemand(true)
+	s.run(s.now + sec)
+	var own, aligned uint64
+	wake := s.now
+	eps := int64(50 * time.Microsecond)
+	const cycles = 60 // 6 s: about seven refreshes
+	for range cycles {
+		wake += advert
+		before := m.C.HeartbeatsSent
+		s.run(wake + eps - 1)
+		own += m.C.HeartbeatsSent - before
+		before = m.C.HeartbeatsSent
+		if due := m.DemandDue(); due < 0 || due > wake+eps+advert+advert/4 {
+			// The agent asks for no wake-up this early: nothing is sent.
+			if s.out = m.AlignDemand(wake+eps, wake+eps+advert+advert/4, s.out[:0]); len(s.out) != 0 {
+				t.Fatalf("refresh due %v, sent %v early", time.Duration(due), time.Duration(due-wake))
+			}
+			continue
+		}
+		s.out = m.AlignDemand(wake+eps, wake+eps+advert+advert/4, s.out[:0])
+		s.dispatch(0)
+		aligned += m.C.HeartbeatsSent - before
+	}
+	if own != 0 || aligned < 5 {
+		t.Fatalf("%d refreshes on the member's own timer and %d with the election in %d cycles, want none and at least 5", own, aligned, cycles)
+	}
+	if c := s.nodes[1].m.Counters(); c.PeersDetectedDown != 0 {
+		t.Fatalf("the peer declared the member down %d times", c.PeersDetectedDown)
+	}
+	m.SetHeartbeatDemand(false)
+	if m.DemandDue() != -1 {
+		t.Fatal("a periodic member owes a demand refresh")
+	}
+}

@@ -251,6 +251,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 	awake, hbReady := a.grp.awake, a.grp.hbReady // nil without the heartbeat socket
 	for {
+		a.drainOnTurn()    // the heartbeats queued since the last read, in this wake-up
 		a.flushDataplane() // what the last iteration changed, in one batch
 		a.armTimer(timer, skew)
 		a.armAwake()
@@ -303,6 +304,7 @@ func (a *Agent) loop(ctx context.Context) error {
 				r.resp <- nil
 				continue
 			}
+			a.drainOnTurn() // what it shows includes what waits
 			r.resp <- a.answer(r.req)
 		}
 	}

@@ -57,6 +57,7 @@ type group struct {
 	// drain cut at its bound); hbWatch: the watcher while eager
 	// (heartbeat_watch.go).
 	hbReady       chan struct{}
+	hbReadAt      int64 // agent clock: the heartbeat socket's last drain (drainOnTurn)
 	hbWatch       *hbWatch
 	hbWatchBroken atomic.Bool
 	hbStats       hbStats

@@ -72,7 +72,8 @@ func (a *Agent) armAwake() {
 		return
 	}
 	e, known := g.m.HeartbeatWatch()
-	from, eager := awakeFrom(g.m.HeartbeatPeriodic(), known, e, g.period)
+	idle := g.m.UpPeers() > 0 && !a.reg.periodicActive && g.m.DemandDue() >= 0
+	from, eager := awakeFrom(g.m.HeartbeatPeriodic(), known, idle, e, g.period)
 	if !a.watchArrivals(eager) {
 		from = 0 // arrivals cannot wake the owner: every wake-up of the election, as before
 	}
@@ -102,27 +103,45 @@ const never = int64(math.MaxInt64)
 // awakeFrom is armAwake's rule: from when the election's wake-ups are
 // wanted, and whether arrivals should wake the owner instead, given
 // whether this member heartbeats periodically, whether every up peer's
-// heartbeat parameters are known, the earliest expiry of a peer
-// heartbeating periodically (0: none) and the advertisement interval.
+// heartbeat parameters are known, whether it may read at its own turns
+// while no periodic peer's expiry is pending (idle, below), the earliest
+// expiry of a peer heartbeating periodically (0: none) and the
+// advertisement interval.
 //   - This member heartbeats periodically: every wake-up (its heartbeats
 //     leave with the advertisement, hasync.AlignHeartbeat), and it reads
 //     what is queued then.
+//   - A peer's parameters are unknown (it just came up or restarted): its
+//     first heartbeat is read on its arrival (eager), so that its
+//     detection parameters are known before it may owe an acknowledgement
+//     (hasync.Machine.HeartbeatWatch).
 //   - A periodic peer's expiry is pending: from the advertisement after
 //     which the next could come later than that expiry, so that the
 //     heartbeats queued are read in an advertisement's wake-up rather
 //     than in one of their own.
-//   - Otherwise (a peer's parameters unknown, or no peer heartbeats
-//     periodically: a pair at the default, where the active member is in
-//     demand mode): nothing is expected at any particular time, but a
-//     peer that just restarted or became active heartbeats from now on
-//     and must be read at once (hasync.Machine.HeartbeatWatch). An
-//     arrival wakes the owner (eager), and no advertisement does.
-func awakeFrom(periodic, known bool, expiry, period int64) (from int64, eager bool) {
+//   - None is pending and idle: a peer is up, every up peer is in demand
+//     mode, this member's own configuration keeps the active member in
+//     demand mode (a pair at the default), and it sends demand refreshes
+//     itself. Nothing read from the heartbeat port is needed at its
+//     arrival: a demand-mode peer's heartbeat only refreshes its
+//     parameters and last-heard time, judged at this member's timers,
+//     which read the queue first. It waits for the owner's next turn
+//     (drainOnTurn): its own timers, its refresh (at most DemandRefresh
+//     apart, in an election wake-up or on its timer), any group message,
+//     registration batch or console request. A peer that turns periodic
+//     (its configuration differs) is read that late at most once.
+//   - None is pending otherwise (no peer up; or a periodic active member
+//     is expected and not heard yet: a new active member's first periodic
+//     heartbeat must be read at once, or its death would be detected by
+//     the election's timers only): an arrival wakes the owner (eager), and
+//     no advertisement does.
+func awakeFrom(periodic, known, idle bool, expiry, period int64) (from int64, eager bool) {
 	switch {
 	case periodic:
 		return 0, false
-	case !known || expiry == 0:
+	case !known:
 		return never, true
+	case expiry == 0:
+		return never, !idle
 	}
 	return expiry - period - period/4, false
 }
@@ -164,6 +183,7 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 	if g == nil || g.hb == nil {
 		return false
 	}
+	g.hbReadAt = a.now()
 	for range heartbeatDrainMax {
 		n, src, ttl, at, ok, err := g.hb.ReadQueued(g.hbBuf)
 		if err != nil {
@@ -193,4 +213,24 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 	default:
 	}
 	return true
+}
+
+// turnDrainGap: a turn of the owner loop taken for something else reads
+// the heartbeat socket only if it was last read at least this long ago.
+// Under a registration load the loop turns for every batch, thousands of
+// times a second; an empty read at each would be a system call per batch
+// for nothing, and what waits is at most this much older.
+const turnDrainGap = int64(5 * time.Millisecond)
+
+// drainOnTurn reads the heartbeat socket at a turn of the owner loop taken
+// for another reason (owner goroutine): a group message, a registration
+// batch, a console request, a role change. While the socket waits for the
+// owner's turns (awakeFrom, idle) these are what reads it, in wake-ups the
+// process has anyway; at other times it only reads earlier.
+func (a *Agent) drainOnTurn() {
+	g := a.grp
+	if g == nil || g.hb == nil || a.now()-g.hbReadAt < turnDrainGap {
+		return
+	}
+	a.drainHeartbeats()
 }

@@ -5,28 +5,36 @@ import (
 	"time"
 )
 
-// When the election's wake-ups are wanted for reading heartbeats: always
-// while this member heartbeats periodically; from the advertisement after
-// which the next one could come later than a periodic peer's expiry; and
-// never while no such expiry is pending or a peer's heartbeat is not
-// known yet: arrivals wake the owner then (a peer that just became active
-// heartbeats from now on, and its first heartbeat must be read at once).
+// When the election's wake-ups are wanted for reading heartbeats, and
+// when arrivals wake the owner instead: always the wake-ups while this
+// member heartbeats periodically; from the advertisement after which the
+// next one could come later than a periodic peer's expiry; arrivals while
+// a peer's heartbeat is not known yet (it just came up or restarted: read
+// at once), or while none is pending and the member is not idle (no peer
+// up, or a periodic active member is expected: a new active member's first
+// periodic heartbeat must be read at once); neither while idle (every up
+// peer in demand mode and known, as in a pair at the default): what
+// arrives waits for the owner's next turn.
 func TestAwakeFrom(t *testing.T) {
 	const ms = int64(time.Millisecond)
 	for _, tc := range []struct {
-		periodic, known bool
-		expiry, period  int64
-		want            int64
-		eager           bool
+		periodic, known, idle bool
+		expiry, period        int64
+		want                  int64
+		eager                 bool
 	}{
-		{true, true, 5000 * ms, 100 * ms, 0, false},
-		{true, false, 0, 100 * ms, 0, false},
-		{false, true, 0, 100 * ms, never, true},
-		{false, false, 5000 * ms, 100 * ms, never, true},
-		{false, true, 5000 * ms, 100 * ms, 4875 * ms, false},
+		{true, true, false, 5000 * ms, 100 * ms, 0, false},
+		{true, false, false, 0, 100 * ms, 0, false},
+		{false, true, false, 0, 100 * ms, never, true},
+		{false, false, false, 5000 * ms, 100 * ms, never, true},
+		{false, true, false, 5000 * ms, 100 * ms, 4875 * ms, false},
+		// idle: demand-mode peers only, all known
+		{false, true, true, 0, 100 * ms, never, false},
+		{false, false, true, 0, 100 * ms, never, true},
+		{false, true, true, 5000 * ms, 100 * ms, 4875 * ms, false},
 	} {
-		if got, eager := awakeFrom(tc.periodic, tc.known, tc.expiry, tc.period); got != tc.want || eager != tc.eager {
-			t.Errorf("awakeFrom(%v, %v, %d, %d) = %d, %v; want %d, %v", tc.periodic, tc.known, tc.expiry, tc.period, got, eager, tc.want, tc.eager)
+		if got, eager := awakeFrom(tc.periodic, tc.known, tc.idle, tc.expiry, tc.period); got != tc.want || eager != tc.eager {
+			t.Errorf("awakeFrom(%v, %v, %v, %d, %d) = %d, %v; want %d, %v", tc.periodic, tc.known, tc.idle, tc.expiry, tc.period, got, eager, tc.want, tc.eager)
 		}
 	}
 }

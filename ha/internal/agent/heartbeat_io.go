@@ -19,8 +19,9 @@ import (
 // verdict is the same as if it had been read at once, and a member that
 // was itself stalled reads the heartbeats that arrived meanwhile before
 // its verdict instead of calling a live peer dead. That pays while a
-// periodic peer's expiry is pending; while none is, an arrival wakes the
-// owner instead (heartbeat_watch.go).
+// periodic peer's expiry is pending, and while every up peer is a known
+// demand-mode one (read at the owner's turns, drainOnTurn); otherwise an
+// arrival wakes the owner instead (heartbeat_watch.go, awakeFrom).
 
 // heartbeatRcvBuf holds about a second of heartbeats from a few peers
 // between two reads (a heartbeat costs about 1 KiB of buffer with its

@@ -12,11 +12,13 @@ import (
 //
 // The lazy scheme (heartbeat_io.go) pays off while a periodic peer's
 // expiry is pending: the owner must read by then and can do it in a
-// wake-up it has anyway. While none is (no peer heartbeats periodically:
-// a pair at the default, whose active member is in demand mode; or a
-// peer's parameters are not known yet), the owner expects nothing at any
-// particular time, but a heartbeat that comes must be read at once (a new
-// active member's first periodic one, a restarted peer's). Reading at
+// wake-up it has anyway; and while every up peer is a known demand-mode
+// one (a pair at the default): nothing is due, and what comes waits for
+// the owner's next turn. Otherwise (a peer's parameters are not known
+// yet, no peer is up, or a periodic active member is expected and not
+// heard), the owner expects nothing at any particular time, but a
+// heartbeat that comes must be read at once (a new active member's first
+// periodic one, a restarted peer's; awakeFrom). Reading at
 // every advertisement for that cost a turn of the owner loop and an empty
 // recvmsg per advertisement on every member; instead a watcher goroutine
 // waits on a duplicate of the socket in the runtime's poller

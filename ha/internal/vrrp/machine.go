@@ -493,7 +493,7 @@ func (m *Machine) timer(now time.Duration, out []Action) []Action {
 			// can compute from our adverts, after which it may have taken
 			// over (we were stopped, starved of CPU, or descheduled).
 			stalled := now-m.adverTimer >= 2*m.cfg.AdvertInterval
-			m.adverTimer = nextAdvert(m.adverTimer, now, m.cfg.AdvertInterval)
+			m.adverTimer = role.NextPeriodic(m.adverTimer, now, m.cfg.AdvertInterval)
 			out = append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
 			if stalled {
 				out = m.reclaim(now, ReasonReclaimStall, false, out)
@@ -509,21 +509,6 @@ func (m *Machine) timer(now time.Duration, out []Action) []Action {
 		}
 	}
 	return out
-}
-
-// nextAdvert is the Adver_Timer after the advert due at prev, sent at now.
-// §6.4.3 resets it to Advertisement_Interval when it fires; a timer fires
-// late by its wake-up latency, so counting from the deadline rather than
-// from now keeps the adverts on a fixed grid (the deadline moves by exactly
-// the interval: deadline.Timer then leaves re-arming to the kernel) and the
-// latency does not add up. A wake-up later than half an interval (a stall)
-// counts from now, as §6.4.3 reads: one advert per wake-up, the next a whole
-// interval later, never a burst catching up on the missed ones.
-func nextAdvert(prev, now, interval time.Duration) time.Duration {
-	if next := prev + interval; next >= now+interval/2 {
-		return next
-	}
-	return now + interval
 }
 
 func (m *Machine) priorityChanged(now time.Duration, old uint8, out []Action) []Action {

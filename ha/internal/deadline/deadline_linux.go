@@ -31,12 +31,14 @@ import (
 // Never disarms the timer (Set(Never)); any deadline at or beyond it does.
 const Never = time.Duration(1<<63 - 1)
 
-// Timer is a one-shot deadline on its own clock (Now: time since New, on
+// Timer is one deadline on its own clock (Now: time since New, on
 // CLOCK_MONOTONIC, the clock of Go's monotonic time). Set, Reset, Now and
 // Due belong to one goroutine (the owner loop); the channel C returns may
 // be received from in its select. C may deliver a tick for a deadline that
 // was moved later after it fired: the owner checks Due when it receives
-// one, and the moved deadline fires in its turn.
+// one, and the moved deadline fires in its turn. After a due tick the
+// owner Sets its next deadline (or Never): a deadline on a cadence is
+// repeated by the kernel, and left where it was it ticks again a step later.
 type Timer struct {
 	c     chan struct{}
 	fd    int
@@ -45,8 +47,11 @@ type Timer struct {
 	start time.Time
 	base  int64        // CLOCK_MONOTONIC at start, ns
 	at    atomic.Int64 // the armed deadline in Now's clock (Never: none)
+	arm   arming       // the owner's: what the kernel holds (plan)
 	spec  unix.ItimerSpec
-	done  chan struct{}
+	// settimes counts the timerfd_settime calls (the owner's).
+	settimes uint64
+	done     chan struct{}
 
 	// The reader goroutine's: the expiration count and the read callback,
 	// one method value so that nothing is allocated per tick.
@@ -67,6 +72,7 @@ func New() (*Timer, error) {
 		return nil, err
 	}
 	t.at.Store(int64(Never))
+	t.arm = arming{at: Never}
 	// A non-blocking descriptor makes os.NewFile register it with the poller.
 	t.f = os.NewFile(uintptr(fd), "timerfd")
 	if t.rc, err = t.f.SyscallConn(); err != nil {
@@ -129,25 +135,28 @@ func (t *Timer) Reset(d time.Duration) {
 
 // Set arms the timer for at, in Now's clock (at ≤ Now: at once; Never:
 // disarmed). A deadline equal to the one already armed, still ahead, costs
-// nothing; otherwise one timerfd_settime, made with RawSyscall (it never
-// blocks, and the scheduler's system-call bookkeeping would wake sysmon).
-// Allocates nothing.
+// nothing; so does one on a cadence, the kernel's next expiry of a deadline
+// that moved by the same step twice in a row (plan); otherwise one
+// timerfd_settime, made with RawSyscall (it never blocks, and the
+// scheduler's system-call bookkeeping would wake sysmon). Allocates
+// nothing.
 func (t *Timer) Set(at time.Duration) {
-	old := time.Duration(t.at.Load())
-	if at >= Never || int64(at) > 1<<62 { // beyond any uptime: never
-		if old == Never {
-			return
-		}
-		t.at.Store(int64(Never))
+	next, settime := plan(t.arm, at, t.Now())
+	t.arm = next
+	t.at.Store(int64(next.at))
+	if !settime {
+		return
+	}
+	if next.at == Never {
 		t.spec = unix.ItimerSpec{}
 	} else {
-		if at == old && at > t.Now() {
-			return
-		}
-		t.at.Store(int64(at))
 		// An absolute time in the past fires at once; 0 would disarm.
-		t.spec = unix.ItimerSpec{Value: unix.NsecToTimespec(max(t.base+int64(max(at, 0)), 1))}
+		t.spec = unix.ItimerSpec{
+			Value:    unix.NsecToTimespec(max(t.base+int64(max(next.at, 0)), 1)),
+			Interval: unix.NsecToTimespec(int64(next.period)),
+		}
 	}
+	t.settimes++
 	_, _, e := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(t.fd), unix.TFD_TIMER_ABSTIME,
 		uintptr(unsafe.Pointer(&t.spec)), 0, 0, 0)
 	if e != 0 {
@@ -176,6 +185,12 @@ func (t *Timer) run() {
 // goroutine for) while it is still in the same Read. An expiration between
 // the poller's wake-up and the read is read now and leaves a readiness
 // with nothing behind it: the next call finds EAGAIN and waits again.
+//
+// The read is not only for the count (which nothing uses beyond "at least
+// one"): the poller's edge-triggered epoll reports each expiration without
+// it, but a periodic timerfd re-arms itself only when its expiration is
+// read (timerfd_read forwards it to the first period after now), so on a
+// cadence the read is what keeps the kernel's timer going.
 func (t *Timer) read(fd uintptr) bool {
 	for {
 		t.ticks = 0

@@ -372,10 +372,13 @@ func (m *Machine) timers(now time.Duration, out []Action) []Action {
 		}
 	}
 	if now >= m.helloTime && m.speaking() { // e
-		// The previous hello left one hellotime before helloTime: a
-		// silence of a holdtime lets a standby take over.
+		// The previous hello left one hellotime before helloTime, or
+		// later if its wake-up was late: this test sees every silence of
+		// a holdtime, after which a standby may have taken over.
 		stalled := m.state == Active && now-m.helloTime >= m.hold-m.hello
+		prev := m.helloTime
 		out = m.sendHello(now, out)
+		m.helloTime = role.NextPeriodic(prev, now, m.hello)
 		if stalled {
 			out = m.reclaim(now, ReasonReclaimStall, out)
 		}

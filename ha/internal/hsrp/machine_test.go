@@ -267,3 +267,24 @@ func TestActiveReported(t *testing.T) {
 		t.Fatalf("active: %s priority %d; want %s 100", a, p, me)
 	}
 }
+
+// The hello timer keeps its cadence: a wake-up late by its latency sends
+// the hello and re-arms from the deadline that passed, so the deadline
+// moves by exactly Hellotime (the kernel repeats it); a wake-up later than
+// half a Hellotime sends one hello and the next a whole Hellotime later.
+func TestHelloCadence(t *testing.T) {
+	m := at(t, cfg(), Active)
+	due := sec
+	for _, late := range []time.Duration{0, time.Millisecond, 40 * time.Millisecond, sec / 2} {
+		out, dl := m.Handle(due+late, Event{Kind: EvTimer}, nil)
+		due += sec
+		if !slices.Equal(kinds(out), []ActionKind{F}) || dl != due {
+			t.Fatalf("late %v: %v, deadline %v, want [F], %v", late, kinds(out), dl, due)
+		}
+	}
+	now := due + sec/2 + 1
+	out, dl := m.Handle(now, Event{Kind: EvTimer}, nil)
+	if !slices.Equal(kinds(out), []ActionKind{F}) || dl != now+sec {
+		t.Fatalf("late by more than half: %v, deadline %v, want [F], %v", kinds(out), dl, now+sec)
+	}
+}

@@ -487,12 +487,13 @@ func (m *Machine) timer(now time.Duration, out []Action) []Action {
 			out = m.reclaim(now, reason, true, out)
 		}
 		if now >= m.adverTimer {
-			// The previous advert left one interval before adverTimer. A
-			// gap of 3 intervals is the shortest Master_Down_Interval a
-			// backup can compute from our adverts: it may have taken over
-			// (we were stopped, starved of CPU, or descheduled).
+			// The previous advert left one interval before adverTimer,
+			// or later if its wake-up was late: this test sees every gap
+			// of 3 intervals, the shortest Master_Down_Interval a backup
+			// can compute from our adverts, after which it may have taken
+			// over (we were stopped, starved of CPU, or descheduled).
 			stalled := now-m.adverTimer >= 2*m.cfg.AdvertInterval
-			m.adverTimer = now + m.cfg.AdvertInterval
+			m.adverTimer = role.NextPeriodic(m.adverTimer, now, m.cfg.AdvertInterval)
 			out = append(out, Action{Kind: ActSendAdvert, Priority: m.Priority()})
 			if stalled {
 				out = m.reclaim(now, ReasonReclaimStall, false, out)

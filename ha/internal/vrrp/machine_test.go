@@ -418,3 +418,33 @@ func TestMasterPriorityReported(t *testing.T) {
 		t.Fatalf("master: state %v, master %s priority %d; want %s priority 100", h.m.State(), a, p, me)
 	}
 }
+
+// The Adver_Timer keeps its cadence: a wake-up late by its latency sends
+// the advert and re-arms from the deadline that passed, not from the late
+// now, so the deadline moves by exactly Advertisement_Interval each time
+// (the timer's period, which the kernel then re-arms on its own) and the
+// lateness does not add up.
+func TestMasterAdverTimerCadence(t *testing.T) {
+	h := master(t, cfg(100))
+	at := mdi(100, sec) + sec
+	for _, late := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 40 * time.Millisecond, sec / 2} {
+		h.do(at+late, Event{Kind: EvTimer})
+		at += sec
+		h.want(Master, at, ActSendAdvert)
+	}
+}
+
+// A wake-up later than half an interval (the process stalled) sends one
+// advert, not one per missed deadline, and the next deadline is a whole
+// interval after now: no burst of catch-up adverts.
+func TestMasterLateWakeOneAdvert(t *testing.T) {
+	for _, late := range []time.Duration{sec/2 + 1, 7 * sec / 10, 2*sec + sec/2, 10 * sec} {
+		h := master(t, cfg(100))
+		at := mdi(100, sec) + sec
+		now := at + late
+		h.do(now, Event{Kind: EvTimer})
+		h.want(Master, now+sec, ActSendAdvert)
+		h.do(now+time.Millisecond, Event{Kind: EvTimer}) // a second wake-up at once
+		h.want(Master, now+sec)
+	}
+}

@@ -65,8 +65,8 @@ func TestMasterStallReclaims(t *testing.T) {
 	h := master(t, reclaimCfg())
 	t0 := mdi(100, sec)
 	h.do(t0+sec+500*time.Millisecond, Event{Kind: EvTimer}) // late, but not enough
-	h.want(Master, t0+2500*time.Millisecond, ActSendAdvert)
-	late := t0 + 2500*time.Millisecond + 2*sec // previous advert 3 intervals ago
+	h.want(Master, t0+2*sec, ActSendAdvert)                 // on the interval's grid
+	late := t0 + 1500*time.Millisecond + 3*sec              // previous advert 3 intervals ago
 	h.do(late, Event{Kind: EvTimer})
 	h.want(Master, late+sec, ActSendAdvert, ActGARP)
 	if a := h.out[1]; a.Reason != ReasonReclaimStall || a.Count != 2 {

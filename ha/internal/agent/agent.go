@@ -287,12 +287,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		case <-more:
 			a.convergeSlice()
 		case <-timer.C():
-			if !timer.Due(timer.Now()) {
-				continue // a tick for a deadline that moved later meanwhile
-			}
-			a.drainHeartbeats() // a peer's expiry: what it sent counts first
-			now := a.now()
-			a.perform(now, a.reg.Handle(now, Event{Kind: EvTimer}, a.acts[:0]))
+			a.timerFired(timer)
 		case r := <-a.reload:
 			r.resp <- a.reloadNow(r.cfg)
 		case r := <-a.cons:
@@ -308,6 +303,17 @@ func (a *Agent) loop(ctx context.Context) error {
 			r.resp <- a.answer(r.req)
 		}
 	}
+}
+
+// timerFired runs the registrar's timers when their deadline came (owner
+// goroutine); a tick for a deadline that moved later meanwhile is ignored.
+func (a *Agent) timerFired(timer *deadline.Timer) {
+	if !timer.Due(timer.Now()) {
+		return
+	}
+	a.drainHeartbeats() // a peer's expiry: what it sent counts first
+	now := a.now()
+	a.perform(now, a.reg.Handle(now, Event{Kind: EvTimer}, a.acts[:0]))
 }
 
 // armTimer follows the registrar's deadline, converted to the timer's clock

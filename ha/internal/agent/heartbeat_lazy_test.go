@@ -20,6 +20,7 @@ import (
 // request), each counted at its kernel arrival time. Before, each refresh
 // woke the owner on its arrival.
 func TestDemandRefreshesReadAtOwnTurns(t *testing.T) {
+	needGroupSockets(t)
 	base := heartbeatLoopConfig(t)
 	start := func(id uint32, self, peer string) (*Agent, func()) {
 		cfg := heartbeatLoopConfig(t)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hagent/hagent/ha/internal/binding"
 	"github.com/hagent/hagent/ha/internal/config"
+	"github.com/hagent/hagent/ha/internal/deadline"
 	"github.com/hagent/hagent/ha/internal/groupio"
 	"github.com/hagent/hagent/ha/internal/hasync"
 	"github.com/hagent/hagent/ha/internal/hsrp"
@@ -52,7 +53,8 @@ type group struct {
 	period    int64
 	hacts     []hasync.Action
 	hbFailed  bool
-	hbMode    string // the active member's heartbeat mode, and why (activeHeartbeat)
+	hbStep    deadline.WallStep // wall-clock steps between heartbeat reads
+	hbMode    string            // the active member's heartbeat mode, and why (activeHeartbeat)
 	// hbReady: read the heartbeat socket now (an arrival while eager, or a
 	// drain cut at its bound); hbWatch: the watcher while eager
 	// (heartbeat_watch.go).

@@ -185,6 +185,9 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 		return false
 	}
 	g.hbReadAt = a.now()
+	// A wall-clock step since the last read makes the stamps' ages wrong
+	// by the step: what this read finds then counts from now (deadline.WallStep).
+	steady := g.hbStep.Steady(time.Now().UnixNano(), g.hbReadAt)
 	for range heartbeatDrainMax {
 		n, src, ttl, at, ok, err := g.hb.ReadQueued(g.hbBuf)
 		if err != nil {
@@ -200,7 +203,7 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 		g.hbStats.datagrams.Add(1)
 		now := a.now()
 		heard := now
-		if at != 0 {
+		if at != 0 && steady {
 			if age := time.Now().UnixNano() - at; age > 0 && age < int64(time.Minute) {
 				heard = now - age
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/hagent/hagent/ha/internal/deadline"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,6 +56,9 @@ type lazy struct {
 	fd, rx int // the lazy socket; the polled one, for its filter
 	r      *Runner
 	now    func() time.Duration // the machine's clock
+	wall   func() int64         // Unix ns: the clock the kernel stamps arrivals on
+	step   deadline.WallStep    // a step of the wall clock between arrival and read
+	steady bool                 // this read's stamps may be placed by their age
 	want   Expect
 	a      Advertisement
 
@@ -114,7 +118,8 @@ func (r *Runner) openLazy(rx int, now func() time.Duration) (*lazy, error) {
 // socket rx.
 func (r *Runner) newLazy(fd, rx int, now func() time.Duration) *lazy {
 	z := &lazy{fd: fd, rx: rx, r: r, now: now, want: Expect{VRID: r.cfg.Machine.VRID, Addrs: r.cfg.Machine.Addrs},
-		prog: make([]Insn, 0, MaxFilter)}
+		prog: make([]Insn, 0, MaxFilter), wall: func() int64 { return time.Now().UnixNano() }}
+	z.step.Steady(z.wall(), int64(now())) // the baseline: stamps come after it
 	for i := range z.hdrs {
 		z.iovs[i] = unix.Iovec{Base: &z.bufs[i][0]}
 		z.iovs[i].SetLen(MaxTemplate)
@@ -228,7 +233,8 @@ func (z *lazy) drain(handle func(rxEvent)) {
 			break
 		}
 		n := int(r)
-		wall, now := time.Now().UnixNano(), z.now()
+		wall, now := z.wall(), z.now()
+		z.steady = z.step.Steady(wall, int64(now))
 		for i := range n {
 			h := &z.hdrs[i]
 			got, ok := z.parse(z.bufs[i][:min(int(h.Len), MaxTemplate)], h, wall, now)
@@ -273,7 +279,7 @@ func (z *lazy) parse(b []byte, h *mmsghdr, wall int64, now time.Duration) (Event
 	z.r.sh.Rx.Add(1)
 	z.adverts.Add(1)
 	ev := Event{Kind: EvAdvert, Src: src, Priority: z.a.Priority, Interval: z.a.IntervalDuration()}
-	if age := wall - stamp; stamp != 0 && age >= 0 && age < int64(time.Minute) && now-time.Duration(age) > 0 {
+	if age := wall - stamp; z.steady && stamp != 0 && age >= 0 && age < int64(time.Minute) && now-time.Duration(age) > 0 {
 		ev.Arrived = now - time.Duration(age)
 	}
 	return ev, true

@@ -333,3 +333,31 @@ func TestLazyOverflowCounted(t *testing.T) {
 		t.Errorf("flood of %d: %d read, %d dropped: want the queue bounded and every drop counted", flood, read, dropped)
 	}
 }
+
+// A wall-clock step between the arrival and the read (NTP stepping the
+// clock soon after boot): the stamp's age is off by the step. A step
+// forward must not make a queued advert look seconds older than it is (it
+// would then move nothing and the backup would take over from a live
+// master); the advert counts as arriving when read.
+func TestLazyDrainWallStep(t *testing.T) {
+	l := newLoLab(t)
+	base := l.z.now
+	l.z.now = func() time.Duration { return base() + time.Minute } // far from 0
+	ev := Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}
+	l.z.set(l.packet(200, 1), ev)
+	var got []Event
+	handle := func(e rxEvent) { got = append(got, e.Event) }
+	l.z.drain(handle) // a read before the step: nothing queued
+	l.sendPkt(l.packet(200, 100))
+	l.sync()
+	const step = 2 * time.Second
+	l.z.wall = func() int64 { return time.Now().UnixNano() + int64(step) }
+	before := l.z.now()
+	l.z.drain(handle)
+	if len(got) != 1 {
+		t.Fatalf("handed %+v, want the queued advert", got)
+	}
+	if at := got[0].Arrived; at != 0 && before-at > step/2 {
+		t.Fatalf("the advert counts as arrived %v before the read: the wall clock's %v step was taken for its age", before-at, step)
+	}
+}

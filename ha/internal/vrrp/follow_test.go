@@ -84,3 +84,22 @@ func TestFollows(t *testing.T) {
 		t.Error("a Master follows an advert")
 	}
 }
+
+// Our own priority raised above the master's (tracking, an operator) with
+// preemption: its adverts must be read at once again, so that the
+// preemption (and its delay) counts from their arrival, not from a drain.
+func TestFollowsNotAfterOwnPriorityPreempts(t *testing.T) {
+	adv := Event{Kind: EvAdvert, Src: upper, Priority: 150, Interval: sec}
+	c := cfg(100)
+	c.PreemptDelay = 5 * sec
+	h := newH(t, c)
+	h.do(0, Event{Kind: EvStartup})
+	h.do(sec, adv)
+	if !h.m.Follows(adv) {
+		t.Fatal("does not follow the master's advert it learnt")
+	}
+	h.do(sec+100*time.Millisecond, Event{Kind: EvPriority, Priority: 200})
+	if h.m.Follows(adv) {
+		t.Error("follows, read late, the advert of a master its own priority now preempts")
+	}
+}

@@ -41,6 +41,29 @@ func TestNetNSLazyArrivalTime(t *testing.T) {
 	if _, _, _, _, _, err := a.ReadQueued(buf); err == nil {
 		t.Fatal("ReadQueued on a socket opened without Lazy: no error")
 	}
+	// The kernel turns arrival stamps on for the whole system in deferred
+	// work after the first socket asks; until then a datagram is stamped
+	// when it is read. Wait until one is stamped before its read.
+	for end := time.Now().Add(5 * time.Second); ; {
+		if err := a.SendGroup([]byte("warm")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		mark := time.Now()
+		_, _, _, at, ok, err := b.ReadQueued(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ok { // drain what else waits
+			_, _, _, _, ok, _ = b.ReadQueued(buf)
+		}
+		if at != 0 && at < mark.UnixNano() {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the kernel never stamped an arrival before its read (5 s)")
+		}
+	}
 	sent := time.Now()
 	for _, p := range []string{"hb-1", "hb-2"} {
 		if err := a.SendGroup([]byte(p)); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,7 +22,9 @@ import (
 
 // TestHelperVRRPRunner is not a test: the interop test runs the test binary
 // inside a network namespace to get a runner there. It prints one line per
-// role change and resigns on SIGTERM.
+// role change, resigns on SIGTERM, and prints "STATS <n> <counters>" at
+// every SIGUSR1 (n counts them: the lazy reading's tests read them while
+// it runs).
 func TestHelperVRRPRunner(t *testing.T) {
 	roletest.Helper(t)
 	prio, _ := strconv.Atoi(os.Getenv("PRIO"))
@@ -31,6 +34,17 @@ func TestHelperVRRPRunner(t *testing.T) {
 		Addrs: []netip.Addr{netip.MustParseAddr(os.Getenv("VIP"))}, GARPCount: 2}})
 	if err == nil && os.Getenv("HOLD") == "1" {
 		r.SetHold(true) // before Run: must not even start as master
+	}
+	if err == nil {
+		usr := make(chan os.Signal, 4)
+		signal.Notify(usr, syscall.SIGUSR1)
+		go func() {
+			for n := 1; ; n++ {
+				<-usr
+				s := r.Stats()
+				fmt.Printf("STATS %d rx=%d lazy=%d wakeups=%d dropped=%d\n", n, s.RxAdverts, s.LazyAdverts, s.Wakeups, s.LazyDropped)
+			}
+		}()
 	}
 	roletest.Serve(r, err, func() any { return r.Stats() })
 }

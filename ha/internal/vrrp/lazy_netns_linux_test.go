@@ -3,12 +3,7 @@
 package vrrp
 
 import (
-	"context"
 	"fmt"
-	"net/netip"
-	"os"
-	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,47 +13,11 @@ import (
 	"github.com/hagent/hagent/tools/lab"
 )
 
-// TestHelperVRRPLazy is not a test: TestLazyBackup runs it in a namespace.
-// Like TestHelperVRRPRunner, but it prints "STATS <n> <counters>" at every
-// SIGUSR1 (n counts them), so the test reads the counters while it runs.
-func TestHelperVRRPLazy(t *testing.T) {
-	roletest.Helper(t)
-	prio, _ := strconv.Atoi(os.Getenv("PRIO"))
-	r, err := NewRunner(RunnerConfig{Interface: os.Getenv("IF"), PrefixLen: 24, Machine: Config{
-		VRID: 51, Priority: uint8(prio), AdvertInterval: 100 * time.Millisecond, Preempt: true, AcceptMode: true,
-		Addrs: []netip.Addr{netip.MustParseAddr(os.Getenv("VIP"))}, GARPCount: 2}})
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(1)
-	}
-	usr := make(chan os.Signal, 4)
-	signal.Notify(usr, syscall.SIGUSR1)
-	go func() {
-		for n := 1; ; n++ {
-			<-usr
-			s := r.Stats()
-			fmt.Printf("STATS %d rx=%d lazy=%d wakeups=%d dropped=%d\n", n, s.RxAdverts, s.LazyAdverts, s.Wakeups, s.LazyDropped)
-		}
-	}()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	go func() {
-		for c := range r.Changes() {
-			fmt.Printf("ROLE %s %s %s\n", c.Role, c.State, c.Reason)
-		}
-	}()
-	if err := r.Run(ctx); err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 type lazyStats struct{ rx, lazy, wakeups, dropped uint64 }
 
 func (s lazyStats) eager() uint64 { return s.rx - s.lazy }
 
-// stats asks the helper for its counters.
+// stats asks the helper (TestHelperVRRPRunner) for its counters.
 func stats(t *testing.T, p *lab.Proc, n *int) lazyStats {
 	t.Helper()
 	*n++
@@ -97,7 +56,7 @@ func TestLazyBackup(t *testing.T) {
 	}
 	m := master()
 	roletest.WaitOnly(t, labVIP, l.k, l.a, 5*time.Second)
-	b := roletest.Start(t, l.a, "TestHelperVRRPLazy", "lazy backup (100)", "IF=eth0", "VIP="+labVIP, "PRIO=100")
+	b := roletest.Start(t, l.a, "TestHelperVRRPRunner", "lazy backup (100)", "IF=eth0", "VIP="+labVIP, "INTERVAL=100ms", "PRIO=100")
 	if err := b.WaitFor("ROLE standby Backup", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +140,7 @@ func TestLazyBackupKeepalived(t *testing.T) {
 	l := newInterop(t)
 	k := l.keepalived(200)
 	l.waitHolder(l.k, 5*time.Second)
-	b := roletest.Start(t, l.a, "TestHelperVRRPLazy", "lazy backup (100)", "IF=eth0", "VIP="+labVIP, "PRIO=100")
+	b := roletest.Start(t, l.a, "TestHelperVRRPRunner", "lazy backup (100)", "IF=eth0", "VIP="+labVIP, "INTERVAL=100ms", "PRIO=100")
 	if err := b.WaitFor("ROLE standby Backup", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -180,33 +180,8 @@ func TestPeerWriteDroppingNetworkAllocatesNothing(t *testing.T) {
 // update retransmitted): S's route for the network stands when R's write
 // dropping it arrives.
 func TestPeerWriteDroppingNetworkTakenByAnother(t *testing.T) {
-	h := newReplHarnessWith(t, false, func(cfg *config.Config) {
-		p := testConfig(8).Nodes[2]
-		p.Pool = netip.MustParsePrefix("127.0.0.64/27")
-		p.MobileNetworks = []netip.Prefix{pfx("10.20.0.0/16")}
-		p.MaxMobileNetworks = 8
-		cfg.Nodes = append(cfg.Nodes, p)
-	})
-	f := newFakeNetDP()
-	h.a.dpl = &dataplane{dp: f, active: true, ifname: noIf, nets: newNetPlane(f)}
-	h.r.kernel = true
-	h.peerUp()
-	h.toPeer(true)
-	const coaR, coaS = 0xc6336401, 0xc6336402
-	write := func(home string, careOf uint32, id uint64, nets ...string) {
-		t.Helper()
-		e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr(home)), CareOf: careOf,
-			HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress), ID: id, Granted: 300}
-		for _, n := range nets {
-			e.AddPrefix(pfx(n))
-		}
-		var err error
-		if h.out, err = h.peer.Register(h.now, e, h.out[:0]); err != nil {
-			t.Fatal(err)
-		}
-		h.peerSays(h.out)
-		h.a.flushDataplane()
-	}
+	pp := newPoolPeers(t)
+	h, f, write := pp.h, pp.f, pp.write
 	write("127.0.0.70", coaR, h.id+1, "10.20.1.0/24", "10.20.2.0/24")
 	// S's write claiming 10.20.2.0/24 arrives first, R's dropping it after.
 	write("127.0.0.71", coaS, h.id+1, "10.20.2.0/24")
@@ -216,11 +191,7 @@ func TestPeerWriteDroppingNetworkTakenByAnother(t *testing.T) {
 	}
 	// S's de-registration removes it.
 	h.id += 3
-	var err error
-	if h.out, err = h.peer.Deregister(h.now, binding.AddrU32(netip.MustParseAddr("127.0.0.71")), h.id, h.out[:0]); err != nil {
-		t.Fatal(err)
-	}
-	h.peerSays(h.out)
+	pp.deregister("127.0.0.71", h.id)
 	h.a.flushDataplane()
 	if len(f.routes) != 1 || f.routes[pfx("10.20.1.0/24")] != binding.U32Addr(coaR) {
 		t.Fatalf("after S's de-registration, kernel routes %v", f.routes)
@@ -232,6 +203,38 @@ func TestPeerWriteDroppingNetworkTakenByAnother(t *testing.T) {
 // that network (R dropped it by de-registering; the writes crossed). R's
 // de-registration must not remove S's route.
 func TestPeerDeregistrationOfNetworkTakenByAnother(t *testing.T) {
+	pp := newPoolPeers(t)
+	h, f, write := pp.h, pp.f, pp.write
+	deregister := pp.deregister
+	write("127.0.0.70", coaR, h.id+1, "10.20.1.0/24", "10.20.2.0/24")
+	write("127.0.0.71", coaS, h.id+1, "10.20.2.0/24")
+	deregister("127.0.0.70", h.id+2)
+	h.a.flushDataplane()
+	if len(f.routes) != 1 || f.routes[pfx("10.20.2.0/24")] != binding.U32Addr(coaS) {
+		t.Fatalf("after R's late de-registration, kernel routes %v, want only 10.20.2.0/24 → S", f.routes)
+	}
+	// In one flush: S's claim and R's de-registration queued together.
+	write("127.0.0.70", coaR, h.id+3, "10.20.3.0/24")
+	pp.register("127.0.0.71", coaS, h.id+4, "10.20.2.0/24", "10.20.3.0/24")
+	deregister("127.0.0.70", h.id+5)
+	h.a.flushDataplane()
+	if len(f.routes) != 2 || f.routes[pfx("10.20.3.0/24")] != binding.U32Addr(coaS) || f.routes[pfx("10.20.2.0/24")] != binding.U32Addr(coaS) {
+		t.Fatalf("after S's claim and R's de-registration in one flush, kernel routes %v, want 10.20.2.0/24 and 10.20.3.0/24 → S", f.routes)
+	}
+}
+
+// poolPeers is a member with kernel routes (a fake) for a shared pool with
+// mobile networks (127.0.0.64/27, 10.20.0.0/16), hearing its peer's writes.
+type poolPeers struct {
+	t *testing.T
+	h *replHarness
+	f *fakeNetDP
+}
+
+// The care-of addresses of routers R and S.
+const coaR, coaS = 0xc6336401, 0xc6336402
+
+func newPoolPeers(t *testing.T) *poolPeers {
 	h := newReplHarnessWith(t, false, func(cfg *config.Config) {
 		p := testConfig(8).Nodes[2]
 		p.Pool = netip.MustParsePrefix("127.0.0.64/27")
@@ -244,50 +247,41 @@ func TestPeerDeregistrationOfNetworkTakenByAnother(t *testing.T) {
 	h.r.kernel = true
 	h.peerUp()
 	h.toPeer(true)
-	const coaR, coaS = 0xc6336401, 0xc6336402
-	write := func(home string, careOf uint32, id uint64, nets ...string) {
-		t.Helper()
-		e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr(home)), CareOf: careOf,
-			HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress), ID: id, Granted: 300}
-		for _, n := range nets {
-			e.AddPrefix(pfx(n))
-		}
-		var err error
-		if h.out, err = h.peer.Register(h.now, e, h.out[:0]); err != nil {
-			t.Fatal(err)
-		}
-		h.peerSays(h.out)
-		h.a.flushDataplane()
+	return &poolPeers{t: t, h: h, f: f}
+}
+
+// register has the peer write home's binding with nets, heard by the
+// member, not yet flushed to the kernel.
+func (p *poolPeers) register(home string, careOf uint32, id uint64, nets ...string) {
+	p.t.Helper()
+	h := p.h
+	e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr(home)), CareOf: careOf,
+		HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress), ID: id, Granted: 300}
+	for _, n := range nets {
+		e.AddPrefix(pfx(n))
 	}
-	deregister := func(home string, id uint64) {
-		t.Helper()
-		var err error
-		if h.out, err = h.peer.Deregister(h.now, binding.AddrU32(netip.MustParseAddr(home)), id, h.out[:0]); err != nil {
-			t.Fatal(err)
-		}
-		h.peerSays(h.out)
-	}
-	write("127.0.0.70", coaR, h.id+1, "10.20.1.0/24", "10.20.2.0/24")
-	write("127.0.0.71", coaS, h.id+1, "10.20.2.0/24")
-	deregister("127.0.0.70", h.id+2)
-	h.a.flushDataplane()
-	if len(f.routes) != 1 || f.routes[pfx("10.20.2.0/24")] != binding.U32Addr(coaS) {
-		t.Fatalf("after R's late de-registration, kernel routes %v, want only 10.20.2.0/24 → S", f.routes)
-	}
-	// In one flush: S's claim and R's de-registration queued together.
-	write("127.0.0.70", coaR, h.id+3, "10.20.3.0/24")
-	e := binding.Entry{Home: binding.AddrU32(netip.MustParseAddr("127.0.0.71")), CareOf: coaS,
-		HomeAgent: binding.AddrU32(h.a.cfg.Agent.VirtualAddress), ID: h.id + 4, Granted: 300}
-	e.AddPrefix(pfx("10.20.2.0/24"))
-	e.AddPrefix(pfx("10.20.3.0/24"))
 	var err error
 	if h.out, err = h.peer.Register(h.now, e, h.out[:0]); err != nil {
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
 	h.peerSays(h.out)
-	deregister("127.0.0.70", h.id+5)
-	h.a.flushDataplane()
-	if len(f.routes) != 2 || f.routes[pfx("10.20.3.0/24")] != binding.U32Addr(coaS) || f.routes[pfx("10.20.2.0/24")] != binding.U32Addr(coaS) {
-		t.Fatalf("after S's claim and R's de-registration in one flush, kernel routes %v, want 10.20.2.0/24 and 10.20.3.0/24 → S", f.routes)
+}
+
+// write is register, flushed.
+func (p *poolPeers) write(home string, careOf uint32, id uint64, nets ...string) {
+	p.t.Helper()
+	p.register(home, careOf, id, nets...)
+	p.h.a.flushDataplane()
+}
+
+// deregister has the peer de-register home, heard by the member, not yet
+// flushed.
+func (p *poolPeers) deregister(home string, id uint64) {
+	p.t.Helper()
+	h := p.h
+	var err error
+	if h.out, err = h.peer.Deregister(h.now, binding.AddrU32(netip.MustParseAddr(home)), id, h.out[:0]); err != nil {
+		p.t.Fatal(err)
 	}
+	h.peerSays(h.out)
 }

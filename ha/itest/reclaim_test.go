@@ -252,6 +252,13 @@ func newReclaimLabWant(t *testing.T, proto, mac string) *reclaimLab {
 		g.agents = append(g.agents, StartAgent(t, h, reclaimGroupConfig(proto, i)))
 		g.macs = append(g.macs, hostMAC(t, h))
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, a := range g.agents {
+				t.Logf("%s's output:\n%s", a.Host.Name, a.Proc.Output())
+			}
+		}
+	})
 	eventually(t, 20*time.Second, "member 1 active, member 2 standby, both synced", func() (bool, string) {
 		r1, r2 := redundancy(t, g.agents[0]), redundancy(t, g.agents[1])
 		return strings.HasPrefix(r1.Role, "active") && strings.HasPrefix(r2.Role, "standby") && r1.Synced && r2.Synced,

@@ -61,8 +61,9 @@ type Shell struct {
 	changes   chan role.Change
 
 	mu      sync.Mutex
-	current role.Change // guarded by mu
-	arp     *vipnet.ARP // guarded by mu; set by Open
+	current role.Change    // guarded by mu
+	arp     *vipnet.ARP    // guarded by mu; set by Open
+	sys     vipnet.Sysctls // guarded by mu; set by Open, restored by Close
 }
 
 // New resolves the interface and the primary address and checks the
@@ -159,7 +160,15 @@ func (s *Shell) Open(stale ...netip.Addr) error {
 	}
 	s.mu.Lock()
 	s.arp = arp
+	err = s.sys.AnnounceOwnAddress(s.Ifi.Name)
 	s.mu.Unlock()
+	if err != nil {
+		// Not fatal: the election works without it, and a read-only
+		// /proc/sys must not keep a member out of its group.
+		s.Log.Warn(s.Protocol+": cannot make ARP requests name the interface's own address: a member stepping down after a spurious takeover may leave hosts on its MAC (set net.ipv4.conf."+s.Ifi.Name+".arp_announce = 2 by hand)", "err", err)
+	} else {
+		s.Log.Info(s.Protocol + ": arp_announce = 2 on " + s.Ifi.Name + " while the agent runs: ARP requests name the member's own address, not the virtual one")
+	}
 	for _, a := range stale {
 		if err := vipnet.DelAddr(s.Ifi.Index, s.prefix(a)); err != nil {
 			s.Log.Warn(s.Protocol+": removing stale virtual address", "err", err)
@@ -168,13 +177,14 @@ func (s *Shell) Open(stale ...netip.Addr) error {
 	return nil
 }
 
-// Close closes the gratuitous ARP socket; Announce fails from then on.
+// Close closes the gratuitous ARP socket (Announce fails from then on) and
+// restores the interface's arp_announce.
 func (s *Shell) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.arp.Close()
 	s.arp = nil // its descriptor number may be reused by the next socket
-	return err
+	return errors.Join(err, s.sys.Restore())
 }
 
 func (s *Shell) prefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, s.prefixLen) }

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,17 +18,18 @@ import (
 // accepts frames to the MAC. The kernel then answers ARP for the virtual
 // address with the virtual MAC.
 //
-// Two sysctls make the MAC the only one the LAN ever sees for the address:
-// arp_ignore=1 on both devices (each answers only for its own addresses:
-// the parent would otherwise answer for the virtual address with its MAC,
-// the macvlan for the router's own address with the virtual MAC), and
-// arp_announce=2 on the parent (its ARP requests never carry the virtual
-// address as sender, which would move the hosts' entry to the parent's
-// MAC). The parent's previous values are restored by Close.
+// arp_ignore=1 on both devices makes the MAC the only one the LAN ever
+// sees in answers for the address (each answers only for its own
+// addresses: the parent would otherwise answer for the virtual address
+// with its MAC, the macvlan for the router's own address with the virtual
+// MAC); the parent's ARP requests must not name the virtual address as
+// sender either, which the runner's shell sees to for every election
+// interface (Sysctls.AnnounceOwnAddress). The parent's previous value is
+// restored by Close.
 type VMAC struct {
 	Ifi    *net.Interface // the macvlan
 	parent *net.Interface
-	saved  map[string]string // sysctl path → value before
+	sys    Sysctls
 }
 
 // macvlanModeBridge is MACVLAN_MODE_BRIDGE. Not private mode: there the
@@ -112,34 +111,18 @@ func OpenVMAC(parent *net.Interface, name string, mac net.HardwareAddr) (*VMAC, 
 	if err != nil {
 		return nil, fmt.Errorf("vipnet: macvlan %s: %w", name, err)
 	}
-	v := &VMAC{Ifi: ifi, parent: parent, saved: map[string]string{}}
+	v := &VMAC{Ifi: ifi, parent: parent}
 	for _, s := range []struct{ dev, key, val string }{
 		{name, "arp_ignore", "1"},
 		{name, "rp_filter", "0"},
 		{parent.Name, "arp_ignore", "1"},
-		{parent.Name, "arp_announce", "2"},
 	} {
-		if err := v.sysctl(s.dev, s.key, s.val, s.dev == parent.Name); err != nil {
+		if err := v.sys.Set(s.dev, s.key, s.val, s.dev == parent.Name); err != nil {
 			v.Close()
 			return nil, err
 		}
 	}
 	return v, nil
-}
-
-func (v *VMAC) sysctl(dev, key, val string, save bool) error {
-	p := "/proc/sys/net/ipv4/conf/" + dev + "/" + key
-	if save {
-		old, err := os.ReadFile(p)
-		if err != nil {
-			return fmt.Errorf("vipnet: reading %s: %w", p, err)
-		}
-		v.saved[p] = strings.TrimSpace(string(old))
-	}
-	if err := os.WriteFile(p, []byte(val), 0o644); err != nil {
-		return fmt.Errorf("vipnet: setting %s = %s: %w", p, val, err)
-	}
-	return nil
 }
 
 // SetUp brings the macvlan up (the NIC starts accepting the virtual MAC) or
@@ -157,10 +140,8 @@ func (v *VMAC) Close() error {
 	if err := request(LinkMsg(v.Ifi.Index, false, true, seq.Add(1))); err != nil && !errors.Is(err, unix.ENODEV) {
 		errs = append(errs, fmt.Errorf("vipnet: deleting %s: %w", v.Ifi.Name, err))
 	}
-	for p, old := range v.saved {
-		if err := os.WriteFile(p, []byte(old), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("vipnet: restoring %s = %s: %w", p, old, err))
-		}
+	if err := v.sys.Restore(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

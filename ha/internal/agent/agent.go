@@ -85,6 +85,9 @@ type Agent struct {
 	onReady     func()                          // test hook
 	onSlice     func(*bindingsWalk)             // test hook: after each `show bindings` slice, on the loop
 	testElector func(awake func()) role.Elector // test hook: replaces the VRRP runner
+	// testWall, if set before Run, replaces the wall clock (Unix ns) the
+	// heartbeat drain ages kernel stamps by: a test steps it.
+	testWall func() int64
 
 	wg sync.WaitGroup
 }
@@ -121,6 +124,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
 // now is the agent's monotonic clock in nanoseconds since start; lifetimes
 // and deadlines use it so that a wall-clock step changes nothing.
 func (a *Agent) now() int64 { return int64(time.Since(a.start)) }
+
+// wall is the wall clock, Unix ns: what the kernel stamps arrivals on.
+func (a *Agent) wall() int64 {
+	if a.testWall != nil {
+		return a.testWall()
+	}
+	return time.Now().UnixNano()
+}
 
 // Run serves until ctx is cancelled, then shuts down cleanly.
 func (a *Agent) Run(ctx context.Context) error {

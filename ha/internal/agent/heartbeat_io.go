@@ -187,7 +187,7 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 	g.hbReadAt = a.now()
 	// A wall-clock step since the last read makes the stamps' ages wrong
 	// by the step: what this read finds then counts from now (deadline.WallStep).
-	steady := g.hbStep.Steady(time.Now().UnixNano(), g.hbReadAt)
+	steady := g.hbStep.Steady(a.wall(), g.hbReadAt)
 	for range heartbeatDrainMax {
 		n, src, ttl, at, ok, err := g.hb.ReadQueued(g.hbBuf)
 		if err != nil {
@@ -204,7 +204,7 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 		now := a.now()
 		heard := now
 		if at != 0 && steady {
-			if age := time.Now().UnixNano() - at; age > 0 && age < int64(time.Minute) {
+			if age := a.wall() - at; age > 0 && age < int64(time.Minute) {
 				heard = now - age
 			}
 		}

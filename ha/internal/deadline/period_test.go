@@ -40,7 +40,7 @@ func TestPlan(t *testing.T) {
 		{"cadence: unchanged, ahead", periodic(250 * ms), 250 * ms, 200 * ms, periodic(250 * ms), false},
 		{"cadence: unchanged, passed: fires again", periodic(250 * ms), 250 * ms, 260 * ms, oneShot(250*ms, 0), true},
 	} {
-		got, settime := plan(c.cur, c.to, c.now)
+		got, settime := plan(c.cur, c.to, 0, c.now)
 		if got != c.want || settime != c.settime {
 			t.Errorf("%s: plan(%+v, %v, now %v) = %+v, settime %v; want %+v, %v",
 				c.name, c.cur, c.to, c.now, got, settime, c.want, c.settime)

@@ -222,6 +222,9 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 		}
 		acts := a.reg.Handle(heard, Event{Kind: EvGroup, Src: src, TTL: ttl, Pkt: g.hbBuf[:n]}, a.acts[:0])
 		a.perform(now, acts)
+		if g.hb.Drained() { // the queue was empty behind it: no read to find that out
+			return false
+		}
 	}
 	g.hbStats.cut.Add(1)
 	select {

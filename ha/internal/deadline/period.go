@@ -15,6 +15,11 @@ type arming struct {
 	period time.Duration
 	// step is the last move, at minus the deadline before it (0: none).
 	step time.Duration
+	// grid and every: a point and the period of the cadence the kernel
+	// held before this one-shot arming (every 0: none). A deadline that
+	// left a cadence for one jittered arrival or one other timer comes
+	// back to its grid, and is on the cadence again at once.
+	grid, every time.Duration
 }
 
 // plan decides what Set(to) at now costs: the new arming, and whether the
@@ -43,8 +48,10 @@ type arming struct {
 // makes one where the last step, rounded to the slack's grain (grain), and
 // repeated falls in its window; else it is armed in the middle of its
 // window, so that later deadlines jittered either way by up to slack/2
-// still find the grid in theirs. With no slack all this is the exact
-// rule above.
+// still find the grid in theirs. A one-shot arming remembers the cadence
+// it left (one late arrival, one other timer in between): a later
+// deadline whose window holds a point of that grid returns to it at once,
+// periodic. With no slack all this is the exact rule above.
 func plan(cur arming, to, slack, now time.Duration) (next arming, settime bool) {
 	if to >= Never || int64(to) > 1<<62 { // beyond any uptime: never
 		if cur.at == Never {
@@ -63,9 +70,24 @@ func plan(cur arming, to, slack, now time.Duration) (next arming, settime bool) 
 			return arming{at: e, period: cur.period, step: cur.period}, false
 		}
 	}
+	// What a one-shot arming remembers of the cadence before it.
+	grid, every := cur.grid, cur.every
+	if cur.period > 0 {
+		grid, every = cur.at, cur.period
+	}
 	at := to
 	if to > now {
 		at = to + slack/2
+		if cur.period == 0 && every > 0 {
+			// The remembered grid's first point at or after to.
+			e := grid + (to-grid)/every*every
+			if e < to {
+				e += every
+			}
+			if in(e) {
+				return arming{at: e, period: every, step: every}, true
+			}
+		}
 		if cur.at != Never {
 			if q := grain(cur.step, slack); q >= minPeriod && in(cur.at+q) {
 				// The last step again, on the slack's grain: a cadence.
@@ -80,7 +102,7 @@ func plan(cur arming, to, slack, now time.Duration) (next arming, settime bool) 
 	if step >= minPeriod && step == cur.step && at > now {
 		return arming{at: at, period: step, step: step}, true
 	}
-	return arming{at: at, step: step}, true
+	return arming{at: at, step: step, grid: grid, every: every}, true
 }
 
 // grain rounds step to the nearest multiple of slack (step itself when

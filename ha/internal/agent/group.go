@@ -50,11 +50,14 @@ type group struct {
 	// wantAwake: agent-clock time from which the election's wake-ups are
 	// wanted (armAwake); period: its advertisement interval, ns.
 	wantAwake atomic.Int64
-	period    int64
-	hacts     []hasync.Action
-	hbFailed  bool
-	hbStep    deadline.WallStep // wall-clock steps between heartbeat reads
-	hbMode    string            // the active member's heartbeat mode, and why (activeHeartbeat)
+	// lastAwake, awakeGap: when the election's hook last ran and how long
+	// after the run before (the spacing of its wake-ups: demandWindow).
+	lastAwake, awakeGap atomic.Int64
+	period              int64
+	hacts               []hasync.Action
+	hbFailed            bool
+	hbStep              deadline.WallStep // wall-clock steps between heartbeat reads
+	hbMode              string            // the active member's heartbeat mode, and why (activeHeartbeat)
 	// hbReady: read the heartbeat socket now (an arrival while eager, or a
 	// drain cut at its bound); hbWatch: the watcher while eager
 	// (heartbeat_watch.go).

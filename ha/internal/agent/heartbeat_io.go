@@ -53,7 +53,9 @@ func (a *Agent) awakeFn(g *group) func() {
 	}
 	c := g.awake
 	return func() {
-		if a.now() < g.wantAwake.Load() {
+		now := a.now()
+		g.awakeGap.Store(now - g.lastAwake.Swap(now))
+		if now < g.wantAwake.Load() {
 			return
 		}
 		select {
@@ -79,24 +81,34 @@ func (a *Agent) armAwake() {
 		from = 0 // arrivals cannot wake the owner: every wake-up of the election, as before
 	}
 	if g.awake != nil && g.period > 0 {
-		g.wantAwake.Store(min(from, demandFrom(g.m.DemandDue(), g.period)))
+		g.wantAwake.Store(min(from, demandFrom(g.m.DemandDue(), g.period, g.awakeGap.Load())))
 	}
 }
 
 // demandFrom is from when the election's wake-ups are wanted to send this
 // member's demand-mode refresh due at due (hasync.Machine.DemandDue; -1:
-// none) in one of them (electionAwake): the last advertisement before it
-// and the slack of a late one, as for a peer's expiry.
-func demandFrom(due, period int64) int64 {
+// none) in one of them (electionAwake): the window before it that holds
+// one of the election's wake-ups (gap apart) and the slack of a late one,
+// as for a peer's expiry.
+func demandFrom(due, period, gap int64) int64 {
 	if due < 0 {
 		return never
 	}
-	return due - demandWindow(period)
+	return due - demandWindow(period, gap)
 }
 
 // demandWindow is how far ahead of an election wake-up a refresh due then
-// is sent in it.
-func demandWindow(period int64) int64 { return period + period/4 }
+// is sent in it: as far as the election's wake-ups are apart (gap, the
+// last spacing measured), and a quarter interval for a late one. A master
+// wakes at every advertisement; a VRRP backup that reads its master's
+// adverts lazily wakes only at its Master_Down_Timer, three advertisement
+// intervals apart, and a window of one interval would catch one of its
+// wake-ups a third of the time: the refresh would take a wake-up of its own
+// the other two. The spacing counts as at least one interval (a packet
+// heard between two advertisements) and at most four (the first wake-up,
+// or the election stalled): a refresh sent early only comes sooner, and
+// the next is timed from it.
+func demandWindow(period, gap int64) int64 { return min(max(gap, period), 4*period) + period/4 }
 
 // never is "no election wake-up wanted" for wantAwake.
 const never = int64(math.MaxInt64)
@@ -160,7 +172,7 @@ func (a *Agent) electionAwake() {
 	if g.m.HeartbeatPeriodic() {
 		acts = g.m.AlignHeartbeat(now, g.period, g.hacts[:0])
 	} else {
-		acts = g.m.AlignDemand(now, now+demandWindow(g.period), g.hacts[:0])
+		acts = g.m.AlignDemand(now, now+demandWindow(g.period, g.awakeGap.Load()), g.hacts[:0])
 	}
 	for i := range acts {
 		a.groupAction(now, &acts[i])
@@ -210,6 +222,9 @@ func (a *Agent) drainHeartbeats() (cut bool) {
 		}
 		acts := a.reg.Handle(heard, Event{Kind: EvGroup, Src: src, TTL: ttl, Pkt: g.hbBuf[:n]}, a.acts[:0])
 		a.perform(now, acts)
+		if g.hb.Drained() { // the queue was empty behind it: no read to find that out
+			return false
+		}
 	}
 	g.hbStats.cut.Add(1)
 	select {

@@ -41,16 +41,49 @@ func TestAwakeFrom(t *testing.T) {
 
 // A demand-mode refresh asks for the election's wake-ups from one
 // advertisement interval and a quarter before it is due (the window
-// electionAwake sends it in), none when none is owed.
+// electionAwake sends it in) when the election wakes at every
+// advertisement, none when none is owed.
 func TestDemandFrom(t *testing.T) {
 	const ms = int64(time.Millisecond)
-	if got := demandFrom(-1, 100*ms); got != never {
+	if got := demandFrom(-1, 100*ms, 100*ms); got != never {
 		t.Errorf("no refresh owed: from %d, want never", got)
 	}
-	if got := demandFrom(5000*ms, 100*ms); got != 4875*ms {
+	if got := demandFrom(5000*ms, 100*ms, 100*ms); got != 4875*ms {
 		t.Errorf("refresh due at 5 s: from %v, want 4.875s", time.Duration(got))
 	}
-	if got := demandFrom(0, 100*ms); got > 0 {
+	if got := demandFrom(0, 100*ms, 100*ms); got > 0 {
 		t.Errorf("refresh due at once: from %v, want every wake-up", time.Duration(got))
+	}
+}
+
+// Whatever the spacing of the election's wake-ups (a master's every
+// advertisement, a lazily reading VRRP backup's every third, at its
+// Master_Down_Timer), the window before a refresh holds one of them, late
+// by up to a quarter interval: the refresh rides it instead of waking the
+// member on its own timer. The spacing counts as at most four intervals.
+func TestDemandWindowHoldsAWakeUp(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	const period = 100 * ms
+	for _, gap := range []int64{period, 2 * period, 3 * period, 4 * period} {
+		for phase := int64(0); phase < gap; phase += 7 * ms {
+			due := 5000*ms + phase
+			from := demandFrom(due, period, gap)
+			// The election's wake-ups: every gap from 0, each up to a
+			// quarter interval late.
+			last := due / gap * gap // the last one on the grid at or before due
+			if last+period/4 > due && last-gap >= 0 {
+				last -= gap // late, it could come after due
+			}
+			if last < from {
+				t.Errorf("wake-ups %v apart, refresh due at %v: the window from %v holds none (last at %v)",
+					time.Duration(gap), time.Duration(due), time.Duration(from), time.Duration(last))
+			}
+		}
+	}
+	if got, want := demandWindow(period, 50*period), 4*period+period/4; got != want {
+		t.Errorf("a gap of 50 intervals (the first wake-up): window %v, want %v", time.Duration(got), time.Duration(want))
+	}
+	if got, want := demandWindow(period, 10*ms), period+period/4; got != want {
+		t.Errorf("a gap of 10 ms (a packet between advertisements): window %v, want %v", time.Duration(got), time.Duration(want))
 	}
 }

@@ -45,9 +45,10 @@ type Timer struct {
 	f     *os.File
 	rc    syscall.RawConn
 	start time.Time
-	base  int64        // CLOCK_MONOTONIC at start, ns
-	at    atomic.Int64 // the armed deadline in Now's clock (Never: none)
-	arm   arming       // the owner's: what the kernel holds (plan)
+	base  int64         // CLOCK_MONOTONIC at start, ns
+	at    atomic.Int64  // the armed deadline in Now's clock (Never: none)
+	arm   arming        // the owner's: what the kernel holds (plan)
+	slack time.Duration // the owner's: how late a deadline may fire (SetSlack)
 	spec  unix.ItimerSpec
 	// settimes counts the timerfd_settime calls (the owner's).
 	settimes uint64
@@ -141,7 +142,7 @@ func (t *Timer) Reset(d time.Duration) {
 // scheduler's system-call bookkeeping would wake sysmon). Allocates
 // nothing.
 func (t *Timer) Set(at time.Duration) {
-	next, settime := plan(t.arm, at, t.Now())
+	next, settime := plan(t.arm, at, t.slack, t.Now())
 	t.arm = next
 	t.at.Store(int64(next.at))
 	if !settime {
@@ -165,6 +166,16 @@ func (t *Timer) Set(at time.Duration) {
 		panic(fmt.Sprintf("deadline: timerfd_settime: %v", e))
 	}
 }
+
+// SetSlack lets every later deadline fire up to d after it (0, the
+// default: exactly at it; a deadline already passed fires at once). The
+// owner that can take the lateness gives it for a deadline that follows
+// a periodic peer's arrivals (VRRP's Master_Down_Timer): such a deadline
+// moves by the peer's period plus microseconds of arrival jitter, never
+// quite a cadence, and with the slack it is one (plan), so that the
+// kernel re-arms it and Set costs no timerfd_settime. Due and the tick
+// hold to the armed time, never before the deadline Set was given.
+func (t *Timer) SetSlack(d time.Duration) { t.slack = max(d, 0) }
 
 // run waits for the timerfd in the poller and turns each expiration into a
 // tick on c (dropped if one is already waiting: one is enough). It stays in

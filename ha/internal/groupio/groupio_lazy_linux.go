@@ -46,22 +46,6 @@ func openLazy(fd int, o Options, ifi *net.Interface, local, group netip.Addr, gr
 	}
 	c := newConn(f, rc, o, ifi, local, group, granted)
 	c.lazy = true
+	c.q.init()
 	return c, nil
-}
-
-// ReadQueued is Read on a lazy socket: it never waits. ok is false when
-// nothing is queued. at is the kernel's arrival time (Unix ns, the
-// realtime clock; 0 when the kernel gave none). Allocates nothing.
-func (c *Conn) ReadQueued(buf []byte) (n int, src netip.Addr, ttl uint8, at int64, ok bool, err error) {
-	if !c.lazy {
-		return 0, netip.Addr{}, 0, 0, false, errors.New("groupio: ReadQueued on a socket opened without Options.Lazy: use Read")
-	}
-	n, src, ttl, err = c.Read(buf)
-	switch {
-	case err == errEmpty:
-		return 0, netip.Addr{}, 0, 0, false, nil
-	case err != nil:
-		return 0, netip.Addr{}, 0, 0, false, err
-	}
-	return n, src, ttl, c.rat, true, nil
 }

@@ -131,7 +131,8 @@ type Conn struct {
 	rctl  []byte
 	rn    int
 	rerr  syscall.Errno
-	rat   int64 // kernel arrival time of the last datagram, Unix ns (0: none)
+	rat   int64  // kernel arrival time of the last datagram, Unix ns (0: none)
+	q     queued // a lazy socket's batch (ReadQueued)
 
 	// Send state (owned by the sending goroutine).
 	whdr   unix.Msghdr

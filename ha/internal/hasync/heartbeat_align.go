@@ -101,14 +101,23 @@ func (m *Machine) DemandDue() int64 {
 // falls due by before sends it now rather than on a timer of its own, so
 // that the refresh costs no wake-up (the refresh only keeps its
 // parameters known and DeadInterval from running out: how early does not
-// matter, and the next is timed from here). On the active member it
-// leaves with the advertisement; on a standby, in the wake-up of the
-// advertisement it heard.
+// matter). On the active member it leaves with the advertisement; on a
+// standby, in the wake-up of the advertisement it heard. The next refresh
+// counts from when this one was due, not from now: timed from each early
+// send, riding wake-ups a few advertisement intervals apart (a VRRP
+// backup's) would send a refresh per jittered interval less the mean
+// earliness, a fifth more; but never later than a whole refresh interval
+// from now, so that two are never further apart than without riding.
 func (m *Machine) AlignDemand(now, before int64, out []Action) []Action {
-	if due := m.DemandDue(); due < 0 || due > before {
+	due := m.DemandDue()
+	if due < 0 || due > before {
 		return out
 	}
 	m.arena = m.arena[:0]
 	m.hb.next = now
-	return m.sendHeartbeat(now, out)
+	out = m.sendHeartbeat(now, out)
+	if due > now && m.hb.next > now {
+		m.hb.next = min(m.hb.next+(due-now), now+max(int64(DemandRefresh), m.txInterval()))
+	}
+	return out
 }

@@ -207,6 +207,16 @@ func (r *Runner) openSockets() (rx, tx int, err error) {
 	return rx, tx, nil
 }
 
+// timerSlack is how late the machine's deadlines may fire. A backup's
+// Master_Down_Timer counts from its master's newest advert, read at the
+// wake-up the timer itself makes (lazy_linux.go), so it moves by three
+// advertisement intervals plus microseconds of arrival jitter; within
+// this slack that is a cadence the kernel re-arms (deadline.SetSlack),
+// instead of a timerfd_settime at every wake-up. A verdict is late by at
+// most this (against a Master_Down_Interval of 300 ms or more); the
+// master's adverts leave this much after their grid at most, still on it.
+const timerSlack = time.Millisecond
+
 // Run implements role.Elector. It returns after resigning when ctx is done.
 func (r *Runner) Run(ctx context.Context) error {
 	rx, tx, err := r.openSockets()
@@ -236,6 +246,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("vrrp: %w", err)
 	}
 	defer clk.Close()
+	clk.SetSlack(timerSlack)
 	// Before the reader: the polled socket's filter is set from here on.
 	z, err := r.openLazy(rx, clk.Now)
 	if err != nil {

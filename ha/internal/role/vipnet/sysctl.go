@@ -5,6 +5,7 @@ package vipnet
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 )
@@ -16,11 +17,20 @@ type Sysctls struct {
 	saved []savedSysctl
 }
 
-type savedSysctl struct{ path, old string }
+// savedSysctl is a kept value. The interface is remembered by index too:
+// renamed since (udev, an operator), it is restored under its new name,
+// not missed under the old one (or written to another interface that took
+// that name).
+type savedSysctl struct {
+	dev, key, old string
+	index         int // 0: unknown, restored by dev
+}
+
+func sysctlPath(dev, key string) string { return "/proc/sys/net/ipv4/conf/" + dev + "/" + key }
 
 // Set writes val to dev's key; keep: Restore writes back what was there.
 func (s *Sysctls) Set(dev, key, val string, keep bool) error {
-	p := "/proc/sys/net/ipv4/conf/" + dev + "/" + key
+	p := sysctlPath(dev, key)
 	var old []byte
 	if keep {
 		var err error
@@ -32,19 +42,29 @@ func (s *Sysctls) Set(dev, key, val string, keep bool) error {
 		return fmt.Errorf("vipnet: setting %s = %s: %w", p, val, err)
 	}
 	if keep {
-		s.saved = append(s.saved, savedSysctl{p, strings.TrimSpace(string(old))})
+		v := savedSysctl{dev: dev, key: key, old: strings.TrimSpace(string(old))}
+		if ifi, err := net.InterfaceByName(dev); err == nil {
+			v.index = ifi.Index
+		}
+		s.saved = append(s.saved, v)
 	}
 	return nil
 }
 
 // Restore writes back the kept values, the last set first, and forgets
-// them; every one is tried.
+// them; every one is tried. An interface renamed since Set is found by its
+// index.
 func (s *Sysctls) Restore() error {
 	var errs []error
 	for i := len(s.saved) - 1; i >= 0; i-- {
 		v := s.saved[i]
-		if err := os.WriteFile(v.path, []byte(v.old), 0o644); err != nil {
-			errs = append(errs, fmt.Errorf("vipnet: restoring %s = %s: %w", v.path, v.old, err))
+		dev := v.dev
+		if ifi, err := net.InterfaceByIndex(v.index); v.index > 0 && err == nil {
+			dev = ifi.Name
+		}
+		p := sysctlPath(dev, v.key)
+		if err := os.WriteFile(p, []byte(v.old), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("vipnet: restoring %s = %s: %w", p, v.old, err))
 		}
 	}
 	s.saved = nil

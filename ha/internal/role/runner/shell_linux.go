@@ -178,13 +178,19 @@ func (s *Shell) Open(stale ...netip.Addr) error {
 }
 
 // Close closes the gratuitous ARP socket (Announce fails from then on) and
-// restores the interface's arp_announce.
+// restores the interface's arp_announce; a failed restore is logged.
 func (s *Shell) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.arp.Close()
 	s.arp = nil // its descriptor number may be reused by the next socket
-	return errors.Join(err, s.sys.Restore())
+	if rerr := s.sys.Restore(); rerr != nil {
+		// Logged here: the runners close in a defer, on their way out,
+		// and a value left at 2 is the operator's to know about.
+		s.Log.Warn(s.Protocol+": the election interface's ARP settings were not restored (set them back by hand)", "err", rerr)
+		err = errors.Join(err, rerr)
+	}
+	return err
 }
 
 func (s *Shell) prefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, s.prefixLen) }

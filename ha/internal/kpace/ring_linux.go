@@ -47,9 +47,6 @@ const (
 	featNoDrop     = 1 << 1
 	featCQESkip    = 1 << 11 // Linux 5.17
 
-	cancelAll = 1 << 0
-	cancelAny = 1 << 2 // Linux 5.19
-
 	registerEventfd = 4
 
 	offSQRing = 0

@@ -3,7 +3,6 @@
 package groupio
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,9 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// errEmpty is Read's answer on a lazy socket with nothing queued.
-var errEmpty = errors.New("groupio: nothing queued")
 
 // A lazy socket exists for the group heartbeat. A standby that reads every
 // heartbeat when it arrives wakes once per heartbeat: three or more times

@@ -131,7 +131,6 @@ type Conn struct {
 	rctl  []byte
 	rn    int
 	rerr  syscall.Errno
-	rat   int64  // kernel arrival time of the last datagram, Unix ns (0: none)
 	q     queued // a lazy socket's batch (ReadQueued)
 
 	// Send state (owned by the sending goroutine).
@@ -465,8 +464,12 @@ func (c *Conn) mapErr(err error) error {
 // Read blocks until a datagram from the home interface arrives, copies it
 // into buf and returns its length, source address and IP TTL. Datagrams from
 // other interfaces and datagrams longer than buf (use hasync.MaxDatagram or
-// more) are dropped and counted in Stats. Allocates nothing.
+// more) are dropped and counted in Stats. Not on a lazy socket (outside
+// the poller, it cannot wait): ReadQueued. Allocates nothing.
 func (c *Conn) Read(buf []byte) (n int, src netip.Addr, ttl uint8, err error) {
+	if c.lazy {
+		return 0, netip.Addr{}, 0, errors.New("groupio: Read on a socket opened with Options.Lazy: use ReadQueued")
+	}
 	if len(buf) == 0 {
 		return 0, netip.Addr{}, 0, errors.New("groupio: Read: empty buffer: pass hasync.MaxDatagram bytes or more")
 	}
@@ -480,9 +483,6 @@ func (c *Conn) Read(buf []byte) (n int, src netip.Addr, ttl uint8, err error) {
 		if err := c.rc.Read(c.readFn); err != nil {
 			return 0, netip.Addr{}, 0, c.mapErr(err)
 		}
-		if c.rerr == unix.EAGAIN {
-			return 0, netip.Addr{}, 0, errEmpty
-		}
 		if c.rerr != 0 {
 			return 0, netip.Addr{}, 0, fmt.Errorf("groupio: recvmsg on port %d: %w", c.port, c.rerr)
 		}
@@ -490,12 +490,11 @@ func (c *Conn) Read(buf []byte) (n int, src netip.Addr, ttl uint8, err error) {
 			c.trunc.Add(1)
 			continue
 		}
-		ttl, ifindex, stamp, ok := parseCmsgs(c.rctl[:c.rhdr.Controllen])
+		ttl, ifindex, _, ok := parseCmsgs(c.rctl[:c.rhdr.Controllen])
 		if !ok || ifindex != c.ifindex {
 			c.wrongIf.Add(1)
 			continue
 		}
-		c.rat = stamp
 		return c.rn, netip.AddrFrom4(c.rname.Addr), ttl, nil
 	}
 }
@@ -514,10 +513,6 @@ func (c *Conn) recv(fd uintptr) bool {
 	case unix.EINTR:
 		return false
 	case unix.EAGAIN:
-		if c.lazy { // nothing queued: ReadQueued reports it (never waits)
-			c.rerr = e
-			return true
-		}
 		return false
 	}
 	c.rerr = e

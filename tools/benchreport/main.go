@@ -771,11 +771,12 @@ func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 // --- 6. idle cost -------------------------------------------------------
 
 func (r *report) idle() error {
-	d := "30s"
+	// Three windows in one run: each compares the two under the same load.
+	d, windows := "10s", "3"
 	if r.quick {
-		d = "10s"
+		d, windows = "5s", "2"
 	}
-	args := []string{"-bin", r.bin, "-idle", d, "-intervals", "100ms", "-json"}
+	args := []string{"-bin", r.bin, "-idle", d, "-windows", windows, "-intervals", "100ms", "-json"}
 	shown := append([]string{"failover"}, args...)
 	shown[2] = "DIR"
 	r.p("```\n%s\n```\n\n", strings.Join(shown, " "))
@@ -800,6 +801,16 @@ func (r *report) idle() error {
 	r.p("| impl | role | CPU | bytes sent/s | packets sent/s | context switches/s | RSS |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, m := range rep.Members {
 		r.p("| %s | %s | %.3f %% | %.0f | %.1f | %.0f | %.1f MB |\n", m.Impl, m.Role, m.CPUPercent, m.TxBytesPerS, m.TxPacketsPerS, m.WakeupsPerS, float64(m.RSSKiB)/1024)
+	}
+	if len(rep.Ratios) > 0 {
+		r.p("\n| role | hagent / keepalived, median of %d windows | each window | hagent at or below |\n| --- | --- | --- | --- |\n", len(rep.Windows))
+		for _, q := range rep.Ratios {
+			each := make([]string, len(q.Ratios))
+			for i, x := range q.Ratios {
+				each[i] = fmt.Sprintf("%.2f", x)
+			}
+			r.p("| %s | %.2f × | %s | %d of %d |\n", q.Role, q.Median, strings.Join(each, ", "), q.AtOrBelow, len(q.Ratios))
+		}
 	}
 	r.p("\nhagent role changes while idle: %d.\n", rep.RoleChanges)
 	for _, n := range rep.Notes {

@@ -28,6 +28,11 @@ type IdleConfig struct {
 	// Keepalived also measures keepalived's VRRP child (skipped with a
 	// note when the binary is missing).
 	Keepalived bool
+	// Windows: how many consecutive spans of Duration to measure (default
+	// 1). Each window is reported on its own with hagent's CPU as a
+	// multiple of keepalived's in it, so that a comparison "in the same
+	// run" has several samples taken under the same load for both.
+	Windows int
 }
 
 // IdleMember is one process's cost over the measured span.
@@ -71,7 +76,11 @@ type IdleReport struct {
 	RoleChanges int `json:"role_changes"`
 	// Events: the hagent members' role changes and peer-down lines while idle.
 	Events []string `json:"events,omitempty"`
-	Notes  []string `json:"notes,omitempty"`
+	// Windows: with IdleConfig.Windows > 1, each window's members (Members
+	// is then the whole span), and Ratios per role over the windows.
+	Windows []IdleWindow `json:"windows,omitempty"`
+	Ratios  []IdleRatio  `json:"ratios,omitempty"`
+	Notes   []string     `json:"notes,omitempty"`
 }
 
 // Idle measures what an idle pair costs: hagent (VRRP + group protocol
@@ -83,6 +92,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	if cfg.Duration == 0 {
 		cfg.Duration = 30 * time.Second
 	}
+	cfg.Windows = max(cfg.Windows, 1)
 	rep := &IdleReport{Interval: cfg.Interval.String(), Heartbeat: hbString(cfg.Heartbeat), LoadStart: loadavg()}
 	dir, err := os.MkdirTemp("", "failover-idle-")
 	if err != nil {
@@ -216,26 +226,42 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 		wg.Wait()
 		return out
 	}
-	a := take()
-	select {
-	case <-time.After(cfg.Duration):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	b := take()
-	rep.Seconds = cfg.Duration.Seconds()
-	for i, m := range ms {
-		if a[i].err != nil || b[i].err != nil {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("%s %s (pid %d): %v %v", m.impl, m.role, m.pid, a[i].err, b[i].err))
-			continue
+	samples := [][]sample{take()}
+	for range cfg.Windows {
+		select {
+		case <-time.After(cfg.Duration):
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		s := b[i].at.Sub(a[i].at).Seconds()
-		rep.Members = append(rep.Members, IdleMember{Impl: m.impl, Role: m.role, PID: m.pid,
-			CPUPercent:    float64(b[i].cpu-a[i].cpu) / 1e9 / s * 100,
-			TxBytesPerS:   float64(b[i].txB-a[i].txB) / s,
-			TxPacketsPerS: float64(b[i].txP-a[i].txP) / s,
-			WakeupsPerS:   float64(b[i].sw-a[i].sw) / s,
-			RSSKiB:        b[i].rss, Threads: threadDeltas(a[i].threads, b[i].threads, s)})
+		samples = append(samples, take())
+	}
+	// members is what happened between samples a and b; notes only once.
+	members := func(a, b []sample, note bool) []IdleMember {
+		var out []IdleMember
+		for i, m := range ms {
+			if a[i].err != nil || b[i].err != nil {
+				if note {
+					rep.Notes = append(rep.Notes, fmt.Sprintf("%s %s (pid %d): %v %v", m.impl, m.role, m.pid, a[i].err, b[i].err))
+				}
+				continue
+			}
+			s := b[i].at.Sub(a[i].at).Seconds()
+			out = append(out, IdleMember{Impl: m.impl, Role: m.role, PID: m.pid,
+				CPUPercent:    float64(b[i].cpu-a[i].cpu) / 1e9 / s * 100,
+				TxBytesPerS:   float64(b[i].txB-a[i].txB) / s,
+				TxPacketsPerS: float64(b[i].txP-a[i].txP) / s,
+				WakeupsPerS:   float64(b[i].sw-a[i].sw) / s,
+				RSSKiB:        b[i].rss, Threads: threadDeltas(a[i].threads, b[i].threads, s)})
+		}
+		return out
+	}
+	rep.Seconds = cfg.Duration.Seconds() * float64(cfg.Windows)
+	rep.Members = members(samples[0], samples[len(samples)-1], true)
+	if cfg.Windows > 1 {
+		for k := 1; k < len(samples); k++ {
+			rep.Windows = append(rep.Windows, IdleWindow{Members: members(samples[k-1], samples[k], false)})
+		}
+		rep.Ratios = idleRatios(rep.Windows)
 	}
 	for i, p := range hprocs {
 		lines := strings.Split(p.Output(), "\n")
@@ -364,6 +390,7 @@ func (r *IdleReport) Table(w io.Writer) {
 			}
 		}
 	}
+	r.windowsTable(w)
 	fmt.Fprintf(w, "hagent role changes while idle: %d\n", r.RoleChanges)
 	for _, e := range r.Events {
 		fmt.Fprintln(w, "  ", e)

@@ -40,7 +40,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "log every trial to stderr")
 	heartbeat := fs.Duration("heartbeat", 0, "hagent's group.heartbeat_interval (0: hagent's default; negative: heartbeat off)")
 	idle := fs.Duration("idle", 0, "instead of failovers, measure an idle pair of each (first -intervals value) for this long: CPU, bytes sent, context switches")
+	windows := fs.Int("windows", 1, "with -idle: measure this many consecutive spans of -idle each, hagent's CPU as a multiple of keepalived's in each and their median")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *windows < 1 {
+		fmt.Fprintf(stderr, "failover: -windows %d: want at least 1\n", *windows)
 		return 2
 	}
 	cfg := failover.Config{Trials: *trials, Nodes: *nodes, Bins: *bins, Heartbeat: *heartbeat}
@@ -99,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if *idle > 0 {
 		return runIdle(ctx, failover.IdleConfig{Bins: cfg.Bins, Interval: cfg.Intervals[0], Duration: *idle,
-			Heartbeat: *heartbeat, Keepalived: cfg.Keepalived}, *asJSON, *jsonFile, stdout, stderr)
+			Heartbeat: *heartbeat, Keepalived: cfg.Keepalived, Windows: *windows}, *asJSON, *jsonFile, stdout, stderr)
 	}
 	rep, err := failover.Run(ctx, cfg)
 	if rep != nil {

@@ -442,4 +442,10 @@ func (a *Agent) linkEvent(ev datapath.LinkEvent) {
 	prio = max(prio, 1)
 	a.log.Info("tracked interface changed", "if", ev.Name, "up", up, "priority", prio)
 	a.grp.elector.SetPriority(uint8(prio))
+	// The heartbeat carries it too, and the fast takeover ranks this member
+	// by it (peerDown): the standbys' order must be the election's.
+	a.trackedPrio = uint8(prio)
+	if a.grp.m != nil {
+		a.grp.m.SetHeartbeatPriority(a.trackedPrio)
+	}
 }

@@ -63,8 +63,8 @@ func activeHeartbeat(cfg *config.Config) (periodic bool, why string) {
 }
 
 // electionPriority is the configured VRRP or HSRP priority (0: no
-// election). Tracking's adjustments are not followed: the heartbeat's
-// priority only orders the standbys' fast takeover.
+// election): the heartbeat's priority at start. VRRP's interface tracking
+// changes it later (linkEvent, currentPriority).
 func electionPriority(cfg *config.Config) uint8 {
 	switch {
 	case cfg.VRRP.Enabled:
@@ -73,6 +73,15 @@ func electionPriority(cfg *config.Config) uint8 {
 		return cfg.HSRP.Priority
 	}
 	return 0
+}
+
+// currentPriority is this member's election priority now: the one
+// interface tracking set last, else the configured one (owner goroutine).
+func (a *Agent) currentPriority() uint8 {
+	if a.trackedPrio != 0 {
+		return a.trackedPrio
+	}
+	return electionPriority(a.cfg)
 }
 
 // silenceHearer is the fast failure detector's hook of an election
@@ -105,7 +114,7 @@ func (a *Agent) peerDown(now int64, addr netip.Addr) {
 	// would become master together with it until its advertisement
 	// reached them (measured: 5-11 ms of two masters, and the losers'
 	// gratuitous ARP pointing the LAN at a member about to step down).
-	if e, ok := g.elector.(silenceHearer); ok && g.m.FirstInLine(electionPriority(a.cfg)) {
+	if e, ok := g.elector.(silenceHearer); ok && g.m.FirstInLine(a.currentPriority()) {
 		silent := time.Duration(now - g.m.LastHeard(addr))
 		e.PeerSilent(addr, silent, a.cfg.Group.HeartbeatInterval)
 	}

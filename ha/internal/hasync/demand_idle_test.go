@@ -62,10 +62,14 @@ func TestDemandIdleRefreshWithinDeadInterval(t *testing.T) {
 	for _, dead := range []time.Duration{35 * time.Second, 8 * time.Second} {
 		s := demandPair(t, func(c *Config) { c.DeadInterval = dead })
 		s.drop = func(from, to int, typ uint8) bool { return typ == TypeDigest }
-		s.run(s.now + 120*sec)
-		for i := range 2 {
-			if m := s.nodes[i].m; m.UpPeers() != 1 {
-				t.Errorf("DeadInterval %v: member %d lost its peer with only the idle refresh heard", dead, i)
+	steps:
+		for end := s.now + 120*sec; s.now < end; {
+			s.run(s.now + 100*ms)
+			for i := range 2 {
+				if m := s.nodes[i].m; m.UpPeers() != 1 {
+					t.Errorf("DeadInterval %v: member %d lost its peer with only the idle refresh heard", dead, i)
+					break steps
+				}
 			}
 		}
 	}

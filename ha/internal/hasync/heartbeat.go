@@ -357,8 +357,8 @@ func (m *Machine) revived(pi int, restarted bool, out []Action) []Action {
 	return append(out, Action{Kind: ActPeerAlive, To: p.addr})
 }
 
-// heartbeatDeadline is the earliest heartbeat timer: the next transmission
-// and every up peer's expiry.
+// heartbeatDeadline is the earliest heartbeat timer: the next transmission,
+// in demand mode the next turn, and every up peer's expiry.
 func (m *Machine) heartbeatDeadline(t int64) int64 {
 	if m.heartbeatOn() && len(m.peers) > 0 {
 		t = min(t, m.hb.next)

@@ -85,11 +85,12 @@ func (a *Agent) armAwake() {
 	}
 }
 
-// demandFrom is from when the election's wake-ups are wanted to send this
-// member's demand-mode refresh due at due (hasync.Machine.DemandDue; -1:
-// none) in one of them (electionAwake): the window before it that holds
-// one of the election's wake-ups (gap apart) and the slack of a late one,
-// as for a peer's expiry.
+// demandFrom is from when the election's wake-ups are wanted to take this
+// member's demand-mode turn due at due (hasync.Machine.DemandDue: a read
+// of the heartbeat socket, and the refresh when one is due; -1: none) in
+// one of them (electionAwake): the window before it that holds one of the
+// election's wake-ups (gap apart) and the slack of a late one, as for a
+// peer's expiry.
 func demandFrom(due, period, gap int64) int64 {
 	if due < 0 {
 		return never
@@ -97,17 +98,17 @@ func demandFrom(due, period, gap int64) int64 {
 	return due - demandWindow(period, gap)
 }
 
-// demandWindow is how far ahead of an election wake-up a refresh due then
-// is sent in it: as far as the election's wake-ups are apart (gap, the
+// demandWindow is how far ahead of an election wake-up a turn (and a
+// refresh) due then is taken in it: as far as the election's wake-ups are apart (gap, the
 // last spacing measured), and a quarter interval for a late one. A master
 // wakes at every advertisement; a VRRP backup that reads its master's
 // adverts lazily wakes only at its Master_Down_Timer, three advertisement
 // intervals apart, and a window of one interval would catch one of its
-// wake-ups a third of the time: the refresh would take a wake-up of its own
+// wake-ups a third of the time: the turn would take a wake-up of its own
 // the other two. The spacing counts as at least one interval (a packet
 // heard between two advertisements) and at most four (the first wake-up,
-// or the election stalled): a refresh sent early only comes sooner, and
-// the next is timed from it.
+// or the election stalled): a turn taken early only comes sooner, and the
+// next is timed from it (a refresh's from when it was due).
 func demandWindow(period, gap int64) int64 { return min(max(gap, period), 4*period) + period/4 }
 
 // never is "no election wake-up wanted" for wantAwake.
@@ -138,8 +139,10 @@ const never = int64(math.MaxInt64)
 //     arrival: a demand-mode peer's heartbeat only refreshes its
 //     parameters and last-heard time, judged at this member's timers,
 //     which read the queue first. It waits for the owner's next turn
-//     (drainOnTurn): its own timers, its refresh (at most DemandRefresh
-//     apart, in an election wake-up or on its timer), any group message,
+//     (drainOnTurn): its own timers, which include its demand-mode turns
+//     (at most DemandRefresh apart, in an election wake-up or on a timer
+//     of their own, whether or not a refresh is sent in them: the refresh
+//     itself is rare, hasync.DemandIdleRefresh), any group message,
 //     registration batch or console request. A peer that turns periodic
 //     (its configuration differs) is read that late at most once.
 //   - None is pending otherwise (no peer up; or a periodic active member
@@ -162,7 +165,8 @@ func awakeFrom(periodic, known, idle bool, expiry, period int64) (from int64, ea
 // electionAwake: the election advertised or heard an advertisement (owner
 // goroutine). Read the heartbeats queued, and send ours with the
 // advertisement if one is due: a periodic one, or a demand-mode refresh
-// due soon (it then needs no wake-up of its own).
+// due soon; a demand-mode turn due soon is taken here too (this read is
+// the turn: it then needs no wake-up of its own).
 func (a *Agent) electionAwake() {
 	g := a.grp
 	g.hbStats.awakeTurns.Add(1)

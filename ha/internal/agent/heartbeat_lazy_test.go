@@ -15,10 +15,12 @@ import (
 
 // A pair at the default (100 ms × 3 at 100 ms adverts, so both members in
 // demand mode) whose heartbeat parameters are known to each other: the
-// peer's demand refreshes (about one a second) do not turn the owner loop
-// when they arrive; they wait in the socket and are read at the member's
-// next turn (here its own refresh timer: no advertisement, no console
-// request), each counted at its kernel arrival time. Before, each refresh
+// peer's demand-mode heartbeats (the repeats of its announcement, a
+// second apart, then a rare refresh) do not turn the owner loop when they
+// arrive; they wait in the socket and are read at the member's next turn
+// (here its own demand-mode turn, at most a second apart: no
+// advertisement; or the console request below), each counted at its
+// kernel arrival time. Before, each refresh
 // woke the owner on its arrival.
 func TestDemandRefreshesReadAtOwnTurns(t *testing.T) {
 	needGroupSockets(t)
@@ -26,8 +28,8 @@ func TestDemandRefreshesReadAtOwnTurns(t *testing.T) {
 	st := &a.grp.hbStats
 	ask, sent := askAgent, heartbeatsSent(t)
 
-	// b sends at least two refreshes (75–100 % of a second apart); a
-	// asked nothing meanwhile.
+	// b sends at least two heartbeats (its announcement's repeats, 75–100 %
+	// of a second apart, or a later refresh); a asked nothing meanwhile.
 	turns, read := st.arrivalTurns.Load(), st.datagrams.Load()
 	from := sent(b)
 	for sent(b) < from+2 {
@@ -38,8 +40,8 @@ func TestDemandRefreshesReadAtOwnTurns(t *testing.T) {
 	if n := st.arrivalTurns.Load() - turns; n != 0 {
 		t.Errorf("%d owner turns on an arrival for 2 refreshes of a peer whose parameters are known", n)
 	}
-	// Read at the member's own turns: its refresh timer (at most a second
-	// apart), or this console request, which reads the socket first.
+	// Read at the member's own turns: its demand-mode turn (at most a
+	// second apart), or this console request, which reads the socket first.
 	asked := time.Now()
 	r := ask(a, "show redundancy").Redundancy
 	if got := st.datagrams.Load() - read; got < 2 {
@@ -50,8 +52,8 @@ func TestDemandRefreshesReadAtOwnTurns(t *testing.T) {
 		t.Fatalf("last heard %q: %v", r.Peers[0].LastHeard, err)
 	}
 	// Heard when it arrived (before at, about 300 ms before the request),
-	// not when it was read; b sent nothing else meanwhile (a refresh a
-	// second, no advertisement, digests hourly).
+	// not when it was read; b sent nothing else meanwhile (its heartbeats
+	// at least 0.75 s apart, no advertisement, digests hourly).
 	if min := asked.Sub(at) - 2*time.Millisecond; ago < min {
 		t.Fatalf("last heard %v ago, want %v or more: counted when read, not at its arrival", ago, min)
 	}
@@ -129,7 +131,7 @@ func TestHeartbeatDrainWallStep(t *testing.T) {
 		return now.Add(-ago)
 	}
 	// b's next heartbeat waits in a's socket until a's next turn: a's
-	// refresh timer (about a second apart) or the request below; tried
+	// demand-mode turn (at most a second apart) or the request below; tried
 	// again if a's own turn came first.
 	const step = 2 * time.Second
 	for range 5 {

@@ -27,8 +27,9 @@ import (
 // Demand mode (RFC 5880 §6.6, adapted): a member that serves nothing (a
 // standby) need not prove it is alive ten times a second; only a member
 // waiting for its acknowledgement cares. It sends a heartbeat with the D
-// flag when a peer comes up or restarts and then once every
-// DemandRefresh, and a peer declares it down once it owes an
+// flag when a peer comes up or restarts or its parameters change, repeats
+// it every DemandRefresh three times, and then sends one every
+// DemandIdleRefresh; a peer declares it down once it owes an
 // acknowledgement and has been silent for its detection time since it
 // last spoke or since the debt began, whichever is later. The active
 // member sends heartbeats periodically: a standby needs them to take over
@@ -52,10 +53,22 @@ const (
 	HeartbeatLen     = HeaderLen + HeartbeatBodyLen + ICVLen // 48
 	HeartbeatVersion = 1
 	HeartbeatDemand  = 0x80 // flag: demand mode
-	// DemandRefresh is how often a member in demand mode repeats its
-	// heartbeat (so that a peer that missed it learns its parameters, and
-	// the dead interval never runs out on it).
+	// DemandRefresh is the spacing (jittered) at which a member in demand
+	// mode repeats an announcement (a change, a peer that came up or
+	// restarted) DemandRepeats times, so that a peer that missed it learns
+	// its parameters within a few seconds; and the longest a member in
+	// demand mode goes without a turn (DemandDue), in which the agent
+	// reads its heartbeat socket, whether or not it sends.
 	DemandRefresh = time.Second
+	// DemandRepeats: with the announcement, four heartbeats carry a
+	// change; a peer misses all four at 5 % loss with probability 6e-6.
+	DemandRepeats = 3
+	// DemandIdleRefresh is how often (jittered, and at most a third of
+	// DeadInterval) a member in demand mode repeats its heartbeat once the
+	// repeats are done, so that the dead interval never runs out on a peer
+	// from its silence: at least three in any DeadInterval (35 s), with
+	// the digest at least once (30 s + 10 %).
+	DemandIdleRefresh = 10 * time.Second
 	// ReadBack is how long a heartbeat verdict reached on time waits, so
 	// that the owner loop reads what already waits in its socket first
 	// (see checkLiveness). It adds that much to every detection.
@@ -123,6 +136,9 @@ type hbPeer struct {
 // hbState is the machine's own heartbeat state.
 type hbState struct {
 	next   int64 // monotonic ns: next transmission (0: at once)
+	turn   int64 // demand mode: next turn, sending or not (DemandDue)
+	span   int64 // demand mode: the spacing (unjittered) the last refresh was timed at
+	burst  int   // demand mode: heartbeats still to send at DemandRefresh (announce)
 	last   int64 // when the last heartbeat was sent (0: none yet)
 	step   int64 // aligned with the election (AlignHeartbeat): the spacing; 0: not aligned
 	prio   uint8 // this member's election priority (SetHeartbeatPriority)
@@ -137,8 +153,31 @@ type hbState struct {
 func (m *Machine) SetHeartbeatDemand(on bool) {
 	if m.hb.demand != on {
 		m.hb.demand = on
-		m.hb.next, m.hb.step = 0, 0
+		m.hb.step = 0
+		m.announce()
 	}
+}
+
+// announce sends a heartbeat at the next Tick and, in demand mode,
+// repeats it DemandRepeats times at the DemandRefresh spacing: the
+// announcement of a change, or to a peer that came up or restarted.
+func (m *Machine) announce() {
+	m.hb.next, m.hb.burst = 0, 1+DemandRepeats
+}
+
+// demandSpacing is the interval, before jitter, to the refresh after one
+// sent now at transmit interval tx: DemandRefresh while the announcement
+// is repeated, DemandIdleRefresh after, never shorter than tx (a peer's
+// RxInterval is a floor) and never longer than a third of DeadInterval
+// (a peer must hear something before it runs out).
+func (m *Machine) demandSpacing(tx int64) int64 {
+	if m.hb.burst > 0 {
+		m.hb.burst--
+	}
+	if m.hb.burst > 0 {
+		return max(int64(DemandRefresh), tx)
+	}
+	return min(max(int64(DemandIdleRefresh), tx), int64(m.cfg.DeadInterval)/3)
 }
 
 // heartbeatOn reports whether this member sends heartbeats.
@@ -187,13 +226,20 @@ func usOf(d int64) uint32 {
 // sendHeartbeat multicasts a heartbeat when one is due. Nothing is sent
 // while no peer is known: the digest is the hello that finds peers.
 func (m *Machine) sendHeartbeat(now int64, out []Action) []Action {
-	if !m.heartbeatOn() || len(m.peers) == 0 || now < m.hb.next {
+	if !m.heartbeatOn() || len(m.peers) == 0 {
+		return out
+	}
+	if m.hb.demand && now >= m.hb.turn {
+		m.hb.turn = now + int64(DemandRefresh)
+	}
+	if now < m.hb.next {
 		return out
 	}
 	tx := m.txInterval()
 	switch {
 	case m.hb.demand:
-		m.hb.next = now + m.jittered(max(int64(DemandRefresh), tx))
+		m.hb.span = m.demandSpacing(tx)
+		m.hb.next = now + m.jittered(m.hb.span)
 	case m.hb.step >= tx: // on the election's grid (AlignHeartbeat): unjittered
 		m.hb.next += m.hb.step
 		if m.hb.next <= now {
@@ -311,11 +357,14 @@ func (m *Machine) revived(pi int, restarted bool, out []Action) []Action {
 	return append(out, Action{Kind: ActPeerAlive, To: p.addr})
 }
 
-// heartbeatDeadline is the earliest heartbeat timer: the next transmission
-// and every up peer's expiry.
+// heartbeatDeadline is the earliest heartbeat timer: the next transmission,
+// in demand mode the next turn, and every up peer's expiry.
 func (m *Machine) heartbeatDeadline(t int64) int64 {
 	if m.heartbeatOn() && len(m.peers) > 0 {
 		t = min(t, m.hb.next)
+		if m.hb.demand {
+			t = min(t, m.hb.turn)
+		}
 	}
 	for i := range m.peers {
 		if e := m.peers[i].expiry(); e != 0 {
@@ -341,7 +390,7 @@ func (m *Machine) LastHeard(addr netip.Addr) int64 {
 func (m *Machine) SetHeartbeatPriority(p uint8) {
 	if m.hb.prio != p {
 		m.hb.prio = p
-		m.hb.next = 0
+		m.announce()
 	}
 }
 

@@ -85,39 +85,48 @@ func (m *Machine) HeartbeatWatch() (expiry int64, known bool) {
 	return expiry, known
 }
 
-// DemandDue is when this member, in demand mode, owes its next refresh
-// heartbeat (DemandRefresh; 0: at once), or -1 when it owes none (not in
-// demand mode, heartbeat off, no peer). An agent asks for the election's
-// wake-up before it (AlignDemand).
+// DemandDue is when this member, in demand mode, takes its next turn (0:
+// at once), or -1 when it takes none (not in demand mode, heartbeat off,
+// no peer): its next refresh heartbeat, or sooner a turn that sends
+// nothing, at most DemandRefresh after the previous turn, in which the
+// agent reads its heartbeat socket (hasync-spec §4.12, Reading). An agent
+// asks for the election's wake-up before it (AlignDemand); without one,
+// the turn is a timer of the member's own (NextDeadline).
 func (m *Machine) DemandDue() int64 {
 	if !m.heartbeatOn() || len(m.peers) == 0 || !m.hb.demand {
 		return -1
 	}
-	return m.hb.next
+	return min(m.hb.next, m.hb.turn)
 }
 
 // AlignDemand is called when the election was awake at now (an
-// advertisement sent or heard): a member in demand mode whose refresh
-// falls due by before sends it now rather than on a timer of its own, so
-// that the refresh costs no wake-up (the refresh only keeps its
-// parameters known and DeadInterval from running out: how early does not
-// matter). On the active member it leaves with the advertisement; on a
-// standby, in the wake-up of the advertisement it heard. The next refresh
-// counts from when this one was due, not from now: timed from each early
-// send, riding wake-ups a few advertisement intervals apart (a VRRP
-// backup's) would send a refresh per jittered interval less the mean
-// earliness, a fifth more; but never later than a whole refresh interval
-// from now, so that two are never further apart than without riding.
+// advertisement sent or heard) and the agent read its heartbeat socket in
+// that wake-up: a member in demand mode whose turn falls due by before
+// takes it now, and the next turn counts from now; its refresh, if due by
+// before too, is sent now rather than on a timer of its own, so that it
+// costs no wake-up (the refresh only keeps its parameters known and
+// DeadInterval from running out: how early does not matter). On the
+// active member it leaves with the advertisement; on a standby, in the
+// wake-up of the advertisement it heard. The next refresh counts from
+// when this one was due, not from now: timed from each early send, riding
+// wake-ups a few advertisement intervals apart (a VRRP backup's) would
+// send a refresh per jittered interval less the mean earliness; but never
+// later than its whole spacing from now, so that two are never further
+// apart than without riding.
 func (m *Machine) AlignDemand(now, before int64, out []Action) []Action {
-	due := m.DemandDue()
-	if due < 0 || due > before {
+	if turn := m.DemandDue(); turn < 0 || turn > before {
+		return out
+	}
+	m.hb.turn = now + int64(DemandRefresh)
+	due := m.hb.next
+	if due > before {
 		return out
 	}
 	m.arena = m.arena[:0]
 	m.hb.next = now
 	out = m.sendHeartbeat(now, out)
 	if due > now && m.hb.next > now {
-		m.hb.next = min(m.hb.next+(due-now), now+max(int64(DemandRefresh), m.txInterval()))
+		m.hb.next = min(m.hb.next+(due-now), now+m.hb.span)
 	}
 	return out
 }

@@ -94,26 +94,30 @@ func TestHeartbeatAlignNeverFaster(t *testing.T) {
 	}
 }
 
-// A member in demand mode sends its refresh (about one a second) in a
-// wake-up of its election when it falls due within the window asked for,
-// never on a timer of its own: an idle pair at the default then wakes
-// for its advertisements only. Without AlignDemand every refresh was a
-// wake-up of its own on each member.
+// A member in demand mode sends its refresh (the announcement's repeats a
+// second apart, then one about every 8.75 s) and takes its turns (at most
+// a second apart) in a wake-up of its election when they fall due within
+// the window asked for, never on a timer of its own: an idle pair at the
+// default then wakes for its advertisements only. Without AlignDemand
+// every refresh was a wake-up of its own on each member.
 func TestDemandRefreshRidesElection(t *testing.T) {
 	const advert = 100 * ms
 	s := group(t, 2, hbConfig(100*time.Millisecond, 3))
 	m := s.nodes[0].m
 	m.SetHeartbeatDemand(true)
 	s.run(s.now + sec)
-	var own, aligned uint64
+	var own, ownTurns, aligned uint64
 	wake := s.now
 	eps := int64(50 * time.Microsecond)
-	const cycles = 60 // 6 s: about seven refreshes
-	for range cycles {
+	const cycles = 300 // 30 s: the last two repeats and three refreshes
+	for k := range cycles {
 		wake += advert
-		before := m.C.HeartbeatsSent
+		before, turn := m.C.HeartbeatsSent, m.hb.turn
 		s.run(wake + eps - 1)
 		own += m.C.HeartbeatsSent - before
+		if m.hb.turn != turn && k > 0 { // the first has no wake-up before it to ride
+			ownTurns++
+		}
 		before = m.C.HeartbeatsSent
 		if due := m.DemandDue(); due < 0 || due > wake+eps+advert+advert/4 {
 			// The agent asks for no wake-up this early: nothing is sent.
@@ -126,8 +130,8 @@ func TestDemandRefreshRidesElection(t *testing.T) {
 		s.dispatch(0)
 		aligned += m.C.HeartbeatsSent - before
 	}
-	if own != 0 || aligned < 5 {
-		t.Fatalf("%d refreshes on the member's own timer and %d with the election in %d cycles, want none and at least 5", own, aligned, cycles)
+	if own != 0 || ownTurns != 0 || aligned < 5 {
+		t.Fatalf("%d refreshes and %d turns on the member's own timer and %d refreshes with the election in %d cycles, want none, none and at least 5", own, ownTurns, aligned, cycles)
 	}
 	if c := s.nodes[1].m.Counters(); c.PeersDetectedDown != 0 {
 		t.Fatalf("the peer declared the member down %d times", c.PeersDetectedDown)

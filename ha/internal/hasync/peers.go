@@ -143,7 +143,7 @@ func (m *Machine) left(pi int) {
 func (m *Machine) heard(now int64, pi int, restarted bool) {
 	p := &m.peers[pi]
 	if !p.up || restarted {
-		m.hb.next = 0 // tell it our heartbeat parameters at the next Tick
+		m.announce() // tell it our heartbeat parameters at the next Tick
 	}
 	if !p.up {
 		m.log.Info("hasync: peer up", "peer", p.addr, "id", p.id)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -85,6 +86,9 @@ type bpfLazy struct {
 	marker  rxEvent // what a ring wake-up sends the loop: a timer event
 
 	rings, watchdogs atomic.Uint64
+	// mu keeps close from reusing the map's descriptor number under a
+	// lookup of Stats (another map's larger value would be copied out).
+	mu sync.Mutex
 }
 
 // openBPF prepares the kernel-timer path and proves it on this kernel (a
@@ -166,11 +170,14 @@ func (b *bpfLazy) close() {
 	if b.ring != nil {
 		b.ring.Close()
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, fd := range []int{b.state, b.btf} {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 	}
+	b.state, b.btf = -1, -1
 }
 
 // program is the socket filter for tmpl: see the file's comment. The
@@ -386,7 +393,9 @@ func (b *bpfLazy) adverts() uint64 {
 	}
 	var key uint32
 	var st bpfState
-	if ebpf.Lookup(b.state, unsafe.Pointer(&key), unsafe.Pointer(&st)) != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state < 0 || ebpf.Lookup(b.state, unsafe.Pointer(&key), unsafe.Pointer(&st)) != nil {
 		return 0
 	}
 	return st.count

@@ -63,6 +63,18 @@ func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
 	}
 }
 
+// bpfRaw is bpf for the commands that never block (an array or ring
+// map's element): without the scheduler's system-call bookkeeping, which
+// wakes the runtime's monitor thread (sysmon) from its idle sleep at the
+// first system call after it.
+func bpfRaw(cmd int, attr unsafe.Pointer, size uintptr) error {
+	_, _, e := unix.RawSyscall(unix.SYS_BPF, uintptr(cmd), uintptr(attr), size)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 func name(s string) (n [unix.BPF_OBJ_NAME_LEN]byte) {
 	copy(n[:len(n)-1], s)
 	return n
@@ -93,11 +105,11 @@ func CreateMap(s MapSpec) (int, error) {
 }
 
 // Lookup copies the value of key into value (BPF_MAP_LOOKUP_ELEM; both
-// sized as the map says). Allocates nothing.
+// sized as the map says), for a map whose lookup never blocks (array,
+// hash). Allocates nothing.
 func Lookup(fd int, key, value unsafe.Pointer) error {
 	a := mapElemAttr{mapFD: uint32(fd), key: uint64(uintptr(key)), value: uint64(uintptr(value))}
-	_, err := bpf(unix.BPF_MAP_LOOKUP_ELEM, unsafe.Pointer(&a), unsafe.Sizeof(a))
-	return err
+	return bpfRaw(unix.BPF_MAP_LOOKUP_ELEM, unsafe.Pointer(&a), unsafe.Sizeof(a))
 }
 
 // Update writes value at key (BPF_MAP_UPDATE_ELEM, BPF_ANY). In an array

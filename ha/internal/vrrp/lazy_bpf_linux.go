@@ -324,8 +324,9 @@ func (b *bpfLazy) drain(handle func(rxEvent)) {
 		b.seen = b.st.count
 		// Kernel time first: read after it, the machine's clock gives
 		// an arrival late by the gap, never early.
+		// (RawSyscall: see ebpf.Lookup.)
 		var ts unix.Timespec
-		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_MONOTONIC, uintptr(unsafe.Pointer(&ts)), 0)
 		now := b.z.now()
 		ev := rxEvent{Event: b.z.follows}
 		ev.Arrived = 0

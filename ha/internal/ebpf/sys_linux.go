@@ -214,3 +214,23 @@ func AttachSocket(fd, prog int) error {
 	}
 	return nil
 }
+
+type progRunAttr struct {
+	progFD, retval          uint32
+	dataSizeIn, dataSizeOut uint32
+	dataIn, dataOut         uint64
+	repeat, duration        uint32
+}
+
+// TestRun runs program prog once on pkt (BPF_PROG_TEST_RUN; for a socket
+// filter, pkt is an Ethernet frame and the program sees it from the
+// network header) and returns its return value.
+func TestRun(prog int, pkt []byte) (uint32, error) {
+	a := progRunAttr{progFD: uint32(prog), dataSizeIn: uint32(len(pkt)), dataIn: ptr(&pkt[0]), repeat: 1}
+	_, err := bpf(unix.BPF_PROG_TEST_RUN, unsafe.Pointer(&a), unsafe.Sizeof(a))
+	runtime.KeepAlive(pkt)
+	if err != nil {
+		return 0, fmt.Errorf("ebpf: BPF_PROG_TEST_RUN: %w", err)
+	}
+	return a.retval, nil
+}

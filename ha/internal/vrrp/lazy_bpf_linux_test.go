@@ -3,9 +3,16 @@
 package vrrp
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/hagent/hagent/ha/internal/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // kernelLo is a loLab whose lazy socket carries the kernel's timer, with
@@ -116,5 +123,61 @@ func TestKernelTimerAllocs(t *testing.T) {
 	}
 	if n := b.rings.Load(); n < 6 {
 		t.Errorf("%d ring wake-ups, want one per advert (6)", n)
+	}
+}
+
+// The eBPF filter compares what the classic one compares (lazy.same is
+// the rule): run by the kernel (BPF_PROG_TEST_RUN) on templates of every
+// length class and on every one-byte change, length change and random
+// mutation of them, it counts an advert exactly when same says the packet
+// is the template.
+func TestKernelFilterMatchesSame(t *testing.T) {
+	b, err := newBPF(&lazy{}, New(Config{VRID: 51, Priority: 100, AdvertInterval: time.Second,
+		Primary: netip.MustParseAddr("10.0.0.1"), Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}), bpfHooks{})
+	if err != nil {
+		t.Skipf("the kernel refuses the eBPF timer here: %v", err)
+	}
+	defer b.close()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{28, 29, 30, 31, 40, 44, MaxTemplate} {
+		tmpl := make([]byte, n)
+		for i := range tmpl {
+			tmpl[i] = byte(rnd.Uint32())
+		}
+		tmpl[0] = 0x45
+		binary.BigEndian.PutUint16(tmpl[2:], uint16(n))
+		prog, err := b.load(tmpl, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := &lazy{}
+		z.n = copy(z.tmpl[:], tmpl)
+		check := func(what string, pkt []byte) {
+			t.Helper()
+			frame := append([]byte{12: 0x08, 13: 0x00}, pkt...) // Ethernet, IPv4
+			before := b.adverts()
+			if _, err := ebpf.TestRun(prog, frame); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := b.adverts() > before, z.same(pkt); got != want {
+				t.Errorf("template of %d bytes, %s: the kernel matched %v, want %v", n, what, got, want)
+			}
+		}
+		check("itself", tmpl)
+		for i := range tmpl {
+			p := bytes.Clone(tmpl)
+			p[i] ^= 0x5a
+			check(fmt.Sprintf("byte %d changed", i), p)
+		}
+		check("one byte short", tmpl[:n-1])
+		check("one byte more", append(bytes.Clone(tmpl), 0))
+		for i := range 200 {
+			p := bytes.Clone(tmpl)
+			for range 1 + rnd.IntN(3) {
+				p[rnd.IntN(n)] = byte(rnd.Uint32())
+			}
+			check(fmt.Sprintf("mutation %d", i), p)
+		}
+		unix.Close(prog)
 	}
 }

@@ -3,6 +3,7 @@ package ebpf
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -57,23 +58,7 @@ func newTimerFixture(t *testing.T, delay time.Duration) *timerFixture {
 	skipIfRefused(t, err)
 	t.Cleanup(func() { f.ring.Close() })
 
-	var a Asm
-	a.Mov64Reg(R6, R1).
-		StoreImm(SizeW, R10, -4, 0).Mov64Reg(R2, R10).Add64Imm(R2, -4).LoadMapFD(R1, f.state).Call(FuncMapLookupElem).
-		JumpImm(ClassJMP, JEQ, R0, 0, "out").Mov64Reg(R7, R0).
-		Call(FuncKtimeGetNs).StoreMem(SizeDW, R7, R0, 16).Mov64Imm(R1, 1).AtomicAdd64(R7, R1, 24).
-		Mov64Reg(R1, R7).LoadMapFD(R2, f.state).Mov64Imm(R3, unix.CLOCK_MONOTONIC).Call(FuncTimerInit).
-		JumpImm(ClassJMP, JNE, R0, 0, "start").
-		Mov64Reg(R1, R7).LoadFunc(R2, "cb").Call(FuncTimerSetCallback).
-		Label("start").Mov64Reg(R1, R7).LoadImm64(R2, uint64(delay)).Mov64Imm(R3, 0).Call(FuncTimerStart).
-		Label("out").Mov64Imm(R0, 0).Exit()
-	cbAt := a.Len()
-	a.Label("cb").StoreImm(SizeDW, R10, -8, 1).LoadMapFD(R1, f.ring.FD).Mov64Reg(R2, R10).Add64Imm(R2, -8).
-		Mov64Imm(R3, 8).Mov64Imm(R4, 2 /* BPF_RB_FORCE_WAKEUP */).Call(FuncRingbufOutput).Mov64Imm(R0, 0).Exit()
-	insns, err := a.Program()
-	if err != nil {
-		t.Fatal(err)
-	}
+	insns, cbAt := timerProgram(t, f.state, f.ring.FD, delay)
 	f.prog, err = LoadProg(ProgSpec{Name: "test_timer", Type: unix.BPF_PROG_TYPE_SOCKET_FILTER, Insns: insns,
 		License: "Dual MIT/GPL", BTF: btf, FuncInfo: []FuncInfo{{0, mainFn}, {uint32(cbAt), cbFn}}})
 	skipIfRefused(t, err)
@@ -94,6 +79,66 @@ func newTimerFixture(t *testing.T, delay time.Duration) *timerFixture {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// timerProgram: the filter records the arrival and a count in state's
+// element, and arms its timer for delay; the callback posts to ring.
+func timerProgram(t *testing.T, state, ring int, delay time.Duration) ([]Insn, int) {
+	t.Helper()
+	var a Asm
+	a.Mov64Reg(R6, R1).
+		StoreImm(SizeW, R10, -4, 0).Mov64Reg(R2, R10).Add64Imm(R2, -4).LoadMapFD(R1, state).Call(FuncMapLookupElem).
+		JumpImm(ClassJMP, JEQ, R0, 0, "out").Mov64Reg(R7, R0).
+		Call(FuncKtimeGetNs).StoreMem(SizeDW, R7, R0, 16).Mov64Imm(R1, 1).AtomicAdd64(R7, R1, 24).
+		Mov64Reg(R1, R7).LoadMapFD(R2, state).Mov64Imm(R3, unix.CLOCK_MONOTONIC).Call(FuncTimerInit).
+		JumpImm(ClassJMP, JNE, R0, 0, "start").
+		Mov64Reg(R1, R7).LoadFunc(R2, "cb").Call(FuncTimerSetCallback).
+		Label("start").Mov64Reg(R1, R7).LoadImm64(R2, uint64(delay)).Mov64Imm(R3, 0).Call(FuncTimerStart).
+		Label("out").Mov64Imm(R0, 0).Exit()
+	cbAt := a.Len()
+	a.Label("cb").StoreImm(SizeDW, R10, -8, 1).LoadMapFD(R1, ring).Mov64Reg(R2, R10).Add64Imm(R2, -8).
+		Mov64Imm(R3, 8).Mov64Imm(R4, 2 /* BPF_RB_FORCE_WAKEUP */).Call(FuncRingbufOutput).Mov64Imm(R0, 0).Exit()
+	insns, err := a.Program()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return insns, cbAt
+}
+
+// What the verifier requires of a timer's callback, checked so that the
+// reasons given in the VRRP program's comments stay true: func_info
+// (BTF) naming it, and static linkage.
+func TestTimerCallbackNeeds(t *testing.T) {
+	f := newTimerFixture(t, time.Millisecond)
+	insns, cbAt := timerProgram(t, f.state, f.ring.FD, time.Millisecond)
+	b, _, _, mainFn, _ := timerBTF(binary.NativeEndian)
+	globalCb := b.Func("cb_global", b.FuncProto(1), Global)
+	btf, err := LoadBTF(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(btf)
+	for _, c := range []struct {
+		what string
+		fi   []FuncInfo
+		want string
+	}{
+		{"no func_info", nil, "func_info"},
+		{"a global callback", []FuncInfo{{0, mainFn}, {uint32(cbAt), globalCb}}, "not static"},
+	} {
+		fd, err := LoadProg(ProgSpec{Name: "test_timer", Type: unix.BPF_PROG_TYPE_SOCKET_FILTER, Insns: insns,
+			License: "Dual MIT/GPL", BTF: btf, FuncInfo: c.fi})
+		if err == nil {
+			unix.Close(fd)
+			t.Errorf("%s: loaded", c.what)
+			continue
+		}
+		var le *LoadError
+		if !errors.As(err, &le) || !strings.Contains(le.Log, c.want) {
+			t.Errorf("%s: %v, want the verifier's log to say %q", c.what, err, c.want)
+		}
+		t.Logf("%s: %v", c.what, err)
+	}
 }
 
 func (f *timerFixture) send(t *testing.T) {

@@ -99,7 +99,7 @@ func (r *Runner) openBPF(z *lazy, m *Machine) *bpfLazy {
 		r.sh.Log.Info("vrrp: the kernel cannot keep the Master_Down_Timer (eBPF socket filter with bpf_timer); the backup wakes once per Master_Down_Interval", "err", err)
 		return nil
 	}
-	r.sh.Log.Debug("vrrp: the kernel keeps a backup's Master_Down_Timer (eBPF socket filter with bpf_timer)")
+	r.sh.Log.Info("vrrp: the kernel keeps a backup's Master_Down_Timer (eBPF socket filter with bpf_timer)")
 	return b
 }
 

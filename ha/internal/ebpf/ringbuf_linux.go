@@ -84,13 +84,12 @@ func (r *Ring) Consume() bool {
 // Wait calls notify, in a goroutine of its own, whenever the ring is
 // readable and holds records, until Close. notify must not block; the
 // owner Consumes. It allocates nothing per wake-up.
-func (r *Ring) Wait(notify func()) error {
+func (r *Ring) Wait(notify func()) {
 	r.notify = notify
 	go func() {
 		defer close(r.done)
 		_ = r.rc.Read(r.readFn) // returns when the descriptor is closed
 	}()
-	return nil
 }
 
 // ready is the one RawConn.Read's callback (see deadline.Timer.read): it

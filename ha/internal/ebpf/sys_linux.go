@@ -51,10 +51,10 @@ type btfLoadAttr struct {
 func ptr[T any](p *T) uint64 { return uint64(uintptr(unsafe.Pointer(p))) }
 
 func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
-	for {
+	for try := 1; ; try++ {
 		r, _, e := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(attr), size)
-		if e == unix.EINTR || e == unix.EAGAIN && cmd == unix.BPF_PROG_LOAD {
-			continue // a verifier interrupted by a signal starts over
+		if (e == unix.EINTR || e == unix.EAGAIN && cmd == unix.BPF_PROG_LOAD) && try < 5 {
+			continue // a verifier interrupted by a signal starts over (as libbpf, a few times)
 		}
 		if e != 0 {
 			return -1, e

@@ -155,7 +155,7 @@ func (b *bpfLazy) start(adverts chan<- rxEvent) {
 	if b == nil {
 		return
 	}
-	_ = b.ring.Wait(func() {
+	b.ring.Wait(func() {
 		b.rings.Add(1)
 		select {
 		case adverts <- b.marker:

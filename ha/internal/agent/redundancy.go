@@ -245,7 +245,9 @@ func electionCounters(e role.Elector) []console.Counter {
 			c("dropped_address_list", "dropped: address list", s.DropAddrList), c("dropped_interval", "dropped: interval", s.DropInterval),
 			c("dropped_short", "dropped: short", s.DropShort), c("dropped_other", "dropped: other", s.DropOther),
 			c("action_errors", "action errors", s.ActionErrors), c("adverts_read_lazily", "adverts read lazily", s.LazyAdverts),
-			c("lazy_queue_dropped", "lazy queue: dropped (full)", s.LazyDropped), c("wakeups", "wake-ups", s.Wakeups)}
+			c("lazy_queue_dropped", "lazy queue: dropped (full)", s.LazyDropped), c("wakeups", "wake-ups", s.Wakeups),
+			c("kernel_timer_rings", "kernel Master_Down_Timer: expiries", s.RingWakeups),
+			c("kernel_timer_watchdogs", "kernel Master_Down_Timer: watchdog", s.TimerWatchdogs)}
 	case *hsrp.Runner:
 		s := r.Stats()
 		return []console.Counter{c("hellos_received", "hellos received", s.Rx), c("sent", "sent", s.Tx),

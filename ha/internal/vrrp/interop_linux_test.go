@@ -32,6 +32,9 @@ func TestHelperVRRPRunner(t *testing.T) {
 	r, err := NewRunner(RunnerConfig{Interface: os.Getenv("IF"), PrefixLen: 24, Machine: Config{
 		VRID: 51, Priority: uint8(prio), AdvertInterval: iv, Preempt: true, AcceptMode: true,
 		Addrs: []netip.Addr{netip.MustParseAddr(os.Getenv("VIP"))}, GARPCount: 2}})
+	if err == nil {
+		r.bpfHooks = bpfHooks{refuse: os.Getenv("BPF") == "refuse", skipStart: os.Getenv("BPF") == "nostart"}
+	}
 	if err == nil && os.Getenv("HOLD") == "1" {
 		r.SetHold(true) // before Run: must not even start as master
 	}
@@ -42,7 +45,8 @@ func TestHelperVRRPRunner(t *testing.T) {
 			for n := 1; ; n++ {
 				<-usr
 				s := r.Stats()
-				fmt.Printf("STATS %d rx=%d lazy=%d wakeups=%d dropped=%d\n", n, s.RxAdverts, s.LazyAdverts, s.Wakeups, s.LazyDropped)
+				fmt.Printf("STATS %d rx=%d lazy=%d wakeups=%d dropped=%d kernel=%v rings=%d watchdogs=%d\n", n, s.RxAdverts,
+					s.LazyAdverts, s.Wakeups, s.LazyDropped, s.KernelTimer, s.RingWakeups, s.TimerWatchdogs)
 			}
 		}()
 	}

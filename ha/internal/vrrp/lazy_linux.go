@@ -63,10 +63,11 @@ type lazy struct {
 	a      Advertisement
 
 	tmpl    [MaxTemplate]byte
-	n       int   // the template's length; 0: none
-	follows Event // the advert the template is
-	pending bool  // the lazy socket may hold datagrams: a template is or was set
-	failed  bool  // a filter could not be attached: everything is read at once
+	n       int      // the template's length; 0: none
+	follows Event    // the advert the template is
+	pending bool     // the lazy socket may hold datagrams: a template is or was set
+	failed  bool     // a filter could not be attached: everything is read at once
+	bpf     *bpfLazy // the kernel keeps the timer too (lazy_bpf_linux.go); nil: it cannot
 	prog    []Insn
 	sf      [MaxFilter]unix.SockFilter
 	// between, if set (tests), is called between the two filters of a swap.
@@ -193,7 +194,7 @@ func (z *lazy) set(tmpl []byte, ev Event) {
 		t = z.tmpl[:z.n]
 		z.pending = true
 	}
-	err := z.attach(z.fd, t, true)
+	err := z.attachLazy(t)
 	if err == nil {
 		if z.between != nil {
 			z.between()
@@ -203,7 +204,7 @@ func (z *lazy) set(tmpl []byte, ev Event) {
 	if err != nil {
 		// Read everything at once, as without the lazy socket.
 		z.failed, z.n = true, 0
-		_ = z.attach(z.fd, nil, true)
+		_ = z.attachLazy(nil)
 		_ = z.attach(z.rx, nil, false)
 		z.r.sh.Log.Error("vrrp: attaching the lazy reading's socket filter failed; every advert is read at once", "err", err)
 	}
@@ -214,6 +215,7 @@ func (z *lazy) set(tmpl []byte, ev Event) {
 // are, a run of equal ones as one event at the newest one's arrival time.
 // Allocates nothing.
 func (z *lazy) drain(handle func(rxEvent)) {
+	z.bpf.drain(handle)
 	if !z.pending {
 		return
 	}

@@ -13,7 +13,11 @@ import (
 	"github.com/hagent/hagent/tools/lab"
 )
 
-type lazyStats struct{ rx, lazy, wakeups, dropped uint64 }
+type lazyStats struct {
+	rx, lazy, wakeups, dropped uint64
+	kernel                     bool // the kernel keeps the Master_Down_Timer
+	rings, watchdogs           uint64
+}
 
 func (s lazyStats) eager() uint64 { return s.rx - s.lazy }
 
@@ -32,7 +36,8 @@ func stats(t *testing.T, p *lab.Proc, n *int) lazyStats {
 	line := out[strings.Index(out, tag):]
 	line = line[:strings.IndexByte(line+"\n", '\n')]
 	var s lazyStats
-	if _, err := fmt.Sscanf(line[len(tag):], "rx=%d lazy=%d wakeups=%d dropped=%d", &s.rx, &s.lazy, &s.wakeups, &s.dropped); err != nil {
+	if _, err := fmt.Sscanf(line[len(tag):], "rx=%d lazy=%d wakeups=%d dropped=%d kernel=%t rings=%d watchdogs=%d",
+		&s.rx, &s.lazy, &s.wakeups, &s.dropped, &s.kernel, &s.rings, &s.watchdogs); err != nil {
 		t.Fatalf("%q: %v", line, err)
 	}
 	return s

@@ -44,6 +44,13 @@ type Stats struct {
 	// datagrams the kernel dropped there, its queue full; Wakeups: the
 	// owner loop's wake-ups (packets read at once, timers, control).
 	LazyAdverts, LazyDropped, Wakeups uint64
+	// KernelTimer: the kernel keeps the Master_Down_Timer
+	// (lazy_bpf_linux.go); RingWakeups: its calls when it ran out;
+	// TimerWatchdogs: the times it did not and the process acted anyway
+	// (then back to the lazy reading). The adverts the kernel took count
+	// in LazyAdverts and RxAdverts.
+	KernelTimer                 bool
+	RingWakeups, TimerWatchdogs uint64
 }
 
 type counters struct {
@@ -61,8 +68,9 @@ type Runner struct {
 	inf info
 	vm  *vmac // nil: the interface's own MAC (Config.UseVirtualMAC false)
 
-	wakeups atomic.Uint64
-	lz      atomic.Pointer[lazy] // while Run runs
+	wakeups  atomic.Uint64
+	lz       atomic.Pointer[lazy] // while Run runs
+	bpfHooks bpfHooks             // tests' fault injection
 }
 
 // rxEvent is what the owner loop handles: the machine's event and, for an
@@ -84,7 +92,7 @@ type owner struct {
 func (o *owner) Handle(now time.Duration, ev rxEvent, out []Action) ([]Action, time.Duration) {
 	out, dl := o.m.Handle(now, ev.Event, out)
 	o.lz.follow(o.m, &ev)
-	return out, dl
+	return out, o.lz.bpf.after(o.m, &ev, dl)
 }
 
 var _ role.Elector = (*Runner)(nil)
@@ -141,6 +149,12 @@ func (r *Runner) Stats() Stats {
 		Wakeups: r.wakeups.Load()}
 	if z := r.lz.Load(); z != nil {
 		s.LazyAdverts, s.LazyDropped = z.adverts.Load(), z.dropped.Load()
+		if b := z.bpf; b != nil {
+			n := b.adverts()
+			s.RxAdverts, s.LazyAdverts = s.RxAdverts+n, s.LazyAdverts+n
+			s.KernelTimer = !b.off
+			s.RingWakeups, s.TimerWatchdogs = b.rings.Load(), b.watchdogs.Load()
+		}
 	}
 	return s
 }
@@ -254,15 +268,18 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	defer z.close()
+	m := New(r.cfg.Machine)
+	z.bpf = r.openBPF(z, m)
+	defer z.bpf.close()
 	r.lz.Store(z)
 	adverts := make(chan rxEvent, 64)
+	z.bpf.start(adverts)
 	stopReader, err := runner.Reader(rx, 1500, r.reader(adverts))
 	if err != nil {
 		return fmt.Errorf("vrrp: %w", err)
 	}
 	defer stopReader()
 
-	m := New(r.cfg.Machine)
 	pkt := make([]byte, 0, HeaderLen+4*MaxAddrs)
 	loop := runner.Loop[rxEvent, Action]{Machine: &owner{m: m, lz: z}, Received: adverts, Control: r.ctl,
 		Startup: rxEvent{Event: Event{Kind: EvStartup}}, Shutdown: rxEvent{Event: Event{Kind: EvShutdown}},

@@ -1,0 +1,183 @@
+//go:build linux
+
+package vrrp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hagent/hagent/ha/internal/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// kernelLo is a loLab whose lazy socket carries the kernel's timer, with
+// a backup machine (priority 100) behind it.
+func kernelLo(t *testing.T, hooks bpfHooks) (*loLab, *owner, *bpfLazy, chan rxEvent) {
+	l := newLoLab(t)
+	m := New(Config{VRID: 51, Priority: 100, AdvertInterval: 10 * time.Millisecond, Primary: l.dst, Addrs: []netip.Addr{l.vip}})
+	b, err := newBPF(l.z, m, hooks)
+	if err != nil {
+		t.Skipf("the kernel refuses the eBPF timer here: %v", err)
+	}
+	t.Cleanup(b.close)
+	l.z.bpf = b
+	ring := make(chan rxEvent, 4)
+	b.start(ring)
+	return l, &owner{m: m, lz: l.z}, b, ring
+}
+
+func waitRing(t *testing.T, ring chan rxEvent) rxEvent {
+	t.Helper()
+	select {
+	case ev := <-ring:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kernel's timer did not ring within 10 s")
+	}
+	return rxEvent{}
+}
+
+// The kernel takes the template's repeats (neither socket queues them),
+// and its timer rings no earlier than the newest one's arrival + the
+// Master_Down_Interval; the owner, woken, hands the machine that advert
+// at its arrival, and the machine takes over.
+func TestKernelTimerLo(t *testing.T) {
+	l, o, b, ring := kernelLo(t, bpfHooks{})
+	m := o.m
+	out := make([]Action, 0, 8)
+	var dl time.Duration
+	handle := func(e rxEvent) { out, dl = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	tmpl := l.packet(200, 1)
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], tmpl))
+	handle(ev)
+	if !b.active || m.State() != Backup {
+		t.Fatalf("following %v: kernel path active %v, state %v", l.src, b.active, m.State())
+	}
+	mdi := m.MasterDownInterval()
+	if b.owns || dl >= NoDeadline {
+		t.Fatalf("before any advert the kernel took: the process's deadline (%v) must stay armed", dl)
+	}
+
+	sent := l.z.now()
+	l.sendPkt(l.packet(200, 5))
+	if polled := l.sync(); len(polled) != 0 {
+		t.Errorf("the polled socket got the template's repeat: ids %v", polled)
+	}
+	if lazy := l.read(l.z.fd, false, 0); len(lazy) != 0 {
+		t.Errorf("the lazy socket queued the template's repeat: ids %v", lazy)
+	}
+	if n := b.adverts(); n != 1 {
+		t.Errorf("the kernel counted %d adverts, want 1", n)
+	}
+	marker := waitRing(t, ring)
+	rang := l.z.now()
+	if rang-sent < mdi {
+		t.Errorf("the kernel's timer rang %v after the advert was sent: before the Master_Down_Interval %v", rang-sent, mdi)
+	}
+	// As the loop does: the queued events first, then the one that woke it.
+	var arrived time.Duration
+	b.drain(func(e rxEvent) {
+		arrived = e.Arrived
+		if e.Kind != EvAdvert || e.Src != l.src || e.Priority != 200 {
+			t.Errorf("handed %+v, want the template's advert", e.Event)
+		}
+		handle(e)
+	})
+	if arrived < sent || arrived > rang {
+		t.Errorf("handed the advert at %v: want its arrival, between its sending (%v) and the ring (%v)", arrived, sent, rang)
+	}
+	now := l.z.now()
+	handle(marker)
+	if m.State() != Master {
+		t.Fatalf("after the ring: %v, want Master (%v since the arrival, Master_Down_Interval %v)", m.State(), now-arrived, mdi)
+	}
+	if now < arrived+mdi {
+		t.Errorf("took over %v after the arrival: before the Master_Down_Interval %v", now-arrived, mdi)
+	}
+	if b.active {
+		t.Error("Master, yet the kernel path is still attached")
+	}
+}
+
+// A ring wake-up, read by the owner, allocates nothing.
+func TestKernelTimerAllocs(t *testing.T) {
+	l, _, b, ring := kernelLo(t, bpfHooks{})
+	if !b.attach(l.packet(200, 1)) {
+		t.Fatal("attach failed")
+	}
+	p := l.packet(200, 2)
+	nop := func(rxEvent) {}
+	if a := testing.AllocsPerRun(5, func() {
+		l.sendPkt(p)
+		<-ring
+		b.drain(nop)
+	}); a != 0 {
+		t.Errorf("a ring wake-up: %v allocations, want 0", a)
+	}
+	if n := b.rings.Load(); n < 6 {
+		t.Errorf("%d ring wake-ups, want one per advert (6)", n)
+	}
+}
+
+// The eBPF filter compares what the classic one compares (lazy.same is
+// the rule): run by the kernel (BPF_PROG_TEST_RUN) on templates of every
+// length class and on every one-byte change, length change and random
+// mutation of them, it counts an advert exactly when same says the packet
+// is the template.
+func TestKernelFilterMatchesSame(t *testing.T) {
+	b, err := newBPF(&lazy{}, New(Config{VRID: 51, Priority: 100, AdvertInterval: time.Second,
+		Primary: netip.MustParseAddr("10.0.0.1"), Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}), bpfHooks{})
+	if err != nil {
+		t.Skipf("the kernel refuses the eBPF timer here: %v", err)
+	}
+	defer b.close()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{28, 29, 30, 31, 40, 44, MaxTemplate} {
+		tmpl := make([]byte, n)
+		for i := range tmpl {
+			tmpl[i] = byte(rnd.Uint32())
+		}
+		tmpl[0] = 0x45
+		binary.BigEndian.PutUint16(tmpl[2:], uint16(n))
+		prog, err := b.load(tmpl, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := &lazy{}
+		z.n = copy(z.tmpl[:], tmpl)
+		check := func(what string, pkt []byte) {
+			t.Helper()
+			frame := append([]byte{12: 0x08, 13: 0x00}, pkt...) // Ethernet, IPv4
+			before := b.adverts()
+			if _, err := ebpf.TestRun(prog, frame); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := b.adverts() > before, z.same(pkt); got != want {
+				t.Errorf("template of %d bytes, %s: the kernel matched %v, want %v", n, what, got, want)
+			}
+		}
+		check("itself", tmpl)
+		for i := range tmpl {
+			p := bytes.Clone(tmpl)
+			p[i] ^= 0x5a
+			check(fmt.Sprintf("byte %d changed", i), p)
+		}
+		check("one byte short", tmpl[:n-1])
+		check("one byte more", append(bytes.Clone(tmpl), 0))
+		for i := range 200 {
+			p := bytes.Clone(tmpl)
+			for range 1 + rnd.IntN(3) {
+				p[rnd.IntN(n)] = byte(rnd.Uint32())
+			}
+			check(fmt.Sprintf("mutation %d", i), p)
+		}
+		unix.Close(prog)
+	}
+}

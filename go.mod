@@ -7,7 +7,7 @@ require (
 	github.com/mdlayher/netlink v1.11.2
 	github.com/u-root/u-root v0.16.0
 	golang.org/x/net v0.53.0
-	golang.org/x/sys v0.43.0
+	golang.org/x/sys v0.50.0
 )
 
 require (

@@ -37,16 +37,10 @@ type Announcer struct {
 	sa     *unix.RawSockaddrLinklayer // broadcast, ETH_P_ARP, the interface
 	frames []byte
 	iovs   []unix.Iovec
-	hdrs   []mmsghdr
+	hdrs   []unix.Mmsghdr
 	// Calls and Frames count sendmmsg(2) calls and frames sent, for tests
 	// and benchmarks.
 	Calls, Frames uint64
-}
-
-// mmsghdr is struct mmsghdr (Go lays it out as C does on every Linux target).
-type mmsghdr struct {
-	Hdr unix.Msghdr
-	Len uint32
 }
 
 // NewAnnouncer announces on ifname; nothing is opened until Announce.
@@ -67,7 +61,7 @@ func (a *Announcer) open() error {
 	if a.hdrs == nil {
 		a.frames = make([]byte, announceBatch*garpFrameLen)
 		a.iovs = make([]unix.Iovec, announceBatch)
-		a.hdrs = make([]mmsghdr, announceBatch)
+		a.hdrs = make([]unix.Mmsghdr, announceBatch)
 		a.sa = &unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Halen: 6}
 		for i := range a.hdrs {
 			a.iovs[i].Base = &a.frames[i*garpFrameLen]

@@ -19,18 +19,11 @@ import (
 // second datagram it took is kept for the next ReadQueued, which then
 // makes no call at all.
 
-// mmsghdr is struct mmsghdr (as runner.RX's; x/sys has none in go.mod's
-// version).
-type mmsghdr struct {
-	Hdr unix.Msghdr
-	Len uint32
-}
-
 // queued is a lazy socket's batch: slot 0 reads into the caller's buffer,
 // slot 1 into spare, kept until the next ReadQueued (owned by the reading
 // goroutine, as the receive state).
 type queued struct {
-	hdrs    [2]mmsghdr
+	hdrs    [2]unix.Mmsghdr
 	iovs    [2]unix.Iovec
 	names   [2]unix.RawSockaddrInet4
 	ctls    [2][]byte
@@ -133,7 +126,7 @@ func (c *Conn) Drained() bool { return c.q.drained && !c.q.kept }
 // slot checks one received datagram as Read does: too long for the
 // caller's buffer (size) or from another interface, it is dropped and
 // counted (ok false).
-func (c *Conn) slot(h *mmsghdr, name *unix.RawSockaddrInet4, ctl []byte, size int) (n int, src netip.Addr, ttl uint8, at int64, ok bool) {
+func (c *Conn) slot(h *unix.Mmsghdr, name *unix.RawSockaddrInet4, ctl []byte, size int) (n int, src netip.Addr, ttl uint8, at int64, ok bool) {
 	if h.Hdr.Flags&unix.MSG_TRUNC != 0 || int(h.Len) > size {
 		c.trunc.Add(1)
 		return 0, netip.Addr{}, 0, 0, false

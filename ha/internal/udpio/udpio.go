@@ -87,18 +87,10 @@ var (
 
 func align(n int) int { return (n + cmsgAlign - 1) &^ (cmsgAlign - 1) }
 
-// mmsghdr is struct mmsghdr. Go lays it out as C does on every Linux
-// target (the trailing padding on 64-bit follows Msghdr's alignment); the
-// x/sys version in go.mod predates unix.Mmsghdr.
-type mmsghdr struct {
-	Hdr unix.Msghdr
-	Len uint32
-}
-
 // half is the preallocated state for one direction: reader and writer can
 // run concurrently in two goroutines, each on its own half.
 type half struct {
-	hdrs  []mmsghdr
+	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet4
 	ctl   []byte // rctlSpace or wctlSpace per packet, cmsg-aligned
@@ -112,7 +104,7 @@ type half struct {
 }
 
 func (h *half) init(batch, space int) {
-	h.hdrs = make([]mmsghdr, batch)
+	h.hdrs = make([]unix.Mmsghdr, batch)
 	h.iovs = make([]unix.Iovec, batch)
 	h.names = make([]unix.RawSockaddrInet4, batch)
 	words := make([]uint64, (batch*space+7)/8) // uint64 backing: aligned for any cmsghdr

@@ -50,8 +50,8 @@ func TestMmsghdrLayout(t *testing.T) {
 	if a := unsafe.Alignof(unix.Msghdr{}); want%a != 0 {
 		want += a - want%a
 	}
-	if s := unsafe.Sizeof(mmsghdr{}); s != want {
-		t.Fatalf("mmsghdr is %d bytes, struct mmsghdr %d", s, want)
+	if s := unsafe.Sizeof(unix.Mmsghdr{}); s != want {
+		t.Fatalf("unix.Mmsghdr is %d bytes, struct mmsghdr %d", s, want)
 	}
 }
 

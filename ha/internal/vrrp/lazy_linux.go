@@ -44,12 +44,6 @@ const lazyRcvBuf = 32 << 10
 // cmsghdr): SO_TIMESTAMPNS_NEW (16 bytes) and SO_RXQ_OVFL (4), with slack.
 const lazyCtl = 16
 
-// mmsghdr is struct mmsghdr (see runner.mmsghdr).
-type mmsghdr struct {
-	Hdr unix.Msghdr
-	Len uint32
-}
-
 // lazy is the backup's second socket and the two filters (owner goroutine
 // only, but the counters).
 type lazy struct {
@@ -73,7 +67,7 @@ type lazy struct {
 	// between, if set (tests), is called between the two filters of a swap.
 	between func()
 
-	hdrs [lazyBatch]mmsghdr
+	hdrs [lazyBatch]unix.Mmsghdr
 	iovs [lazyBatch]unix.Iovec
 	bufs [lazyBatch][MaxTemplate]byte
 	ctls [lazyBatch][lazyCtl]uint64
@@ -267,7 +261,7 @@ func (z *lazy) drain(handle func(rxEvent)) {
 // parse validates one lazily read datagram like the polled socket's reader
 // and places its kernel arrival time (the realtime clock, wall) on the
 // machine's (now) by its age.
-func (z *lazy) parse(b []byte, h *mmsghdr, wall int64, now time.Duration) (Event, bool) {
+func (z *lazy) parse(b []byte, h *unix.Mmsghdr, wall int64, now time.Duration) (Event, bool) {
 	if h.Hdr.Flags&unix.MSG_TRUNC != 0 || len(b) < 20 || b[0] != 0x45 {
 		z.r.c.short.Add(1)
 		return Event{}, false
@@ -289,7 +283,7 @@ func (z *lazy) parse(b []byte, h *mmsghdr, wall int64, now time.Duration) (Event
 
 // cmsgs returns the arrival time (Unix ns; 0: none) and records the
 // socket's drop count.
-func (z *lazy) cmsgs(h *mmsghdr) (stamp int64) {
+func (z *lazy) cmsgs(h *unix.Mmsghdr) (stamp int64) {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(h.Hdr.Control)), int(h.Hdr.Controllen))
 	hl := unix.CmsgLen(0)
 	for len(b) >= hl {

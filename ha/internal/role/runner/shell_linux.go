@@ -250,14 +250,6 @@ func (s *Shell) Failed(action any, err error) {
 // more, so that a short batch proves the queue empty (see RX.read).
 const rxBatch = 4
 
-// mmsghdr is struct mmsghdr. Go lays it out as C does on every Linux
-// target (the trailing padding on 64-bit follows Msghdr's alignment); the
-// x/sys version in go.mod predates unix.Mmsghdr.
-type mmsghdr struct {
-	Hdr unix.Msghdr
-	Len uint32
-}
-
 // RX is a runner's receiving socket, read through the runtime's network
 // poller. A blocking recvfrom parks a whole thread in a system call: each
 // packet then wakes that thread, the runtime's monitor thread and another
@@ -280,7 +272,7 @@ type RX struct {
 	bufs  [rxBatch][]byte
 	iovs  [rxBatch]unix.Iovec
 	names [rxBatch]unix.RawSockaddrInet4
-	hdrs  [rxBatch]mmsghdr
+	hdrs  [rxBatch]unix.Mmsghdr
 }
 
 // Reader makes fd non-blocking, hands it to the runtime's poller and calls

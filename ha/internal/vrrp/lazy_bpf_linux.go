@@ -340,6 +340,16 @@ func (b *bpfLazy) drain(handle func(rxEvent)) {
 		b.handing = false
 		return
 	}
+	if fired {
+		// The timer ran out on the newest advert the machine has. The
+		// ring's goroutine sends its marker only if the ring still holds
+		// the call when it looks, and this wake-up may have taken it
+		// first (a stale tick that handles nothing): the machine is told
+		// here, so that the loop's deadline is its own again, not the
+		// watchdog's. The marker, if it comes too, finds nothing due.
+		handle(b.marker)
+		return
+	}
 	if b.owns && b.z.now() >= b.due+bpfWatchdog {
 		b.fault("the kernel's Master_Down_Timer did not fire", nil)
 	}

@@ -181,3 +181,36 @@ func TestKernelFilterMatchesSame(t *testing.T) {
 		unix.Close(prog)
 	}
 }
+
+// The kernel's timer runs out and its call is taken by a wake-up of the
+// owner that hands the machine nothing of its own (a stale tick of the
+// loop's timer): the ring's goroutine then finds the ring empty and sends
+// no marker. That wake-up must act on the call itself, or the loop stays
+// armed at the watchdog's deadline, bpfWatchdog after the machine's: a
+// dead master kept alive 2 s longer than the classic path would.
+func TestKernelTimerCallWithoutMarker(t *testing.T) {
+	l, o, b, ring := kernelLo(t, bpfHooks{})
+	m := o.m
+	out := make([]Action, 0, 8)
+	var dl time.Duration
+	handle := func(e rxEvent) { out, dl = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	handle(ev)
+	l.sendPkt(l.packet(200, 5))
+	for end := time.Now().Add(5 * time.Second); b.adverts() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the kernel did not count the template's repeat within 5 s")
+		}
+	}
+	b.drain(handle) // a wake-up before the timer runs out: the kernel owns it
+	if !b.owns || dl != m.deadline()+bpfWatchdog {
+		t.Fatalf("after the handing: owns %v, loop deadline %v, machine's %v: want the watchdog's", b.owns, dl, m.deadline())
+	}
+	waitRing(t, ring) // the marker, lost: the wake-up below takes the call first
+	b.drain(handle)   // a stale tick: nothing else is handled in it
+	if m.State() != Master && dl > m.deadline() {
+		t.Errorf("the kernel's timer ran out, yet the loop stays armed %v past the machine's deadline", dl-m.deadline())
+	}
+}

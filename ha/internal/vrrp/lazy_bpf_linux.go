@@ -363,14 +363,23 @@ func (b *bpfLazy) fault(what string, err error) {
 	b.off = true
 	b.z.r.sh.Log.Error("vrrp: "+what+"; the backup reads its master's adverts lazily from now on",
 		"err", err, "late", b.z.now()-b.due)
-	t := b.z.tmpl[:b.z.n]
-	if b.z.n == 0 {
-		t = nil
+	b.classic()
+}
+
+// classic puts the classic lazy filter of the template in the eBPF
+// program's place (b.off is set); if the kernel refuses it too, every
+// advert is read at once (lazy.eager).
+func (b *bpfLazy) classic() {
+	z := b.z
+	var t []byte
+	if z.n > 0 {
+		t = z.tmpl[:z.n]
 	}
-	if aerr := b.z.attachLazy(t); aerr != nil {
-		b.z.r.sh.Log.Error("vrrp: attaching the classic lazy filter failed", "err", aerr)
+	if err := z.attachLazy(t); err != nil {
+		z.eager(err)
+		return
 	}
-	b.z.pending = true
+	z.pending = true
 }
 
 // after follows the machine's handling of ev (owner goroutine): an advert
@@ -387,8 +396,7 @@ func (b *bpfLazy) after(m *Machine, ev *rxEvent, dl time.Duration) time.Duration
 	}
 	if mdi := m.MasterDownInterval(); mdi != b.mdi && b.z.n > 0 && m.State() == Backup {
 		if !b.attach(b.z.tmpl[:b.z.n]) {
-			_ = b.z.attachLazy(b.z.tmpl[:b.z.n])
-			b.z.pending = true
+			b.classic()
 		}
 	}
 	b.due = dl

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -212,5 +213,40 @@ func TestKernelTimerCallWithoutMarker(t *testing.T) {
 	b.drain(handle)   // a stale tick: nothing else is handled in it
 	if m.State() != Master && dl > m.deadline() {
 		t.Errorf("the kernel's timer ran out, yet the loop stays armed %v past the machine's deadline", dl-m.deadline())
+	}
+}
+
+// A kernel that refuses both the new eBPF program and the classic filter
+// in its place (their memory is charged to the socket, net.core.optmem_max,
+// set tiny here in the test's own namespace) when our priority moves the
+// Master_Down_Interval: the polled socket must not go on excluding the
+// template while no filter reads its copies, or the live master's adverts
+// reach nobody and the backup takes over from it.
+func TestKernelTimerRefusedReattach(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{})
+	m := o.m
+	out := make([]Action, 0, 8)
+	var handed []rxEvent
+	handle := func(e rxEvent) { out, _ = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	handle(ev)
+	if !b.active {
+		t.Fatal("the kernel path is not attached")
+	}
+	if err := os.WriteFile("/proc/sys/net/core/optmem_max", []byte("64"), 0); err != nil {
+		t.Skipf("net.core.optmem_max in the test's namespace: %v", err)
+	}
+	mdi := m.MasterDownInterval()
+	handle(rxEvent{Event: Event{Kind: EvPriority, Priority: 150}})
+	if m.MasterDownInterval() == mdi || !b.off {
+		t.Fatalf("Master_Down_Interval %v → %v, kernel path off %v: want a re-attach the kernel refused", mdi, m.MasterDownInterval(), b.off)
+	}
+	l.sendPkt(l.packet(200, 7))
+	polled := l.sync()
+	l.z.drain(func(e rxEvent) { handed = append(handed, e); handle(e) })
+	if !equalIDs(polled, 7) && len(handed) == 0 {
+		t.Fatalf("the master's advert reached neither socket (polled %v, lazily handed %d): a live master looks dead", polled, len(handed))
 	}
 }

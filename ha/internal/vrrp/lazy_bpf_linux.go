@@ -74,7 +74,7 @@ type bpfLazy struct {
 	mainFn     ebpf.TypeID
 	cbFn       ebpf.TypeID
 
-	off     bool          // fell back to the classic path for good
+	off     atomic.Bool   // fell back to the classic path for good (read by Stats)
 	active  bool          // the program is attached (a template is set)
 	mdi     time.Duration // the attached program's Master_Down_Interval
 	owns    bool          // the kernel's timer runs from the newest advert the machine knows
@@ -262,7 +262,7 @@ func (b *bpfLazy) attach(tmpl []byte) bool {
 		unix.Close(prog) // the socket holds it
 	}
 	if err != nil {
-		b.off = true
+		b.off.Store(true)
 		b.z.r.sh.Log.Error("vrrp: attaching the eBPF filter that keeps the Master_Down_Timer failed; the backup reads its master's adverts lazily instead", "err", err)
 		return false
 	}
@@ -295,7 +295,7 @@ func (b *bpfLazy) detached() {
 // eBPF program while it works, else the classic one.
 func (z *lazy) attachLazy(tmpl []byte) error {
 	b := z.bpf
-	if b != nil && !b.off && tmpl != nil && b.attach(tmpl) {
+	if b != nil && !b.off.Load() && tmpl != nil && b.attach(tmpl) {
 		return nil
 	}
 	err := z.attach(z.fd, tmpl, true)
@@ -360,7 +360,7 @@ func (b *bpfLazy) drain(handle func(rxEvent)) {
 // handling (or acted on now: the watchdog's wake-up is past it).
 func (b *bpfLazy) fault(what string, err error) {
 	b.watchdogs.Add(1)
-	b.off = true
+	b.off.Store(true)
 	b.z.r.sh.Log.Error("vrrp: "+what+"; the backup reads its master's adverts lazily from now on",
 		"err", err, "late", b.z.now()-b.due)
 	b.classic()

@@ -240,13 +240,43 @@ func TestKernelTimerRefusedReattach(t *testing.T) {
 	}
 	mdi := m.MasterDownInterval()
 	handle(rxEvent{Event: Event{Kind: EvPriority, Priority: 150}})
-	if m.MasterDownInterval() == mdi || !b.off {
-		t.Fatalf("Master_Down_Interval %v → %v, kernel path off %v: want a re-attach the kernel refused", mdi, m.MasterDownInterval(), b.off)
+	if m.MasterDownInterval() == mdi || !b.off.Load() {
+		t.Fatalf("Master_Down_Interval %v → %v, kernel path off %v: want a re-attach the kernel refused", mdi, m.MasterDownInterval(), b.off.Load())
 	}
 	l.sendPkt(l.packet(200, 7))
 	polled := l.sync()
 	l.z.drain(func(e rxEvent) { handed = append(handed, e); handle(e) })
 	if !equalIDs(polled, 7) && len(handed) == 0 {
 		t.Fatalf("the master's advert reached neither socket (polled %v, lazily handed %d): a live master looks dead", polled, len(handed))
+	}
+}
+
+// Stats is read by other goroutines (the console's) while the owner may
+// give the kernel path up: a data race unless what it reads is atomic
+// (run with -race).
+func TestKernelTimerStatsWhileFallingBack(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{})
+	r := l.z.r
+	r.lz.Store(l.z)
+	out := make([]Action, 0, 8)
+	handle := func(e rxEvent) { out, _ = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	handle(ev)
+	if !r.Stats().KernelTimer {
+		t.Fatal("the kernel path is not in use")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			_ = r.Stats()
+		}
+	}()
+	b.fault("a test's fault", nil)
+	<-done
+	if r.Stats().KernelTimer {
+		t.Error("after the fallback, Stats says the kernel keeps the timer")
 	}
 }

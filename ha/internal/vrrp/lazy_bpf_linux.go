@@ -22,7 +22,9 @@ import (
 // classic one: for an advert equal to the template (the same bytes the
 // classic program compares) it records the arrival (CLOCK_MONOTONIC) and
 // a count in an array map whose value holds a bpf_timer, and restarts
-// that timer for the Master_Down_Interval; nothing is queued. Only when
+// that timer for the Master_Down_Interval; nothing is queued (but when
+// the kernel cannot start the timer: then the advert is queued as the
+// classic filter would, for the process to keep the deadline). Only when
 // the timer runs out (the master fell silent) does its callback post to a
 // ring buffer that the runtime's poller waits on: the owner loop wakes,
 // hands the machine the newest advert at its arrival time from the map,
@@ -61,6 +63,7 @@ type bpfState struct {
 type bpfHooks struct {
 	refuse    bool // the program cannot be loaded: the classic path
 	skipStart bool // the program never starts the timer: the watchdog's case
+	startFail bool // bpf_timer_start's call is replaced by its failure (-ENOMEM)
 }
 
 // bpfLazy is the kernel-timer path of the lazy socket (owner goroutine,
@@ -214,21 +217,33 @@ func (b *bpfLazy) program(tmpl []byte, mdi time.Duration) (insns []ebpf.Insn, cb
 	for ; off < n; off++ {
 		cmp(B, off, uint32(tmpl[off]))
 	}
+	// The timer first: an advert is recorded (and dropped) only once the
+	// kernel keeps the timer for it. If it cannot (bpf_timer_init's
+	// allocation, or bpf_timer_start, failed), the advert is queued on the
+	// lazy socket as the classic filter would, and the process reads it
+	// and keeps the deadline itself; taken as if the timer ran, it would
+	// leave a dead master alive until the watchdog.
 	a.StoreImm(W, ebpf.R10, buf-8, 0).Mov64Reg(ebpf.R2, ebpf.R10).Add64Imm(ebpf.R2, int32(buf-8)).
 		LoadMapFD(ebpf.R1, b.state).Call(ebpf.FuncMapLookupElem).
-		JumpImm(J, ebpf.JEQ, ebpf.R0, 0, "drop").Mov64Reg(ebpf.R7, ebpf.R0).
-		Call(ebpf.FuncKtimeGetNs).StoreMem(DW, ebpf.R7, ebpf.R0, 16).
-		Mov64Imm(ebpf.R1, 1).AtomicAdd64(ebpf.R7, ebpf.R1, 24).
+		JumpImm(J, ebpf.JEQ, ebpf.R0, 0, "queue").Mov64Reg(ebpf.R7, ebpf.R0).
 		// Initialised once per arming (a map update frees the timer):
 		// -EBUSY afterwards, and the callback is set with the first.
 		Mov64Reg(ebpf.R1, ebpf.R7).LoadMapFD(ebpf.R2, b.state).Mov64Imm(ebpf.R3, unix.CLOCK_MONOTONIC).Call(ebpf.FuncTimerInit).
 		JumpImm(J, ebpf.JNE, ebpf.R0, 0, "start").
 		Mov64Reg(ebpf.R1, ebpf.R7).LoadFunc(ebpf.R2, "down").Call(ebpf.FuncTimerSetCallback).
 		Label("start")
-	if !b.hooks.skipStart {
-		a.Mov64Reg(ebpf.R1, ebpf.R7).LoadImm64(ebpf.R2, uint64(mdi)).Mov64Imm(ebpf.R3, 0).Call(ebpf.FuncTimerStart)
+	switch {
+	case b.hooks.startFail:
+		a.Mov64Imm(ebpf.R0, -int32(unix.ENOMEM)).JumpImm(J, ebpf.JNE, ebpf.R0, 0, "queue")
+	case !b.hooks.skipStart:
+		// Without a callback (its setting failed) this fails too.
+		a.Mov64Reg(ebpf.R1, ebpf.R7).LoadImm64(ebpf.R2, uint64(mdi)).Mov64Imm(ebpf.R3, 0).Call(ebpf.FuncTimerStart).
+			JumpImm(J, ebpf.JNE, ebpf.R0, 0, "queue")
 	}
-	a.Label("drop").Mov64Imm(ebpf.R0, 0).Exit()
+	a.Call(ebpf.FuncKtimeGetNs).StoreMem(DW, ebpf.R7, ebpf.R0, 16).
+		Mov64Imm(ebpf.R1, 1).AtomicAdd64(ebpf.R7, ebpf.R1, 24).
+		Label("drop").Mov64Imm(ebpf.R0, 0).Exit().
+		Label("queue").Mov64Imm(ebpf.R0, bpfAccept).Exit()
 	// The timer's callback (map, key, value): the newest arrival, posted
 	// with a wake-up.
 	cbAt = a.Len()

@@ -280,3 +280,36 @@ func TestKernelTimerStatsWhileFallingBack(t *testing.T) {
 		t.Error("after the fallback, Stats says the kernel keeps the timer")
 	}
 }
+
+// The kernel cannot start its timer for an advert (bpf_timer_init's
+// allocation or bpf_timer_start failed): the advert must reach the
+// process by the classic lazy reading, which then keeps the deadline,
+// rather than be taken as if the kernel's timer ran (a dead master then
+// kept alive until the watchdog, bpfWatchdog late).
+func TestKernelTimerStartFails(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{startFail: true})
+	m := o.m
+	out := make([]Action, 0, 8)
+	var dl time.Duration
+	handle := func(e rxEvent) { out, dl = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	handle(ev)
+	if !b.active {
+		t.Fatal("the kernel path is not attached")
+	}
+	heard := m.deadline()
+	l.sendPkt(l.packet(200, 5))
+	if polled := l.sync(); len(polled) != 0 {
+		t.Fatalf("the polled socket got the template's repeat: ids %v", polled)
+	}
+	l.z.drain(handle)
+	if m.deadline() == heard {
+		t.Fatal("the advert whose timer the kernel could not start reached nobody")
+	}
+	if b.owns || dl != m.deadline() {
+		t.Errorf("the kernel could not start its timer, yet the process trusts it: owns %v, loop armed %v past the machine's deadline",
+			b.owns, dl-m.deadline())
+	}
+}

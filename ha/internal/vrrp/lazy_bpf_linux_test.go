@@ -196,10 +196,12 @@ func TestKernelTimerCallWithoutMarker(t *testing.T) {
 	var dl time.Duration
 	handle := func(e rxEvent) { out, dl = o.Handle(l.z.now(), e, out[:0]) }
 	handle(rxEvent{Event: Event{Kind: EvStartup}})
-	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
-	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	// Adverts at 1 s: the first drain below comes well within the
+	// Master_Down_Interval (3.6 s) on a loaded machine too.
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: time.Second}}
+	ev.n = uint8(copy(ev.pkt[:], l.packetEvery(200, 1, 100)))
 	handle(ev)
-	l.sendPkt(l.packet(200, 5))
+	l.sendPkt(l.packetEvery(200, 5, 100))
 	for end := time.Now().Add(5 * time.Second); b.adverts() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatal("the kernel did not count the template's repeat within 5 s")
@@ -312,4 +314,16 @@ func TestKernelTimerStartFails(t *testing.T) {
 		t.Errorf("the kernel could not start its timer, yet the process trusts it: owns %v, loop armed %v past the machine's deadline",
 			b.owns, dl-m.deadline())
 	}
+}
+
+// packetEvery is packet with an advertisement interval of cs centiseconds.
+func (l *loLab) packetEvery(prio uint8, id, cs uint16) []byte {
+	p := l.packet(prio, id)
+	a := Advertisement{VRID: 51, Priority: prio, Interval: cs, Count: 1}
+	a.Addrs[0] = l.vip
+	pay, err := a.AppendChecksummed(nil, l.src, l.dst)
+	if err != nil || len(pay) != len(p)-20 {
+		l.t.Fatalf("advert every %d cs: %v", cs, err)
+	}
+	return append(p[:20], pay...)
 }

@@ -22,7 +22,9 @@ import (
 // classic one: for an advert equal to the template (the same bytes the
 // classic program compares) it records the arrival (CLOCK_MONOTONIC) and
 // a count in an array map whose value holds a bpf_timer, and restarts
-// that timer for the Master_Down_Interval; nothing is queued. Only when
+// that timer for the Master_Down_Interval; nothing is queued (but when
+// the kernel cannot start the timer: then the advert is queued as the
+// classic filter would, for the process to keep the deadline). Only when
 // the timer runs out (the master fell silent) does its callback post to a
 // ring buffer that the runtime's poller waits on: the owner loop wakes,
 // hands the machine the newest advert at its arrival time from the map,
@@ -61,6 +63,7 @@ type bpfState struct {
 type bpfHooks struct {
 	refuse    bool // the program cannot be loaded: the classic path
 	skipStart bool // the program never starts the timer: the watchdog's case
+	startFail bool // bpf_timer_start's call is replaced by its failure (-ENOMEM)
 }
 
 // bpfLazy is the kernel-timer path of the lazy socket (owner goroutine,
@@ -74,7 +77,7 @@ type bpfLazy struct {
 	mainFn     ebpf.TypeID
 	cbFn       ebpf.TypeID
 
-	off     bool          // fell back to the classic path for good
+	off     atomic.Bool   // fell back to the classic path for good (read by Stats)
 	active  bool          // the program is attached (a template is set)
 	mdi     time.Duration // the attached program's Master_Down_Interval
 	owns    bool          // the kernel's timer runs from the newest advert the machine knows
@@ -214,21 +217,33 @@ func (b *bpfLazy) program(tmpl []byte, mdi time.Duration) (insns []ebpf.Insn, cb
 	for ; off < n; off++ {
 		cmp(B, off, uint32(tmpl[off]))
 	}
+	// The timer first: an advert is recorded (and dropped) only once the
+	// kernel keeps the timer for it. If it cannot (bpf_timer_init's
+	// allocation, or bpf_timer_start, failed), the advert is queued on the
+	// lazy socket as the classic filter would, and the process reads it
+	// and keeps the deadline itself; taken as if the timer ran, it would
+	// leave a dead master alive until the watchdog.
 	a.StoreImm(W, ebpf.R10, buf-8, 0).Mov64Reg(ebpf.R2, ebpf.R10).Add64Imm(ebpf.R2, int32(buf-8)).
 		LoadMapFD(ebpf.R1, b.state).Call(ebpf.FuncMapLookupElem).
-		JumpImm(J, ebpf.JEQ, ebpf.R0, 0, "drop").Mov64Reg(ebpf.R7, ebpf.R0).
-		Call(ebpf.FuncKtimeGetNs).StoreMem(DW, ebpf.R7, ebpf.R0, 16).
-		Mov64Imm(ebpf.R1, 1).AtomicAdd64(ebpf.R7, ebpf.R1, 24).
+		JumpImm(J, ebpf.JEQ, ebpf.R0, 0, "queue").Mov64Reg(ebpf.R7, ebpf.R0).
 		// Initialised once per arming (a map update frees the timer):
 		// -EBUSY afterwards, and the callback is set with the first.
 		Mov64Reg(ebpf.R1, ebpf.R7).LoadMapFD(ebpf.R2, b.state).Mov64Imm(ebpf.R3, unix.CLOCK_MONOTONIC).Call(ebpf.FuncTimerInit).
 		JumpImm(J, ebpf.JNE, ebpf.R0, 0, "start").
 		Mov64Reg(ebpf.R1, ebpf.R7).LoadFunc(ebpf.R2, "down").Call(ebpf.FuncTimerSetCallback).
 		Label("start")
-	if !b.hooks.skipStart {
-		a.Mov64Reg(ebpf.R1, ebpf.R7).LoadImm64(ebpf.R2, uint64(mdi)).Mov64Imm(ebpf.R3, 0).Call(ebpf.FuncTimerStart)
+	switch {
+	case b.hooks.startFail:
+		a.Mov64Imm(ebpf.R0, -int32(unix.ENOMEM)).JumpImm(J, ebpf.JNE, ebpf.R0, 0, "queue")
+	case !b.hooks.skipStart:
+		// Without a callback (its setting failed) this fails too.
+		a.Mov64Reg(ebpf.R1, ebpf.R7).LoadImm64(ebpf.R2, uint64(mdi)).Mov64Imm(ebpf.R3, 0).Call(ebpf.FuncTimerStart).
+			JumpImm(J, ebpf.JNE, ebpf.R0, 0, "queue")
 	}
-	a.Label("drop").Mov64Imm(ebpf.R0, 0).Exit()
+	a.Call(ebpf.FuncKtimeGetNs).StoreMem(DW, ebpf.R7, ebpf.R0, 16).
+		Mov64Imm(ebpf.R1, 1).AtomicAdd64(ebpf.R7, ebpf.R1, 24).
+		Label("drop").Mov64Imm(ebpf.R0, 0).Exit().
+		Label("queue").Mov64Imm(ebpf.R0, bpfAccept).Exit()
 	// The timer's callback (map, key, value): the newest arrival, posted
 	// with a wake-up.
 	cbAt = a.Len()
@@ -262,7 +277,7 @@ func (b *bpfLazy) attach(tmpl []byte) bool {
 		unix.Close(prog) // the socket holds it
 	}
 	if err != nil {
-		b.off = true
+		b.off.Store(true)
 		b.z.r.sh.Log.Error("vrrp: attaching the eBPF filter that keeps the Master_Down_Timer failed; the backup reads its master's adverts lazily instead", "err", err)
 		return false
 	}
@@ -295,7 +310,7 @@ func (b *bpfLazy) detached() {
 // eBPF program while it works, else the classic one.
 func (z *lazy) attachLazy(tmpl []byte) error {
 	b := z.bpf
-	if b != nil && !b.off && tmpl != nil && b.attach(tmpl) {
+	if b != nil && !b.off.Load() && tmpl != nil && b.attach(tmpl) {
 		return nil
 	}
 	err := z.attach(z.fd, tmpl, true)
@@ -340,6 +355,16 @@ func (b *bpfLazy) drain(handle func(rxEvent)) {
 		b.handing = false
 		return
 	}
+	if fired {
+		// The timer ran out on the newest advert the machine has. The
+		// ring's goroutine sends its marker only if the ring still holds
+		// the call when it looks, and this wake-up may have taken it
+		// first (a stale tick that handles nothing): the machine is told
+		// here, so that the loop's deadline is its own again, not the
+		// watchdog's. The marker, if it comes too, finds nothing due.
+		handle(b.marker)
+		return
+	}
 	if b.owns && b.z.now() >= b.due+bpfWatchdog {
 		b.fault("the kernel's Master_Down_Timer did not fire", nil)
 	}
@@ -350,17 +375,26 @@ func (b *bpfLazy) drain(handle func(rxEvent)) {
 // handling (or acted on now: the watchdog's wake-up is past it).
 func (b *bpfLazy) fault(what string, err error) {
 	b.watchdogs.Add(1)
-	b.off = true
+	b.off.Store(true)
 	b.z.r.sh.Log.Error("vrrp: "+what+"; the backup reads its master's adverts lazily from now on",
 		"err", err, "late", b.z.now()-b.due)
-	t := b.z.tmpl[:b.z.n]
-	if b.z.n == 0 {
-		t = nil
+	b.classic()
+}
+
+// classic puts the classic lazy filter of the template in the eBPF
+// program's place (b.off is set); if the kernel refuses it too, every
+// advert is read at once (lazy.eager).
+func (b *bpfLazy) classic() {
+	z := b.z
+	var t []byte
+	if z.n > 0 {
+		t = z.tmpl[:z.n]
 	}
-	if aerr := b.z.attachLazy(t); aerr != nil {
-		b.z.r.sh.Log.Error("vrrp: attaching the classic lazy filter failed", "err", aerr)
+	if err := z.attachLazy(t); err != nil {
+		z.eager(err)
+		return
 	}
-	b.z.pending = true
+	z.pending = true
 }
 
 // after follows the machine's handling of ev (owner goroutine): an advert
@@ -377,8 +411,7 @@ func (b *bpfLazy) after(m *Machine, ev *rxEvent, dl time.Duration) time.Duration
 	}
 	if mdi := m.MasterDownInterval(); mdi != b.mdi && b.z.n > 0 && m.State() == Backup {
 		if !b.attach(b.z.tmpl[:b.z.n]) {
-			_ = b.z.attachLazy(b.z.tmpl[:b.z.n])
-			b.z.pending = true
+			b.classic()
 		}
 	}
 	b.due = dl

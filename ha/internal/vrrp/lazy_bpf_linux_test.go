@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -180,4 +181,149 @@ func TestKernelFilterMatchesSame(t *testing.T) {
 		}
 		unix.Close(prog)
 	}
+}
+
+// The kernel's timer runs out and its call is taken by a wake-up of the
+// owner that hands the machine nothing of its own (a stale tick of the
+// loop's timer): the ring's goroutine then finds the ring empty and sends
+// no marker. That wake-up must act on the call itself, or the loop stays
+// armed at the watchdog's deadline, bpfWatchdog after the machine's: a
+// dead master kept alive 2 s longer than the classic path would.
+func TestKernelTimerCallWithoutMarker(t *testing.T) {
+	l, o, b, ring := kernelLo(t, bpfHooks{})
+	m := o.m
+	out := make([]Action, 0, 8)
+	var dl time.Duration
+	handle := func(e rxEvent) { out, dl = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	// Adverts at 1 s: the first drain below comes well within the
+	// Master_Down_Interval (3.6 s) on a loaded machine too.
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: time.Second}}
+	ev.n = uint8(copy(ev.pkt[:], l.packetEvery(200, 1, 100)))
+	handle(ev)
+	l.sendPkt(l.packetEvery(200, 5, 100))
+	for end := time.Now().Add(5 * time.Second); b.adverts() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the kernel did not count the template's repeat within 5 s")
+		}
+	}
+	b.drain(handle) // a wake-up before the timer runs out: the kernel owns it
+	if !b.owns || dl != m.deadline()+bpfWatchdog {
+		t.Fatalf("after the handing: owns %v, loop deadline %v, machine's %v: want the watchdog's", b.owns, dl, m.deadline())
+	}
+	waitRing(t, ring) // the marker, lost: the wake-up below takes the call first
+	b.drain(handle)   // a stale tick: nothing else is handled in it
+	if m.State() != Master && dl > m.deadline() {
+		t.Errorf("the kernel's timer ran out, yet the loop stays armed %v past the machine's deadline", dl-m.deadline())
+	}
+}
+
+// A kernel that refuses both the new eBPF program and the classic filter
+// in its place (their memory is charged to the socket, net.core.optmem_max,
+// set tiny here in the test's own namespace) when our priority moves the
+// Master_Down_Interval: the polled socket must not go on excluding the
+// template while no filter reads its copies, or the live master's adverts
+// reach nobody and the backup takes over from it.
+func TestKernelTimerRefusedReattach(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{})
+	m := o.m
+	out := make([]Action, 0, 8)
+	var handed []rxEvent
+	handle := func(e rxEvent) { out, _ = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	handle(ev)
+	if !b.active {
+		t.Fatal("the kernel path is not attached")
+	}
+	if err := os.WriteFile("/proc/sys/net/core/optmem_max", []byte("64"), 0); err != nil {
+		t.Skipf("net.core.optmem_max in the test's namespace: %v", err)
+	}
+	mdi := m.MasterDownInterval()
+	handle(rxEvent{Event: Event{Kind: EvPriority, Priority: 150}})
+	if m.MasterDownInterval() == mdi || !b.off.Load() {
+		t.Fatalf("Master_Down_Interval %v → %v, kernel path off %v: want a re-attach the kernel refused", mdi, m.MasterDownInterval(), b.off.Load())
+	}
+	l.sendPkt(l.packet(200, 7))
+	polled := l.sync()
+	l.z.drain(func(e rxEvent) { handed = append(handed, e); handle(e) })
+	if !equalIDs(polled, 7) && len(handed) == 0 {
+		t.Fatalf("the master's advert reached neither socket (polled %v, lazily handed %d): a live master looks dead", polled, len(handed))
+	}
+}
+
+// Stats is read by other goroutines (the console's) while the owner may
+// give the kernel path up: a data race unless what it reads is atomic
+// (run with -race).
+func TestKernelTimerStatsWhileFallingBack(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{})
+	r := l.z.r
+	r.lz.Store(l.z)
+	out := make([]Action, 0, 8)
+	handle := func(e rxEvent) { out, _ = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	handle(ev)
+	if !r.Stats().KernelTimer {
+		t.Fatal("the kernel path is not in use")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			_ = r.Stats()
+		}
+	}()
+	b.fault("a test's fault", nil)
+	<-done
+	if r.Stats().KernelTimer {
+		t.Error("after the fallback, Stats says the kernel keeps the timer")
+	}
+}
+
+// The kernel cannot start its timer for an advert (bpf_timer_init's
+// allocation or bpf_timer_start failed): the advert must reach the
+// process by the classic lazy reading, which then keeps the deadline,
+// rather than be taken as if the kernel's timer ran (a dead master then
+// kept alive until the watchdog, bpfWatchdog late).
+func TestKernelTimerStartFails(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{startFail: true})
+	m := o.m
+	out := make([]Action, 0, 8)
+	var dl time.Duration
+	handle := func(e rxEvent) { out, dl = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: 100 * time.Millisecond}}
+	ev.n = uint8(copy(ev.pkt[:], l.packet(200, 1)))
+	handle(ev)
+	if !b.active {
+		t.Fatal("the kernel path is not attached")
+	}
+	heard := m.deadline()
+	l.sendPkt(l.packet(200, 5))
+	if polled := l.sync(); len(polled) != 0 {
+		t.Fatalf("the polled socket got the template's repeat: ids %v", polled)
+	}
+	l.z.drain(handle)
+	if m.deadline() == heard {
+		t.Fatal("the advert whose timer the kernel could not start reached nobody")
+	}
+	if b.owns || dl != m.deadline() {
+		t.Errorf("the kernel could not start its timer, yet the process trusts it: owns %v, loop armed %v past the machine's deadline",
+			b.owns, dl-m.deadline())
+	}
+}
+
+// packetEvery is packet with an advertisement interval of cs centiseconds.
+func (l *loLab) packetEvery(prio uint8, id, cs uint16) []byte {
+	p := l.packet(prio, id)
+	a := Advertisement{VRID: 51, Priority: prio, Interval: cs, Count: 1}
+	a.Addrs[0] = l.vip
+	pay, err := a.AppendChecksummed(nil, l.src, l.dst)
+	if err != nil || len(pay) != len(p)-20 {
+		l.t.Fatalf("advert every %d cs: %v", cs, err)
+	}
+	return append(p[:20], pay...)
 }

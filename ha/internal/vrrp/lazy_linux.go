@@ -196,12 +196,23 @@ func (z *lazy) set(tmpl []byte, ev Event) {
 		err = z.attach(z.rx, t, false)
 	}
 	if err != nil {
-		// Read everything at once, as without the lazy socket.
-		z.failed, z.n = true, 0
-		_ = z.attachLazy(nil)
-		_ = z.attach(z.rx, nil, false)
-		z.r.sh.Log.Error("vrrp: attaching the lazy reading's socket filter failed; every advert is read at once", "err", err)
+		z.eager(err)
 	}
+}
+
+// eager gives up the lazy reading after a filter the kernel refused: every
+// advert is read at once, as without the lazy socket. The polled socket
+// must stop excluding the template whatever else fails (with its copies
+// read by nobody, a live master would look dead): if the kernel has no
+// room even for the program that accepts everything, its filter is
+// detached, which needs none.
+func (z *lazy) eager(err error) {
+	z.failed, z.n = true, 0
+	_ = z.attachLazy(nil)
+	if z.attach(z.rx, nil, false) != nil {
+		_ = unix.SetsockoptInt(z.rx, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+	}
+	z.r.sh.Log.Error("vrrp: attaching the lazy reading's socket filter failed; every advert is read at once", "err", err)
 }
 
 // drain hands the machine what the lazy socket holds (owner goroutine, at

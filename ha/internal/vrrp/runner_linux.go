@@ -152,7 +152,7 @@ func (r *Runner) Stats() Stats {
 		if b := z.bpf; b != nil {
 			n := b.adverts()
 			s.RxAdverts, s.LazyAdverts = s.RxAdverts+n, s.LazyAdverts+n
-			s.KernelTimer = !b.off
+			s.KernelTimer = !b.off.Load()
 			s.RingWakeups, s.TimerWatchdogs = b.rings.Load(), b.watchdogs.Load()
 		}
 	}

@@ -14,10 +14,10 @@ import (
 // most DemandRefresh apart, bound how late that is, so that a peer that
 // turns periodic is read within a second (hasync-spec §4.12, Reading),
 // although the refresh that used to be that turn now leaves only every
-// 7.5–10 s. Here the election does not tick and nothing asks the console:
+// 3.75–5 s. Here the election does not tick and nothing asks the console:
 // a datagram sent to the port is read at the member's own turn, within
 // DemandRefresh (twice that asserted: a loaded machine's timer may be
-// late; without the turns it waited for the next refresh, up to 10 s).
+// late; without the turns it waited for the next refresh, up to 5 s).
 func TestDemandTurnReadsWithinDemandRefresh(t *testing.T) {
 	needGroupSockets(t)
 	a, _ := newDemandPair(t, nil)

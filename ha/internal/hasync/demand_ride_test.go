@@ -11,7 +11,7 @@ import (
 // wake-ups three advertisement intervals apart (a VRRP backup that reads
 // its master's adverts lazily), with a window of one spacing and a
 // quarter, then sends about as many refreshes as the member's own timer
-// would (one per 8.75 s on average once the announcement's repeats are
+// would (one per 4.4 s on average once the announcement's repeats are
 // done), and no two more than DemandIdleRefresh apart. Every turn rides a
 // wake-up too, none more than DemandRefresh after the previous one, and
 // most send nothing.
@@ -61,10 +61,10 @@ func TestDemandRideKeepsSchedule(t *testing.T) {
 	if own != 0 || ownTurns != 0 {
 		t.Errorf("%d refreshes and %d turns on the member's own timer, want all in the election's wake-ups (%d refreshes, %d turns)", own, ownTurns, n, turns)
 	}
-	// The own timer's mean is 8.75 s (75–100 % of DemandIdleRefresh): 14
-	// in 120 s, 17 at the shortest spacing.
+	// The own timer's mean is 4.4 s (75–100 % of DemandIdleRefresh): 28
+	// in 120 s, 33 at the shortest spacing.
 	if most := uint64(span/(DemandIdleRefresh*3/4)) + 1; n > most {
-		t.Errorf("%d refreshes in %v riding wake-ups %v apart, want at most %d (one per 7.5 s)",
+		t.Errorf("%d refreshes in %v riding wake-ups %v apart, want at most %d (one per 3.75 s)",
 			n, span, time.Duration(gap), most)
 	}
 	if least := uint64(span / time.Second); turns < least {

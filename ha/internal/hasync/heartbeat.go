@@ -63,12 +63,17 @@ const (
 	// DemandRepeats: with the announcement, four heartbeats carry a
 	// change; a peer misses all four at 5 % loss with probability 6e-6.
 	DemandRepeats = 3
-	// DemandIdleRefresh is how often (jittered, and at most a third of
+	// DemandIdleRefresh is how often (jittered, and at most a seventh of
 	// DeadInterval) a member in demand mode repeats its heartbeat once the
 	// repeats are done, so that the dead interval never runs out on a peer
-	// from its silence: at least three in any DeadInterval (35 s), with
-	// the digest at least once (30 s + 10 %).
-	DemandIdleRefresh = 10 * time.Second
+	// from its silence or from loss: at least seven in any DeadInterval
+	// (35 s), with the digest at least once (30 s + 10 %); all seven lost
+	// at 5 % loss is 8e-10 a window, at 10 % 1e-7 (less than once a year;
+	// with three, about once in 18 days at 5 %).
+	DemandIdleRefresh = 5 * time.Second
+	// demandIdleShare: the idle refresh is at most DeadInterval divided by
+	// this (DemandIdleRefresh's seven per DeadInterval).
+	demandIdleShare = 7
 	// ReadBack is how long a heartbeat verdict reached on time waits, so
 	// that the owner loop reads what already waits in its socket first
 	// (see checkLiveness). It adds that much to every detection.
@@ -168,8 +173,8 @@ func (m *Machine) announce() {
 // demandSpacing is the interval, before jitter, to the refresh after one
 // sent now at transmit interval tx: DemandRefresh while the announcement
 // is repeated, DemandIdleRefresh after, never shorter than tx (a peer's
-// RxInterval is a floor) and never longer than a third of DeadInterval
-// (a peer must hear something before it runs out).
+// RxInterval is a floor) and never longer than a seventh of DeadInterval
+// (a peer must hear enough before it runs out, loss included).
 func (m *Machine) demandSpacing(tx int64) int64 {
 	if m.hb.burst > 0 {
 		m.hb.burst--
@@ -177,7 +182,7 @@ func (m *Machine) demandSpacing(tx int64) int64 {
 	if m.hb.burst > 0 {
 		return max(int64(DemandRefresh), tx)
 	}
-	return min(max(int64(DemandIdleRefresh), tx), int64(m.cfg.DeadInterval)/3)
+	return min(max(int64(DemandIdleRefresh), tx), int64(m.cfg.DeadInterval)/demandIdleShare)
 }
 
 // heartbeatOn reports whether this member sends heartbeats.

@@ -95,7 +95,7 @@ func TestHeartbeatAlignNeverFaster(t *testing.T) {
 }
 
 // A member in demand mode sends its refresh (the announcement's repeats a
-// second apart, then one about every 8.75 s) and takes its turns (at most
+// second apart, then one about every 4.4 s) and takes its turns (at most
 // a second apart) in a wake-up of its election when they fall due within
 // the window asked for, never on a timer of its own: an idle pair at the
 // default then wakes for its advertisements only. Without AlignDemand

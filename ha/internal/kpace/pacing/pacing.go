@@ -15,6 +15,7 @@ package pacing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -48,7 +50,7 @@ type Mode struct {
 
 // ParseMode reads "timer" or "uringN".
 func ParseMode(s string) (Mode, error) {
-	if s == "timer" {
+	if s == "timer" || s == "inline" {
 		return Mode{Name: s}, nil
 	}
 	for _, k := range []struct {
@@ -63,7 +65,7 @@ func ParseMode(s string) (Mode, error) {
 			}
 		}
 	}
-	return Mode{}, fmt.Errorf("pacing: mode %q: want timer, uringN, uringeN, tfdN or tfdeN, N in 1..%d", s, kpace.MaxBatch)
+	return Mode{}, fmt.Errorf("pacing: mode %q: want timer, inline, uringN, uringeN, tfdN or tfdeN, N in 1..%d", s, kpace.MaxBatch)
 }
 
 // Result is one mode's cost over the measured span.
@@ -284,6 +286,9 @@ func Child(role string, interval time.Duration, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if m.Name == "inline" {
+		return sendInline(fd, pkt, interval, stop, w)
+	}
 	if m.Batch == 0 {
 		return sendTimer(fd, pkt, interval, stop, w)
 	}
@@ -316,6 +321,54 @@ func sendTimer(fd int, pkt []byte, interval time.Duration, stop chan os.Signal, 
 		}
 		at = role.NextPeriodic(at, now, interval)
 		t.Set(at)
+	}
+}
+
+// sendInline is the least a Go process can do per advert while waking
+// for each: one goroutine stays in one RawConn.Read of a periodic timerfd
+// and sends from the read's callback, so a wake-up is the poller's return,
+// the read and the send, with no channel or second goroutine (timer's
+// deadline.Timer hands each tick to the loop over a channel).
+func sendInline(fd int, pkt []byte, interval time.Duration, stop chan os.Signal, w io.Writer) error {
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	iv := unix.NsecToTimespec(int64(interval))
+	if err := unix.TimerfdSettime(tfd, 0, &unix.ItimerSpec{Interval: iv, Value: iv}, nil); err != nil {
+		unix.Close(tfd)
+		return err
+	}
+	f := os.NewFile(uintptr(tfd), "timerfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	fmt.Fprintln(w, "sending inline")
+	errc := make(chan error, 1)
+	go func() {
+		var ticks uint64
+		var serr error
+		rerr := rc.Read(func(t uintptr) bool {
+			_, _, e := unix.RawSyscall(unix.SYS_READ, t, uintptr(unsafe.Pointer(&ticks)), 8)
+			if e == 0 {
+				if serr = runner.SendTo(fd, pkt, vrrp.Group, 0); serr != nil {
+					return true
+				}
+			}
+			return false
+		})
+		errc <- errors.Join(serr, rerr)
+	}()
+	select {
+	case <-stop:
+		f.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		f.Close()
+		return err
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 
 func main() {
 	fs := flag.NewFlagSet("pacing", flag.ExitOnError)
-	modes := fs.String("modes", "timer,uring10,uring3", "comma-separated: timer, uringN (N sends per chain)")
+	modes := fs.String("modes", "timer,uring10,uring3", "comma-separated: timer, inline, uringN (N sends per chain)")
 	interval := fs.Duration("interval", 100*time.Millisecond, "advert interval")
 	settle := fs.Duration("settle", 3*time.Second, "time before measuring")
 	span := fs.Duration("span", 30*time.Second, "measured span")

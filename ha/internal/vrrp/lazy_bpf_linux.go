@@ -64,6 +64,10 @@ type bpfHooks struct {
 	refuse    bool // the program cannot be loaded: the classic path
 	skipStart bool // the program never starts the timer: the watchdog's case
 	startFail bool // bpf_timer_start's call is replaced by its failure (-ENOMEM)
+	// tear: so many of drain's next reads of the map come out torn, the
+	// new count with the previous arrival (the kernel copies the value
+	// while the program writes it on another CPU).
+	tear int
 }
 
 // bpfLazy is the kernel-timer path of the lazy socket (owner goroutine,
@@ -332,7 +336,7 @@ func (b *bpfLazy) drain(handle func(rxEvent)) {
 	if fired {
 		b.owns = false // the kernel's timer ran out: the process's from here
 	}
-	if err := ebpf.Lookup(b.state, unsafe.Pointer(&b.key), unsafe.Pointer(&b.st)); err != nil {
+	if err := b.read(); err != nil {
 		b.fault("reading the kernel's state failed", err)
 		return
 	}
@@ -434,4 +438,35 @@ func (b *bpfLazy) adverts() uint64 {
 		return 0
 	}
 	return st.count
+}
+
+// read copies the map's value into b.st. The kernel copies it without a
+// lock while the program may be writing it on another CPU, so a copy can
+// pair a new count with the previous arrival: the machine would then count
+// its Master_Down_Timer from the advert before the newest, and with
+// adverts two seconds or more apart the watchdog's wake-up could act on
+// that earlier deadline, before the master is due. Two copies in a row
+// that agree are one state (the count only grows); at most a few tries,
+// the last copy kept (a program rewriting it that often is a flood, and
+// the next wake-up reads again).
+func (b *bpfLazy) read() error {
+	prev := b.st.newest
+	var last bpfState
+	for try := 0; try < 4; try++ {
+		last = b.st
+		if err := ebpf.Lookup(b.state, unsafe.Pointer(&b.key), unsafe.Pointer(&b.st)); err != nil {
+			return err
+		}
+		if b.hooks.tear > 0 {
+			b.hooks.tear--
+			b.st.newest = prev
+		}
+		if try > 0 && b.st.count == last.count && b.st.newest == last.newest {
+			return nil
+		}
+		if try == 0 && b.st.count == b.seen {
+			return nil // nothing new: nothing the machine would be handed
+		}
+	}
+	return nil
 }

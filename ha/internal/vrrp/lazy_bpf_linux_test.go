@@ -327,3 +327,42 @@ func (l *loLab) packetEvery(prio uint8, id, cs uint16) []byte {
 	}
 	return append(p[:20], pay...)
 }
+
+// A torn copy of the map (the new count with the previous advert's
+// arrival: the kernel copies the value while the program writes it on
+// another CPU) must not reach the machine: it would count its
+// Master_Down_Timer from the advert before the newest.
+func TestKernelTimerTornRead(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{})
+	out := make([]Action, 0, 8)
+	handle := func(e rxEvent) { out, _ = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	// Adverts at 1 s: nothing runs out while the test sends.
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: time.Second}}
+	ev.n = uint8(copy(ev.pkt[:], l.packetEvery(200, 1, 100)))
+	handle(ev)
+	send := func(id uint16, want uint64) {
+		l.sendPkt(l.packetEvery(200, id, 100))
+		for end := time.Now().Add(5 * time.Second); b.adverts() < want; time.Sleep(time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("the kernel did not count advert %d within 5 s", id)
+			}
+		}
+	}
+	send(5, 1)
+	b.drain(handle) // hands the first repeat
+	time.Sleep(100 * time.Millisecond)
+	sent := l.z.now()
+	send(6, 2)
+	b.hooks.tear = 1
+	arrived := time.Duration(-1)
+	b.drain(func(e rxEvent) {
+		if e.Kind == EvAdvert {
+			arrived = e.Arrived
+		}
+		handle(e)
+	})
+	if arrived < sent {
+		t.Errorf("handed the newest advert at %v, before it was sent (%v): the previous advert's arrival from a torn copy", arrived, sent)
+	}
+}

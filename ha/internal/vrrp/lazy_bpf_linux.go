@@ -93,6 +93,7 @@ type bpfLazy struct {
 	marker  rxEvent // what a ring wake-up sends the loop: a timer event
 
 	rings, watchdogs atomic.Uint64
+	closed           uint64 // the kernel's count when the map was closed (under mu)
 	// mu keeps close from reusing the map's descriptor number under a
 	// lookup of Stats (another map's larger value would be copied out).
 	mu sync.Mutex
@@ -180,6 +181,12 @@ func (b *bpfLazy) close() {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// Kept: Stats' counters must not go backwards once the map is gone.
+	var key uint32
+	var st bpfState
+	if b.state >= 0 && ebpf.Lookup(b.state, unsafe.Pointer(&key), unsafe.Pointer(&st)) == nil {
+		b.closed = st.count
+	}
 	for _, fd := range []int{b.state, b.btf} {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -434,7 +441,10 @@ func (b *bpfLazy) adverts() uint64 {
 	var st bpfState
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.state < 0 || ebpf.Lookup(b.state, unsafe.Pointer(&key), unsafe.Pointer(&st)) != nil {
+	if b.state < 0 {
+		return b.closed
+	}
+	if ebpf.Lookup(b.state, unsafe.Pointer(&key), unsafe.Pointer(&st)) != nil {
 		return 0
 	}
 	return st.count

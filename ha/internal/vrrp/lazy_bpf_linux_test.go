@@ -366,3 +366,31 @@ func TestKernelTimerTornRead(t *testing.T) {
 		t.Errorf("handed the newest advert at %v, before it was sent (%v): the previous advert's arrival from a torn copy", arrived, sent)
 	}
 }
+
+// The adverts the kernel counted stay in Stats after the runner stopped
+// and closed the map: counters never go backwards (a monitoring system
+// reads a drop as a wrap or a restart).
+func TestKernelTimerCountSurvivesClose(t *testing.T) {
+	l, o, b, _ := kernelLo(t, bpfHooks{})
+	r := l.z.r
+	r.lz.Store(l.z)
+	out := make([]Action, 0, 8)
+	handle := func(e rxEvent) { out, _ = o.Handle(l.z.now(), e, out[:0]) }
+	handle(rxEvent{Event: Event{Kind: EvStartup}})
+	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: time.Second}}
+	ev.n = uint8(copy(ev.pkt[:], l.packetEvery(200, 1, 100)))
+	handle(ev)
+	l.sendPkt(l.packetEvery(200, 5, 100))
+	for end := time.Now().Add(5 * time.Second); b.adverts() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the kernel did not count the template's repeat within 5 s")
+		}
+	}
+	before := r.Stats()
+	b.close()
+	after := r.Stats()
+	if after.LazyAdverts < before.LazyAdverts || after.RxAdverts < before.RxAdverts {
+		t.Errorf("after close: lazy %d rx %d, before %d and %d: the kernel's count was dropped",
+			after.LazyAdverts, after.RxAdverts, before.LazyAdverts, before.RxAdverts)
+	}
+}

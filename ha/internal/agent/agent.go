@@ -80,7 +80,6 @@ type Agent struct {
 	hold        *holdQueue  // the registrar's (nil: replies are not held for a peer's ack), for the console
 	stopElector context.CancelFunc
 	linkDown    map[string]bool // tracked interfaces seen down
-	trackedPrio uint8           // the election priority tracking set (0: none yet, the configured one)
 	reload      chan reloadReq
 	done        chan struct{}                   // closed when the owner loop has returned
 	onReady     func()                          // test hook

@@ -429,23 +429,12 @@ func (a *Agent) linkEvent(ev datapath.LinkEvent) {
 	if !tracked {
 		return
 	}
-	prio := int(v.Priority)
-	for _, tr := range v.TrackInterfaces {
-		if a.linkDown[tr.Interface] {
-			if tr.Weight == 0 {
-				prio = 1
-				break
-			}
-			prio -= tr.Weight
-		}
-	}
-	prio = max(prio, 1)
+	prio := a.currentPriority()
 	a.log.Info("tracked interface changed", "if", ev.Name, "up", up, "priority", prio)
-	a.grp.elector.SetPriority(uint8(prio))
+	a.grp.elector.SetPriority(prio)
 	// The heartbeat carries it too, and the fast takeover ranks this member
 	// by it (peerDown): the standbys' order must be the election's.
-	a.trackedPrio = uint8(prio)
 	if a.grp.m != nil {
-		a.grp.m.SetHeartbeatPriority(a.trackedPrio)
+		a.grp.m.SetHeartbeatPriority(prio)
 	}
 }

@@ -75,13 +75,25 @@ func electionPriority(cfg *config.Config) uint8 {
 	return 0
 }
 
-// currentPriority is this member's election priority now: the one
-// interface tracking set last, else the configured one (owner goroutine).
+// currentPriority is this member's election priority now (owner
+// goroutine): the configured one, less VRRP interface tracking's weights
+// for the tracked interfaces seen down (a weight of 0 resigns: 1), never
+// below 1.
 func (a *Agent) currentPriority() uint8 {
-	if a.trackedPrio != 0 {
-		return a.trackedPrio
+	v := &a.cfg.VRRP
+	if !v.Enabled || len(v.TrackInterfaces) == 0 {
+		return electionPriority(a.cfg)
 	}
-	return electionPriority(a.cfg)
+	prio := int(v.Priority)
+	for _, tr := range v.TrackInterfaces {
+		if a.linkDown[tr.Interface] {
+			if tr.Weight == 0 {
+				return 1
+			}
+			prio -= tr.Weight
+		}
+	}
+	return uint8(max(prio, 1))
 }
 
 // silenceHearer is the fast failure detector's hook of an election

@@ -182,11 +182,7 @@ func (b *bpfLazy) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	// Kept: Stats' counters must not go backwards once the map is gone.
-	var key uint32
-	var st bpfState
-	if b.state >= 0 && ebpf.Lookup(b.state, unsafe.Pointer(&key), unsafe.Pointer(&st)) == nil {
-		b.closed = st.count
-	}
+	b.closed = b.countLocked()
 	for _, fd := range []int{b.state, b.btf} {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -437,15 +433,21 @@ func (b *bpfLazy) adverts() uint64 {
 	if b == nil {
 		return 0
 	}
-	var key uint32
-	var st bpfState
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.countLocked()
+}
+
+// countLocked is the kernel's count, or the one kept when the map was
+// closed (b.mu held).
+func (b *bpfLazy) countLocked() uint64 {
 	if b.state < 0 {
 		return b.closed
 	}
+	var key uint32
+	var st bpfState
 	if ebpf.Lookup(b.state, unsafe.Pointer(&key), unsafe.Pointer(&st)) != nil {
-		return 0
+		return b.closed
 	}
 	return st.count
 }

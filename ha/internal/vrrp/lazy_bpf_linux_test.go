@@ -32,6 +32,18 @@ func kernelLo(t *testing.T, hooks bpfHooks) (*loLab, *owner, *bpfLazy, chan rxEv
 	return l, &owner{m: m, lz: l.z}, b, ring
 }
 
+// sendCounted sends the template's repeat with IP id (priority 200, 1 s
+// adverts) and waits until the kernel has counted want adverts.
+func sendCounted(t *testing.T, l *loLab, b *bpfLazy, id uint16, want uint64) {
+	t.Helper()
+	l.sendPkt(l.packetEvery(200, id, 100))
+	for end := time.Now().Add(5 * time.Second); b.adverts() < want; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the kernel did not count advert %d within 5 s (%d of %d)", id, b.adverts(), want)
+		}
+	}
+}
+
 func waitRing(t *testing.T, ring chan rxEvent) rxEvent {
 	t.Helper()
 	select {
@@ -201,12 +213,7 @@ func TestKernelTimerCallWithoutMarker(t *testing.T) {
 	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: time.Second}}
 	ev.n = uint8(copy(ev.pkt[:], l.packetEvery(200, 1, 100)))
 	handle(ev)
-	l.sendPkt(l.packetEvery(200, 5, 100))
-	for end := time.Now().Add(5 * time.Second); b.adverts() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("the kernel did not count the template's repeat within 5 s")
-		}
-	}
+	sendCounted(t, l, b, 5, 1)
 	b.drain(handle) // a wake-up before the timer runs out: the kernel owns it
 	if !b.owns || dl != m.deadline()+bpfWatchdog {
 		t.Fatalf("after the handing: owns %v, loop deadline %v, machine's %v: want the watchdog's", b.owns, dl, m.deadline())
@@ -341,19 +348,11 @@ func TestKernelTimerTornRead(t *testing.T) {
 	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: time.Second}}
 	ev.n = uint8(copy(ev.pkt[:], l.packetEvery(200, 1, 100)))
 	handle(ev)
-	send := func(id uint16, want uint64) {
-		l.sendPkt(l.packetEvery(200, id, 100))
-		for end := time.Now().Add(5 * time.Second); b.adverts() < want; time.Sleep(time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatalf("the kernel did not count advert %d within 5 s", id)
-			}
-		}
-	}
-	send(5, 1)
+	sendCounted(t, l, b, 5, 1)
 	b.drain(handle) // hands the first repeat
 	time.Sleep(100 * time.Millisecond)
 	sent := l.z.now()
-	send(6, 2)
+	sendCounted(t, l, b, 6, 2)
 	b.hooks.tear = 1
 	arrived := time.Duration(-1)
 	b.drain(func(e rxEvent) {
@@ -380,12 +379,7 @@ func TestKernelTimerCountSurvivesClose(t *testing.T) {
 	ev := rxEvent{Event: Event{Kind: EvAdvert, Src: l.src, Priority: 200, Interval: time.Second}}
 	ev.n = uint8(copy(ev.pkt[:], l.packetEvery(200, 1, 100)))
 	handle(ev)
-	l.sendPkt(l.packetEvery(200, 5, 100))
-	for end := time.Now().Add(5 * time.Second); b.adverts() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatal("the kernel did not count the template's repeat within 5 s")
-		}
-	}
+	sendCounted(t, l, b, 5, 1)
 	before := r.Stats()
 	b.close()
 	after := r.Stats()

@@ -227,7 +227,7 @@ func (r *report) inProcess() error {
 	if len(ns) == 0 {
 		return fmt.Errorf("no BenchmarkRegistration result line in the go test output: %s", tail(out))
 	}
-	med := median(ns)
+	med := failover.Median(ns)
 	r.p("Parse → authenticate → replay check → binding table → reply with authenticator, 10,000 nodes in one\n")
 	r.p("pool, a fresh Identification each time; one goroutine (one core).\n\n")
 	r.p("| figure | value | goal |\n| --- | --- | --- |\n")
@@ -724,15 +724,6 @@ func quoteArgs(a []string) []string {
 		out[i] = s
 	}
 	return out
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func joinF(v []float64, f string) string {

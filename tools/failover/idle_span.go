@@ -45,7 +45,7 @@ func idleRatios(ws []IdleWindow) []IdleRatio {
 		if len(r.Ratios) == 0 {
 			continue
 		}
-		r.Median, r.HagentMedCP, r.KeepMedCP = median(r.Ratios), median(hs), median(ks)
+		r.Median, r.HagentMedCP, r.KeepMedCP = Median(r.Ratios), Median(hs), Median(ks)
 		out = append(out, r)
 	}
 	return out
@@ -60,8 +60,8 @@ func findMember(ms []IdleMember, impl, role string) (IdleMember, bool) {
 	return IdleMember{}, false
 }
 
-// median of xs (not modified); 0 for none.
-func median(xs []float64) float64 {
+// Median of xs (not modified); 0 for none.
+func Median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
